@@ -1,0 +1,150 @@
+//! `bakeoff doctor`: engines, models and the machine fingerprint.
+
+use crate::cli::{DoctorArgs, Global};
+use crate::printer::Printer;
+use bakeoff::domain::units::human_bytes;
+use bakeoff::engines::discovery;
+use bakeoff::system::Fingerprint;
+use serde_json::json;
+use std::process::ExitCode;
+
+pub fn run(global: &Global, args: &DoctorArgs, printer: Printer) -> anyhow::Result<ExitCode> {
+    let engines = discovery::discover(global.engine_path.as_deref());
+    let store = super::open_store(global)?;
+    let models_dir = bakeoff::system::paths::models_dir();
+    let mut models = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&models_dir) {
+        let mut paths: Vec<_> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            printer.status(format!(
+                "hashing {} (cached after the first time)",
+                path.display()
+            ));
+            models.push(store.model(&path)?);
+        }
+    }
+    let fingerprint = Fingerprint::collect();
+    let server_found = engines
+        .iter()
+        .any(|e| e.tools.iter().any(|t| t == "llama-server"));
+
+    if args.json {
+        let doc = json!({
+            "engines": engines,
+            "models": models,
+            "models_dir": models_dir,
+            "database": store.path(),
+            "system": fingerprint,
+            "ok": server_found && !models.is_empty(),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print_engines(&engines);
+        print_models(&models, &models_dir);
+        print_system(&fingerprint);
+        println!("\nDatabase: {}", store.path().display());
+    }
+    if !server_found {
+        eprintln!("error: no usable engine: llama-server was not found");
+        eprintln!(
+            "hint: run scripts/setup (builds llama.cpp into {}), or pass --engine-path",
+            bakeoff::system::paths::engines_dir().display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    if models.is_empty() {
+        eprintln!("error: no model found in {}", models_dir.display());
+        eprintln!("hint: run scripts/setup to install SmolLM2-135M and Gemma 3 270M");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_engines(engines: &[discovery::LlamaCppInstall]) {
+    println!("Engines:");
+    if engines.is_empty() {
+        println!("  (none found)");
+    }
+    for engine in engines {
+        let build = engine
+            .build_number
+            .map(|b| format!("build {b}"))
+            .unwrap_or_else(|| "build ?".into());
+        println!(
+            "  llama.cpp {} ({build}, commit {}) [{}]\n    {}\n    tools: {}",
+            engine.version.as_deref().unwrap_or("?"),
+            engine.commit.as_deref().unwrap_or("?"),
+            engine.source,
+            engine.bin_dir.display(),
+            engine.tools.join(", ")
+        );
+        if let Some(built) = &engine.built_with {
+            println!("    {built}");
+        }
+    }
+}
+
+fn print_models(models: &[bakeoff::store::ModelRow], dir: &std::path::Path) {
+    println!("\nModels ({}):", dir.display());
+    if models.is_empty() {
+        println!("  (none)");
+    }
+    for model in models {
+        let name = std::path::Path::new(&model.path)
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let arch = model
+            .summary
+            .get("architecture")
+            .and_then(|a| a.as_str())
+            .unwrap_or("?");
+        let params = model
+            .summary
+            .get("parameters")
+            .and_then(|p| p.as_u64())
+            .map(|p| format!("{:.0}M params", p as f64 / 1e6))
+            .unwrap_or_default();
+        println!(
+            "  {name}\n    {}  {arch}  {params}\n    sha256 {}",
+            human_bytes(model.size),
+            model.sha256
+        );
+    }
+}
+
+fn print_system(fp: &Fingerprint) {
+    println!("\nSystem ({}):", fp.hash());
+    println!("  CPU        {} ({} cores)", fp.cpu_model, fp.cpu_cores);
+    println!("  RAM        {}", human_bytes(fp.ram_bytes));
+    if fp.gpus.is_empty() {
+        println!("  GPUs       none found (nvidia-smi, amdgpu sysfs)");
+    }
+    for gpu in &fp.gpus {
+        let memory = gpu
+            .memory_bytes
+            .map(human_bytes)
+            .unwrap_or_else(|| "?".into());
+        println!("  GPU        {} ({memory}, via {})", gpu.name, gpu.source);
+    }
+    println!("  OS         {} (kernel {}, {})", fp.os, fp.kernel, fp.arch);
+    println!(
+        "  governor   {}",
+        fp.cpu_governor.as_deref().unwrap_or("n/a")
+    );
+    println!(
+        "  THP        {}",
+        fp.transparent_hugepages.as_deref().unwrap_or("n/a")
+    );
+    println!(
+        "  swappiness {}",
+        fp.swappiness
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "n/a".into())
+    );
+}

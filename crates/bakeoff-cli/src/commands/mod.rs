@@ -1,0 +1,49 @@
+//! One module per subcommand. Each resolves its arguments, calls the library, and prints.
+
+mod doctor;
+mod runs;
+mod serve;
+
+use crate::cli::{Cli, Command, Global};
+use crate::printer::Printer;
+use bakeoff::store::Store;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let printer = Printer::new(cli.global.quiet);
+    match cli.command {
+        Command::Doctor(args) => doctor::run(&cli.global, &args, printer),
+        Command::Serve(args) => serve::run(&cli.global, &args, printer),
+        Command::Runs(command) => runs::run(&cli.global, command),
+    }
+}
+
+pub fn db_path(global: &Global) -> PathBuf {
+    global
+        .db
+        .clone()
+        .unwrap_or_else(bakeoff::system::paths::default_db)
+}
+
+pub fn open_store(global: &Global) -> bakeoff::Result<Store> {
+    Store::open(&db_path(global))
+}
+
+/// A model argument: a path, or a bare file name found in the model cache.
+pub fn resolve_model(path: &Path) -> PathBuf {
+    if path.exists() || path.components().count() > 1 {
+        return path.to_path_buf();
+    }
+    let cached = bakeoff::system::paths::models_dir().join(path);
+    if cached.exists() {
+        cached
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// The command line as typed, for the runs table.
+pub fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}

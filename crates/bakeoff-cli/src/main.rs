@@ -1,0 +1,36 @@
+//! The `bakeoff` binary: parse arguments, run one command, print errors with their hints.
+
+mod cli;
+mod commands;
+mod printer;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    bakeoff::engines::process::install_handlers();
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(error) => report(&error),
+    }
+}
+
+/// Print an error as one `error:` line (plus an optional `hint:` line) and pick the exit code.
+fn report(error: &anyhow::Error) -> ExitCode {
+    // A closed stdout (`bakeoff runs list | head`) is not a failure.
+    if let Some(io) = error.downcast_ref::<std::io::Error>() {
+        if io.kind() == std::io::ErrorKind::BrokenPipe {
+            return ExitCode::SUCCESS;
+        }
+    }
+    eprintln!("error: {error}");
+    let mut code = 1;
+    if let Some(error) = error.downcast_ref::<bakeoff::Error>() {
+        if let Some(hint) = error.hint() {
+            eprintln!("hint: {hint}");
+        }
+        code = error.exit_code();
+    }
+    ExitCode::from(code as u8)
+}

@@ -1,0 +1,8 @@
+//! The vocabulary of bakeoff as plain data: engine configurations, units and metric names.
+//! Nothing here performs I/O.
+
+pub mod config;
+pub mod units;
+
+pub use config::EngineConfig;
+pub use units::Unit;

@@ -1,0 +1,235 @@
+//! Supervised child processes. Each engine runs in its own process group with stdout and stderr
+//! in a log file. It is stopped (SIGTERM to the group, SIGKILL after a grace period) when its
+//! handle is dropped, when bakeoff receives SIGINT/SIGTERM/SIGHUP, or when bakeoff panics; on Linux
+//! the kernel also kills it if bakeoff itself is killed (`PR_SET_PDEATHSIG`).
+
+use crate::{Error, Result};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Mutex, Once};
+use std::time::{Duration, Instant};
+
+/// Pids (= process-group ids) of every live supervised child, for the signal and panic paths.
+static LIVE: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+static INSTALL: Once = Once::new();
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// The signal number once SIGINT/SIGTERM/SIGHUP arrived. Long-running commands check it to record
+/// the run as interrupted and exit; the signal thread exits the process itself if they do not
+/// within 5 s.
+pub fn interrupted() -> Option<i32> {
+    Some(SIGNAL.load(Ordering::SeqCst)).filter(|&s| s != 0)
+}
+
+/// How long a child gets between SIGTERM and SIGKILL.
+pub const GRACE: Duration = Duration::from_secs(5);
+
+/// Install the SIGINT/SIGTERM/SIGHUP handler and the panic hook that stop every supervised child.
+/// Idempotent; [`Supervised::spawn`] calls it, and commands call it at start.
+pub fn install_handlers() {
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            previous(info);
+            stop_all();
+        }));
+        let signals = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+        if let Ok(mut signals) = signal_hook::iterator::Signals::new(signals) {
+            std::thread::spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    SIGNAL.store(signal, Ordering::SeqCst);
+                    let stopped = stop_all();
+                    if stopped > 0 {
+                        eprintln!("bakeoff: interrupted; stopped {stopped} engine process(es)");
+                    }
+                    // Give the main thread a moment to record what it was doing, then leave.
+                    std::thread::sleep(Duration::from_secs(5));
+                    std::process::exit(128 + signal);
+                }
+            });
+        }
+    });
+}
+
+/// Stop every registered child; returns how many there were.
+pub fn stop_all() -> usize {
+    let pids: Vec<i32> = LIVE
+        .lock()
+        .map(|mut live| std::mem::take(&mut *live))
+        .unwrap_or_default();
+    for &pid in &pids {
+        terminate_group(pid, GRACE);
+    }
+    pids.len()
+}
+
+fn signal_group(pid: i32, signal: i32) {
+    // SAFETY: sending a signal to a process group we created; failure (already gone) is harmless.
+    unsafe {
+        libc::kill(-pid, signal);
+    }
+}
+
+/// Reap `pid` if it has exited; true once it is gone.
+fn reaped(pid: i32) -> bool {
+    let mut status = 0;
+    // SAFETY: waitpid on our own child with WNOHANG never blocks.
+    let result = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    result == pid || result == -1
+}
+
+/// SIGTERM the group, wait up to `grace` for the leader, then SIGKILL the group and reap it.
+fn terminate_group(pid: i32, grace: Duration) {
+    signal_group(pid, libc::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if reaped(pid) {
+            signal_group(pid, libc::SIGKILL); // any stragglers in the group
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal_group(pid, libc::SIGKILL);
+    let mut status = 0;
+    // SAFETY: blocking reap of our own child after SIGKILL.
+    unsafe {
+        libc::waitpid(pid, &mut status, 0);
+    }
+}
+
+fn register(pid: i32) {
+    if let Ok(mut live) = LIVE.lock() {
+        live.push(pid);
+    }
+}
+
+/// Remove `pid` from the registry; false when the signal path already took it.
+fn unregister(pid: i32) -> bool {
+    LIVE.lock()
+        .map(|mut live| {
+            let before = live.len();
+            live.retain(|&p| p != pid);
+            live.len() != before
+        })
+        .unwrap_or(false)
+}
+
+/// A child process bakeoff owns. Dropping it stops it.
+#[derive(Debug)]
+pub struct Supervised {
+    child: Child,
+    pid: i32,
+    program: String,
+    log_path: PathBuf,
+    exit: Option<ExitStatus>,
+}
+
+impl Supervised {
+    /// Start `program args...` (an argument vector, never a shell string) in a new process group,
+    /// appending its stdout and stderr to `log_path`.
+    pub fn spawn(program: &Path, args: &[String], log_path: &Path) -> Result<Self> {
+        install_handlers();
+        if let Some(dir) = log_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .map_err(|e| Error::io(log_path, e))?;
+        let log_err = log.try_clone().map_err(|e| Error::io(log_path, e))?;
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .process_group(0);
+        // SAFETY: prctl is async-signal-safe; it asks the kernel to SIGKILL the child if we die.
+        unsafe {
+            command.pre_exec(|| {
+                #[cfg(target_os = "linux")]
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(|e| {
+            Error::engine(format!("cannot start {}: {e}", program.display()))
+                .with_hint("check the engine path; `bakeoff doctor` lists the engines it finds")
+        })?;
+        let pid = child.id() as i32;
+        register(pid);
+        Ok(Supervised {
+            child,
+            pid,
+            program: program.display().to_string(),
+            log_path: log_path.to_path_buf(),
+            exit: None,
+        })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// The exit status if the child has exited (it is reaped then).
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                unregister(self.pid);
+                self.exit = Some(status);
+            }
+        }
+        self.exit
+    }
+
+    /// Stop the child: SIGTERM to its group, SIGKILL after `grace`. Idempotent.
+    pub fn stop(&mut self, grace: Duration) {
+        if self.try_wait().is_some() || !unregister(self.pid) {
+            return;
+        }
+        terminate_group(self.pid, grace);
+        self.exit = self.child.try_wait().ok().flatten();
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        self.stop(GRACE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_kills_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("sleep.log");
+        // A shell that ignores SIGTERM and has a grandchild: both must be gone after stop().
+        let args = vec![
+            "-c".to_string(),
+            "trap '' TERM; sleep 300 & echo started; wait".to_string(),
+        ];
+        let mut child = Supervised::spawn(Path::new("/bin/sh"), &args, &log).unwrap();
+        let pid = child.pid();
+        child.stop(Duration::from_millis(200));
+        assert!(child.try_wait().is_some(), "leader must be reaped");
+        assert!(!crate::system::lock::pid_alive(pid));
+        // The group is empty: signalling it fails with ESRCH.
+        // SAFETY: probing a process group with signal 0.
+        let group_alive = unsafe { libc::kill(-pid, 0) } == 0;
+        assert!(!group_alive, "grandchild survived");
+    }
+}

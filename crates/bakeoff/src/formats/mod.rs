@@ -1,0 +1,5 @@
+//! Parsers for what engines and models hand us: GGUF files, server-sent-event and NDJSON streams,
+//! llama-bench JSON. Every parser of untrusted bytes returns errors naming the position at fault.
+
+pub mod gguf;
+pub mod sse;

@@ -1,0 +1,18 @@
+//! bakeoff finds the fastest *faithful* way to run an LLM on given hardware, and keeps the evidence.
+//!
+//! The library is layered as in `DESIGN.md`; each module depends only on those listed before it:
+//! [`domain`] (no I/O) → [`formats`] → [`system`] → [`engines`] → [`measure`] → [`store`] → [`report`].
+
+pub mod domain;
+pub mod engines;
+pub mod error;
+pub mod formats;
+pub mod measure;
+pub mod report;
+pub mod store;
+pub mod system;
+
+pub use error::{Error, Result};
+
+/// The version recorded with every run.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,1 @@
+//! Measurement: sweep expansion, scheduling, statistics, load generation, noise detection.

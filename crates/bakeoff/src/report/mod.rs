@@ -1,0 +1,1 @@
+//! Reports: tables, CSV/JSON/JSONL, Markdown and HTML.

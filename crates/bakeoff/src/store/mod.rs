@@ -1,0 +1,623 @@
+//! The result store: one SQLite file in WAL mode. Every row says what produced it (engine, model
+//! hash, config flags, system fingerprint, bakeoff version), and every sample is committed the
+//! moment it is measured, so a crash or kill keeps everything measured before it.
+
+mod schema;
+
+use crate::domain::{EngineConfig, Unit};
+use crate::engines::discovery::LlamaCppInstall;
+use crate::system::Fingerprint;
+use crate::{Error, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// A run as listed by `bakeoff runs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    pub id: i64,
+    pub kind: String,
+    pub command: String,
+    pub bakeoff_version: String,
+    pub tag: Option<String>,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub status: String,
+    pub error: Option<String>,
+    pub trials: i64,
+    pub samples: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelRow {
+    pub id: i64,
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    pub summary: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SampleRow {
+    pub metric: String,
+    pub value: f64,
+    pub unit: String,
+    pub source: String,
+    pub seq: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialRow {
+    pub id: i64,
+    pub config_hash: Option<String>,
+    pub flags: Option<serde_json::Value>,
+    pub engine: Option<String>,
+    pub model_sha256: Option<String>,
+    pub workload: serde_json::Value,
+    pub repetition: i64,
+    pub status: String,
+    pub note: Option<String>,
+    pub samples: Vec<SampleRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogRow {
+    pub trial_id: Option<i64>,
+    pub path: String,
+    pub excerpt: String,
+    pub fatal_lines: serde_json::Value,
+}
+
+/// Everything stored about one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunDetail {
+    pub run: RunRow,
+    pub params: serde_json::Value,
+    pub system: Option<serde_json::Value>,
+    pub trials: Vec<TrialRow>,
+    pub logs: Vec<LogRow>,
+}
+
+/// A trial about to be measured.
+pub struct NewTrial<'a> {
+    pub config: Option<&'a EngineConfig>,
+    pub engine_id: Option<i64>,
+    pub model_id: Option<i64>,
+    pub workload: &'a serde_json::Value,
+    pub repetition: u32,
+}
+
+impl Store {
+    /// Open (creating if needed) the database at `path` and bring its schema up to date.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let err = |source| Error::Store {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, source: rusqlite::Error) -> Error {
+        Error::Store {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The schema version (number of migrations applied).
+    pub fn schema_version(&self) -> Result<usize> {
+        self.conn
+            .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+            .map(|v| v as usize)
+            .map_err(|e| self.err(e))
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let current = self.schema_version()?;
+        if current > schema::MIGRATIONS.len() {
+            return Err(Error::input(format!(
+                "database {} has schema version {current}, newer than this bakeoff ({}); upgrade bakeoff",
+                self.path.display(),
+                schema::MIGRATIONS.len()
+            )));
+        }
+        for (index, sql) in schema::MIGRATIONS.iter().enumerate().skip(current) {
+            let tx = self.conn.transaction().map_err(|e| Error::Store {
+                path: self.path.clone(),
+                source: e,
+            })?;
+            tx.execute_batch(sql).map_err(|e| Error::Store {
+                path: self.path.clone(),
+                source: e,
+            })?;
+            tx.pragma_update(None, "user_version", (index + 1) as i64)
+                .map_err(|e| Error::Store {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
+            tx.commit().map_err(|e| Error::Store {
+                path: self.path.clone(),
+                source: e,
+            })?;
+        }
+        Ok(())
+    }
+
+    pub fn system_id(&self, fingerprint: &Fingerprint) -> Result<i64> {
+        self.conn
+            .execute(
+                "INSERT INTO systems (hash, fingerprint) VALUES (?1, ?2) ON CONFLICT (hash) DO NOTHING",
+                params![fingerprint.hash(), fingerprint.to_json()],
+            )
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .query_row(
+                "SELECT id FROM systems WHERE hash = ?1",
+                [fingerprint.hash()],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn engine_id(
+        &self,
+        kind: &str,
+        path: &str,
+        install: Option<&LlamaCppInstall>,
+        version: Option<&str>,
+    ) -> Result<i64> {
+        let version = version
+            .map(str::to_string)
+            .or_else(|| install.and_then(|i| i.version.clone()))
+            .unwrap_or_default();
+        self.conn
+            .execute(
+                "INSERT INTO engines (kind, path, version, build_number, commit_id, built_with) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (kind, path, version) DO NOTHING",
+                params![
+                    kind,
+                    path,
+                    version,
+                    install.and_then(|i| i.build_number).map(|b| b as i64),
+                    install.and_then(|i| i.commit.clone()),
+                    install.and_then(|i| i.built_with.clone()),
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .query_row(
+                "SELECT id FROM engines WHERE kind = ?1 AND path = ?2 AND version = ?3",
+                params![kind, path, version],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// The stored record of a model file, hashing it (and reading its GGUF summary) only when the
+    /// path, size or modification time is new.
+    pub fn model(&self, path: &Path) -> Result<ModelRow> {
+        let canonical = path.canonicalize().map_err(|e| Error::io(path, e))?;
+        let meta = std::fs::metadata(&canonical).map_err(|e| Error::io(&canonical, e))?;
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let path_text = canonical.display().to_string();
+        let lookup = |store: &Store| {
+            store
+                .conn
+                .query_row(
+                    "SELECT id, sha256, summary FROM models WHERE path = ?1 AND size = ?2 AND mtime = ?3",
+                    params![path_text, meta.len() as i64, mtime],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
+                )
+                .optional()
+                .map_err(|e| store.err(e))
+        };
+        if let Some((id, sha256, summary)) = lookup(self)? {
+            let summary = serde_json::from_str(&summary).unwrap_or_default();
+            return Ok(ModelRow {
+                id,
+                path: path_text,
+                size: meta.len(),
+                sha256,
+                summary,
+            });
+        }
+        let sha256 = sha256_file(&canonical)?;
+        let summary = crate::formats::gguf::GgufFile::open(&canonical)
+            .map(|f| model_summary(&f))
+            .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }));
+        self.conn
+            .execute(
+                "INSERT INTO models (path, size, mtime, sha256, summary) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![path_text, meta.len() as i64, mtime, sha256, summary.to_string()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(ModelRow {
+            id: self.conn.last_insert_rowid(),
+            path: path_text,
+            size: meta.len(),
+            sha256,
+            summary,
+        })
+    }
+
+    pub fn config_id(&self, config: &EngineConfig) -> Result<i64> {
+        self.conn
+            .execute(
+                "INSERT INTO configs (hash, flags) VALUES (?1, ?2) ON CONFLICT (hash) DO NOTHING",
+                params![config.hash(), config.canonical_json()],
+            )
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .query_row(
+                "SELECT id FROM configs WHERE hash = ?1",
+                [config.hash()],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Record the start of a run; returns its id.
+    pub fn begin_run(
+        &self,
+        kind: &str,
+        command: &str,
+        system_id: i64,
+        tag: Option<&str>,
+        params: &serde_json::Value,
+    ) -> Result<i64> {
+        self.conn
+            .execute(
+                "INSERT INTO runs (kind, command, bakeoff_version, system_id, tag, params) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![kind, command, crate::VERSION, system_id, tag, params.to_string()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Record the end of a run: `ok`, `failed` (with the error) or `interrupted`.
+    pub fn end_run(&self, run_id: i64, status: &str, error: Option<&str>) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET status = ?2, error = ?3, ended_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+                params![run_id, status, error],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn begin_trial(&self, run_id: i64, trial: &NewTrial) -> Result<i64> {
+        let config_id = trial.config.map(|c| self.config_id(c)).transpose()?;
+        self.conn
+            .execute(
+                "INSERT INTO trials (run_id, config_id, engine_id, model_id, workload, repetition) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![run_id, config_id, trial.engine_id, trial.model_id, trial.workload.to_string(), trial.repetition],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn end_trial(&self, trial_id: i64, status: &str, note: Option<&str>) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE trials SET status = ?2, note = ?3, ended_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+                params![trial_id, status, note],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Store one measured value, committed at once.
+    pub fn sample(
+        &self,
+        trial_id: i64,
+        metric: &str,
+        value: f64,
+        unit: Unit,
+        source: &str,
+        seq: usize,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO samples (trial_id, metric, value, unit, source, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![trial_id, metric, value, unit.as_str(), source, seq as i64],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Keep an excerpt of an engine log (its fatal lines and last lines) with the run.
+    pub fn engine_log(&self, run_id: i64, trial_id: Option<i64>, path: &Path) -> Result<()> {
+        let fatal = crate::engines::fatal::scan_file(path);
+        let excerpt = crate::engines::fatal::tail(path, 40).join("\n");
+        self.conn
+            .execute(
+                "INSERT INTO engine_logs (run_id, trial_id, path, excerpt, fatal_lines) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![run_id, trial_id, path.display().to_string(), excerpt, serde_json::to_string(&fatal).unwrap_or_default()],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn runs(&self, limit: usize) -> Result<Vec<RunRow>> {
+        let sql = format!("{RUN_SELECT} ORDER BY r.id DESC LIMIT ?1");
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([limit as i64], run_row)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Resolve a run reference: a number, `last`, or a tag (newest run with it).
+    pub fn resolve_run(&self, reference: &str) -> Result<i64> {
+        let found: Option<i64> = if reference == "last" {
+            self.conn
+                .query_row("SELECT max(id) FROM runs", [], |r| r.get(0))
+                .map_err(|e| self.err(e))?
+        } else if let Ok(id) = reference.parse::<i64>() {
+            self.conn
+                .query_row("SELECT id FROM runs WHERE id = ?1", [id], |r| r.get(0))
+                .optional()
+                .map_err(|e| self.err(e))?
+        } else {
+            self.conn
+                .query_row(
+                    "SELECT max(id) FROM runs WHERE tag = ?1",
+                    [reference],
+                    |r| r.get(0),
+                )
+                .map_err(|e| self.err(e))?
+        };
+        found.ok_or_else(|| {
+            Error::input(format!("no run '{reference}' in {}", self.path.display()))
+                .with_hint("`bakeoff runs list` shows the stored runs")
+        })
+    }
+
+    pub fn run_detail(&self, run_id: i64) -> Result<RunDetail> {
+        let sql = format!("{RUN_SELECT} WHERE r.id = ?1");
+        let run = self
+            .conn
+            .query_row(&sql, [run_id], run_row)
+            .map_err(|e| self.err(e))?;
+        let (params_text, system): (String, Option<String>) = self
+            .conn
+            .query_row(
+                "SELECT r.params, s.fingerprint FROM runs r LEFT JOIN systems s ON s.id = r.system_id WHERE r.id = ?1",
+                [run_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(RunDetail {
+            run,
+            params: serde_json::from_str(&params_text).unwrap_or_default(),
+            system: system.and_then(|s| serde_json::from_str(&s).ok()),
+            trials: self.trials(run_id)?,
+            logs: self.logs(run_id)?,
+        })
+    }
+
+    pub fn trials(&self, run_id: i64) -> Result<Vec<TrialRow>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT t.id, c.hash, c.flags, e.kind || ' ' || coalesce(e.version, ''), m.sha256, t.workload, t.repetition, t.status, t.note
+                 FROM trials t LEFT JOIN configs c ON c.id = t.config_id LEFT JOIN engines e ON e.id = t.engine_id
+                 LEFT JOIN models m ON m.id = t.model_id WHERE t.run_id = ?1 ORDER BY t.id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok(TrialRow {
+                    id: r.get(0)?,
+                    config_hash: r.get(1)?,
+                    flags: r
+                        .get::<_, Option<String>>(2)?
+                        .and_then(|f| serde_json::from_str(&f).ok()),
+                    engine: r.get(3)?,
+                    model_sha256: r.get(4)?,
+                    workload: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+                    repetition: r.get(6)?,
+                    status: r.get(7)?,
+                    note: r.get(8)?,
+                    samples: Vec::new(),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        let mut trials: Vec<TrialRow> = rows
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))?;
+        for trial in &mut trials {
+            trial.samples = self.samples(trial.id)?;
+        }
+        Ok(trials)
+    }
+
+    pub fn samples(&self, trial_id: i64) -> Result<Vec<SampleRow>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT metric, value, unit, source, seq FROM samples WHERE trial_id = ?1 ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([trial_id], |r| {
+                Ok(SampleRow {
+                    metric: r.get(0)?,
+                    value: r.get(1)?,
+                    unit: r.get(2)?,
+                    source: r.get(3)?,
+                    seq: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    fn logs(&self, run_id: i64) -> Result<Vec<LogRow>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT trial_id, path, excerpt, fatal_lines FROM engine_logs WHERE run_id = ?1 ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok(LogRow {
+                    trial_id: r.get(0)?,
+                    path: r.get(1)?,
+                    excerpt: r.get(2)?,
+                    fatal_lines: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Direct access for modules that add their own queries.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+const RUN_SELECT: &str = "SELECT r.id, r.kind, r.command, r.bakeoff_version, r.tag, r.started_at, r.ended_at, r.status, r.error,
+    (SELECT count(*) FROM trials t WHERE t.run_id = r.id),
+    (SELECT count(*) FROM samples s JOIN trials t ON t.id = s.trial_id WHERE t.run_id = r.id)
+    FROM runs r";
+
+fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        command: r.get(2)?,
+        bakeoff_version: r.get(3)?,
+        tag: r.get(4)?,
+        started_at: r.get(5)?,
+        ended_at: r.get(6)?,
+        status: r.get(7)?,
+        error: r.get(8)?,
+        trials: r.get(9)?,
+        samples: r.get(10)?,
+    })
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// The metadata summary stored with a model: architecture, name, sizes, context length.
+pub fn model_summary(file: &crate::formats::gguf::GgufFile) -> serde_json::Value {
+    let params: u64 = file.tensors.iter().map(|t| t.elements()).sum();
+    serde_json::json!({
+        "architecture": file.architecture(),
+        "name": file.get_str("general.name"),
+        "file_type": file.get_u64("general.file_type"),
+        "parameters": params,
+        "tensors": file.tensors.len(),
+        "context_length": file.get_u64(&file.arch_key("context_length")),
+        "block_count": file.get_u64(&file.arch_key("block_count")),
+        "gguf_version": file.version,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_survive_reopening_and_runs_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("b.db");
+        let store = Store::open(&db).unwrap();
+        assert_eq!(store.schema_version().unwrap(), schema::MIGRATIONS.len());
+        let system = store.system_id(&Fingerprint::collect()).unwrap();
+        let run = store
+            .begin_run(
+                "bench",
+                "bakeoff bench",
+                system,
+                Some("base"),
+                &serde_json::json!({}),
+            )
+            .unwrap();
+        let config = EngineConfig::default().with_flag("-ctk", "q8_0");
+        let workload = serde_json::json!({"tg": 32});
+        let trial = store
+            .begin_trial(
+                run,
+                &NewTrial {
+                    config: Some(&config),
+                    engine_id: None,
+                    model_id: None,
+                    workload: &workload,
+                    repetition: 0,
+                },
+            )
+            .unwrap();
+        store
+            .sample(trial, "tg", 101.5, Unit::TokensPerSecond, "client", 0)
+            .unwrap();
+        drop(store); // no end_run: as if the process died
+
+        let store = Store::open(&db).unwrap();
+        let runs = store.runs(10).unwrap();
+        assert_eq!(
+            (runs[0].id, runs[0].status.as_str(), runs[0].samples),
+            (run, "running", 1)
+        );
+        assert_eq!(store.resolve_run("base").unwrap(), run);
+        let detail = store.run_detail(run).unwrap();
+        assert_eq!(detail.trials[0].samples[0].value, 101.5);
+        assert_eq!(
+            detail.trials[0].config_hash.as_deref(),
+            Some(config.hash().as_str())
+        );
+        assert!(store.resolve_run("nope").is_err());
+    }
+}

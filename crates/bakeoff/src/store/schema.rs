@@ -1,0 +1,84 @@
+//! Schema migrations. `PRAGMA user_version` holds the number of migrations applied; each entry
+//! here is applied once, in order, inside a transaction. Append; never edit a released entry.
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the foundation tables.
+    r#"
+    CREATE TABLE systems (
+        id INTEGER PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        fingerprint TEXT NOT NULL,
+        first_seen TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    CREATE TABLE engines (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        path TEXT NOT NULL,
+        version TEXT,
+        build_number INTEGER,
+        commit_id TEXT,
+        built_with TEXT,
+        UNIQUE (kind, path, version)
+    );
+    CREATE TABLE models (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        UNIQUE (path, size, mtime)
+    );
+    CREATE TABLE configs (
+        id INTEGER PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        flags TEXT NOT NULL
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        command TEXT NOT NULL,
+        bakeoff_version TEXT NOT NULL,
+        system_id INTEGER REFERENCES systems(id),
+        tag TEXT,
+        params TEXT NOT NULL DEFAULT '{}',
+        started_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        ended_at TEXT,
+        status TEXT NOT NULL DEFAULT 'running',
+        error TEXT
+    );
+    CREATE TABLE trials (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        config_id INTEGER REFERENCES configs(id),
+        engine_id INTEGER REFERENCES engines(id),
+        model_id INTEGER REFERENCES models(id),
+        workload TEXT NOT NULL DEFAULT '{}',
+        repetition INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL DEFAULT 'running',
+        note TEXT,
+        started_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        ended_at TEXT
+    );
+    CREATE INDEX trials_run ON trials(run_id);
+    CREATE TABLE samples (
+        id INTEGER PRIMARY KEY,
+        trial_id INTEGER NOT NULL REFERENCES trials(id),
+        metric TEXT NOT NULL,
+        value REAL NOT NULL,
+        unit TEXT NOT NULL,
+        source TEXT NOT NULL,
+        seq INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX samples_trial ON samples(trial_id);
+    CREATE TABLE engine_logs (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        trial_id INTEGER REFERENCES trials(id),
+        path TEXT NOT NULL,
+        excerpt TEXT NOT NULL,
+        fatal_lines TEXT NOT NULL DEFAULT '[]',
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    "#,
+];
