@@ -78,6 +78,7 @@ impl LlamaCppInstall {
                     None => (rest, ""),
                 };
                 self.version = Some(head.to_string());
+                (self.build_number, self.commit) = (None, None);
                 for part in paren.split(',').map(str::trim) {
                     if let Some(build) = part.strip_prefix("build ") {
                         self.build_number = build.trim().parse().ok();

@@ -4,7 +4,7 @@
 //! the kernel also kills it if bakeoff itself is killed (`PR_SET_PDEATHSIG`).
 
 use crate::{Error, Result};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 /// Pids (= process-group ids) of every live supervised child, for the signal and panic paths.
 static LIVE: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 static INSTALL: Once = Once::new();
+/// Held by [`stop_all`] while it stops children, so a thread that finds its child already taken
+/// can wait for the stop to finish instead of exiting while the engine still runs.
+static STOPPING: Mutex<()> = Mutex::new(());
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 /// The signal number once SIGINT/SIGTERM/SIGHUP arrived. Long-running commands check it to record
@@ -55,6 +58,7 @@ pub fn install_handlers() {
 
 /// Stop every registered child; returns how many there were.
 pub fn stop_all() -> usize {
+    let _stopping = STOPPING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let pids: Vec<i32> = LIVE
         .lock()
         .map(|mut live| std::mem::take(&mut *live))
@@ -72,31 +76,35 @@ fn signal_group(pid: i32, signal: i32) {
     }
 }
 
-/// Reap `pid` if it has exited; true once it is gone.
-fn reaped(pid: i32) -> bool {
+/// Reap `pid` if it has exited: `Some(raw wait status)` once it is gone (`None` status if another
+/// thread reaped it first).
+fn reaped(pid: i32) -> Option<Option<i32>> {
     let mut status = 0;
     // SAFETY: waitpid on our own child with WNOHANG never blocks.
-    let result = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-    result == pid || result == -1
+    match unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } {
+        0 => None,
+        -1 => Some(None),
+        _ => Some(Some(status)),
+    }
 }
 
 /// SIGTERM the group, wait up to `grace` for the leader, then SIGKILL the group and reap it.
-fn terminate_group(pid: i32, grace: Duration) {
+/// Returns the leader's raw wait status when this call reaped it.
+fn terminate_group(pid: i32, grace: Duration) -> Option<i32> {
     signal_group(pid, libc::SIGTERM);
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
-        if reaped(pid) {
+        if let Some(status) = reaped(pid) {
             signal_group(pid, libc::SIGKILL); // any stragglers in the group
-            return;
+            return status;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     signal_group(pid, libc::SIGKILL);
     let mut status = 0;
     // SAFETY: blocking reap of our own child after SIGKILL.
-    unsafe {
-        libc::waitpid(pid, &mut status, 0);
-    }
+    let result = unsafe { libc::waitpid(pid, &mut status, 0) };
+    (result == pid).then_some(status)
 }
 
 fn register(pid: i32) {
@@ -184,7 +192,7 @@ impl Supervised {
 
     /// The exit status if the child has exited (it is reaped then).
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        if self.exit.is_none() {
+        if self.exit.is_none() && !self.reaped_elsewhere() {
             if let Ok(Some(status)) = self.child.try_wait() {
                 unregister(self.pid);
                 self.exit = Some(status);
@@ -193,13 +201,29 @@ impl Supervised {
         self.exit
     }
 
+    /// True when the signal or panic path stopped (and reaped) this child.
+    fn reaped_elsewhere(&mut self) -> bool {
+        let registered = LIVE.lock().map(|live| live.contains(&self.pid)).unwrap_or(true);
+        if !registered {
+            // stop_all took it: wait until it has finished stopping it.
+            drop(STOPPING.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+            self.exit = Some(ExitStatus::from_raw(libc::SIGKILL));
+        }
+        !registered
+    }
+
     /// Stop the child: SIGTERM to its group, SIGKILL after `grace`. Idempotent.
     pub fn stop(&mut self, grace: Duration) {
-        if self.try_wait().is_some() || !unregister(self.pid) {
+        if self.try_wait().is_some() {
             return;
         }
-        terminate_group(self.pid, grace);
-        self.exit = self.child.try_wait().ok().flatten();
+        if !unregister(self.pid) {
+            self.reaped_elsewhere();
+            return;
+        }
+        let raw = terminate_group(self.pid, grace);
+        // The child was reaped by waitpid above; record its status (SIGKILL if unknown).
+        self.exit = Some(ExitStatus::from_raw(raw.unwrap_or(libc::SIGKILL)));
     }
 }
 
@@ -212,6 +236,23 @@ impl Drop for Supervised {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pids of non-zombie processes in process group `pgid` (zombies have exited; they only wait
+    /// for init to reap them).
+    fn live_group_members(pgid: i32) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            // fields[0] = state, fields[2] = pgrp
+            if fields.len() > 2 && fields[2] == pgid.to_string() && fields[0] != "Z" {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
 
     #[test]
     fn drop_kills_the_whole_group() {
@@ -227,9 +268,6 @@ mod tests {
         child.stop(Duration::from_millis(200));
         assert!(child.try_wait().is_some(), "leader must be reaped");
         assert!(!crate::system::lock::pid_alive(pid));
-        // The group is empty: signalling it fails with ESRCH.
-        // SAFETY: probing a process group with signal 0.
-        let group_alive = unsafe { libc::kill(-pid, 0) } == 0;
-        assert!(!group_alive, "grandchild survived");
+        assert!(live_group_members(pid).is_empty(), "grandchild survived: {:?}", live_group_members(pid));
     }
 }

@@ -1,0 +1,144 @@
+//! Shared helpers for integration tests: the real binary with an isolated database and lock, the
+//! real models set-up installs, and bounded waits on child processes.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        Sandbox { dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("bakeoff.db")
+    }
+
+    /// `bakeoff` with this sandbox's database and lock file.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bakeoff"));
+        cmd.env("BAKEOFF_DB", self.db()).env("BAKEOFF_LOCK", self.dir.path().join("measure.lock")).env_remove("BAKEOFF_FAULT");
+        cmd
+    }
+}
+
+fn cache_home() -> PathBuf {
+    std::env::var_os("BAKEOFF_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/bakeoff"))
+}
+
+fn installed(relative: &str) -> PathBuf {
+    let path = cache_home().join(relative);
+    assert!(path.exists(), "{} is missing: run `scripts/setup` (make test does) to install the engine and models", path.display());
+    path
+}
+
+/// SmolLM2-135M-Instruct Q4_1, installed by scripts/setup.
+pub fn smollm() -> PathBuf {
+    installed("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// Gemma 3 270M Q4_K_M, installed by scripts/setup.
+pub fn gemma() -> PathBuf {
+    installed("models/gemma-3-270m-q4_k_m.gguf")
+}
+
+pub fn llama_bin(tool: &str) -> PathBuf {
+    installed(&format!("engines/llama.cpp-b11434-cpu/bin/{tool}"))
+}
+
+/// Wait for `child` to exit, killing it and failing the test after `limit`.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Run to completion with a time limit; returns (status, stdout, stderr).
+pub fn run(mut cmd: Command, limit: Duration) -> (ExitStatus, String, String) {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn bakeoff");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let err = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let status = wait_exit(&mut child, limit);
+    (status, out.join().unwrap(), err.join().unwrap())
+}
+
+/// A `bakeoff serve` that has printed its ready line.
+pub struct Served {
+    pub child: Child,
+    pub ready: serde_json::Value,
+    pub stderr: std::thread::JoinHandle<String>,
+}
+
+impl Served {
+    pub fn engine_pid(&self) -> i32 {
+        self.ready["pid"].as_i64().expect("pid in ready line") as i32
+    }
+
+    pub fn url(&self) -> String {
+        self.ready["url"].as_str().expect("url").to_string()
+    }
+}
+
+/// Start `bakeoff serve --json` with `extra` args and wait (bounded) for its ready line.
+pub fn serve(mut cmd: Command, extra: &[&str]) -> Served {
+    cmd.args(["serve", "--json", "--model"]).arg(smollm()).args(extra);
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn bakeoff serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let stderr = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(120)).expect("no ready line within 120 s");
+    let ready: serde_json::Value = match serde_json::from_str(&line) {
+        Ok(v) => v,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("serve did not print a ready line; got {line:?}; stderr: {}", stderr.join().unwrap());
+        }
+    };
+    Served { child, ready, stderr }
+}
+
+pub fn pid_alive(pid: i32) -> bool {
+    bakeoff_alive(pid)
+}
+
+fn bakeoff_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only probes for existence.
+    if unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    // A zombie has exited: it only waits to be reaped.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+}
+
+pub fn signal(pid: u32, signal: i32) {
+    // SAFETY: sending a signal to a child process this test started.
+    unsafe {
+        libc::kill(pid as i32, signal);
+    }
+}
