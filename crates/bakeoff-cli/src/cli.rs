@@ -42,6 +42,14 @@ pub enum Command {
         after_help = "Examples:\n  bakeoff serve --model SmolLM2-135M-Instruct.Q4_1.gguf\n  bakeoff serve --model m.gguf --port 8080 -- -c 8192 -fa on -ctk q8_0 -ctv q8_0\n  bakeoff serve --url http://127.0.0.1:11434   # attach: detect the server, manage nothing"
     )]
     Serve(ServeArgs),
+    /// Sweep engine settings and measure pp/tg through a real server (or llama-bench) with honest statistics.
+    #[command(after_help = BENCH_EXAMPLES)]
+    Bench(BenchArgs),
+    /// Compare two runs: ratio with bootstrap CI, Mann-Whitney U, verdict, and what differs.
+    #[command(
+        after_help = "Examples:\n  bakeoff compare 3 4\n  bakeoff compare baseline candidate --json\n  bakeoff compare last~llama-bench last   # in-process vs through-server"
+    )]
+    Compare(CompareArgs),
     /// List and show stored runs.
     #[command(
         subcommand,
@@ -110,4 +118,139 @@ pub enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+const BENCH_EXAMPLES: &str = "Examples:
+  bakeoff bench -m SmolLM2-135M-Instruct.Q4_1.gguf -p 64 -n 32 -r 5
+  bakeoff bench -m model.gguf -ctk f16,q8_0,q4_0 -ctv f16,q8_0,q4_0 -fa on -n 64 -d 0,2048
+  bakeoff bench -m model.gguf --spec-type none,ngram-mod --prompts natural,code -n 128
+  bakeoff bench -m model.gguf -t 1-2 -b 128-512*2 --dry-run
+  bakeoff bench -m model.gguf -ctk f16,q8_0 --engine llama-bench -p 64 -n 32
+  bakeoff bench --config experiment.toml --ci-target 2 --max-reps 20
+  bakeoff bench --resume 12
+
+Every parameter takes a comma list or a llama-bench range (first-last, first-last+step, first-last*mult).";
+
+#[derive(Args, Debug, Default)]
+pub struct BenchArgs {
+    /// GGUF model (a bare file name is looked up in the model cache).
+    #[arg(long, short = 'm', value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// TOML experiment file; command-line values override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// K cache type(s) (-ctk).
+    #[arg(long = "ctk", value_name = "TYPES")]
+    pub cache_type_k: Option<String>,
+    /// V cache type(s) (-ctv).
+    #[arg(long = "ctv", value_name = "TYPES")]
+    pub cache_type_v: Option<String>,
+    /// Flash attention: on, off, auto (-fa).
+    #[arg(long = "fa", value_name = "on|off|auto")]
+    pub flash_attn: Option<String>,
+    /// Logical batch size(s).
+    #[arg(short = 'b', long = "batch-size", value_name = "N")]
+    pub batch: Option<String>,
+    /// Physical batch size(s) (-ub).
+    #[arg(long = "ub", value_name = "N")]
+    pub ubatch: Option<String>,
+    /// Threads.
+    #[arg(short = 't', long = "threads", value_name = "N")]
+    pub threads: Option<String>,
+    /// GPU layers (-ngl).
+    #[arg(long = "ngl", value_name = "N")]
+    pub gpu_layers: Option<String>,
+    /// Parallel slots (-np; server only; default 1).
+    #[arg(long = "np", value_name = "N")]
+    pub parallel: Option<String>,
+    /// Context size (server only; default: what the tests need).
+    #[arg(short = 'c', long = "ctx-size", value_name = "N")]
+    pub ctx: Option<String>,
+    /// Draft model(s) for speculative decoding (-md; server only).
+    #[arg(long = "md", value_name = "FILE")]
+    pub draft_model: Option<String>,
+    /// Speculative decoding type(s): none, ngram-simple, ngram-map-k, ngram-map-k4v, ngram-mod, ngram-cache, draft-*.
+    #[arg(long = "spec-type", value_name = "TYPES")]
+    pub spec_type: Option<String>,
+    /// Maximum draft tokens.
+    #[arg(long = "spec-draft-n-max", value_name = "N")]
+    pub spec_draft_n_max: Option<String>,
+    /// Any other llama-server flag to sweep, as FLAG=VALUES (e.g. --spec-ngram-mod-n-min=2,4). Repeatable.
+    #[arg(long = "server-flag", value_name = "FLAG=VALUES")]
+    pub server_flags: Vec<String>,
+    /// Prompt tokens for pp tests.
+    #[arg(short = 'p', long = "n-prompt", value_name = "N")]
+    pub prompt: Option<String>,
+    /// Generated tokens for tg tests.
+    #[arg(short = 'n', long = "n-gen", value_name = "N")]
+    pub gen: Option<String>,
+    /// Context depth(s) before each test.
+    #[arg(short = 'd', long = "n-depth", value_name = "N")]
+    pub depth: Option<String>,
+    /// Prompt set(s): random, natural, code, or a text file.
+    #[arg(long, value_name = "SETS")]
+    pub prompts: Option<String>,
+    /// Repetitions per test (the minimum with --ci-target).
+    #[arg(short = 'r', long = "repetitions", value_name = "N")]
+    pub reps: Option<u32>,
+    /// Unmeasured warmup runs per test.
+    #[arg(long, value_name = "N")]
+    pub warmup: Option<u32>,
+    /// Repeat until the 95% CI of the median is within this many percent (e.g. 2 or 2%).
+    #[arg(long, value_name = "PCT")]
+    pub ci_target: Option<String>,
+    /// Upper bound on repetitions with --ci-target.
+    #[arg(long, value_name = "N")]
+    pub max_reps: Option<u32>,
+    /// llama-server (through the server) or llama-bench (in-process).
+    #[arg(long, value_name = "ENGINE")]
+    pub engine: Option<String>,
+    /// Print the plan (configs, tests, engine restarts) and exit.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Finish an interrupted run without repeating stored trials.
+    #[arg(long, value_name = "RUN")]
+    pub resume: Option<String>,
+    /// Wait (up to SECS, default 60) for a quiet machine before each trial; fail naming what is busy.
+    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "60")]
+    pub require_clean: Option<u64>,
+    /// Output format of the final table: md, csv, json, jsonl.
+    #[arg(short = 'o', long, default_value = "md", value_name = "FORMAT")]
+    pub output: String,
+    /// Tag for the run (usable wherever a run id is).
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Seconds to wait for each server to become healthy.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub health_timeout: u64,
+    /// Flags passed to every engine start as they are (after `--`).
+    #[arg(last = true, value_name = "ENGINE FLAGS")]
+    pub engine_args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Baseline run (id, `last`, or tag).
+    pub a: String,
+    /// Candidate run (id, `last`, or tag).
+    pub b: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// llama-bench spells some flags with one dash and several letters (`-ctk`); clap wants `--ctk`.
+pub fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
+    const MULTI_LETTER: [&str; 7] = ["-ctk", "-ctv", "-fa", "-ub", "-ngl", "-np", "-md"];
+    let mut passthrough = false;
+    args.map(|arg| {
+        if arg == "--" {
+            passthrough = true;
+        }
+        if !passthrough && MULTI_LETTER.contains(&arg.as_str()) {
+            format!("-{arg}")
+        } else {
+            arg
+        }
+    })
+    .collect()
 }

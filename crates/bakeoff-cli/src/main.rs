@@ -8,7 +8,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_from(cli::normalize_args(std::env::args()));
     bakeoff::engines::process::install_handlers();
     match commands::run(cli) {
         Ok(code) => code,

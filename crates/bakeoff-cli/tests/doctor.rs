@@ -14,10 +14,20 @@ fn doctor_reports_engine_models_and_fingerprint() {
     let (status, stdout, stderr) = run(cmd, Duration::from_secs(120));
     assert!(status.success(), "{stderr}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let engine = doc["engines"].as_array().unwrap().iter().find(|e| e["source"] == "cache").expect("cached engine");
+    let engine = doc["engines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["source"] == "cache")
+        .expect("cached engine");
     assert_eq!(engine["build_number"], 11434);
     assert!(engine["tools"].as_array().unwrap().len() == 4);
-    let shas: Vec<&str> = doc["models"].as_array().unwrap().iter().map(|m| m["sha256"].as_str().unwrap()).collect();
+    let shas: Vec<&str> = doc["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["sha256"].as_str().unwrap())
+        .collect();
     assert!(shas.contains(&"b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"));
     assert!(shas.contains(&"a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"));
     let system = &doc["system"];
@@ -30,7 +40,9 @@ fn doctor_reports_engine_models_and_fingerprint() {
 fn doctor_without_engine_fails_with_a_hint() {
     let sandbox = Sandbox::new();
     let mut cmd = sandbox.cmd();
-    cmd.env("BAKEOFF_HOME", sandbox.dir.path().join("empty")).env("PATH", "/usr/bin:/bin").arg("doctor");
+    cmd.env("BAKEOFF_HOME", sandbox.dir.path().join("empty"))
+        .env("PATH", "/usr/bin:/bin")
+        .arg("doctor");
     let (status, _, stderr) = run(cmd, Duration::from_secs(60));
     assert_eq!(status.code(), Some(1));
     assert!(stderr.contains("error: no usable engine"), "{stderr}");
@@ -41,8 +53,12 @@ fn doctor_without_engine_fails_with_a_hint() {
 fn engine_path_is_honoured() {
     let sandbox = Sandbox::new();
     let mut cmd = sandbox.cmd();
-    cmd.env("BAKEOFF_HOME", sandbox.dir.path().join("empty")).env("PATH", "/usr/bin:/bin");
-    cmd.arg("doctor").arg("--json").arg("--engine-path").arg(llama_bin("llama-server"));
+    cmd.env("BAKEOFF_HOME", sandbox.dir.path().join("empty"))
+        .env("PATH", "/usr/bin:/bin");
+    cmd.arg("doctor")
+        .arg("--json")
+        .arg("--engine-path")
+        .arg(llama_bin("llama-server"));
     let (_, stdout, _) = run(cmd, Duration::from_secs(60));
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(doc["engines"][0]["source"], "--engine-path");

@@ -8,9 +8,16 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn assert_engine_gone_after(signal_or_fault: &str, served: &mut Served) -> std::process::ExitStatus {
+fn assert_engine_gone_after(
+    signal_or_fault: &str,
+    served: &mut Served,
+) -> std::process::ExitStatus {
     let status = wait_exit(&mut served.child, LIMIT);
-    assert!(!pid_alive(served.engine_pid()), "llama-server (pid {}) outlived bakeoff after {signal_or_fault}", served.engine_pid());
+    assert!(
+        !pid_alive(served.engine_pid()),
+        "llama-server (pid {}) outlived bakeoff after {signal_or_fault}",
+        served.engine_pid()
+    );
     status
 }
 
@@ -39,8 +46,17 @@ fn ctrl_c_stops_the_engine_and_records_the_run() {
     let detail: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(detail["run"]["status"], "interrupted");
     assert_eq!(detail["run"]["kind"], "serve");
-    assert!(detail["params"]["model_sha256"].as_str().unwrap().starts_with("b179c952"));
-    assert!(detail["logs"][0]["excerpt"].as_str().unwrap().contains("server"), "engine log excerpt stored");
+    assert!(detail["params"]["model_sha256"]
+        .as_str()
+        .unwrap()
+        .starts_with("b179c952"));
+    assert!(
+        detail["logs"][0]["excerpt"]
+            .as_str()
+            .unwrap()
+            .contains("server"),
+        "engine log excerpt stored"
+    );
     assert!(detail["system"]["cpu_cores"].as_u64().unwrap() >= 1);
 }
 
@@ -61,7 +77,11 @@ fn an_error_after_start_stops_the_engine() {
     let mut served = serve(cmd, &[]);
     let status = assert_engine_gone_after("an error", &mut served);
     assert_eq!(status.code(), Some(1));
-    assert!(served.stderr.join().unwrap().contains("error: injected fault"));
+    assert!(served
+        .stderr
+        .join()
+        .unwrap()
+        .contains("error: injected fault"));
 }
 
 #[test]
@@ -80,10 +100,17 @@ fn port_in_use_is_one_clear_line() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     let mut cmd = sandbox.cmd();
-    cmd.args(["serve", "--model"]).arg(smollm()).args(["--port", &port]);
+    cmd.args(["serve", "--model"])
+        .arg(smollm())
+        .args(["--port", &port]);
     let (status, _, stderr) = run(cmd, LIMIT);
     assert_eq!(status.code(), Some(1));
-    assert!(stderr.contains(&format!("error: port {port} on 127.0.0.1 is already in use")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: port {port} on 127.0.0.1 is already in use"
+        )),
+        "{stderr}"
+    );
     assert!(stderr.contains("hint:"), "{stderr}");
 }
 
@@ -94,7 +121,10 @@ fn missing_model_is_one_clear_line() {
     cmd.args(["serve", "--model", "/nonexistent/model.gguf"]);
     let (status, _, stderr) = run(cmd, LIMIT);
     assert_eq!(status.code(), Some(2));
-    assert!(stderr.starts_with("error: model file not found: /nonexistent/model.gguf\n"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: model file not found: /nonexistent/model.gguf\n"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -107,9 +137,18 @@ fn engine_dying_during_start_names_its_fatal_line() {
     cmd.args(["serve", "--model"]).arg(&bogus);
     let (status, _, stderr) = run(cmd, LIMIT);
     assert_eq!(status.code(), Some(1));
-    let first = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
-    assert!(first.contains("llama-server exited during start-up"), "{stderr}");
-    assert!(first.to_lowercase().contains("failed to load model"), "fatal line not reported: {stderr}");
+    let first = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(
+        first.contains("llama-server exited during start-up"),
+        "{stderr}"
+    );
+    assert!(
+        first.to_lowercase().contains("failed to load model"),
+        "fatal line not reported: {stderr}"
+    );
     assert!(stderr.contains("hint: full engine log:"), "{stderr}");
 }
 
@@ -117,7 +156,9 @@ fn engine_dying_during_start_names_its_fatal_line() {
 fn unknown_engine_flag_fails_fast() {
     let sandbox = Sandbox::new();
     let mut cmd = sandbox.cmd();
-    cmd.args(["serve", "--model"]).arg(smollm()).args(["--", "--no-such-flag-here"]);
+    cmd.args(["serve", "--model"])
+        .arg(smollm())
+        .args(["--", "--no-such-flag-here"]);
     let (status, _, stderr) = run(cmd, LIMIT);
     assert_eq!(status.code(), Some(1));
     assert!(stderr.contains("exited during start-up"), "{stderr}");
@@ -133,15 +174,25 @@ fn attach_detects_llama_server_and_refuses_nothing_there() {
     assert!(status.success(), "{stderr}");
     let detected: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(detected["kind"], "llama-server");
-    assert!(detected["models"][0].as_str().unwrap().ends_with("SmolLM2-135M-Instruct.Q4_1.gguf"));
+    assert!(detected["models"][0]
+        .as_str()
+        .unwrap()
+        .ends_with("SmolLM2-135M-Instruct.Q4_1.gguf"));
     signal(served.child.id(), libc::SIGINT);
     wait_exit(&mut served.child, LIMIT);
 
     // Nothing listens on a port we just freed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut attach = sandbox.cmd();
     attach.args(["serve", "--url", &format!("http://127.0.0.1:{port}")]);
     let (status, _, stderr) = run(attach, LIMIT);
     assert_eq!(status.code(), Some(1));
-    assert!(stderr.contains("no llama-server, Ollama or OpenAI-compatible server answers there"), "{stderr}");
+    assert!(
+        stderr.contains("no llama-server, Ollama or OpenAI-compatible server answers there"),
+        "{stderr}"
+    );
 }

@@ -14,7 +14,9 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new() -> Self {
-        Sandbox { dir: tempfile::tempdir().expect("tempdir") }
+        Sandbox {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     pub fn db(&self) -> PathBuf {
@@ -24,7 +26,9 @@ impl Sandbox {
     /// `bakeoff` with this sandbox's database and lock file.
     pub fn cmd(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_bakeoff"));
-        cmd.env("BAKEOFF_DB", self.db()).env("BAKEOFF_LOCK", self.dir.path().join("measure.lock")).env_remove("BAKEOFF_FAULT");
+        cmd.env("BAKEOFF_DB", self.db())
+            .env("BAKEOFF_LOCK", self.dir.path().join("measure.lock"))
+            .env_remove("BAKEOFF_FAULT");
         cmd
     }
 }
@@ -32,12 +36,18 @@ impl Sandbox {
 fn cache_home() -> PathBuf {
     std::env::var_os("BAKEOFF_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/bakeoff"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/bakeoff")
+        })
 }
 
 fn installed(relative: &str) -> PathBuf {
     let path = cache_home().join(relative);
-    assert!(path.exists(), "{} is missing: run `scripts/setup` (make test does) to install the engine and models", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `scripts/setup` (make test does) to install the engine and models",
+        path.display()
+    );
     path
 }
 
@@ -72,7 +82,11 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
 
 /// Run to completion with a time limit; returns (status, stdout, stderr).
 pub fn run(mut cmd: Command, limit: Duration) -> (ExitStatus, String, String) {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn bakeoff");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn bakeoff");
     let stdout = child.stdout.take().expect("stdout");
     let stderr = child.stderr.take().expect("stderr");
     let out = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
@@ -100,8 +114,14 @@ impl Served {
 
 /// Start `bakeoff serve --json` with `extra` args and wait (bounded) for its ready line.
 pub fn serve(mut cmd: Command, extra: &[&str]) -> Served {
-    cmd.args(["serve", "--json", "--model"]).arg(smollm()).args(extra);
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn bakeoff serve");
+    cmd.args(["serve", "--json", "--model"])
+        .arg(smollm())
+        .args(extra);
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn bakeoff serve");
     let stdout = child.stdout.take().expect("stdout");
     let stderr = child.stderr.take().expect("stderr");
     let stderr = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
@@ -111,15 +131,24 @@ pub fn serve(mut cmd: Command, extra: &[&str]) -> Served {
         let _ = BufReader::new(stdout).read_line(&mut line);
         let _ = tx.send(line);
     });
-    let line = rx.recv_timeout(Duration::from_secs(120)).expect("no ready line within 120 s");
+    let line = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("no ready line within 120 s");
     let ready: serde_json::Value = match serde_json::from_str(&line) {
         Ok(v) => v,
         Err(_) => {
             let _ = child.kill();
-            panic!("serve did not print a ready line; got {line:?}; stderr: {}", stderr.join().unwrap());
+            panic!(
+                "serve did not print a ready line; got {line:?}; stderr: {}",
+                stderr.join().unwrap()
+            );
         }
     };
-    Served { child, ready, stderr }
+    Served {
+        child,
+        ready,
+        stderr,
+    }
 }
 
 pub fn pid_alive(pid: i32) -> bool {
@@ -133,7 +162,9 @@ fn bakeoff_alive(pid: i32) -> bool {
     }
     // A zombie has exited: it only waits to be reaped.
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    !stat
+        .rsplit_once(')')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
 }
 
 pub fn signal(pid: u32, signal: i32) {

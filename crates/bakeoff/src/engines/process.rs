@@ -58,7 +58,9 @@ pub fn install_handlers() {
 
 /// Stop every registered child; returns how many there were.
 pub fn stop_all() -> usize {
-    let _stopping = STOPPING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _stopping = STOPPING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let pids: Vec<i32> = LIVE
         .lock()
         .map(|mut live| std::mem::take(&mut *live))
@@ -138,6 +140,17 @@ impl Supervised {
     /// Start `program args...` (an argument vector, never a shell string) in a new process group,
     /// appending its stdout and stderr to `log_path`.
     pub fn spawn(program: &Path, args: &[String], log_path: &Path) -> Result<Self> {
+        Self::spawn_with_stdout(program, args, None, log_path)
+    }
+
+    /// As [`Supervised::spawn`], with stdout to its own file when `stdout_path` is given (for
+    /// tools that print results on stdout and logs on stderr).
+    pub fn spawn_with_stdout(
+        program: &Path,
+        args: &[String],
+        stdout_path: Option<&Path>,
+        log_path: &Path,
+    ) -> Result<Self> {
         install_handlers();
         if let Some(dir) = log_path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -147,13 +160,16 @@ impl Supervised {
             .append(true)
             .open(log_path)
             .map_err(|e| Error::io(log_path, e))?;
-        let log_err = log.try_clone().map_err(|e| Error::io(log_path, e))?;
+        let stdout = match stdout_path {
+            Some(path) => std::fs::File::create(path).map_err(|e| Error::io(path, e))?,
+            None => log.try_clone().map_err(|e| Error::io(log_path, e))?,
+        };
         let mut command = Command::new(program);
         command
             .args(args)
             .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
+            .stdout(stdout)
+            .stderr(log)
             .process_group(0);
         // SAFETY: prctl is async-signal-safe; it asks the kernel to SIGKILL the child if we die.
         unsafe {
@@ -203,10 +219,17 @@ impl Supervised {
 
     /// True when the signal or panic path stopped (and reaped) this child.
     fn reaped_elsewhere(&mut self) -> bool {
-        let registered = LIVE.lock().map(|live| live.contains(&self.pid)).unwrap_or(true);
+        let registered = LIVE
+            .lock()
+            .map(|live| live.contains(&self.pid))
+            .unwrap_or(true);
         if !registered {
             // stop_all took it: wait until it has finished stopping it.
-            drop(STOPPING.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+            drop(
+                STOPPING
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            );
             self.exit = Some(ExitStatus::from_raw(libc::SIGKILL));
         }
         !registered
@@ -242,9 +265,13 @@ mod tests {
     fn live_group_members(pgid: i32) -> Vec<i32> {
         let mut pids = Vec::new();
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
             let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-            let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
             let fields: Vec<&str> = rest.split_whitespace().collect();
             // fields[0] = state, fields[2] = pgrp
             if fields.len() > 2 && fields[2] == pgid.to_string() && fields[0] != "Z" {
@@ -268,6 +295,10 @@ mod tests {
         child.stop(Duration::from_millis(200));
         assert!(child.try_wait().is_some(), "leader must be reaped");
         assert!(!crate::system::lock::pid_alive(pid));
-        assert!(live_group_members(pid).is_empty(), "grandchild survived: {:?}", live_group_members(pid));
+        assert!(
+            live_group_members(pid).is_empty(),
+            "grandchild survived: {:?}",
+            live_group_members(pid)
+        );
     }
 }

@@ -782,7 +782,10 @@ mod tests {
         for cut in 0..needed {
             let err = GgufFile::read(&bytes[..cut], cut as u64).unwrap_err();
             // Only the tensor-extent check may point past the end: at the data that is missing.
-            assert!(err.offset <= cut as u64 || err.field.ends_with(" data"), "cut {cut}: {err}");
+            assert!(
+                err.offset <= cut as u64 || err.field.ends_with(" data"),
+                "cut {cut}: {err}"
+            );
             assert!(!err.field.is_empty());
         }
     }

@@ -1,1 +1,10 @@
-//! Measurement: sweep expansion, scheduling, statistics, load generation, noise detection.
+//! Measurement: sweep expansion and scheduling, prompts with exact token counts, the bench runner
+//! (through llama-server, or llama-bench in-process), statistics, noise detection and comparison.
+
+pub mod bench;
+pub mod compare;
+pub mod llama_bench;
+pub mod matrix;
+pub mod noise;
+pub mod prompts;
+pub mod stats;

@@ -1,1 +1,3 @@
-//! Reports: tables, CSV/JSON/JSONL, Markdown and HTML.
+//! Reports: bench tables (Markdown in llama-bench's shape, CSV, JSON, JSONL) and comparisons.
+
+pub mod table;

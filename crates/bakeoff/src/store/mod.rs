@@ -318,6 +318,17 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Mark a run as running again (`--resume`).
+    pub fn reopen_run(&self, run_id: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET status = 'running', error = NULL, ended_at = NULL WHERE id = ?1",
+                [run_id],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
     pub fn begin_trial(&self, run_id: i64, trial: &NewTrial) -> Result<i64> {
         let config_id = trial.config.map(|c| self.config_id(c)).transpose()?;
         self.conn
@@ -434,7 +445,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT t.id, c.hash, c.flags, e.kind || ' ' || coalesce(e.version, ''), m.sha256, t.workload, t.repetition, t.status, t.note
+                "SELECT t.id, c.hash, c.flags, e.kind || ' ' || coalesce(e.version, '?') || ' (build ' || coalesce(e.build_number, '?') || ')', m.sha256, t.workload, t.repetition, t.status, t.note
                  FROM trials t LEFT JOIN configs c ON c.id = t.config_id LEFT JOIN engines e ON e.id = t.engine_id
                  LEFT JOIN models m ON m.id = t.model_id WHERE t.run_id = ?1 ORDER BY t.id",
             )

@@ -1,0 +1,268 @@
+//! Grouping stored trials into (configuration, test) cells, and comparing two runs: for each
+//! matched cell the ratio B/A with a bootstrap CI, a Mann–Whitney U test and a verdict, plus
+//! everything that differs between the two runs' records.
+
+use super::stats::{self, Summary};
+use crate::store::{RunDetail, Store, TrialRow};
+use crate::Result;
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// Significance level for verdicts.
+pub const ALPHA: f64 = 0.05;
+
+/// The samples of one (configuration, test) cell of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    /// Swept flags only (pass-through flags excluded), as a label.
+    pub config: String,
+    pub test: String,
+    /// `client` (through a server) or `llama-bench`.
+    pub source: String,
+    pub values: Vec<f64>,
+    /// Server-reported t/s for the same trials (through-server runs).
+    pub server_values: Vec<f64>,
+    pub flagged: usize,
+    pub noisy: usize,
+    pub draft_n: f64,
+    pub draft_accepted: f64,
+    pub cache_n: Option<f64>,
+}
+
+impl Cell {
+    pub fn summary(&self) -> Summary {
+        Summary::of(&self.values)
+    }
+
+    pub fn acceptance(&self) -> Option<f64> {
+        (self.draft_n > 0.0).then(|| self.draft_accepted / self.draft_n)
+    }
+}
+
+fn config_label(trial: &TrialRow) -> String {
+    let flags = trial
+        .flags
+        .as_ref()
+        .and_then(|f| f.get("flags"))
+        .and_then(|f| f.as_object());
+    match flags {
+        Some(map) if !map.is_empty() => map
+            .iter()
+            .map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => "(defaults)".into(),
+    }
+}
+
+fn sample(trial: &TrialRow, metric: &str, sources: &[&str]) -> Option<(f64, String)> {
+    trial
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && sources.contains(&s.source.as_str()))
+        .map(|s| (s.value, s.source.clone()))
+}
+
+/// Group a run's successful trials into cells, in the order they were measured.
+pub fn cells(detail: &RunDetail) -> Vec<Cell> {
+    let mut cells: Vec<Cell> = Vec::new();
+    for trial in detail.trials.iter().filter(|t| t.status == "ok") {
+        let Some(test) = trial.workload["test"].as_str() else {
+            continue;
+        };
+        let kind = trial.workload["kind"].as_str().unwrap_or("tg");
+        let metric = if kind == "pp" { "pp_tps" } else { "tg_tps" };
+        let Some((value, source)) = sample(trial, metric, &["client", "llama-bench"]) else {
+            continue;
+        };
+        let config = config_label(trial);
+        let index = match cells
+            .iter()
+            .position(|c| c.config == config && c.test == test && c.source == source)
+        {
+            Some(i) => i,
+            None => {
+                cells.push(Cell {
+                    config: config.clone(),
+                    test: test.to_string(),
+                    source: source.clone(),
+                    values: Vec::new(),
+                    server_values: Vec::new(),
+                    flagged: 0,
+                    noisy: 0,
+                    draft_n: 0.0,
+                    draft_accepted: 0.0,
+                    cache_n: None,
+                });
+                cells.len() - 1
+            }
+        };
+        let cell = &mut cells[index];
+        cell.values.push(value);
+        if let Some((server, _)) = sample(trial, metric, &["server"]) {
+            cell.server_values.push(server);
+        }
+        if let Some(note) = &trial.note {
+            cell.flagged += 1;
+            cell.noisy += usize::from(note.contains("noisy"));
+        }
+        cell.draft_n += sample(trial, "draft_n", &["server"])
+            .map(|s| s.0)
+            .unwrap_or(0.0);
+        cell.draft_accepted += sample(trial, "draft_n_accepted", &["server"])
+            .map(|s| s.0)
+            .unwrap_or(0.0);
+        if let Some((cache, _)) = sample(trial, "cache_n", &["server"]) {
+            cell.cache_n = Some(cache);
+        }
+    }
+    cells
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareRow {
+    pub config: String,
+    pub test: String,
+    pub a: Summary,
+    pub b: Summary,
+    pub a_source: String,
+    pub b_source: String,
+    /// median(B) / median(A).
+    pub ratio: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    pub p_value: f64,
+    pub verdict: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Difference {
+    pub what: String,
+    pub a: String,
+    pub b: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub a: i64,
+    pub b: i64,
+    pub rows: Vec<CompareRow>,
+    /// Cells present in only one run.
+    pub unmatched: Vec<String>,
+    pub differences: Vec<Difference>,
+}
+
+/// FASTER / SLOWER when the ratio's CI excludes 1 and Mann–Whitney rejects at [`ALPHA`]; else
+/// NO CHANGE (within noise).
+pub fn verdict(ci_low: f64, ci_high: f64, p_value: f64) -> &'static str {
+    if ci_low > 1.0 && p_value < ALPHA {
+        "FASTER"
+    } else if ci_high < 1.0 && p_value < ALPHA {
+        "SLOWER"
+    } else {
+        "NO CHANGE"
+    }
+}
+
+pub fn compare(store: &Store, a: i64, b: i64) -> Result<Comparison> {
+    let (da, db) = (store.run_detail(a)?, store.run_detail(b)?);
+    let (ca, cb) = (cells(&da), cells(&db));
+    let mut rows = Vec::new();
+    let mut unmatched = Vec::new();
+    for x in &ca {
+        match cb.iter().find(|y| y.config == x.config && y.test == x.test) {
+            Some(y) => {
+                let (ci_low, ci_high) = stats::bootstrap_ratio_ci(&x.values, &y.values);
+                let (_, p_value) = stats::mann_whitney(&x.values, &y.values);
+                let (sa, sb) = (x.summary(), y.summary());
+                rows.push(CompareRow {
+                    config: x.config.clone(),
+                    test: x.test.clone(),
+                    ratio: sb.median / sa.median,
+                    a: sa,
+                    b: sb,
+                    a_source: x.source.clone(),
+                    b_source: y.source.clone(),
+                    ci_low,
+                    ci_high,
+                    p_value,
+                    verdict: verdict(ci_low, ci_high, p_value).to_string(),
+                });
+            }
+            None => unmatched.push(format!("A only: {} {}", x.config, x.test)),
+        }
+    }
+    for y in cb
+        .iter()
+        .filter(|y| !ca.iter().any(|x| x.config == y.config && x.test == y.test))
+    {
+        unmatched.push(format!("B only: {} {}", y.config, y.test));
+    }
+    Ok(Comparison {
+        a,
+        b,
+        rows,
+        unmatched,
+        differences: differences(&da, &db),
+    })
+}
+
+fn set_of(detail: &RunDetail, f: impl Fn(&TrialRow) -> Option<String>) -> String {
+    let set: BTreeSet<String> = detail.trials.iter().filter_map(f).collect();
+    set.into_iter().collect::<Vec<_>>().join(", ")
+}
+
+/// Everything recorded that differs between two runs.
+pub fn differences(a: &RunDetail, b: &RunDetail) -> Vec<Difference> {
+    let mut out = Vec::new();
+    let mut check = |what: &str, x: String, y: String| {
+        if x != y {
+            out.push(Difference {
+                what: what.to_string(),
+                a: x,
+                b: y,
+            });
+        }
+    };
+    check(
+        "bakeoff version",
+        a.run.bakeoff_version.clone(),
+        b.run.bakeoff_version.clone(),
+    );
+    check(
+        "engine",
+        set_of(a, |t| t.engine.clone()),
+        set_of(b, |t| t.engine.clone()),
+    );
+    check(
+        "model sha256",
+        set_of(a, |t| t.model_sha256.clone()),
+        set_of(b, |t| t.model_sha256.clone()),
+    );
+    let flags = |t: &TrialRow| t.flags.as_ref().map(|f| f.to_string());
+    check("flags", set_of(a, flags), set_of(b, flags));
+    let (sa, sb) = (
+        a.system.clone().unwrap_or_default(),
+        b.system.clone().unwrap_or_default(),
+    );
+    if let (Some(ma), Some(mb)) = (sa.as_object(), sb.as_object()) {
+        for (key, va) in ma {
+            let vb = mb.get(key).cloned().unwrap_or_default();
+            check(&format!("system.{key}"), va.to_string(), vb.to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_need_both_ci_and_significance() {
+        assert_eq!(verdict(1.02, 1.10, 0.01), "FASTER");
+        assert_eq!(verdict(0.90, 0.98, 0.01), "SLOWER");
+        assert_eq!(verdict(0.98, 1.05, 0.01), "NO CHANGE");
+        assert_eq!(verdict(1.02, 1.10, 0.20), "NO CHANGE");
+    }
+}

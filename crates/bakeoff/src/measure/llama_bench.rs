@@ -1,0 +1,281 @@
+//! `bakeoff bench --engine llama-bench`: run llama-bench itself (`-o json`) over the same matrix,
+//! one invocation per configuration (a rejected combination aborts llama-bench's whole run, so
+//! configurations are isolated), and store its per-repetition figures in the same tables.
+
+use super::bench::{BenchPlan, Event, TrialKey};
+use super::matrix::{PromptSet, Test};
+use crate::domain::{EngineConfig, Unit};
+use crate::engines::process::{self, Supervised, GRACE};
+use crate::store::{NewTrial, Store};
+use crate::{Error, Result};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Flags llama-bench shares with llama-server.
+const SHARED_FLAGS: [&str; 7] = ["-ctk", "-ctv", "-fa", "-b", "-ub", "-t", "-ngl"];
+
+/// The test a llama-bench JSON result measured.
+pub fn result_test(result: &Value) -> Option<Test> {
+    let n_prompt = result["n_prompt"].as_u64()? as u32;
+    let n_gen = result["n_gen"].as_u64()? as u32;
+    let depth = result["n_depth"].as_u64().unwrap_or(0) as u32;
+    let (kind, tokens) = if n_gen == 0 {
+        ("pp", n_prompt)
+    } else {
+        ("tg", n_gen)
+    };
+    Some(Test {
+        kind: kind.into(),
+        tokens,
+        depth,
+        prompts: PromptSet::Random,
+    })
+}
+
+pub struct LlamaBenchRun<'a> {
+    pub store: &'a Store,
+    pub run_id: i64,
+    pub plan: &'a BenchPlan,
+    pub binary: PathBuf,
+    pub engine_id: i64,
+    pub model_id: i64,
+    pub done: HashSet<TrialKey>,
+}
+
+impl LlamaBenchRun<'_> {
+    fn args(&self, config: &EngineConfig) -> std::result::Result<Vec<String>, String> {
+        if let Some(flag) = config
+            .flags
+            .keys()
+            .find(|f| !SHARED_FLAGS.contains(&f.as_str()))
+        {
+            return Err(format!(
+                "{flag} is a llama-server setting; llama-bench cannot measure it"
+            ));
+        }
+        let m = &self.plan.matrix;
+        let list = |v: &[u32]| {
+            if v.is_empty() {
+                "0".to_string()
+            } else {
+                v.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+            }
+        };
+        let mut args = vec![
+            "-m".into(),
+            self.plan.model.display().to_string(),
+            "-o".into(),
+            "json".into(),
+            "-r".into(),
+            self.plan.reps.max(1).to_string(),
+        ];
+        args.extend([
+            "-p".into(),
+            list(&m.prompt_tokens),
+            "-n".into(),
+            list(&m.gen_tokens),
+        ]);
+        args.extend([
+            "-d".into(),
+            if m.depths.is_empty() {
+                "0".into()
+            } else {
+                list(&m.depths)
+            },
+        ]);
+        if self.plan.warmup == 0 {
+            args.push("--no-warmup".into());
+        }
+        args.extend(config.args());
+        args.extend(self.plan.extra_args.iter().cloned());
+        Ok(args)
+    }
+
+    pub fn run(&self, observe: &mut dyn FnMut(Event)) -> Result<()> {
+        let configs = self.plan.configs();
+        let dir = crate::system::paths::run_dir(self.store.path(), self.run_id);
+        if self
+            .plan
+            .matrix
+            .prompts
+            .iter()
+            .any(|p| *p != PromptSet::Random)
+        {
+            observe(Event::Warning(
+                "llama-bench feeds random tokens; --prompts other than random are ignored".into(),
+            ));
+        }
+        let total = configs.len();
+        for (index, planned) in configs.iter().enumerate() {
+            let label = planned.config.label();
+            observe(Event::Config {
+                index,
+                total,
+                label: &label,
+            });
+            if self
+                .done
+                .iter()
+                .any(|(hash, _, _)| *hash == planned.config.hash())
+            {
+                continue;
+            }
+            let args = match planned
+                .rejected
+                .clone()
+                .map_or_else(|| self.args(&planned.config), Err)
+            {
+                Ok(args) => args,
+                Err(reason) => {
+                    self.skip(&planned.config, &reason)?;
+                    observe(Event::Skipped {
+                        label: &label,
+                        reason: &reason,
+                    });
+                    continue;
+                }
+            };
+            let out = dir.join(format!("llama-bench-{}.json", planned.config.hash()));
+            let log = dir.join(format!("llama-bench-{}.log", planned.config.hash()));
+            match self.invoke(&args, &out, &log) {
+                Ok(results) => {
+                    for result in &results {
+                        self.store_result(&planned.config, result, &label, observe)?;
+                    }
+                }
+                Err(error) => {
+                    let reason = error.to_string();
+                    self.skip(&planned.config, &reason)?;
+                    observe(Event::Skipped {
+                        label: &label,
+                        reason: &reason,
+                    });
+                }
+            }
+            self.store.engine_log(self.run_id, None, &log)?;
+        }
+        Ok(())
+    }
+
+    fn invoke(
+        &self,
+        args: &[String],
+        out: &std::path::Path,
+        log: &std::path::Path,
+    ) -> Result<Vec<Value>> {
+        let mut child = Supervised::spawn_with_stdout(&self.binary, args, Some(out), log)?;
+        let status = loop {
+            if let Some(status) = child.try_wait() {
+                break status;
+            }
+            if let Some(signal) = process::interrupted() {
+                child.stop(GRACE);
+                return Err(Error::engine(format!("interrupted by signal {signal}")));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        if !status.success() {
+            let fatal = crate::engines::fatal::scan_file(log);
+            let reason = fatal
+                .first()
+                .map(|f| f.text.clone())
+                .or_else(|| crate::engines::fatal::tail(log, 1).pop())
+                .unwrap_or_default();
+            return Err(Error::engine(format!(
+                "llama-bench exited with {status}: {reason}"
+            )));
+        }
+        let text = std::fs::read_to_string(out).map_err(|e| Error::io(out, e))?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| {
+            Error::input(format!(
+                "{}: llama-bench output is not JSON: {e}",
+                out.display()
+            ))
+        })?;
+        value.as_array().cloned().ok_or_else(|| {
+            Error::input(format!(
+                "{}: expected a JSON array of results",
+                out.display()
+            ))
+        })
+    }
+
+    fn skip(&self, config: &EngineConfig, reason: &str) -> Result<()> {
+        let workload = json!({ "test": "(all)" });
+        let trial = NewTrial {
+            config: Some(config),
+            engine_id: Some(self.engine_id),
+            model_id: Some(self.model_id),
+            workload: &workload,
+            repetition: 0,
+        };
+        let id = self.store.begin_trial(self.run_id, &trial)?;
+        self.store.end_trial(id, "skipped", Some(reason))
+    }
+
+    fn store_result(
+        &self,
+        config: &EngineConfig,
+        result: &Value,
+        label: &str,
+        observe: &mut dyn FnMut(Event),
+    ) -> Result<()> {
+        let Some(test) = result_test(result) else {
+            observe(Event::Warning(format!(
+                "llama-bench result without n_prompt/n_gen: {result}"
+            )));
+            return Ok(());
+        };
+        let metric = if test.kind == "pp" {
+            "pp_tps"
+        } else {
+            "tg_tps"
+        };
+        let samples: Vec<f64> = result["samples_ts"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default();
+        let mut workload = test.to_json();
+        workload["llama_bench"] = json!({
+            "build_number": result["build_number"], "build_commit": result["build_commit"], "backends": result["backends"],
+            "cpu_info": result["cpu_info"], "gpu_info": result["gpu_info"], "n_threads": result["n_threads"],
+            "avg_ts": result["avg_ts"], "stddev_ts": result["stddev_ts"],
+        });
+        for (rep, value) in samples.iter().enumerate() {
+            let trial = NewTrial {
+                config: Some(config),
+                engine_id: Some(self.engine_id),
+                model_id: Some(self.model_id),
+                workload: &workload,
+                repetition: rep as u32,
+            };
+            let id = self.store.begin_trial(self.run_id, &trial)?;
+            self.store
+                .sample(id, metric, *value, Unit::TokensPerSecond, "llama-bench", 0)?;
+            if let Some(ns) = result["samples_ns"].get(rep).and_then(Value::as_f64) {
+                self.store.sample(
+                    id,
+                    "duration_ms",
+                    ns / 1e6,
+                    Unit::Milliseconds,
+                    "llama-bench",
+                    0,
+                )?;
+            }
+            self.store.end_trial(id, "ok", None)?;
+            observe(Event::Trial {
+                done: rep + 1,
+                total: samples.len(),
+                label,
+                test: &test.name(),
+                rep: rep as u32,
+                value: *value,
+                unit: "t/s",
+                flags: &[],
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,309 @@
+//! The parameter matrix: every parameter takes a comma list or a llama-bench range
+//! (`first-last`, `first-last+step`, `first-last*mult`). Expands into engine configurations (one
+//! engine start each) and tests (pp/tg at a depth with a prompt set), and knows which
+//! combinations the engine rejects.
+
+use crate::domain::EngineConfig;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// Expand `64,128`, `128-512*2`, `1-4`, `0-1024+512` or `q8_0,f16` into values.
+pub fn parse_values(flag: &str, text: &str) -> Result<Vec<String>> {
+    let mut values = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match parse_range(item) {
+            Some(range) => values.extend(range.into_iter().map(|v| v.to_string())),
+            None => values.push(item.to_string()),
+        }
+        if values.len() > 10_000 {
+            return Err(Error::input(format!(
+                "{flag} {text}: more than 10000 values"
+            )));
+        }
+    }
+    if values.is_empty() {
+        return Err(Error::input(format!("{flag}: empty value list")));
+    }
+    Ok(values)
+}
+
+fn parse_range(item: &str) -> Option<Vec<u64>> {
+    let (first, rest) = item.split_once('-')?;
+    let first: u64 = first.parse().ok()?;
+    let (last, step): (u64, Box<dyn Fn(u64) -> u64>) =
+        if let Some((last, step)) = rest.split_once('+') {
+            let step: u64 = step.parse().ok().filter(|&s| s > 0)?;
+            (last.parse().ok()?, Box::new(move |v| v + step))
+        } else if let Some((last, mult)) = rest.split_once('*') {
+            let mult: u64 = mult.parse().ok().filter(|&m| m > 1)?;
+            (last.parse().ok()?, Box::new(move |v| v * mult.max(1)))
+        } else {
+            (rest.parse().ok()?, Box::new(|v| v + 1))
+        };
+    let mut values = Vec::new();
+    let mut v = first;
+    while v <= last && values.len() <= 10_000 {
+        values.push(v);
+        let next = step(v);
+        if next <= v {
+            break; // 0 * mult
+        }
+        v = next;
+    }
+    Some(values)
+}
+
+/// Which prompts feed a test.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+pub enum PromptSet {
+    /// Random token ids (what llama-bench uses).
+    Random,
+    /// The project's natural-text prompts.
+    Natural,
+    /// The project's code prompts.
+    Code,
+    /// A user file.
+    File(String),
+}
+
+impl PromptSet {
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "random" => PromptSet::Random,
+            "natural" => PromptSet::Natural,
+            "code" => PromptSet::Code,
+            path => PromptSet::File(path.to_string()),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            PromptSet::Random => "random".into(),
+            PromptSet::Natural => "natural".into(),
+            PromptSet::Code => "code".into(),
+            PromptSet::File(path) => path.clone(),
+        }
+    }
+}
+
+/// One test, as llama-bench names them: `pp512`, `tg128`, `tg128 @ d4096`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Test {
+    /// `pp` or `tg`.
+    pub kind: String,
+    pub tokens: u32,
+    pub depth: u32,
+    pub prompts: PromptSet,
+}
+
+impl Test {
+    pub fn name(&self) -> String {
+        let mut name = format!("{}{}", self.kind, self.tokens);
+        if self.depth > 0 {
+            name.push_str(&format!(" @ d{}", self.depth));
+        }
+        if self.prompts != PromptSet::Random {
+            name.push_str(&format!(" [{}]", self.prompts.name()));
+        }
+        name
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "test": self.name(), "kind": self.kind, "tokens": self.tokens, "depth": self.depth, "prompts": self.prompts.name() })
+    }
+}
+
+/// Server flags that can be swept (bakeoff name → llama-server flag).
+pub const SERVER_FLAGS: &[&str] = &[
+    "-ctk",
+    "-ctv",
+    "-fa",
+    "-b",
+    "-ub",
+    "-t",
+    "-ngl",
+    "-np",
+    "-c",
+    "-md",
+    "--spec-type",
+    "--spec-draft-n-max",
+];
+
+/// What to measure: server flag lists and workload lists.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Matrix {
+    /// (flag, values) in the order given.
+    pub flags: Vec<(String, Vec<String>)>,
+    pub prompt_tokens: Vec<u32>,
+    pub gen_tokens: Vec<u32>,
+    pub depths: Vec<u32>,
+    pub prompts: Vec<PromptSet>,
+}
+
+/// A configuration the matrix produced, possibly rejected before any engine runs.
+#[derive(Debug, Clone)]
+pub struct PlannedConfig {
+    pub config: EngineConfig,
+    pub rejected: Option<String>,
+}
+
+impl Matrix {
+    pub fn set(&mut self, flag: &str, values: Vec<String>) {
+        let values = values.into_iter().map(|v| normalize(flag, &v)).collect();
+        match self.flags.iter_mut().find(|(f, _)| f == flag) {
+            Some(entry) => entry.1 = values,
+            None => self.flags.push((flag.to_string(), values)),
+        }
+    }
+
+    /// Every combination of flag values, in sweep order (the last flag varies fastest).
+    pub fn configs(&self) -> Vec<PlannedConfig> {
+        let mut configs = vec![EngineConfig::default()];
+        for (flag, values) in &self.flags {
+            configs = configs
+                .into_iter()
+                .flat_map(|c| {
+                    values
+                        .iter()
+                        .map(move |v| c.clone().with_flag(flag, v.clone()))
+                })
+                .collect();
+        }
+        configs
+            .into_iter()
+            .map(|config| PlannedConfig {
+                rejected: rejection(&config),
+                config,
+            })
+            .collect()
+    }
+
+    /// Tests in llama-bench order: for each prompt set and depth, the pp tests then the tg tests.
+    pub fn tests(&self) -> Vec<Test> {
+        let mut tests = Vec::new();
+        let prompts = if self.prompts.is_empty() {
+            vec![PromptSet::Random]
+        } else {
+            self.prompts.clone()
+        };
+        let depths = if self.depths.is_empty() {
+            vec![0]
+        } else {
+            self.depths.clone()
+        };
+        for set in &prompts {
+            for &depth in &depths {
+                for &p in self.prompt_tokens.iter().filter(|&&p| p > 0) {
+                    tests.push(Test {
+                        kind: "pp".into(),
+                        tokens: p,
+                        depth,
+                        prompts: set.clone(),
+                    });
+                }
+                for &n in self.gen_tokens.iter().filter(|&&n| n > 0) {
+                    tests.push(Test {
+                        kind: "tg".into(),
+                        tokens: n,
+                        depth,
+                        prompts: set.clone(),
+                    });
+                }
+            }
+        }
+        tests
+    }
+
+    /// The context a server needs for every test (depth + prompt + generated + headroom).
+    pub fn context_needed(&self) -> u32 {
+        let max = |v: &[u32]| v.iter().copied().max().unwrap_or(0);
+        let needed =
+            max(&self.depths) + max(&self.prompt_tokens).max(64) + max(&self.gen_tokens) + 64;
+        needed.div_ceil(256) * 256
+    }
+}
+
+/// Canonical spellings, so `-fa 1` and `-fa on` are one config.
+fn normalize(flag: &str, value: &str) -> String {
+    match (flag, value) {
+        ("-fa", "1" | "true" | "on") => "on".into(),
+        ("-fa", "0" | "false" | "off") => "off".into(),
+        _ => value.to_string(),
+    }
+}
+
+/// Why the engine would refuse this config, if it would.
+pub fn rejection(config: &EngineConfig) -> Option<String> {
+    let v_type = config
+        .flags
+        .get("-ctv")
+        .map(String::as_str)
+        .unwrap_or("f16");
+    let flash = config
+        .flags
+        .get("-fa")
+        .map(String::as_str)
+        .unwrap_or("auto");
+    let quantized_v = !matches!(v_type, "f16" | "bf16" | "f32");
+    if quantized_v && flash == "off" {
+        return Some(format!("a quantized V cache (-ctv {v_type}) requires flash attention; -fa off is rejected by llama.cpp"));
+    }
+    let spec = config
+        .flags
+        .get("--spec-type")
+        .map(String::as_str)
+        .unwrap_or("none");
+    if spec.starts_with("draft") && !config.flags.contains_key("-md") {
+        return Some(format!("--spec-type {spec} needs a draft model (-md)"));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_follow_llama_bench() {
+        assert_eq!(parse_values("-p", "64,128").unwrap(), ["64", "128"]);
+        assert_eq!(
+            parse_values("-p", "128-512*2").unwrap(),
+            ["128", "256", "512"]
+        );
+        assert_eq!(
+            parse_values("-d", "0-1024+512").unwrap(),
+            ["0", "512", "1024"]
+        );
+        assert_eq!(parse_values("-t", "1-3").unwrap(), ["1", "2", "3"]);
+        assert_eq!(parse_values("-ctk", "q8_0, f16").unwrap(), ["q8_0", "f16"]);
+        assert!(parse_values("-p", " , ").is_err());
+    }
+
+    #[test]
+    fn quantized_v_without_flash_attention_is_rejected() {
+        let mut m = Matrix::default();
+        m.set("-ctv", vec!["f16".into(), "q8_0".into()]);
+        m.set("-fa", vec!["0".into(), "1".into()]);
+        let configs = m.configs();
+        assert_eq!(configs.len(), 4);
+        let rejected: Vec<String> = configs
+            .iter()
+            .filter(|c| c.rejected.is_some())
+            .map(|c| c.config.label())
+            .collect();
+        assert_eq!(rejected, ["-ctv q8_0 -fa off"]);
+    }
+
+    #[test]
+    fn tests_are_pp_then_tg_per_depth() {
+        let m = Matrix {
+            prompt_tokens: vec![64],
+            gen_tokens: vec![16],
+            depths: vec![0, 512],
+            ..Default::default()
+        };
+        let names: Vec<String> = m.tests().iter().map(Test::name).collect();
+        assert_eq!(names, ["pp64", "tg16", "pp64 @ d512", "tg16 @ d512"]);
+        assert_eq!(m.context_needed(), 768);
+    }
+}
