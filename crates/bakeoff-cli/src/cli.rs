@@ -44,7 +44,7 @@ pub enum Command {
     Serve(ServeArgs),
     /// Sweep engine settings and measure pp/tg through a real server (or llama-bench) with honest statistics.
     #[command(after_help = BENCH_EXAMPLES)]
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
     /// Compare two runs: ratio with bootstrap CI, Mann-Whitney U, verdict, and what differs.
     #[command(
         after_help = "Examples:\n  bakeoff compare 3 4\n  bakeoff compare baseline candidate --json\n  bakeoff compare last~llama-bench last   # in-process vs through-server"

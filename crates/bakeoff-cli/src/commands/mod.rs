@@ -17,7 +17,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Doctor(args) => doctor::run(&cli.global, &args, printer),
         Command::Serve(args) => serve::run(&cli.global, &args, printer),
-        Command::Bench(args) => bench::run(&cli.global, args, printer),
+        Command::Bench(args) => bench::run(&cli.global, *args, printer),
         Command::Compare(args) => compare::run(&cli.global, &args),
         Command::Runs(command) => runs::run(&cli.global, command),
     }

@@ -153,9 +153,9 @@ fn markdown(model: &ModelInfo, cells: &[Cell]) -> String {
 
 /// A comparison as a Markdown table plus the list of differences.
 pub fn comparison_markdown(cmp: &Comparison) -> String {
-    let mut out = format!(
+    let mut out = String::from(
         "| config | test | A median | B median | B/A | 95% CI | p (Mann–Whitney) | verdict |\n\
-         | ------ | ---: | -------: | -------: | --: | -----: | ---------------: | ------- |\n"
+         | ------ | ---: | -------: | -------: | --: | -----: | ---------------: | ------- |\n",
     );
     for r in &cmp.rows {
         let _ = writeln!(

@@ -1,0 +1,384 @@
+//! `bakeoff bench` and `bakeoff compare` against a real llama-server (and llama-bench) on SmolLM2.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(300);
+
+fn bench(sandbox: &Sandbox, args: &[&str]) -> (std::process::ExitStatus, String, String) {
+    let mut cmd = sandbox.cmd();
+    cmd.arg("bench").arg("-m").arg(smollm()).args(args);
+    run(cmd, LIMIT)
+}
+
+fn show(sandbox: &Sandbox, run: &str) -> Value {
+    let mut cmd = sandbox.cmd();
+    cmd.args(["runs", "show", run, "--json"]);
+    let (status, stdout, stderr) = run_ok(cmd);
+    assert!(status.success(), "{stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+fn run_ok(cmd: std::process::Command) -> (std::process::ExitStatus, String, String) {
+    run(cmd, LIMIT)
+}
+
+fn sample(trial: &Value, metric: &str, source: &str) -> Option<f64> {
+    trial["samples"]
+        .as_array()?
+        .iter()
+        .find(|s| s["metric"] == metric && s["source"] == source)?["value"]
+        .as_f64()
+}
+
+fn ok_trials(detail: &Value) -> Vec<Value> {
+    detail["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "ok")
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn sweep_measures_exact_tokens_and_skips_what_the_engine_rejects() {
+    let sandbox = Sandbox::new();
+    let (status, stdout, stderr) = bench(
+        &sandbox,
+        &[
+            "-ctv", "f16,q8_0", "-fa", "off", "-p", "32", "-n", "8", "-r", "2", "--warmup", "0",
+            "-o", "json",
+        ],
+    );
+    assert!(status.success(), "{stderr}");
+    let cells: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+    let names: Vec<String> = cells
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["config"].as_str().unwrap(),
+                c["test"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(names, ["-ctv f16 -fa off pp32", "-ctv f16 -fa off tg8"]);
+    assert!(cells
+        .iter()
+        .all(|c| c["n"] == 2 && c["median_ts"].as_f64().unwrap() > 0.0));
+    assert!(
+        stderr.contains(
+            "skipped -ctv q8_0 -fa off: a quantized V cache (-ctv q8_0) requires flash attention"
+        ),
+        "{stderr}"
+    );
+
+    let detail = show(&sandbox, "last");
+    assert_eq!(detail["run"]["status"], "ok");
+    let skipped: Vec<&Value> = detail["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "skipped")
+        .collect();
+    assert_eq!(skipped.len(), 1);
+    for trial in ok_trials(&detail) {
+        assert!(
+            trial["engine"].as_str().unwrap().contains("build 11434"),
+            "engine build recorded: {}",
+            trial["engine"]
+        );
+        assert!(trial["model_sha256"]
+            .as_str()
+            .unwrap()
+            .starts_with("b179c952"));
+        match trial["workload"]["kind"].as_str().unwrap() {
+            "pp" => {
+                assert_eq!(
+                    sample(&trial, "prompt_n", "server"),
+                    Some(32.0),
+                    "exact prompt tokens"
+                );
+                assert!(sample(&trial, "pp_tps", "client").unwrap() > 0.0);
+                assert!(sample(&trial, "pp_tps", "server").unwrap() > 0.0);
+            }
+            _ => {
+                assert_eq!(sample(&trial, "predicted_n", "server"), Some(8.0));
+                assert_eq!(
+                    sample(&trial, "tokens_received", "client"),
+                    Some(8.0),
+                    "every streamed token counted"
+                );
+                let gaps = trial["samples"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|s| s["metric"] == "itl_ms")
+                    .count();
+                assert_eq!(gaps, 7, "one gap per token after the first");
+            }
+        }
+    }
+    assert!(detail["system"]["cpu_model"].is_string());
+    assert!(
+        !detail["logs"].as_array().unwrap().is_empty(),
+        "engine log excerpt stored"
+    );
+}
+
+#[test]
+fn depth_is_prefilled_once_and_reused() {
+    let sandbox = Sandbox::new();
+    let (status, _, stderr) = bench(
+        &sandbox,
+        &[
+            "-p", "16", "-n", "4", "-d", "128", "-r", "2", "--warmup", "0",
+        ],
+    );
+    assert!(status.success(), "{stderr}");
+    let detail = show(&sandbox, "last");
+    let trials = ok_trials(&detail);
+    assert_eq!(trials.len(), 4);
+    for trial in &trials {
+        assert_eq!(
+            sample(trial, "cache_n", "server"),
+            Some(128.0),
+            "depth prefix reused: {trial}"
+        );
+    }
+    let pp = trials
+        .iter()
+        .find(|t| t["workload"]["kind"] == "pp")
+        .unwrap();
+    assert_eq!(sample(pp, "prompt_n", "server"), Some(16.0));
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_its_restarts_without_starting_anything() {
+    let sandbox = Sandbox::new();
+    let (status, stdout, stderr) = bench(
+        &sandbox,
+        &[
+            "-ctk",
+            "f16,q8_0",
+            "-ctv",
+            "q8_0",
+            "-fa",
+            "0,1",
+            "-t",
+            "1-2",
+            "-p",
+            "64",
+            "-n",
+            "16",
+            "--dry-run",
+        ],
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("(8 configs, 2 tests, 5 reps)"), "{stdout}");
+    assert_eq!(
+        stdout.matches("SKIP: a quantized V cache").count(),
+        4,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("engine starts: 4 (restarts: 3)"),
+        "{stdout}"
+    );
+    let mut list = sandbox.cmd();
+    list.args(["runs", "list", "--json"]);
+    let (_, runs, _) = run(list, LIMIT);
+    assert_eq!(runs.trim(), "[]", "a dry run stores no run");
+}
+
+#[test]
+fn a_second_measuring_command_is_refused_and_a_stale_lock_taken_over() {
+    let sandbox = Sandbox::new();
+    let lock = sandbox.dir.path().join("measure.lock");
+    let holder = format!(
+        r#"{{"pid": {}, "command": "bakeoff bench (the other one)", "started_unix": 0}}"#,
+        std::process::id()
+    );
+    std::fs::write(&lock, holder).unwrap();
+    let (status, _, stderr) = bench(&sandbox, &["-n", "4", "-p", "0", "-r", "1"]);
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains(&format!("error: another bakeoff is measuring on this machine: pid {} running `bakeoff bench (the other one)`", std::process::id())), "{stderr}");
+
+    std::fs::write(
+        &lock,
+        r#"{"pid": 2147483000, "command": "bakeoff bench (crashed)", "started_unix": 0}"#,
+    )
+    .unwrap();
+    let (status, _, stderr) = bench(
+        &sandbox,
+        &["-n", "4", "-p", "0", "-r", "1", "--warmup", "0"],
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("took over a stale lock left by pid 2147483000"),
+        "{stderr}"
+    );
+    assert!(!lock.exists(), "lock released at exit");
+}
+
+#[test]
+fn kill_9_loses_nothing_and_resume_finishes_without_repeats() {
+    let sandbox = Sandbox::new();
+    let mut cmd = sandbox.cmd();
+    cmd.arg("bench").arg("-m").arg(smollm()).args([
+        "-ctk", "f16,q8_0", "-p", "16", "-n", "8", "-r", "3", "--warmup", "0",
+    ]);
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    // Kill as soon as the fourth trial has been reported (so, stored).
+    for line in stderr.lines() {
+        if line.unwrap().contains("[4/") {
+            break;
+        }
+    }
+    signal(child.id(), libc::SIGKILL);
+    wait_exit(&mut child, LIMIT);
+
+    let detail = show(&sandbox, "last");
+    assert_eq!(
+        detail["run"]["status"], "running",
+        "a killed run stays visible as unfinished"
+    );
+    let before = ok_trials(&detail).len();
+    assert!(before >= 4, "stored before the kill: {before}");
+
+    let run_id = detail["run"]["id"].to_string();
+    let mut resume = sandbox.cmd();
+    resume.args(["bench", "--resume", &run_id]);
+    let (status, _, stderr) = run(resume, LIMIT);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "resuming run {run_id}: {before} trials already stored"
+        )),
+        "{stderr}"
+    );
+    let detail = show(&sandbox, &run_id);
+    assert_eq!(detail["run"]["status"], "ok");
+    let trials = ok_trials(&detail);
+    let mut keys: Vec<String> = trials
+        .iter()
+        .map(|t| {
+            format!(
+                "{} {} {}",
+                t["config_hash"], t["workload"]["test"], t["repetition"]
+            )
+        })
+        .collect();
+    assert_eq!(keys.len(), 12, "2 configs x 2 tests x 3 reps");
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 12, "no trial measured twice");
+}
+
+#[test]
+fn llama_bench_results_sit_beside_server_results_in_compare() {
+    let sandbox = Sandbox::new();
+    let (status, _, stderr) = bench(
+        &sandbox,
+        &[
+            "--engine",
+            "llama-bench",
+            "-p",
+            "32",
+            "-n",
+            "8",
+            "-r",
+            "2",
+            "--tag",
+            "inproc",
+        ],
+    );
+    assert!(status.success(), "{stderr}");
+    let (status, _, stderr) = bench(
+        &sandbox,
+        &["-p", "32", "-n", "8", "-r", "2", "--tag", "server"],
+    );
+    assert!(status.success(), "{stderr}");
+    let detail = show(&sandbox, "inproc");
+    let trials = ok_trials(&detail);
+    assert_eq!(
+        trials.len(),
+        4,
+        "2 tests x 2 reps from llama-bench's samples_ts"
+    );
+    assert!(trials.iter().all(|t| sample(
+        t,
+        if t["workload"]["kind"] == "pp" {
+            "pp_tps"
+        } else {
+            "tg_tps"
+        },
+        "llama-bench"
+    )
+    .unwrap()
+        > 0.0));
+
+    let mut cmd = sandbox.cmd();
+    cmd.args(["compare", "inproc", "server", "--json"]);
+    let (status, stdout, stderr) = run(cmd, LIMIT);
+    assert!(status.success(), "{stderr}");
+    let cmp: Value = serde_json::from_str(&stdout).unwrap();
+    let tests: Vec<&str> = cmp["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["test"].as_str().unwrap())
+        .collect();
+    assert_eq!(tests, ["pp32", "tg8"]);
+    for row in cmp["rows"].as_array().unwrap() {
+        assert_eq!(row["a_source"], "llama-bench");
+        assert_eq!(row["b_source"], "client");
+        assert!(row["ratio"].as_f64().unwrap() > 0.0);
+        assert!(["FASTER", "SLOWER", "NO CHANGE"].contains(&row["verdict"].as_str().unwrap()));
+    }
+    let differences: Vec<&str> = cmp["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["what"].as_str().unwrap())
+        .collect();
+    assert!(differences.contains(&"engine"), "{differences:?}");
+}
+
+#[test]
+fn experiment_file_sets_the_matrix_and_bad_keys_are_named() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.dir.path().join("exp.toml");
+    std::fs::write(
+        &file,
+        "reps = 2\n[matrix]\nctk = [\"f16\", \"q8_0\"]\nfa = \"on\"\np = 128\nn = \"16\"\n",
+    )
+    .unwrap();
+    let (status, stdout, stderr) =
+        bench(&sandbox, &["--config", file.to_str().unwrap(), "--dry-run"]);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("(2 configs, 2 tests, 2 reps)"), "{stdout}");
+    assert!(stdout.contains("-ctk q8_0 -fa on"), "{stdout}");
+
+    std::fs::write(&file, "[matrix]\nctk = \"f16\"\nkv_type = \"q8_0\"\n").unwrap();
+    let (status, _, stderr) = bench(&sandbox, &["--config", file.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(status.code(), Some(2));
+    assert!(
+        stderr.contains(&format!(
+            "error: {}: [matrix] unknown parameter 'kv_type'",
+            file.display()
+        )),
+        "{stderr}"
+    );
+}
