@@ -50,6 +50,14 @@ pub enum Command {
         after_help = "Examples:\n  bakeoff compare 3 4\n  bakeoff compare baseline candidate --json\n  bakeoff compare last~llama-bench last   # in-process vs through-server"
     )]
     Compare(CompareArgs),
+    /// Read a GGUF model: architecture, parameters, tensor bytes, attention layout.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Plan KV cache and memory from the GGUF alone: bytes per token, fit, largest context, roofline.
+    #[command(
+        after_help = "Examples:\n  bakeoff plan gemma-3-270m-q4_k_m.gguf --ctx 32768\n  bakeoff plan model.gguf --ctx 131072 --parallel 4 --ctk q8_0 --ctv q8_0 --mem 24G\n  bakeoff plan model.gguf --ctx 8192 --bandwidth 80 --depth 4096 --json"
+    )]
+    Plan(PlanArgs),
     /// List and show stored runs.
     #[command(
         subcommand,
@@ -63,6 +71,9 @@ pub struct DoctorArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// Also measure memory bandwidth with an in-process copy benchmark (for the roofline).
+    #[arg(long)]
+    pub bandwidth: bool,
 }
 
 #[derive(Args, Debug)]
@@ -253,4 +264,60 @@ pub fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
         }
     })
     .collect()
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelCommand {
+    /// Architecture, parameters (active per token for MoE), tensor bytes by type and role,
+    /// context length, attention layout, tokenizer, chat template, split files.
+    #[command(
+        after_help = "Examples:\n  bakeoff model inspect SmolLM2-135M-Instruct.Q4_1.gguf\n  bakeoff model inspect ~/models/big.gguf --json"
+    )]
+    Inspect {
+        /// GGUF file (a bare file name is looked up in the model cache).
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// GGUF file (a bare file name is looked up in the model cache).
+    pub file: PathBuf,
+    /// Context size in tokens (default: the model's trained context).
+    #[arg(long, short = 'c')]
+    pub ctx: Option<u64>,
+    /// Parallel sequences (llama-server --parallel).
+    #[arg(long, short = 'p', default_value_t = 1)]
+    pub parallel: u64,
+    /// K cache type.
+    #[arg(long, default_value = "f16")]
+    pub ctk: String,
+    /// V cache type.
+    #[arg(long, default_value = "f16")]
+    pub ctv: String,
+    /// Physical batch size (sizes the sliding-window cache and compute buffer).
+    #[arg(long, default_value_t = 512)]
+    pub ubatch: u64,
+    /// One unified KV cache shared by all sequences (llama-server --kv-unified).
+    #[arg(long)]
+    pub unified: bool,
+    /// Full-size cache for sliding-window layers (--swa-full).
+    #[arg(long)]
+    pub swa_full: bool,
+    /// Flash attention off (compute buffer then holds attention scores).
+    #[arg(long)]
+    pub no_flash_attn: bool,
+    /// Memory budget, e.g. 24G or 512MiB: report fit and the largest context.
+    #[arg(long, value_name = "SIZE")]
+    pub mem: Option<String>,
+    /// Memory bandwidth in GB/s for the roofline (measure it with `bakeoff doctor --bandwidth`).
+    #[arg(long, value_name = "GB/S")]
+    pub bandwidth: Option<f64>,
+    /// Context depth at which to evaluate the roofline.
+    #[arg(long, default_value_t = 0)]
+    pub depth: u64,
+    #[arg(long)]
+    pub json: bool,
 }

@@ -3,6 +3,7 @@
 mod bench;
 mod compare;
 mod doctor;
+mod model;
 mod runs;
 mod serve;
 
@@ -19,6 +20,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(&cli.global, &args, printer),
         Command::Bench(args) => bench::run(&cli.global, *args, printer),
         Command::Compare(args) => compare::run(&cli.global, &args),
+        Command::Model(command) => model::inspect(command),
+        Command::Plan(args) => model::plan(&args),
         Command::Runs(command) => runs::run(&cli.global, command),
     }
 }

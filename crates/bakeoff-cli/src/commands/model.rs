@@ -1,0 +1,284 @@
+//! `bakeoff model inspect` and `bakeoff plan`: what a GGUF file says, and what it will need.
+
+use crate::cli::{ModelCommand, PlanArgs};
+use bakeoff::domain::units::{human_bytes, parse_bytes};
+use bakeoff::formats::gguf::{GgmlType, GgufFile};
+use bakeoff::model::plan::{self, KvSettings, TABLE_TYPES};
+use bakeoff::model::ModelFacts;
+use bakeoff::Error;
+use serde_json::json;
+use std::process::ExitCode;
+
+fn load(file: &std::path::Path) -> bakeoff::Result<(std::path::PathBuf, ModelFacts)> {
+    let path = super::resolve_model(file);
+    let gguf = GgufFile::open(&path)?;
+    Ok((path, ModelFacts::from_gguf(&gguf)))
+}
+
+pub fn inspect(command: ModelCommand) -> anyhow::Result<ExitCode> {
+    let ModelCommand::Inspect { file, json } = command;
+    let (path, facts) = load(&file)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&facts)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let f = &facts;
+    println!("{}", path.display());
+    println!(
+        "  architecture   {}{}",
+        f.architecture,
+        f.name
+            .as_ref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default()
+    );
+    let active = if f.active_parameters != f.parameters {
+        format!(
+            ", {:.2} M active per token",
+            f.active_parameters as f64 / 1e6
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "  parameters     {:.2} M{active}",
+        f.parameters as f64 / 1e6
+    );
+    println!(
+        "  file size      {} (tensor data {})",
+        human_bytes(f.file_size),
+        human_bytes(f.tensor_bytes)
+    );
+    println!(
+        "  context length {}",
+        f.context_length
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "?".into())
+    );
+    println!(
+        "  by type        {}",
+        f.bytes_by_type
+            .iter()
+            .map(|(t, b)| format!("{t} {}", human_bytes(*b)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "  by role        {}",
+        f.bytes_by_role
+            .iter()
+            .map(|(r, b)| format!("{r} {}", human_bytes(*b)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let first = f.layers.first();
+    let kv_heads: std::collections::BTreeSet<u64> = f.layers.iter().map(|l| l.n_head_kv).collect();
+    println!(
+        "  attention      {} layers, {} heads, KV heads {:?}, head dims K {} / V {}",
+        f.n_layer,
+        first.map(|l| l.n_head).unwrap_or(0),
+        kv_heads,
+        first.map(|l| l.key_length).unwrap_or(0),
+        first.map(|l| l.value_length).unwrap_or(0)
+    );
+    if let Some(window) = f.sliding_window {
+        let pattern: String = f
+            .layers
+            .iter()
+            .map(|l| if l.sliding_window { 'S' } else { 'F' })
+            .collect();
+        println!("  sliding window {window} tokens; layers (S=windowed, F=full): {pattern}");
+    }
+    if f.shared_kv_layers > 0 {
+        println!(
+            "  shared KV      last {} layers reuse earlier layers' KV",
+            f.shared_kv_layers
+        );
+    }
+    if let Some(rank) = f.kv_lora_rank {
+        println!(
+            "  MLA            kv_lora_rank {rank}, q_lora_rank {}",
+            f.q_lora_rank
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    if let (Some(n), Some(k)) = (f.expert_count, f.expert_used_count) {
+        println!("  experts        {k} of {n} per token");
+    }
+    let recurrent = f.layers.iter().filter(|l| l.recurrent).count();
+    if recurrent > 0 || f.ssm_state_size.is_some() {
+        println!(
+            "  recurrent      {recurrent} SSM layers (state size {})",
+            f.ssm_state_size.unwrap_or(0)
+        );
+    }
+    println!(
+        "  tokenizer      {} ({} tokens)",
+        f.tokenizer_model.as_deref().unwrap_or("?"),
+        f.n_vocab
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "?".into())
+    );
+    println!(
+        "  chat template  {}",
+        f.chat_template_sha256
+            .as_ref()
+            .map(|h| format!("present (sha256 {h}…)"))
+            .unwrap_or_else(|| "none".into())
+    );
+    if let Some(count) = f.split_count {
+        println!("  split          {count} files");
+    }
+    for note in &f.notes {
+        println!("  note: {note}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cache_type(flag: &str, name: &str) -> bakeoff::Result<GgmlType> {
+    GgmlType::from_name(name).ok_or_else(|| {
+        Error::input(format!("{flag} {name}: unknown cache type"))
+            .with_hint(format!("one of {}", TABLE_TYPES.join(", ")))
+    })
+}
+
+pub fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let (path, facts) = load(&args.file)?;
+    let ctx = args.ctx.or(facts.context_length).unwrap_or(4096);
+    let settings = KvSettings {
+        ctx,
+        parallel: args.parallel,
+        type_k: cache_type("--ctk", &args.ctk)?,
+        type_v: cache_type("--ctv", &args.ctv)?,
+        unified: args.unified,
+        n_ubatch: args.ubatch,
+        swa_full: args.swa_full,
+    };
+    let flash = !args.no_flash_attn;
+    let kv = plan::plan_kv(&facts, &settings).ok_or_else(|| {
+        Error::input(format!(
+            "{}: a head dimension is not a multiple of the {}/{} block size",
+            path.display(),
+            args.ctk,
+            args.ctv
+        ))
+    })?;
+    let budget = args
+        .mem
+        .as_deref()
+        .map(|m| {
+            parse_bytes(m).ok_or_else(|| {
+                Error::input(format!("--mem {m}: expected a size such as 24G or 512MiB"))
+            })
+        })
+        .transpose()?;
+    let compute = plan::compute_buffer_estimate(&facts, ctx, args.ubatch, flash);
+    let needed = facts.tensor_bytes + kv.total_bytes + compute;
+    let largest = budget.and_then(|b| plan::largest_context(&facts, &settings, b, flash));
+    let table: Vec<serde_json::Value> = TABLE_TYPES
+        .iter()
+        .filter_map(|t| {
+            let ty = GgmlType::from_name(t)?;
+            let p = plan::plan_kv(&facts, &KvSettings { type_k: ty, type_v: ty, ..settings.clone() })?;
+            let fit = budget.and_then(|b| plan::largest_context(&facts, &KvSettings { type_k: ty, type_v: ty, ..settings.clone() }, b, flash));
+            Some(json!({ "type": t, "bytes_per_token": p.bytes_per_token, "total_bytes": p.total_bytes, "largest_context": fit }))
+        })
+        .collect();
+    let bandwidth = args.bandwidth.map(|gbs| gbs * 1e9);
+    let roofline =
+        bandwidth.map(|bw| plan::roofline_tg(&facts, kv.bytes_per_token, args.depth, bw));
+    if args.json {
+        let doc = json!({
+            "model": path, "ctx": kv.ctx, "parallel": args.parallel, "ctk": args.ctk, "ctv": args.ctv,
+            "kv": kv, "weights_bytes": facts.tensor_bytes, "compute_buffer_estimate": compute, "total_bytes": needed,
+            "budget_bytes": budget, "fits": budget.map(|b| needed <= b), "largest_context": largest,
+            "bytes_read_per_token": facts.bytes_read_per_token() + kv.bytes_per_token * args.depth,
+            "roofline_tg": roofline, "depth": args.depth, "table": table,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} at ctx {} × {} sequence(s), K {} / V {}",
+        path.display(),
+        kv.ctx,
+        args.parallel,
+        args.ctk,
+        args.ctv
+    );
+    println!(
+        "  KV per token   {} (while inside every window)",
+        human_bytes(kv.bytes_per_token)
+    );
+    for c in &kv.caches {
+        println!(
+            "  {:<4} cache     {} cells × {} stream(s), {} layers: K {} + V {} = {}",
+            c.kind,
+            c.cells,
+            c.streams,
+            c.layers,
+            human_bytes(c.k_bytes),
+            human_bytes(c.v_bytes),
+            human_bytes(c.bytes())
+        );
+    }
+    if kv.recurrent_bytes > 0 {
+        println!("  recurrent      {}", human_bytes(kv.recurrent_bytes));
+    }
+    println!("  weights        {}", human_bytes(facts.tensor_bytes));
+    println!("  compute (est.) {}", human_bytes(compute));
+    println!("  total          {}", human_bytes(needed));
+    if let Some(b) = budget {
+        let verdict = if needed <= b { "fits" } else { "does NOT fit" };
+        println!(
+            "  budget         {} → {verdict}; largest context that fits: {}",
+            human_bytes(b),
+            largest
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "none".into())
+        );
+    }
+    if let Some(r) = roofline {
+        println!(
+            "  roofline       {:.1} t/s upper bound for tg at depth {} ({} read per token at {:.1} GB/s)",
+            r,
+            args.depth,
+            human_bytes(facts.bytes_read_per_token() + kv.bytes_per_token * args.depth),
+            args.bandwidth.unwrap_or(0.0)
+        );
+    }
+    println!(
+        "\n| KV type | per token | total at ctx {} |{}",
+        kv.ctx,
+        if budget.is_some() {
+            " largest ctx in budget |"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "| ------- | --------: | ------------: |{}",
+        if budget.is_some() { " ------: |" } else { "" }
+    );
+    for row in &table {
+        let fit = if budget.is_some() {
+            format!(
+                " {} |",
+                row["largest_context"]
+                    .as_u64()
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "none".into())
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "| {} | {} | {} |{fit}",
+            row["type"].as_str().unwrap_or_default(),
+            human_bytes(row["bytes_per_token"].as_u64().unwrap_or(0)),
+            human_bytes(row["total_bytes"].as_u64().unwrap_or(0))
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,7 @@
+//! Model intelligence from a GGUF file alone: architecture facts (`inspect`), a KV-cache and
+//! memory planner that follows llama.cpp's own allocation rules (`plan`), and the roofline.
+
+pub mod facts;
+pub mod plan;
+
+pub use facts::ModelFacts;
