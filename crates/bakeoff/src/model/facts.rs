@@ -157,7 +157,7 @@ impl ModelFacts {
         let heads_kv = per_layer(file, &key("attention.head_count_kv"), n_layer)
             .unwrap_or_else(|| heads.clone());
         let swa = swa_layers(file, &arch, n_layer, &mut notes);
-        let default_head_dim = |il: usize| if heads[il] > 0 { n_embd / heads[il] } else { 0 };
+        let default_head_dim = |il: usize| n_embd.checked_div(heads[il]).unwrap_or(0);
         let key_length = file.get_u64(&key("attention.key_length"));
         let value_length = file.get_u64(&key("attention.value_length"));
         let key_length_swa = file.get_u64(&key("attention.key_length_swa"));
