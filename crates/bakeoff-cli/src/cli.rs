@@ -234,6 +234,9 @@ pub struct BenchArgs {
     /// Seconds to wait for each server to become healthy.
     #[arg(long, default_value_t = 120, value_name = "SECS")]
     pub health_timeout: u64,
+    /// Memory bandwidth in GB/s for the "% of roofline" column (default: the last `bakeoff doctor --bandwidth` on this machine).
+    #[arg(long, value_name = "GB/S")]
+    pub bandwidth: Option<f64>,
     /// Flags passed to every engine start as they are (after `--`).
     #[arg(last = true, value_name = "ENGINE FLAGS")]
     pub engine_args: Vec<String>,

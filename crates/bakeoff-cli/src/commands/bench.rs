@@ -380,7 +380,15 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
         result.as_ref().err().map(|e| e.to_string()).as_deref(),
     )?;
     let detail = store.run_detail(run_id)?;
-    let cells = compare::cells(&detail);
+    let mut cells = compare::cells(&detail);
+    let bandwidth = match args.bandwidth {
+        Some(gbs) => Some(gbs),
+        None => store.latest_system_measurement(
+            store.system_id(&Fingerprint::collect())?,
+            "memory_bandwidth",
+        )?,
+    };
+    add_roofline(&mut cells, &plan.model, bandwidth);
     let name = Path::new(&model.path)
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -407,6 +415,19 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
         store.path().display()
     ));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Fill in the tg roofline of each cell when the memory bandwidth is known.
+fn add_roofline(cells: &mut [compare::Cell], model: &Path, bandwidth_gbs: Option<f64>) {
+    let Some(gbs) = bandwidth_gbs else { return };
+    let Ok(file) = bakeoff::formats::gguf::GgufFile::open(model) else {
+        return;
+    };
+    let facts = bakeoff::model::ModelFacts::from_gguf(&file);
+    for cell in cells.iter_mut().filter(|c| c.kind == "tg") {
+        cell.roofline_tps =
+            bakeoff::model::plan::roofline_for_flags(&facts, &cell.flags, cell.depth, gbs * 1e9);
+    }
 }
 
 /// Progress lines on stderr with an ETA from the mean trial time so far.

@@ -29,6 +29,15 @@ pub fn run(global: &Global, args: &DoctorArgs, printer: Printer) -> anyhow::Resu
         }
     }
     let fingerprint = Fingerprint::collect();
+    let bandwidth = if args.bandwidth {
+        printer.status("measuring memory bandwidth (in-process copy, all cores)…");
+        let measured = bakeoff::system::bandwidth::measure();
+        let system_id = store.system_id(&fingerprint)?;
+        store.system_measurement(system_id, "memory_bandwidth", measured.gb_per_s, "GB/s")?;
+        Some(measured)
+    } else {
+        None
+    };
     let server_found = engines
         .iter()
         .any(|e| e.tools.iter().any(|t| t == "llama-server"));
@@ -40,6 +49,7 @@ pub fn run(global: &Global, args: &DoctorArgs, printer: Printer) -> anyhow::Resu
             "models_dir": models_dir,
             "database": store.path(),
             "system": fingerprint,
+            "bandwidth": bandwidth,
             "ok": server_found && !models.is_empty(),
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -47,6 +57,9 @@ pub fn run(global: &Global, args: &DoctorArgs, printer: Printer) -> anyhow::Resu
         print_engines(&engines);
         print_models(&models, &models_dir);
         print_system(&fingerprint);
+        if let Some(b) = &bandwidth {
+            println!("  bandwidth  {:.1} GB/s (copy, read+write, {} threads, best of {}; stored for the roofline)", b.gb_per_s, b.threads, b.passes);
+        }
         println!("\nDatabase: {}", store.path().display());
     }
     if !server_found {

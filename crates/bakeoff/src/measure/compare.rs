@@ -17,6 +17,11 @@ pub struct Cell {
     /// Swept flags only (pass-through flags excluded), as a label.
     pub config: String,
     pub test: String,
+    /// `pp` or `tg`.
+    pub kind: String,
+    /// The swept flags behind `config`.
+    pub flags: std::collections::BTreeMap<String, String>,
+    pub depth: u64,
     /// `client` (through a server) or `llama-bench`.
     pub source: String,
     pub values: Vec<f64>,
@@ -27,6 +32,8 @@ pub struct Cell {
     pub draft_n: f64,
     pub draft_accepted: f64,
     pub cache_n: Option<f64>,
+    /// Upper bound on tg t/s from memory bandwidth, when known (filled in by the caller).
+    pub roofline_tps: Option<f64>,
 }
 
 impl Cell {
@@ -37,6 +44,21 @@ impl Cell {
     pub fn acceptance(&self) -> Option<f64> {
         (self.draft_n > 0.0).then(|| self.draft_accepted / self.draft_n)
     }
+}
+
+/// The swept flags of a trial's config (`-ctk` → `q8_0`, …).
+pub fn config_flags(trial: &TrialRow) -> std::collections::BTreeMap<String, String> {
+    trial
+        .flags
+        .as_ref()
+        .and_then(|f| f.get("flags"))
+        .and_then(|f| f.as_object())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn config_label(trial: &TrialRow) -> String {
@@ -85,6 +107,9 @@ pub fn cells(detail: &RunDetail) -> Vec<Cell> {
                 cells.push(Cell {
                     config: config.clone(),
                     test: test.to_string(),
+                    kind: kind.to_string(),
+                    flags: config_flags(trial),
+                    depth: trial.workload["depth"].as_u64().unwrap_or(0),
                     source: source.clone(),
                     values: Vec::new(),
                     server_values: Vec::new(),
@@ -93,6 +118,7 @@ pub fn cells(detail: &RunDetail) -> Vec<Cell> {
                     draft_n: 0.0,
                     draft_accepted: 0.0,
                     cache_n: None,
+                    roofline_tps: None,
                 });
                 cells.len() - 1
             }

@@ -252,6 +252,27 @@ pub fn roofline_tg(
     bandwidth_bytes_per_s / bytes as f64
 }
 
+/// The tg roofline for an engine configuration (`-ctk`/`-ctv` flags, f16 by default) at `depth`.
+pub fn roofline_for_flags(
+    facts: &ModelFacts,
+    flags: &std::collections::BTreeMap<String, String>,
+    depth: u64,
+    bandwidth_bytes_per_s: f64,
+) -> Option<f64> {
+    let cache =
+        |flag: &str| GgmlType::from_name(flags.get(flag).map(String::as_str).unwrap_or("f16"));
+    let kv = plan_kv(
+        facts,
+        &KvSettings::new(depth.max(1), cache("-ctk")?, cache("-ctv")?),
+    )?;
+    Some(roofline_tg(
+        facts,
+        kv.bytes_per_token,
+        depth,
+        bandwidth_bytes_per_s,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,7 +41,8 @@ fn cell_json(model: &ModelInfo, cell: &Cell) -> serde_json::Value {
         "mean_ts": s.mean, "sd_ts": s.sd, "median_ts": s.median, "ci_low": s.ci_low, "ci_high": s.ci_high,
         "min_ts": s.min, "max_ts": s.max, "n": s.n,
         "server_median_ts": if cell.server_values.is_empty() { serde_json::Value::Null } else { json!(server.median) },
-        "draft_acceptance": cell.acceptance(), "cache_n": cell.cache_n, "flagged": cell.flagged, "noisy": cell.noisy,
+        "draft_acceptance": cell.acceptance(), "cache_n": cell.cache_n,
+        "roofline_ts": cell.roofline_tps, "roofline_pct": cell.roofline_tps.map(|r| s.median / r * 100.0), "flagged": cell.flagged, "noisy": cell.noisy,
         "samples_ts": cell.values,
     })
 }
@@ -69,14 +70,14 @@ pub fn render(format: Format, model: &ModelInfo, cells: &[Cell]) -> String {
             .map(|c| cell_json(model, c).to_string() + "\n")
             .collect(),
         Format::Csv => {
-            let mut out = String::from("model,config,test,source,mean_ts,sd_ts,median_ts,ci_low,ci_high,min_ts,max_ts,n,server_median_ts,draft_acceptance,flagged\n");
+            let mut out = String::from("model,config,test,source,mean_ts,sd_ts,median_ts,ci_low,ci_high,min_ts,max_ts,n,server_median_ts,draft_acceptance,roofline_ts,flagged\n");
             for c in cells {
                 let s = c.summary();
                 let server = (!c.server_values.is_empty())
                     .then(|| crate::measure::stats::median(&c.server_values));
                 let _ = writeln!(
                     out,
-                    "{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{}",
+                    "{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{},{}",
                     csv_field(&model.name),
                     csv_field(&c.config),
                     csv_field(&c.test),
@@ -91,6 +92,7 @@ pub fn render(format: Format, model: &ModelInfo, cells: &[Cell]) -> String {
                     s.n,
                     fmt_opt(server, 3),
                     fmt_opt(c.acceptance(), 4),
+                    fmt_opt(c.roofline_tps, 3),
                     c.flagged
                 );
             }
@@ -110,8 +112,8 @@ fn csv_field(text: &str) -> String {
 
 fn markdown(model: &ModelInfo, cells: &[Cell]) -> String {
     let mut out = String::from(
-        "| model | size | params | config | test | t/s | median [95% CI] | min–max | n | server t/s | accept | flags |\n\
-         | ----- | ---: | -----: | ------ | ---: | --: | --------------: | ------: | -: | ---------: | -----: | ----- |\n",
+        "| model | size | params | config | test | t/s | median [95% CI] | min–max | n | server t/s | accept | % roofline | flags |\n\
+         | ----- | ---: | -----: | ------ | ---: | --: | --------------: | ------: | -: | ---------: | -----: | ---------: | ----- |\n",
     );
     for c in cells {
         let s = c.summary();
@@ -129,7 +131,7 @@ fn markdown(model: &ModelInfo, cells: &[Cell]) -> String {
         }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {:.2} ± {:.2} | {:.2} [{:.2}, {:.2}] | {:.2}–{:.2} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.2} ± {:.2} | {:.2} [{:.2}, {:.2}] | {:.2}–{:.2} | {} | {} | {} | {} | {} |",
             model.name,
             model.size,
             model.params,
@@ -145,6 +147,7 @@ fn markdown(model: &ModelInfo, cells: &[Cell]) -> String {
             s.n,
             fmt_opt(server, 2),
             c.acceptance().map(|a| format!("{:.0}%", a * 100.0)).unwrap_or_else(|| "-".into()),
+            c.roofline_tps.map(|r| format!("{:.0}%", s.median / r * 100.0)).unwrap_or_else(|| "-".into()),
             flags.join(", ")
         );
     }

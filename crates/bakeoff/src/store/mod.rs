@@ -516,6 +516,35 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Record a measured machine property (e.g. `memory_bandwidth` in GB/s).
+    pub fn system_measurement(
+        &self,
+        system_id: i64,
+        name: &str,
+        value: f64,
+        unit: &str,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO system_measurements (system_id, name, value, unit) VALUES (?1, ?2, ?3, ?4)",
+                params![system_id, name, value, unit],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The newest value of a machine property for this system.
+    pub fn latest_system_measurement(&self, system_id: i64, name: &str) -> Result<Option<f64>> {
+        self.conn
+            .query_row(
+                "SELECT value FROM system_measurements WHERE system_id = ?1 AND name = ?2 ORDER BY id DESC LIMIT 1",
+                params![system_id, name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
     /// Direct access for modules that add their own queries.
     pub fn connection(&self) -> &Connection {
         &self.conn

@@ -81,4 +81,15 @@ pub const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
     );
     "#,
+    // 2: measured machine properties (memory bandwidth for the roofline).
+    r#"
+    CREATE TABLE system_measurements (
+        id INTEGER PRIMARY KEY,
+        system_id INTEGER NOT NULL REFERENCES systems(id),
+        name TEXT NOT NULL,
+        value REAL NOT NULL,
+        unit TEXT NOT NULL,
+        measured_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    "#,
 ];
