@@ -382,3 +382,95 @@ fn experiment_file_sets_the_matrix_and_bad_keys_are_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn speculation_is_measured_with_and_without_on_the_same_prompts() {
+    let sandbox = Sandbox::new();
+    let (status, stdout, stderr) = bench(
+        &sandbox,
+        &[
+            "--spec-type",
+            "none,ngram-mod",
+            "--prompts",
+            "natural",
+            "-p",
+            "0",
+            "-n",
+            "48",
+            "-r",
+            "2",
+            "--warmup",
+            "0",
+        ],
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stdout.contains("Speculative decoding (same prompts, without → with):"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("--spec-type ngram-mod tg48 [natural]"),
+        "{stdout}"
+    );
+    let detail = show(&sandbox, "last");
+    let trials = ok_trials(&detail);
+    let drafted: f64 = trials
+        .iter()
+        .filter(|t| t["flags"]["flags"]["--spec-type"] == "ngram-mod")
+        .map(|t| sample(t, "draft_n", "server").unwrap_or(0.0))
+        .sum();
+    assert!(drafted > 0.0, "ngram-mod drafted nothing on natural text");
+    for t in trials
+        .iter()
+        .filter(|t| t["flags"]["flags"]["--spec-type"] == "none")
+    {
+        assert_eq!(
+            sample(t, "draft_n", "server"),
+            None,
+            "no draft timings without speculation"
+        );
+    }
+}
+
+#[test]
+fn a_config_the_engine_refuses_is_skipped_and_the_sweep_goes_on() {
+    let sandbox = Sandbox::new();
+    let (status, stdout, stderr) = bench(
+        &sandbox,
+        &[
+            "-ctk",
+            "no_such_type,f16",
+            "-p",
+            "0",
+            "-n",
+            "4",
+            "-r",
+            "1",
+            "--warmup",
+            "0",
+            "-o",
+            "csv",
+        ],
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("skipped -ctk no_such_type: llama-server exited during start-up"),
+        "{stderr}"
+    );
+    assert_eq!(stdout.lines().count(), 2, "header + the f16 row: {stdout}");
+    assert!(
+        stdout.lines().nth(1).unwrap().contains("-ctk f16"),
+        "{stdout}"
+    );
+    let detail = show(&sandbox, "last");
+    let skipped = detail["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["status"] == "skipped")
+        .unwrap();
+    assert!(skipped["note"]
+        .as_str()
+        .unwrap()
+        .contains("exited during start-up"));
+}

@@ -403,6 +403,9 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
         params,
     };
     print!("{}", table::render(format, &info, &cells));
+    if format == Format::Markdown {
+        print!("{}", table::speculation_summary(&cells));
+    }
     if let Some(signal) = bakeoff::engines::process::interrupted() {
         printer.status(format!(
             "interrupted; resume with: bakeoff bench --resume {run_id}"

@@ -195,3 +195,46 @@ pub fn comparison_markdown(cmp: &Comparison) -> String {
     }
     out
 }
+
+/// With and without speculation: for each cell with a `--spec-type` other than `none`, the
+/// speed-up over the cell with the same other flags and test but no speculation.
+pub fn speculation_summary(cells: &[Cell]) -> String {
+    let spec_of = |c: &Cell| {
+        c.flags
+            .get("--spec-type")
+            .cloned()
+            .unwrap_or_else(|| "none".into())
+    };
+    let others = |c: &Cell| {
+        let mut f = c.flags.clone();
+        f.remove("--spec-type");
+        f.remove("--spec-draft-n-max");
+        f
+    };
+    let mut out = String::new();
+    for cell in cells.iter().filter(|c| spec_of(c) != "none") {
+        let Some(base) = cells
+            .iter()
+            .find(|b| spec_of(b) == "none" && b.test == cell.test && others(b) == others(cell))
+        else {
+            continue;
+        };
+        if out.is_empty() {
+            out.push_str("\nSpeculative decoding (same prompts, without → with):\n");
+        }
+        let (with, without) = (cell.summary().median, base.summary().median);
+        let _ = writeln!(
+            out,
+            "- {} {}: {:.2} → {:.2} t/s ({:.2}×), draft acceptance {}",
+            cell.config,
+            cell.test,
+            without,
+            with,
+            with / without,
+            cell.acceptance()
+                .map(|a| format!("{:.1}%", a * 100.0))
+                .unwrap_or_else(|| "n/a (nothing drafted)".into())
+        );
+    }
+    out
+}
