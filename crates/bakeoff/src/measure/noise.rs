@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 /// Average cores used by other processes above which a trial is marked noisy.
 pub const NOISY_CORES: f64 = 0.25;
+/// GPU utilisation before a trial above which it is marked noisy.
+pub const NOISY_GPU_PCT: f64 = 10.0;
 
 #[derive(Debug, Clone, Copy)]
 pub struct CpuSnapshot {
@@ -168,5 +170,22 @@ mod tests {
         let after = CpuSnapshot::take(&[]);
         assert!(before.others_cores(&after) > 0.0);
         assert!(process_jiffies(std::process::id() as i32) < u64::MAX);
+    }
+}
+
+/// Utilisation of each visible NVIDIA GPU in percent (empty without nvidia-smi).
+pub fn gpu_utilization() -> Vec<f64> {
+    let output = std::process::Command::new("nvidia-smi")
+        .args([
+            "--query-gpu=utilization.gpu",
+            "--format=csv,noheader,nounits",
+        ])
+        .output();
+    match output {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect(),
+        _ => Vec::new(),
     }
 }
