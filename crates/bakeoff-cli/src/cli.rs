@@ -45,6 +45,9 @@ pub enum Command {
     /// Sweep engine settings and measure pp/tg through a real server (or llama-bench) with honest statistics.
     #[command(after_help = BENCH_EXAMPLES)]
     Bench(Box<BenchArgs>),
+    /// Load-test a server: concurrency and open-loop rates, TTFT/ITL/TPOT/E2E percentiles, goodput, saturation.
+    #[command(after_help = LOAD_EXAMPLES)]
+    Load(Box<LoadArgs>),
     /// Compare two runs: ratio with bootstrap CI, Mann-Whitney U, verdict, and what differs.
     #[command(
         after_help = "Examples:\n  bakeoff compare 3 4\n  bakeoff compare baseline candidate --json\n  bakeoff compare last~llama-bench last   # in-process vs through-server"
@@ -323,4 +326,91 @@ pub struct PlanArgs {
     pub depth: u64,
     #[arg(long)]
     pub json: bool,
+}
+
+const LOAD_EXAMPLES: &str = "Examples:
+  bakeoff load -m SmolLM2-135M-Instruct.Q4_1.gguf --concurrency 1,2,4 --requests 32
+  bakeoff load -m model.gguf --rate 1,2,4 --burstiness 1 --duration 30s --slo ttft=500ms,tpot=50ms
+  bakeoff load -m model.gguf --sweep 5 --duration 20s --input normal:256,64 --output 64-128
+  bakeoff load --url http://127.0.0.1:8080 --dataset chats.jsonl --concurrency 8
+  bakeoff load -m model.gguf --turns 4 --shared-prefix 512 --input 64 --concurrency 4
+  bakeoff load --self-test                       # the client's own ceiling on loopback";
+
+#[derive(Args, Debug, Default)]
+pub struct LoadArgs {
+    /// GGUF model to serve with a supervised llama-server.
+    #[arg(long, short = 'm', value_name = "FILE", conflicts_with = "url")]
+    pub model: Option<PathBuf>,
+    /// Attach to a running server instead.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Closed-loop concurrency levels (comma list or range).
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<String>,
+    /// Open-loop request rates per second (comma list).
+    #[arg(long, value_name = "R")]
+    pub rate: Option<String>,
+    /// Gamma shape of inter-arrival times for --rate (1 = Poisson; omit for a constant pace).
+    #[arg(long, value_name = "K")]
+    pub burstiness: Option<f64>,
+    /// Send every request at once (bounded by --requests) to find the maximum throughput.
+    #[arg(long)]
+    pub max_throughput: bool,
+    /// Sweep: synchronous, max throughput, then N constant rates between (default 5).
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "5")]
+    pub sweep: Option<usize>,
+    /// Length of each step, e.g. 30s.
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Requests per step (default 32 when no --duration).
+    #[arg(long, value_name = "N")]
+    pub requests: Option<usize>,
+    /// Leading window excluded from statistics.
+    #[arg(long, default_value = "0s", value_name = "DURATION")]
+    pub warmup: String,
+    /// Trailing window excluded from statistics.
+    #[arg(long, default_value = "0s", value_name = "DURATION")]
+    pub cooldown: String,
+    /// Prompt length distribution: N, LO-HI, or normal:MEAN,SD (tokens, exact).
+    #[arg(long, default_value = "128", value_name = "DIST")]
+    pub input: String,
+    /// Output length distribution (tokens; generation ignores EOS).
+    #[arg(long, default_value = "64", value_name = "DIST")]
+    pub output: String,
+    /// JSONL file of chat conversations ({"messages": [...]} per line) sent to /v1/chat/completions.
+    #[arg(long, value_name = "FILE")]
+    pub dataset: Option<PathBuf>,
+    /// Multi-turn conversations of this many turns sharing a prefix.
+    #[arg(long, value_name = "N")]
+    pub turns: Option<u32>,
+    /// Tokens of the prefix every conversation shares (with --turns).
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub shared_prefix: u32,
+    /// Seed for the workload and the send schedule.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Service-level objectives for goodput, e.g. ttft=500ms,tpot=50ms.
+    #[arg(long, value_name = "SPEC")]
+    pub slo: Option<String>,
+    /// Most requests in flight for open-loop shapes.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub max_inflight: usize,
+    /// Keep going when the server saturates (default: end that step early).
+    #[arg(long)]
+    pub no_stop_on_saturation: bool,
+    /// Measure the client's own ceiling against a scripted endpoint on loopback, then exit.
+    #[arg(long)]
+    pub self_test: bool,
+    /// Output format of the step table: md, csv, json, jsonl.
+    #[arg(short = 'o', long, default_value = "md", value_name = "FORMAT")]
+    pub output_format: String,
+    /// Tag for the run.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Seconds to wait for the server to become healthy.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub health_timeout: u64,
+    /// Flags passed to llama-server as they are (after `--`).
+    #[arg(last = true, value_name = "ENGINE FLAGS")]
+    pub engine_args: Vec<String>,
 }

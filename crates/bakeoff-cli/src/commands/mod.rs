@@ -3,6 +3,7 @@
 mod bench;
 mod compare;
 mod doctor;
+mod load;
 mod model;
 mod runs;
 mod serve;
@@ -19,6 +20,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => doctor::run(&cli.global, &args, printer),
         Command::Serve(args) => serve::run(&cli.global, &args, printer),
         Command::Bench(args) => bench::run(&cli.global, *args, printer),
+        Command::Load(args) => load::run(&cli.global, *args, printer),
         Command::Compare(args) => compare::run(&cli.global, &args),
         Command::Model(command) => model::inspect(command),
         Command::Plan(args) => model::plan(&args),

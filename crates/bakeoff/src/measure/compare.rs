@@ -77,6 +77,29 @@ fn config_label(trial: &TrialRow) -> String {
     }
 }
 
+/// A load step as a cell: its per-second output tok/s (first and last second dropped, as they are
+/// partial), so two load runs compare with the same statistics as bench runs.
+fn load_cell(trial: &TrialRow, test: &str) -> Option<Cell> {
+    let timeline: Vec<f64> = trial.samples.iter().filter(|s| s.metric == "timeline_output_tps").map(|s| s.value).collect();
+    let values = if timeline.len() > 2 { timeline[1..timeline.len() - 1].to_vec() } else { timeline };
+    (!values.is_empty()).then(|| Cell {
+        config: config_label(trial),
+        test: test.to_string(),
+        kind: "load".into(),
+        flags: config_flags(trial),
+        depth: 0,
+        source: "load-timeline".into(),
+        values,
+        server_values: Vec::new(),
+        flagged: usize::from(trial.note.is_some()),
+        noisy: usize::from(trial.note.as_deref().is_some_and(|n| n.contains("noisy"))),
+        draft_n: 0.0,
+        draft_accepted: 0.0,
+        cache_n: None,
+        roofline_tps: None,
+    })
+}
+
 fn sample(trial: &TrialRow, metric: &str, sources: &[&str]) -> Option<(f64, String)> {
     trial
         .samples
@@ -93,6 +116,12 @@ pub fn cells(detail: &RunDetail) -> Vec<Cell> {
             continue;
         };
         let kind = trial.workload["kind"].as_str().unwrap_or("tg");
+        if kind == "load" {
+            if let Some(cell) = load_cell(trial, test) {
+                cells.push(cell);
+            }
+            continue;
+        }
         let metric = if kind == "pp" { "pp_tps" } else { "tg_tps" };
         let Some((value, source)) = sample(trial, metric, &["client", "llama-bench"]) else {
             continue;

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod compare;
 pub mod llama_bench;
+pub mod load;
 pub mod matrix;
 pub mod noise;
 pub mod prompts;

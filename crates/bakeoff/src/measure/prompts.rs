@@ -74,6 +74,15 @@ impl TokenSource {
         })
     }
 
+    /// A source cycling through fixed tokens (for the client self-test, which has no server vocabulary).
+    pub fn fixed(tokens: Vec<i64>) -> Self {
+        TokenSource {
+            set: PromptSet::File("(fixed)".into()),
+            tokens,
+            vocab: 0,
+        }
+    }
+
     /// `count` tokens starting at `offset` into the set (cycling through the text), or random
     /// ids seeded by `offset` for the random set. The same arguments give the same tokens.
     pub fn take(&self, offset: u64, count: u32) -> Vec<i64> {

@@ -3,5 +3,6 @@
 
 pub mod facts;
 pub mod plan;
+pub mod synth;
 
 pub use facts::ModelFacts;

@@ -1,0 +1,352 @@
+//! `bakeoff load`: serving load tests. Shapes (concurrency, open-loop rates, max throughput, a
+//! GuideLLM-style sweep) run as steps; each step is one stored trial whose per-request and
+//! per-token samples are committed as they arrive, with the server's own `/metrics` and `/slots`
+//! view beside them. Step tables are computed from the stored raw samples.
+
+pub mod client;
+pub mod executor;
+pub mod metrics;
+pub mod scrape;
+pub mod selftest;
+pub mod workload;
+
+use crate::domain::{EngineConfig, Unit};
+use crate::engines::http::Http;
+use crate::store::{NewTrial, Store, TrialRow};
+use crate::Result;
+use executor::{run_step, Progress, Shape, StepLimits};
+use metrics::{Distribution, RequestRecord, Slo};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+use workload::{Generator, WorkloadSpec};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadPlan {
+    pub shapes: Vec<Shape>,
+    /// GuideLLM-style sweep: synchronous, max throughput, then this many constant rates between.
+    pub sweep_rates: Option<usize>,
+    pub workload: WorkloadSpec,
+    pub limits: StepLimits,
+    pub seed: u64,
+    pub slo: Slo,
+}
+
+pub enum LoadEvent<'a> {
+    StepStart {
+        label: &'a str,
+    },
+    Progress {
+        label: &'a str,
+        progress: &'a Progress,
+    },
+    StepDone {
+        summary: &'a StepTable,
+    },
+    Warning(String),
+}
+
+/// One step's figures, computed from stored samples.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepTable {
+    pub step: String,
+    pub completed: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub request_throughput: f64,
+    pub output_tps: f64,
+    pub goodput_rps: Option<f64>,
+    pub ttft_ms: Distribution,
+    pub itl_ms: Distribution,
+    pub tpot_ms: Distribution,
+    pub e2e_ms: Distribution,
+    pub client_cpu_cores: f64,
+    pub note: Option<String>,
+}
+
+impl StepTable {
+    /// Rebuild a step's table from a stored trial (samples with source `client` are inside the
+    /// measured window; `client-excluded` ones fell in warmup or cooldown).
+    pub fn from_trial(trial: &TrialRow) -> Self {
+        let values = |metric: &str| -> Vec<f64> {
+            trial
+                .samples
+                .iter()
+                .filter(|s| s.metric == metric && s.source == "client")
+                .map(|s| s.value)
+                .collect()
+        };
+        let scalar = |metric: &str| {
+            trial
+                .samples
+                .iter()
+                .find(|s| s.metric == metric)
+                .map(|s| s.value)
+        };
+        let errors = trial
+            .samples
+            .iter()
+            .filter_map(|s| {
+                s.metric
+                    .strip_prefix("errors:")
+                    .map(|k| (k.to_string(), s.value as u64))
+            })
+            .collect();
+        StepTable {
+            step: trial.workload["test"].as_str().unwrap_or("?").to_string(),
+            completed: values("e2e_ms").len() as u64,
+            errors,
+            request_throughput: scalar("request_throughput").unwrap_or(0.0),
+            output_tps: scalar("output_tps").unwrap_or(0.0),
+            goodput_rps: scalar("goodput_rps"),
+            ttft_ms: Distribution::of(&values("ttft_ms")),
+            itl_ms: Distribution::of(&values("itl_ms")),
+            tpot_ms: Distribution::of(&values("tpot_ms")),
+            e2e_ms: Distribution::of(&values("e2e_ms")),
+            client_cpu_cores: scalar("client_cpu_cores").unwrap_or(0.0),
+            note: trial.note.clone(),
+        }
+    }
+}
+
+pub struct LoadRunner<'a> {
+    pub store: &'a Store,
+    pub run_id: i64,
+    pub http: &'a Http,
+    pub generator: &'a Generator,
+    pub config: &'a EngineConfig,
+    pub engine_id: Option<i64>,
+    pub model_id: Option<i64>,
+    /// Model name for OpenAI-style requests.
+    pub model_name: Option<String>,
+    /// The client's measured ceiling (streamed tok/s), to warn when a run comes near it.
+    pub ceiling_tps: Option<f64>,
+    /// Our own processes (the engine), so their CPU use is not counted as noise.
+    pub tracked_pids: Vec<i32>,
+}
+
+impl LoadRunner<'_> {
+    pub fn run(
+        &self,
+        plan: &LoadPlan,
+        observe: &mut dyn FnMut(LoadEvent),
+    ) -> Result<Vec<StepTable>> {
+        let mut tables = Vec::new();
+        let mut shapes = plan.shapes.clone();
+        if plan.sweep_rates.is_some() {
+            shapes = vec![Shape::Concurrency(1), Shape::MaxThroughput];
+        }
+        let mut index = 0;
+        while index < shapes.len() {
+            if crate::engines::process::interrupted().is_some() {
+                break;
+            }
+            let table = self.step(plan, &shapes[index], index, observe)?;
+            observe(LoadEvent::StepDone { summary: &table });
+            tables.push(table);
+            index += 1;
+            if let (Some(n), 2) = (plan.sweep_rates, index) {
+                // Rates evenly between the synchronous and the maximum request rate.
+                let (low, high) = (tables[0].request_throughput, tables[1].request_throughput);
+                if high > low && low > 0.0 {
+                    shapes.extend((1..=n).map(|i| Shape::Rate {
+                        rate: low + (high - low) * i as f64 / (n + 1) as f64,
+                        burstiness: None,
+                    }));
+                } else {
+                    observe(LoadEvent::Warning(format!("sweep: max throughput ({high:.2} req/s) is not above synchronous ({low:.2} req/s); no rates in between")));
+                }
+            }
+        }
+        Ok(tables)
+    }
+
+    fn step(
+        &self,
+        plan: &LoadPlan,
+        shape: &Shape,
+        index: usize,
+        observe: &mut dyn FnMut(LoadEvent),
+    ) -> Result<StepTable> {
+        let label = shape.label();
+        observe(LoadEvent::StepStart { label: &label });
+        let workload = json!({ "test": label, "kind": "load", "shape": shape, "workload": plan.workload.describe(), "seed": plan.seed });
+        let trial = NewTrial {
+            config: Some(self.config),
+            engine_id: self.engine_id,
+            model_id: self.model_id,
+            workload: &workload,
+            repetition: 0,
+        };
+        let trial_id = self.store.begin_trial(self.run_id, &trial)?;
+        let mut store_error = None;
+        let mut token_seq = 0usize;
+        let warmup = plan.limits.warmup.as_secs_f64();
+        let mut on_record = |record: &RequestRecord, progress: &Progress| {
+            if store_error.is_none() {
+                if let Err(e) = self.store_record(trial_id, record, warmup, &mut token_seq) {
+                    store_error = Some(e);
+                }
+            }
+            if progress.done % 10 == 1 {
+                observe(LoadEvent::Progress {
+                    label: &label,
+                    progress,
+                });
+            }
+        };
+        let seed = plan.seed.wrapping_add(index as u64);
+        let before = crate::measure::noise::CpuSnapshot::take(&self.tracked_pids);
+        let result = run_step(
+            self.http,
+            self.generator,
+            shape,
+            &plan.limits,
+            seed,
+            index * 1_000_000,
+            self.model_name.as_deref(),
+            &mut on_record,
+        );
+        if let Some(e) = store_error {
+            return Err(e);
+        }
+        let end = result.records.iter().map(|r| r.end_s).fold(0.0, f64::max);
+        let to = (end - plan.limits.cooldown.as_secs_f64()).max(warmup);
+        let summary = metrics::summarize(
+            &label,
+            &result.records,
+            warmup,
+            to,
+            &plan.slo,
+            result.saturated.clone(),
+        );
+        self.store_step(trial_id, &summary, &result, to)?;
+        let mut notes = Vec::new();
+        let others = before.others_cores(&crate::measure::noise::CpuSnapshot::take(&self.tracked_pids));
+        if others > crate::measure::noise::NOISY_CORES {
+            let warning = format!("noisy: other processes used {others:.2} cores during the step");
+            observe(LoadEvent::Warning(warning.clone()));
+            notes.push(warning);
+        }
+        if let Some(reason) = &result.saturated {
+            notes.push(reason.clone());
+        }
+        if let Some(ceiling) = self.ceiling_tps {
+            if summary.output_tps > 0.5 * ceiling {
+                let warning = format!("output {:.0} tok/s is within 50 % of the client's ceiling ({ceiling:.0} tok/s): figures may be client-bound", summary.output_tps);
+                observe(LoadEvent::Warning(warning.clone()));
+                notes.push(warning);
+            }
+        }
+        let note = (!notes.is_empty()).then(|| notes.join("; "));
+        self.store.end_trial(trial_id, "ok", note.as_deref())?;
+        let trials = self.store.trials(self.run_id)?;
+        let stored = trials
+            .iter()
+            .find(|t| t.id == trial_id)
+            .expect("trial just stored");
+        Ok(StepTable::from_trial(stored))
+    }
+
+    fn store_record(
+        &self,
+        trial_id: i64,
+        r: &RequestRecord,
+        warmup_s: f64,
+        token_seq: &mut usize,
+    ) -> Result<()> {
+        // Cooldown is only known at the end; requests are re-marked then (see store_step).
+        let source = if r.scheduled_s < warmup_s {
+            "client-excluded"
+        } else {
+            "client"
+        };
+        let s = |metric: &str, value: f64, unit: Unit| {
+            self.store
+                .sample(trial_id, metric, value, unit, source, r.index)
+        };
+        if let Some(kind) = &r.error {
+            return s(&format!("error:{kind}"), 1.0, Unit::Count);
+        }
+        s("e2e_ms", r.e2e_ms(), Unit::Milliseconds)?;
+        s("queue_ms", r.queue_ms(), Unit::Milliseconds)?;
+        s("output_tokens", r.output_tokens() as f64, Unit::Tokens)?;
+        if let Some(v) = r.ttft_ms() {
+            s("ttft_ms", v, Unit::Milliseconds)?;
+        }
+        if let Some(v) = r.tpot_ms() {
+            s("tpot_ms", v, Unit::Milliseconds)?;
+        }
+        if let Some(v) = r.prompt_tokens {
+            s("prompt_tokens", v as f64, Unit::Tokens)?;
+        }
+        if let Some(v) = r.cached_tokens {
+            s("cached_tokens", v as f64, Unit::Tokens)?;
+        }
+        for gap in r.itl_ms() {
+            self.store.sample(
+                trial_id,
+                "itl_ms",
+                gap,
+                Unit::Milliseconds,
+                source,
+                *token_seq,
+            )?;
+            *token_seq += 1;
+        }
+        Ok(())
+    }
+
+    fn store_step(
+        &self,
+        trial_id: i64,
+        summary: &metrics::StepSummary,
+        result: &executor::StepResult,
+        window_end_s: f64,
+    ) -> Result<()> {
+        let conn = self.store.connection();
+        // Requests that finished after the measured window fell in the cooldown: exclude them too.
+        let late: Vec<usize> = result
+            .records
+            .iter()
+            .filter(|r| r.end_s > window_end_s)
+            .map(|r| r.index)
+            .collect();
+        for index in late {
+            conn.execute("UPDATE samples SET source = 'client-excluded' WHERE trial_id = ?1 AND seq = ?2 AND source = 'client' AND metric != 'itl_ms'", rusqlite::params![trial_id, index as i64])
+                .map_err(|e| crate::Error::Store { path: self.store.path().to_path_buf(), source: e })?;
+        }
+        let put = |metric: &str, value: f64, unit: Unit, seq: usize| {
+            self.store
+                .sample(trial_id, metric, value, unit, "step", seq)
+        };
+        put(
+            "request_throughput",
+            summary.request_throughput,
+            Unit::Count,
+            0,
+        )?;
+        put("output_tps", summary.output_tps, Unit::TokensPerSecond, 0)?;
+        put("window_s", summary.window_s, Unit::Seconds, 0)?;
+        put("client_cpu_cores", result.client_cpu_cores, Unit::Count, 0)?;
+        if let Some(goodput) = summary.goodput_rps {
+            put("goodput_rps", goodput, Unit::Count, 0)?;
+        }
+        for (kind, count) in &summary.errors {
+            put(&format!("errors:{kind}"), *count as f64, Unit::Count, 0)?;
+        }
+        for (second, tps) in summary.timeline_tps.iter().enumerate() {
+            put("timeline_output_tps", *tps, Unit::TokensPerSecond, second)?;
+        }
+        for (second, name, value) in &result.server_samples {
+            self.store.sample(
+                trial_id,
+                name,
+                *value,
+                Unit::Count,
+                "server-metrics",
+                *second,
+            )?;
+        }
+        Ok(())
+    }
+}
