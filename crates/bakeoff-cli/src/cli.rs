@@ -285,6 +285,49 @@ pub enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a random-weight GGUF of a real shape (to measure shapes whose weights you lack).
+    #[command(after_help = "Examples:\n  bakeoff model synth --like SmolLM2-135M-Instruct.Q4_1.gguf -o synth.gguf\n  bakeoff model synth --arch llama --layers 16 --embd 2048 --heads 32 --kv-heads 8 --ff 8192 \\\n      --vocab-from SmolLM2-135M-Instruct.Q4_1.gguf -o llama-1b.gguf --quantize Q4_K_M")]
+    Synth(Box<SynthArgs>),
+}
+
+#[derive(Args, Debug)]
+pub struct SynthArgs {
+    /// Copy architecture, hyper-parameters, tensor shapes and vocabulary from this GGUF.
+    #[arg(long, value_name = "FILE", conflicts_with = "arch")]
+    pub like: Option<PathBuf>,
+    /// Build a shape from explicit dimensions (only `llama` for now).
+    #[arg(long, value_name = "ARCH", requires_all = ["layers", "embd", "heads", "ff", "vocab_from"])]
+    pub arch: Option<String>,
+    #[arg(long)]
+    pub layers: Option<u64>,
+    #[arg(long)]
+    pub embd: Option<u64>,
+    #[arg(long)]
+    pub heads: Option<u64>,
+    /// KV heads (default: --heads).
+    #[arg(long)]
+    pub kv_heads: Option<u64>,
+    #[arg(long)]
+    pub ff: Option<u64>,
+    /// Take the tokenizer (vocabulary) from this GGUF.
+    #[arg(long, value_name = "FILE")]
+    pub vocab_from: Option<PathBuf>,
+    /// Trained context length to record.
+    #[arg(long, default_value_t = 8192)]
+    pub ctx: u64,
+    /// Output file.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Tensor type written: f16 or f32.
+    #[arg(long, default_value = "f16")]
+    pub dtype: String,
+    /// Then quantize with llama-quantize (e.g. Q8_0, Q4_K_M); the unquantized file is removed.
+    #[arg(long, value_name = "TYPE")]
+    pub quantize: Option<String>,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -22,7 +22,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(&cli.global, *args, printer),
         Command::Load(args) => load::run(&cli.global, *args, printer),
         Command::Compare(args) => compare::run(&cli.global, &args),
-        Command::Model(command) => model::inspect(command),
+        Command::Model(command) => model::run(&cli.global, command, printer),
         Command::Plan(args) => model::plan(&args),
         Command::Runs(command) => runs::run(&cli.global, command),
     }

@@ -2,6 +2,7 @@
 //! Nothing here performs I/O.
 
 pub mod config;
+pub mod rng;
 pub mod units;
 
 pub use config::EngineConfig;

@@ -6,7 +6,7 @@
 //! as GGUF v3, little-endian, into `<out>.gguf.part`, which is renamed to `out` only when complete.
 
 use crate::formats::gguf::{write::Writer, GgmlType, GgufFile, Value};
-use crate::measure::stats::Rng;
+use crate::domain::rng::Rng;
 use crate::{Error, Result};
 use serde::Serialize;
 use std::fs::File;
