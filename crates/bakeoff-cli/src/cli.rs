@@ -286,8 +286,19 @@ pub enum ModelCommand {
         json: bool,
     },
     /// Write a random-weight GGUF of a real shape (to measure shapes whose weights you lack).
-    #[command(after_help = "Examples:\n  bakeoff model synth --like SmolLM2-135M-Instruct.Q4_1.gguf -o synth.gguf\n  bakeoff model synth --arch llama --layers 16 --embd 2048 --heads 32 --kv-heads 8 --ff 8192 \\\n      --vocab-from SmolLM2-135M-Instruct.Q4_1.gguf -o llama-1b.gguf --quantize Q4_K_M")]
+    #[command(
+        after_help = "Examples:\n  bakeoff model synth --like SmolLM2-135M-Instruct.Q4_1.gguf -o synth.gguf\n  bakeoff model synth --arch llama --layers 16 --embd 2048 --heads 32 --kv-heads 8 --ff 8192 \\\n      --vocab-from SmolLM2-135M-Instruct.Q4_1.gguf -o llama-1b.gguf --quantize Q4_K_M"
+    )]
     Synth(Box<SynthArgs>),
+    /// Extract a model's tokenizer into a small tensor-less GGUF (to use with `synth --vocab-from`).
+    #[command(
+        after_help = "Examples:\n  bakeoff model vocab SmolLM2-135M-Instruct.Q4_1.gguf -o smollm2-vocab.gguf"
+    )]
+    Vocab {
+        file: PathBuf,
+        #[arg(short = 'o', long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]

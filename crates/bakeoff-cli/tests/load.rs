@@ -25,32 +25,83 @@ fn last_run(sandbox: &Sandbox) -> Value {
 }
 
 fn samples<'a>(trial: &'a Value, metric: &'a str) -> impl Iterator<Item = f64> + 'a {
-    trial["samples"].as_array().unwrap().iter().filter(move |s| s["metric"] == metric).map(|s| s["value"].as_f64().unwrap())
+    trial["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(move |s| s["metric"] == metric)
+        .map(|s| s["value"].as_f64().unwrap())
 }
 
 #[test]
 fn concurrency_steps_store_exact_per_request_samples_and_the_server_view() {
     let sandbox = Sandbox::new();
     let model = smollm();
-    let (status, stdout, stderr) = load(&sandbox, &["-m", model.to_str().unwrap(), "--concurrency", "1,2", "--requests", "6", "--input", "32", "--output", "8", "--slo", "ttft=60s", "-o", "json"]);
+    let (status, stdout, stderr) = load(
+        &sandbox,
+        &[
+            "-m",
+            model.to_str().unwrap(),
+            "--concurrency",
+            "1,2",
+            "--requests",
+            "6",
+            "--input",
+            "32",
+            "--output",
+            "8",
+            "--slo",
+            "ttft=60s",
+            "-o",
+            "json",
+        ],
+    );
     assert!(status.success(), "{stderr}");
     let steps: Vec<Value> = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(steps.iter().map(|s| s["step"].as_str().unwrap()).collect::<Vec<_>>(), ["c1", "c2"]);
+    assert_eq!(
+        steps
+            .iter()
+            .map(|s| s["step"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["c1", "c2"]
+    );
     for step in &steps {
         assert_eq!(step["completed"], 6, "{step}");
         assert!(step["errors"].as_object().unwrap().is_empty());
         assert!(step["output_tps"].as_f64().unwrap() > 0.0);
-        assert!(step["ttft_ms"]["percentiles"]["p99.9"].as_f64().unwrap() >= step["ttft_ms"]["percentiles"]["p50"].as_f64().unwrap());
-        assert!(step["goodput_rps"].as_f64().unwrap() > 0.0, "a 60 s TTFT objective is met");
+        assert!(
+            step["ttft_ms"]["percentiles"]["p99.9"].as_f64().unwrap()
+                >= step["ttft_ms"]["percentiles"]["p50"].as_f64().unwrap()
+        );
+        assert!(
+            step["goodput_rps"].as_f64().unwrap() > 0.0,
+            "a 60 s TTFT objective is met"
+        );
     }
     let detail = last_run(&sandbox);
     assert_eq!(detail["run"]["kind"], "load");
     for trial in detail["trials"].as_array().unwrap() {
-        assert!(samples(trial, "prompt_tokens").all(|n| n == 32.0), "exact prompt tokens");
-        assert!(samples(trial, "output_tokens").all(|n| n == 8.0), "every streamed token counted");
-        assert_eq!(samples(trial, "itl_ms").count(), 6 * 7, "one gap per token after the first");
-        assert!(samples(trial, "llamacpp:tokens_predicted_total").count() > 0, "server /metrics scraped");
-        assert!(samples(trial, "slots:total").any(|n| n == 2.0), "server /slots scraped");
+        assert!(
+            samples(trial, "prompt_tokens").all(|n| n == 32.0),
+            "exact prompt tokens"
+        );
+        assert!(
+            samples(trial, "output_tokens").all(|n| n == 8.0),
+            "every streamed token counted"
+        );
+        assert_eq!(
+            samples(trial, "itl_ms").count(),
+            6 * 7,
+            "one gap per token after the first"
+        );
+        assert!(
+            samples(trial, "llamacpp:tokens_predicted_total").count() > 0,
+            "server /metrics scraped"
+        );
+        assert!(
+            samples(trial, "slots:total").any(|n| n == 2.0),
+            "server /slots scraped"
+        );
     }
 }
 
@@ -58,20 +109,69 @@ fn concurrency_steps_store_exact_per_request_samples_and_the_server_view() {
 fn open_loop_rates_follow_a_fixed_schedule_and_multi_turn_reuses_the_prefix() {
     let sandbox = Sandbox::new();
     let model = smollm();
-    let (status, stdout, stderr) = load(&sandbox, &["-m", model.to_str().unwrap(), "--rate", "4", "--burstiness", "1", "--requests", "8", "--input", "16", "--output", "4", "-o", "csv"]);
+    let (status, stdout, stderr) = load(
+        &sandbox,
+        &[
+            "-m",
+            model.to_str().unwrap(),
+            "--rate",
+            "4",
+            "--burstiness",
+            "1",
+            "--requests",
+            "8",
+            "--input",
+            "16",
+            "--output",
+            "4",
+            "-o",
+            "csv",
+        ],
+    );
     assert!(status.success(), "{stderr}");
-    assert!(stdout.lines().nth(1).unwrap().starts_with("poisson 4.00/s,8,0,"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("poisson 4.00/s,8,0,"),
+        "{stdout}"
+    );
     let detail = last_run(&sandbox);
     assert_eq!(samples(&detail["trials"][0], "queue_ms").count(), 8);
 
-    let (status, _, stderr) = load(&sandbox, &["-m", model.to_str().unwrap(), "--turns", "3", "--shared-prefix", "64", "--input", "16", "--output", "4", "--concurrency", "1", "--requests", "6"]);
+    let (status, _, stderr) = load(
+        &sandbox,
+        &[
+            "-m",
+            model.to_str().unwrap(),
+            "--turns",
+            "3",
+            "--shared-prefix",
+            "64",
+            "--input",
+            "16",
+            "--output",
+            "4",
+            "--concurrency",
+            "1",
+            "--requests",
+            "6",
+        ],
+    );
     assert!(status.success(), "{stderr}");
     let detail = last_run(&sandbox);
     let cached: Vec<f64> = samples(&detail["trials"][0], "cached_tokens").collect();
     let prompts: Vec<f64> = samples(&detail["trials"][0], "prompt_tokens").collect();
     assert_eq!(cached.len(), 6);
-    assert!(cached.iter().skip(1).all(|&c| c >= 64.0), "later turns reuse at least the shared prefix: {cached:?}");
-    assert!(prompts[1] < prompts[0] + 16.0 + 1.0, "prompt_n counts only new tokens: {prompts:?}");
+    assert!(
+        cached.iter().skip(1).all(|&c| c >= 64.0),
+        "later turns reuse at least the shared prefix: {cached:?}"
+    );
+    assert!(
+        prompts[1] < prompts[0] + 16.0 + 1.0,
+        "prompt_n counts only new tokens: {prompts:?}"
+    );
 }
 
 #[test]
@@ -80,15 +180,45 @@ fn chat_datasets_go_through_the_openai_endpoint() {
     let dataset = sandbox.dir.path().join("chats.jsonl");
     std::fs::write(&dataset, "{\"messages\":[{\"role\":\"user\",\"content\":\"Name three colours.\"}]}\n{\"messages\":[{\"role\":\"user\",\"content\":\"日本の首都は？ 🌸\"}],\"max_tokens\":6}\n").unwrap();
     let model = smollm();
-    let (status, stdout, stderr) = load(&sandbox, &["-m", model.to_str().unwrap(), "--dataset", dataset.to_str().unwrap(), "--concurrency", "2", "--requests", "4", "--output", "8", "-o", "json"]);
+    let (status, stdout, stderr) = load(
+        &sandbox,
+        &[
+            "-m",
+            model.to_str().unwrap(),
+            "--dataset",
+            dataset.to_str().unwrap(),
+            "--concurrency",
+            "2",
+            "--requests",
+            "4",
+            "--output",
+            "8",
+            "-o",
+            "json",
+        ],
+    );
     assert!(status.success(), "{stderr}");
     let steps: Vec<Value> = serde_json::from_str(&stdout).unwrap();
     assert_eq!(steps[0]["completed"], 4);
     let detail = last_run(&sandbox);
     assert!(samples(&detail["trials"][0], "output_tokens").all(|n| (1.0..=8.0).contains(&n)));
 
-    std::fs::write(&dataset, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}\nnot json\n").unwrap();
-    let (status, _, stderr) = load(&sandbox, &["-m", model.to_str().unwrap(), "--dataset", dataset.to_str().unwrap(), "--requests", "1"]);
+    std::fs::write(
+        &dataset,
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}\nnot json\n",
+    )
+    .unwrap();
+    let (status, _, stderr) = load(
+        &sandbox,
+        &[
+            "-m",
+            model.to_str().unwrap(),
+            "--dataset",
+            dataset.to_str().unwrap(),
+            "--requests",
+            "1",
+        ],
+    );
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("chats.jsonl:2: not JSON"), "{stderr}");
 }
@@ -96,12 +226,24 @@ fn chat_datasets_go_through_the_openai_endpoint() {
 #[test]
 fn bad_arguments_are_one_clear_line() {
     let sandbox = Sandbox::new();
-    let (status, _, stderr) = load(&sandbox, &["--url", "http://127.0.0.1:9", "--input", "lots"]);
+    let (status, _, stderr) = load(
+        &sandbox,
+        &["--url", "http://127.0.0.1:9", "--input", "lots"],
+    );
     assert_eq!(status.code(), Some(2));
-    assert!(stderr.starts_with("error: --input lots: expected N, LO-HI or normal:MEAN,SD\n"), "{stderr}");
-    let (status, _, stderr) = load(&sandbox, &["--url", "http://127.0.0.1:9", "--slo", "ttft=soon"]);
+    assert!(
+        stderr.starts_with("error: --input lots: expected N, LO-HI or normal:MEAN,SD\n"),
+        "{stderr}"
+    );
+    let (status, _, stderr) = load(
+        &sandbox,
+        &["--url", "http://127.0.0.1:9", "--slo", "ttft=soon"],
+    );
     assert_eq!(status.code(), Some(2));
-    assert!(stderr.contains("--slo ttft=soon: 'soon' is not a duration"), "{stderr}");
+    assert!(
+        stderr.contains("--slo ttft=soon: 'soon' is not a duration"),
+        "{stderr}"
+    );
 }
 
 /// A scripted OpenAI-style endpoint: /v1/models answers; chat requests alternate between HTTP 500,
@@ -149,8 +291,26 @@ fn http_errors_and_truncated_streams_are_counted_by_kind_and_nothing_is_lost() {
     let sandbox = Sandbox::new();
     let url = faulty_endpoint();
     let dataset = sandbox.dir.path().join("chats.jsonl");
-    std::fs::write(&dataset, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}\n").unwrap();
-    let (status, stdout, stderr) = load(&sandbox, &["--url", &url, "--dataset", dataset.to_str().unwrap(), "--concurrency", "1", "--requests", "9", "-o", "json"]);
+    std::fs::write(
+        &dataset,
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}\n",
+    )
+    .unwrap();
+    let (status, stdout, stderr) = load(
+        &sandbox,
+        &[
+            "--url",
+            &url,
+            "--dataset",
+            dataset.to_str().unwrap(),
+            "--concurrency",
+            "1",
+            "--requests",
+            "9",
+            "-o",
+            "json",
+        ],
+    );
     assert!(status.success(), "{stderr}");
     let steps: Vec<Value> = serde_json::from_str(&stdout).unwrap();
     assert_eq!(steps[0]["completed"], 3, "{}", steps[0]);
@@ -158,7 +318,11 @@ fn http_errors_and_truncated_streams_are_counted_by_kind_and_nothing_is_lost() {
     assert_eq!(steps[0]["errors"]["truncated"], 3, "{}", steps[0]);
     let detail = last_run(&sandbox);
     assert_eq!(detail["run"]["status"], "ok");
-    assert_eq!(samples(&detail["trials"][0], "error:http_500").count(), 3, "each error stored as it happened");
+    assert_eq!(
+        samples(&detail["trials"][0], "error:http_500").count(),
+        3,
+        "each error stored as it happened"
+    );
 }
 
 #[test]
@@ -166,8 +330,18 @@ fn self_test_measures_and_stores_the_client_ceiling() {
     let sandbox = Sandbox::new();
     let (status, stdout, stderr) = load(&sandbox, &["--self-test"]);
     assert!(status.success(), "{stderr}");
-    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| streams") && !l.starts_with("| -")).collect();
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| streams") && !l.starts_with("| -"))
+        .collect();
     assert_eq!(rows.len(), 5, "{stdout}");
-    assert!(rows.iter().all(|r| r.split('|').nth(5).unwrap().trim() == "0"), "no errors against the scripted endpoint: {stdout}");
-    assert!(stderr.contains("client ceiling") && stderr.contains("stored"), "{stderr}");
+    assert!(
+        rows.iter()
+            .all(|r| r.split('|').nth(5).unwrap().trim() == "0"),
+        "no errors against the scripted endpoint: {stdout}"
+    );
+    assert!(
+        stderr.contains("client ceiling") && stderr.contains("stored"),
+        "{stderr}"
+    );
 }

@@ -202,30 +202,71 @@ fn a_synthesised_model_of_a_real_shape_is_served() {
     let sandbox = Sandbox::new();
     let out = sandbox.dir.path().join("tiny-llama.gguf");
     let mut synth = sandbox.cmd();
-    synth.args(["model", "synth", "--arch", "llama", "--layers", "2", "--embd", "256", "--heads", "4", "--kv-heads", "2", "--ff", "512", "--json"]);
-    synth.arg("--vocab-from").arg(smollm()).arg("-o").arg(&out).args(["--quantize", "Q8_0"]);
+    synth.args([
+        "model",
+        "synth",
+        "--arch",
+        "llama",
+        "--layers",
+        "2",
+        "--embd",
+        "256",
+        "--heads",
+        "4",
+        "--kv-heads",
+        "2",
+        "--ff",
+        "512",
+        "--json",
+    ]);
+    synth
+        .arg("--vocab-from")
+        .arg(smollm())
+        .arg("-o")
+        .arg(&out)
+        .args(["--quantize", "Q8_0"]);
     let (status, stdout, stderr) = run(synth, LIMIT);
     assert!(status.success(), "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["architecture"], "llama");
     assert_eq!(report["tensors"], 21);
-    assert!(!out.with_extension("f16.gguf").exists(), "the unquantized intermediate is removed");
+    assert!(
+        !out.with_extension("f16.gguf").exists(),
+        "the unquantized intermediate is removed"
+    );
 
     let mut inspect = sandbox.cmd();
     inspect.args(["model", "inspect", "--json"]).arg(&out);
     let (_, stdout, _) = run(inspect, LIMIT);
     let facts: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert!(facts["bytes_by_type"]["Q8_0"].as_u64().unwrap() > 0, "quantized by llama-quantize");
+    assert!(
+        facts["bytes_by_type"]["Q8_0"].as_u64().unwrap() > 0,
+        "quantized by llama-quantize"
+    );
 
     let mut cmd = sandbox.cmd();
     cmd.args(["serve", "--json", "--model"]).arg(&out);
-    let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let ready: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("no ready line: {line:?}"));
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let ready: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("no ready line: {line:?}"));
     let url = ready["url"].as_str().unwrap();
     let mut curl = std::process::Command::new("curl");
-    curl.args(["-s", &format!("{url}/completion"), "-d", r#"{"prompt":"Hello","n_predict":4}"#]);
+    curl.args([
+        "-s",
+        &format!("{url}/completion"),
+        "-d",
+        r#"{"prompt":"Hello","n_predict":4}"#,
+    ]);
     let (_, body, _) = run(curl, LIMIT);
     let completion: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(completion["tokens_predicted"], 4, "{body}");

@@ -241,7 +241,10 @@ pub fn run(global: &Global, args: LoadArgs, printer: Printer) -> anyhow::Result<
         extra: args.engine_args.clone(),
         ..Default::default()
     };
-    let tracked_pids = server.as_ref().map(|s: &LlamaServer| vec![s.pid()]).unwrap_or_default();
+    let tracked_pids = server
+        .as_ref()
+        .map(|s: &LlamaServer| vec![s.pid()])
+        .unwrap_or_default();
     let runner = LoadRunner {
         store: &store,
         run_id,

@@ -15,14 +15,32 @@ fn load(file: &std::path::Path) -> bakeoff::Result<(std::path::PathBuf, ModelFac
     Ok((path, ModelFacts::from_gguf(&gguf)))
 }
 
-pub fn run(global: &crate::cli::Global, command: ModelCommand, printer: crate::printer::Printer) -> anyhow::Result<ExitCode> {
+pub fn run(
+    global: &crate::cli::Global,
+    command: ModelCommand,
+    printer: crate::printer::Printer,
+) -> anyhow::Result<ExitCode> {
     match command {
         ModelCommand::Inspect { file, json } => inspect(&file, json),
         ModelCommand::Synth(args) => synth(global, &args, printer),
+        ModelCommand::Vocab { file, out } => {
+            let bytes = bakeoff::model::synth::extract_vocab(&super::resolve_model(&file), &out)?;
+            println!(
+                "{}: tokenizer of {} ({})",
+                out.display(),
+                file.display(),
+                human_bytes(bytes as u64)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
-fn synth(global: &crate::cli::Global, args: &crate::cli::SynthArgs, printer: crate::printer::Printer) -> anyhow::Result<ExitCode> {
+fn synth(
+    global: &crate::cli::Global,
+    args: &crate::cli::SynthArgs,
+    printer: crate::printer::Printer,
+) -> anyhow::Result<ExitCode> {
     use bakeoff::model::synth::{synth, SynthShape, SynthSpec};
     let shape = match (&args.like, &args.arch) {
         (Some(like), _) => SynthShape::Like(super::resolve_model(like)),
@@ -40,27 +58,52 @@ fn synth(global: &crate::cli::Global, args: &crate::cli::SynthArgs, printer: cra
     };
     let dtype = match args.dtype.to_ascii_lowercase().as_str() {
         "f16" | "f32" => GgmlType::from_name(&args.dtype).expect("known type"),
-        other => return Err(Error::input(format!("--dtype {other}: expected f16 or f32 (then --quantize for others)")).into()),
+        other => {
+            return Err(Error::input(format!(
+                "--dtype {other}: expected f16 or f32 (then --quantize for others)"
+            ))
+            .into())
+        }
     };
     let unquantized = match &args.quantize {
         Some(_) => args.out.with_extension("f16.gguf"),
         None => args.out.clone(),
     };
-    let spec = SynthSpec { shape, out: unquantized.clone(), dtype, seed: args.seed };
+    let spec = SynthSpec {
+        shape,
+        out: unquantized.clone(),
+        dtype,
+        seed: args.seed,
+    };
     let mut last_report = 0;
     let report = synth(&spec, &mut |done, total| {
         let pct = done * 100 / total.max(1);
         if pct >= last_report + 10 || done == total {
             last_report = pct;
-            printer.status(format!("writing {}: {pct}% of {}", unquantized.display(), human_bytes(total)));
+            printer.status(format!(
+                "writing {}: {pct}% of {}",
+                unquantized.display(),
+                human_bytes(total)
+            ));
         }
     })?;
     let mut final_path = report.out.clone();
     if let Some(kind) = &args.quantize {
-        let (_, quantize) = bakeoff::engines::discovery::find_tool(global.engine_path.as_deref(), "llama-quantize")?;
+        let (_, quantize) = bakeoff::engines::discovery::find_tool(
+            global.engine_path.as_deref(),
+            "llama-quantize",
+        )?;
         let log = args.out.with_extension("quantize.log");
-        printer.status(format!("quantizing to {kind} with {} (log: {})", quantize.display(), log.display()));
-        let argv = vec![unquantized.display().to_string(), args.out.display().to_string(), kind.clone()];
+        printer.status(format!(
+            "quantizing to {kind} with {} (log: {})",
+            quantize.display(),
+            log.display()
+        ));
+        let argv = vec![
+            unquantized.display().to_string(),
+            args.out.display().to_string(),
+            kind.clone(),
+        ];
         let mut child = bakeoff::engines::process::Supervised::spawn(&quantize, &argv, &log)?;
         let status = loop {
             if let Some(status) = child.try_wait() {
@@ -69,17 +112,33 @@ fn synth(global: &crate::cli::Global, args: &crate::cli::SynthArgs, printer: cra
             std::thread::sleep(std::time::Duration::from_millis(100));
         };
         if !status.success() {
-            let reason = bakeoff::engines::fatal::tail(&log, 1).pop().unwrap_or_default();
-            return Err(Error::engine(format!("llama-quantize {kind} failed ({status}): {reason}")).with_hint(format!("full log: {}", log.display())).into());
+            let reason = bakeoff::engines::fatal::tail(&log, 1)
+                .pop()
+                .unwrap_or_default();
+            return Err(Error::engine(format!(
+                "llama-quantize {kind} failed ({status}): {reason}"
+            ))
+            .with_hint(format!("full log: {}", log.display()))
+            .into());
         }
         let _ = std::fs::remove_file(&unquantized);
         final_path = args.out.clone();
     }
     let size = std::fs::metadata(&final_path).map(|m| m.len()).unwrap_or(0);
     if args.json {
-        println!("{}", serde_json::json!({ "out": final_path, "architecture": report.architecture, "tensors": report.tensors, "parameters": report.parameters, "bytes": size, "quantized": args.quantize }));
+        println!(
+            "{}",
+            serde_json::json!({ "out": final_path, "architecture": report.architecture, "tensors": report.tensors, "parameters": report.parameters, "bytes": size, "quantized": args.quantize })
+        );
     } else {
-        println!("{}: {} ({} tensors, {:.2} M parameters, {})", final_path.display(), report.architecture, report.tensors, report.parameters as f64 / 1e6, human_bytes(size));
+        println!(
+            "{}: {} ({} tensors, {:.2} M parameters, {})",
+            final_path.display(),
+            report.architecture,
+            report.tensors,
+            report.parameters as f64 / 1e6,
+            human_bytes(size)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

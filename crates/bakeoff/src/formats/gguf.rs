@@ -186,10 +186,14 @@ impl GgmlType {
     }
 
     /// Bytes for a row of `n` elements, as `ggml_row_size` computes it (`None` if `n` is not a
-    /// whole number of blocks or the type is unknown).
+    /// whole number of blocks, the type is unknown, or the size overflows a `u64`).
     pub fn row_bytes(self, n: u64) -> Option<u64> {
         let block = self.block_size();
-        (block > 0 && n % block == 0).then(|| n / block * self.block_bytes())
+        if block > 0 && n % block == 0 {
+            (n / block).checked_mul(self.block_bytes())
+        } else {
+            None
+        }
     }
 }
 
@@ -400,7 +404,13 @@ impl<R: Read> Parser<R> {
         for i in 0..kv_count {
             let key = self.string(&format!("metadata[{i}].key"))?;
             let type_id = self.u32(&format!("{key} (type)"))?;
-            let value = self.value(&key, type_id, 0)?;
+            // Errors name the field by its key; an empty key would name nothing.
+            let label = if key.is_empty() {
+                format!("metadata[{i}] (empty key)")
+            } else {
+                key.clone()
+            };
+            let value = self.value(&label, type_id, 0)?;
             metadata.push((key, value));
         }
         let mut tensors = Vec::with_capacity(tensor_count as usize);
@@ -545,6 +555,24 @@ impl<R: Read> Parser<R> {
                     dims[0],
                     ggml_type.name(),
                     ggml_type.block_size()
+                ),
+            });
+        }
+        // The element count fits in a u64 (checked above), but the byte size may not: 2^62 F32
+        // elements are 2^64 bytes. `TensorInfo::bytes` relies on this check.
+        let rows: u64 = dims[1..].iter().product();
+        if ggml_type
+            .row_bytes(dims[0])
+            .and_then(|row| row.checked_mul(rows))
+            .is_none()
+        {
+            return Err(GgufError {
+                path: None,
+                offset: type_at,
+                field: field("type"),
+                reason: format!(
+                    "{elements} elements of {} take 2^64 bytes or more",
+                    ggml_type.name()
                 ),
             });
         }

@@ -80,8 +80,17 @@ fn config_label(trial: &TrialRow) -> String {
 /// A load step as a cell: its per-second output tok/s (first and last second dropped, as they are
 /// partial), so two load runs compare with the same statistics as bench runs.
 fn load_cell(trial: &TrialRow, test: &str) -> Option<Cell> {
-    let timeline: Vec<f64> = trial.samples.iter().filter(|s| s.metric == "timeline_output_tps").map(|s| s.value).collect();
-    let values = if timeline.len() > 2 { timeline[1..timeline.len() - 1].to_vec() } else { timeline };
+    let timeline: Vec<f64> = trial
+        .samples
+        .iter()
+        .filter(|s| s.metric == "timeline_output_tps")
+        .map(|s| s.value)
+        .collect();
+    let values = if timeline.len() > 2 {
+        timeline[1..timeline.len() - 1].to_vec()
+    } else {
+        timeline
+    };
     (!values.is_empty()).then(|| Cell {
         config: config_label(trial),
         test: test.to_string(),

@@ -154,6 +154,23 @@ pub fn wait_for_quiet(limit: Duration, exclude: &[i32]) -> Result<f64, String> {
     }
 }
 
+/// Utilisation of each visible NVIDIA GPU in percent (empty without nvidia-smi).
+pub fn gpu_utilization() -> Vec<f64> {
+    let output = std::process::Command::new("nvidia-smi")
+        .args([
+            "--query-gpu=utilization.gpu",
+            "--format=csv,noheader,nounits",
+        ])
+        .output();
+    match output {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,22 +187,5 @@ mod tests {
         let after = CpuSnapshot::take(&[]);
         assert!(before.others_cores(&after) > 0.0);
         assert!(process_jiffies(std::process::id() as i32) < u64::MAX);
-    }
-}
-
-/// Utilisation of each visible NVIDIA GPU in percent (empty without nvidia-smi).
-pub fn gpu_utilization() -> Vec<f64> {
-    let output = std::process::Command::new("nvidia-smi")
-        .args([
-            "--query-gpu=utilization.gpu",
-            "--format=csv,noheader,nounits",
-        ])
-        .output();
-    match output {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect(),
-        _ => Vec::new(),
     }
 }

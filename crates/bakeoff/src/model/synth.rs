@@ -5,8 +5,8 @@
 //! The file is streamed to disk (an 8B model is ~16 GB in F16; no tensor is ever held in memory)
 //! as GGUF v3, little-endian, into `<out>.gguf.part`, which is renamed to `out` only when complete.
 
-use crate::formats::gguf::{write::Writer, GgmlType, GgufFile, Value};
 use crate::domain::rng::Rng;
+use crate::formats::gguf::{write::Writer, GgmlType, GgufFile, Value};
 use crate::{Error, Result};
 use serde::Serialize;
 use std::fs::File;
@@ -541,6 +541,28 @@ impl Weights {
         let unit = (f64::from(bits) + 0.5) / 4_294_967_296.0;
         ((unit * 2.0 - 1.0) * WEIGHT_RANGE) as f32
     }
+}
+
+/// Write a tensor-less GGUF holding only `src`'s tokenizer (`tokenizer.*` keys) and its
+/// architecture: a few MB that carry a real vocabulary to machines without the weights, for
+/// `SynthShape::Llama { vocab_from, .. }`.
+pub fn extract_vocab(src: &Path, out: &Path) -> Result<usize> {
+    let file = GgufFile::open(src)?;
+    let keep: Vec<(&str, Value)> = file
+        .metadata
+        .iter()
+        .filter(|(k, _)| k.starts_with("tokenizer.") || k == "general.architecture")
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    if !keep.iter().any(|(k, _)| *k == "tokenizer.ggml.tokens") {
+        return Err(Error::input(format!(
+            "{}: no tokenizer.ggml.tokens to extract",
+            src.display()
+        )));
+    }
+    let bytes = crate::formats::gguf::write::Writer::file(false, &keep, &[]);
+    std::fs::write(out, &bytes).map_err(|e| Error::io(out, e))?;
+    Ok(bytes.len())
 }
 
 /// IEEE 754 binary32 → binary16, rounding to nearest, ties to even; subnormals, overflow to

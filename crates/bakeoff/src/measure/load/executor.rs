@@ -211,7 +211,10 @@ impl SaturationWatch {
 /// Run one step; `on_record` is called on this thread for every finished request. Conversations
 /// are numbered from `first_conversation`, so each step sends fresh prompts (no cache hits carried
 /// over from an earlier step).
-#[expect(clippy::too_many_arguments, reason = "the step's inputs; bundling them would only rename them")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the step's inputs; bundling them would only rename them"
+)]
 pub fn run_step(
     http: &Http,
     generator: &Generator,

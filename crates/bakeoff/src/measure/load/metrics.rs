@@ -8,6 +8,7 @@
 //! - **request throughput**: completed requests / measured window; **output tok/s**: output tokens
 //!   of those requests / window.
 //! - **goodput**: requests per second that met every SLO given.
+//!
 //! Percentiles use type-7 interpolation over the raw per-request (or per-token) samples.
 
 use crate::measure::stats::{quantile_sorted, sorted};

@@ -221,7 +221,9 @@ impl LoadRunner<'_> {
         );
         self.store_step(trial_id, &summary, &result, to)?;
         let mut notes = Vec::new();
-        let others = before.others_cores(&crate::measure::noise::CpuSnapshot::take(&self.tracked_pids));
+        let others = before.others_cores(&crate::measure::noise::CpuSnapshot::take(
+            &self.tracked_pids,
+        ));
         if others > crate::measure::noise::NOISY_CORES {
             let warning = format!("noisy: other processes used {others:.2} cores during the step");
             observe(LoadEvent::Warning(warning.clone()));
