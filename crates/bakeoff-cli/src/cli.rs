@@ -153,6 +153,9 @@ pub struct BenchArgs {
     /// TOML experiment file; command-line values override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// KV type(s) for both caches at once (-ctk T -ctv T).
+    #[arg(long = "kv", value_name = "TYPES", conflicts_with_all = ["cache_type_k", "cache_type_v"])]
+    pub kv: Option<String>,
     /// K cache type(s) (-ctk).
     #[arg(long = "ctk", value_name = "TYPES")]
     pub cache_type_k: Option<String>,

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 /// (matrix key in experiment files, llama-server flag, value from the command line).
 fn flag_args(args: &BenchArgs) -> Vec<(&'static str, &'static str, Option<&String>)> {
     vec![
+        ("kv", "--kv", args.kv.as_ref()),
         ("ctk", "-ctk", args.cache_type_k.as_ref()),
         ("ctv", "-ctv", args.cache_type_v.as_ref()),
         ("fa", "-fa", args.flash_attn.as_ref()),
@@ -121,6 +122,7 @@ fn apply_matrix_table(
     for (key, value) in table {
         let text = toml_text(path, key, value)?;
         let slot = match key.as_str() {
+            "kv" => &mut args.kv,
             "ctk" => &mut args.cache_type_k,
             "ctv" => &mut args.cache_type_v,
             "fa" => &mut args.flash_attn,
@@ -139,7 +141,7 @@ fn apply_matrix_table(
             "prompts" => &mut args.prompts,
             other => {
                 return Err(Error::input(format!("{}: [matrix] unknown parameter '{other}'", path.display()))
-                    .with_hint("parameters: ctk ctv fa b ub t ngl np c md spec-type spec-draft-n-max p n d prompts"))
+                    .with_hint("parameters: kv ctk ctv fa b ub t ngl np c md spec-type spec-draft-n-max p n d prompts"))
             }
         };
         slot.get_or_insert(text);

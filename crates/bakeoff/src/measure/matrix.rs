@@ -171,6 +171,7 @@ impl Matrix {
         }
         configs
             .into_iter()
+            .map(expand_kv)
             .map(|config| PlannedConfig {
                 rejected: rejection(&config),
                 config,
@@ -221,6 +222,15 @@ impl Matrix {
             max(&self.depths) + max(&self.prompt_tokens).max(64) + max(&self.gen_tokens) + 64;
         needed.div_ceil(256) * 256
     }
+}
+
+/// `--kv T` is shorthand for `-ctk T -ctv T` (one KV type for both caches).
+fn expand_kv(mut config: EngineConfig) -> EngineConfig {
+    if let Some(kv) = config.flags.remove("--kv") {
+        config.flags.insert("-ctk".into(), kv.clone());
+        config.flags.insert("-ctv".into(), kv);
+    }
+    config
 }
 
 /// Canonical spellings, so `-fa 1` and `-fa on` are one config.
@@ -292,6 +302,15 @@ mod tests {
             .map(|c| c.config.label())
             .collect();
         assert_eq!(rejected, ["-ctv q8_0 -fa off"]);
+    }
+
+    #[test]
+    fn kv_sets_both_cache_types() {
+        let mut m = Matrix::default();
+        m.set("--kv", vec!["f16".into(), "q4_0".into()]);
+        m.set("-fa", vec!["off".into()]);
+        let labels: Vec<(String, bool)> = m.configs().iter().map(|c| (c.config.label(), c.rejected.is_some())).collect();
+        assert_eq!(labels, [("-ctk f16 -ctv f16 -fa off".to_string(), false), ("-ctk q4_0 -ctv q4_0 -fa off".to_string(), true)]);
     }
 
     #[test]
