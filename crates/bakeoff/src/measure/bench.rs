@@ -433,12 +433,8 @@ impl ServerBench<'_> {
                     Error::engine(e).with_hint("stop the busy processes, or drop --require-clean")
                 })?;
             }
-            // GPU utilisation just before the trial: anything above idle is someone else's work.
-            let gpu_busy = noise::gpu_utilization()
-                .into_iter()
-                .fold(None, |max: Option<f64>, u| {
-                    Some(max.map_or(u, |m| m.max(u)))
-                });
+            // Someone else's process on the GPU (our engine's own work is not noise).
+            let foreign_gpu = noise::foreign_gpu_processes(&[server.pid()]);
             let before = CpuSnapshot::take(&[server.pid()]);
             let workload = test.to_json();
             let trial = NewTrial {
@@ -466,18 +462,12 @@ impl ServerBench<'_> {
             if others > noise::NOISY_CORES {
                 flags.push(format!("noisy: other processes used {others:.2} cores"));
             }
-            if let Some(busy) = gpu_busy {
-                self.store.sample(
-                    trial_id,
-                    "gpu_util_before_pct",
-                    busy,
-                    Unit::Percent,
-                    "system",
-                    0,
-                )?;
-                if busy > noise::NOISY_GPU_PCT {
-                    flags.push(format!("noisy: GPU {busy:.0}% busy before the trial"));
-                }
+            if !foreign_gpu.is_empty() {
+                let names: Vec<String> = foreign_gpu
+                    .iter()
+                    .map(|(pid, name)| format!("{name} (pid {pid})"))
+                    .collect();
+                flags.push(format!("noisy: other GPU processes: {}", names.join(", ")));
             }
             for (metric, value, unit, source) in &figures.samples {
                 self.store

@@ -218,13 +218,19 @@ pub struct Comparison {
 
 /// FASTER / SLOWER when the ratio's CI excludes 1 and Mann–Whitney rejects at [`ALPHA`]; else
 /// NO CHANGE (within noise).
-pub fn verdict(ci_low: f64, ci_high: f64, p_value: f64) -> &'static str {
-    if ci_low > 1.0 && p_value < ALPHA {
-        "FASTER"
-    } else if ci_high < 1.0 && p_value < ALPHA {
-        "SLOWER"
+///
+/// With so few repetitions that even a total separation cannot reach [`ALPHA`] (3 against 3:
+/// smallest p 0.1), the test cannot decide: the verdict then comes from the CI alone, marked `*`.
+pub fn verdict(ci_low: f64, ci_high: f64, p_value: f64, min_p: f64) -> String {
+    let decidable = min_p < ALPHA;
+    let significant = p_value < ALPHA || !decidable;
+    let mark = if decidable { "" } else { "*" };
+    if ci_low > 1.0 && significant {
+        format!("FASTER{mark}")
+    } else if ci_high < 1.0 && significant {
+        format!("SLOWER{mark}")
     } else {
-        "NO CHANGE"
+        format!("NO CHANGE{mark}")
     }
 }
 
@@ -250,7 +256,12 @@ pub fn compare(store: &Store, a: i64, b: i64) -> Result<Comparison> {
                     ci_low,
                     ci_high,
                     p_value,
-                    verdict: verdict(ci_low, ci_high, p_value).to_string(),
+                    verdict: verdict(
+                        ci_low,
+                        ci_high,
+                        p_value,
+                        stats::mann_whitney_min_p(x.values.len(), y.values.len()),
+                    ),
                 });
             }
             None => unmatched.push(format!("A only: {} {}", x.config, x.test)),
@@ -324,9 +335,11 @@ mod tests {
 
     #[test]
     fn verdicts_need_both_ci_and_significance() {
-        assert_eq!(verdict(1.02, 1.10, 0.01), "FASTER");
-        assert_eq!(verdict(0.90, 0.98, 0.01), "SLOWER");
-        assert_eq!(verdict(0.98, 1.05, 0.01), "NO CHANGE");
-        assert_eq!(verdict(1.02, 1.10, 0.20), "NO CHANGE");
+        assert_eq!(verdict(1.02, 1.10, 0.01, 0.008), "FASTER");
+        assert_eq!(verdict(0.90, 0.98, 0.01, 0.008), "SLOWER");
+        assert_eq!(verdict(0.98, 1.05, 0.01, 0.008), "NO CHANGE");
+        assert_eq!(verdict(1.02, 1.10, 0.20, 0.008), "NO CHANGE");
+        // Regression: 3 against 3 can never reach p < 0.05, which made every such verdict NO CHANGE.
+        assert_eq!(verdict(0.90, 0.94, 0.10, 0.10), "SLOWER*");
     }
 }

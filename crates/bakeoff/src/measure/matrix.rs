@@ -309,8 +309,18 @@ mod tests {
         let mut m = Matrix::default();
         m.set("--kv", vec!["f16".into(), "q4_0".into()]);
         m.set("-fa", vec!["off".into()]);
-        let labels: Vec<(String, bool)> = m.configs().iter().map(|c| (c.config.label(), c.rejected.is_some())).collect();
-        assert_eq!(labels, [("-ctk f16 -ctv f16 -fa off".to_string(), false), ("-ctk q4_0 -ctv q4_0 -fa off".to_string(), true)]);
+        let labels: Vec<(String, bool)> = m
+            .configs()
+            .iter()
+            .map(|c| (c.config.label(), c.rejected.is_some()))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("-ctk f16 -ctv f16 -fa off".to_string(), false),
+                ("-ctk q4_0 -ctv q4_0 -fa off".to_string(), true)
+            ]
+        );
     }
 
     #[test]

@@ -6,8 +6,6 @@ use std::time::{Duration, Instant};
 
 /// Average cores used by other processes above which a trial is marked noisy.
 pub const NOISY_CORES: f64 = 0.25;
-/// GPU utilisation before a trial above which it is marked noisy.
-pub const NOISY_GPU_PCT: f64 = 10.0;
 
 #[derive(Debug, Clone, Copy)]
 pub struct CpuSnapshot {
@@ -154,26 +152,46 @@ pub fn wait_for_quiet(limit: Duration, exclude: &[i32]) -> Result<f64, String> {
     }
 }
 
-/// Utilisation of each visible NVIDIA GPU in percent (empty without nvidia-smi).
-pub fn gpu_utilization() -> Vec<f64> {
+/// Processes other than `ours` that hold an NVIDIA GPU context: (pid, name). Device-wide
+/// utilisation cannot tell our engine's work from someone else's (a first version of this check
+/// flagged every GPU trial because of the engine's own previous request); the process list can.
+/// Empty without nvidia-smi.
+pub fn foreign_gpu_processes(ours: &[i32]) -> Vec<(i32, String)> {
     let output = std::process::Command::new("nvidia-smi")
         .args([
-            "--query-gpu=utilization.gpu",
-            "--format=csv,noheader,nounits",
+            "--query-compute-apps=pid,process_name",
+            "--format=csv,noheader",
         ])
         .output();
-    match output {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect(),
-        _ => Vec::new(),
-    }
+    let Some(output) = output.ok().filter(|o| o.status.success()) else {
+        return Vec::new();
+    };
+    parse_compute_apps(&String::from_utf8_lossy(&output.stdout), ours)
+}
+
+fn parse_compute_apps(text: &str, ours: &[i32]) -> Vec<(i32, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let (pid, name) = line.split_once(',')?;
+            let pid: i32 = pid.trim().parse().ok()?;
+            (!ours.contains(&pid)).then(|| (pid, name.trim().to_string()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn our_engine_on_the_gpu_is_not_noise() {
+        let text = "4242, /usr/bin/llama-server\n977, python3\n";
+        assert_eq!(
+            parse_compute_apps(text, &[4242]),
+            [(977, "python3".to_string())]
+        );
+        assert!(parse_compute_apps("", &[1]).is_empty());
+    }
 
     #[test]
     fn a_busy_sibling_counts_as_other() {

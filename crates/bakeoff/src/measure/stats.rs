@@ -2,7 +2,8 @@
 //! - quantiles: linear interpolation between order statistics (Hyndman–Fan type 7, as NumPy);
 //! - confidence intervals: percentile bootstrap, 2000 resamples, fixed seed (reproducible);
 //! - outliers: modified z-score `0.6745·(x − median)/MAD`, |z| > 3.5 (Iglewicz–Hoaglin), as hyperfine;
-//! - two-sample test: Mann–Whitney U, normal approximation with tie and continuity correction.
+//! - two-sample test: Mann–Whitney U, exact when there are no ties and n₁·n₂ ≤ 2500, else the
+//!   normal approximation with tie and continuity correction.
 
 use serde::Serialize;
 
@@ -111,6 +112,37 @@ pub fn outliers(samples: &[f64]) -> Vec<usize> {
         .collect()
 }
 
+/// Number of orderings of `m` + `n` values (no ties) with each U value, `u = 0..=m·n`.
+fn u_counts(m: usize, n: usize) -> Vec<f64> {
+    // c[j][u]: counts for (i, j) built row by row in i: c(i, j, u) = c(i−1, j, u−j) + c(i, j−1, u).
+    let mut prev: Vec<Vec<f64>> = (0..=n).map(|_| vec![1.0]).collect(); // i = 0: U is always 0
+    for i in 1..=m {
+        let mut row: Vec<Vec<f64>> = vec![vec![1.0]]; // j = 0
+        for j in 1..=n {
+            let mut counts = vec![0.0; i * j + 1];
+            for (u, c) in prev[j].iter().enumerate() {
+                counts[u + j] += c;
+            }
+            for (u, c) in row[j - 1].iter().enumerate() {
+                counts[u] += c;
+            }
+            row.push(counts);
+        }
+        prev = row;
+    }
+    prev.pop().unwrap_or_default()
+}
+
+/// The smallest two-sided p-value an exact Mann–Whitney test can give for these sample sizes:
+/// 2 / C(n₁ + n₂, n₁). At 3 against 3 it is 0.1, so no difference can be significant at 0.05.
+pub fn mann_whitney_min_p(n1: usize, n2: usize) -> f64 {
+    let mut combinations = 1.0;
+    for k in 0..n1.min(n2) {
+        combinations = combinations * (n1 + n2 - k) as f64 / (k + 1) as f64;
+    }
+    (2.0 / combinations).min(1.0)
+}
+
 /// Two-sided Mann–Whitney U test: (U of `a`, p-value).
 pub fn mann_whitney(a: &[f64], b: &[f64]) -> (f64, f64) {
     let (n1, n2) = (a.len() as f64, b.len() as f64);
@@ -144,6 +176,13 @@ pub fn mann_whitney(a: &[f64], b: &[f64]) -> (f64, f64) {
         .map(|(_, r)| r)
         .sum();
     let u = rank_sum_a - n1 * (n1 + 1.0) / 2.0;
+    if tie_term == 0.0 && a.len() * b.len() <= 2500 {
+        let counts = u_counts(a.len(), b.len());
+        let total: f64 = counts.iter().sum();
+        let u_low = u.min(n1 * n2 - u) as usize;
+        let tail: f64 = counts[..=u_low].iter().sum();
+        return (u, (2.0 * tail / total).min(1.0));
+    }
     let n = n1 + n2;
     let variance = n1 * n2 / 12.0 * ((n + 1.0) - tie_term / (n * (n - 1.0)));
     if variance <= 0.0 {
@@ -230,10 +269,19 @@ mod tests {
 
     #[test]
     fn mann_whitney_matches_scipy() {
-        // scipy.stats.mannwhitneyu([1,2,3,4,5],[6,7,8,9,10], method="asymptotic") → U=0, p≈0.01208
+        // scipy.stats.mannwhitneyu([1,2,3,4,5],[6,7,8,9,10], method="exact") → U=0, p=2/252≈0.00794
         let (u, p) = mann_whitney(&[1.0, 2.0, 3.0, 4.0, 5.0], &[6.0, 7.0, 8.0, 9.0, 10.0]);
         assert_eq!(u, 0.0);
-        assert!((p - 0.01208).abs() < 2e-4, "p = {p}");
+        assert!((p - 2.0 / 252.0).abs() < 1e-12, "p = {p}");
+        // method="exact", [1,4,6] vs [2,3,5,7]: U=5, p=0.8571428571
+        let (u, p) = mann_whitney(&[1.0, 4.0, 6.0], &[2.0, 3.0, 5.0, 7.0]);
+        assert_eq!(u, 5.0);
+        assert!((p - 0.857_142_857_1).abs() < 1e-9, "p = {p}");
+        // With ties: the normal approximation ([1,2,2,3,4] vs [2,5,6,7,8] → p≈0.0513 asymptotic).
+        let (_, p_ties) = mann_whitney(&[1.0, 2.0, 2.0, 3.0, 4.0], &[2.0, 5.0, 6.0, 7.0, 8.0]);
+        assert!((0.03..0.08).contains(&p_ties), "p = {p_ties}");
+        assert!((mann_whitney_min_p(3, 3) - 0.1).abs() < 1e-12);
+        assert!(mann_whitney_min_p(4, 4) < 0.05);
         let (_, p_same) = mann_whitney(&[1.0, 2.0, 3.0], &[1.0, 2.0, 3.0]);
         assert!(p_same > 0.9);
     }

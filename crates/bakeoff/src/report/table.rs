@@ -181,6 +181,9 @@ pub fn comparison_markdown(cmp: &Comparison) -> String {
     for u in &cmp.unmatched {
         let _ = writeln!(out, "\n{u}");
     }
+    if cmp.rows.iter().any(|r| r.verdict.ends_with('*')) {
+        out.push_str("\n\\* too few repetitions for a Mann–Whitney test to reach p < 0.05 (3 against 3 cannot); verdict from the 95 % CI alone — use -r 4 or more.\n");
+    }
     if cmp.differences.is_empty() {
         out.push_str("\nNothing recorded differs between the runs except the measurements.\n");
     } else {

@@ -21,6 +21,9 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use workload::{Generator, WorkloadSpec};
 
+/// Fewer completed requests than this inside a step's window earn a warning.
+pub const MIN_WINDOW_REQUESTS: usize = 10;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoadPlan {
     pub shapes: Vec<Shape>,
@@ -179,11 +182,10 @@ impl LoadRunner<'_> {
         };
         let trial_id = self.store.begin_trial(self.run_id, &trial)?;
         let mut store_error = None;
-        let mut token_seq = 0usize;
         let warmup = plan.limits.warmup.as_secs_f64();
         let mut on_record = |record: &RequestRecord, progress: &Progress| {
             if store_error.is_none() {
-                if let Err(e) = self.store_record(trial_id, record, warmup, &mut token_seq) {
+                if let Err(e) = self.store_record(trial_id, record, warmup) {
                     store_error = Some(e);
                 }
             }
@@ -229,6 +231,24 @@ impl LoadRunner<'_> {
             observe(LoadEvent::Warning(warning.clone()));
             notes.push(warning);
         }
+        let foreign_gpu = crate::measure::noise::foreign_gpu_processes(&self.tracked_pids);
+        if !foreign_gpu.is_empty() {
+            let names: Vec<String> = foreign_gpu
+                .iter()
+                .map(|(pid, name)| format!("{name} (pid {pid})"))
+                .collect();
+            let warning = format!("noisy: other GPU processes: {}", names.join(", "));
+            observe(LoadEvent::Warning(warning.clone()));
+            notes.push(warning);
+        }
+        if summary.completed < MIN_WINDOW_REQUESTS {
+            let warning = format!(
+                "only {} request(s) completed inside the measured window; lengthen --duration (or shorten --warmup/--cooldown) for figures worth reading",
+                summary.completed
+            );
+            observe(LoadEvent::Warning(format!("{label}: {warning}")));
+            notes.push(warning);
+        }
         if let Some(reason) = &result.saturated {
             notes.push(reason.clone());
         }
@@ -249,13 +269,7 @@ impl LoadRunner<'_> {
         Ok(StepTable::from_trial(stored))
     }
 
-    fn store_record(
-        &self,
-        trial_id: i64,
-        r: &RequestRecord,
-        warmup_s: f64,
-        token_seq: &mut usize,
-    ) -> Result<()> {
+    fn store_record(&self, trial_id: i64, r: &RequestRecord, warmup_s: f64) -> Result<()> {
         // Cooldown is only known at the end; requests are re-marked then (see store_step).
         let source = if r.scheduled_s < warmup_s {
             "client-excluded"
@@ -284,16 +298,10 @@ impl LoadRunner<'_> {
         if let Some(v) = r.cached_tokens {
             s("cached_tokens", v as f64, Unit::Tokens)?;
         }
+        // Per-token gaps carry their request's index (in order of insertion), so the cooldown
+        // re-marking below applies to them too.
         for gap in r.itl_ms() {
-            self.store.sample(
-                trial_id,
-                "itl_ms",
-                gap,
-                Unit::Milliseconds,
-                source,
-                *token_seq,
-            )?;
-            *token_seq += 1;
+            s("itl_ms", gap, Unit::Milliseconds)?;
         }
         Ok(())
     }
@@ -314,7 +322,7 @@ impl LoadRunner<'_> {
             .map(|r| r.index)
             .collect();
         for index in late {
-            conn.execute("UPDATE samples SET source = 'client-excluded' WHERE trial_id = ?1 AND seq = ?2 AND source = 'client' AND metric != 'itl_ms'", rusqlite::params![trial_id, index as i64])
+            conn.execute("UPDATE samples SET source = 'client-excluded' WHERE trial_id = ?1 AND seq = ?2 AND source = 'client'", rusqlite::params![trial_id, index as i64])
                 .map_err(|e| crate::Error::Store { path: self.store.path().to_path_buf(), source: e })?;
         }
         let put = |metric: &str, value: f64, unit: Unit, seq: usize| {
