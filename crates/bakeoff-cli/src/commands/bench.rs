@@ -371,6 +371,7 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
         }
         .run(&mut observe)
     };
+    printer.finish();
     let status = match (&result, bakeoff::engines::process::interrupted()) {
         (_, Some(_)) => "interrupted",
         (Ok(()), None) => "ok",
@@ -486,8 +487,9 @@ impl Progress {
                     "  [{done}/{total} eta {eta:.0}s] {test} rep {}: {value:.2} {unit}{note}",
                     rep + 1
                 ));
+                self.printer.bar(done, total, eta, test);
             }
-            Event::Warning(message) => eprintln!("warning: {message}"),
+            Event::Warning(message) => self.printer.warn(message),
         }
     }
 }

@@ -261,17 +261,36 @@ pub fn run(global: &Global, args: LoadArgs, printer: Printer) -> anyhow::Result<
         LoadEvent::StepStart { label } => {
             printer.status(format!("step {label}: {}", plan.workload.describe()))
         }
-        LoadEvent::Progress { label, progress } => printer.status(format!(
-            "  {label}: {} done, {} errors, {:.2} req/s, p50 TTFT {:.0} ms ({:.0}s)",
-            progress.done, progress.errors, progress.rate, progress.p50_ttft_ms, progress.elapsed_s
-        )),
+        LoadEvent::Progress { label, progress } => {
+            let line = format!(
+                "{label}: {} done, {} errors, {:.2} req/s, p50 TTFT {:.0} ms",
+                progress.done, progress.errors, progress.rate, progress.p50_ttft_ms
+            );
+            // The step's bound: requests, or seconds when the step is duration-bound.
+            let (done, total) = match (plan.limits.requests, plan.limits.duration) {
+                (Some(n), _) => (progress.done, n),
+                (None, Some(d)) => (progress.elapsed_s as usize, d.as_secs() as usize),
+                (None, None) => (0, 0),
+            };
+            let eta = if done > 0 {
+                progress.elapsed_s / done as f64 * total.saturating_sub(done) as f64
+            } else {
+                0.0
+            };
+            if printer.terminal {
+                printer.bar(done, total, eta, &line);
+            } else {
+                printer.status(format!("  {line} ({:.0}s)", progress.elapsed_s));
+            }
+        }
         LoadEvent::StepDone { summary } => {
             if let Some(note) = &summary.note {
                 printer.status(format!("  {}: {note}", summary.step));
             }
         }
-        LoadEvent::Warning(message) => eprintln!("warning: {message}"),
+        LoadEvent::Warning(message) => printer.warn(message),
     });
+    printer.finish();
     if let Some(server) = &server {
         store.engine_log(run_id, None, server.log_path())?;
     }

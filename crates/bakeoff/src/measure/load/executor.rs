@@ -165,7 +165,8 @@ impl SaturationWatch {
     fn observe(&mut self, r: &RequestRecord) -> Option<String> {
         let elapsed = r.end_s - self.window_start;
         if elapsed >= WINDOW_S && self.current_ttfts.len() >= WINDOW_MIN_REQUESTS {
-            self.windows.push((self.current_tokens / elapsed, median(&self.current_ttfts)));
+            self.windows
+                .push((self.current_tokens / elapsed, median(&self.current_ttfts)));
             self.current_tokens = 0.0;
             self.current_ttfts.clear();
             self.window_start = r.end_s;
@@ -439,7 +440,12 @@ mod tests {
                 verdict = verdict.or(watch.observe(&r));
             }
         }
-        assert!(verdict.as_ref().is_some_and(|v| v.starts_with("saturated: throughput flat at")), "{verdict:?}");
+        assert!(
+            verdict
+                .as_ref()
+                .is_some_and(|v| v.starts_with("saturated: throughput flat at")),
+            "{verdict:?}"
+        );
 
         // Regression: a closed-loop step whose TTFT wobbles by 10-30 % tripped the first version.
         let mut watch = SaturationWatch::new(0.0);
@@ -448,7 +454,12 @@ mod tests {
             for i in 0..10 {
                 let end = w as f64 * WINDOW_S + i as f64 * 0.2 + 0.05;
                 let ttft = 400.0 * [1.0, 1.15, 1.3, 1.45, 1.0, 1.15, 1.3, 1.45][w];
-                let r = RequestRecord { scheduled_s: end - ttft / 1000.0 - 0.01, end_s: end, arrivals: vec![(end - 0.01, 20)], ..Default::default() };
+                let r = RequestRecord {
+                    scheduled_s: end - ttft / 1000.0 - 0.01,
+                    end_s: end,
+                    arrivals: vec![(end - 0.01, 20)],
+                    ..Default::default()
+                };
                 tripped = tripped.or(watch.observe(&r));
             }
         }
