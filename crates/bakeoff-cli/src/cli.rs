@@ -53,8 +53,11 @@ pub enum Command {
         after_help = "Examples:\n  bakeoff compare 3 4\n  bakeoff compare baseline candidate --json\n  bakeoff compare last~llama-bench last   # in-process vs through-server"
     )]
     Compare(CompareArgs),
-    /// Read a GGUF model: architecture, parameters, tensor bytes, attention layout.
-    #[command(subcommand)]
+    /// Read a GGUF model, synthesise random-weight shapes, extract a vocabulary.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  bakeoff model inspect gemma-3-270m-q4_k_m.gguf\n  bakeoff model synth --like SmolLM2-135M-Instruct.Q4_1.gguf -o synth.gguf\n  bakeoff model vocab SmolLM2-135M-Instruct.Q4_1.gguf -o vocab.gguf"
+    )]
     Model(ModelCommand),
     /// Plan KV cache and memory from the GGUF alone: bytes per token, fit, largest context, roofline.
     #[command(
