@@ -347,16 +347,8 @@ impl ServerBench<'_> {
     }
 
     fn record_skip(&self, config: &EngineConfig, reason: &str) -> Result<()> {
-        let workload = json!({ "test": "(all)" });
-        let trial = NewTrial {
-            config: Some(config),
-            engine_id: Some(self.engine_id),
-            model_id: Some(self.model_id),
-            workload: &workload,
-            repetition: 0,
-        };
-        let id = self.store.begin_trial(self.run_id, &trial)?;
-        self.store.end_trial(id, "skipped", Some(reason))
+        self.store
+            .skip_config(self.run_id, config, self.engine_id, self.model_id, reason)
     }
 
     fn run_config(

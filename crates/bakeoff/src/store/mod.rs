@@ -340,6 +340,28 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Record a configuration that was not measured, with the reason (rejected by the engine,
+    /// failed to start, not applicable to the engine).
+    pub fn skip_config(
+        &self,
+        run_id: i64,
+        config: &EngineConfig,
+        engine_id: i64,
+        model_id: i64,
+        reason: &str,
+    ) -> Result<()> {
+        let workload = serde_json::json!({ "test": "(all)" });
+        let trial = NewTrial {
+            config: Some(config),
+            engine_id: Some(engine_id),
+            model_id: Some(model_id),
+            workload: &workload,
+            repetition: 0,
+        };
+        let id = self.begin_trial(run_id, &trial)?;
+        self.end_trial(id, "skipped", Some(reason))
+    }
+
     pub fn end_trial(&self, trial_id: i64, status: &str, note: Option<&str>) -> Result<()> {
         self.conn
             .execute(

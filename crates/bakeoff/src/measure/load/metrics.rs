@@ -182,7 +182,8 @@ impl Distribution {
     }
 }
 
-/// The summary of one load step.
+/// The step-level aggregates of one load step, stored beside its raw samples (the percentile
+/// tables are computed from the stored samples: see `StepTable`).
 #[derive(Debug, Clone, Serialize)]
 pub struct StepSummary {
     pub step: String,
@@ -192,11 +193,6 @@ pub struct StepSummary {
     pub request_throughput: f64,
     pub output_tps: f64,
     pub goodput_rps: Option<f64>,
-    pub ttft_ms: Distribution,
-    pub itl_ms: Distribution,
-    pub tpot_ms: Distribution,
-    pub e2e_ms: Distribution,
-    pub queue_ms: Distribution,
     /// Output tokens per second, second by second (whole step, warmup included).
     pub timeline_tps: Vec<f64>,
     pub saturated: Option<String>,
@@ -226,10 +222,6 @@ pub fn summarize(
         *errors.entry(r.clone()).or_insert(0) += 1;
     }
     let span = (to_s - from_s).max(1e-9);
-    let collect = |f: &dyn Fn(&RequestRecord) -> Option<f64>| {
-        ok.iter().filter_map(|r| f(r)).collect::<Vec<f64>>()
-    };
-    let itl: Vec<f64> = ok.iter().flat_map(|r| r.itl_ms()).collect();
     let end = records.iter().map(|r| r.end_s).fold(0.0, f64::max);
     let mut timeline = vec![0.0; end.ceil() as usize];
     for r in records.iter().filter(|r| r.error.is_none()) {
@@ -248,11 +240,6 @@ pub fn summarize(
         output_tps: ok.iter().map(|r| r.output_tokens()).sum::<u64>() as f64 / span,
         goodput_rps: (!slo.is_empty())
             .then(|| ok.iter().filter(|r| slo.met_by(r)).count() as f64 / span),
-        ttft_ms: Distribution::of(&collect(&|r| r.ttft_ms())),
-        itl_ms: Distribution::of(&itl),
-        tpot_ms: Distribution::of(&collect(&|r| r.tpot_ms())),
-        e2e_ms: Distribution::of(&collect(&|r| Some(r.e2e_ms()))),
-        queue_ms: Distribution::of(&collect(&|r| Some(r.queue_ms()))),
         timeline_tps: timeline,
         saturated,
     }
