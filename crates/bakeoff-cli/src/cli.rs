@@ -394,7 +394,8 @@ const LOAD_EXAMPLES: &str = "Examples:
   bakeoff load -m model.gguf --sweep 5 --duration 20s --input normal:256,64 --output 64-128
   bakeoff load --url http://127.0.0.1:8080 --dataset chats.jsonl --concurrency 8
   bakeoff load -m model.gguf --turns 4 --shared-prefix 512 --input 64 --concurrency 4
-  bakeoff load --self-test                       # the client's own ceiling on loopback";
+  bakeoff load --self-test                       # the client's own ceiling on loopback
+  bakeoff load --serve-scripted --port 8999      # the same scripted endpoint, for other tools";
 
 #[derive(Args, Debug, Default)]
 pub struct LoadArgs {
@@ -461,6 +462,16 @@ pub struct LoadArgs {
     /// Measure the client's own ceiling against a scripted endpoint on loopback, then exit.
     #[arg(long)]
     pub self_test: bool,
+    /// Serve the scripted streaming endpoint (OpenAI chat/completions and llama.cpp /completion) on
+    /// 127.0.0.1 until Ctrl-C, to measure other load generators' ceilings against the same thing.
+    #[arg(long, conflicts_with = "self_test")]
+    pub serve_scripted: bool,
+    /// Pace of --serve-scripted tokens in microseconds (0: as fast as possible).
+    #[arg(long, default_value_t = 0, value_name = "US")]
+    pub pace_us: u64,
+    /// Port for --serve-scripted (default: a free one).
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
     /// Output format of the step table: md, csv, json, jsonl.
     #[arg(short = 'o', long, default_value = "md", value_name = "FORMAT")]
     pub output_format: String,

@@ -345,7 +345,10 @@ fn llama_bench_results_sit_beside_server_results_in_compare() {
         assert_eq!(row["a_source"], "llama-bench");
         assert_eq!(row["b_source"], "client");
         assert!(row["ratio"].as_f64().unwrap() > 0.0);
-        assert!(["FASTER", "SLOWER", "NO CHANGE"].contains(&row["verdict"].as_str().unwrap()));
+        let verdict = row["verdict"].as_str().unwrap();
+        // 2 against 2 repetitions cannot reach p < 0.05: the verdict is the CI's, marked `*`.
+        assert!(verdict.ends_with('*'), "{verdict}");
+        assert!(["FASTER", "SLOWER", "NO CHANGE"].contains(&verdict.trim_end_matches('*')));
     }
     let differences: Vec<&str> = cmp["differences"]
         .as_array()

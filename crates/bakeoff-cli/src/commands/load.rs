@@ -143,6 +143,24 @@ pub fn run(global: &Global, args: LoadArgs, printer: Printer) -> anyhow::Result<
     if args.self_test {
         return self_test(global, printer);
     }
+    if args.serve_scripted {
+        let endpoint = selftest::ScriptedEndpoint::start_on(
+            args.port.unwrap_or(0),
+            Duration::from_micros(args.pace_us),
+        )
+        .map_err(|e| {
+            Error::engine(format!(
+                "cannot listen on 127.0.0.1:{}: {e}",
+                args.port.unwrap_or(0)
+            ))
+        })?;
+        println!("ready {}", endpoint.url);
+        printer.status("serving the scripted endpoint until Ctrl-C");
+        while bakeoff::engines::process::interrupted().is_none() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let plan = plan(&args)?;
     let store = super::open_store(global)?;
     let system_id = store.system_id(&Fingerprint::collect())?;

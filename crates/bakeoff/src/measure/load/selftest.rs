@@ -28,8 +28,13 @@ impl Drop for ScriptedEndpoint {
     }
 }
 
-fn serve_one(mut stream: TcpStream, tokens: usize, pace: Duration) -> std::io::Result<()> {
+/// One request: llama-server `/completion`, OpenAI `/v1/chat/completions` and `/v1/completions`
+/// (streamed, with a usage chunk and `[DONE]`), `/v1/models` and `/health`, so bakeoff and other
+/// load generators can be measured against the same endpoint.
+fn serve_one(mut stream: TcpStream, default_tokens: usize, pace: Duration) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
     let mut length = 0usize;
     let mut line = String::new();
     loop {
@@ -43,12 +48,34 @@ fn serve_one(mut stream: TcpStream, tokens: usize, pace: Duration) -> std::io::R
     }
     let mut body = vec![0u8; length.min(1 << 20)];
     reader.read_exact(&mut body)?;
-    // Honour n_predict so the client can ask for any length.
-    let n = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v["n_predict"].as_u64())
+    let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let json = |stream: &mut TcpStream, body: &str| {
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(body.as_bytes())
+    };
+    let n = ["n_predict", "max_tokens", "max_completion_tokens"]
+        .iter()
+        .find_map(|k| request[*k].as_u64())
         .map(|n| n as usize)
-        .unwrap_or(tokens);
+        .unwrap_or(default_tokens);
+    let (chunk, last): (&[u8], String) = match path {
+        "/v1/models" => return json(&mut stream, r#"{"object":"list","data":[{"id":"scripted","object":"model","owned_by":"bakeoff"}]}"#),
+        "/health" => return json(&mut stream, r#"{"status":"ok"}"#),
+        "/v1/chat/completions" => (
+            b"data: {\"id\":\"s\",\"object\":\"chat.completion.chunk\",\"model\":\"scripted\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" x\"},\"finish_reason\":null}]}\n\n",
+            format!("data: {{\"id\":\"s\",\"object\":\"chat.completion.chunk\",\"model\":\"scripted\",\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"length\"}}]}}\n\ndata: {{\"id\":\"s\",\"object\":\"chat.completion.chunk\",\"model\":\"scripted\",\"choices\":[],\"usage\":{{\"prompt_tokens\":1,\"completion_tokens\":{n},\"total_tokens\":{}}}}}\n\ndata: [DONE]\n\n", n + 1),
+        ),
+        "/v1/completions" => (
+            b"data: {\"id\":\"s\",\"object\":\"text_completion\",\"model\":\"scripted\",\"choices\":[{\"index\":0,\"text\":\" x\",\"finish_reason\":null}]}\n\n",
+            format!("data: {{\"id\":\"s\",\"object\":\"text_completion\",\"model\":\"scripted\",\"choices\":[{{\"index\":0,\"text\":\"\",\"finish_reason\":\"length\"}}],\"usage\":{{\"prompt_tokens\":1,\"completion_tokens\":{n},\"total_tokens\":{}}}}}\n\ndata: [DONE]\n\n", n + 1),
+        ),
+        _ => (
+            b"data: {\"content\":\"x\",\"tokens\":[7],\"stop\":false}\n\n",
+            format!("data: {{\"content\":\"\",\"tokens\":[],\"stop\":true,\"timings\":{{\"prompt_n\":1,\"predicted_n\":{n}}}}}\n\n"),
+        ),
+    };
     stream.write_all(
         b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n",
     )?;
@@ -60,17 +87,21 @@ fn serve_one(mut stream: TcpStream, tokens: usize, pace: Duration) -> std::io::R
                 std::thread::sleep(wait);
             }
         }
-        stream.write_all(b"data: {\"content\":\"x\",\"tokens\":[7],\"stop\":false}\n\n")?;
+        stream.write_all(chunk)?;
     }
-    let final_chunk = format!("data: {{\"content\":\"\",\"tokens\":[],\"stop\":true,\"timings\":{{\"prompt_n\":1,\"predicted_n\":{n}}}}}\n\n");
-    stream.write_all(final_chunk.as_bytes())?;
+    stream.write_all(last.as_bytes())?;
     stream.flush()
 }
 
 impl ScriptedEndpoint {
     /// Listen on a free loopback port; every request streams `n_predict` tokens, one per `pace`.
     pub fn start(pace: Duration) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        Self::start_on(0, pace)
+    }
+
+    /// As [`ScriptedEndpoint::start`], on `port` of 127.0.0.1 (0: a free one).
+    pub fn start_on(port: u16, pace: Duration) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port))?;
         let url = format!("http://{}", listener.local_addr()?);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -176,6 +207,32 @@ pub fn measure_ceiling(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn speaks_openai_chat_for_other_load_generators() {
+        let endpoint = ScriptedEndpoint::start(Duration::ZERO).unwrap();
+        let http = Http::new(&endpoint.url, Duration::from_secs(10));
+        assert_eq!(
+            http.get_json("/v1/models").unwrap()["data"][0]["id"],
+            "scripted"
+        );
+        let body = serde_json::json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": true});
+        let mut content = String::new();
+        let mut usage = None;
+        http.post_sse("/v1/chat/completions", &body, |_, chunk| {
+            content.push_str(
+                chunk["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .unwrap_or(""),
+            );
+            usage = usage
+                .take()
+                .or(chunk["usage"]["completion_tokens"].as_u64());
+            Ok(crate::engines::http::Flow::Continue)
+        })
+        .unwrap();
+        assert_eq!((content.as_str(), usage), (" x x x x x", Some(5)));
+    }
 
     #[test]
     fn client_reads_every_scripted_token() {
