@@ -139,10 +139,7 @@ pub fn run(global: &Global, args: LoadArgs, printer: Printer) -> anyhow::Result<
             args.output_format
         ))
     })?;
-    let _lock = MeasureLock::acquire(&lock::default_path(), &super::command_line())?;
-    if args.self_test {
-        return self_test(global, printer);
-    }
+    // The scripted endpoint measures nothing itself: it takes no lock (the clients measuring it do).
     if args.serve_scripted {
         let endpoint = selftest::ScriptedEndpoint::start_on(
             args.port.unwrap_or(0),
@@ -160,6 +157,10 @@ pub fn run(global: &Global, args: LoadArgs, printer: Printer) -> anyhow::Result<
             std::thread::sleep(Duration::from_millis(100));
         }
         return Ok(ExitCode::SUCCESS);
+    }
+    let _lock = MeasureLock::acquire(&lock::default_path(), &super::command_line())?;
+    if args.self_test {
+        return self_test(global, printer);
     }
     let plan = plan(&args)?;
     let store = super::open_store(global)?;
