@@ -345,3 +345,36 @@ fn self_test_measures_and_stores_the_client_ceiling() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_second_run_with_the_same_seed_is_not_answered_from_the_prompt_cache() {
+    // Regression: seeded synthetic prompts repeat across runs; with the prompt cache on, a server
+    // that had seen them answered the second run's prompts from its cache (TTFT 28 ms instead of 400).
+    let sandbox = Sandbox::new();
+    let mut served = serve(sandbox.cmd(), &["--", "-np", "2", "-c", "2048"]);
+    let url = served.url();
+    for _ in 0..2 {
+        let (status, _, stderr) = load(
+            &sandbox,
+            &[
+                "--url",
+                &url,
+                "--concurrency",
+                "1",
+                "--requests",
+                "3",
+                "--input",
+                "32",
+                "--output",
+                "4",
+            ],
+        );
+        assert!(status.success(), "{stderr}");
+    }
+    let detail = last_run(&sandbox);
+    let cached: Vec<f64> = samples(&detail["trials"][0], "cached_tokens").collect();
+    assert_eq!(cached, [0.0, 0.0, 0.0]);
+    assert!(samples(&detail["trials"][0], "prompt_tokens").all(|n| n == 32.0));
+    signal(served.child.id(), libc::SIGINT);
+    wait_exit(&mut served.child, LIMIT);
+}

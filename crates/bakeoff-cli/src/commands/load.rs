@@ -260,10 +260,18 @@ pub fn run(global: &Global, args: LoadArgs, printer: Printer) -> anyhow::Result<
         extra: args.engine_args.clone(),
         ..Default::default()
     };
-    let tracked_pids = server
+    // Our engine, or an attached server on this machine: its CPU use is the work, not noise.
+    let attached_local = args
+        .url
+        .as_deref()
+        .and_then(|u| u.trim_end_matches('/').rsplit(':').next()?.parse().ok())
+        .and_then(bakeoff::system::listening_pid);
+    let tracked_pids: Vec<i32> = server
         .as_ref()
-        .map(|s: &LlamaServer| vec![s.pid()])
-        .unwrap_or_default();
+        .map(|s: &LlamaServer| s.pid())
+        .or(attached_local)
+        .into_iter()
+        .collect();
     let runner = LoadRunner {
         store: &store,
         run_id,

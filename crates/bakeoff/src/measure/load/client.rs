@@ -41,7 +41,7 @@ fn body(spec: &RequestSpec, model: Option<&str>) -> (&'static str, Value) {
     match &spec.prompt {
         Prompt::Tokens(tokens) => (
             "/completion",
-            json!({ "prompt": tokens, "n_predict": spec.max_tokens, "stream": true, "ignore_eos": true, "cache_prompt": true }),
+            json!({ "prompt": tokens, "n_predict": spec.max_tokens, "stream": true, "ignore_eos": true, "cache_prompt": spec.cache_prompt }),
         ),
         Prompt::Chat(messages) => (
             "/v1/chat/completions",

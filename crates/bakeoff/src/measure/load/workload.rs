@@ -99,6 +99,10 @@ pub enum Prompt {
 pub struct RequestSpec {
     pub prompt: Prompt,
     pub max_tokens: u32,
+    /// Let the server reuse a cached prefix. Only multi-turn conversations share prefixes on
+    /// purpose; single-turn synthetic prompts turn it off, so a server that saw the same seeded
+    /// prompts in an earlier run cannot answer from its cache.
+    pub cache_prompt: bool,
 }
 
 /// What a load test sends.
@@ -206,6 +210,7 @@ impl Generator {
                 vec![RequestSpec {
                     prompt: Prompt::Tokens(tokens),
                     max_tokens: output.sample(&mut rng),
+                    cache_prompt: false,
                 }]
             }
             WorkloadSpec::Jsonl { output, .. } => {
@@ -213,6 +218,7 @@ impl Generator {
                 vec![RequestSpec {
                     prompt: Prompt::Chat(messages.clone()),
                     max_tokens: max_tokens.unwrap_or_else(|| output.sample(&mut rng)),
+                    cache_prompt: true,
                 }]
             }
             WorkloadSpec::MultiTurn {
@@ -230,6 +236,7 @@ impl Generator {
                         RequestSpec {
                             prompt: Prompt::Tokens(prompt.clone()),
                             max_tokens: output.sample(&mut rng),
+                            cache_prompt: true,
                         }
                     })
                     .collect()
