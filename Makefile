@@ -17,9 +17,10 @@ $(BAKEOFF): $(shell find crates -name '*.rs' -o -name Cargo.toml) Cargo.toml
 	cargo build --release --locked
 
 demo: setup $(BAKEOFF)
-	$(BAKEOFF) doctor
-	$(BAKEOFF) bench --model $(MODEL) -ctk f16,q8_0 -ctv f16,q8_0 -fa on -p 64 -n 32 -r 3 --tag demo
-	$(BAKEOFF) runs show demo
+	$(BAKEOFF) doctor --bandwidth
+	$(BAKEOFF) plan $(MODEL) --ctx 8192
+	$(BAKEOFF) bench --model $(MODEL) --kv f16,q8_0,q4_0 -fa on -p 64 -n 32 -d 0,512 -r 5 --tag demo
+	$(BAKEOFF) runs list --limit 5
 
 lint:
 	cargo fmt --all -- --check
