@@ -463,17 +463,27 @@ impl Store {
         })
     }
 
+    /// Every trial of a run, with its samples.
     pub fn trials(&self, run_id: i64) -> Result<Vec<TrialRow>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT t.id, c.hash, c.flags, e.kind || ' ' || coalesce(e.version, '?') || ' (build ' || coalesce(e.build_number, '?') || ')', m.sha256, t.workload, t.repetition, t.status, t.note
-                 FROM trials t LEFT JOIN configs c ON c.id = t.config_id LEFT JOIN engines e ON e.id = t.engine_id
-                 LEFT JOIN models m ON m.id = t.model_id WHERE t.run_id = ?1 ORDER BY t.id",
-            )
-            .map_err(|e| self.err(e))?;
+        self.trials_where("t.run_id = ?1", run_id)
+    }
+
+    /// One trial, with its samples.
+    pub fn trial(&self, trial_id: i64) -> Result<TrialRow> {
+        self.trials_where("t.id = ?1", trial_id)?
+            .pop()
+            .ok_or_else(|| Error::input(format!("no trial {trial_id} in {}", self.path.display())))
+    }
+
+    fn trials_where(&self, condition: &str, id: i64) -> Result<Vec<TrialRow>> {
+        let sql = format!(
+            "SELECT t.id, c.hash, c.flags, e.kind || ' ' || coalesce(e.version, '?') || ' (build ' || coalesce(e.build_number, '?') || ')', m.sha256, t.workload, t.repetition, t.status, t.note
+             FROM trials t LEFT JOIN configs c ON c.id = t.config_id LEFT JOIN engines e ON e.id = t.engine_id
+             LEFT JOIN models m ON m.id = t.model_id WHERE {condition} ORDER BY t.id"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([run_id], |r| {
+            .query_map([id], |r| {
                 Ok(TrialRow {
                     id: r.get(0)?,
                     config_hash: r.get(1)?,

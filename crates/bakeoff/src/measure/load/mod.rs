@@ -261,12 +261,8 @@ impl LoadRunner<'_> {
         }
         let note = (!notes.is_empty()).then(|| notes.join("; "));
         self.store.end_trial(trial_id, "ok", note.as_deref())?;
-        let trials = self.store.trials(self.run_id)?;
-        let stored = trials
-            .iter()
-            .find(|t| t.id == trial_id)
-            .expect("trial just stored");
-        Ok(StepTable::from_trial(stored))
+        let stored = self.store.trial(trial_id)?;
+        Ok(StepTable::from_trial(&stored))
     }
 
     fn store_record(&self, trial_id: i64, r: &RequestRecord, warmup_s: f64) -> Result<()> {
