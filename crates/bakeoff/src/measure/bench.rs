@@ -427,6 +427,7 @@ impl ServerBench<'_> {
             }
             // Someone else's process on the GPU (our engine's own work is not noise).
             let foreign_gpu = noise::foreign_gpu_processes(&[server.pid()]);
+            let gpu_before = noise::gpu_utilization();
             let before = CpuSnapshot::take(&[server.pid()]);
             let workload = test.to_json();
             let trial = NewTrial {
@@ -450,6 +451,16 @@ impl ServerBench<'_> {
                 }
             };
             let others = before.others_cores(&CpuSnapshot::take(&[server.pid()]));
+            let gpu_after = noise::gpu_utilization();
+            for (metric, value) in [
+                ("gpu_util_before_pct", gpu_before),
+                ("gpu_util_after_pct", gpu_after),
+            ] {
+                if let Some(value) = value {
+                    self.store
+                        .sample(trial_id, metric, value, Unit::Percent, "system", 0)?;
+                }
+            }
             let mut flags = figures.flags.clone();
             if others > noise::NOISY_CORES {
                 flags.push(format!("noisy: other processes used {others:.2} cores"));
