@@ -316,6 +316,22 @@ pub fn differences(a: &RunDetail, b: &RunDetail) -> Vec<Difference> {
     );
     let flags = |t: &TrialRow| t.flags.as_ref().map(|f| f.to_string());
     check("flags", set_of(a, flags), set_of(b, flags));
+    // Settings of the run that are not swept flags: pass-through engine flags, repetitions, warmup,
+    // and the context bakeoff gives the server (from the workload), so "same config" is not taken
+    // on trust.
+    for key in ["extra_args", "reps", "warmup", "ci_target_pct", "engine"] {
+        check(
+            &format!("run setting {key}"),
+            a.params["plan"][key].to_string(),
+            b.params["plan"][key].to_string(),
+        );
+    }
+    let context = |d: &RunDetail| {
+        serde_json::from_value::<super::bench::BenchPlan>(d.params["plan"].clone())
+            .map(|p| p.matrix.context_needed().to_string())
+            .unwrap_or_else(|_| "null".into())
+    };
+    check("server context (-c) bakeoff adds", context(a), context(b));
     let (sa, sb) = (
         a.system.clone().unwrap_or_default(),
         b.system.clone().unwrap_or_default(),
