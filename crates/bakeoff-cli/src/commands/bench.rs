@@ -5,7 +5,7 @@ use crate::cli::{BenchArgs, Global};
 use crate::printer::Printer;
 use bakeoff::domain::units::human_bytes;
 use bakeoff::engines::discovery;
-use bakeoff::measure::bench::{self, BenchPlan, Event, ServerBench};
+use bakeoff::measure::bench::{self, BenchContext, BenchPlan, Event, ServerBench};
 use bakeoff::measure::compare;
 use bakeoff::measure::llama_bench::LlamaBenchRun;
 use bakeoff::measure::matrix::{parse_values, Matrix, PromptSet};
@@ -346,30 +346,20 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
     ));
     let mut progress = Progress::new(printer);
     let mut observe = |event: Event| progress.event(event);
+    let ctx = BenchContext {
+        store: &store,
+        run_id,
+        plan: &plan,
+        binary,
+        engine_id,
+        model_id: model.id,
+        done,
+    };
     let result = if plan.engine == "llama-bench" {
-        LlamaBenchRun {
-            store: &store,
-            run_id,
-            plan: &plan,
-            binary,
-            engine_id,
-            model_id: model.id,
-            done,
-        }
-        .run(&mut observe)
+        LlamaBenchRun { ctx }.run(&mut observe)
     } else {
         let require_clean = args.require_clean.map(Duration::from_secs);
-        ServerBench {
-            store: &store,
-            run_id,
-            plan: &plan,
-            binary,
-            engine_id,
-            model_id: model.id,
-            done,
-            require_clean,
-        }
-        .run(&mut observe)
+        ServerBench { ctx, require_clean }.run(&mut observe)
     };
     printer.finish();
     let status = match (&result, bakeoff::engines::process::interrupted()) {

@@ -265,8 +265,9 @@ fn measure_test(http: &Http, source: &TokenSource, test: &Test, rep: u32) -> Res
     })
 }
 
-/// Run the plan through llama-server, storing into `run_id`; trials in `done` are skipped.
-pub struct ServerBench<'a> {
+/// What every bench engine needs: where results go, what to run with which binary, and which
+/// trials an interrupted run already stored (skipped on `--resume`).
+pub struct BenchContext<'a> {
     pub store: &'a Store,
     pub run_id: i64,
     pub plan: &'a BenchPlan,
@@ -274,14 +275,19 @@ pub struct ServerBench<'a> {
     pub engine_id: i64,
     pub model_id: i64,
     pub done: HashSet<TrialKey>,
+}
+
+/// Run the plan through llama-server.
+pub struct ServerBench<'a> {
+    pub ctx: BenchContext<'a>,
     pub require_clean: Option<Duration>,
 }
 
 impl ServerBench<'_> {
     pub fn run(&self, observe: &mut dyn FnMut(Event)) -> Result<()> {
-        let configs = self.plan.configs();
-        let tests = self.plan.matrix.tests();
-        let reps_each = self.plan.reps.max(1);
+        let configs = self.ctx.plan.configs();
+        let tests = self.ctx.plan.matrix.tests();
+        let reps_each = self.ctx.plan.reps.max(1);
         let total = configs.iter().filter(|c| c.rejected.is_none()).count()
             * tests.len()
             * reps_each as usize;
@@ -296,8 +302,12 @@ impl ServerBench<'_> {
             let remaining: Vec<&Test> = tests
                 .iter()
                 .filter(|t| {
-                    (0..reps_each)
-                        .any(|r| !self.done.contains(&(planned.config.hash(), t.name(), r)))
+                    (0..reps_each).any(|r| {
+                        !self
+                            .ctx
+                            .done
+                            .contains(&(planned.config.hash(), t.name(), r))
+                    })
                 })
                 .collect();
             if remaining.is_empty() {
@@ -325,8 +335,9 @@ impl ServerBench<'_> {
                 }
             };
             let result = self.run_config(&server, planned, &tests, &mut done_count, total, observe);
-            self.store
-                .engine_log(self.run_id, None, server.log_path())?;
+            self.ctx
+                .store
+                .engine_log(self.ctx.run_id, None, server.log_path())?;
             drop(server);
             result?;
         }
@@ -334,21 +345,26 @@ impl ServerBench<'_> {
     }
 
     fn launch(&self, config: &EngineConfig) -> Result<LlamaServer> {
-        let dir = crate::system::paths::run_dir(self.store.path(), self.run_id);
+        let dir = crate::system::paths::run_dir(self.ctx.store.path(), self.ctx.run_id);
         LlamaServer::launch(ServerSpec {
-            binary: self.binary.clone(),
-            model: self.plan.model.clone(),
+            binary: self.ctx.binary.clone(),
+            model: self.ctx.plan.model.clone(),
             host: "127.0.0.1".into(),
             port: None,
-            args: self.plan.server_args(config),
-            health_timeout: Duration::from_secs(self.plan.health_timeout_s),
+            args: self.ctx.plan.server_args(config),
+            health_timeout: Duration::from_secs(self.ctx.plan.health_timeout_s),
             log_path: dir.join(format!("llama-server-{}.log", config.hash())),
         })
     }
 
     fn record_skip(&self, config: &EngineConfig, reason: &str) -> Result<()> {
-        self.store
-            .skip_config(self.run_id, config, self.engine_id, self.model_id, reason)
+        self.ctx.store.skip_config(
+            self.ctx.run_id,
+            config,
+            self.ctx.engine_id,
+            self.ctx.model_id,
+            reason,
+        )
     }
 
     fn run_config(
@@ -380,7 +396,7 @@ impl ServerBench<'_> {
                 let body = json!({ "prompt": source.prefix(test.depth), "n_predict": 1, "cache_prompt": true, "id_slot": 0, "stream": true });
                 stream_completion(&server.http, &body)?;
             }
-            for _ in 0..self.plan.warmup {
+            for _ in 0..self.ctx.plan.warmup {
                 measure_test(&server.http, source, test, u32::MAX)?;
             }
             self.run_reps(
@@ -406,17 +422,17 @@ impl ServerBench<'_> {
         observe: &mut dyn FnMut(Event),
     ) -> Result<()> {
         let mut values = Vec::new();
-        let max_reps = if self.plan.ci_target_pct.is_some() {
-            self.plan.max_reps.max(self.plan.reps)
+        let max_reps = if self.ctx.plan.ci_target_pct.is_some() {
+            self.ctx.plan.max_reps.max(self.ctx.plan.reps)
         } else {
-            self.plan.reps
+            self.ctx.plan.reps
         };
         for rep in 0..max_reps.max(1) {
             if let Some(signal) = process::interrupted() {
                 return Err(Error::engine(format!("interrupted by signal {signal}")));
             }
             let key = (planned.config.hash(), test.name(), rep);
-            if self.done.contains(&key) {
+            if self.ctx.done.contains(&key) {
                 *done_count += 1;
                 continue;
             }
@@ -432,12 +448,12 @@ impl ServerBench<'_> {
             let workload = test.to_json();
             let trial = NewTrial {
                 config: Some(&planned.config),
-                engine_id: Some(self.engine_id),
-                model_id: Some(self.model_id),
+                engine_id: Some(self.ctx.engine_id),
+                model_id: Some(self.ctx.model_id),
                 workload: &workload,
                 repetition: rep,
             };
-            let trial_id = self.store.begin_trial(self.run_id, &trial)?;
+            let trial_id = self.ctx.store.begin_trial(self.ctx.run_id, &trial)?;
             let figures = match measure_test(&server.http, source, test, rep) {
                 Ok(figures) => figures,
                 Err(error) => {
@@ -446,7 +462,7 @@ impl ServerBench<'_> {
                         Some(line) => format!("{error}; engine log: {}", line.text),
                         None => error.to_string(),
                     };
-                    self.store.end_trial(trial_id, "failed", Some(&note))?;
+                    self.ctx.store.end_trial(trial_id, "failed", Some(&note))?;
                     return Err(Error::engine(note));
                 }
             };
@@ -457,7 +473,8 @@ impl ServerBench<'_> {
                 ("gpu_util_after_pct", gpu_after),
             ] {
                 if let Some(value) = value {
-                    self.store
+                    self.ctx
+                        .store
                         .sample(trial_id, metric, value, Unit::Percent, "system", 0)?;
                 }
             }
@@ -473,14 +490,21 @@ impl ServerBench<'_> {
                 flags.push(format!("noisy: other GPU processes: {}", names.join(", ")));
             }
             for (metric, value, unit, source) in &figures.samples {
-                self.store
+                self.ctx
+                    .store
                     .sample(trial_id, metric, *value, *unit, source, 0)?;
             }
             for (seq, gap) in figures.itl_ms.iter().enumerate() {
-                self.store
-                    .sample(trial_id, "itl_ms", *gap, Unit::Milliseconds, "client", seq)?;
+                self.ctx.store.sample(
+                    trial_id,
+                    "itl_ms",
+                    *gap,
+                    Unit::Milliseconds,
+                    "client",
+                    seq,
+                )?;
             }
-            self.store.sample(
+            self.ctx.store.sample(
                 trial_id,
                 "others_cpu_cores",
                 others,
@@ -489,7 +513,7 @@ impl ServerBench<'_> {
                 0,
             )?;
             let note = (!flags.is_empty()).then(|| flags.join("; "));
-            self.store.end_trial(trial_id, "ok", note.as_deref())?;
+            self.ctx.store.end_trial(trial_id, "ok", note.as_deref())?;
             *done_count += 1;
             values.push(figures.value);
             let unit = "t/s";
@@ -503,8 +527,8 @@ impl ServerBench<'_> {
                 unit,
                 flags: &flags,
             });
-            if rep + 1 >= self.plan.reps.max(3) {
-                if let Some(target) = self.plan.ci_target_pct {
+            if rep + 1 >= self.ctx.plan.reps.max(3) {
+                if let Some(target) = self.ctx.plan.ci_target_pct {
                     if Summary::of(&values).ci_half_width_pct() <= target {
                         break;
                     }

@@ -2,15 +2,13 @@
 //! one invocation per configuration (a rejected combination aborts llama-bench's whole run, so
 //! configurations are isolated), and store its per-repetition figures in the same tables.
 
-use super::bench::{BenchPlan, Event, TrialKey};
+use super::bench::{BenchContext, Event};
 use super::matrix::{PromptSet, Test};
 use crate::domain::{EngineConfig, Unit};
 use crate::engines::process::{self, Supervised, GRACE};
-use crate::store::{NewTrial, Store};
+use crate::store::NewTrial;
 use crate::{Error, Result};
 use serde_json::{json, Value};
-use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// Flags llama-bench shares with llama-server.
@@ -34,14 +32,9 @@ pub fn result_test(result: &Value) -> Option<Test> {
     })
 }
 
+/// Run the plan with llama-bench, in-process.
 pub struct LlamaBenchRun<'a> {
-    pub store: &'a Store,
-    pub run_id: i64,
-    pub plan: &'a BenchPlan,
-    pub binary: PathBuf,
-    pub engine_id: i64,
-    pub model_id: i64,
-    pub done: HashSet<TrialKey>,
+    pub ctx: BenchContext<'a>,
 }
 
 impl LlamaBenchRun<'_> {
@@ -55,7 +48,7 @@ impl LlamaBenchRun<'_> {
                 "{flag} is a llama-server setting; llama-bench cannot measure it"
             ));
         }
-        let m = &self.plan.matrix;
+        let m = &self.ctx.plan.matrix;
         let list = |v: &[u32]| {
             if v.is_empty() {
                 "0".to_string()
@@ -65,11 +58,11 @@ impl LlamaBenchRun<'_> {
         };
         let mut args = vec![
             "-m".into(),
-            self.plan.model.display().to_string(),
+            self.ctx.plan.model.display().to_string(),
             "-o".into(),
             "json".into(),
             "-r".into(),
-            self.plan.reps.max(1).to_string(),
+            self.ctx.plan.reps.max(1).to_string(),
         ];
         args.extend([
             "-p".into(),
@@ -85,18 +78,19 @@ impl LlamaBenchRun<'_> {
                 list(&m.depths)
             },
         ]);
-        if self.plan.warmup == 0 {
+        if self.ctx.plan.warmup == 0 {
             args.push("--no-warmup".into());
         }
         args.extend(config.args());
-        args.extend(self.plan.extra_args.iter().cloned());
+        args.extend(self.ctx.plan.extra_args.iter().cloned());
         Ok(args)
     }
 
     pub fn run(&self, observe: &mut dyn FnMut(Event)) -> Result<()> {
-        let configs = self.plan.configs();
-        let dir = crate::system::paths::run_dir(self.store.path(), self.run_id);
+        let configs = self.ctx.plan.configs();
+        let dir = crate::system::paths::run_dir(self.ctx.store.path(), self.ctx.run_id);
         if self
+            .ctx
             .plan
             .matrix
             .prompts
@@ -116,6 +110,7 @@ impl LlamaBenchRun<'_> {
                 label: &label,
             });
             if self
+                .ctx
                 .done
                 .iter()
                 .any(|(hash, _, _)| *hash == planned.config.hash())
@@ -154,7 +149,7 @@ impl LlamaBenchRun<'_> {
                     });
                 }
             }
-            self.store.engine_log(self.run_id, None, &log)?;
+            self.ctx.store.engine_log(self.ctx.run_id, None, &log)?;
         }
         Ok(())
     }
@@ -165,7 +160,7 @@ impl LlamaBenchRun<'_> {
         out: &std::path::Path,
         log: &std::path::Path,
     ) -> Result<Vec<Value>> {
-        let mut child = Supervised::spawn_with_stdout(&self.binary, args, Some(out), log)?;
+        let mut child = Supervised::spawn_with_stdout(&self.ctx.binary, args, Some(out), log)?;
         let status = loop {
             if let Some(status) = child.try_wait() {
                 break status;
@@ -203,8 +198,13 @@ impl LlamaBenchRun<'_> {
     }
 
     fn skip(&self, config: &EngineConfig, reason: &str) -> Result<()> {
-        self.store
-            .skip_config(self.run_id, config, self.engine_id, self.model_id, reason)
+        self.ctx.store.skip_config(
+            self.ctx.run_id,
+            config,
+            self.ctx.engine_id,
+            self.ctx.model_id,
+            reason,
+        )
     }
 
     fn store_result(
@@ -238,16 +238,17 @@ impl LlamaBenchRun<'_> {
         for (rep, value) in samples.iter().enumerate() {
             let trial = NewTrial {
                 config: Some(config),
-                engine_id: Some(self.engine_id),
-                model_id: Some(self.model_id),
+                engine_id: Some(self.ctx.engine_id),
+                model_id: Some(self.ctx.model_id),
                 workload: &workload,
                 repetition: rep as u32,
             };
-            let id = self.store.begin_trial(self.run_id, &trial)?;
-            self.store
+            let id = self.ctx.store.begin_trial(self.ctx.run_id, &trial)?;
+            self.ctx
+                .store
                 .sample(id, metric, *value, Unit::TokensPerSecond, "llama-bench", 0)?;
             if let Some(ns) = result["samples_ns"].get(rep).and_then(Value::as_f64) {
-                self.store.sample(
+                self.ctx.store.sample(
                     id,
                     "duration_ms",
                     ns / 1e6,
@@ -256,7 +257,7 @@ impl LlamaBenchRun<'_> {
                     0,
                 )?;
             }
-            self.store.end_trial(id, "ok", None)?;
+            self.ctx.store.end_trial(id, "ok", None)?;
             observe(Event::Trial {
                 done: rep + 1,
                 total: samples.len(),
