@@ -92,4 +92,67 @@ pub const MIGRATIONS: &[&str] = &[
         measured_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
     );
     "#,
+    // 3: fidelity evidence (issue 6): canaries, hygiene, greedy agreement, KL-divergence,
+    // speculative losslessness and gate checks, one row per check of one candidate.
+    r#"
+    CREATE TABLE fidelity (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        trial_id INTEGER REFERENCES trials(id),
+        candidate TEXT NOT NULL,
+        config_id INTEGER REFERENCES configs(id),
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        value REAL,
+        detail TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    CREATE INDEX fidelity_run ON fidelity(run_id);
+    "#,
+    // 4: the optimisation journal and saved serving profiles (issue 8).
+    r#"
+    CREATE TABLE journal (
+        id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL,
+        change TEXT NOT NULL DEFAULT '',
+        before_run INTEGER REFERENCES runs(id),
+        after_run INTEGER REFERENCES runs(id),
+        verdict TEXT NOT NULL,
+        proposed TEXT,
+        evidence TEXT NOT NULL DEFAULT '{}',
+        note TEXT,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    CREATE TABLE profiles (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        run_id INTEGER REFERENCES runs(id),
+        config_id INTEGER REFERENCES configs(id),
+        model_path TEXT NOT NULL,
+        model_sha256 TEXT,
+        engine_path TEXT,
+        flags TEXT NOT NULL,
+        fallback TEXT,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    "#,
+    // 5: tool-call bakeoff traces (issue 7), one row per (arm, task) episode.
+    r#"
+    CREATE TABLE tool_traces (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        arm TEXT NOT NULL,
+        task TEXT NOT NULL,
+        halt_reason TEXT NOT NULL,
+        steps_used INTEGER NOT NULL,
+        tool_calls_total INTEGER NOT NULL,
+        wall_clock_s REAL NOT NULL,
+        final_history_chars INTEGER NOT NULL,
+        trace TEXT NOT NULL,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    CREATE INDEX tool_traces_run ON tool_traces(run_id);
+    "#,
 ];
