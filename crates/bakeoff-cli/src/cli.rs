@@ -64,6 +64,10 @@ pub enum Command {
         after_help = "Examples:\n  bakeoff plan gemma-3-270m-q4_k_m.gguf --ctx 32768\n  bakeoff plan model.gguf --ctx 131072 --parallel 4 --ctk q8_0 --ctv q8_0 --mem 24G\n  bakeoff plan model.gguf --ctx 8192 --bandwidth 80 --depth 4096 --json"
     )]
     Plan(PlanArgs),
+    /// Gate candidates against a baseline: canaries, hygiene, greedy agreement, KL-divergence,
+    /// speculative losslessness; prints the readiness table.
+    #[command(after_help = GATE_EXAMPLES)]
+    Gate(GateArgs),
     /// List and show stored runs.
     #[command(
         subcommand,
@@ -259,6 +263,52 @@ pub struct CompareArgs {
     pub b: String,
     #[arg(long)]
     pub json: bool,
+}
+
+const GATE_EXAMPLES: &str = "Examples:
+  bakeoff gate candidates.toml
+  bakeoff gate candidates.toml --gate strict.toml -o json
+  bakeoff gate --show last -o md > readiness.md
+
+A candidates file:
+  model = \"SmolLM2-135M-Instruct.Q4_1.gguf\"   # a path, or a file name in the model cache
+  ctx = 4096                                     # the context to serve (server -c, KV column)
+  [baseline]
+  name = \"f16\"
+  flags = \"-fa on\"
+  [[candidate]]
+  name = \"q8_0 KV\"
+  flags = \"-fa on -ctk q8_0 -ctv q8_0\"
+  [[candidate]]
+  name = \"ngram\"
+  flags = [\"-fa\", \"on\", \"--spec-type\", \"ngram-mod\"]
+  [checks]                                       # all optional
+  kld = \"perplexity\"                            # perplexity | http | both | off
+  suite = \"my-canaries.toml\"                    # instead of the built-in canaries
+  [gate.mean_kld]                                # thresholds (defaults: a KV-cache-only change)
+  pass = 0.01
+  warn = 0.03";
+
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// The candidates file (TOML).
+    #[arg(required_unless_present = "show")]
+    pub file: Option<PathBuf>,
+    /// Gate thresholds (TOML) overriding the file's [gate] table and the defaults.
+    #[arg(long)]
+    pub gate: Option<PathBuf>,
+    /// Print a stored gate run's readiness table instead of running one.
+    #[arg(long, value_name = "RUN", conflicts_with = "file")]
+    pub show: Option<String>,
+    /// Output: md (the readiness table) or json (every figure).
+    #[arg(short = 'o', long, default_value = "md")]
+    pub output: String,
+    /// A tag for the stored run.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Exit with status 1 when any candidate's gate is FAIL (for scripts that deploy on success).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// llama-bench spells some flags with one dash and several letters (`-ctk`); clap wants `--ctk`.

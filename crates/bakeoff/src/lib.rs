@@ -1,7 +1,7 @@
 //! bakeoff finds the fastest *faithful* way to run an LLM on given hardware, and keeps the evidence.
 //!
 //! The library is layered as in `DESIGN.md`; each module depends only on those listed before it:
-//! [`domain`] (no I/O) → [`formats`] → [`model`] → [`system`] → [`engines`] → [`measure`] → [`store`] → [`report`].
+//! [`domain`] (no I/O) → [`formats`] → [`model`] → [`system`] → [`engines`] → [`measure`] → [`quality`] → [`store`] → [`report`].
 
 pub mod domain;
 pub mod engines;
@@ -9,6 +9,7 @@ pub mod error;
 pub mod formats;
 pub mod measure;
 pub mod model;
+pub mod quality;
 pub mod report;
 pub mod store;
 pub mod system;

@@ -3,6 +3,7 @@
 mod bench;
 mod compare;
 mod doctor;
+mod gate;
 mod load;
 mod model;
 mod runs;
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Model(command) => model::run(&cli.global, command, printer),
         Command::Plan(args) => model::plan(&args),
         Command::Runs(command) => runs::run(&cli.global, command),
+        Command::Gate(args) => gate::run(&cli.global, &args, printer),
     }
 }
 

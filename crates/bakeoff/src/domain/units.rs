@@ -52,6 +52,15 @@ pub fn human_bytes(bytes: u64) -> String {
 }
 
 /// Parse a size such as `8G`, `512MiB`, `1.5GB` or `1048576` into bytes (binary multiples).
+/// A token count the way people write context sizes: 4096 → `4K`, 131072 → `128K`, 1000 → `1000`.
+pub fn human_count(n: u64) -> String {
+    if n >= 1024 && n % 1024 == 0 {
+        format!("{}K", n / 1024)
+    } else {
+        n.to_string()
+    }
+}
+
 pub fn parse_bytes(text: &str) -> Option<u64> {
     let text = text.trim();
     let split = text

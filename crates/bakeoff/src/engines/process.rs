@@ -194,6 +194,21 @@ impl Supervised {
         })
     }
 
+    /// Wait for the child to exit; on SIGINT/SIGTERM stop it and return an error, so a tool run
+    /// to completion (llama-bench, llama-perplexity) never outlives an interrupted bakeoff.
+    pub fn wait_interruptible(&mut self) -> Result<ExitStatus> {
+        loop {
+            if let Some(status) = self.try_wait() {
+                return Ok(status);
+            }
+            if let Some(signal) = interrupted() {
+                self.stop(GRACE);
+                return Err(Error::engine(format!("interrupted by signal {signal}")));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn pid(&self) -> i32 {
         self.pid
     }

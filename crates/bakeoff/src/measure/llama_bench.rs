@@ -5,11 +5,10 @@
 use super::bench::{BenchContext, Event};
 use super::matrix::{PromptSet, Test};
 use crate::domain::{EngineConfig, Unit};
-use crate::engines::process::{self, Supervised, GRACE};
+use crate::engines::process::Supervised;
 use crate::store::NewTrial;
 use crate::{Error, Result};
 use serde_json::{json, Value};
-use std::time::Duration;
 
 /// Flags llama-bench shares with llama-server.
 const SHARED_FLAGS: [&str; 7] = ["-ctk", "-ctv", "-fa", "-b", "-ub", "-t", "-ngl"];
@@ -161,16 +160,7 @@ impl LlamaBenchRun<'_> {
         log: &std::path::Path,
     ) -> Result<Vec<Value>> {
         let mut child = Supervised::spawn_with_stdout(&self.ctx.binary, args, Some(out), log)?;
-        let status = loop {
-            if let Some(status) = child.try_wait() {
-                break status;
-            }
-            if let Some(signal) = process::interrupted() {
-                child.stop(GRACE);
-                return Err(Error::engine(format!("interrupted by signal {signal}")));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let status = child.wait_interruptible()?;
         if !status.success() {
             let fatal = crate::engines::fatal::scan_file(log);
             let reason = fatal

@@ -2,7 +2,10 @@
 //! hash, config flags, system fingerprint, bakeoff version), and every sample is committed the
 //! moment it is measured, so a crash or kill keeps everything measured before it.
 
+mod fidelity;
 mod schema;
+
+pub use fidelity::FidelityRow;
 
 use crate::domain::{EngineConfig, Unit};
 use crate::engines::discovery::LlamaCppInstall;

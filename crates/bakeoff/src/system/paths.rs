@@ -44,3 +44,18 @@ pub fn run_dir(db: &Path, run_id: i64) -> PathBuf {
         .join("runs")
         .join(run_id.to_string())
 }
+
+/// `~/x` → `$HOME/x`; a relative path → relative to `base` (the directory of the file that
+/// named it); an absolute path as it is.
+pub fn expand_user(path: &Path, base: &Path) -> PathBuf {
+    if let Ok(rest) = path.strip_prefix("~") {
+        if let Some(home) = std::env::var_os("HOME") {
+            return PathBuf::from(home).join(rest);
+        }
+    }
+    if path.is_relative() {
+        base.join(path)
+    } else {
+        path.to_path_buf()
+    }
+}
