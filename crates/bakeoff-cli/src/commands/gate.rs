@@ -32,14 +32,21 @@ pub fn run(global: &Global, args: &GateArgs, printer: Printer) -> anyhow::Result
         print!("{}", readiness::markdown(&rows, ctx));
     }
     let failed = rows.iter().any(|r| r.overall == Some(Status::Fail));
-    Ok(if args.strict && failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if args.strict && failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn show(store: &Store, reference: &str) -> anyhow::Result<(i64, Vec<Readiness>, u64)> {
     let run_id = store.resolve_run(reference)?;
     let rows = store.readiness(run_id)?;
     if rows.is_empty() {
-        return Err(Error::input(format!("run {run_id} has no readiness rows (not a `bakeoff gate` run)")).into());
+        return Err(Error::input(format!(
+            "run {run_id} has no readiness rows (not a `bakeoff gate` run)"
+        ))
+        .into());
     }
     let detail = store.run_detail(run_id)?;
     let ctx = detail.params["file"]["ctx"].as_u64().unwrap_or(0);
@@ -57,19 +64,38 @@ fn measure(
     if let Some(gate) = &args.gate {
         spec = GateSpec::load(gate)?;
     }
-    for model in std::iter::once(&file.model).chain(file.candidates.iter().filter_map(|c| c.model.as_ref())) {
+    for model in
+        std::iter::once(&file.model).chain(file.candidates.iter().filter_map(|c| c.model.as_ref()))
+    {
         if !model.is_file() {
-            return Err(Error::input(format!("{}: model file not found: {}", path.display(), model.display()))
-                .with_hint("`bakeoff doctor` lists installed models; scripts/setup installs two small ones")
-                .into());
+            return Err(Error::input(format!(
+                "{}: model file not found: {}",
+                path.display(),
+                model.display()
+            ))
+            .with_hint(
+                "`bakeoff doctor` lists installed models; scripts/setup installs two small ones",
+            )
+            .into());
         }
     }
     let _lock = MeasureLock::acquire(&lock::default_path(), &super::command_line())?;
     let (install, server) = discovery::find_tool(global.engine_path.as_deref(), "llama-server")?;
-    let engine_id = store.engine_id("llama-server", &server.display().to_string(), Some(&install), None)?;
+    let engine_id = store.engine_id(
+        "llama-server",
+        &server.display().to_string(),
+        Some(&install),
+        None,
+    )?;
     let system_id = store.system_id(&Fingerprint::collect())?;
     let params = serde_json::json!({ "file": file, "gate": spec });
-    let run_id = store.begin_run("gate", &super::command_line(), system_id, args.tag.as_deref(), &params)?;
+    let run_id = store.begin_run(
+        "gate",
+        &super::command_line(),
+        system_id,
+        args.tag.as_deref(),
+        &params,
+    )?;
     let run_dir = paths::run_dir(store.path(), run_id);
     std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
     printer.status(format!(
@@ -86,7 +112,10 @@ fn measure(
             "{}: {}{}",
             row.candidate,
             row.overall.map_or("done", Status::label),
-            row.blocker.as_ref().map(|b| format!(" ({b})")).unwrap_or_default()
+            row.blocker
+                .as_ref()
+                .map(|b| format!(" ({b})"))
+                .unwrap_or_default()
         )),
     };
     let result = GateRun {
@@ -103,8 +132,15 @@ fn measure(
         (Ok(_), None) => "ok",
         (Err(_), None) => "failed",
     };
-    store.end_run(run_id, status, result.as_ref().err().map(|e| e.to_string()).as_deref())?;
+    store.end_run(
+        run_id,
+        status,
+        result.as_ref().err().map(|e| e.to_string()).as_deref(),
+    )?;
     let rows = result?;
-    printer.status(format!("stored as run {run_id} in {}", store.path().display()));
+    printer.status(format!(
+        "stored as run {run_id} in {}",
+        store.path().display()
+    ));
     Ok((run_id, rows, file.ctx))
 }

@@ -67,7 +67,9 @@ pub fn builtin_prompts(count: usize, chars: usize) -> Vec<String> {
         .step_by(stride)
         .take(count)
         .map(|p| {
-            let cut = p[..p.floor_char_boundary_at(chars)].rfind(' ').unwrap_or(chars);
+            let cut = p[..p.floor_char_boundary_at(chars)]
+                .rfind(' ')
+                .unwrap_or(chars);
             p[..cut].to_string()
         })
         .collect()
@@ -115,7 +117,14 @@ pub fn greedy(
     let steps = probabilities
         .iter()
         .enumerate()
-        .map(|(i, p)| parse_step(p).ok_or_else(|| Error::http(&url, format!("completion_probabilities[{i}] lacks id/top_logprobs"))))
+        .map(|(i, p)| {
+            parse_step(p).ok_or_else(|| {
+                Error::http(
+                    &url,
+                    format!("completion_probabilities[{i}] lacks id/top_logprobs"),
+                )
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(Greedy {
         steps,
@@ -174,7 +183,11 @@ pub fn compare(baseline: &[Greedy], candidate: &[Greedy]) -> Agreement {
             .take_while(|(x, y)| x.id == y.id)
             .count();
         prefix_sum += common as f64;
-        fraction_sum += if b.steps.is_empty() { 1.0 } else { common as f64 / b.steps.len() as f64 };
+        fraction_sum += if b.steps.is_empty() {
+            1.0
+        } else {
+            common as f64 / b.steps.len() as f64
+        };
         if common < b.steps.len().max(c.steps.len()) {
             divergences.push(Divergence {
                 prompt,

@@ -110,7 +110,11 @@ fn check_lines(lines: &[String], answer: &str) -> std::result::Result<(), String
     let mut got = answer.lines().map(str::trim).filter(|l| !l.is_empty());
     for (i, want) in lines.iter().enumerate() {
         if !got.any(|line| line == want.trim()) {
-            return Err(format!("line {} of {} ({want:?}) missing or out of order", i + 1, lines.len()));
+            return Err(format!(
+                "line {} of {} ({want:?}) missing or out of order",
+                i + 1,
+                lines.len()
+            ));
         }
     }
     Ok(())
@@ -118,9 +122,12 @@ fn check_lines(lines: &[String], answer: &str) -> std::result::Result<(), String
 
 fn check_json(keys: &[String], answer: &str) -> std::result::Result<(), String> {
     let start = answer.find('{').ok_or("no JSON object in the answer")?;
-    let end = answer.rfind('}').filter(|&e| e > start).ok_or("unterminated JSON object")?;
-    let value: Value = serde_json::from_str(&answer[start..=end])
-        .map_err(|e| format!("invalid JSON at {e}"))?;
+    let end = answer
+        .rfind('}')
+        .filter(|&e| e > start)
+        .ok_or("unterminated JSON object")?;
+    let value: Value =
+        serde_json::from_str(&answer[start..=end]).map_err(|e| format!("invalid JSON at {e}"))?;
     let object = value.as_object().ok_or("JSON is not an object")?;
     let missing: Vec<&String> = keys.iter().filter(|k| !object.contains_key(*k)).collect();
     missing
@@ -131,9 +138,15 @@ fn check_json(keys: &[String], answer: &str) -> std::result::Result<(), String> 
 
 fn first_integer(text: &str) -> Option<i64> {
     let start = text.find(|c: char| c.is_ascii_digit())?;
-    let digits: String = text[start..].chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = text[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     let negative = text[..start].ends_with('-');
-    digits.parse::<i64>().ok().map(|n| if negative { -n } else { n })
+    digits
+        .parse::<i64>()
+        .ok()
+        .map(|n| if negative { -n } else { n })
 }
 
 /// One canary's outcome on one candidate.
@@ -267,8 +280,12 @@ mod tests {
     fn json_and_count_checks() {
         let keys = vec!["name".to_string(), "age".to_string()];
         assert!(check_json(&keys, "```json\n{\"name\": \"Ann\", \"age\": 30}\n```").is_ok());
-        assert!(check_json(&keys, "{\"name\": \"Ann\"}").unwrap_err().contains("age"));
-        assert!(check_json(&keys, "{name: Ann}").unwrap_err().contains("invalid JSON"));
+        assert!(check_json(&keys, "{\"name\": \"Ann\"}")
+            .unwrap_err()
+            .contains("age"));
+        assert!(check_json(&keys, "{name: Ann}")
+            .unwrap_err()
+            .contains("invalid JSON"));
         assert_eq!(first_integer("A cat has 4 legs."), Some(4));
         assert_eq!(first_integer("-3 degrees"), Some(-3));
         assert_eq!(first_integer("four"), None);

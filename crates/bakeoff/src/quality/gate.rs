@@ -24,18 +24,78 @@ pub struct CheckDef {
 }
 
 pub const CHECKS: &[CheckDef] = &[
-    CheckDef { name: "mean_kld", better: Better::Lower, what: "mean KL-divergence from the baseline (llama-perplexity)", default: Some((0.01, 0.03)) },
-    CheckDef { name: "same_top", better: Better::Higher, what: "% of positions whose most likely token matches the baseline's", default: Some((96.0, 94.0)) },
-    CheckDef { name: "ppl_ratio", better: Better::Lower, what: "PPL(candidate) / PPL(baseline)", default: Some((1.005, 1.01)) },
-    CheckDef { name: "kld_p99", better: Better::Lower, what: "99th percentile of the per-token KL-divergence", default: None },
-    CheckDef { name: "http_kld", better: Better::Lower, what: "KL estimate over top-k logprobs on teacher-forced tokens (a lower bound)", default: Some((0.01, 0.03)) },
-    CheckDef { name: "http_same_top", better: Better::Higher, what: "% same top token at the teacher-forced positions", default: None },
-    CheckDef { name: "greedy_prefix", better: Better::Higher, what: "mean common prefix of greedy completions, as a fraction of the baseline's", default: Some((0.5, 0.25)) },
-    CheckDef { name: "greedy_exact", better: Better::Higher, what: "fraction of prompts whose greedy completion matches the baseline's exactly", default: None },
-    CheckDef { name: "canary_regressions", better: Better::Lower, what: "canaries the baseline passes and the candidate fails", default: Some((0.0, 0.0)) },
-    CheckDef { name: "hygiene", better: Better::Lower, what: "failed requests, fatal log lines, missing draft timings", default: Some((0.0, 0.0)) },
-    CheckDef { name: "spec_divergences", better: Better::Lower, what: "greedy divergences with speculation on vs off, beyond near-ties", default: Some((0.0, 0.0)) },
-    CheckDef { name: "spec_near_ties", better: Better::Lower, what: "greedy divergences with speculation at near-tied tokens", default: Some((0.0, f64::INFINITY)) },
+    CheckDef {
+        name: "mean_kld",
+        better: Better::Lower,
+        what: "mean KL-divergence from the baseline (llama-perplexity)",
+        default: Some((0.01, 0.03)),
+    },
+    CheckDef {
+        name: "same_top",
+        better: Better::Higher,
+        what: "% of positions whose most likely token matches the baseline's",
+        default: Some((96.0, 94.0)),
+    },
+    CheckDef {
+        name: "ppl_ratio",
+        better: Better::Lower,
+        what: "PPL(candidate) / PPL(baseline)",
+        default: Some((1.005, 1.01)),
+    },
+    CheckDef {
+        name: "kld_p99",
+        better: Better::Lower,
+        what: "99th percentile of the per-token KL-divergence",
+        default: None,
+    },
+    CheckDef {
+        name: "http_kld",
+        better: Better::Lower,
+        what: "KL estimate over top-k logprobs on teacher-forced tokens (a lower bound)",
+        default: Some((0.01, 0.03)),
+    },
+    CheckDef {
+        name: "http_same_top",
+        better: Better::Higher,
+        what: "% same top token at the teacher-forced positions",
+        default: None,
+    },
+    CheckDef {
+        name: "greedy_prefix",
+        better: Better::Higher,
+        what: "mean common prefix of greedy completions, as a fraction of the baseline's",
+        default: Some((0.5, 0.25)),
+    },
+    CheckDef {
+        name: "greedy_exact",
+        better: Better::Higher,
+        what: "fraction of prompts whose greedy completion matches the baseline's exactly",
+        default: None,
+    },
+    CheckDef {
+        name: "canary_regressions",
+        better: Better::Lower,
+        what: "canaries the baseline passes and the candidate fails",
+        default: Some((0.0, 0.0)),
+    },
+    CheckDef {
+        name: "hygiene",
+        better: Better::Lower,
+        what: "failed requests, fatal log lines, missing draft timings",
+        default: Some((0.0, 0.0)),
+    },
+    CheckDef {
+        name: "spec_divergences",
+        better: Better::Lower,
+        what: "greedy divergences with speculation on vs off, beyond near-ties",
+        default: Some((0.0, 0.0)),
+    },
+    CheckDef {
+        name: "spec_near_ties",
+        better: Better::Lower,
+        what: "greedy divergences with speculation at near-tied tokens",
+        default: Some((0.0, f64::INFINITY)),
+    },
 ];
 
 pub fn check_def(name: &str) -> Option<&'static CheckDef> {
@@ -62,7 +122,12 @@ impl Default for GateSpec {
         GateSpec {
             thresholds: CHECKS
                 .iter()
-                .filter_map(|c| Some((c.name.to_string(), c.default.map(|(pass, warn)| Thresholds { pass, warn })?)))
+                .filter_map(|c| {
+                    Some((
+                        c.name.to_string(),
+                        c.default.map(|(pass, warn)| Thresholds { pass, warn })?,
+                    ))
+                })
                 .collect(),
             tie_gap: 0.05,
         }
@@ -74,16 +139,21 @@ impl GateSpec {
     /// `off = ["greedy_prefix"]`, `tie_gap = 0.1`. `origin` names the file in errors.
     pub fn from_toml(value: toml::Value, origin: &str) -> Result<GateSpec> {
         let bad = |what: String| Error::input(format!("{origin}: gate{what}"));
-        let table = value.as_table().ok_or_else(|| bad(": expected a table".into()))?;
+        let table = value
+            .as_table()
+            .ok_or_else(|| bad(": expected a table".into()))?;
         let mut spec = GateSpec::default();
         for (key, item) in table {
             match key.as_str() {
                 "tie_gap" => {
-                    spec.tie_gap = number(item).ok_or_else(|| bad(".tie_gap: expected a number".into()))?
+                    spec.tie_gap =
+                        number(item).ok_or_else(|| bad(".tie_gap: expected a number".into()))?
                 }
                 "off" => {
                     for name in item.as_array().into_iter().flatten() {
-                        let name = name.as_str().ok_or_else(|| bad(".off: expected check names".into()))?;
+                        let name = name
+                            .as_str()
+                            .ok_or_else(|| bad(".off: expected check names".into()))?;
                         known(name, origin)?;
                         spec.thresholds.remove(name);
                     }
@@ -126,12 +196,19 @@ impl GateSpec {
         } else {
             Status::Fail
         };
-        Some(CheckOutcome { name: name.to_string(), value, thresholds: *t, better: def.better, status })
+        Some(CheckOutcome {
+            name: name.to_string(),
+            value,
+            thresholds: *t,
+            better: def.better,
+            status,
+        })
     }
 }
 
 fn number(item: &toml::Value) -> Option<f64> {
-    item.as_float().or_else(|| item.as_integer().map(|i| i as f64))
+    item.as_float()
+        .or_else(|| item.as_integer().map(|i| i as f64))
 }
 
 fn check_order(def: &CheckDef, t: &Thresholds) -> std::result::Result<(), String> {
@@ -142,7 +219,10 @@ fn check_order(def: &CheckDef, t: &Thresholds) -> std::result::Result<(), String
     if ordered {
         Ok(())
     } else {
-        Err(format!("pass {} must be {relation} than warn {} ({better} is better)", t.pass, t.warn))
+        Err(format!(
+            "pass {} must be {relation} than warn {} ({better} is better)",
+            t.pass, t.warn
+        ))
     }
 }
 
@@ -191,12 +271,18 @@ mod tests {
         assert_eq!(status("spec_near_ties", 3.0), Status::Warn);
         assert_eq!(status("hygiene", 1.0), Status::Fail);
         assert_eq!(status("mean_kld", f64::NAN), Status::Fail);
-        assert!(spec.judge("kld_p99", 1.0).is_none(), "no default thresholds");
+        assert!(
+            spec.judge("kld_p99", 1.0).is_none(),
+            "no default thresholds"
+        );
     }
 
     #[test]
     fn a_spec_overrides_and_turns_checks_off() {
-        let spec = spec("tie_gap = 0.1\noff = [\"greedy_prefix\"]\n[mean_kld]\npass = 0.02\nwarn = 0.05\n").unwrap();
+        let spec = spec(
+            "tie_gap = 0.1\noff = [\"greedy_prefix\"]\n[mean_kld]\npass = 0.02\nwarn = 0.05\n",
+        )
+        .unwrap();
         assert_eq!(spec.judge("mean_kld", 0.015).unwrap().status, Status::Pass);
         assert!(spec.judge("greedy_prefix", 0.0).is_none());
         assert_eq!(spec.tie_gap, 0.1);
@@ -205,9 +291,15 @@ mod tests {
     #[test]
     fn bad_specs_name_the_file_and_the_check() {
         let err = spec("[mean_kdl]\npass = 1\nwarn = 2\n").unwrap_err();
-        assert!(err.to_string().contains("gates.toml: gate: unknown check `mean_kdl`"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("gates.toml: gate: unknown check `mean_kdl`"),
+            "{err}"
+        );
         assert!(err.hint().unwrap().contains("mean_kld"));
-        let err = spec("[same_top]\npass = 90\nwarn = 95\n").unwrap_err().to_string();
+        let err = spec("[same_top]\npass = 90\nwarn = 95\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("gate.same_top"), "{err}");
         let err = spec("[same_top]\npass = 90\n").unwrap_err().to_string();
         assert!(err.contains("warn"), "{err}");

@@ -24,7 +24,10 @@ impl RequestLog {
         if let Err(e) = outcome {
             self.failures.push(e.to_string());
         }
-        if let Some(drafted) = timings.and_then(|t| t.get("draft_n")).and_then(Value::as_u64) {
+        if let Some(drafted) = timings
+            .and_then(|t| t.get("draft_n"))
+            .and_then(Value::as_u64)
+        {
             self.with_draft_timings += 1;
             self.draft_n += drafted;
             self.draft_accepted += timings
@@ -150,8 +153,14 @@ mod tests {
     #[test]
     fn acceptance_sums_drafts_over_responses() {
         let mut log = RequestLog::default();
-        log.record(&Ok(()), Some(&json!({"draft_n": 10, "draft_n_accepted": 5})));
-        log.record(&Ok(()), Some(&json!({"draft_n": 10, "draft_n_accepted": 10})));
+        log.record(
+            &Ok(()),
+            Some(&json!({"draft_n": 10, "draft_n_accepted": 5})),
+        );
+        log.record(
+            &Ok(()),
+            Some(&json!({"draft_n": 10, "draft_n_accepted": 10})),
+        );
         assert_eq!(log.acceptance(), Some(0.75));
     }
 }

@@ -28,10 +28,30 @@ pub struct Perplexity {
 pub fn perplexity_flags(args: &[String]) -> Vec<String> {
     const SWITCHES: &[&str] = &["--no-mmap", "-nkvo", "--no-kv-offload", "--swa-full"];
     const WITH_VALUE: &[&str] = &[
-        "-ctk", "--cache-type-k", "-ctv", "--cache-type-v", "-fa", "--flash-attn", "-ngl",
-        "--n-gpu-layers", "--gpu-layers", "-t", "--threads", "-sm", "--split-mode", "-ts",
-        "--tensor-split", "-mg", "--main-gpu", "-ot", "--override-tensor", "--override-kv",
-        "-dev", "--device", "-ncmoe", "--n-cpu-moe",
+        "-ctk",
+        "--cache-type-k",
+        "-ctv",
+        "--cache-type-v",
+        "-fa",
+        "--flash-attn",
+        "-ngl",
+        "--n-gpu-layers",
+        "--gpu-layers",
+        "-t",
+        "--threads",
+        "-sm",
+        "--split-mode",
+        "-ts",
+        "--tensor-split",
+        "-mg",
+        "--main-gpu",
+        "-ot",
+        "--override-tensor",
+        "--override-kv",
+        "-dev",
+        "--device",
+        "-ncmoe",
+        "--n-cpu-moe",
     ];
     let mut out = Vec::new();
     let mut iter = args.iter();
@@ -66,19 +86,44 @@ impl Perplexity {
     }
 
     /// Pass 1: score `text` with the baseline and save its logits to `base`. Returns the PPL.
-    pub fn save_base(&self, model: &Path, flags: &[String], text: &Path, base: &Path, log: &Path) -> Result<f64> {
+    pub fn save_base(
+        &self,
+        model: &Path,
+        flags: &[String],
+        text: &Path,
+        base: &Path,
+        log: &Path,
+    ) -> Result<f64> {
         let mut args = self.common(model, flags);
-        args.extend(["-f".into(), text.display().to_string(), "--kl-divergence-base".into(), base.display().to_string()]);
+        args.extend([
+            "-f".into(),
+            text.display().to_string(),
+            "--kl-divergence-base".into(),
+            base.display().to_string(),
+        ]);
         let output = self.invoke(&args, log)?;
         parse_final_ppl(&output).ok_or_else(|| {
-            Error::engine(format!("{}: no \"Final estimate: PPL\" line", log.display()))
+            Error::engine(format!(
+                "{}: no \"Final estimate: PPL\" line",
+                log.display()
+            ))
         })
     }
 
     /// Pass 2: score the candidate against the saved baseline logits.
-    pub fn compare(&self, model: &Path, flags: &[String], base: &Path, log: &Path) -> Result<KldReport> {
+    pub fn compare(
+        &self,
+        model: &Path,
+        flags: &[String],
+        base: &Path,
+        log: &Path,
+    ) -> Result<KldReport> {
         let mut args = self.common(model, flags);
-        args.extend(["--kl-divergence-base".into(), base.display().to_string(), "--kl-divergence".into()]);
+        args.extend([
+            "--kl-divergence-base".into(),
+            base.display().to_string(),
+            "--kl-divergence".into(),
+        ]);
         let output = self.invoke(&args, log)?;
         parse_kld(&output).map_err(|e| Error::engine(format!("{}: {e}", log.display())))
     }
@@ -93,10 +138,19 @@ impl Perplexity {
             let reason = crate::engines::fatal::scan(&output)
                 .first()
                 .map(|f| f.text.clone())
-                .or_else(|| output.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_string))
+                .or_else(|| {
+                    output
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .map(str::to_string)
+                })
                 .unwrap_or_default();
-            return Err(Error::engine(format!("llama-perplexity exited with {status}: {}", reason.trim()))
-                .with_hint(format!("full log: {}", log.display())));
+            return Err(Error::engine(format!(
+                "llama-perplexity exited with {status}: {}",
+                reason.trim()
+            ))
+            .with_hint(format!("full log: {}", log.display())));
         }
         Ok(output)
     }
@@ -120,7 +174,11 @@ pub struct KldReport {
 fn number_after(line: &str, label: &str) -> Option<f64> {
     let rest = line.trim_start().strip_prefix(label)?;
     let rest = rest.trim_start().strip_prefix(':').unwrap_or(rest);
-    rest.split_whitespace().next()?.trim_end_matches('%').parse().ok()
+    rest.split_whitespace()
+        .next()?
+        .trim_end_matches('%')
+        .parse()
+        .ok()
 }
 
 fn parse_final_ppl(output: &str) -> Option<f64> {
@@ -148,10 +206,17 @@ pub fn parse_kld(output: &str) -> std::result::Result<KldReport, String> {
         set("RMS Δp", &mut report.rms_dp_pct);
         set("Same top p", &mut report.same_top_pct);
         for (label, key) in [
-            ("Maximum KLD", "max"), ("99.9%   KLD", "99.9"), ("99.0%   KLD", "99.0"),
-            ("95.0%   KLD", "95.0"), ("90.0%   KLD", "90.0"), ("Median  KLD", "median"),
-            ("10.0%   KLD", "10.0"), ("5.0%   KLD", "5.0"), ("1.0%   KLD", "1.0"),
-            ("0.1%   KLD", "0.1"), ("Minimum KLD", "min"),
+            ("Maximum KLD", "max"),
+            ("99.9%   KLD", "99.9"),
+            ("99.0%   KLD", "99.0"),
+            ("95.0%   KLD", "95.0"),
+            ("90.0%   KLD", "90.0"),
+            ("Median  KLD", "median"),
+            ("10.0%   KLD", "10.0"),
+            ("5.0%   KLD", "5.0"),
+            ("1.0%   KLD", "1.0"),
+            ("0.1%   KLD", "0.1"),
+            ("Minimum KLD", "min"),
         ] {
             if let Some(v) = number_after(line, label) {
                 report.kld_percentiles.insert(key.to_string(), v);
@@ -159,11 +224,15 @@ pub fn parse_kld(output: &str) -> std::result::Result<KldReport, String> {
         }
     }
     if seen < 6 {
-        return Err(if output.contains("you need at least") || output.contains("only") && output.contains("tokens") {
-            "the text is too short for this context size".to_string()
-        } else {
-            "no KL-divergence statistics in the output (fewer than 100 scored tokens, or the pass failed)".to_string()
-        });
+        return Err(
+            if output.contains("you need at least")
+                || output.contains("only") && output.contains("tokens")
+            {
+                "the text is too short for this context size".to_string()
+            } else {
+                "no KL-divergence statistics in the output (fewer than 100 scored tokens, or the pass failed)".to_string()
+            },
+        );
     }
     Ok(report)
 }
@@ -177,7 +246,13 @@ pub struct TopK {
 
 /// Query `http` (llama-server) for its top-`k` next-token distribution after each prefix of
 /// `tokens` in `cuts`: one request per position, one token generated, prompt cache off.
-pub fn top_k_at(http: &Http, tokens: &[i64], cuts: &[usize], k: u32, log: &mut RequestLog) -> Result<TopK> {
+pub fn top_k_at(
+    http: &Http,
+    tokens: &[i64],
+    cuts: &[usize],
+    k: u32,
+    log: &mut RequestLog,
+) -> Result<TopK> {
     let mut positions = Vec::with_capacity(cuts.len());
     for &cut in cuts {
         let body = json!({
@@ -193,7 +268,12 @@ pub fn top_k_at(http: &Http, tokens: &[i64], cuts: &[usize], k: u32, log: &mut R
         let response = response?;
         let top = response["completion_probabilities"][0]["top_logprobs"]
             .as_array()
-            .ok_or_else(|| Error::http(http.url("/completion"), "no completion_probabilities[0].top_logprobs"))?
+            .ok_or_else(|| {
+                Error::http(
+                    http.url("/completion"),
+                    "no completion_probabilities[0].top_logprobs",
+                )
+            })?
             .iter()
             .filter_map(|t| Some((t["id"].as_i64()?, t["logprob"].as_f64()?)))
             .collect();
@@ -345,11 +425,15 @@ Same top p: 95.117 ± 0.673 %
 
     #[test]
     fn only_logit_changing_flags_reach_llama_perplexity() {
-        let args: Vec<String> = "-fa on -ctk q8_0 -np 1 --spec-type ngram-mod -c 4096 --no-mmap -ngl 99 --jinja"
-            .split_whitespace()
-            .map(String::from)
-            .collect();
-        assert_eq!(perplexity_flags(&args).join(" "), "-fa on -ctk q8_0 --no-mmap -ngl 99");
+        let args: Vec<String> =
+            "-fa on -ctk q8_0 -np 1 --spec-type ngram-mod -c 4096 --no-mmap -ngl 99 --jinja"
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+        assert_eq!(
+            perplexity_flags(&args).join(" "),
+            "-fa on -ctk q8_0 --no-mmap -ngl 99"
+        );
     }
 
     #[test]
@@ -364,8 +448,12 @@ Same top p: 95.117 ± 0.673 %
 
     #[test]
     fn estimate_counts_same_top() {
-        let a = TopK { positions: vec![vec![(1, -0.1)], vec![(2, -0.1)]] };
-        let b = TopK { positions: vec![vec![(1, -0.1)], vec![(3, -0.1)]] };
+        let a = TopK {
+            positions: vec![vec![(1, -0.1)], vec![(2, -0.1)]],
+        };
+        let b = TopK {
+            positions: vec![vec![(1, -0.1)], vec![(3, -0.1)]],
+        };
         assert_eq!(estimate(&a, &b).same_top_pct, 50.0);
     }
 

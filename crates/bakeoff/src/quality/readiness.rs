@@ -129,7 +129,10 @@ impl GateFile {
         if file.candidates.is_empty() {
             return Err(Error::input(format!("{origin}: no [[candidate]] entries")));
         }
-        if !matches!(file.checks.kld.as_str(), "perplexity" | "http" | "both" | "off") {
+        if !matches!(
+            file.checks.kld.as_str(),
+            "perplexity" | "http" | "both" | "off"
+        ) {
             return Err(Error::input(format!(
                 "{origin}: checks.kld = {:?}: expected perplexity, http, both or off",
                 file.checks.kld
@@ -250,6 +253,9 @@ impl GateRun<'_> {
         observe(Event::Done(&baseline_row));
         rows.push(baseline_row);
         for candidate in &file.candidates {
+            if let Some(signal) = crate::engines::process::interrupted() {
+                return Err(Error::engine(format!("interrupted by signal {signal}")));
+            }
             let row = self.measure_candidate(candidate, &reference, &suite, &prompts, observe)?;
             (self.store)(&row)?;
             observe(Event::Done(&row));
@@ -259,13 +265,21 @@ impl GateRun<'_> {
     }
 
     fn model_of(&self, candidate: &Candidate) -> PathBuf {
-        candidate.model.clone().unwrap_or_else(|| self.file.model.clone())
+        candidate
+            .model
+            .clone()
+            .unwrap_or_else(|| self.file.model.clone())
     }
 
     fn server_args(&self, flags: &[String]) -> Vec<String> {
         // One slot and a fixed context: logits depend on batch and slot layout.
         let mut args = strip_flags(flags, &["-np", "--parallel", "-c", "--ctx-size"]);
-        args.extend(["-np".into(), "1".into(), "-c".into(), self.file.ctx.to_string()]);
+        args.extend([
+            "-np".into(),
+            "1".into(),
+            "-c".into(),
+            self.file.ctx.to_string(),
+        ]);
         args
     }
 
@@ -293,49 +307,84 @@ impl GateRun<'_> {
         let mut row = Readiness::new(base, &model, true);
         row.kv_bytes = kv_bytes(&model, &row.flags, file.ctx);
         let name = base.name.as_str();
-        observe(Event::Stage { candidate: name, what: "starting the engine" });
+        observe(Event::Stage {
+            candidate: name,
+            what: "starting the engine",
+        });
         let server = self.launch(&model, &row.flags, name).map_err(|e| {
-            Error::engine(format!("baseline {name}: {e}")).with_hint("the baseline must start; fix its flags or model")
+            Error::engine(format!("baseline {name}: {e}"))
+                .with_hint("the baseline must start; fix its flags or model")
         })?;
         let mut log = RequestLog::default();
         let settings = self.greedy_settings();
         if file.checks.canaries {
-            observe(Event::Stage { candidate: name, what: "canaries" });
+            observe(Event::Stage {
+                candidate: name,
+                what: "canaries",
+            });
             row.canaries = canary::run(&server.http, suite, &mut log);
         }
         let mut greedy = Vec::new();
         if file.checks.agreement {
-            observe(Event::Stage { candidate: name, what: "greedy agreement (twice, for the noise floor)" });
+            observe(Event::Stage {
+                candidate: name,
+                what: "greedy agreement (twice, for the noise floor)",
+            });
             greedy = greedy_all(&server, prompts, settings, &mut log)?;
             let again = greedy_all(&server, prompts, settings, &mut log)?;
             row.agreement = Some(agreement::compare(&greedy, &again));
             row.tg_tps = median_tps(&greedy);
         }
         let top_k = if file.checks.http_kld() {
-            observe(Event::Stage { candidate: name, what: "top-k logprobs on the fixed text" });
+            observe(Event::Stage {
+                candidate: name,
+                what: "top-k logprobs on the fixed text",
+            });
             Some(self.top_k(&server, &mut log)?)
         } else {
             None
         };
         let fatal = server.fatal_lines();
         drop(server);
-        row.hygiene = Some(hygiene::judge(&log, &fatal, hygiene::is_speculative(&row.flags)));
+        row.hygiene = Some(hygiene::judge(
+            &log,
+            &fatal,
+            hygiene::is_speculative(&row.flags),
+        ));
         row.draft_acceptance = log.acceptance();
         let base_logits = if file.checks.perplexity() {
-            observe(Event::Stage { candidate: name, what: "llama-perplexity: baseline logits" });
+            observe(Event::Stage {
+                candidate: name,
+                what: "llama-perplexity: baseline logits",
+            });
             let logits = self.run_dir.join("baseline.kld");
             let text = self.fidelity_text()?;
-            row.ppl = Some(self.perplexity()?.save_base(&model, &row.flags, &text, &logits, &self.run_dir.join("perplexity.log"))?);
+            row.ppl = Some(self.perplexity()?.save_base(
+                &model,
+                &row.flags,
+                &text,
+                &logits,
+                &self.run_dir.join("perplexity.log"),
+            )?);
             Some(logits)
         } else {
             None
         };
         if let Some(h) = &row.hygiene {
-            row.outcomes.extend(self.spec.judge("hygiene", h.problems.len() as f64));
+            row.outcomes
+                .extend(self.spec.judge("hygiene", h.problems.len() as f64));
         }
         row.overall = gate::overall(&row.outcomes);
-        row.blocker = row.hygiene.as_ref().and_then(|h| h.problems.first().cloned());
-        let reference = Reference { canaries: row.canaries.clone(), greedy, top_k, base_logits };
+        row.blocker = row
+            .hygiene
+            .as_ref()
+            .and_then(|h| h.problems.first().cloned());
+        let reference = Reference {
+            canaries: row.canaries.clone(),
+            greedy,
+            top_k,
+            base_logits,
+        };
         Ok((reference, row))
     }
 
@@ -351,7 +400,10 @@ impl GateRun<'_> {
         let mut row = Readiness::new(candidate, &model, false);
         row.kv_bytes = kv_bytes(&model, &row.flags, self.file.ctx);
         let name = candidate.name.as_str();
-        observe(Event::Stage { candidate: name, what: "starting the engine" });
+        observe(Event::Stage {
+            candidate: name,
+            what: "starting the engine",
+        });
         let server = match self.launch(&model, &row.flags, name) {
             Ok(server) => server,
             Err(e) => {
@@ -364,18 +416,27 @@ impl GateRun<'_> {
         let settings = self.greedy_settings();
         let speculative = hygiene::is_speculative(&row.flags);
         if self.file.checks.canaries {
-            observe(Event::Stage { candidate: name, what: "canaries" });
+            observe(Event::Stage {
+                candidate: name,
+                what: "canaries",
+            });
             row.canaries = canary::run(&server.http, suite, &mut log);
         }
         let mut greedy = Vec::new();
         if self.file.checks.agreement {
-            observe(Event::Stage { candidate: name, what: "greedy agreement" });
+            observe(Event::Stage {
+                candidate: name,
+                what: "greedy agreement",
+            });
             greedy = greedy_all(&server, prompts, settings, &mut log)?;
             row.agreement = Some(agreement::compare(&reference.greedy, &greedy));
             row.tg_tps = median_tps(&greedy);
         }
         if let Some(base_top) = &reference.top_k {
-            observe(Event::Stage { candidate: name, what: "top-k logprobs on the fixed text" });
+            observe(Event::Stage {
+                candidate: name,
+                what: "top-k logprobs on the fixed text",
+            });
             row.kld_estimate = Some(kld::estimate(base_top, &self.top_k(&server, &mut log)?));
         }
         let fatal = server.fatal_lines();
@@ -383,13 +444,25 @@ impl GateRun<'_> {
         row.hygiene = Some(hygiene::judge(&log, &fatal, speculative));
         row.draft_acceptance = log.acceptance();
         if speculative && !greedy.is_empty() {
-            observe(Event::Stage { candidate: name, what: "speculation off, for losslessness" });
-            row.speculative = Some(self.losslessness(&model, &row.flags, &greedy, prompts, settings)?);
+            observe(Event::Stage {
+                candidate: name,
+                what: "speculation off, for losslessness",
+            });
+            row.speculative =
+                Some(self.losslessness(&model, &row.flags, &greedy, prompts, settings)?);
         }
         if let Some(base_logits) = &reference.base_logits {
-            observe(Event::Stage { candidate: name, what: "llama-perplexity: KL-divergence" });
-            let log_path = self.run_dir.join(format!("perplexity-{}.log", file_safe(name)));
-            match self.perplexity()?.compare(&model, &row.flags, base_logits, &log_path) {
+            observe(Event::Stage {
+                candidate: name,
+                what: "llama-perplexity: KL-divergence",
+            });
+            let log_path = self
+                .run_dir
+                .join(format!("perplexity-{}.log", file_safe(name)));
+            match self
+                .perplexity()?
+                .compare(&model, &row.flags, base_logits, &log_path)
+            {
                 Ok(report) => row.kld = Some(report),
                 Err(e) => row.blocker = Some(format!("KL-divergence pass failed: {e}")),
             }
@@ -417,7 +490,11 @@ impl GateRun<'_> {
         let spec = self.spec;
         let mut figures: Vec<(&str, f64)> = Vec::new();
         if let Some(k) = &row.kld {
-            figures.extend([("mean_kld", k.mean_kld), ("same_top", k.same_top_pct), ("ppl_ratio", k.ppl_ratio)]);
+            figures.extend([
+                ("mean_kld", k.mean_kld),
+                ("same_top", k.same_top_pct),
+                ("ppl_ratio", k.ppl_ratio),
+            ]);
             if let Some(p99) = k.kld_percentiles.get("99.0") {
                 figures.push(("kld_p99", *p99));
             }
@@ -426,19 +503,31 @@ impl GateRun<'_> {
             figures.extend([("http_kld", e.mean_kld), ("http_same_top", e.same_top_pct)]);
         }
         if let Some(a) = &row.agreement {
-            figures.extend([("greedy_prefix", a.mean_prefix_fraction), ("greedy_exact", a.exact_rate)]);
+            figures.extend([
+                ("greedy_prefix", a.mean_prefix_fraction),
+                ("greedy_exact", a.exact_rate),
+            ]);
         }
         if !row.canaries.is_empty() {
-            figures.push(("canary_regressions", canary_regressions(&reference.canaries, &row.canaries) as f64));
+            figures.push((
+                "canary_regressions",
+                canary_regressions(&reference.canaries, &row.canaries) as f64,
+            ));
         }
         if let Some(h) = &row.hygiene {
             figures.push(("hygiene", h.problems.len() as f64));
         }
         if let Some(s) = &row.speculative {
             let (ties, real) = agreement::split_ties(&s.divergences, spec.tie_gap);
-            figures.extend([("spec_divergences", real as f64), ("spec_near_ties", ties as f64)]);
+            figures.extend([
+                ("spec_divergences", real as f64),
+                ("spec_near_ties", ties as f64),
+            ]);
         }
-        row.outcomes = figures.iter().filter_map(|(name, value)| spec.judge(name, *value)).collect();
+        row.outcomes = figures
+            .iter()
+            .filter_map(|(name, value)| spec.judge(name, *value))
+            .collect();
         row.overall = gate::overall(&row.outcomes);
         if row.blocker.is_none() {
             row.blocker = blocker(row);
@@ -449,14 +538,23 @@ impl GateRun<'_> {
     }
 
     fn greedy_settings(&self) -> GreedySettings {
-        GreedySettings { n_predict: self.file.checks.agreement_tokens, n_probs: 2 }
+        GreedySettings {
+            n_predict: self.file.checks.agreement_tokens,
+            n_probs: 2,
+        }
     }
 
     fn top_k(&self, server: &LlamaServer, log: &mut RequestLog) -> Result<TopK> {
         let tokens = kld::tokenize(&server.http, super::FIDELITY_TEXT)?;
         let tokens = &tokens[..tokens.len().min(512)];
         let cuts = kld::cut_points(tokens.len(), 16, self.file.checks.http_positions);
-        kld::top_k_at(&server.http, tokens, &cuts, self.file.checks.http_top_k, log)
+        kld::top_k_at(
+            &server.http,
+            tokens,
+            &cuts,
+            self.file.checks.http_top_k,
+            log,
+        )
     }
 
     fn perplexity(&self) -> Result<Perplexity> {
@@ -465,7 +563,12 @@ impl GateRun<'_> {
                 .with_hint("scripts/setup builds it; or set `kld = \"http\"` under [checks] for the HTTP estimate")
         })?;
         let c = &self.file.checks;
-        Ok(Perplexity { binary, ctx: c.kld_ctx, chunks: c.kld_chunks, batch: c.kld_ctx })
+        Ok(Perplexity {
+            binary,
+            ctx: c.kld_ctx,
+            chunks: c.kld_chunks,
+            batch: c.kld_ctx,
+        })
     }
 
     fn fidelity_text(&self) -> Result<PathBuf> {
@@ -475,10 +578,22 @@ impl GateRun<'_> {
     }
 }
 
-fn greedy_all(server: &LlamaServer, prompts: &[String], settings: GreedySettings, log: &mut RequestLog) -> Result<Vec<Greedy>> {
+fn greedy_all(
+    server: &LlamaServer,
+    prompts: &[String],
+    settings: GreedySettings,
+    log: &mut RequestLog,
+) -> Result<Vec<Greedy>> {
     prompts
         .iter()
-        .map(|p| agreement::greedy(&server.http, &serde_json::Value::from(p.as_str()), settings, log))
+        .map(|p| {
+            agreement::greedy(
+                &server.http,
+                &serde_json::Value::from(p.as_str()),
+                settings,
+                log,
+            )
+        })
         .collect()
 }
 
@@ -496,17 +611,31 @@ fn blocker(row: &Readiness) -> Option<String> {
     if let Some(problem) = row.hygiene.as_ref().and_then(|h| h.problems.first()) {
         return Some(problem.clone());
     }
-    let worst = row.outcomes.iter().filter(|o| o.status == Status::Fail).collect::<Vec<_>>();
+    let worst = row
+        .outcomes
+        .iter()
+        .filter(|o| o.status == Status::Fail)
+        .collect::<Vec<_>>();
     let first = worst.first()?;
     let def = gate::check_def(&first.name)?;
     let limit = first.thresholds.warn;
-    Some(format!(
-        "{} {} {} (limit {})",
-        first.name,
-        format_figure(first.value),
-        if def.better == gate::Better::Lower { ">" } else { "<" },
-        format_figure(limit)
-    ) + &if worst.len() > 1 { format!(" and {} more", worst.len() - 1) } else { String::new() })
+    Some(
+        format!(
+            "{} {} {} (limit {})",
+            first.name,
+            format_figure(first.value),
+            if def.better == gate::Better::Lower {
+                ">"
+            } else {
+                "<"
+            },
+            format_figure(limit)
+        ) + &if worst.len() > 1 {
+            format!(" and {} more", worst.len() - 1)
+        } else {
+            String::new()
+        },
+    )
 }
 
 fn format_figure(v: f64) -> String {
@@ -522,7 +651,11 @@ fn format_figure(v: f64) -> String {
 fn median_tps(runs: &[Greedy]) -> Option<f64> {
     let mut v: Vec<f64> = runs
         .iter()
-        .filter_map(|g| g.timings.get("predicted_per_second").and_then(serde_json::Value::as_f64))
+        .filter_map(|g| {
+            g.timings
+                .get("predicted_per_second")
+                .and_then(serde_json::Value::as_f64)
+        })
         .collect();
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied()
@@ -536,7 +669,11 @@ fn kv_bytes(model: &Path, flags: &[String], ctx: u64) -> Option<u64> {
         flags.get(i + 1).cloned()
     };
     let ty = |v: Option<String>| GgmlType::from_name(v.as_deref().unwrap_or("f16"));
-    let settings = KvSettings::new(ctx, ty(flag(&["-ctk", "--cache-type-k"]))?, ty(flag(&["-ctv", "--cache-type-v"]))?);
+    let settings = KvSettings::new(
+        ctx,
+        ty(flag(&["-ctk", "--cache-type-k"]))?,
+        ty(flag(&["-ctv", "--cache-type-v"]))?,
+    );
     plan_kv(&facts, &settings).map(|p| p.total_bytes)
 }
 
@@ -555,7 +692,15 @@ fn strip_flags(args: &[String], flags: &[&str]) -> Vec<String> {
 }
 
 fn file_safe(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// The readiness table as Markdown.
@@ -566,7 +711,11 @@ pub fn markdown(rows: &[Readiness], ctx: u64) -> String {
     );
     for row in rows {
         let cells = [
-            if row.baseline { format!("{} (baseline)", row.candidate) } else { row.candidate.clone() },
+            if row.baseline {
+                format!("{} (baseline)", row.candidate)
+            } else {
+                row.candidate.clone()
+            },
             row.overall.map_or("—".into(), |s| s.label().to_string()),
             ppl_status(row),
             coherence(row),
@@ -585,7 +734,9 @@ fn ppl_status(row: &Readiness) -> String {
         return format!("base {ppl:.4}");
     }
     let Some(k) = &row.kld else {
-        return row.kld_estimate.as_ref().map_or("not run".into(), |e| format!("KL≈{:.4} (top-{})", e.mean_kld, e.k));
+        return row.kld_estimate.as_ref().map_or("not run".into(), |e| {
+            format!("KL≈{:.4} (top-{})", e.mean_kld, e.k)
+        });
     };
     let status = row
         .outcomes
@@ -594,7 +745,10 @@ fn ppl_status(row: &Readiness) -> String {
         .map(|o| o.status)
         .max()
         .map_or("", Status::label);
-    format!("{status} {:.4} (×{:.4}, KLD {:.4}, same-top {:.1} %)", k.ppl, k.ppl_ratio, k.mean_kld, k.same_top_pct)
+    format!(
+        "{status} {:.4} (×{:.4}, KLD {:.4}, same-top {:.1} %)",
+        k.ppl, k.ppl_ratio, k.mean_kld, k.same_top_pct
+    )
 }
 
 fn coherence(row: &Readiness) -> String {
@@ -603,8 +757,17 @@ fn coherence(row: &Readiness) -> String {
     }
     let mut text = format!("{}/{} canaries", row.canaries_passed(), row.canaries.len());
     if let Some(a) = &row.agreement {
-        let label = if row.baseline { "noise floor" } else { "greedy" };
-        text += &format!("; {label} {}/{} exact, prefix {:.0} %", a.exact, a.prompts, 100.0 * a.mean_prefix_fraction);
+        let label = if row.baseline {
+            "noise floor"
+        } else {
+            "greedy"
+        };
+        text += &format!(
+            "; {label} {}/{} exact, prefix {:.0} %",
+            a.exact,
+            a.prompts,
+            100.0 * a.mean_prefix_fraction
+        );
     }
     if let Some(s) = &row.speculative {
         text += &format!("; spec {} divergence(s)", s.divergences.len());
@@ -644,7 +807,11 @@ mod tests {
         assert_eq!(file.baseline.flags.args(), vec!["-fa", "on"]);
         assert_eq!(file.candidates[0].flags.args().len(), 4);
         assert_eq!(spec.thresholds["mean_kld"].pass, 0.02);
-        std::fs::write(&path, "model = \"m\"\nbogus = 1\n[baseline]\nname = \"b\"\n[[candidate]]\nname = \"c\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "model = \"m\"\nbogus = 1\n[baseline]\nname = \"b\"\n[[candidate]]\nname = \"c\"\n",
+        )
+        .unwrap();
         let err = GateFile::load(&path).unwrap_err().to_string();
         assert!(err.contains("c.toml") && err.contains("bogus"), "{err}");
     }
@@ -667,14 +834,21 @@ mod tests {
 
     #[test]
     fn server_args_force_one_slot_and_the_target_context() {
-        let args: Vec<String> = "-fa on -np 4 -c 512".split_whitespace().map(String::from).collect();
+        let args: Vec<String> = "-fa on -np 4 -c 512"
+            .split_whitespace()
+            .map(String::from)
+            .collect();
         assert_eq!(strip_flags(&args, &["-np", "-c"]), vec!["-fa", "on"]);
     }
 
     #[test]
     fn markdown_escapes_cells() {
         let mut row = Readiness::new(
-            &Candidate { name: "a|b".into(), model: None, flags: Flags::default() },
+            &Candidate {
+                name: "a|b".into(),
+                model: None,
+                flags: Flags::default(),
+            },
             Path::new("m.gguf"),
             false,
         );

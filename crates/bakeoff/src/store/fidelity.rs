@@ -35,18 +35,35 @@ impl Store {
     /// a fidelity row per check. Returns the trial id.
     pub fn record_readiness(&self, run_id: i64, engine_id: i64, row: &Readiness) -> Result<i64> {
         let model = self.model(&row.model)?;
-        let config = EngineConfig { flags: Default::default(), extra: row.flags.clone() };
-        let workload = json!({"test": "fidelity", "candidate": row.candidate, "baseline": row.baseline});
+        let config = EngineConfig {
+            flags: Default::default(),
+            extra: row.flags.clone(),
+        };
+        let workload =
+            json!({"test": "fidelity", "candidate": row.candidate, "baseline": row.baseline});
         let trial = self.begin_trial(
             run_id,
-            &NewTrial { config: Some(&config), engine_id: Some(engine_id), model_id: Some(model.id), workload: &workload, repetition: 0 },
+            &NewTrial {
+                config: Some(&config),
+                engine_id: Some(engine_id),
+                model_id: Some(model.id),
+                workload: &workload,
+                repetition: 0,
+            },
         )?;
         let config_id = self.config_id(&config)?;
         if let Some(tg) = row.tg_tps {
             self.sample(trial, "tg", tg, Unit::TokensPerSecond, "server", 0)?;
         }
         if let Some(acceptance) = row.draft_acceptance {
-            self.sample(trial, "draft_acceptance", acceptance, Unit::Ratio, "server", 0)?;
+            self.sample(
+                trial,
+                "draft_acceptance",
+                acceptance,
+                Unit::Ratio,
+                "server",
+                0,
+            )?;
         }
         for check in checks_of(row) {
             self.conn
@@ -56,7 +73,11 @@ impl Store {
                 )
                 .map_err(|e| self.err(e))?;
         }
-        let status = if row.blocker.is_some() { "failed" } else { "ok" };
+        let status = if row.blocker.is_some() {
+            "failed"
+        } else {
+            "ok"
+        };
         self.end_trial(trial, status, row.blocker.as_deref())?;
         Ok(trial)
     }
@@ -85,7 +106,8 @@ impl Store {
                 })
             })
             .map_err(|e| self.err(e))?;
-        rows.collect::<std::result::Result<_, _>>().map_err(|e| self.err(e))
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
     }
 
     /// The readiness rows of a `gate` run, as stored.
@@ -109,29 +131,81 @@ fn pass_fail(pass: bool) -> &'static str {
 fn checks_of(row: &Readiness) -> Vec<Check<'_>> {
     let mut checks = Vec::new();
     for c in &row.canaries {
-        checks.push(Check { kind: "canary", name: &c.name, status: pass_fail(c.pass), value: c.tokens_per_second, detail: to_json(c) });
+        checks.push(Check {
+            kind: "canary",
+            name: &c.name,
+            status: pass_fail(c.pass),
+            value: c.tokens_per_second,
+            detail: to_json(c),
+        });
     }
     if let Some(h) = &row.hygiene {
-        checks.push(Check { kind: "hygiene", name: "hygiene", status: pass_fail(h.problems.is_empty()), value: Some(h.problems.len() as f64), detail: to_json(h) });
+        checks.push(Check {
+            kind: "hygiene",
+            name: "hygiene",
+            status: pass_fail(h.problems.is_empty()),
+            value: Some(h.problems.len() as f64),
+            detail: to_json(h),
+        });
     }
     if let Some(a) = &row.agreement {
-        let name = if row.baseline { "noise_floor" } else { "greedy" };
-        checks.push(Check { kind: "agreement", name, status: "info", value: Some(a.mean_prefix_fraction), detail: to_json(a) });
+        let name = if row.baseline {
+            "noise_floor"
+        } else {
+            "greedy"
+        };
+        checks.push(Check {
+            kind: "agreement",
+            name,
+            status: "info",
+            value: Some(a.mean_prefix_fraction),
+            detail: to_json(a),
+        });
     }
     if let Some(s) = &row.speculative {
-        checks.push(Check { kind: "speculative", name: "losslessness", status: pass_fail(s.divergences.is_empty()), value: Some(s.divergences.len() as f64), detail: to_json(s) });
+        checks.push(Check {
+            kind: "speculative",
+            name: "losslessness",
+            status: pass_fail(s.divergences.is_empty()),
+            value: Some(s.divergences.len() as f64),
+            detail: to_json(s),
+        });
     }
     if let Some(k) = &row.kld {
-        checks.push(Check { kind: "kld", name: "llama-perplexity", status: "info", value: Some(k.mean_kld), detail: to_json(k) });
+        checks.push(Check {
+            kind: "kld",
+            name: "llama-perplexity",
+            status: "info",
+            value: Some(k.mean_kld),
+            detail: to_json(k),
+        });
     }
     if let Some(e) = &row.kld_estimate {
-        checks.push(Check { kind: "kld", name: "http-top-k", status: "info", value: Some(e.mean_kld), detail: to_json(e) });
+        checks.push(Check {
+            kind: "kld",
+            name: "http-top-k",
+            status: "info",
+            value: Some(e.mean_kld),
+            detail: to_json(e),
+        });
     }
     for o in &row.outcomes {
-        checks.push(Check { kind: "gate", name: &o.name, status: o.status.as_str(), value: Some(o.value), detail: to_json(o) });
+        checks.push(Check {
+            kind: "gate",
+            name: &o.name,
+            status: o.status.as_str(),
+            value: Some(o.value),
+            detail: to_json(o),
+        });
     }
     let overall = row.overall.map_or("info", |s| s.as_str());
-    checks.push(Check { kind: "readiness", name: &row.candidate, status: overall, value: row.tg_tps, detail: to_json(row) });
+    checks.push(Check {
+        kind: "readiness",
+        name: &row.candidate,
+        status: overall,
+        value: row.tg_tps,
+        detail: to_json(row),
+    });
     checks
 }
 
