@@ -83,14 +83,13 @@ pub fn judge(log: &RequestLog, fatal_lines: &[FatalLine], speculative: bool) -> 
 pub fn is_speculative(args: &[String]) -> bool {
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
-        match arg.as_str() {
-            "--spec-type" => {
-                if iter.next().is_some_and(|v| v != "none") {
-                    return true;
-                }
-            }
-            "-md" | "--model-draft" | "-hfd" | "--hf-repo-draft" => return true,
-            _ => {}
+        let enables = match arg.as_str() {
+            "--spec-type" => iter.next().is_some_and(|v| v != "none"),
+            "-md" | "--model-draft" | "-hfd" | "--hf-repo-draft" => true,
+            _ => false,
+        };
+        if enables {
+            return true;
         }
     }
     false

@@ -139,20 +139,10 @@ impl GateFile {
             )));
         }
         let base = path.parent().unwrap_or(Path::new("."));
-        // A bare file name that is not beside the candidates file may be in the model cache.
-        let resolve = |p: &Path| {
-            let resolved = crate::system::paths::expand_user(p, base);
-            let cached = crate::system::paths::models_dir().join(p);
-            if !resolved.exists() && p.components().count() == 1 && cached.exists() {
-                cached
-            } else {
-                resolved
-            }
-        };
-        file.model = resolve(&file.model);
-        file.checks.suite = file.checks.suite.as_deref().map(resolve);
+        file.model = resolve_path(&file.model, base);
+        file.checks.suite = file.checks.suite.map(|p| resolve_path(&p, base));
         for c in std::iter::once(&mut file.baseline).chain(&mut file.candidates) {
-            c.model = c.model.as_deref().map(resolve);
+            c.model = c.model.take().map(|p| resolve_path(&p, base));
         }
         let spec = match file.gate.clone() {
             Some(value) => GateSpec::from_toml(value, &origin)?,
@@ -675,6 +665,18 @@ fn kv_bytes(model: &Path, flags: &[String], ctx: u64) -> Option<u64> {
         ty(flag(&["-ctv", "--cache-type-v"]))?,
     );
     plan_kv(&facts, &settings).map(|p| p.total_bytes)
+}
+
+/// A path from a candidates file: `~` expanded, relative to the file; a bare file name that is
+/// not beside the file may be in the model cache.
+fn resolve_path(path: &Path, base: &Path) -> PathBuf {
+    let resolved = crate::system::paths::expand_user(path, base);
+    let cached = crate::system::paths::models_dir().join(path);
+    if !resolved.exists() && path.components().count() == 1 && cached.exists() {
+        cached
+    } else {
+        resolved
+    }
 }
 
 /// `args` without the given flags and their values.
