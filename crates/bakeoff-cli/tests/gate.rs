@@ -123,7 +123,7 @@ http_positions = 12
         "ppl_ratio",
         "http_kld",
         "greedy_prefix",
-        "canary_regressions",
+        "canary_loss",
     ] {
         let (status, value) = outcome(random, check);
         assert_eq!(status, "fail", "random weights pass {check} = {value}");

@@ -498,11 +498,10 @@ impl GateRun<'_> {
                 ("greedy_exact", a.exact_rate),
             ]);
         }
-        if !row.canaries.is_empty() {
-            figures.push((
-                "canary_regressions",
-                canary_regressions(&reference.canaries, &row.canaries) as f64,
-            ));
+        let base_passed = reference.canaries.iter().filter(|c| c.pass).count();
+        if !row.canaries.is_empty() && base_passed > 0 {
+            let lost = canary_regressions(&reference.canaries, &row.canaries);
+            figures.push(("canary_loss", lost as f64 / base_passed as f64));
         }
         if let Some(h) = &row.hygiene {
             figures.push(("hygiene", h.problems.len() as f64));
