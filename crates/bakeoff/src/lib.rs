@@ -1,8 +1,10 @@
 //! bakeoff finds the fastest *faithful* way to run an LLM on given hardware, and keeps the evidence.
 //!
 //! The library is layered as in `DESIGN.md`; each module depends only on those listed before it:
-//! [`domain`] (no I/O) → [`formats`] → [`model`] → [`system`] → [`engines`] → [`measure`] → [`quality`] → [`store`] → [`report`].
+//! [`domain`] (no I/O) → [`formats`] → [`model`] → [`chat`] → [`system`] → [`engines`] →
+//! [`measure`] → [`quality`] → [`store`] → [`report`].
 
+pub mod chat;
 pub mod domain;
 pub mod engines;
 pub mod error;
