@@ -12,10 +12,11 @@
 //! JSON object (not a string, as the OpenAI wire format has it); `id` is left out when absent.
 //! Deserialising accepts that shape and also `arguments` as a JSON-encoded string.
 
+mod pyfmt;
 pub mod template;
 pub mod toolcall;
 
-pub use template::ChatTemplate;
+pub use template::{ChatTemplate, TemplateError};
 pub use toolcall::{ParsedCompletion, ToolCallError, ToolCallFormat};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
