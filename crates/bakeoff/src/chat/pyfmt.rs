@@ -58,6 +58,7 @@ fn write_json(
         ValueKind::String => write_json_string(out, value.as_str().unwrap_or_default(), opts),
         ValueKind::Seq => write_json_seq(out, value, opts, depth)?,
         ValueKind::Map if !value.is_kwargs() => write_json_map(out, value, opts, depth)?,
+        ValueKind::Plain if crate::chat::template::is_py_none(value) => out.push_str("null"),
         kind => {
             return Err(type_error(format!(
                 "tojson: object of type {kind} is not JSON serializable"

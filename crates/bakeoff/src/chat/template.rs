@@ -5,10 +5,12 @@
 use crate::chat::pyfmt::{self, JsonOptions};
 use crate::chat::Message;
 use crate::formats::gguf::GgufFile;
-use minijinja::value::{Kwargs, Serde, Value, ValueKind};
+use minijinja::value::{Kwargs, Object, ObjectRepr, Serde, Value, ValueKind};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// Instructions one render may execute before it is stopped; real templates need well under 1%.
 const FUEL: u64 = 50_000_000;
@@ -168,30 +170,32 @@ impl ChatTemplate {
         add_generation_prompt: bool,
         extra: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Value, TemplateError> {
-        let as_json = |what: &str, result: serde_json::Result<serde_json::Value>| {
-            result.map_err(|e| TemplateError::Invalid {
-                line: None,
-                message: format!("{what} cannot be passed to the template: {e}"),
-            })
+        let json = |what: &str, result: serde_json::Result<serde_json::Value>| {
+            result
+                .map(|v| Value::from(Serde(v)))
+                .map_err(|e| TemplateError::Invalid {
+                    line: None,
+                    message: format!("{what} cannot be passed to the template: {e}"),
+                })
         };
-        let mut context = serde_json::Map::new();
+        let mut context = BTreeMap::new();
         context.insert(
-            "messages".into(),
-            as_json("messages", serde_json::to_value(messages))?,
+            "messages".to_string(),
+            json("messages", serde_json::to_value(messages))?,
         );
         let tools = match tools {
-            [] => serde_json::Value::Null,
-            tools => as_json("tools", serde_json::to_value(tools))?,
+            [] => Value::from_object(PyNone),
+            tools => json("tools", serde_json::to_value(tools))?,
         };
         context.insert("tools".into(), tools);
-        context.insert("documents".into(), serde_json::Value::Null);
+        context.insert("documents".into(), Value::from_object(PyNone));
         context.insert("add_generation_prompt".into(), add_generation_prompt.into());
-        context.insert("bos_token".into(), self.bos_token.clone().into());
-        context.insert("eos_token".into(), self.eos_token.clone().into());
+        context.insert("bos_token".into(), self.bos_token.as_str().into());
+        context.insert("eos_token".into(), self.eos_token.as_str().into());
         for (key, value) in extra {
-            context.insert(key.clone(), value.clone());
+            context.insert(key.clone(), Value::from(Serde(value)));
         }
-        Ok(Value::from(Serde(context)))
+        Ok(Value::from(context))
     }
 
     fn environment(&self) -> Environment<'_> {
@@ -208,6 +212,7 @@ impl ChatTemplate {
         env.add_filter("tojson", tojson);
         env.add_filter("string", |value: &Value| Value::from(pyfmt::py_str(value)));
         env.add_test("sequence", is_python_sequence);
+        env.add_test("none", |value: &Value| value.is_none() || is_py_none(value));
         // jinja2's own filters and globals that minijinja keeps in its contrib crate.
         env.add_filter("truncate", minijinja_contrib::filters::truncate);
         env.add_filter("striptags", minijinja_contrib::filters::striptags);
@@ -247,6 +252,31 @@ fn raise_exception(message: &Value) -> Result<Value, minijinja::Error> {
         minijinja::Error::new(ErrorKind::InvalidOperation, format!("raised: {message}"))
             .with_source(Raised(message)),
     )
+}
+
+/// Python's `None` as transformers passes it for absent `tools` and `documents`. minijinja's own
+/// none iterates as empty where jinja2 raises `TypeError`, so a template that loops over `tools`
+/// unguarded would render instead of failing as it does in Python. This object is false, prints
+/// `None`, passes the `none` test, serialises as `null`, and refuses iteration and length.
+#[derive(Debug)]
+pub(crate) struct PyNone;
+
+impl Object for PyNone {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn is_true(self: &Arc<Self>) -> bool {
+        false
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("None")
+    }
+}
+
+pub(crate) fn is_py_none(value: &Value) -> bool {
+    value.downcast_object_ref::<PyNone>().is_some()
 }
 
 /// jinja2's `sequence` test: anything with a length and indexing (strings and dicts too).
