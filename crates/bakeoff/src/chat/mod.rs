@@ -12,6 +12,7 @@
 //! JSON object (not a string, as the OpenAI wire format has it); `id` is left out when absent.
 //! Deserialising accepts that shape and also `arguments` as a JSON-encoded string.
 
+mod literal;
 mod pyfmt;
 pub mod template;
 pub mod toolcall;

@@ -364,7 +364,7 @@ mod tests {
             (1e16, "1e+16"),
             (1.2345e100, "1.2345e+100"),
             (f64::INFINITY, "inf"),
-            (3.141592653589793, "3.141592653589793"),
+            (std::f64::consts::PI, "3.141592653589793"),
         ];
         for (x, expected) in cases {
             assert_eq!(float_repr(x), expected, "{x:e}");
