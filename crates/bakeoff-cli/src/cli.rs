@@ -355,6 +355,35 @@ pub enum ModelCommand {
         #[arg(short = 'o', long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Render the model's chat template as transformers would and print the prompt.
+    #[command(
+        after_help = "Messages are OpenAI-style: [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\",\n\"tool_calls\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"arguments\": {}}}]}, ...].\n\nExamples:\n  bakeoff model template SmolLM2-135M-Instruct.Q4_1.gguf\n  bakeoff model template model.gguf --messages msgs.json --tools tools.json\n  bakeoff model template model.gguf --template qwen3.jinja --var enable_thinking=false --json"
+    )]
+    Template(TemplateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TemplateArgs {
+    /// GGUF file whose tokenizer.chat_template and BOS/EOS tokens are used.
+    pub file: PathBuf,
+    /// JSON file with the messages (default: one user message, "Hello!").
+    #[arg(long, value_name = "FILE")]
+    pub messages: Option<PathBuf>,
+    /// JSON file with OpenAI-style tool definitions.
+    #[arg(long, value_name = "FILE")]
+    pub tools: Option<PathBuf>,
+    /// Render this Jinja file instead of the model's own template.
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+    /// Leave out the assistant header that invites the next turn.
+    #[arg(long)]
+    pub no_generation_prompt: bool,
+    /// Template variable as NAME=JSON (repeatable), e.g. enable_thinking=false.
+    #[arg(long = "var", value_name = "NAME=JSON")]
+    pub vars: Vec<String>,
+    /// Print {"prompt", "tool_call_format", "bos_token", "eos_token"} as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

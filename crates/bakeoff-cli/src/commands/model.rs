@@ -23,6 +23,7 @@ pub fn run(
     match command {
         ModelCommand::Inspect { file, json } => inspect(&file, json),
         ModelCommand::Synth(args) => synth(global, &args, printer),
+        ModelCommand::Template(args) => template(&args),
         ModelCommand::Vocab { file, out } => {
             let bytes = bakeoff::model::synth::extract_vocab(&super::resolve_model(&file), &out)?;
             println!(
@@ -34,6 +35,68 @@ pub fn run(
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `bakeoff model template`: the prompt the model's chat template makes of a conversation.
+fn template(args: &crate::cli::TemplateArgs) -> anyhow::Result<ExitCode> {
+    use bakeoff::chat::{ChatTemplate, Message, ToolCallFormat};
+    let gguf = GgufFile::open(&super::resolve_model(&args.file))?;
+    let mut template = ChatTemplate::from_gguf(&gguf)?;
+    if let Some(path) = &args.template {
+        template.source = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    }
+    let messages: Vec<Message> = match &args.messages {
+        Some(path) => read_json_file(path, "a JSON array of messages", |text| {
+            serde_json::from_str(text)
+        })?,
+        None => vec![Message::user("Hello!")],
+    };
+    let tools: Vec<serde_json::Value> = match &args.tools {
+        Some(path) => read_json_file(path, "a JSON array of tool definitions", |text| {
+            serde_json::from_str(text)
+        })?,
+        None => Vec::new(),
+    };
+    let mut extra = serde_json::Map::new();
+    for var in &args.vars {
+        let (name, value) = parse_var(var)?;
+        extra.insert(name, value);
+    }
+    let prompt = template
+        .render(&messages, &tools, !args.no_generation_prompt, &extra)
+        .map_err(Error::from)?;
+    if args.json {
+        let format = ToolCallFormat::detect(&template.source).map(ToolCallFormat::name);
+        let out = json!({"prompt": prompt, "tool_call_format": format, "bos_token": template.bos_token, "eos_token": template.eos_token});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{prompt}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_json_file<T>(
+    path: &std::path::Path,
+    what: &str,
+    parse: impl FnOnce(&str) -> serde_json::Result<T>,
+) -> bakeoff::Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse(&text).map_err(|e| {
+        Error::input(format!("{}: {e}", path.display()))
+            .with_hint(format!("the file should hold {what}"))
+    })
+}
+
+/// `NAME=JSON`; a value that is not JSON is taken as a string.
+fn parse_var(var: &str) -> bakeoff::Result<(String, serde_json::Value)> {
+    let Some((name, value)) = var.split_once('=').filter(|(name, _)| !name.is_empty()) else {
+        return Err(Error::input(format!(
+            "--var {var}: expected NAME=JSON, e.g. enable_thinking=false"
+        )));
+    };
+    let value = serde_json::from_str(value)
+        .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+    Ok((name.to_string(), value))
 }
 
 fn synth(
