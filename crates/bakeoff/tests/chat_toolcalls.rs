@@ -432,3 +432,33 @@ fn calls_rendered_by_each_familys_template_parse_back() {
         }
     }
 }
+
+// Regression (seed 001): replaying the thought-channel prefix as assistant content made Gemma 4's
+// template close the turn after the tool response (`<turn|>`), corrupting the next prompt.
+#[test]
+fn replayed_gemma4_turn_has_no_spurious_end_of_turn() {
+    let template = template("google-gemma-4-31B-it.jinja");
+    let completion = "<|channel>thought\nCheck the weather.<channel|><|tool_call>call:get_weather{city:<|\"|>Paris<|\"|>}<tool_call|>";
+    let parsed = ToolCallFormat::Gemma4.parse(completion).expect("parses");
+    let result = |message: Message| {
+        let mut call = message;
+        call.tool_calls[0].id = Some("call1".into());
+        let messages = [
+            Message::user("Weather in Paris?"),
+            call,
+            Message::tool_result(Some("call1".into()), "get_weather", "18 C"),
+        ];
+        template
+            .render(&messages, &[], true, &serde_json::Map::new())
+            .expect("renders")
+    };
+    let replayed = result(parsed.clone().into_message());
+    assert!(replayed.ends_with("<tool_response|>"), "{replayed}");
+    // What the harness in the seed did first: keep the channel prefix as content.
+    let naive = Message {
+        content: Some("<|channel>thought\n<channel|>".into()),
+        ..parsed.into_message()
+    };
+    let naive = result(naive);
+    assert!(naive.ends_with("<tool_response|><turn|>\n"), "{naive}");
+}

@@ -272,17 +272,24 @@ fn py_repr(out: &mut String, value: &Value, depth: usize) {
     }
 }
 
+/// A list, or a tuple (`dictsort` and `items` pairs) in parentheses as Python prints it.
 fn py_repr_seq(out: &mut String, value: &Value, depth: usize) {
-    out.push('[');
+    let tuple = value.is_tuple();
+    out.push(if tuple { '(' } else { '[' });
+    let mut count = 0;
     if let Ok(items) = value.try_iter() {
-        for (index, item) in items.enumerate() {
-            if index > 0 {
+        for item in items {
+            if count > 0 {
                 out.push_str(", ");
             }
             py_repr(out, &item, depth + 1);
+            count += 1;
         }
     }
-    out.push(']');
+    if tuple && count == 1 {
+        out.push(',');
+    }
+    out.push(if tuple { ')' } else { ']' });
 }
 
 fn py_repr_map(out: &mut String, value: &Value, depth: usize) {

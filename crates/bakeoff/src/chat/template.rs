@@ -1,6 +1,13 @@
 //! Jinja chat templates rendered as transformers' `_compile_jinja_template` does: an
 //! `ImmutableSandboxedEnvironment` with trimmed and lstripped blocks, loop controls, Python-compatible
 //! `tojson` (no HTML escaping), `raise_exception`, `strftime_now`, and jinja2's default `Undefined`.
+//!
+//! tests/chat_templates.rs checks this byte for byte against Python jinja2 on 22 real templates.
+//! Known differences, none met in those templates: `tools == none` is false when no tools were
+//! given (the `none` test and `is not none` agree with Python); dict `.items()` prints as a list;
+//! `dictsort` folds case for ASCII only; `%z`/`%Z` in a fixed-time `strftime_now`; `str.isprintable`
+//! in printed containers knows common non-printables only. A template can still make a render
+//! allocate much memory (doubling a string): fuel bounds instructions, not bytes.
 
 use crate::chat::pyfmt::{self, JsonOptions};
 use crate::chat::Message;

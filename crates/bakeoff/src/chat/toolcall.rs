@@ -39,6 +39,21 @@ pub struct ParsedCompletion {
     pub tool_calls: Vec<ToolCall>,
 }
 
+impl ParsedCompletion {
+    /// The assistant message to replay in the conversation: content and tool calls, never the
+    /// thinking. Replaying thinking can corrupt the next prompt (a Gemma 4 template then appends a
+    /// spurious end-of-turn). Content stays `Some("")` when empty, since some templates (Qwen 3)
+    /// fail on an assistant message without content.
+    pub fn into_message(self) -> crate::chat::Message {
+        crate::chat::Message {
+            role: "assistant".into(),
+            content: Some(self.content),
+            tool_calls: self.tool_calls,
+            ..crate::chat::Message::default()
+        }
+    }
+}
+
 /// A completion that is not valid in its format; names the format and the byte offset at fault.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolCallError {
@@ -689,6 +704,19 @@ mod tests {
             .unwrap();
         assert_eq!(parsed.reasoning.as_deref(), Some("reasoning here"));
         assert_eq!(parsed.content, "answer");
+    }
+
+    #[test]
+    fn replayed_messages_drop_thinking() {
+        // Regression (seed 001): a replayed thought-channel prefix made Gemma 4's template emit a spurious <turn|>.
+        let parsed = ToolCallFormat::Gemma4
+            .parse("<|channel>thought\nweather first<channel|><|tool_call>call:f{}<tool_call|>")
+            .unwrap();
+        assert_eq!(parsed.reasoning.as_deref(), Some("weather first"));
+        let message = parsed.into_message();
+        assert_eq!(message.reasoning_content, None);
+        assert_eq!(message.content.as_deref(), Some(""));
+        assert_eq!(message.tool_calls, vec![call("f", json!({}))]);
     }
 
     #[test]
