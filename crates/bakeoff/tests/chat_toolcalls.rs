@@ -462,3 +462,76 @@ fn replayed_gemma4_turn_has_no_spurious_end_of_turn() {
     let naive = result(naive);
     assert!(naive.ends_with("<tool_response|><turn|>\n"), "{naive}");
 }
+
+/// Argument values as tools take them. Strings avoid what a family's syntax cannot carry
+/// unescaped (`pythonic_safe`: LFM2 writes `'…'` with no escaping).
+fn argument_value(pythonic_safe: bool) -> impl Strategy<Value = Value> {
+    let text = if pythonic_safe {
+        "[a-zA-Z0-9 _.,:;{}\\[\\]()\"é東😀-]{0,12}"
+    } else {
+        "[a-zA-Z0-9 _.,:;{}\\[\\]()\"'\\\\\n\té東😀-]{0,12}"
+    };
+    let leaf = prop_oneof![
+        text.prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |x| x.is_finite())
+            .prop_map(Value::from),
+        any::<bool>().prop_map(Value::from),
+        Just(Value::Null),
+    ];
+    leaf.prop_recursive(2, 12, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map("[a-z_]{1,6}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn arguments(pythonic_safe: bool) -> impl Strategy<Value = Value> {
+    prop::collection::btree_map("[a-z][a-z_]{0,7}", argument_value(pythonic_safe), 0..5)
+        .prop_map(|m| Value::Object(m.into_iter().collect()))
+}
+
+fn round_trip(
+    family: &Family,
+    template: &ChatTemplate,
+    tools: &[Value],
+    arguments: Value,
+) -> Result<(), TestCaseError> {
+    let mut call = ToolCall::new("search_movies", arguments);
+    call.id = Some("abc123XYZ".into());
+    let messages = [
+        Message::user("Go."),
+        Message::tool_calls(vec![call.clone()]),
+    ];
+    let span = assistant_span(family, template, &messages, tools, 1);
+    let parsed = family
+        .format
+        .parse(&span)
+        .map_err(|e| TestCaseError::fail(format!("{}: {e}\nspan: {span}", family.template)))?;
+    call.id = call.id.filter(|_| family.renders_ids);
+    prop_assert_eq!(
+        parsed.tool_calls,
+        vec![call],
+        "{}\nspan: {}",
+        family.template,
+        span
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn any_arguments_survive_each_familys_template(json_args in arguments(false), python_args in arguments(true)) {
+        let (_, tools, _) = conversation("tools");
+        for family in FAMILIES {
+            let template = template(family.template);
+            let args = if family.format == ToolCallFormat::Pythonic { &python_args } else { &json_args };
+            round_trip(family, &template, &tools, args.clone())?;
+        }
+    }
+}

@@ -106,9 +106,7 @@ impl<'a> Cursor<'a> {
             .find(|c: char| !(c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E' | '_')))
             .unwrap_or(rest.len());
         let literal: String = rest[..len].chars().filter(|&c| c != '_').collect();
-        let parsed = serde_json::from_str::<Number>(literal.trim_start_matches('+'))
-            .ok()
-            .or_else(|| python_float(&literal));
+        let parsed = parse_number(literal.trim_start_matches('+'));
         match parsed {
             Some(number) if len > 0 => {
                 self.pos += len;
@@ -410,11 +408,17 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Python float spellings JSON lacks: `1.`, `.5`, `1e5` is fine in JSON but `inf`/`nan` are not
-/// literals anyway; here only the leading/trailing-dot forms.
-fn python_float(literal: &str) -> Option<Number> {
-    let x: f64 = literal.parse().ok()?;
-    Number::from_f64(x)
+/// An integer (any size that fits u64/i64) or a float, parsed exactly (`1.`, `.5` included).
+fn parse_number(literal: &str) -> Option<Number> {
+    if !literal.contains(['.', 'e', 'E']) {
+        if let Ok(n) = literal.parse::<i64>() {
+            return Some(n.into());
+        }
+        if let Ok(n) = literal.parse::<u64>() {
+            return Some(n.into());
+        }
+    }
+    Number::from_f64(literal.parse::<f64>().ok()?)
 }
 
 #[cfg(test)]

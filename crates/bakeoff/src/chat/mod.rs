@@ -62,10 +62,12 @@ impl Message {
         Self::new("assistant", content)
     }
 
-    /// An assistant turn that only calls tools.
+    /// An assistant turn that only calls tools. Its content is `""`, not absent: some templates
+    /// (Qwen 3) fail on an assistant message without content, as they do in Python.
     pub fn tool_calls(calls: Vec<ToolCall>) -> Self {
         Message {
             role: "assistant".into(),
+            content: Some(String::new()),
             tool_calls: calls,
             ..Message::default()
         }
