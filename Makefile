@@ -20,6 +20,7 @@ demo: setup $(BAKEOFF)
 	$(BAKEOFF) doctor --bandwidth
 	$(BAKEOFF) plan $(MODEL) --ctx 8192
 	$(BAKEOFF) bench --model $(MODEL) --kv f16,q8_0,q4_0 -fa on -p 64 -n 32 -d 0,512 -r 5 --tag demo
+	$(BAKEOFF) gate examples/kv-gate.toml --tag demo
 	$(BAKEOFF) runs list --limit 5
 
 lint:

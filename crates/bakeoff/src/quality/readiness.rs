@@ -610,7 +610,7 @@ fn blocker(row: &Readiness) -> Option<String> {
     let limit = first.thresholds.warn;
     Some(
         format!(
-            "{} {} {} (limit {})",
+            "{} {} {} {}",
             first.name,
             format_figure(first.value),
             if def.better == gate::Better::Lower {
