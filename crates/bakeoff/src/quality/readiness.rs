@@ -69,6 +69,9 @@ pub struct Checks {
     pub kld_chunks: u32,
     pub http_positions: usize,
     pub http_top_k: u32,
+    /// Decode-speed repetitions (0: skip) and tokens per repetition.
+    pub tg_reps: u32,
+    pub tg_tokens: u32,
 }
 
 impl Default for Checks {
@@ -84,6 +87,8 @@ impl Default for Checks {
             kld_chunks: 16,
             http_positions: 24,
             http_top_k: 10,
+            tg_reps: 3,
+            tg_tokens: 128,
         }
     }
 }
@@ -167,7 +172,11 @@ pub struct Readiness {
     pub kld_estimate: Option<KldEstimate>,
     /// Base PPL (baseline row only).
     pub ppl: Option<f64>,
+    /// Median of `tg_samples`.
     pub tg_tps: Option<f64>,
+    /// Server-timed decode t/s of each speed repetition.
+    #[serde(default)]
+    pub tg_samples: Vec<f64>,
     pub draft_acceptance: Option<f64>,
     pub kv_bytes: Option<u64>,
     pub outcomes: Vec<CheckOutcome>,
@@ -190,6 +199,7 @@ impl Readiness {
             kld_estimate: None,
             ppl: None,
             tg_tps: None,
+            tg_samples: Vec::new(),
             draft_acceptance: None,
             kv_bytes: None,
             outcomes: Vec::new(),
@@ -323,8 +333,8 @@ impl GateRun<'_> {
             greedy = greedy_all(&server, prompts, settings, &mut log)?;
             let again = greedy_all(&server, prompts, settings, &mut log)?;
             row.agreement = Some(agreement::compare(&greedy, &again));
-            row.tg_tps = median_tps(&greedy);
         }
+        self.measure_speed(&server, &mut row, &mut log, observe);
         let top_k = if file.checks.http_kld() {
             observe(Event::Stage {
                 candidate: name,
@@ -420,8 +430,8 @@ impl GateRun<'_> {
             });
             greedy = greedy_all(&server, prompts, settings, &mut log)?;
             row.agreement = Some(agreement::compare(&reference.greedy, &greedy));
-            row.tg_tps = median_tps(&greedy);
         }
+        self.measure_speed(&server, &mut row, &mut log, observe);
         if let Some(base_top) = &reference.top_k {
             observe(Event::Stage {
                 candidate: name,
@@ -524,6 +534,43 @@ impl GateRun<'_> {
         if row.blocker.is_some() && row.overall.is_none() {
             row.overall = Some(Status::Fail);
         }
+    }
+
+    /// Decode speed on the serving configuration: `tg_reps` generations of `tg_tokens` tokens
+    /// (EOS ignored, prompt cache off), server-timed; draft timings feed the acceptance.
+    fn measure_speed(
+        &self,
+        server: &LlamaServer,
+        row: &mut Readiness,
+        log: &mut RequestLog,
+        observe: &mut dyn FnMut(Event),
+    ) {
+        let checks = &self.file.checks;
+        if checks.tg_reps == 0 {
+            return;
+        }
+        observe(Event::Stage {
+            candidate: &row.candidate,
+            what: "decode speed",
+        });
+        let prompt = agreement::builtin_prompts(1, 240).pop().unwrap_or_default();
+        let body = serde_json::json!({
+            "prompt": prompt,
+            "n_predict": checks.tg_tokens,
+            "ignore_eos": true,
+            "temperature": 0,
+            "cache_prompt": false,
+            "stream": false,
+        });
+        for _ in 0..checks.tg_reps {
+            let response = server.http.post_json("/completion", &body);
+            let timings = response.as_ref().ok().map(|r| r["timings"].clone());
+            log.record(&response, timings.as_ref());
+            if let Some(tps) = timings.and_then(|t| t["predicted_per_second"].as_f64()) {
+                row.tg_samples.push(tps);
+            }
+        }
+        row.tg_tps = median(&row.tg_samples);
     }
 
     fn greedy_settings(&self) -> GreedySettings {
@@ -637,15 +684,8 @@ fn format_figure(v: f64) -> String {
     }
 }
 
-fn median_tps(runs: &[Greedy]) -> Option<f64> {
-    let mut v: Vec<f64> = runs
-        .iter()
-        .filter_map(|g| {
-            g.timings
-                .get("predicted_per_second")
-                .and_then(serde_json::Value::as_f64)
-        })
-        .collect();
+fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied()
 }

@@ -52,8 +52,8 @@ impl Store {
             },
         )?;
         let config_id = self.config_id(&config)?;
-        if let Some(tg) = row.tg_tps {
-            self.sample(trial, "tg", tg, Unit::TokensPerSecond, "server", 0)?;
+        for (seq, tg) in row.tg_samples.iter().enumerate() {
+            self.sample(trial, "tg", *tg, Unit::TokensPerSecond, "server", seq)?;
         }
         if let Some(acceptance) = row.draft_acceptance {
             self.sample(
