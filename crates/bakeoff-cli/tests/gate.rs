@@ -86,9 +86,11 @@ model = "random.gguf"
 flags = "-fa on -t 2"
 [checks]
 kld = "both"
-agreement_prompts = 4
-agreement_tokens = 32
-http_positions = 12
+agreement_prompts = 3
+agreement_tokens = 24
+http_positions = 8
+tg_reps = 1
+tg_tokens = 16
 "#,
             model = smollm().display()
         ),
@@ -195,6 +197,8 @@ kld = "off"
 canaries = false
 agreement_prompts = 3
 agreement_tokens = 48
+tg_reps = 1
+tg_tokens = 32
 "#,
             model = smollm().display()
         ),
@@ -241,6 +245,7 @@ flags = "-t 2"
 [checks]
 kld = "off"
 agreement = false
+tg_reps = 0
 suite = "suite.toml"
 "#,
             model = smollm().display()
