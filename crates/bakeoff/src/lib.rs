@@ -2,7 +2,8 @@
 //!
 //! The library is layered as in `DESIGN.md`; each module depends only on those listed before it:
 //! [`domain`] (no I/O) → [`formats`] → [`model`] → [`chat`] → [`system`] → [`engines`] →
-//! [`measure`] → [`quality`] → [`store`] → [`report`].
+//! [`measure`] → [`quality`] → [`store`] → [`report`]; [`serve`] (saved profiles started behind a
+//! readiness gate) sits beside [`report`].
 
 pub mod chat;
 pub mod domain;
@@ -13,6 +14,7 @@ pub mod measure;
 pub mod model;
 pub mod quality;
 pub mod report;
+pub mod serve;
 pub mod store;
 pub mod system;
 

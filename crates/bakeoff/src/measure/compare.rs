@@ -234,6 +234,31 @@ pub fn verdict(ci_low: f64, ci_high: f64, p_value: f64, min_p: f64) -> String {
     }
 }
 
+/// One matched cell: ratio of medians B/A, its bootstrap CI, Mann–Whitney p and the verdict.
+pub fn compare_cells(x: &Cell, y: &Cell) -> CompareRow {
+    let (ci_low, ci_high) = stats::bootstrap_ratio_ci(&x.values, &y.values);
+    let (_, p_value) = stats::mann_whitney(&x.values, &y.values);
+    let (sa, sb) = (x.summary(), y.summary());
+    CompareRow {
+        config: x.config.clone(),
+        test: x.test.clone(),
+        ratio: sb.median / sa.median,
+        a: sa,
+        b: sb,
+        a_source: x.source.clone(),
+        b_source: y.source.clone(),
+        ci_low,
+        ci_high,
+        p_value,
+        verdict: verdict(
+            ci_low,
+            ci_high,
+            p_value,
+            stats::mann_whitney_min_p(x.values.len(), y.values.len()),
+        ),
+    }
+}
+
 pub fn compare(store: &Store, a: i64, b: i64) -> Result<Comparison> {
     let (da, db) = (store.run_detail(a)?, store.run_detail(b)?);
     let (ca, cb) = (cells(&da), cells(&db));
@@ -241,29 +266,7 @@ pub fn compare(store: &Store, a: i64, b: i64) -> Result<Comparison> {
     let mut unmatched = Vec::new();
     for x in &ca {
         match cb.iter().find(|y| y.config == x.config && y.test == x.test) {
-            Some(y) => {
-                let (ci_low, ci_high) = stats::bootstrap_ratio_ci(&x.values, &y.values);
-                let (_, p_value) = stats::mann_whitney(&x.values, &y.values);
-                let (sa, sb) = (x.summary(), y.summary());
-                rows.push(CompareRow {
-                    config: x.config.clone(),
-                    test: x.test.clone(),
-                    ratio: sb.median / sa.median,
-                    a: sa,
-                    b: sb,
-                    a_source: x.source.clone(),
-                    b_source: y.source.clone(),
-                    ci_low,
-                    ci_high,
-                    p_value,
-                    verdict: verdict(
-                        ci_low,
-                        ci_high,
-                        p_value,
-                        stats::mann_whitney_min_p(x.values.len(), y.values.len()),
-                    ),
-                });
-            }
+            Some(y) => rows.push(compare_cells(x, y)),
             None => unmatched.push(format!("A only: {} {}", x.config, x.test)),
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod compare;
+pub mod journal;
 pub mod llama_bench;
 pub mod load;
 pub mod matrix;

@@ -3,9 +3,13 @@
 //! moment it is measured, so a crash or kill keeps everything measured before it.
 
 mod fidelity;
+mod journal;
+mod profiles;
 mod schema;
 
 pub use fidelity::FidelityRow;
+pub use journal::{GateCheckRow, JournalEntry};
+pub use profiles::{EngineRow, Profile, RunConfig};
 
 use crate::domain::{EngineConfig, Unit};
 use crate::engines::discovery::LlamaCppInstall;

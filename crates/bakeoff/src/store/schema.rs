@@ -110,7 +110,11 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX fidelity_run ON fidelity(run_id);
     "#,
-    // 4: the optimisation journal and saved serving profiles (issue 8).
+    // 4: the optimisation journal and saved serving profiles (issue 8). A journal entry links its
+    // before/after runs and keeps the comparison it was judged on (`evidence`, JSON); `proposed` is
+    // the verdict bakeoff derived from it and `verdict_by` says whether `verdict` is that proposal
+    // or was set by hand. A profile is a winning configuration: the model file (path + hash), the
+    // engine binary, and the llama-server flags, with the run and config it came from.
     r#"
     CREATE TABLE journal (
         id INTEGER PRIMARY KEY,
@@ -120,17 +124,21 @@ pub const MIGRATIONS: &[&str] = &[
         after_run INTEGER REFERENCES runs(id),
         verdict TEXT NOT NULL,
         proposed TEXT,
+        verdict_by TEXT NOT NULL DEFAULT 'proposal',
         evidence TEXT NOT NULL DEFAULT '{}',
         note TEXT,
-        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
     );
     CREATE TABLE profiles (
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
         run_id INTEGER REFERENCES runs(id),
         config_id INTEGER REFERENCES configs(id),
+        model_id INTEGER REFERENCES models(id),
         model_path TEXT NOT NULL,
         model_sha256 TEXT,
+        engine_id INTEGER REFERENCES engines(id),
         engine_path TEXT,
         flags TEXT NOT NULL,
         fallback TEXT,
