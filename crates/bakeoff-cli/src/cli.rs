@@ -39,7 +39,7 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Start llama-server supervised (or attach to a running server) and keep it up until Ctrl-C.
     #[command(
-        after_help = "Examples:\n  bakeoff serve --model SmolLM2-135M-Instruct.Q4_1.gguf\n  bakeoff serve --model m.gguf --port 8080 -- -c 8192 -fa on -ctk q8_0 -ctv q8_0\n  bakeoff serve --url http://127.0.0.1:11434   # attach: detect the server, manage nothing"
+        after_help = "Examples:\n  bakeoff serve --model SmolLM2-135M-Instruct.Q4_1.gguf\n  bakeoff serve daily --port 8080   # a saved profile, behind its readiness gate\n  bakeoff serve fast-q4 --fallback daily   # start `daily` if `fast-q4` fails readiness\n  bakeoff serve --model m.gguf --port 8080 -- -c 8192 -fa on -ctk q8_0 -ctv q8_0\n  bakeoff serve --url http://127.0.0.1:11434   # attach: detect the server, manage nothing"
     )]
     Serve(ServeArgs),
     /// Sweep engine settings and measure pp/tg through a real server (or llama-bench) with honest statistics.
@@ -68,6 +68,12 @@ pub enum Command {
     /// speculative losslessness; prints the readiness table.
     #[command(after_help = GATE_EXAMPLES)]
     Gate(GateArgs),
+    /// The optimisation log: each change with its before/after evidence and a verdict.
+    #[command(subcommand, after_help = JOURNAL_EXAMPLES)]
+    Journal(JournalCommand),
+    /// Saved serving profiles: a run's winning configuration, started by `serve NAME` or exported.
+    #[command(subcommand, after_help = PROFILE_EXAMPLES)]
+    Profile(ProfileCommand),
     /// List and show stored runs.
     #[command(
         subcommand,
@@ -88,12 +94,19 @@ pub struct DoctorArgs {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
+    /// A saved profile to serve (`bakeoff profile list`); it must pass its readiness gate
+    /// (model hash, start, health, a completion) before it is reported ready.
+    #[arg(value_name = "PROFILE", conflicts_with_all = ["model", "url"])]
+    pub profile: Option<String>,
+    /// Profile to start when PROFILE fails readiness (default: the one saved with PROFILE).
+    #[arg(long, value_name = "PROFILE", requires = "profile")]
+    pub fallback: Option<String>,
     /// GGUF model file to serve (a file name alone is looked up in the model cache).
     #[arg(
         long,
         short = 'm',
         value_name = "FILE",
-        required_unless_present = "url"
+        required_unless_present_any = ["url", "profile"]
     )]
     pub model: Option<PathBuf>,
     /// Attach to an already-running server instead of launching one.
@@ -563,4 +576,147 @@ pub struct LoadArgs {
     /// Flags passed to llama-server as they are (after `--`).
     #[arg(last = true, value_name = "ENGINE FLAGS")]
     pub engine_args: Vec<String>,
+}
+
+const JOURNAL_EXAMPLES: &str = "Examples:
+  bakeoff journal add \"KV cache q8_0\" --change \"-ctk q8_0 -ctv q8_0\" --before base --after q8
+  bakeoff journal add \"-b 256\" --change \"batch 256 vs 2048\" --before 3 --after last
+  bakeoff journal add \"rocWMMA flash attention\" --change \"rebuild with GGML_HIP_ROCWMMA_FATTN\" --verdict PENDING
+  bakeoff journal set 4 --verdict BLOCKED --note \"needs upstream PR #20075\"
+  bakeoff journal show --md > optimization-log.md
+  bakeoff journal show 2 --json
+
+Proposed verdicts: REVERTED when a fidelity gate of the after-run failed, or the headline metric
+(tg t/s; load: output tok/s; else pp t/s) is significantly slower in any cell; KEEP when it is
+significantly faster in some cell and slower in none; NO IMPACT when every cell is within noise.
+Significance is `bakeoff compare`'s: the ratio's 95% bootstrap CI excludes 1 and Mann-Whitney
+p < 0.05 (with too few repetitions for the test, the CI alone). Runs that measured one config each,
+with different flags, are compared test by test. --verdict overrides (recorded as set by hand).";
+
+#[derive(Subcommand, Debug)]
+pub enum JournalCommand {
+    /// Compare two runs, propose a verdict, and store the entry with its evidence.
+    #[command(after_help = JOURNAL_EXAMPLES)]
+    Add {
+        /// What was tried, e.g. "KV cache q8_0".
+        title: String,
+        /// The exact change (command, flags, setting).
+        #[arg(long, default_value = "")]
+        change: String,
+        /// Run before the change (id, `last`, or tag).
+        #[arg(long, value_name = "RUN", requires = "after")]
+        before: Option<String>,
+        /// Run after the change (id, `last`, or tag).
+        #[arg(long, value_name = "RUN", requires = "before")]
+        after: Option<String>,
+        /// Set the verdict by hand: KEEP, REVERTED, NO IMPACT, PENDING or BLOCKED.
+        #[arg(long, value_name = "VERDICT")]
+        verdict: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Render the log (all entries, or the ones named).
+    #[command(
+        after_help = "Examples:\n  bakeoff journal show\n  bakeoff journal show --md > optimization-log.md\n  bakeoff journal show 3 --json"
+    )]
+    Show {
+        /// Entry ids (default: all).
+        ids: Vec<i64>,
+        /// Markdown, in the shape of a hand-kept optimisation log.
+        #[arg(long, conflicts_with = "json")]
+        md: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change an entry: its verdict, its note, or its runs (re-judged).
+    #[command(
+        after_help = "Examples:\n  bakeoff journal set 3 --verdict REVERTED --note \"breaks tool calls\"\n  bakeoff journal set 5 --before base --after last   # a PENDING entry, now measured"
+    )]
+    Set {
+        id: i64,
+        #[arg(long, value_name = "VERDICT")]
+        verdict: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+        #[arg(long, value_name = "RUN", requires = "after")]
+        before: Option<String>,
+        #[arg(long, value_name = "RUN", requires = "before")]
+        after: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+const PROFILE_EXAMPLES: &str = "Examples:
+  bakeoff profile save daily --from last                 # the run's fastest config by tg median
+  bakeoff profile save q8 --from kv-sweep:3 -- -c 8192 -np 2   # config 3 of run 'kv-sweep', plus serving flags
+  bakeoff profile save fast --from 12:a1b2 --fallback daily
+  bakeoff profile list
+  bakeoff profile show daily --json
+  bakeoff profile export daily --command
+  bakeoff profile export daily --systemd --port 8080 -o ~/.config/systemd/user/llama-daily.service
+  bakeoff serve daily";
+
+#[derive(Subcommand, Debug)]
+pub enum ProfileCommand {
+    /// Store a run's configuration (model path and hash, engine, flags) under a name.
+    #[command(after_help = PROFILE_EXAMPLES)]
+    Save {
+        name: String,
+        /// RUN or RUN:CONFIG (config id or hash prefix; default: the fastest config by tg median).
+        #[arg(long, value_name = "RUN[:CONFIG]")]
+        from: String,
+        /// Profile `serve` starts when this one fails its readiness gate.
+        #[arg(long, value_name = "PROFILE")]
+        fallback: Option<String>,
+        /// Replace a profile of the same name.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+        /// More llama-server flags for serving (after `--`), e.g. -c 8192 -np 2.
+        #[arg(last = true, value_name = "ENGINE FLAGS")]
+        engine_args: Vec<String>,
+    },
+    /// List saved profiles.
+    #[command(after_help = "Examples:\n  bakeoff profile list\n  bakeoff profile list --json")]
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one profile: where it came from and what it runs.
+    #[command(
+        after_help = "Examples:\n  bakeoff profile show daily\n  bakeoff profile show daily --json"
+    )]
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a profile.
+    #[command(after_help = "Examples:\n  bakeoff profile delete old-q4")]
+    Delete { name: String },
+    /// Print the llama-server command line, or write a systemd unit.
+    #[command(
+        group = clap::ArgGroup::new("format").required(true).args(["systemd", "command"]),
+        after_help = "Examples:\n  bakeoff profile export daily --command\n  bakeoff profile export daily --systemd -o llama-daily.service\n  bakeoff profile export daily --systemd --host 0.0.0.0 --port 8080"
+    )]
+    Export {
+        name: String,
+        /// A systemd service unit (ExecStart, Restart=on-failure).
+        #[arg(long)]
+        systemd: bool,
+        /// The llama-server command line, shell-quoted.
+        #[arg(long)]
+        command: bool,
+        /// Write to FILE instead of stdout.
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+    },
 }

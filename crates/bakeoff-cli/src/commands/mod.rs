@@ -4,10 +4,13 @@ mod bench;
 mod compare;
 mod doctor;
 mod gate;
+mod journal;
 mod load;
 mod model;
+mod profile;
 mod runs;
 mod serve;
+mod serve_profile;
 
 use crate::cli::{Cli, Command, Global};
 use crate::printer::Printer;
@@ -27,6 +30,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => model::plan(&args),
         Command::Runs(command) => runs::run(&cli.global, command),
         Command::Gate(args) => gate::run(&cli.global, &args, printer),
+        Command::Journal(command) => journal::run(&cli.global, command, printer),
+        Command::Profile(command) => profile::run(&cli.global, command, printer),
     }
 }
 

@@ -1,18 +1,23 @@
 //! `bakeoff serve`: launch llama-server under supervision (or attach to a running server) and keep
-//! it up until Ctrl-C, reporting fatal engine log lines.
+//! it up until Ctrl-C, reporting fatal engine log lines. Saved profiles go through `serve_profile`.
 
 use crate::cli::{Global, ServeArgs};
 use crate::printer::Printer;
 use bakeoff::engines::llama_server::{LlamaServer, ServerSpec};
 use bakeoff::engines::{attach, discovery, process};
+use bakeoff::store::Store;
 use bakeoff::system::{paths, Fingerprint};
 use serde_json::json;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 pub fn run(global: &Global, args: &ServeArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     if let Some(url) = &args.url {
         return attach_only(url, args.json);
+    }
+    if let Some(name) = &args.profile {
+        return super::serve_profile::run(global, args, name, printer);
     }
     let model = super::resolve_model(args.model.as_deref().unwrap_or(std::path::Path::new("")));
     if !model.is_file() {
@@ -77,9 +82,20 @@ pub fn run(global: &Global, args: &ServeArgs, printer: Printer) -> anyhow::Resul
             log_path.display()
         );
     }
+    keep_serving(&store, run_id, &log_path, &mut server, printer)
+}
+
+/// After the ready line: supervise until Ctrl-C or the engine's own exit, and record the end.
+pub(super) fn keep_serving(
+    store: &Store,
+    run_id: i64,
+    log_path: &Path,
+    server: &mut LlamaServer,
+    printer: Printer,
+) -> anyhow::Result<ExitCode> {
     inject_fault_for_tests()?;
-    let outcome = supervise(&mut server);
-    store.engine_log(run_id, None, &log_path)?;
+    let outcome = supervise(server);
+    store.engine_log(run_id, None, log_path)?;
     match outcome {
         Outcome::Interrupted(signal) => {
             server.stop();
