@@ -94,13 +94,16 @@ pub struct DoctorArgs {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// A saved profile to serve (`bakeoff profile list`); it must pass its readiness gate
-    /// (model hash, start, health, a completion) before it is reported ready.
+    /// A saved profile to serve (`bakeoff profile list`); it must pass its readiness gate (model
+    /// hash, start, health, a completion, the canaries it passed before) before it is reported ready.
     #[arg(value_name = "PROFILE", conflicts_with_all = ["model", "url"])]
     pub profile: Option<String>,
     /// Profile to start when PROFILE fails readiness (default: the one saved with PROFILE).
     #[arg(long, value_name = "PROFILE", requires = "profile")]
     pub fallback: Option<String>,
+    /// Canary suite (TOML) for the readiness gate instead of the built-in one.
+    #[arg(long, value_name = "FILE", requires = "profile")]
+    pub canaries: Option<PathBuf>,
     /// GGUF model file to serve (a file name alone is looked up in the model cache).
     #[arg(
         long,
@@ -581,12 +584,13 @@ pub struct LoadArgs {
 const JOURNAL_EXAMPLES: &str = "Examples:
   bakeoff journal add \"KV cache q8_0\" --change \"-ctk q8_0 -ctv q8_0\" --before base --after q8
   bakeoff journal add \"-b 256\" --change \"batch 256 vs 2048\" --before 3 --after last
+  bakeoff journal add \"KV q4_0\" --before base --after q4 --gate kv-gate:q4_0   # + a `bakeoff gate` run's checks
   bakeoff journal add \"rocWMMA flash attention\" --change \"rebuild with GGML_HIP_ROCWMMA_FATTN\" --verdict PENDING
   bakeoff journal set 4 --verdict BLOCKED --note \"needs upstream PR #20075\"
   bakeoff journal show --md > optimization-log.md
   bakeoff journal show 2 --json
 
-Proposed verdicts: REVERTED when a fidelity gate of the after-run failed, or the headline metric
+Proposed verdicts: REVERTED when a fidelity gate (of the after-run, or of a --gate run) failed, or the headline metric
 (tg t/s; load: output tok/s; else pp t/s) is significantly slower in any cell; KEEP when it is
 significantly faster in some cell and slower in none; NO IMPACT when every cell is within noise.
 Significance is `bakeoff compare`'s: the ratio's 95% bootstrap CI excludes 1 and Mann-Whitney
@@ -609,6 +613,10 @@ pub enum JournalCommand {
         /// Run after the change (id, `last`, or tag).
         #[arg(long, value_name = "RUN", requires = "before")]
         after: Option<String>,
+        /// Fidelity gate checks from a `bakeoff gate` run (optionally one candidate) also judge the
+        /// after-run; a FAIL proposes REVERTED. Repeatable.
+        #[arg(long, value_name = "RUN[:CANDIDATE]", requires = "after")]
+        gate: Vec<String>,
         /// Set the verdict by hand: KEEP, REVERTED, NO IMPACT, PENDING or BLOCKED.
         #[arg(long, value_name = "VERDICT")]
         verdict: Option<String>,
@@ -644,6 +652,10 @@ pub enum JournalCommand {
         before: Option<String>,
         #[arg(long, value_name = "RUN", requires = "before")]
         after: Option<String>,
+        /// Fidelity gate checks from a `bakeoff gate` run (optionally one candidate) also judge the
+        /// after-run; a FAIL proposes REVERTED. Repeatable.
+        #[arg(long, value_name = "RUN[:CANDIDATE]", requires = "after")]
+        gate: Vec<String>,
         #[arg(long)]
         json: bool,
     },

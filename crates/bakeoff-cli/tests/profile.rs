@@ -363,20 +363,24 @@ fn serve_a_profile_behind_its_readiness_gate() {
 #[test]
 fn a_candidate_that_fails_readiness_falls_back() {
     let sandbox = Sandbox::new();
-    // The candidate serves a copy of the model, damaged after its profile was saved.
-    let copy = sandbox.dir.path().join("smollm-copy.gguf");
-    std::fs::copy(smollm(), &copy).unwrap();
-    bench(&sandbox, &copy, "copy", &[]);
-    bench(&sandbox, &smollm(), "original", &[]);
-    ok(&sandbox, &["profile", "save", "good", "--from", "original"]);
+    // Random weights of SmolLM2's shape: the server starts and generates, but no canary passes.
+    let random = sandbox.dir.path().join("random.gguf");
+    let mut synth = sandbox.cmd();
+    synth.args(["model", "synth", "--like"]).arg(smollm());
+    synth.arg("-o").arg(&random).args(["--quantize", "Q4_1"]);
+    let (status, _, stderr) = run(synth, LIMIT);
+    assert!(status.success(), "synth: {stderr}");
+    bench(&sandbox, &random, "random", &[]);
+    bench(&sandbox, &smollm(), "base", &[]);
+    ok(&sandbox, &["profile", "save", "good", "--from", "base"]);
     ok(
         &sandbox,
         &[
             "profile",
             "save",
-            "damaged",
+            "random",
             "--from",
-            "copy",
+            "random",
             "--fallback",
             "good",
         ],
@@ -389,70 +393,99 @@ fn a_candidate_that_fails_readiness_falls_back() {
             "save",
             "refused",
             "--from",
-            "copy",
+            "base",
             "--",
             "--no-such-flag-here",
         ],
     );
 
-    // Refused flags, fallback named on the command line.
+    let served = serve(&sandbox, &["random"]);
+    let ready = served
+        .ready
+        .clone()
+        .expect("the saved fallback reaches ready");
+    assert_eq!(
+        (ready["profile"].as_str(), ready["role"].as_str()),
+        (Some("good"), Some("fallback"))
+    );
+    assert_eq!(ready["fallback_for"], "random");
+    let stderr = interrupt(served);
+    assert!(
+        stderr.contains("warning: profile 'random' failed readiness (canaries: none of 8 passed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("warning: serving fallback profile 'good' in place of 'random'"),
+        "{stderr}"
+    );
+    let good = json(&sandbox, &["profile", "show", "good", "--json"]);
+    let reference = strings(&good["canary_reference"]);
+    assert!(
+        !reference.is_empty(),
+        "the fallback's first ready start records its canaries: {good}"
+    );
+    let random_profile = json(&sandbox, &["profile", "show", "random", "--json"]);
+    assert!(
+        random_profile["canary_reference"].is_null(),
+        "a failed start records no reference"
+    );
+
+    // Refused flags, fallback named on the command line; the fallback now meets its reference.
     let served = serve(&sandbox, &["refused", "--fallback", "good"]);
     let ready = served.ready.clone().expect("the fallback reaches ready");
     assert_eq!(ready["profile"], "good");
-    assert_eq!(ready["role"], "fallback");
-    assert_eq!(ready["fallback_for"], "refused");
+    let canaries = ready["readiness"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "canaries")
+        .unwrap();
+    assert!(
+        canaries["detail"].as_str().unwrap().ends_with(&format!(
+            "all {} of the profile's reference",
+            reference.len()
+        )),
+        "{canaries}"
+    );
     let stderr = interrupt(served);
     assert!(
         stderr.contains("warning: profile 'refused' failed readiness (start: llama-server exited during start-up"),
         "{stderr}"
     );
-    assert!(
-        stderr.contains("warning: serving fallback profile 'good' in place of 'refused'"),
-        "{stderr}"
-    );
+    // Every start is a run: the candidates' failed, the fallbacks' interrupted by SIGINT.
     let runs = json(&sandbox, &["runs", "list", "--json"]);
-    let serves: Vec<&Value> = runs
+    let serves: Vec<(&str, &str)> = runs
         .as_array()
         .unwrap()
         .iter()
         .filter(|r| r["kind"] == "serve")
+        .map(|r| {
+            (
+                r["status"].as_str().unwrap(),
+                r["error"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
-    // Newest first: the fallback's run (interrupted), then the candidate's (failed).
-    assert_eq!(serves.len(), 2, "{runs}");
-    assert_eq!(serves[0]["status"], "interrupted");
-    let candidate = serves[1];
-    assert_eq!(candidate["status"], "failed");
+    assert_eq!(serves.len(), 4, "{runs}");
+    assert_eq!(serves[0].0, "interrupted");
+    assert_eq!(serves[1].0, "failed");
+    assert!(serves[1].1.starts_with("readiness: start: "), "{serves:?}");
     assert!(
-        candidate["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("readiness: start: "),
-        "{candidate}"
-    );
-
-    // A damaged model file: the candidate is refused before it starts; its saved fallback serves.
-    let mut bytes = std::fs::read(&copy).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    std::fs::write(&copy, bytes).unwrap();
-    let served = serve(&sandbox, &["damaged"]);
-    let ready = served.ready.clone().expect("fallback ready");
-    assert_eq!(ready["profile"], "good");
-    let stderr = interrupt(served);
-    assert!(
-        stderr.contains("warning: profile 'damaged' failed readiness (model: "),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("changed since the profile was saved"),
-        "{stderr}"
+        serves[3]
+            .1
+            .starts_with("readiness: canaries: none of 8 passed"),
+        "{serves:?}"
     );
 }
 
 #[test]
 fn a_failed_candidate_without_a_fallback_is_an_error() {
     let sandbox = Sandbox::new();
-    bench(&sandbox, &smollm(), "base", &[]);
+    // The candidate serves a copy of the model, damaged after its profile was saved.
+    let copy = sandbox.dir.path().join("smollm-copy.gguf");
+    std::fs::copy(smollm(), &copy).unwrap();
+    bench(&sandbox, &copy, "copy", &[]);
+    ok(&sandbox, &["profile", "save", "damaged", "--from", "copy"]);
     ok(
         &sandbox,
         &[
@@ -460,21 +493,39 @@ fn a_failed_candidate_without_a_fallback_is_an_error() {
             "save",
             "refused",
             "--from",
-            "base",
+            "copy",
             "--",
             "--no-such-flag-here",
         ],
     );
-    let mut cmd = sandbox.cmd();
-    cmd.args(["serve", "refused"]);
-    let (status, stdout, stderr) = run(cmd, LIMIT);
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(stdout.is_empty(), "no ready line: {stdout}");
+    let serve_fails = |name: &str| {
+        let mut cmd = sandbox.cmd();
+        cmd.args(["serve", name]);
+        let (status, stdout, stderr) = run(cmd, LIMIT);
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert!(stdout.is_empty(), "no ready line: {stdout}");
+        assert!(stderr.contains("hint: save a fallback"), "{stderr}");
+        stderr
+    };
+    let stderr = serve_fails("refused");
     assert!(
         stderr.contains(
             "error: profile 'refused' failed readiness: start: llama-server exited during start-up"
         ),
         "{stderr}"
     );
-    assert!(stderr.contains("hint: save a fallback"), "{stderr}");
+
+    let mut bytes = std::fs::read(&copy).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&copy, bytes).unwrap();
+    let stderr = serve_fails("damaged");
+    assert!(
+        stderr.contains("error: profile 'damaged' failed readiness: model: "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("changed since the profile was saved (sha256 "),
+        "{stderr}"
+    );
 }

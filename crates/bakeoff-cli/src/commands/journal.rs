@@ -3,7 +3,7 @@
 
 use crate::cli::{Global, JournalCommand};
 use crate::printer::Printer;
-use bakeoff::measure::journal::{self, Evidence, Verdict};
+use bakeoff::measure::journal::{self, Evidence, GateSource, Verdict};
 use bakeoff::report::journal as render;
 use bakeoff::store::{JournalEntry, Store};
 use bakeoff::Error;
@@ -17,11 +17,12 @@ pub fn run(global: &Global, command: JournalCommand, printer: Printer) -> anyhow
             change,
             before,
             after,
+            gate,
             verdict,
             note,
             json,
         } => {
-            let evidence = judge(&store, before.as_deref(), after.as_deref(), printer)?;
+            let evidence = judge(&store, before.as_deref(), after.as_deref(), &gate, printer)?;
             let entry = JournalEntry {
                 id: 0,
                 title,
@@ -68,6 +69,7 @@ pub fn run(global: &Global, command: JournalCommand, printer: Printer) -> anyhow
             note,
             before,
             after,
+            gate,
             json,
         } => {
             if verdict.is_none() && note.is_none() && before.is_none() {
@@ -80,7 +82,8 @@ pub fn run(global: &Global, command: JournalCommand, printer: Printer) -> anyhow
                 entry.note = note;
             }
             if before.is_some() || verdict.is_some() {
-                let evidence = match judge(&store, before.as_deref(), after.as_deref(), printer)? {
+                let judged = judge(&store, before.as_deref(), after.as_deref(), &gate, printer)?;
+                let evidence = match judged {
                     Some(evidence) => Some(evidence),
                     None => serde_json::from_value(entry.evidence.clone()).ok(),
                 };
@@ -99,13 +102,21 @@ fn judge(
     store: &Store,
     before: Option<&str>,
     after: Option<&str>,
+    gates: &[String],
     printer: Printer,
 ) -> anyhow::Result<Option<Evidence>> {
     let (Some(before), Some(after)) = (before, after) else {
         return Ok(None);
     };
     let (before, after) = (store.resolve_run(before)?, store.resolve_run(after)?);
-    let evidence = journal::gather(store, before, after)?;
+    let sources = gates
+        .iter()
+        .map(|g| {
+            super::resolve_run_and_suffix(store, g)
+                .map(|(run, candidate)| GateSource { run, candidate })
+        })
+        .collect::<bakeoff::Result<Vec<_>>>()?;
+    let evidence = journal::gather(store, before, after, &sources)?;
     for run in [&evidence.before, &evidence.after] {
         if run.status != "ok" {
             printer.warn(format!(

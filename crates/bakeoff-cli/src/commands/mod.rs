@@ -59,6 +59,20 @@ pub fn resolve_model(path: &Path) -> PathBuf {
     }
 }
 
+/// `RUN` or `RUN:SUFFIX` (a config, a candidate); a tag that itself holds `:` still resolves whole.
+pub fn resolve_run_and_suffix(store: &Store, text: &str) -> bakeoff::Result<(i64, Option<String>)> {
+    if let Some((run, suffix)) = text.rsplit_once(':') {
+        return match store.resolve_run(run) {
+            Ok(id) => Ok((id, Some(suffix.to_string()))),
+            Err(error) => store
+                .resolve_run(text)
+                .map(|id| (id, None))
+                .map_err(|_| error),
+        };
+    }
+    Ok((store.resolve_run(text)?, None))
+}
+
 /// The command line as typed, for the runs table.
 pub fn command_line() -> String {
     std::env::args().collect::<Vec<_>>().join(" ")

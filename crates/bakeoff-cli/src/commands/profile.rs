@@ -5,7 +5,7 @@ use crate::cli::{Global, ProfileCommand};
 use crate::printer::Printer;
 use bakeoff::engines::discovery;
 use bakeoff::serve::profile as serving;
-use bakeoff::store::{Profile, Store};
+use bakeoff::store::Profile;
 use bakeoff::Error;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,7 +21,7 @@ pub fn run(global: &Global, command: ProfileCommand, printer: Printer) -> anyhow
             json,
             engine_args,
         } => {
-            let (run_id, selector) = resolve_from(&store, &from)?;
+            let (run_id, selector) = super::resolve_run_and_suffix(&store, &from)?;
             let draft = serving::draft(
                 &store,
                 &name,
@@ -113,22 +113,6 @@ pub fn run(global: &Global, command: ProfileCommand, printer: Printer) -> anyhow
     }
 }
 
-/// `RUN` or `RUN:CONFIG`; a tag that itself holds `:` still resolves as a whole.
-fn resolve_from(store: &Store, from: &str) -> bakeoff::Result<(i64, Option<String>)> {
-    if let Some((run, config)) = from.rsplit_once(':') {
-        match store.resolve_run(run) {
-            Ok(id) => return Ok((id, Some(config.to_string()))),
-            Err(error) => {
-                return store
-                    .resolve_run(from)
-                    .map(|id| (id, None))
-                    .map_err(|_| error);
-            }
-        }
-    }
-    Ok((store.resolve_run(from)?, None))
-}
-
 /// The absolute llama-server to run a profile with: `--engine-path`, else the profile's own,
 /// else whatever discovery finds (with a warning).
 pub fn engine_binary(
@@ -178,6 +162,16 @@ fn print_profile(profile: &Profile, json: bool) -> anyhow::Result<ExitCode> {
     );
     println!("  flags     {}", serving::shell_command(&profile.flags));
     println!("  fallback  {}", or_dash(profile.fallback.clone()));
+    match &profile.canary_reference {
+        Some(names) => println!(
+            "  canaries  {} in the reference: {}",
+            names.len(),
+            names.join(", ")
+        ),
+        None => {
+            println!("  canaries  no reference yet (the first ready `bakeoff serve` records one)")
+        }
+    }
     println!(
         "  saved     {} (updated {})",
         profile.created_at, profile.updated_at

@@ -6,7 +6,8 @@ use crate::cli::{Global, ServeArgs};
 use crate::printer::Printer;
 use bakeoff::engines::discovery;
 use bakeoff::engines::llama_server::{LlamaServer, ServerSpec};
-use bakeoff::serve::readiness::{Gate, GateReport};
+use bakeoff::quality::canary::{CanaryResult, Suite};
+use bakeoff::serve::readiness::{self, Canaries, Gate, GateReport};
 use bakeoff::store::{Profile, Store};
 use bakeoff::system::{paths, Fingerprint};
 use bakeoff::Error;
@@ -38,9 +39,12 @@ pub fn run(
         Some(other) => Some(store.profile(other)?),
         None => None,
     };
-    let gate = Gate::standard();
+    let suite = match &args.canaries {
+        Some(path) => Suite::load(path)?,
+        None => Suite::builtin(),
+    };
     let (profile, mut serving) = match attempt(
-        global, &store, &candidate, None, args, &gate, printer,
+        global, &store, &candidate, None, args, &suite, printer,
     )? {
         Ok(serving) => (&candidate, serving),
         Err(failure) => {
@@ -53,7 +57,7 @@ pub fn run(
                 "profile '{name}' failed readiness ({failure}); starting fallback profile '{}'",
                 fallback.name
             ));
-            match attempt(global, &store, fallback, Some(name), args, &gate, printer)? {
+            match attempt(global, &store, fallback, Some(name), args, &suite, printer)? {
                 Ok(serving) => {
                     printer.warn(format!(
                         "serving fallback profile '{}' in place of '{name}'",
@@ -94,9 +98,13 @@ fn attempt(
     profile: &Profile,
     fallback_for: Option<&str>,
     args: &ServeArgs,
-    gate: &Gate,
+    suite: &Suite,
     printer: Printer,
 ) -> anyhow::Result<Result<Serving, String>> {
+    let gate = Gate::standard(Canaries {
+        suite: suite.clone(),
+        reference: profile.canary_reference.clone(),
+    });
     let binary = super::profile::engine_binary(global, profile, printer)?;
     let (install, _) = discovery::find_tool(Some(&binary), "llama-server")?;
     let engine_id = store.engine_id(
@@ -142,20 +150,11 @@ fn attempt(
     report
         .results
         .push(bakeoff::serve::model_check(store, profile));
-    let outcome = bakeoff::serve::start(spec, gate, report);
+    let outcome = bakeoff::serve::start(spec, &gate, report);
     let report = match &outcome {
         Ok((_, report)) | Err(report) => report,
     };
-    for check in &report.results {
-        let detail = json!({ "detail": check.detail, "elapsed_ms": check.elapsed_ms });
-        store.record_readiness_check(run_id, &profile.name, &check.name, check.passed, &detail)?;
-        printer.status(format!(
-            "  {} {}: {}",
-            if check.passed { "pass" } else { "FAIL" },
-            check.name,
-            check.detail
-        ));
-    }
+    record_checks(store, run_id, profile, report, printer)?;
     match outcome {
         Ok((server, report)) => Ok(Ok(Serving {
             server,
@@ -172,6 +171,46 @@ fn attempt(
             Ok(Err(line))
         }
     }
+}
+
+/// Store each check (and each canary answer) with the run; a first ready start's passing
+/// canaries become the profile's reference.
+fn record_checks(
+    store: &Store,
+    run_id: i64,
+    profile: &Profile,
+    report: &GateReport,
+    printer: Printer,
+) -> anyhow::Result<()> {
+    for check in &report.results {
+        let detail = json!({ "detail": check.detail, "elapsed_ms": check.elapsed_ms });
+        store.record_readiness_check(run_id, &profile.name, &check.name, check.passed, &detail)?;
+        printer.status(format!(
+            "  {} {}: {}",
+            if check.passed { "pass" } else { "FAIL" },
+            check.name,
+            check.detail
+        ));
+    }
+    let Some(canaries) = report.result("canaries") else {
+        return Ok(());
+    };
+    let results: Vec<CanaryResult> =
+        serde_json::from_value(canaries.data["results"].clone()).unwrap_or_default();
+    for result in &results {
+        store.record_serve_canary(run_id, &profile.name, result)?;
+    }
+    if report.passed() && profile.canary_reference.is_none() {
+        let passed = readiness::passed_canaries(canaries);
+        store.set_canary_reference(&profile.name, &passed)?;
+        printer.status(format!(
+            "  profile '{}' now holds {} canaries as its reference: {}",
+            profile.name,
+            passed.len(),
+            passed.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 fn print_ready(serving: &Serving, profile: &Profile, fallback_for: Option<&str>, as_json: bool) {

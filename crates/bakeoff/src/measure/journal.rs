@@ -169,8 +169,56 @@ pub struct Evidence {
 /// Headline metrics in order of preference: decode speed is what users feel in a chat.
 const HEADLINE_ORDER: [&str; 3] = ["tg", "load", "pp"];
 
-/// Compare `before` with `after` and propose a verdict.
-pub fn gather(store: &Store, before: i64, after: i64) -> Result<Evidence> {
+/// Where gate checks come from besides the after-run: a `bakeoff gate` run, optionally one of its
+/// candidates.
+#[derive(Debug, Clone)]
+pub struct GateSource {
+    pub run: i64,
+    pub candidate: Option<String>,
+}
+
+/// The fidelity gate checks that judge the after-run: its own, then those of each source.
+fn gate_checks(store: &Store, after: i64, sources: &[GateSource]) -> Result<Vec<GateCheck>> {
+    let convert = |g: crate::store::GateCheckRow| GateCheck {
+        candidate: g.candidate,
+        name: g.name,
+        status: g.status,
+        value: g.value,
+    };
+    let mut checks: Vec<GateCheck> = store
+        .journal_gate_checks(after)?
+        .into_iter()
+        .map(convert)
+        .collect();
+    for source in sources {
+        let rows = store.journal_gate_checks(source.run)?;
+        let mut candidates: Vec<String> = rows.iter().map(|r| r.candidate.clone()).collect();
+        candidates.dedup();
+        let chosen: Vec<GateCheck> = rows
+            .into_iter()
+            .filter(|r| source.candidate.as_ref().is_none_or(|c| *c == r.candidate))
+            .map(convert)
+            .collect();
+        if chosen.is_empty() {
+            let what = match &source.candidate {
+                Some(c) => format!("run {} has no gate checks for candidate '{c}'", source.run),
+                None => format!("run {} has no fidelity gate checks", source.run),
+            };
+            let hint = if candidates.is_empty() {
+                "`bakeoff gate` stores gate checks; pass one of its runs".to_string()
+            } else {
+                format!("its candidates: {}", candidates.join(", "))
+            };
+            return Err(Error::input(what).with_hint(hint));
+        }
+        checks.extend(chosen);
+    }
+    Ok(checks)
+}
+
+/// Compare `before` with `after` and propose a verdict; `gates` adds the checks of `bakeoff gate`
+/// runs to the after-run's own.
+pub fn gather(store: &Store, before: i64, after: i64, gates: &[GateSource]) -> Result<Evidence> {
     let (db, da) = (store.run_detail(before)?, store.run_detail(after)?);
     let (cb, ca) = (compare::cells(&db), compare::cells(&da));
     let comparison = compare::compare(store, before, after)?;
@@ -194,16 +242,7 @@ pub fn gather(store: &Store, before: i64, after: i64) -> Result<Evidence> {
         .into_iter()
         .map(|(row, kind)| evidence_row(row, &kind, headline.as_deref() == Some(kind.as_str())))
         .collect();
-    let gates: Vec<GateCheck> = store
-        .journal_gate_checks(after)?
-        .into_iter()
-        .map(|g| GateCheck {
-            candidate: g.candidate,
-            name: g.name,
-            status: g.status,
-            value: g.value,
-        })
-        .collect();
+    let gates = gate_checks(store, after, gates)?;
     let (proposed, reason) = propose(&rows, &gates);
     Ok(Evidence {
         before: RunRef::from(&db.run),
@@ -490,7 +529,7 @@ mod tests {
         let base = [100.0, 101.0, 99.0, 100.5, 100.2];
         let before = bench_run(&store, &[], &base);
         let after = bench_run(&store, &[("-b", "256")], &base.map(|v| v * 1.2));
-        let evidence = gather(&store, before, after).unwrap();
+        let evidence = gather(&store, before, after, &[]).unwrap();
         assert_eq!(evidence.matched_by, "test");
         assert_eq!(evidence.rows[0].config, "(defaults) → -b 256");
         assert_eq!(evidence.headline.as_deref(), Some("tg"));
@@ -508,8 +547,33 @@ mod tests {
                 [after],
             )
             .unwrap();
-        let evidence = gather(&store, before, after).unwrap();
+        let evidence = gather(&store, before, after, &[]).unwrap();
         assert_eq!(evidence.proposed, Some(Verdict::Reverted));
         assert!(evidence.reason.contains("greedy agreement"));
+
+        // Gate checks of a separate `bakeoff gate` run, chosen by candidate.
+        let gate_run = bench_run(&store, &[], &base);
+        for (candidate, status) in [("q8_0", "pass"), ("q4_0", "fail")] {
+            store
+                .connection()
+                .execute(
+                    "INSERT INTO fidelity (run_id, candidate, kind, name, status) VALUES (?1, ?2, 'gate', 'mean_kld', ?3)",
+                    rusqlite::params![gate_run, candidate, status],
+                )
+                .unwrap();
+        }
+        let source = |candidate: &str| GateSource {
+            run: gate_run,
+            candidate: Some(candidate.to_string()),
+        };
+        let other = bench_run(&store, &[("-b", "256")], &base.map(|v| v * 1.2));
+        let kept = gather(&store, before, other, &[source("q8_0")]).unwrap();
+        assert_eq!(kept.proposed, Some(Verdict::Keep), "{}", kept.reason);
+        let reverted = gather(&store, before, other, &[source("q4_0")]).unwrap();
+        assert_eq!(reverted.proposed, Some(Verdict::Reverted));
+        let missing = gather(&store, before, other, &[source("f16")]).unwrap_err();
+        assert!(missing
+            .to_string()
+            .contains("no gate checks for candidate 'f16'"));
     }
 }

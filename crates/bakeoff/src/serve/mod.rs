@@ -8,7 +8,7 @@ pub mod readiness;
 use crate::engines::http::Http;
 use crate::engines::llama_server::{LlamaServer, ServerSpec};
 use crate::store::{Profile, Store};
-use readiness::{CheckResult, Gate, GateReport};
+use readiness::{CheckResult, Finding, Gate, GateReport};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -23,29 +23,19 @@ pub fn model_check(store: &Store, profile: &Profile) -> CheckResult {
     let path = Path::new(&profile.model_path);
     let row = match store.model(path) {
         Ok(row) => row,
-        Err(error) => return CheckResult::fail("model", error.to_string(), ms()),
+        Err(error) => return CheckResult::new("model", Finding::fail(error.to_string()), ms()),
     };
-    match &profile.model_sha256 {
-        Some(saved) if *saved != row.sha256 => CheckResult::fail(
-            "model",
-            format!(
-                "{} changed since the profile was saved (sha256 {} → {})",
-                row.path,
-                &saved[..12.min(saved.len())],
-                &row.sha256[..12.min(row.sha256.len())]
-            ),
-            ms(),
-        ),
-        _ => CheckResult::pass(
-            "model",
-            format!(
-                "{} sha256 {}",
-                row.path,
-                &row.sha256[..12.min(row.sha256.len())]
-            ),
-            ms(),
-        ),
-    }
+    let short = |sha: &str| sha[..12.min(sha.len())].to_string();
+    let finding = match &profile.model_sha256 {
+        Some(saved) if *saved != row.sha256 => Finding::fail(format!(
+            "{} changed since the profile was saved (sha256 {} → {})",
+            row.path,
+            short(saved),
+            short(&row.sha256)
+        )),
+        _ => Finding::pass(format!("{} sha256 {}", row.path, short(&row.sha256))),
+    };
+    CheckResult::new("model", finding, ms())
 }
 
 /// Launch `spec` and run `gate` on it, after the checks already in `report` (which must have
@@ -70,22 +60,20 @@ pub fn start(
             };
             report
                 .results
-                .push(CheckResult::fail("start", detail, ms()));
+                .push(CheckResult::new("start", Finding::fail(detail), ms()));
             return Err(report);
         }
     };
-    report.results.push(CheckResult::pass(
-        "start",
-        format!("pid {} healthy on {}", server.pid(), server.url),
-        ms(),
-    ));
+    let started_line = format!("pid {} healthy on {}", server.pid(), server.url);
+    report
+        .results
+        .push(CheckResult::new("start", Finding::pass(started_line), ms()));
     gate.run(&Http::new(&server.url, CHECK_TIMEOUT), &mut report);
     if let Some(status) = server.exited() {
-        report.results.push(CheckResult::fail(
-            "alive",
-            format!("llama-server exited during the readiness checks ({status})"),
-            ms(),
-        ));
+        let line = format!("llama-server exited during the readiness checks ({status})");
+        report
+            .results
+            .push(CheckResult::new("alive", Finding::fail(line), ms()));
     }
     if report.passed() {
         Ok((server, report))

@@ -273,6 +273,7 @@ pub fn draft(
         }),
         flags,
         fallback: fallback.map(str::to_string),
+        canary_reference: None,
         created_at: String::new(),
         updated_at: String::new(),
     };
@@ -427,6 +428,7 @@ mod tests {
                 "50% $HOME".into(),
             ],
             fallback: Some("safe".into()),
+            canary_reference: None,
             created_at: String::new(),
             updated_at: String::new(),
         }

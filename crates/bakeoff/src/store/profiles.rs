@@ -26,6 +26,8 @@ pub struct Profile {
     pub flags: Vec<String>,
     /// The profile to start when this one fails its readiness gate.
     pub fallback: Option<String>,
+    /// The canaries it passed the first time it became ready (every later start must pass them).
+    pub canary_reference: Option<Vec<String>>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -52,7 +54,7 @@ pub struct EngineRow {
 
 const PROFILE_SELECT: &str = "SELECT p.name, p.run_id, p.config_id, c.hash, p.model_id, p.model_path, p.model_sha256, p.engine_id,
     p.engine_path, e.kind || ' ' || coalesce(e.version, '?') || ' (build ' || coalesce(e.build_number, '?') || ')',
-    p.flags, p.fallback, p.created_at, p.updated_at
+    p.flags, p.fallback, p.created_at, p.updated_at, p.canary_reference
     FROM profiles p LEFT JOIN configs c ON c.id = p.config_id LEFT JOIN engines e ON e.id = p.engine_id";
 
 fn profile_row(r: &rusqlite::Row) -> rusqlite::Result<Profile> {
@@ -71,6 +73,9 @@ fn profile_row(r: &rusqlite::Row) -> rusqlite::Result<Profile> {
         fallback: r.get(11)?,
         created_at: r.get(12)?,
         updated_at: r.get(13)?,
+        canary_reference: r
+            .get::<_, Option<String>>(14)?
+            .and_then(|t| serde_json::from_str(&t).ok()),
     })
 }
 
@@ -89,7 +94,7 @@ impl Store {
                 "INSERT INTO profiles (name, run_id, config_id, model_id, model_path, model_sha256, engine_id, engine_path, flags, fallback)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (name) DO UPDATE SET run_id = ?2, config_id = ?3, model_id = ?4, model_path = ?5, model_sha256 = ?6,
-                   engine_id = ?7, engine_path = ?8, flags = ?9, fallback = ?10, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                   engine_id = ?7, engine_path = ?8, flags = ?9, fallback = ?10, canary_reference = NULL, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
                 params![
                     profile.name,
                     profile.run_id,
@@ -221,7 +226,19 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// Record one readiness check of a supervised start (a `fidelity` row of kind `readiness`).
+    /// Keep the canaries a profile passed as its reference.
+    pub fn set_canary_reference(&self, name: &str, passed: &[String]) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE profiles SET canary_reference = ?2 WHERE name = ?1",
+                params![name, serde_json::to_string(passed).unwrap_or_default()],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Record one readiness check of a supervised start (a `fidelity` row of kind
+    /// `serve-readiness`; canary results of the start go in rows of kind `canary`).
     pub fn record_readiness_check(
         &self,
         run_id: i64,
@@ -232,8 +249,31 @@ impl Store {
     ) -> Result<()> {
         self.conn
             .execute(
-                "INSERT INTO fidelity (run_id, candidate, kind, name, status, detail) VALUES (?1, ?2, 'readiness', ?3, ?4, ?5)",
+                "INSERT INTO fidelity (run_id, candidate, kind, name, status, detail) VALUES (?1, ?2, 'serve-readiness', ?3, ?4, ?5)",
                 params![run_id, candidate, name, if passed { "pass" } else { "fail" }, detail.to_string()],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Record one canary answered during a supervised start (a `fidelity` row of kind `canary`).
+    pub fn record_serve_canary(
+        &self,
+        run_id: i64,
+        candidate: &str,
+        result: &crate::quality::canary::CanaryResult,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO fidelity (run_id, candidate, kind, name, status, value, detail) VALUES (?1, ?2, 'canary', ?3, ?4, ?5, ?6)",
+                params![
+                    run_id,
+                    candidate,
+                    result.name,
+                    if result.pass { "pass" } else { "fail" },
+                    result.tokens_per_second,
+                    serde_json::to_string(result).unwrap_or_default()
+                ],
             )
             .map(drop)
             .map_err(|e| self.err(e))

@@ -114,7 +114,8 @@ pub const MIGRATIONS: &[&str] = &[
     // before/after runs and keeps the comparison it was judged on (`evidence`, JSON); `proposed` is
     // the verdict bakeoff derived from it and `verdict_by` says whether `verdict` is that proposal
     // or was set by hand. A profile is a winning configuration: the model file (path + hash), the
-    // engine binary, and the llama-server flags, with the run and config it came from.
+    // engine binary, and the llama-server flags, with the run and config it came from;
+    // `canary_reference` (JSON list) holds the canaries it passed the first time it became ready.
     r#"
     CREATE TABLE journal (
         id INTEGER PRIMARY KEY,
@@ -142,6 +143,7 @@ pub const MIGRATIONS: &[&str] = &[
         engine_path TEXT,
         flags TEXT NOT NULL,
         fallback TEXT,
+        canary_reference TEXT,
         created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
         updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
     );
