@@ -602,10 +602,10 @@ pub enum JournalCommand {
     /// Compare two runs, propose a verdict, and store the entry with its evidence.
     #[command(after_help = JOURNAL_EXAMPLES)]
     Add {
-        /// What was tried, e.g. "KV cache q8_0".
+        /// What was tried, e.g. "KV cache q8_0" (one starting with `-` goes after `--`).
         title: String,
-        /// The exact change (command, flags, setting).
-        #[arg(long, default_value = "")]
+        /// The exact change (command, flags, setting); may start with `-`.
+        #[arg(long, default_value = "", allow_hyphen_values = true)]
         change: String,
         /// Run before the change (id, `last`, or tag).
         #[arg(long, value_name = "RUN", requires = "after")]
@@ -620,7 +620,7 @@ pub enum JournalCommand {
         /// Set the verdict by hand: KEEP, REVERTED, NO IMPACT, PENDING or BLOCKED.
         #[arg(long, value_name = "VERDICT")]
         verdict: Option<String>,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         note: Option<String>,
         #[arg(long)]
         json: bool,
@@ -646,7 +646,7 @@ pub enum JournalCommand {
         id: i64,
         #[arg(long, value_name = "VERDICT")]
         verdict: Option<String>,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         note: Option<String>,
         #[arg(long, value_name = "RUN", requires = "after")]
         before: Option<String>,
