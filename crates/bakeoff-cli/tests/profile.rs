@@ -40,6 +40,10 @@ fn bench(sandbox: &Sandbox, model: &std::path::Path, tag: &str, flags: &[&str]) 
     cmd.args(flags);
     let (status, _, stderr) = run(cmd, LIMIT);
     assert!(status.success(), "bench {tag}: {stderr}");
+    assert!(
+        !stderr.contains("skipped"),
+        "bench {tag} measured every config: {stderr}"
+    );
 }
 
 fn strings(value: &Value) -> Vec<String> {
@@ -98,9 +102,22 @@ fn serve(sandbox: &Sandbox, args: &[&str]) -> Serve {
     served
 }
 
+/// The ready line, or a failure that shows what bakeoff said.
+fn expect_ready(served: &mut Serve) -> Value {
+    if let Some(ready) = &served.ready {
+        return ready.clone();
+    }
+    if served.child.try_wait().ok().flatten().is_none() {
+        signal(served.child.id(), libc::SIGINT);
+    }
+    wait_exit(&mut served.child, Duration::from_secs(60));
+    let stderr = served.stderr.take().unwrap().join().unwrap();
+    panic!("no ready line; stderr:\n{stderr}");
+}
+
 /// SIGINT a serving bakeoff; it must exit 130 leaving its engine dead. Returns its stderr.
 fn interrupt(mut served: Serve) -> String {
-    let ready = served.ready.clone().expect("ready line");
+    let ready = expect_ready(&mut served);
     let engine = ready["pid"].as_i64().unwrap() as i32;
     assert!(
         pid_alive(engine),
@@ -179,7 +196,7 @@ fn save_show_and_export_a_sweep_winner() {
         &sandbox,
         &smollm(),
         "kv",
-        &["-ctk", "f16,q8_0", "-fa", "on", "--", "--no-mmap"],
+        &["-ctk", "f16,q8_0", "-fa", "on", "--", "--load-mode", "none"],
     );
 
     let (stdout, stderr) = ok(
@@ -196,8 +213,8 @@ fn save_show_and_export_a_sweep_winner() {
     assert_eq!(flags[0], "-ctk");
     assert!(["f16", "q8_0"].contains(&flags[1].as_str()), "{flags:?}");
     assert!(
-        flags.ends_with(&["-fa".into(), "on".into(), "--no-mmap".into()]),
-        "pass-through flag kept: {flags:?}"
+        flags.ends_with(&["-fa", "on", "--load-mode", "none"].map(String::from)),
+        "pass-through flags kept: {flags:?}"
     );
     assert!(fastest["model_sha256"]
         .as_str()
@@ -249,7 +266,8 @@ fn save_show_and_export_a_sweep_winner() {
             "q8_0",
             "-fa",
             "on",
-            "--no-mmap",
+            "--load-mode",
+            "none",
             "-c",
             "2048",
             "-np",
@@ -366,8 +384,8 @@ fn serve_a_profile_behind_its_readiness_gate() {
     bench(&sandbox, &smollm(), "base", &[]);
     ok(&sandbox, &["profile", "save", "daily", "--from", "base"]);
 
-    let served = serve(&sandbox, &["daily"]);
-    let ready = served.ready.clone().expect("ready line");
+    let mut served = serve(&sandbox, &["daily"]);
+    let ready = expect_ready(&mut served);
     assert_eq!(
         (ready["profile"].as_str(), ready["role"].as_str()),
         (Some("daily"), Some("candidate"))
@@ -474,11 +492,8 @@ fn a_candidate_that_fails_readiness_falls_back() {
     );
 
     let suite = small_suite(&sandbox);
-    let served = serve(&sandbox, &["random", "--canaries", &suite]);
-    let ready = served
-        .ready
-        .clone()
-        .expect("the saved fallback reaches ready");
+    let mut served = serve(&sandbox, &["random", "--canaries", &suite]);
+    let ready = expect_ready(&mut served);
     assert_eq!(
         (ready["profile"].as_str(), ready["role"].as_str()),
         (Some("good"), Some("fallback"))
@@ -507,11 +522,11 @@ fn a_candidate_that_fails_readiness_falls_back() {
     );
 
     // Refused flags, fallback named on the command line; the fallback now meets its reference.
-    let served = serve(
+    let mut served = serve(
         &sandbox,
         &["refused", "--fallback", "good", "--canaries", &suite],
     );
-    let ready = served.ready.clone().expect("the fallback reaches ready");
+    let ready = expect_ready(&mut served);
     assert_eq!(ready["profile"], "good");
     let canaries = ready["readiness"]
         .as_array()

@@ -178,6 +178,12 @@ fn auto_choice(run_id: i64, configs: &[RankedConfig]) -> Result<(RankedConfig, S
             format!("fastest of {} by tg median ({tps:.2} t/s)", configs.len()),
         ));
     }
+    if configs.iter().all(|c| c.ok_trials == 0) {
+        return Err(Error::input(format!(
+            "run {run_id} has no completed trial: every config was skipped or failed"
+        ))
+        .with_hint("`bakeoff runs show RUN` says why"));
+    }
     match configs {
         [only] => Ok((only.clone(), "the run's only config".to_string())),
         _ => Err(Error::input(format!(
