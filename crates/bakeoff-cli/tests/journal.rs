@@ -208,15 +208,61 @@ fn a_failed_fidelity_gate_reverts_and_nothing_to_judge_is_an_error() {
     let sandbox = Sandbox::new();
     bench(&sandbox, "base", &[]);
     bench(&sandbox, "q8", &["-ctk", "q8_0"]);
-    // A fidelity gate of the after-run failed (as issue 6's gates record it).
+    // Gate checks as `bakeoff gate` stores them: here in run 1 (standing in for a gate run) for two
+    // candidates, and then in the after-run itself.
     let store = bakeoff::store::Store::open(&sandbox.db()).unwrap();
-    store
-        .connection()
-        .execute(
-            "INSERT INTO fidelity (run_id, candidate, kind, name, status) VALUES (2, '-ctk q8_0', 'gate', 'greedy agreement', 'fail')",
-            [],
-        )
-        .unwrap();
+    let gate_row = |run: i64, candidate: &str, name: &str, status: &str| {
+        store
+            .connection()
+            .execute(
+                "INSERT INTO fidelity (run_id, candidate, kind, name, status) VALUES (?1, ?2, 'gate', ?3, ?4)",
+                (run, candidate, name, status),
+            )
+            .unwrap();
+    };
+    gate_row(1, "q8_0", "mean_kld", "pass");
+    gate_row(1, "q4_0", "mean_kld", "fail");
+    let add = |gate: &str| {
+        let args = [
+            "journal",
+            "add",
+            "K cache q8_0",
+            "--before",
+            "base",
+            "--after",
+            "q8",
+            "--gate",
+            gate,
+            "--json",
+        ];
+        bakeoff(&sandbox, &args)
+    };
+    let (status, stdout, stderr) = add("base:q4_0");
+    assert!(status.success(), "{stderr}");
+    let entry: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(entry["verdict"], "REVERTED");
+    assert_eq!(
+        entry["evidence"]["reason"],
+        "fidelity gate failed: mean_kld (q4_0)"
+    );
+    let (status, stdout, _) = add("base:q8_0");
+    assert!(status.success());
+    let entry: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(entry["evidence"]["gates"][0]["status"], "pass");
+    assert_ne!(
+        entry["verdict"], "REVERTED",
+        "a passed gate does not revert: {entry}"
+    );
+    let (status, _, stderr) = add("base:f16");
+    assert_eq!(status.code(), Some(2));
+    assert!(
+        stderr.contains(
+            "error: run 1 has no gate checks for candidate 'f16'\nhint: its candidates: q8_0, q4_0"
+        ),
+        "{stderr}"
+    );
+
+    gate_row(2, "-ctk q8_0", "greedy agreement", "fail");
     drop(store);
     let entry = json(
         &sandbox,
