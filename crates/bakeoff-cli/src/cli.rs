@@ -583,7 +583,7 @@ pub struct LoadArgs {
 
 const JOURNAL_EXAMPLES: &str = "Examples:
   bakeoff journal add \"KV cache q8_0\" --change \"-ctk q8_0 -ctv q8_0\" --before base --after q8
-  bakeoff journal add \"-b 256\" --change \"batch 256 vs 2048\" --before 3 --after last
+  bakeoff journal add \"batch 256\" --change \"-b 256 vs 2048\" --before last~1 --after last
   bakeoff journal add \"KV q4_0\" --before base --after q4 --gate kv-gate:q4_0   # + a `bakeoff gate` run's checks
   bakeoff journal add \"rocWMMA flash attention\" --change \"rebuild with GGML_HIP_ROCWMMA_FATTN\" --verdict PENDING
   bakeoff journal set 4 --verdict BLOCKED --note \"needs upstream PR #20075\"
@@ -607,10 +607,10 @@ pub enum JournalCommand {
         /// The exact change (command, flags, setting); may start with `-`.
         #[arg(long, default_value = "", allow_hyphen_values = true)]
         change: String,
-        /// Run before the change (id, `last`, or tag).
+        /// Run before the change (id, `last`, `last~N`, or tag).
         #[arg(long, value_name = "RUN", requires = "after")]
         before: Option<String>,
-        /// Run after the change (id, `last`, or tag).
+        /// Run after the change (id, `last`, `last~N`, or tag).
         #[arg(long, value_name = "RUN", requires = "before")]
         after: Option<String>,
         /// Fidelity gate checks from a `bakeoff gate` run (optionally one candidate) also judge the
@@ -677,7 +677,8 @@ pub enum ProfileCommand {
     #[command(after_help = PROFILE_EXAMPLES)]
     Save {
         name: String,
-        /// RUN or RUN:CONFIG (config id or hash prefix; default: the fastest config by tg median).
+        /// RUN (id, `last`, `last~N`, tag) or RUN:CONFIG (config id or hash prefix); default: the
+        /// run's fastest config by tg median.
         #[arg(long, value_name = "RUN[:CONFIG]")]
         from: String,
         /// Profile `serve` starts when this one fails its readiness gate.

@@ -421,11 +421,24 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// Resolve a run reference: a number, `last`, or a tag (newest run with it).
+    /// Resolve a run reference: a number, `last`, `last~N` (the Nth run before the newest), or a
+    /// tag (newest run with it).
     pub fn resolve_run(&self, reference: &str) -> Result<i64> {
+        let back = reference
+            .strip_prefix("last~")
+            .and_then(|n| n.parse::<i64>().ok());
         let found: Option<i64> = if reference == "last" {
             self.conn
                 .query_row("SELECT max(id) FROM runs", [], |r| r.get(0))
+                .map_err(|e| self.err(e))?
+        } else if let Some(back) = back {
+            self.conn
+                .query_row(
+                    "SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET ?1",
+                    [back],
+                    |r| r.get(0),
+                )
+                .optional()
                 .map_err(|e| self.err(e))?
         } else if let Ok(id) = reference.parse::<i64>() {
             self.conn
@@ -691,6 +704,19 @@ mod tests {
             (run, "running", 1)
         );
         assert_eq!(store.resolve_run("base").unwrap(), run);
+        let newer = store
+            .begin_run(
+                "bench",
+                "bakeoff bench",
+                system,
+                None,
+                &serde_json::json!({}),
+            )
+            .unwrap();
+        assert_eq!(store.resolve_run("last").unwrap(), newer);
+        assert_eq!(store.resolve_run("last~1").unwrap(), run);
+        assert_eq!(store.resolve_run("last~0").unwrap(), newer);
+        assert!(store.resolve_run("last~2").is_err());
         let detail = store.run_detail(run).unwrap();
         assert_eq!(detail.trials[0].samples[0].value, 101.5);
         assert_eq!(
