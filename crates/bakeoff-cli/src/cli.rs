@@ -584,18 +584,19 @@ pub struct LoadArgs {
 const JOURNAL_EXAMPLES: &str = "Examples:
   bakeoff journal add \"KV cache q8_0\" --change \"-ctk q8_0 -ctv q8_0\" --before base --after q8
   bakeoff journal add \"batch 256\" --change \"-b 256 vs 2048\" --before last~1 --after last
-  bakeoff journal add \"KV q4_0\" --before base --after q4 --gate kv-gate:q4_0   # + a `bakeoff gate` run's checks
+  bakeoff journal add \"KV q4_0\" --before base --after q4 --gate kv-gate:q4_0
   bakeoff journal add \"rocWMMA flash attention\" --change \"rebuild with GGML_HIP_ROCWMMA_FATTN\" --verdict PENDING
   bakeoff journal set 4 --verdict BLOCKED --note \"needs upstream PR #20075\"
   bakeoff journal show --md > optimization-log.md
   bakeoff journal show 2 --json
 
-Proposed verdicts: REVERTED when a fidelity gate (of the after-run, or of a --gate run) failed, or the headline metric
-(tg t/s; load: output tok/s; else pp t/s) is significantly slower in any cell; KEEP when it is
-significantly faster in some cell and slower in none; NO IMPACT when every cell is within noise.
-Significance is `bakeoff compare`'s: the ratio's 95% bootstrap CI excludes 1 and Mann-Whitney
-p < 0.05 (with too few repetitions for the test, the CI alone). Runs that measured one config each,
-with different flags, are compared test by test. --verdict overrides (recorded as set by hand).";
+Proposed verdicts: REVERTED when a fidelity gate failed (the after-run's, or a --gate run's) or
+the headline metric (tg t/s; load runs: output tok/s; else pp t/s) is significantly slower in any
+cell; KEEP when it is significantly faster in some cell and slower in none; NO IMPACT when every
+cell is within noise. Significance is `bakeoff compare`'s: the ratio's 95% bootstrap CI excludes 1
+and Mann-Whitney p < 0.05 (with too few repetitions for the test, the CI alone). Runs that measured
+one config each, with different flags, are compared test by test. --verdict overrides the proposal
+(recorded as set by hand); PENDING and BLOCKED are only ever set by hand.";
 
 #[derive(Subcommand, Debug)]
 pub enum JournalCommand {
@@ -662,8 +663,8 @@ pub enum JournalCommand {
 }
 
 const PROFILE_EXAMPLES: &str = "Examples:
-  bakeoff profile save daily --from last                 # the run's fastest config by tg median
-  bakeoff profile save q8 --from kv-sweep:3 -- -c 8192 -np 2   # config 3 of run 'kv-sweep', plus serving flags
+  bakeoff profile save daily --from last               # the run's fastest config by tg median
+  bakeoff profile save q8 --from kv:3 -- -c 8192 -np 2  # config 3 of run 'kv', + serving flags
   bakeoff profile save fast --from 12:a1b2 --fallback daily
   bakeoff profile list
   bakeoff profile show daily --json
