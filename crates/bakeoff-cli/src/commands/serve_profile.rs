@@ -4,8 +4,8 @@
 
 use crate::cli::{Global, ServeArgs};
 use crate::printer::Printer;
-use bakeoff::engines::discovery;
 use bakeoff::engines::llama_server::{LlamaServer, ServerSpec};
+use bakeoff::engines::{discovery, process};
 use bakeoff::quality::canary::{CanaryResult, Suite};
 use bakeoff::serve::readiness::{self, Canaries, Gate, GateReport};
 use bakeoff::store::{Profile, Store};
@@ -43,11 +43,11 @@ pub fn run(
         Some(path) => Suite::load(path)?,
         None => Suite::builtin(),
     };
-    let (profile, mut serving) = match attempt(
-        global, &store, &candidate, None, args, &suite, printer,
-    )? {
-        Ok(serving) => (&candidate, serving),
-        Err(failure) => {
+    let first = attempt(global, &store, &candidate, None, args, &suite, printer)?;
+    let (profile, mut serving) = match first {
+        Attempt::Ready(serving) => (&candidate, serving),
+        Attempt::Interrupted(signal) => return Ok(ExitCode::from((128 + signal) as u8)),
+        Attempt::Failed(failure) => {
             let Some(fallback) = &fallback else {
                 return Err(Error::engine(format!("profile '{name}' failed readiness: {failure}"))
                     .with_hint("save a fallback with `profile save ... --fallback OTHER`, or pass --fallback OTHER")
@@ -58,14 +58,15 @@ pub fn run(
                 fallback.name
             ));
             match attempt(global, &store, fallback, Some(name), args, &suite, printer)? {
-                Ok(serving) => {
+                Attempt::Ready(serving) => {
                     printer.warn(format!(
                         "serving fallback profile '{}' in place of '{name}'",
                         fallback.name
                     ));
                     (fallback, serving)
                 }
-                Err(second) => {
+                Attempt::Interrupted(signal) => return Ok(ExitCode::from((128 + signal) as u8)),
+                Attempt::Failed(second) => {
                     return Err(Error::engine(format!(
                         "profile '{name}' failed readiness ({failure}), and so did its fallback '{}' ({second})",
                         fallback.name
@@ -90,8 +91,17 @@ pub fn run(
     )
 }
 
-/// Start `profile` as its own run and gate it. `Ok(Err(line))`: it failed readiness (stopped,
-/// recorded); `Err`: bakeoff itself could not proceed (no engine, database error).
+/// How one start ended.
+enum Attempt {
+    Ready(Box<Serving>),
+    /// It failed readiness (stopped and recorded): the failing check, in words.
+    Failed(String),
+    /// Ctrl-C (or SIGTERM) arrived during start-up or the checks.
+    Interrupted(i32),
+}
+
+/// Start `profile` as its own run and gate it. `Err`: bakeoff itself could not proceed (no engine,
+/// database error).
 fn attempt(
     global: &Global,
     store: &Store,
@@ -100,7 +110,7 @@ fn attempt(
     args: &ServeArgs,
     suite: &Suite,
     printer: Printer,
-) -> anyhow::Result<Result<Serving, String>> {
+) -> anyhow::Result<Attempt> {
     let gate = Gate::standard(Canaries {
         suite: suite.clone(),
         reference: profile.canary_reference.clone(),
@@ -155,20 +165,27 @@ fn attempt(
         Ok((_, report)) | Err(report) => report,
     };
     record_checks(store, run_id, profile, report, printer)?;
+    if let Some(signal) = process::interrupted() {
+        if let Ok((mut server, _)) = outcome {
+            server.stop();
+        }
+        store.end_run(run_id, "interrupted", None)?;
+        return Ok(Attempt::Interrupted(signal));
+    }
     match outcome {
-        Ok((server, report)) => Ok(Ok(Serving {
+        Ok((server, report)) => Ok(Attempt::Ready(Box::new(Serving {
             server,
             run_id,
             log_path,
             report,
-        })),
+        }))),
         Err(report) => {
             if log_path.exists() {
                 store.engine_log(run_id, None, &log_path)?;
             }
             let line = report.failure_line();
             store.end_run(run_id, "failed", Some(&format!("readiness: {line}")))?;
-            Ok(Err(line))
+            Ok(Attempt::Failed(line))
         }
     }
 }
