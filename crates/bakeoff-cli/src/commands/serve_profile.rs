@@ -116,39 +116,18 @@ fn attempt(
         reference: profile.canary_reference.clone(),
     });
     let binary = super::profile::engine_binary(global, profile, printer)?;
-    let (install, _) = discovery::find_tool(Some(&binary), "llama-server")?;
-    let engine_id = store.engine_id(
-        "llama-server",
-        &binary.display().to_string(),
-        Some(&install),
-        None,
-    )?;
     let mut flags = profile.flags.clone();
     flags.extend(args.engine_args.iter().cloned());
-    let params = json!({
-        "profile": profile.name, "role": if fallback_for.is_some() { "fallback" } else { "candidate" },
-        "fallback_for": fallback_for, "profile_run": profile.run_id, "profile_config": profile.config_id,
-        "model": profile.model_path, "model_sha256": profile.model_sha256, "engine_id": engine_id,
-        "engine_args": flags, "readiness": gate.names(),
-    });
-    let system_id = store.system_id(&Fingerprint::collect())?;
-    let run_id = store.begin_run(
-        "serve",
-        &super::command_line(),
-        system_id,
-        args.tag.as_deref(),
-        &params,
-    )?;
-    let log_path = paths::run_dir(store.path(), run_id).join("llama-server.log");
-    printer.status(format!(
-        "starting profile '{}' (run {run_id}): {} on {} (log: {})",
-        profile.name,
-        install.label(),
-        profile.model_path,
-        log_path.display()
-    ));
+    let start = Start {
+        profile,
+        fallback_for,
+        binary: &binary,
+        flags: &flags,
+        checks: gate.names(),
+    };
+    let (run_id, log_path) = begin_run(store, &start, args.tag.as_deref(), printer)?;
     let spec = ServerSpec {
-        binary,
+        binary: binary.clone(),
         model: PathBuf::from(&profile.model_path),
         host: args.host.clone(),
         port: args.port,
@@ -188,6 +167,48 @@ fn attempt(
             Ok(Attempt::Failed(line))
         }
     }
+}
+
+/// What one start launches, as recorded in its run's params.
+struct Start<'a> {
+    profile: &'a Profile,
+    fallback_for: Option<&'a str>,
+    binary: &'a std::path::Path,
+    flags: &'a [String],
+    checks: Vec<String>,
+}
+
+/// Record the start as a `serve` run (engine, model, flags, role); returns it and its log path.
+fn begin_run(
+    store: &Store,
+    start: &Start,
+    tag: Option<&str>,
+    printer: Printer,
+) -> anyhow::Result<(i64, PathBuf)> {
+    let (install, _) = discovery::find_tool(Some(start.binary), "llama-server")?;
+    let binary = start.binary.display().to_string();
+    let engine_id = store.engine_id("llama-server", &binary, Some(&install), None)?;
+    let profile = start.profile;
+    let params = json!({
+        "profile": profile.name,
+        "role": if start.fallback_for.is_some() { "fallback" } else { "candidate" },
+        "fallback_for": start.fallback_for, "profile_run": profile.run_id,
+        "profile_config": profile.config_id, "model": profile.model_path,
+        "model_sha256": profile.model_sha256, "engine_id": engine_id, "engine_args": start.flags,
+        "readiness": start.checks,
+    });
+    let system_id = store.system_id(&Fingerprint::collect())?;
+    let command = super::command_line();
+    let run_id = store.begin_run("serve", &command, system_id, tag, &params)?;
+    let log_path = paths::run_dir(store.path(), run_id).join("llama-server.log");
+    printer.status(format!(
+        "starting profile '{}' (run {run_id}): {} on {} (log: {})",
+        profile.name,
+        install.label(),
+        profile.model_path,
+        log_path.display()
+    ));
+    Ok((run_id, log_path))
 }
 
 /// Store each check (and each canary answer) with the run; a first ready start's passing
