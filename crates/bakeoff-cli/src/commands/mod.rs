@@ -6,6 +6,7 @@ mod doctor;
 mod gate;
 mod load;
 mod model;
+mod report;
 mod runs;
 mod serve;
 
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Compare(args) => compare::run(&cli.global, &args),
         Command::Model(command) => model::run(&cli.global, command, printer),
         Command::Plan(args) => model::plan(&args),
+        Command::Report(args) => report::run(&cli.global, &args, printer),
         Command::Runs(command) => runs::run(&cli.global, command),
         Command::Gate(args) => gate::run(&cli.global, &args, printer),
     }
