@@ -75,3 +75,207 @@ impl ReportFormat {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{EngineConfig, Unit};
+    use crate::store::{NewTrial, Store};
+    use crate::system::Fingerprint;
+    use serde_json::json;
+
+    const SCRIPT: &str = "</script><script>alert(1)</script>";
+    const IMG: &str = "\"><img src=x onerror=alert(1)>";
+
+    /// A store holding one bench run (two KV types at two depths), one load run (two
+    /// concurrency steps) and fidelity rows whose text tries to inject markup.
+    fn store_with_runs(dir: &Path) -> (Store, Vec<i64>) {
+        let store = Store::open(&dir.join("r.db")).unwrap();
+        let system = store.system_id(&Fingerprint::collect()).unwrap();
+        let bench = store
+            .begin_run("bench", "bakeoff bench", system, Some(SCRIPT), &json!({}))
+            .unwrap();
+        for (kv, speed) in [("f16", 100.0), ("q8_0", 90.0)] {
+            let config = EngineConfig::default()
+                .with_flag("-ctk", kv)
+                .with_flag("-ctv", kv);
+            for depth in [0, 256] {
+                let test = if depth == 0 {
+                    "tg16".to_string()
+                } else {
+                    format!("tg16 @ d{depth}")
+                };
+                let workload = json!({"test": test, "kind": "tg", "tokens": 16, "depth": depth, "prompts": "random"});
+                for rep in 0..2 {
+                    let trial = NewTrial {
+                        config: Some(&config),
+                        engine_id: None,
+                        model_id: None,
+                        workload: &workload,
+                        repetition: rep,
+                    };
+                    let id = store.begin_trial(bench, &trial).unwrap();
+                    let value = speed - depth as f64 / 64.0 + f64::from(rep);
+                    store
+                        .sample(id, "tg_tps", value, Unit::TokensPerSecond, "client", 0)
+                        .unwrap();
+                    store.end_trial(id, "ok", None).unwrap();
+                }
+            }
+            let id = store.config_id(&config).unwrap();
+            let detail = json!({"excerpt": IMG, "prompt": SCRIPT}).to_string();
+            store.connection().execute(
+                "INSERT INTO fidelity (run_id, candidate, config_id, kind, name, status, value, detail) VALUES (?1, ?2, ?3, 'kld', 'mean_kld', ?4, ?5, ?6)",
+                rusqlite::params![bench, kv, id, if kv == "f16" { "pass" } else { "warn" }, if kv == "f16" { 0.0 } else { 0.005 }, detail],
+            ).unwrap();
+        }
+        let load = store
+            .begin_run("load", "bakeoff load", system, None, &json!({}))
+            .unwrap();
+        let config = EngineConfig {
+            extra: vec!["-fa".into(), "on".into()],
+            ..Default::default()
+        };
+        for n in [1, 2] {
+            let workload =
+                json!({"test": format!("c{n}"), "kind": "load", "shape": {"Concurrency": n}});
+            let trial = NewTrial {
+                config: Some(&config),
+                engine_id: None,
+                model_id: None,
+                workload: &workload,
+                repetition: 0,
+            };
+            let id = store.begin_trial(load, &trial).unwrap();
+            for (seq, ms) in [10.0, 20.0, 30.0].into_iter().enumerate() {
+                for metric in ["ttft_ms", "tpot_ms", "e2e_ms", "itl_ms"] {
+                    store
+                        .sample(
+                            id,
+                            metric,
+                            ms * f64::from(n),
+                            Unit::Milliseconds,
+                            "client",
+                            seq,
+                        )
+                        .unwrap();
+                }
+            }
+            store
+                .sample(
+                    id,
+                    "output_tps",
+                    50.0 * f64::from(n),
+                    Unit::TokensPerSecond,
+                    "step",
+                    0,
+                )
+                .unwrap();
+            store.end_trial(id, "ok", None).unwrap();
+        }
+        (store, vec![bench, load])
+    }
+
+    #[test]
+    fn html_has_every_section_chart_and_escapes_injected_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, runs) = store_with_runs(dir.path());
+        let data = data::gather(&store, &runs).unwrap();
+        let html = String::from_utf8(HtmlExporter.serialize(&data)).unwrap();
+        for id in [
+            "runs",
+            "configs",
+            "depth",
+            "kv",
+            "latency",
+            "speculative",
+            "fidelity",
+            "pareto",
+            "environment",
+        ] {
+            assert!(
+                html.contains(&format!("<section id=\"{id}\">")),
+                "section {id}"
+            );
+        }
+        // One line per KV type, two depths each.
+        assert!(
+            html.contains("id=\"depth-tg\" data-kind=\"line\" data-marks=\"4\""),
+            "{html}"
+        );
+        // Two steps × p50/p90/p99 for each latency metric.
+        assert!(
+            html.contains("id=\"latency-concurrency-ttft\" data-kind=\"line\" data-marks=\"6\"")
+        );
+        assert!(html.contains("id=\"kv-tg\" data-kind=\"bar\" data-marks=\"4\""));
+        // Injected markup only ever appears as text.
+        assert!(
+            !html.contains("<script") && !html.contains("<img"),
+            "unescaped markup"
+        );
+        assert!(html.contains("&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(
+            html.contains("&amp;quot;&amp;gt;&amp;lt;img")
+                || html.contains("&lt;img src=x onerror=alert(1)&gt;")
+        );
+        // Mean KLD from the fidelity rows reaches the pareto table.
+        assert!(html.contains("0.00500"), "KLD in the pareto table");
+    }
+
+    #[test]
+    fn markdown_carries_the_same_numbers_as_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, runs) = store_with_runs(dir.path());
+        let data = data::gather(&store, &runs).unwrap();
+        let md = String::from_utf8(MarkdownExporter.serialize(&data)).unwrap();
+        for title in [
+            "## Runs",
+            "## Configurations",
+            "## Speed against depth",
+            "## KV cache types",
+            "## Latency against concurrency",
+            "## Speculative decoding",
+            "## Fidelity gates",
+            "## Speed, memory and fidelity",
+            "## Environment",
+        ] {
+            assert!(md.contains(title), "{title}");
+        }
+        // f16 at depth 0: reps 100 and 101 → median 100.50; the depth chart as a table row.
+        assert!(md.contains("| 0 | 100.50 | 90.50 |"), "{md}");
+        assert!(!md.contains("<script") && !md.contains("<img"));
+        // A pipe inside a cell must not split it.
+        for line in md.lines().filter(|l| l.starts_with("| ")) {
+            assert!(!line.contains("||"), "{line}");
+        }
+    }
+
+    #[test]
+    fn empty_fidelity_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("e.db")).unwrap();
+        let system = store.system_id(&Fingerprint::collect()).unwrap();
+        let run = store
+            .begin_run("bench", "bakeoff bench", system, None, &json!({}))
+            .unwrap();
+        let data = data::gather(&store, &[run]).unwrap();
+        let md = String::from_utf8(MarkdownExporter.serialize(&data)).unwrap();
+        assert!(md.contains("no fidelity checks stored"));
+        let html = String::from_utf8(HtmlExporter.serialize(&data)).unwrap();
+        assert!(html.contains("no fidelity checks stored"));
+    }
+
+    #[test]
+    fn format_from_extension() {
+        assert_eq!(
+            ReportFormat::from_path(Path::new("r.HTML")),
+            Some(ReportFormat::Html)
+        );
+        assert_eq!(
+            ReportFormat::from_path(Path::new("r.md")),
+            Some(ReportFormat::Markdown)
+        );
+        assert_eq!(ReportFormat::from_path(Path::new("r.txt")), None);
+        assert_eq!(ReportFormat::from_path(Path::new("report")), None);
+    }
+}
