@@ -107,6 +107,8 @@ pub struct SystemInfo {
     pub id: i64,
     pub hash: String,
     pub fingerprint: serde_json::Value,
+    /// The newest value of each measured machine property (memory bandwidth, client ceiling).
+    pub measurements: BTreeMap<String, (f64, String)>,
     pub runs: Vec<i64>,
 }
 
@@ -207,17 +209,27 @@ impl Queries<'_> {
 
     fn systems(&self) -> Result<Vec<SystemInfo>> {
         let run_id = self.run_id;
-        self.rows(
+        let mut systems = self.rows(
             "SELECT s.id, s.hash, s.fingerprint FROM runs r JOIN systems s ON s.id = r.system_id WHERE r.id = ?1",
             |r| {
                 Ok(SystemInfo {
                     id: r.get(0)?,
                     hash: r.get(1)?,
                     fingerprint: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
+                    measurements: BTreeMap::new(),
                     runs: vec![run_id],
                 })
             },
-        )
+        )?;
+        for system in &mut systems {
+            // Ordered by id, so the newest value of each name is inserted last.
+            let rows = self.rows(
+                "SELECT m.name, m.value, m.unit FROM runs r JOIN system_measurements m ON m.system_id = r.system_id WHERE r.id = ?1 ORDER BY m.id",
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?, r.get::<_, String>(2)?)),
+            )?;
+            system.measurements = rows.into_iter().map(|(n, v, u)| (n, (v, u))).collect();
+        }
+        Ok(systems)
     }
 
     fn engines(&self) -> Result<Vec<EngineInfo>> {

@@ -24,7 +24,26 @@ pub struct Section {
 pub enum Block {
     Text(String),
     Table(Table),
-    Chart(Chart),
+    /// A chart, and whether the section's tables already hold all its numbers (then Markdown,
+    /// which cannot draw it, leaves it out instead of repeating them).
+    Chart {
+        chart: Chart,
+        tabulated: bool,
+    },
+}
+
+fn chart(chart: Chart) -> Block {
+    Block::Chart {
+        chart,
+        tabulated: false,
+    }
+}
+
+fn tabulated_chart(chart: Chart) -> Block {
+    Block::Chart {
+        chart,
+        tabulated: true,
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -310,8 +329,8 @@ fn depth_section(data: &ReportData) -> Section {
     } else {
         blocks.push(Block::Text("Median tokens per second of every (configuration, test) cell, one line per configuration. Client-clock figures; the server's own figure is beside them in the table.".into()));
         for kind in ["tg", "pp"] {
-            if let Some(chart) = depth_chart(data, kind) {
-                blocks.push(Block::Chart(chart));
+            if let Some(c) = depth_chart(data, kind) {
+                blocks.push(chart(c));
             }
         }
         blocks.push(Block::Table(bench_table(data)));
@@ -408,8 +427,8 @@ fn kv_section(data: &ReportData) -> Section {
         .map(|b| data::non_kv_label(&b.cell.flags))
         .collect();
     for kind in ["tg", "pp"] {
-        if let Some(chart) = kv_chart(data, kind, groups.len() > 1) {
-            blocks.push(Block::Chart(chart));
+        if let Some(c) = kv_chart(data, kind, groups.len() > 1) {
+            blocks.push(tabulated_chart(c));
         }
     }
     blocks.push(Block::Table(kv_table(data)));
@@ -593,7 +612,7 @@ fn latency_section(data: &ReportData) -> Section {
                 .any(|s| s.axis.is_some_and(|(a, _)| a == axis))
             {
                 for metric in LATENCY_METRICS {
-                    blocks.push(Block::Chart(latency_chart(data, axis, metric)));
+                    blocks.push(tabulated_chart(latency_chart(data, axis, metric)));
                 }
             }
         }
@@ -665,7 +684,11 @@ fn speculative_section(data: &ReportData) -> Section {
             b.cell.test.clone(),
             num(b.cell.draft_n, 0),
             num(b.cell.draft_accepted, 0),
-            pct(b.cell.acceptance()),
+            if b.cell.draft_n > 0.0 {
+                pct(b.cell.acceptance())
+            } else {
+                "nothing drafted".into()
+            },
             num(b.summary.median, 2),
             opt(base, 2),
             base.map(|w| format!("{:.2}×", b.summary.median / w))
@@ -698,7 +721,7 @@ fn speculative_section(data: &ReportData) -> Section {
         ));
         bars.values.push(acceptance.map(|a| a * 100.0));
     }
-    blocks.push(Block::Chart(Chart::Bar(BarChart {
+    blocks.push(tabulated_chart(Chart::Bar(BarChart {
         id: "speculative-acceptance".into(),
         title: "draft acceptance".into(),
         y_label: "accepted / drafted (%)".into(),
@@ -873,7 +896,7 @@ fn pareto_section(data: &ReportData) -> Section {
             });
         }
     }
-    blocks.push(Block::Chart(Chart::Scatter(ScatterChart {
+    blocks.push(tabulated_chart(Chart::Scatter(ScatterChart {
         id: "pareto".into(),
         title: "tg speed against KV memory".into(),
         x_label: "KV cache (MiB)".into(),
@@ -906,6 +929,7 @@ fn fingerprint_rows(table: &mut Table, fingerprint: &serde_json::Value) {
                 v.as_u64().map(human_bytes).unwrap_or_else(|| v.to_string()),
             ]),
             (_, serde_json::Value::String(s)) => table.push(vec![key.clone(), s.clone()]),
+            (_, serde_json::Value::Null) => table.push(vec![key.clone(), "-".into()]),
             (_, v) => table.push(vec![key.clone(), v.to_string()]),
         }
     }
@@ -927,6 +951,12 @@ fn environment_section(data: &ReportData) -> Section {
             runs_list(&s.runs)
         ));
         fingerprint_rows(&mut table, &s.fingerprint);
+        for (name, (value, unit)) in &s.measurements {
+            table.push(vec![
+                format!("{name} (measured)"),
+                format!("{value:.2} {unit}"),
+            ]);
+        }
         blocks.push(Block::Table(table));
     }
     let mut engines = Table::new(&[

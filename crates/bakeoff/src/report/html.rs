@@ -51,7 +51,7 @@ pub fn render(doc: &Document) -> String {
                     let _ = writeln!(out, "<p>{}</p>", esc(text));
                 }
                 Block::Table(table) => table_html(&mut out, table),
-                Block::Chart(chart) => {
+                Block::Chart { chart, .. } => {
                     let _ = writeln!(out, "<figure>{}</figure>", chart.to_svg());
                 }
             }

@@ -17,7 +17,11 @@ pub fn render(doc: &Document) -> String {
                     let _ = writeln!(out, "{}\n", markdown_text(text));
                 }
                 Block::Table(table) => table_md(&mut out, table),
-                Block::Chart(chart) => table_md(&mut out, &chart_table(chart)),
+                Block::Chart { chart, tabulated } => {
+                    if !tabulated {
+                        table_md(&mut out, &chart_table(chart));
+                    }
+                }
             }
         }
     }
