@@ -2,7 +2,7 @@
 //! [`ReportData`]. HTML draws the charts as SVG; Markdown turns each chart into its data table,
 //! so both formats carry the same numbers.
 
-use super::data::{self, BenchCell, LoadAxis, LoadStep, ReportData};
+use super::data::{self, BenchCell, LoadAxis, LoadStep, ParetoPoint, ReportData};
 use super::svg::{
     BarChart, BarSeries, Chart, LineChart, ScatterChart, ScatterPoint, Series, Stroke,
 };
@@ -173,11 +173,7 @@ fn runs_section(data: &ReportData) -> Section {
             r.error.clone().unwrap_or_default(),
         ]);
     }
-    Section {
-        id: "runs",
-        title: "Runs",
-        blocks: vec![Block::Table(table)],
-    }
+    section("runs", "Runs", vec![Block::Table(table)])
 }
 
 fn configs_section(data: &ReportData) -> Section {
@@ -224,11 +220,7 @@ fn configs_section(data: &ReportData) -> Section {
     } else {
         blocks.push(Block::Table(table));
     }
-    Section {
-        id: "configs",
-        title: "Configurations",
-        blocks,
-    }
+    section("configs", "Configurations", blocks)
 }
 
 /// A test name without its depth: `tg32 @ d256 [natural]` → `tg32 [natural]`.
@@ -335,11 +327,7 @@ fn depth_section(data: &ReportData) -> Section {
         }
         blocks.push(Block::Table(bench_table(data)));
     }
-    Section {
-        id: "depth",
-        title: "Speed against depth",
-        blocks,
-    }
+    section("depth", "Speed against depth", blocks)
 }
 
 /// The cells a KV comparison holds together: same run, same other flags, same test.
@@ -407,11 +395,7 @@ fn kv_section(data: &ReportData) -> Section {
         .collect();
     if data.bench.is_empty() {
         blocks.push(Block::Text("no bench (pp/tg) results in these runs".into()));
-        return Section {
-            id: "kv",
-            title: "KV cache types",
-            blocks,
-        };
+        return section("kv", "KV cache types", blocks);
     }
     if kv_types.len() == 1 {
         blocks.push(Block::Text(format!(
@@ -428,15 +412,11 @@ fn kv_section(data: &ReportData) -> Section {
         .collect();
     for kind in ["tg", "pp"] {
         if let Some(c) = kv_chart(data, kind, groups.len() > 1) {
-            blocks.push(tabulated_chart(c));
+            blocks.push(chart(c));
         }
     }
     blocks.push(Block::Table(kv_table(data)));
-    Section {
-        id: "kv",
-        title: "KV cache types",
-        blocks,
-    }
+    section("kv", "KV cache types", blocks)
 }
 
 fn kv_table(data: &ReportData) -> Table {
@@ -612,7 +592,7 @@ fn latency_section(data: &ReportData) -> Section {
                 .any(|s| s.axis.is_some_and(|(a, _)| a == axis))
             {
                 for metric in LATENCY_METRICS {
-                    blocks.push(tabulated_chart(latency_chart(data, axis, metric)));
+                    blocks.push(chart(latency_chart(data, axis, metric)));
                 }
             }
         }
@@ -620,11 +600,7 @@ fn latency_section(data: &ReportData) -> Section {
         blocks.push(Block::Table(steps));
         blocks.push(Block::Table(latency));
     }
-    Section {
-        id: "latency",
-        title: "Latency against concurrency",
-        blocks,
-    }
+    section("latency", "Latency against concurrency", blocks)
 }
 
 /// The cell measured without speculation that `b` is compared with: same run, test and flags
@@ -644,22 +620,33 @@ fn without_speculation<'a>(data: &'a ReportData, b: &BenchCell) -> Option<&'a Be
     })
 }
 
+fn section(id: &'static str, title: &'static str, blocks: Vec<Block>) -> Section {
+    Section { id, title, blocks }
+}
+
 fn speculative_section(data: &ReportData) -> Section {
     let speculative = |b: &&BenchCell| {
         b.cell.draft_n > 0.0 || b.cell.flags.get("--spec-type").is_some_and(|s| s != "none")
     };
     let cells: Vec<&BenchCell> = data.bench.iter().filter(speculative).collect();
     let steps: Vec<&LoadStep> = data.load.iter().filter(|s| s.drafted.is_some()).collect();
-    let mut blocks = Vec::new();
+    let (id, title) = ("speculative", "Speculative decoding");
     if cells.is_empty() && steps.is_empty() {
-        blocks.push(Block::Text("no speculative decoding in these runs (no config with --spec-type, and no server reported drafted tokens)".into()));
-        return Section {
-            id: "speculative",
-            title: "Speculative decoding",
-            blocks,
-        };
+        let text = "no speculative decoding in these runs (no config with --spec-type, and no server reported drafted tokens)";
+        return section(id, title, vec![Block::Text(text.into())]);
     }
-    blocks.push(Block::Text("Draft acceptance is accepted / drafted tokens as the server reports them (draft_n, draft_n_accepted per request; /metrics counters for load steps). The speed-up compares with the same test and flags without speculation.".into()));
+    let (table, chart) = acceptance(data, &cells, &steps);
+    let text = "Draft acceptance is accepted / drafted tokens as the server reports them (draft_n, draft_n_accepted per request; /metrics counters for load steps). The speed-up compares with the same test and flags without speculation.";
+    let blocks = vec![
+        Block::Text(text.into()),
+        tabulated_chart(Chart::Bar(chart)),
+        Block::Table(table),
+    ];
+    section(id, title, blocks)
+}
+
+/// Acceptance of speculative bench cells and load steps, as a table and a bar chart.
+fn acceptance(data: &ReportData, cells: &[&BenchCell], steps: &[&LoadStep]) -> (Table, BarChart) {
     let mut table = Table::new(&[
         "run#",
         "config",
@@ -671,69 +658,76 @@ fn speculative_section(data: &ReportData) -> Section {
         "without spec t/s#",
         "speed-up#",
     ]);
-    let mut bars = BarSeries {
-        name: "draft acceptance %".into(),
-        values: Vec::new(),
-    };
-    let mut categories = Vec::new();
-    for b in &cells {
-        let base = without_speculation(data, b).map(|o| o.summary.median);
-        table.push(vec![
-            b.run_id.to_string(),
-            b.cell.config.clone(),
-            b.cell.test.clone(),
-            num(b.cell.draft_n, 0),
-            num(b.cell.draft_accepted, 0),
-            if b.cell.draft_n > 0.0 {
-                pct(b.cell.acceptance())
-            } else {
-                "nothing drafted".into()
-            },
-            num(b.summary.median, 2),
-            opt(base, 2),
-            base.map(|w| format!("{:.2}×", b.summary.median / w))
-                .unwrap_or_else(|| "-".into()),
-        ]);
-        categories.push(format!(
-            "{} · {}",
-            series_name(data, b.run_id, &b.cell.config),
-            b.cell.test
-        ));
-        bars.values.push(b.cell.acceptance().map(|a| a * 100.0));
-    }
-    for s in &steps {
-        let acceptance = s.accepted.zip(s.drafted).map(|(a, d)| a / d);
-        table.push(vec![
-            s.run_id.to_string(),
-            s.config_label.clone(),
-            format!("load {}", s.table.step),
-            opt(s.drafted, 0),
-            opt(s.accepted, 0),
-            pct(acceptance),
-            num(s.table.output_tps, 2),
-            "-".into(),
-            "-".into(),
-        ]);
-        categories.push(format!(
-            "{} · load {}",
-            series_name(data, s.run_id, &s.config_label),
-            s.table.step
-        ));
-        bars.values.push(acceptance.map(|a| a * 100.0));
-    }
-    blocks.push(tabulated_chart(Chart::Bar(BarChart {
+    let mut chart = BarChart {
         id: "speculative-acceptance".into(),
         title: "draft acceptance".into(),
         y_label: "accepted / drafted (%)".into(),
-        categories,
-        series: vec![bars],
-    })));
-    blocks.push(Block::Table(table));
-    Section {
-        id: "speculative",
-        title: "Speculative decoding",
-        blocks,
+        categories: Vec::new(),
+        series: vec![BarSeries {
+            name: "draft acceptance %".into(),
+            values: Vec::new(),
+        }],
+    };
+    let rows = cells
+        .iter()
+        .map(|b| bench_acceptance(data, b))
+        .chain(steps.iter().map(|s| step_acceptance(data, s)));
+    for (category, acceptance, cells) in rows {
+        table.push(cells);
+        chart.categories.push(category);
+        chart.series[0].values.push(acceptance.map(|a| a * 100.0));
     }
+    (table, chart)
+}
+
+/// (chart category, acceptance, table row) of a speculative bench cell.
+fn bench_acceptance(data: &ReportData, b: &BenchCell) -> (String, Option<f64>, Vec<String>) {
+    let base = without_speculation(data, b).map(|o| o.summary.median);
+    let shown = if b.cell.draft_n > 0.0 {
+        pct(b.cell.acceptance())
+    } else {
+        "nothing drafted".into()
+    };
+    let speedup = base.map(|w| format!("{:.2}×", b.summary.median / w));
+    let category = format!(
+        "{} · {}",
+        series_name(data, b.run_id, &b.cell.config),
+        b.cell.test
+    );
+    let row = vec![
+        b.run_id.to_string(),
+        b.cell.config.clone(),
+        b.cell.test.clone(),
+        num(b.cell.draft_n, 0),
+        num(b.cell.draft_accepted, 0),
+        shown,
+        num(b.summary.median, 2),
+        opt(base, 2),
+        speedup.unwrap_or_else(|| "-".into()),
+    ];
+    (category, b.cell.acceptance(), row)
+}
+
+/// (chart category, acceptance, table row) of a load step whose server drafted tokens.
+fn step_acceptance(data: &ReportData, s: &LoadStep) -> (String, Option<f64>, Vec<String>) {
+    let acceptance = s.accepted.zip(s.drafted).map(|(a, d)| a / d);
+    let category = format!(
+        "{} · load {}",
+        series_name(data, s.run_id, &s.config_label),
+        s.table.step
+    );
+    let row = vec![
+        s.run_id.to_string(),
+        s.config_label.clone(),
+        format!("load {}", s.table.step),
+        opt(s.drafted, 0),
+        opt(s.accepted, 0),
+        pct(acceptance),
+        num(s.table.output_tps, 2),
+        "-".into(),
+        "-".into(),
+    ];
+    (category, acceptance, row)
 }
 
 /// Long details are cut (at a character boundary) so one check cannot swamp the report.
@@ -745,46 +739,51 @@ fn shorten(text: &str, max: usize) -> String {
 }
 
 fn fidelity_section(data: &ReportData) -> Section {
-    let mut blocks = Vec::new();
+    let (id, title) = ("fidelity", "Fidelity gates");
     if data.fidelity.is_empty() {
-        blocks.push(Block::Text("no fidelity checks stored".into()));
-        return Section {
-            id: "fidelity",
-            title: "Fidelity gates",
-            blocks,
-        };
+        return section(
+            id,
+            title,
+            vec![Block::Text("no fidelity checks stored".into())],
+        );
     }
-    let mut summary = Table::new(&["run#", "candidate", "pass#", "warn#", "fail#", "info#"])
+    let blocks = vec![
+        Block::Table(fidelity_summary(data)),
+        Block::Table(fidelity_checks(data)),
+    ];
+    section(id, title, blocks)
+}
+
+/// Checks per candidate by status; a row takes the style of its worst status.
+fn fidelity_summary(data: &ReportData) -> Table {
+    let mut table = Table::new(&["run#", "candidate", "pass#", "warn#", "fail#", "info#"])
         .caption("Checks per candidate");
-    let mut candidates: Vec<(i64, String)> = Vec::new();
+    let mut candidates: Vec<(i64, &str)> = Vec::new();
     for f in &data.fidelity {
-        let key = (f.run_id, f.candidate.clone());
-        if !candidates.contains(&key) {
-            candidates.push(key);
+        if !candidates.contains(&(f.run_id, f.candidate.as_str())) {
+            candidates.push((f.run_id, &f.candidate));
         }
     }
-    for (run_id, candidate) in &candidates {
+    for (run_id, candidate) in candidates {
         let count = |status: &str| {
             data.fidelity
                 .iter()
-                .filter(|f| f.run_id == *run_id && f.candidate == *candidate && f.status == status)
+                .filter(|f| f.run_id == run_id && f.candidate == candidate && f.status == status)
                 .count()
-                .to_string()
         };
-        let cells = vec![
-            run_id.to_string(),
-            candidate.clone(),
-            count("pass"),
-            count("warn"),
-            count("fail"),
-            count("info"),
-        ];
+        let statuses = ["pass", "warn", "fail", "info"];
+        let mut cells = vec![run_id.to_string(), candidate.to_string()];
+        cells.extend(statuses.iter().map(|s| count(s).to_string()));
         let worst = ["fail", "warn", "pass"]
             .into_iter()
-            .find(|s| count(s) != "0")
+            .find(|s| count(s) > 0)
             .unwrap_or("info");
-        summary.push_class(cells, worst);
+        table.push_class(cells, worst);
     }
+    table
+}
+
+fn fidelity_checks(data: &ReportData) -> Table {
     let mut table = Table::new(&[
         "run#",
         "trial#",
@@ -820,39 +819,61 @@ fn fidelity_section(data: &ReportData) -> Section {
         ];
         table.push_class(cells, &f.status);
     }
-    blocks.push(Block::Table(summary));
-    blocks.push(Block::Table(table));
-    Section {
-        id: "fidelity",
-        title: "Fidelity gates",
-        blocks,
-    }
+    table
 }
 
 fn pareto_section(data: &ReportData) -> Section {
+    let (id, title) = ("pareto", "Speed, memory and fidelity");
     let (points, with_fidelity) = data.pareto();
-    let mut blocks = Vec::new();
     if points.is_empty() {
-        blocks.push(Block::Text(
-            "no tg results to place on the speed / memory / fidelity plane".into(),
-        ));
-        return Section {
-            id: "pareto",
-            title: "Speed, memory and fidelity",
-            blocks,
-        };
+        let text = "no tg results to place on the speed / memory / fidelity plane";
+        return section(id, title, vec![Block::Text(text.into())]);
     }
-    blocks.push(Block::Text(format!(
+    let text = format!(
         "Speed is the mean over a configuration's tg tests of their median t/s; memory is the KV cache at the run's context (or a stored memory sample); fidelity is the mean KL-divergence stored by fidelity checks. A configuration is pareto-optimal when no other is at least as good on every figure and better on one. {}",
         if with_fidelity {
             "All three figures count."
         } else {
             "Fidelity does not count: not every configuration has a stored KLD."
         }
-    )));
-    let mut scatter = Vec::new();
+    );
+    let scatter = ScatterChart {
+        id: "pareto".into(),
+        title: "tg speed against KV memory".into(),
+        x_label: "KV cache (MiB)".into(),
+        y_label: "tg t/s".into(),
+        points: pareto_points(data, &points),
+        highlight_label: "pareto-optimal".into(),
+    };
+    let blocks = vec![
+        Block::Text(text),
+        tabulated_chart(Chart::Scatter(scatter)),
+        Block::Table(pareto_table(&points)),
+    ];
+    section(id, title, blocks)
+}
+
+/// Points numbered as in the table; those lacking speed or memory are in the table only.
+fn pareto_points(data: &ReportData, points: &[ParetoPoint]) -> Vec<ScatterPoint> {
+    points
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let (speed, memory) = (p.speed_tps?, p.memory.as_ref()?);
+            Some(ScatterPoint {
+                label: (i + 1).to_string(),
+                name: format!("{}: {}", i + 1, series_name(data, p.run_id, &p.label)),
+                x: memory.bytes as f64 / (1024.0 * 1024.0),
+                y: speed,
+                highlight: p.optimal,
+            })
+        })
+        .collect()
+}
+
+fn pareto_table(points: &[ParetoPoint]) -> Table {
     let mut table = Table::new(&[
-        "#",
+        "point#",
         "run#",
         "config",
         "tg t/s#",
@@ -863,53 +884,24 @@ fn pareto_section(data: &ReportData) -> Section {
         "pareto-optimal",
     ]);
     for (i, p) in points.iter().enumerate() {
-        let label = (i + 1).to_string();
+        let memory = |f: fn(&data::Memory) -> String| p.memory.as_ref().map(f);
         let cells = vec![
-            label.clone(),
+            (i + 1).to_string(),
             p.run_id.to_string(),
             p.label.clone(),
             opt(p.speed_tps, 2),
             p.tests.join(", "),
-            p.memory
-                .as_ref()
-                .map(|m| human_bytes(m.bytes))
-                .unwrap_or_else(|| "-".into()),
-            p.memory
-                .as_ref()
-                .map(|m| m.source.clone())
-                .unwrap_or_else(|| "-".into()),
+            memory(|m| human_bytes(m.bytes)).unwrap_or_else(|| "-".into()),
+            memory(|m| m.source.clone()).unwrap_or_else(|| "-".into()),
             opt(p.kld, 5),
-            if p.optimal { "yes".into() } else { "no".into() },
+            if p.optimal { "yes" } else { "no" }.into(),
         ];
-        if p.optimal {
-            table.push_class(cells, "optimal");
-        } else {
-            table.push(cells);
-        }
-        if let (Some(speed), Some(memory)) = (p.speed_tps, &p.memory) {
-            scatter.push(ScatterPoint {
-                name: format!("{label}: {}", series_name(data, p.run_id, &p.label)),
-                label,
-                x: memory.bytes as f64 / (1024.0 * 1024.0),
-                y: speed,
-                highlight: p.optimal,
-            });
+        match p.optimal {
+            true => table.push_class(cells, "optimal"),
+            false => table.push(cells),
         }
     }
-    blocks.push(tabulated_chart(Chart::Scatter(ScatterChart {
-        id: "pareto".into(),
-        title: "tg speed against KV memory".into(),
-        x_label: "KV cache (MiB)".into(),
-        y_label: "tg t/s".into(),
-        points: scatter,
-        highlight_label: "pareto-optimal".into(),
-    })));
-    blocks.push(Block::Table(table));
-    Section {
-        id: "pareto",
-        title: "Speed, memory and fidelity",
-        blocks,
-    }
+    table
 }
 
 /// A fingerprint as key/value rows (GPUs one row each).
@@ -945,11 +937,8 @@ fn runs_list(runs: &[i64]) -> String {
 fn environment_section(data: &ReportData) -> Section {
     let mut blocks = Vec::new();
     for s in &data.systems {
-        let mut table = Table::new(&["property", "value"]).caption(format!(
-            "System {} (runs {})",
-            s.hash,
-            runs_list(&s.runs)
-        ));
+        let caption = format!("System {} (runs {})", s.hash, runs_list(&s.runs));
+        let mut table = Table::new(&["property", "value"]).caption(caption);
         fingerprint_rows(&mut table, &s.fingerprint);
         for (name, (value, unit)) in &s.measurements {
             table.push(vec![
@@ -959,7 +948,16 @@ fn environment_section(data: &ReportData) -> Section {
         }
         blocks.push(Block::Table(table));
     }
-    let mut engines = Table::new(&[
+    if data.systems.is_empty() {
+        blocks.push(Block::Text("no system fingerprint stored".into()));
+    }
+    blocks.push(Block::Table(engines_table(data)));
+    blocks.push(Block::Table(models_table(data)));
+    section("environment", "Environment", blocks)
+}
+
+fn engines_table(data: &ReportData) -> Table {
+    let mut table = Table::new(&[
         "kind",
         "path",
         "version",
@@ -970,7 +968,7 @@ fn environment_section(data: &ReportData) -> Section {
     ])
     .caption("Engines");
     for e in &data.engines {
-        engines.push(vec![
+        table.push(vec![
             e.kind.clone(),
             e.path.clone(),
             e.version.clone().unwrap_or_default(),
@@ -980,7 +978,11 @@ fn environment_section(data: &ReportData) -> Section {
             runs_list(&e.runs),
         ]);
     }
-    let mut models = Table::new(&[
+    table
+}
+
+fn models_table(data: &ReportData) -> Table {
+    let mut table = Table::new(&[
         "path",
         "size#",
         "sha256",
@@ -992,63 +994,38 @@ fn environment_section(data: &ReportData) -> Section {
     .caption("Models");
     for m in &data.models {
         let text = |key: &str| m.summary[key].as_str().unwrap_or_default().to_string();
-        models.push(vec![
+        let parameters = m.summary["parameters"].as_u64();
+        table.push(vec![
             m.path.clone(),
             human_bytes(m.size),
             m.sha256.clone(),
             text("architecture"),
             text("name"),
-            m.summary["parameters"]
-                .as_u64()
+            parameters
                 .map(|p| format!("{:.2} M", p as f64 / 1e6))
                 .unwrap_or_default(),
             runs_list(&m.runs),
         ]);
     }
-    if data.systems.is_empty() {
-        blocks.push(Block::Text("no system fingerprint stored".into()));
-    }
-    blocks.push(Block::Table(engines));
-    blocks.push(Block::Table(models));
-    Section {
-        id: "environment",
-        title: "Environment",
-        blocks,
-    }
+    table
+}
+
+/// A table whose first column names the rows and whose others are numbers, one per series.
+fn numeric_table(first: &str, series: impl Iterator<Item = String>, caption: String) -> Table {
+    let mut titles = vec![first.to_string()];
+    titles.extend(series.map(|s| format!("{s}#")));
+    let refs: Vec<&str> = titles.iter().map(String::as_str).collect();
+    Table::new(&refs).caption(caption)
 }
 
 /// A chart's data as a table (how Markdown shows a chart).
 pub fn chart_table(chart: &Chart) -> Table {
     match chart {
-        Chart::Line(c) => {
-            let mut xs: Vec<f64> = c
-                .series
-                .iter()
-                .flat_map(|s| s.points.iter().map(|p| p.0))
-                .filter(|x| x.is_finite())
-                .collect();
-            xs.sort_by(f64::total_cmp);
-            xs.dedup();
-            let mut titles = vec![format!("{}#", c.x_label)];
-            titles.extend(c.series.iter().map(|s| format!("{}#", s.name)));
-            let refs: Vec<&str> = titles.iter().map(String::as_str).collect();
-            let mut table = Table::new(&refs).caption(c.title.clone());
-            for x in xs {
-                let mut cells = vec![super::svg::tick_label(x)];
-                cells.extend(
-                    c.series
-                        .iter()
-                        .map(|s| opt(s.points.iter().find(|p| p.0 == x).map(|p| p.1), 2)),
-                );
-                table.push(cells);
-            }
-            table
-        }
+        Chart::Line(c) => line_table(c),
         Chart::Bar(c) => {
-            let mut titles = vec!["category".to_string()];
-            titles.extend(c.series.iter().map(|s| format!("{}#", s.name)));
-            let refs: Vec<&str> = titles.iter().map(String::as_str).collect();
-            let mut table = Table::new(&refs).caption(format!("{} ({})", c.title, c.y_label));
+            let series = c.series.iter().map(|s| s.name.clone());
+            let mut table =
+                numeric_table("category", series, format!("{} ({})", c.title, c.y_label));
             for (i, category) in c.categories.iter().enumerate() {
                 let mut cells = vec![category.clone()];
                 cells.extend(
@@ -1061,26 +1038,41 @@ pub fn chart_table(chart: &Chart) -> Table {
             table
         }
         Chart::Scatter(c) => {
-            let x = format!("{}#", c.x_label);
-            let y = format!("{}#", c.y_label);
-            let mut table =
-                Table::new(&["#", "point", &x, &y, &c.highlight_label]).caption(c.title.clone());
+            let (x, y) = (format!("{}#", c.x_label), format!("{}#", c.y_label));
+            let mut table = Table::new(&["point#", "name", &x, &y, &c.highlight_label])
+                .caption(c.title.clone());
             for p in &c.points {
-                table.push(vec![
-                    p.label.clone(),
-                    p.name.clone(),
-                    num(p.x, 2),
-                    num(p.y, 2),
-                    if p.highlight {
-                        "yes".into()
-                    } else {
-                        "no".into()
-                    },
-                ]);
+                let highlight = if p.highlight { "yes" } else { "no" };
+                let cells = [&p.label, &p.name, &num(p.x, 2), &num(p.y, 2), highlight];
+                table.push(cells.iter().map(|c| c.to_string()).collect());
             }
             table
         }
     }
+}
+
+/// One row per x value, one column per series.
+fn line_table(c: &LineChart) -> Table {
+    let mut xs: Vec<f64> = c
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .filter(|x| x.is_finite())
+        .collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    let series = c.series.iter().map(|s| s.name.clone());
+    let mut table = numeric_table(&format!("{}#", c.x_label), series, c.title.clone());
+    for x in xs {
+        let mut cells = vec![super::svg::tick_label(x)];
+        cells.extend(
+            c.series
+                .iter()
+                .map(|s| opt(s.points.iter().find(|p| p.0 == x).map(|p| p.1), 2)),
+        );
+        table.push(cells);
+    }
+    table
 }
 
 #[cfg(test)]

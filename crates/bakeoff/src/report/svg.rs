@@ -409,31 +409,7 @@ fn line_svg(c: &LineChart) -> String {
         x_tick(&mut out, &f, t, &tick_label(t), false);
     }
     for s in &c.series {
-        let mut pts: Vec<(f64, f64)> = s.points.iter().copied().filter(finite).collect();
-        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let path: Vec<String> = pts
-            .iter()
-            .map(|p| format!("{:.1},{:.1}", f.x.at(p.0), f.y.at(p.1)))
-            .collect();
-        let _ = write!(
-            out,
-            "<polyline class=\"series\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"{} points=\"{}\"/>",
-            color(s.color),
-            s.stroke.dasharray(),
-            path.join(" ")
-        );
-        for p in &pts {
-            let _ = write!(
-                out,
-                "<circle class=\"mark\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"3.5\" fill=\"{}\"><title>{}: {}, {}</title></circle>",
-                f.x.at(p.0),
-                f.y.at(p.1),
-                color(s.color),
-                esc(&s.name),
-                esc(&tick_label(p.0)),
-                esc(&format!("{:.2}", p.1))
-            );
-        }
+        line_series(&mut out, &f, s);
     }
     let entries: Vec<(String, usize, Stroke)> = c
         .series
@@ -443,6 +419,35 @@ fn line_svg(c: &LineChart) -> String {
     legend(&mut out, &entries);
     out.push_str("</svg>");
     out
+}
+
+/// One series: its polyline, then a mark per point.
+fn line_series(out: &mut String, f: &Frame, s: &Series) {
+    let mut pts: Vec<(f64, f64)> = s.points.iter().copied().filter(finite).collect();
+    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let path: Vec<String> = pts
+        .iter()
+        .map(|p| format!("{:.1},{:.1}", f.x.at(p.0), f.y.at(p.1)))
+        .collect();
+    let _ = write!(
+        out,
+        "<polyline class=\"series\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"{} points=\"{}\"/>",
+        color(s.color),
+        s.stroke.dasharray(),
+        path.join(" ")
+    );
+    for p in &pts {
+        let _ = write!(
+            out,
+            "<circle class=\"mark\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"3.5\" fill=\"{}\"><title>{}: {}, {}</title></circle>",
+            f.x.at(p.0),
+            f.y.at(p.1),
+            color(s.color),
+            esc(&s.name),
+            esc(&tick_label(p.0)),
+            esc(&format!("{:.2}", p.1))
+        );
+    }
 }
 
 fn bar_svg(c: &BarChart) -> String {
