@@ -10,6 +10,7 @@ use crate::measure::load::StepTable;
 use crate::measure::stats::{self, Summary};
 use crate::model::plan::{self, KvSettings};
 use crate::model::ModelFacts;
+use crate::quality::readiness::Readiness;
 use crate::store::{RunDetail, RunRow, Store, TrialRow};
 use crate::{Error, Result};
 use rusqlite::params;
@@ -25,6 +26,8 @@ pub struct ReportData {
     pub bench: Vec<BenchCell>,
     pub load: Vec<LoadStep>,
     pub fidelity: Vec<FidelityRow>,
+    /// The readiness rows of `bakeoff gate` runs (one per candidate).
+    pub readiness: Vec<GateCandidate>,
     pub systems: Vec<SystemInfo>,
     pub engines: Vec<EngineInfo>,
     pub models: Vec<ModelInfo>,
@@ -86,7 +89,7 @@ pub struct LoadStep {
     pub accepted: Option<f64>,
 }
 
-/// One row of the `fidelity` table.
+/// One row of the `fidelity` table (readiness rows aside: see [`GateCandidate`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct FidelityRow {
     pub id: i64,
@@ -94,12 +97,35 @@ pub struct FidelityRow {
     pub trial_id: Option<i64>,
     pub candidate: String,
     pub config_hash: Option<String>,
+    /// The engine arguments of that config (to match configs of other runs with the same flags).
+    pub config_args: Vec<String>,
     pub kind: String,
     pub name: String,
     pub status: String,
     pub value: Option<f64>,
     /// The stored JSON text, as stored.
     pub detail: String,
+}
+
+/// One candidate of a `bakeoff gate` run: its whole readiness row.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateCandidate {
+    pub run_id: i64,
+    pub config_hash: Option<String>,
+    pub row: Readiness,
+}
+
+impl GateCandidate {
+    /// Mean KLD against the baseline: llama-perplexity's exact figure, else the HTTP top-k
+    /// estimate; zero for the baseline itself.
+    pub fn mean_kld(&self) -> Option<f64> {
+        let exact = self.row.kld.as_ref().map(|k| k.mean_kld);
+        let estimate = self.row.kld_estimate.as_ref().map(|k| k.mean_kld);
+        exact
+            .or(estimate)
+            .or(self.row.baseline.then_some(0.0))
+            .filter(|k| k.is_finite())
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -152,6 +178,7 @@ pub fn gather(store: &Store, run_ids: &[i64]) -> Result<ReportData> {
         data.load.extend(load_steps(&detail));
         data.configs.extend(configs);
         data.fidelity.extend(q.fidelity()?);
+        data.readiness.extend(gate_candidates(store, run_id)?);
         data.runs.push(detail.run);
     }
     Ok(data)
@@ -272,15 +299,20 @@ impl Queries<'_> {
 
     fn fidelity(&self) -> Result<Vec<FidelityRow>> {
         self.rows(
-            "SELECT f.id, f.run_id, f.trial_id, f.candidate, c.hash, f.kind, f.name, f.status, f.value, f.detail
-             FROM fidelity f LEFT JOIN configs c ON c.id = f.config_id WHERE f.run_id = ?1 ORDER BY f.id",
+            "SELECT f.id, f.run_id, f.trial_id, f.candidate, c.hash, f.kind, f.name, f.status, f.value, f.detail, c.flags
+             FROM fidelity f LEFT JOIN configs c ON c.id = f.config_id
+             WHERE f.run_id = ?1 AND f.kind != 'readiness' ORDER BY f.id",
             |r| {
+                let config: Option<EngineConfig> = r
+                    .get::<_, Option<String>>(10)?
+                    .and_then(|f| serde_json::from_str(&f).ok());
                 Ok(FidelityRow {
                     id: r.get(0)?,
                     run_id: r.get(1)?,
                     trial_id: r.get(2)?,
                     candidate: r.get(3)?,
                     config_hash: r.get(4)?,
+                    config_args: config.map(|c| c.args()).unwrap_or_default(),
                     kind: r.get(5)?,
                     name: r.get(6)?,
                     status: r.get(7)?,
@@ -290,6 +322,21 @@ impl Queries<'_> {
             },
         )
     }
+}
+
+/// The readiness rows a `bakeoff gate` run stored (none for other runs).
+fn gate_candidates(store: &Store, run_id: i64) -> Result<Vec<GateCandidate>> {
+    Ok(store
+        .fidelity_rows(run_id, Some("readiness"))?
+        .into_iter()
+        .filter_map(|f| {
+            Some(GateCandidate {
+                run_id,
+                config_hash: f.config_hash,
+                row: serde_json::from_value(f.detail).ok()?,
+            })
+        })
+        .collect())
 }
 
 /// A trial's configuration as stored (flags and pass-through arguments).
@@ -534,27 +581,30 @@ impl ReportData {
             .find(|c| c.run_id == run_id && Some(c.hash.as_str()) == hash)
     }
 
-    /// Mean KLD of a config: the `kld` rows naming it (by config, else by candidate label); a
-    /// row whose name says `mean` wins over per-prompt rows.
+    /// Mean KLD of a config from `kld` rows of the same config or of one with the same engine
+    /// arguments (a gate candidate run with the flags a bench swept); llama-perplexity's exact
+    /// figure wins over the HTTP top-k estimate.
     pub fn mean_kld(&self, config: &ConfigInfo) -> Option<f64> {
+        let args = EngineConfig {
+            flags: config.flags.clone(),
+            extra: config.extra.clone(),
+        }
+        .args();
         let rows: Vec<&FidelityRow> = self
             .fidelity
             .iter()
             .filter(|f| f.kind == "kld" && f.value.is_some_and(f64::is_finite))
-            .filter(|f| match &f.config_hash {
-                Some(hash) => *hash == config.hash,
-                None => f.candidate == config.label,
-            })
+            .filter(|f| f.config_hash.as_ref() == Some(&config.hash) || f.config_args == args)
             .collect();
-        let means: Vec<f64> = rows
+        let exact: Vec<f64> = rows
             .iter()
-            .filter(|f| f.name.to_ascii_lowercase().contains("mean"))
+            .filter(|f| f.name == "llama-perplexity")
             .filter_map(|f| f.value)
             .collect();
-        let values: Vec<f64> = if means.is_empty() {
+        let values: Vec<f64> = if exact.is_empty() {
             rows.iter().filter_map(|f| f.value).collect()
         } else {
-            means
+            exact
         };
         (!values.is_empty()).then(|| stats::mean(&values))
     }
@@ -587,6 +637,7 @@ impl ReportData {
                 optimal: false,
             });
         }
+        points.extend(self.readiness.iter().filter_map(gate_point));
         let with_fidelity = !points.is_empty() && points.iter().all(|p| p.kld.is_some());
         let vectors: Vec<Vec<Option<f64>>> = points
             .iter()
@@ -603,6 +654,27 @@ impl ReportData {
         }
         (points, with_fidelity)
     }
+}
+
+/// A gate candidate on the plane: its server-reported tg on the greedy prompts, its planned KV
+/// bytes and its KLD against the baseline. Blocked candidates have no place.
+fn gate_point(c: &GateCandidate) -> Option<ParetoPoint> {
+    if c.row.blocker.is_some() {
+        return None;
+    }
+    Some(ParetoPoint {
+        run_id: c.run_id,
+        config_hash: c.config_hash.clone().unwrap_or_default(),
+        label: format!("{} ({})", c.row.candidate, c.row.flags.join(" ")),
+        speed_tps: c.row.tg_tps,
+        tests: vec!["gate greedy prompts (server t/s)".into()],
+        memory: c.row.kv_bytes.map(|bytes| Memory {
+            bytes,
+            source: "gate: KV plan".into(),
+        }),
+        kld: c.mean_kld(),
+        optimal: false,
+    })
 }
 
 /// Which vectors no other vector dominates (every dimension higher-is-better). A dimension

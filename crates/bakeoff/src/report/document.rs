@@ -2,7 +2,7 @@
 //! [`ReportData`]. HTML draws the charts as SVG; Markdown turns each chart into its data table,
 //! so both formats carry the same numbers.
 
-use super::data::{self, BenchCell, LoadAxis, LoadStep, ParetoPoint, ReportData};
+use super::data::{self, BenchCell, GateCandidate, LoadAxis, LoadStep, ParetoPoint, ReportData};
 use super::svg::{
     BarChart, BarSeries, Chart, LineChart, ScatterChart, ScatterPoint, Series, Stroke,
 };
@@ -630,12 +630,17 @@ fn speculative_section(data: &ReportData) -> Section {
     };
     let cells: Vec<&BenchCell> = data.bench.iter().filter(speculative).collect();
     let steps: Vec<&LoadStep> = data.load.iter().filter(|s| s.drafted.is_some()).collect();
+    let gates: Vec<&GateCandidate> = data
+        .readiness
+        .iter()
+        .filter(|c| c.row.draft_acceptance.is_some())
+        .collect();
     let (id, title) = ("speculative", "Speculative decoding");
-    if cells.is_empty() && steps.is_empty() {
+    if cells.is_empty() && steps.is_empty() && gates.is_empty() {
         let text = "no speculative decoding in these runs (no config with --spec-type, and no server reported drafted tokens)";
         return section(id, title, vec![Block::Text(text.into())]);
     }
-    let (table, chart) = acceptance(data, &cells, &steps);
+    let (table, chart) = acceptance(data, &cells, &steps, &gates);
     let text = "Draft acceptance is accepted / drafted tokens as the server reports them (draft_n, draft_n_accepted per request; /metrics counters for load steps). The speed-up compares with the same test and flags without speculation.";
     let blocks = vec![
         Block::Text(text.into()),
@@ -646,7 +651,12 @@ fn speculative_section(data: &ReportData) -> Section {
 }
 
 /// Acceptance of speculative bench cells and load steps, as a table and a bar chart.
-fn acceptance(data: &ReportData, cells: &[&BenchCell], steps: &[&LoadStep]) -> (Table, BarChart) {
+fn acceptance(
+    data: &ReportData,
+    cells: &[&BenchCell],
+    steps: &[&LoadStep],
+    gates: &[&GateCandidate],
+) -> (Table, BarChart) {
     let mut table = Table::new(&[
         "run#",
         "config",
@@ -671,7 +681,8 @@ fn acceptance(data: &ReportData, cells: &[&BenchCell], steps: &[&LoadStep]) -> (
     let rows = cells
         .iter()
         .map(|b| bench_acceptance(data, b))
-        .chain(steps.iter().map(|s| step_acceptance(data, s)));
+        .chain(steps.iter().map(|s| step_acceptance(data, s)))
+        .chain(gates.iter().map(|c| gate_acceptance(data, c)));
     for (category, acceptance, cells) in rows {
         table.push(cells);
         chart.categories.push(category);
@@ -730,6 +741,24 @@ fn step_acceptance(data: &ReportData, s: &LoadStep) -> (String, Option<f64>, Vec
     (category, acceptance, row)
 }
 
+/// (chart category, acceptance, table row) of a gate candidate that speculated.
+fn gate_acceptance(data: &ReportData, c: &GateCandidate) -> (String, Option<f64>, Vec<String>) {
+    let r = &c.row;
+    let category = format!("{} · gate", series_name(data, c.run_id, &r.candidate));
+    let row = vec![
+        c.run_id.to_string(),
+        format!("{} ({})", r.candidate, r.flags.join(" ")),
+        "gate greedy prompts".into(),
+        "-".into(),
+        "-".into(),
+        pct(r.draft_acceptance),
+        opt(r.tg_tps, 2),
+        "-".into(),
+        "-".into(),
+    ];
+    (category, r.draft_acceptance, row)
+}
+
 /// Long details are cut (at a character boundary) so one check cannot swamp the report.
 fn shorten(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
@@ -740,18 +769,61 @@ fn shorten(text: &str, max: usize) -> String {
 
 fn fidelity_section(data: &ReportData) -> Section {
     let (id, title) = ("fidelity", "Fidelity gates");
-    if data.fidelity.is_empty() {
+    if data.fidelity.is_empty() && data.readiness.is_empty() {
         return section(
             id,
             title,
             vec![Block::Text("no fidelity checks stored".into())],
         );
     }
-    let blocks = vec![
-        Block::Table(fidelity_summary(data)),
-        Block::Table(fidelity_checks(data)),
-    ];
+    let mut blocks = Vec::new();
+    if !data.readiness.is_empty() {
+        blocks.push(Block::Table(readiness_table(data)));
+    }
+    blocks.push(Block::Table(fidelity_summary(data)));
+    blocks.push(Block::Table(fidelity_checks(data)));
     section(id, title, blocks)
+}
+
+/// The readiness table of gate runs: one row per candidate, styled by its overall status.
+fn readiness_table(data: &ReportData) -> Table {
+    let mut table = Table::new(&[
+        "run#",
+        "candidate",
+        "flags",
+        "overall",
+        "tg t/s#",
+        "draft acceptance#",
+        "KV memory#",
+        "mean KLD#",
+        "blocker",
+    ])
+    .caption("Readiness (bakeoff gate)");
+    for c in &data.readiness {
+        let r = &c.row;
+        let overall = r.overall.map_or("-", |s| s.as_str());
+        let candidate = if r.baseline {
+            format!("{} (baseline)", r.candidate)
+        } else {
+            r.candidate.clone()
+        };
+        let cells = vec![
+            c.run_id.to_string(),
+            candidate,
+            r.flags.join(" "),
+            overall.to_string(),
+            opt(r.tg_tps, 2),
+            pct(r.draft_acceptance),
+            r.kv_bytes.map(human_bytes).unwrap_or_else(|| "-".into()),
+            opt(c.mean_kld(), 5),
+            r.blocker.clone().unwrap_or_default(),
+        ];
+        match r.overall {
+            Some(status) => table.push_class(cells, status.as_str()),
+            None => table.push(cells),
+        }
+    }
+    table
 }
 
 /// Checks per candidate by status; a row takes the style of its worst status.

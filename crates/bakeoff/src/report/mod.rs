@@ -80,6 +80,9 @@ impl ReportFormat {
 mod tests {
     use super::*;
     use crate::domain::{EngineConfig, Unit};
+    use crate::quality::kld::KldReport;
+    use crate::quality::readiness::Readiness;
+    use crate::quality::Status;
     use crate::store::{NewTrial, Store};
     use crate::system::Fingerprint;
     use serde_json::json;
@@ -263,6 +266,83 @@ mod tests {
         assert!(md.contains("no fidelity checks stored"));
         let html = String::from_utf8(HtmlExporter.serialize(&data)).unwrap();
         assert!(html.contains("no fidelity checks stored"));
+    }
+
+    fn readiness(name: &str, baseline: bool, model: &Path, kld: Option<f64>) -> Readiness {
+        Readiness {
+            candidate: name.into(),
+            baseline,
+            model: model.to_path_buf(),
+            flags: vec!["-ctk".into(), name.into(), "-ctv".into(), name.into()],
+            canaries: vec![],
+            hygiene: None,
+            agreement: None,
+            speculative: None,
+            kld: kld.map(|mean_kld| KldReport {
+                mean_kld,
+                ..Default::default()
+            }),
+            kld_estimate: None,
+            ppl: None,
+            tg_tps: Some(if baseline { 50.0 } else { 48.0 }),
+            draft_acceptance: (!baseline).then_some(0.25),
+            kv_bytes: Some(if baseline { 2 << 20 } else { 1 << 20 }),
+            outcomes: vec![],
+            overall: Some(if baseline { Status::Pass } else { Status::Warn }),
+            blocker: None,
+        }
+    }
+
+    #[test]
+    fn gate_runs_give_readiness_kld_and_pareto_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut runs) = store_with_runs(dir.path());
+        let model = dir.path().join("model.gguf");
+        std::fs::write(&model, b"not a gguf").unwrap();
+        let system = store.system_id(&Fingerprint::collect()).unwrap();
+        let gate = store
+            .begin_run("gate", "bakeoff gate", system, None, &json!({}))
+            .unwrap();
+        let engine = store
+            .engine_id("llama-server", "/bin/llama-server", None, Some("1"))
+            .unwrap();
+        for row in [
+            readiness("f16", true, &model, None),
+            readiness("q8_0", false, &model, Some(0.0042)),
+        ] {
+            store.record_readiness(gate, engine, &row).unwrap();
+        }
+        runs.push(gate);
+        let data = data::gather(&store, &runs).unwrap();
+        assert_eq!(data.readiness.len(), 2);
+        assert!(
+            data.fidelity.iter().all(|f| f.kind != "readiness"),
+            "readiness rows are not checks"
+        );
+        // The bench run's q8_0 config has the gate's flags: the gate's exact KLD reaches it.
+        let bench_q8 = data
+            .configs
+            .iter()
+            .find(|c| c.run_id == runs[0] && c.label.contains("q8_0"))
+            .unwrap();
+        assert_eq!(data.mean_kld(bench_q8), Some(0.0042));
+        let gate_only = data::gather(&store, &[gate]).unwrap();
+        let (points, with_fidelity) = gate_only.pareto();
+        assert_eq!(points.len(), 2);
+        assert!(
+            with_fidelity,
+            "the baseline's KLD is 0, the candidate's stored"
+        );
+        // f16 is faster, q8_0 smaller: neither dominates the other.
+        assert!(points.iter().all(|p| p.optimal));
+        let md = String::from_utf8(MarkdownExporter.serialize(&gate_only)).unwrap();
+        assert!(md.contains("**Readiness (bakeoff gate)**"));
+        assert!(
+            md.contains(
+                "| q8_0 | -ctk q8_0 -ctv q8_0 | warn | 48.00 | 25.0% | 1.00 MiB | 0.00420 |"
+            ),
+            "{md}"
+        );
     }
 
     #[test]
