@@ -173,12 +173,19 @@ pub fn gather(store: &Store, run_ids: &[i64]) -> Result<ReportData> {
         merge(&mut data.systems, q.systems()?, |s| s.id, |s| &mut s.runs);
         merge(&mut data.engines, q.engines()?, |e| e.id, |e| &mut e.runs);
         merge(&mut data.models, q.models()?, |m| m.id, |m| &mut m.runs);
-        let configs = configs_of(&detail, &data.models, &mut facts);
+        let gates = gate_candidates(store, run_id)?;
+        let mut configs = configs_of(&detail, &data.models, &mut facts);
+        for config in configs.iter_mut().filter(|c| c.memory.is_none()) {
+            config.memory = gates
+                .iter()
+                .find(|g| g.config_hash.as_ref() == Some(&config.hash))
+                .and_then(gate_memory);
+        }
         data.bench.extend(bench_cells(&detail, &configs));
         data.load.extend(load_steps(&detail));
         data.configs.extend(configs);
         data.fidelity.extend(q.fidelity()?);
-        data.readiness.extend(gate_candidates(store, run_id)?);
+        data.readiness.extend(gates);
         data.runs.push(detail.run);
     }
     Ok(data)
@@ -656,6 +663,14 @@ impl ReportData {
     }
 }
 
+/// The KV bytes `bakeoff gate` planned for a candidate at its served context.
+fn gate_memory(c: &GateCandidate) -> Option<Memory> {
+    c.row.kv_bytes.map(|bytes| Memory {
+        bytes,
+        source: "gate: KV plan at the served context".into(),
+    })
+}
+
 /// A gate candidate on the plane: its server-reported tg on the greedy prompts, its planned KV
 /// bytes and its KLD against the baseline. Blocked candidates have no place.
 fn gate_point(c: &GateCandidate) -> Option<ParetoPoint> {
@@ -668,10 +683,7 @@ fn gate_point(c: &GateCandidate) -> Option<ParetoPoint> {
         label: format!("{} ({})", c.row.candidate, c.row.flags.join(" ")),
         speed_tps: c.row.tg_tps,
         tests: vec!["gate greedy prompts (server t/s)".into()],
-        memory: c.row.kv_bytes.map(|bytes| Memory {
-            bytes,
-            source: "gate: KV plan".into(),
-        }),
+        memory: gate_memory(c),
         kld: c.mean_kld(),
         optimal: false,
     })
