@@ -590,7 +590,7 @@ impl ReportData {
 
     /// Mean KLD of a config from `kld` rows of the same config or of one with the same engine
     /// arguments (a gate candidate run with the flags a bench swept); llama-perplexity's exact
-    /// figure wins over the HTTP top-k estimate.
+    /// figure wins over the HTTP top-k estimate. A gate baseline's flags have a KLD of zero.
     pub fn mean_kld(&self, config: &ConfigInfo) -> Option<f64> {
         let args = EngineConfig {
             flags: config.flags.clone(),
@@ -613,7 +613,15 @@ impl ReportData {
         } else {
             exact
         };
-        (!values.is_empty()).then(|| stats::mean(&values))
+        if values.is_empty() {
+            // The flags a gate measured every candidate against: zero divergence by definition.
+            let baseline = self
+                .readiness
+                .iter()
+                .any(|g| g.row.baseline && g.row.flags == args);
+            return baseline.then_some(0.0);
+        }
+        Some(stats::mean(&values))
     }
 
     /// Every bench config with tg cells, with pareto-optimal ones marked. Fidelity counts only when

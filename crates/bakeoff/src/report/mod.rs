@@ -326,6 +326,18 @@ mod tests {
             .find(|c| c.run_id == runs[0] && c.label.contains("q8_0"))
             .unwrap();
         assert_eq!(data.mean_kld(bench_q8), Some(0.0042));
+        // Without KLD rows of its own, the bench's f16 config is the gate's baseline: zero.
+        let without_rows = ReportData {
+            fidelity: vec![],
+            ..data.clone()
+        };
+        let bench_f16 = data
+            .configs
+            .iter()
+            .find(|c| c.run_id == runs[0] && c.label.contains("f16"))
+            .unwrap();
+        assert_eq!(without_rows.mean_kld(bench_f16), Some(0.0));
+        assert_eq!(without_rows.mean_kld(bench_q8), None);
         let gate_only = data::gather(&store, &[gate]).unwrap();
         let (points, with_fidelity) = gate_only.pareto();
         assert_eq!(points.len(), 2);
