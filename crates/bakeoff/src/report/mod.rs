@@ -285,6 +285,7 @@ mod tests {
             kld_estimate: None,
             ppl: None,
             tg_tps: Some(if baseline { 50.0 } else { 48.0 }),
+            tg_samples: vec![if baseline { 50.0 } else { 48.0 }],
             draft_acceptance: (!baseline).then_some(0.25),
             kv_bytes: Some(if baseline { 2 << 20 } else { 1 << 20 }),
             outcomes: vec![],
