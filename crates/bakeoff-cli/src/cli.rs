@@ -74,6 +74,9 @@ pub enum Command {
     /// Saved serving profiles: a run's winning configuration, started by `serve NAME` or exported.
     #[command(subcommand, after_help = PROFILE_EXAMPLES)]
     Profile(ProfileCommand),
+    /// Write a report of stored runs: one self-contained HTML file with charts, or Markdown tables.
+    #[command(after_help = REPORT_EXAMPLES)]
+    Report(ReportArgs),
     /// List and show stored runs.
     #[command(
         subcommand,
@@ -269,6 +272,29 @@ pub struct BenchArgs {
     /// Flags passed to every engine start as they are (after `--`).
     #[arg(last = true, value_name = "ENGINE FLAGS")]
     pub engine_args: Vec<String>,
+}
+
+const REPORT_EXAMPLES: &str = "Examples:
+  bakeoff report last -o report.html
+  bakeoff report 3 4 -o kv-sweep.md                # several runs side by side
+  bakeoff report baseline candidate --format html -o - > report.html
+  bakeoff report last --format json                # the gathered data, for other tools
+
+Sections: runs, configurations, speed against depth, KV cache types, latency against
+concurrency, speculative decoding, fidelity gates, speed/memory/fidelity pareto, environment.
+The HTML file needs no network: charts are inline SVG and it runs no script.";
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Runs to report on (id, `last`, or tag).
+    #[arg(required = true, value_name = "RUN")]
+    pub runs: Vec<String>,
+    /// Output file (its extension picks the format: .html, .md, .json); `-` writes to stdout.
+    #[arg(short = 'o', long, default_value = "-", value_name = "FILE")]
+    pub output: PathBuf,
+    /// html, md or json (default: from the -o extension; Markdown on stdout).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
 }
 
 #[derive(Args, Debug)]

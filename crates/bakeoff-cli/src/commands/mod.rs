@@ -8,6 +8,7 @@ mod journal;
 mod load;
 mod model;
 mod profile;
+mod report;
 mod runs;
 mod serve;
 mod serve_profile;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Compare(args) => compare::run(&cli.global, &args),
         Command::Model(command) => model::run(&cli.global, command, printer),
         Command::Plan(args) => model::plan(&args),
+        Command::Report(args) => report::run(&cli.global, &args, printer),
         Command::Runs(command) => runs::run(&cli.global, command),
         Command::Gate(args) => gate::run(&cli.global, &args, printer),
         Command::Journal(command) => journal::run(&cli.global, command, printer),
