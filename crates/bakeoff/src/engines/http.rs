@@ -82,6 +82,25 @@ impl Http {
         parse_json_response(&url, status, &text)
     }
 
+    /// POST `body` and hand back the response body as a reader (for NDJSON streams, which are
+    /// decoded by [`crate::formats::ndjson::NdjsonReader`] whether they come from here or a file).
+    pub fn post_reader(&self, path: &str, body: &Value) -> Result<Box<dyn BufRead + Send>> {
+        let url = self.url(path);
+        match self
+            .agent
+            .post(&url)
+            .set("Content-Type", "application/json")
+            .send_string(&body.to_string())
+        {
+            Ok(resp) => Ok(Box::new(BufReader::new(resp.into_reader()))),
+            Err(ureq::Error::Status(code, resp)) => {
+                let text = resp.into_string().unwrap_or_default();
+                Err(Error::http(url, format!("HTTP {code}: {}", excerpt(&text))))
+            }
+            Err(e) => Err(Error::http(url, e.to_string())),
+        }
+    }
+
     /// POST `body` and stream the server-sent events back: `on_event` gets each `data:` JSON
     /// payload with the instant its line arrived. Returns the number of events. A stream that
     /// ends before `on_event` says [`Flow::Stop`] (or before `[DONE]`) is an error: truncated.

@@ -5,8 +5,12 @@ pub mod attach;
 pub mod discovery;
 pub mod fatal;
 pub mod http;
+pub mod llama_api;
 pub mod llama_server;
+pub mod ollama;
 pub mod process;
+#[cfg(test)]
+pub(crate) mod replay;
 
 use serde::Serialize;
 

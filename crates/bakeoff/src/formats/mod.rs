@@ -2,4 +2,5 @@
 //! llama-bench JSON. Every parser of untrusted bytes returns errors naming the position at fault.
 
 pub mod gguf;
+pub mod ndjson;
 pub mod sse;
