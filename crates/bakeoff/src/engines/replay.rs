@@ -3,7 +3,7 @@
 //! engine that cannot run on the build machines (Ollama); real engines are tested for real.
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;

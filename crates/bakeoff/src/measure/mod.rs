@@ -10,3 +10,4 @@ pub mod matrix;
 pub mod noise;
 pub mod prompts;
 pub mod stats;
+pub mod toolcall;
