@@ -253,7 +253,9 @@ mod tests {
     use std::path::PathBuf;
 
     fn fixture_path(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ollama").join(name)
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/ollama")
+            .join(name)
     }
 
     fn fixture(name: &str) -> String {
@@ -355,7 +357,10 @@ mod tests {
             sent[1]["tool_calls"][0]["function"]["arguments"],
             json!({"q": "dune"})
         );
-        assert!(!chat.to_string().contains("secret plan"), "thinking replayed");
+        assert!(
+            !chat.to_string().contains("secret plan"),
+            "thinking replayed"
+        );
         assert_eq!(sent[2]["tool_name"], "search");
         let raw = ollama.generate_raw_body("<|im_start|>user\nhi");
         assert_eq!(raw["raw"], true);
@@ -381,7 +386,10 @@ mod tests {
         let prompt = ollama.render_chat(&messages, &[]).unwrap();
         assert!(prompt.contains("Find Dune showtimes."));
         let error = ollama.chat(&messages, &[]).unwrap_err().to_string();
-        assert!(error.contains("HTTP 404") && error.contains("not found"), "{error}");
+        assert!(
+            error.contains("HTTP 404") && error.contains("not found"),
+            "{error}"
+        );
         let received = replay.finish();
         assert_eq!(received[0].path, "POST /api/chat");
         assert_eq!(received[0].body, ollama.chat_body(&messages, &[]));

@@ -64,7 +64,11 @@ impl Replay {
 fn read_request(reader: &mut impl BufRead) -> Received {
     let mut line = String::new();
     reader.read_line(&mut line).expect("request line");
-    let path = line.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let path = line
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut length = 0usize;
     loop {
         line.clear();

@@ -63,14 +63,8 @@ impl<R: BufRead> NdjsonReader<R> {
                     arrived,
                     value,
                 }),
-                Ok(_) => Err(self.error(format!(
-                    "expected a JSON object, got: {}",
-                    excerpt(text)
-                ))),
-                Err(e) => Err(self.error(format!(
-                    "not JSON ({e}): {}",
-                    excerpt(text)
-                ))),
+                Ok(_) => Err(self.error(format!("expected a JSON object, got: {}", excerpt(text)))),
+                Err(e) => Err(self.error(format!("not JSON ({e}): {}", excerpt(text)))),
             });
         }
     }

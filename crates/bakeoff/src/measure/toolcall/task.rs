@@ -13,7 +13,10 @@ pub const DEFAULT_STEP_BUDGET: u32 = 20;
 
 const BUILTINS: [(&str, &str); 4] = [
     ("movies", include_str!("../../../data/toolcall/movies.toml")),
-    ("research", include_str!("../../../data/toolcall/research.toml")),
+    (
+        "research",
+        include_str!("../../../data/toolcall/research.toml"),
+    ),
     ("memory", include_str!("../../../data/toolcall/memory.toml")),
     ("long", include_str!("../../../data/toolcall/long.toml")),
 ];
@@ -126,7 +129,10 @@ impl Task {
         }
         for (index, tool) in self.tools.iter().enumerate() {
             if self.tools[..index].iter().any(|t| t.name == tool.name) {
-                return Err(format!("tools[{index}]: duplicate tool name '{}'", tool.name));
+                return Err(format!(
+                    "tools[{index}]: duplicate tool name '{}'",
+                    tool.name
+                ));
             }
             tool.check()
                 .map_err(|m| format!("tools[{index}] ({}): {m}", tool.name))?;
@@ -163,7 +169,12 @@ impl Task {
 
 impl FakeTool {
     fn check(&self) -> std::result::Result<(), String> {
-        if self.name.is_empty() || !self.name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') {
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        {
             return Err("name must be letters, digits, '_' or '-'".into());
         }
         if self.parameters["type"] != "object" {
@@ -204,10 +215,12 @@ impl FakeTool {
 
 impl ResultRule {
     fn matches(&self, arguments: &Value) -> bool {
-        self.when.iter().all(|(key, pattern)| match arguments.get(key) {
-            Some(value) => value_matches(pattern, value),
-            None => false,
-        })
+        self.when
+            .iter()
+            .all(|(key, pattern)| match arguments.get(key) {
+                Some(value) => value_matches(pattern, value),
+                None => false,
+            })
     }
 }
 
@@ -262,7 +275,10 @@ mod tests {
 
     #[test]
     fn builtins_parse_and_answer_deterministically() {
-        assert_eq!(Task::builtin_names(), ["movies", "research", "memory", "long"]);
+        assert_eq!(
+            Task::builtin_names(),
+            ["movies", "research", "memory", "long"]
+        );
         for name in Task::builtin_names() {
             let task = Task::builtin(name).unwrap_or_else(|| panic!("built-in {name} parses"));
             assert_eq!(task.step_budget, DEFAULT_STEP_BUDGET);
@@ -274,11 +290,17 @@ mod tests {
         let none = ToolCall::new("search_movies", json!({"title": "Alien"}));
         assert_eq!(movies.call(&none), json!({"movies": []}));
         let unknown = ToolCall::new("order_popcorn", json!({}));
-        assert_eq!(movies.call(&unknown)["error"], "unknown tool 'order_popcorn'");
+        assert_eq!(
+            movies.call(&unknown)["error"],
+            "unknown tool 'order_popcorn'"
+        );
         let missing = ToolCall::new("book_tickets", json!({"count": 2}));
         assert_eq!(movies.call(&missing)["error"], "unknown showtime_id");
         let long = Task::builtin("long").unwrap();
-        let convert = ToolCall::new("convert_currency", json!({"amount": 120.0, "from": "EUR", "to": "usd"}));
+        let convert = ToolCall::new(
+            "convert_currency",
+            json!({"amount": 120.0, "from": "EUR", "to": "usd"}),
+        );
         assert_eq!(long.call(&convert)["amount"], 130.44);
     }
 
@@ -287,8 +309,14 @@ mod tests {
         let task = Task::builtin("memory").unwrap();
         let messages = task.initial_messages();
         let roles: Vec<_> = messages.iter().map(|m| m.role.as_str()).collect();
-        assert_eq!(roles, ["system", "user", "assistant", "user", "assistant", "user"]);
-        assert_eq!(messages.last().unwrap().content.as_deref(), Some(task.user.as_str()));
+        assert_eq!(
+            roles,
+            ["system", "user", "assistant", "user", "assistant", "user"]
+        );
+        assert_eq!(
+            messages.last().unwrap().content.as_deref(),
+            Some(task.user.as_str())
+        );
     }
 
     #[test]
@@ -315,9 +343,15 @@ mod tests {
         for (text, expected) in cases {
             let error = Task::parse(text, "bad.toml").unwrap_err().to_string();
             assert!(error.starts_with("bad.toml: "), "{error}");
-            assert!(error.contains(expected), "expected '{expected}' in: {error}");
+            assert!(
+                error.contains(expected),
+                "expected '{expected}' in: {error}"
+            );
         }
         let missing = Task::resolve("no-such-task").unwrap_err();
-        assert!(missing.hint().unwrap().contains("movies, research, memory, long"));
+        assert!(missing
+            .hint()
+            .unwrap()
+            .contains("movies, research, memory, long"));
     }
 }

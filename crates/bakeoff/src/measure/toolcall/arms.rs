@@ -1,0 +1,604 @@
+//! The arms. (A) **json**: the engine's tools API renders the template and parses the calls (OpenAI
+//! `/v1/chat/completions`, Ollama `/api/chat`). (B) **native**: bakeoff renders the model's own
+//! template, posts the prompt raw (llama-server `/completion`, Ollama `/api/generate` with `raw`) and
+//! parses the native spans. (C) **reference**: either kind against another engine, config or model.
+
+use super::grammar;
+use crate::chat::{ChatTemplate, Message, ToolCall, ToolCallFormat};
+use crate::engines::http::Http;
+use crate::engines::llama_api::{self, RawParams};
+use crate::engines::ollama::Ollama;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::time::Duration;
+
+/// Where an arm sends its requests.
+#[derive(Clone)]
+pub enum Endpoint {
+    /// llama-server: OpenAI chat, `/completion`, `/apply-template`.
+    LlamaServer(Http),
+    /// Another OpenAI-compatible server (vLLM, SGLang, ...): chat only.
+    OpenAi {
+        http: Http,
+        model: String,
+    },
+    Ollama(Ollama),
+}
+
+impl Endpoint {
+    pub fn llama_server(url: &str) -> Self {
+        Endpoint::LlamaServer(Http::new(url, Duration::from_secs(600)))
+    }
+
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Endpoint::LlamaServer(_) => "llama-server",
+            Endpoint::OpenAi { .. } => "openai",
+            Endpoint::Ollama(_) => "ollama",
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            Endpoint::LlamaServer(http) | Endpoint::OpenAi { http, .. } => http.base().to_string(),
+            Endpoint::Ollama(ollama) => ollama.url().to_string(),
+        }
+    }
+}
+
+/// Sampling of every turn: greedy and seeded by default, so arms are comparable.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    pub max_tokens: u32,
+    pub temperature: f64,
+    pub seed: u64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            max_tokens: 256,
+            temperature: 0.0,
+            seed: 0,
+        }
+    }
+}
+
+/// When to force a tool call: a grammar on the native arm, `tool_choice: "required"` on the JSON arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForceTools {
+    Never,
+    /// Only on the first step: the tool path is exercised, later steps may answer.
+    First,
+    Always,
+}
+
+impl ForceTools {
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "never" | "no" => Ok(ForceTools::Never),
+            "first" => Ok(ForceTools::First),
+            "always" => Ok(ForceTools::Always),
+            other => Err(Error::input(format!(
+                "--force-tools {other}: expected never, first or always"
+            ))),
+        }
+    }
+
+    pub fn applies(self, step: u32) -> bool {
+        match self {
+            ForceTools::Never => false,
+            ForceTools::First => step == 1,
+            ForceTools::Always => true,
+        }
+    }
+}
+
+/// What produced an arm's turns, stored with its traces.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ArmInfo {
+    /// `json`, `native` or `reference`.
+    pub name: String,
+    /// `json` or `native`: which path the arm takes.
+    pub path: String,
+    pub engine: String,
+    pub url: String,
+    pub model: String,
+    pub api: String,
+    /// Native arm: the tool-call format parsed, and the template's SHA-256.
+    pub format: Option<String>,
+    pub template_sha256: Option<String>,
+    pub force_tools: ForceTools,
+    pub sampling: Sampling,
+}
+
+/// One model turn as an arm saw it.
+#[derive(Debug, Clone, Default)]
+pub struct ArmTurn {
+    /// Visible content (thinking already split off where the engine or parser did).
+    pub content: String,
+    pub thinking: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub prompt_eval_count: Option<u64>,
+    pub eval_count: Option<u64>,
+    /// The prompt this turn was generated from: bakeoff's rendering (native) or the engine's own
+    /// (json, when the engine can show it).
+    pub prompt: Option<String>,
+    pub finish_reason: Option<String>,
+    /// The raw completion text (native arm).
+    pub raw: Option<String>,
+    /// A native span or JSON arguments that did not parse.
+    pub parse_error: Option<String>,
+}
+
+/// A failed turn and the stage it failed in (`render`, `grammar`, `request`), for `error:<stage>`.
+#[derive(Debug)]
+pub struct StepError {
+    pub stage: &'static str,
+    pub error: Error,
+}
+
+impl StepError {
+    fn at(stage: &'static str) -> impl FnOnce(Error) -> StepError {
+        move |error| StepError { stage, error }
+    }
+}
+
+pub trait Arm {
+    fn info(&self) -> &ArmInfo;
+    /// Generate the next turn of `history` with `tools` offered; `step` counts from 1.
+    fn turn(
+        &mut self,
+        history: &[Message],
+        tools: &[Value],
+        step: u32,
+    ) -> std::result::Result<ArmTurn, StepError>;
+}
+
+/// Arm A: the engine's JSON tools API.
+pub struct JsonArm {
+    info: ArmInfo,
+    endpoint: Endpoint,
+    /// Also ask the engine for the prompt it rendered (llama-server `/apply-template`, Ollama
+    /// `_debug_render_only`), so prompts can be compared with the native arm's.
+    pub engine_render: bool,
+}
+
+impl JsonArm {
+    pub fn new(
+        name: &str,
+        endpoint: Endpoint,
+        model: &str,
+        sampling: Sampling,
+        force_tools: ForceTools,
+    ) -> Result<Self> {
+        let api = match &endpoint {
+            Endpoint::Ollama(_) if force_tools != ForceTools::Never => {
+                return Err(Error::input(
+                    "Ollama's /api/chat has no tool_choice: a tool call cannot be forced on its JSON arm",
+                )
+                .with_hint("use --force-tools never with Ollama"))
+            }
+            Endpoint::Ollama(_) => "/api/chat",
+            _ => "/v1/chat/completions",
+        };
+        let info = ArmInfo {
+            name: name.into(),
+            path: "json".into(),
+            engine: endpoint.engine().into(),
+            url: endpoint.url(),
+            model: model.into(),
+            api: api.into(),
+            format: None,
+            template_sha256: None,
+            force_tools,
+            sampling,
+        };
+        Ok(JsonArm {
+            info,
+            endpoint,
+            engine_render: true,
+        })
+    }
+
+    fn chat_body(&self, history: &[Message], tools: &[Value], step: u32) -> Value {
+        let sampling = self.info.sampling;
+        let mut body = json!({
+            "model": self.info.model,
+            "messages": openai_messages(history),
+            "max_tokens": sampling.max_tokens,
+            "temperature": sampling.temperature,
+            "seed": sampling.seed,
+            "stream": false,
+        });
+        if !tools.is_empty() {
+            body["tools"] = json!(tools);
+            if self.info.force_tools.applies(step) {
+                body["tool_choice"] = json!("required");
+            }
+        }
+        body
+    }
+
+    fn openai_turn(
+        &self,
+        http: &Http,
+        history: &[Message],
+        tools: &[Value],
+        step: u32,
+    ) -> std::result::Result<ArmTurn, StepError> {
+        let body = self.chat_body(history, tools, step);
+        let prompt = match (&self.endpoint, self.engine_render) {
+            (Endpoint::LlamaServer(_), true) => {
+                Some(llama_api::apply_template(http, &body).map_err(StepError::at("request"))?)
+            }
+            _ => None,
+        };
+        let reply = http
+            .post_json("/v1/chat/completions", &body)
+            .map_err(StepError::at("request"))?;
+        let mut turn = parse_openai_reply(&reply);
+        turn.prompt = prompt;
+        Ok(turn)
+    }
+
+    fn ollama_turn(
+        &self,
+        ollama: &Ollama,
+        history: &[Message],
+        tools: &[Value],
+    ) -> std::result::Result<ArmTurn, StepError> {
+        let prompt = if self.engine_render {
+            Some(
+                ollama
+                    .render_chat(history, tools)
+                    .map_err(StepError::at("request"))?,
+            )
+        } else {
+            None
+        };
+        let reply = ollama
+            .chat(history, tools)
+            .map_err(StepError::at("request"))?;
+        Ok(ArmTurn {
+            content: reply.content,
+            thinking: reply.thinking,
+            tool_calls: reply.tool_calls,
+            prompt_eval_count: reply.prompt_eval_count,
+            eval_count: reply.eval_count,
+            prompt,
+            finish_reason: reply.done_reason,
+            raw: None,
+            parse_error: None,
+        })
+    }
+}
+
+impl Arm for JsonArm {
+    fn info(&self) -> &ArmInfo {
+        &self.info
+    }
+
+    fn turn(
+        &mut self,
+        history: &[Message],
+        tools: &[Value],
+        step: u32,
+    ) -> std::result::Result<ArmTurn, StepError> {
+        match &self.endpoint {
+            Endpoint::LlamaServer(http) | Endpoint::OpenAi { http, .. } => {
+                self.openai_turn(http, history, tools, step)
+            }
+            Endpoint::Ollama(ollama) => self.ollama_turn(ollama, history, tools),
+        }
+    }
+}
+
+/// Messages in the OpenAI wire shape: tool-call arguments as JSON text, tool results with their
+/// call id and name. Thinking (`reasoning_content`) is never sent.
+pub fn openai_messages(history: &[Message]) -> Vec<Value> {
+    history.iter().map(openai_message).collect()
+}
+
+fn openai_message(message: &Message) -> Value {
+    let mut out = json!({ "role": message.role });
+    if let Some(content) = &message.content {
+        out["content"] = json!(content);
+    }
+    if !message.tool_calls.is_empty() {
+        let calls: Vec<Value> = message
+            .tool_calls
+            .iter()
+            .map(|c| {
+                json!({
+                    "id": c.id,
+                    "type": "function",
+                    "function": { "name": c.name, "arguments": c.arguments.to_string() },
+                })
+            })
+            .collect();
+        out["tool_calls"] = json!(calls);
+    }
+    if let Some(id) = &message.tool_call_id {
+        out["tool_call_id"] = json!(id);
+    }
+    if let Some(name) = &message.name {
+        out["name"] = json!(name);
+    }
+    out
+}
+
+/// One `/v1/chat/completions` reply as a turn. Arguments that are not JSON are a parse error.
+pub fn parse_openai_reply(reply: &Value) -> ArmTurn {
+    let choice = &reply["choices"][0];
+    let message = &choice["message"];
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let mut turn = ArmTurn {
+        content: text(&message["content"]),
+        thinking: text(&message["reasoning_content"]),
+        finish_reason: choice["finish_reason"].as_str().map(str::to_string),
+        prompt_eval_count: reply["usage"]["prompt_tokens"].as_u64(),
+        eval_count: reply["usage"]["completion_tokens"].as_u64(),
+        ..ArmTurn::default()
+    };
+    for call in message["tool_calls"].as_array().into_iter().flatten() {
+        match openai_call(call) {
+            Ok(call) => turn.tool_calls.push(call),
+            Err(reason) => {
+                turn.parse_error = Some(reason);
+                break;
+            }
+        }
+    }
+    turn
+}
+
+fn openai_call(call: &Value) -> std::result::Result<ToolCall, String> {
+    let function = &call["function"];
+    let name = function["name"]
+        .as_str()
+        .ok_or_else(|| format!("tool call without function.name: {call}"))?;
+    let arguments = match &function["arguments"] {
+        Value::String(text) => serde_json::from_str(text)
+            .map_err(|e| format!("tool call {name}: arguments are not JSON ({e}): {text}"))?,
+        Value::Object(_) => function["arguments"].clone(),
+        other => return Err(format!("tool call {name}: arguments are {other}")),
+    };
+    let mut parsed = ToolCall::new(name, arguments);
+    parsed.id = call["id"].as_str().map(str::to_string);
+    Ok(parsed)
+}
+
+/// Arm B: bakeoff renders the template and parses the model's native tool-call spans.
+pub struct NativeArm {
+    info: ArmInfo,
+    endpoint: Endpoint,
+    template: ChatTemplate,
+    format: ToolCallFormat,
+    /// Extra template variables (e.g. `enable_thinking`).
+    pub template_vars: Map<String, Value>,
+    /// The forcing grammar starts with a `<think>` block (a test aid: thinking must never be
+    /// replayed into the next prompt).
+    pub force_thinking: bool,
+}
+
+impl NativeArm {
+    pub fn new(
+        name: &str,
+        endpoint: Endpoint,
+        model: &str,
+        template: ChatTemplate,
+        format: ToolCallFormat,
+        sampling: Sampling,
+        force_tools: ForceTools,
+    ) -> Result<Self> {
+        let api = match &endpoint {
+            Endpoint::LlamaServer(_) => "/completion",
+            Endpoint::Ollama(_) if force_tools != ForceTools::Never => {
+                return Err(Error::input(
+                    "Ollama's /api/generate takes no grammar: a tool call cannot be forced on its native arm",
+                )
+                .with_hint("use --force-tools never with Ollama"))
+            }
+            Endpoint::Ollama(_) => "/api/generate (raw)",
+            Endpoint::OpenAi { .. } => {
+                return Err(Error::input(
+                    "the native arm needs a raw completion endpoint (llama-server or Ollama); OpenAI-compatible servers have none here",
+                ))
+            }
+        };
+        let info = ArmInfo {
+            name: name.into(),
+            path: "native".into(),
+            engine: endpoint.engine().into(),
+            url: endpoint.url(),
+            model: model.into(),
+            api: api.into(),
+            format: Some(format.name().into()),
+            template_sha256: Some(sha256_hex(template.source.as_bytes())),
+            force_tools,
+            sampling,
+        };
+        Ok(NativeArm {
+            info,
+            endpoint,
+            template,
+            format,
+            template_vars: Map::new(),
+            force_thinking: false,
+        })
+    }
+
+    fn complete(
+        &self,
+        prompt: &str,
+        grammar: Option<String>,
+    ) -> std::result::Result<(String, Option<u64>, Option<u64>, Option<String>), StepError> {
+        let sampling = self.info.sampling;
+        match &self.endpoint {
+            Endpoint::LlamaServer(http) => {
+                let params = RawParams {
+                    n_predict: sampling.max_tokens,
+                    temperature: sampling.temperature,
+                    seed: sampling.seed,
+                    grammar,
+                };
+                let reply =
+                    llama_api::complete(http, prompt, &params).map_err(StepError::at("request"))?;
+                Ok((
+                    reply.content,
+                    reply.prompt_tokens,
+                    reply.predicted_tokens,
+                    reply.stop_type,
+                ))
+            }
+            Endpoint::Ollama(ollama) => {
+                let ollama = ollama
+                    .clone()
+                    .with_option("num_predict", json!(sampling.max_tokens));
+                let reply = ollama
+                    .generate_raw(prompt)
+                    .map_err(StepError::at("request"))?;
+                Ok((
+                    reply.content,
+                    reply.prompt_eval_count,
+                    reply.eval_count,
+                    reply.done_reason,
+                ))
+            }
+            Endpoint::OpenAi { .. } => Err(StepError {
+                stage: "request",
+                error: Error::input("no raw completion endpoint"),
+            }),
+        }
+    }
+}
+
+impl Arm for NativeArm {
+    fn info(&self) -> &ArmInfo {
+        &self.info
+    }
+
+    fn turn(
+        &mut self,
+        history: &[Message],
+        tools: &[Value],
+        step: u32,
+    ) -> std::result::Result<ArmTurn, StepError> {
+        let prompt = self
+            .template
+            .render(history, tools, true, &self.template_vars)
+            .map_err(StepError::at("render"))?;
+        let grammar = if self.info.force_tools.applies(step) && !tools.is_empty() {
+            Some(
+                grammar::tool_call_grammar(self.format, tools, self.force_thinking)
+                    .map_err(StepError::at("grammar"))?,
+            )
+        } else {
+            None
+        };
+        let (raw, prompt_tokens, predicted, finish) = self.complete(&prompt, grammar)?;
+        let mut turn = ArmTurn {
+            prompt_eval_count: prompt_tokens,
+            eval_count: predicted,
+            prompt: Some(prompt),
+            finish_reason: finish,
+            raw: Some(raw.clone()),
+            ..ArmTurn::default()
+        };
+        match self.format.parse(&raw) {
+            Ok(parsed) => {
+                turn.content = parsed.content;
+                turn.thinking = parsed.reasoning.unwrap_or_default();
+                turn.tool_calls = parsed.tool_calls;
+            }
+            Err(error) => {
+                turn.content = raw;
+                turn.parse_error = Some(error.to_string());
+            }
+        }
+        Ok(turn)
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_reply_with_tool_calls_and_reasoning() {
+        let reply = json!({
+            "choices": [{
+                "finish_reason": "tool_calls",
+                "message": {
+                    "role": "assistant", "content": null, "reasoning_content": "plan",
+                    "tool_calls": [{"id": "abc", "type": "function",
+                        "function": {"name": "search_movies", "arguments": "{\"title\":\"Dune\"}"}}]
+                }
+            }],
+            "usage": {"prompt_tokens": 120, "completion_tokens": 17}
+        });
+        let turn = parse_openai_reply(&reply);
+        assert_eq!(turn.tool_calls[0].name, "search_movies");
+        assert_eq!(turn.tool_calls[0].arguments, json!({"title": "Dune"}));
+        assert_eq!(turn.tool_calls[0].id.as_deref(), Some("abc"));
+        assert_eq!(
+            (turn.thinking.as_str(), turn.content.as_str()),
+            ("plan", "")
+        );
+        assert_eq!(
+            (turn.prompt_eval_count, turn.eval_count),
+            (Some(120), Some(17))
+        );
+        assert!(turn.parse_error.is_none());
+    }
+
+    #[test]
+    fn openai_arguments_that_are_not_json_are_a_parse_error() {
+        let reply = json!({"choices": [{"message": {"tool_calls": [
+            {"function": {"name": "f", "arguments": "{\"a\": "}}]}}]});
+        let turn = parse_openai_reply(&reply);
+        assert!(turn
+            .parse_error
+            .unwrap()
+            .contains("tool call f: arguments are not JSON"));
+    }
+
+    #[test]
+    fn openai_messages_send_arguments_as_text_and_never_thinking() {
+        let mut call = ToolCall::new("f", json!({"a": 1}));
+        call.id = Some("c000100001".into());
+        let mut assistant = Message::tool_calls(vec![call]);
+        assistant.reasoning_content = Some("secret".into());
+        let tool = Message::tool_result(Some("c000100001".into()), "f", "{\"ok\":true}");
+        let sent = openai_messages(&[assistant, tool]);
+        assert_eq!(
+            sent[0]["tool_calls"][0]["function"]["arguments"],
+            "{\"a\":1}"
+        );
+        assert!(sent[0].get("content").is_none());
+        assert!(!Value::Array(sent.clone()).to_string().contains("secret"));
+        assert_eq!(sent[1]["tool_call_id"], "c000100001");
+        assert_eq!(sent[1]["name"], "f");
+    }
+
+    #[test]
+    fn force_policy_and_ollama_limits() {
+        assert!(ForceTools::First.applies(1) && !ForceTools::First.applies(2));
+        assert!(ForceTools::Always.applies(7) && !ForceTools::Never.applies(1));
+        assert!(ForceTools::parse("sometimes").is_err());
+        let ollama = Endpoint::Ollama(Ollama::new("http://127.0.0.1:1", "m", 2048));
+        let error = JsonArm::new("json", ollama, "m", Sampling::default(), ForceTools::First);
+        assert!(error.err().unwrap().to_string().contains("no tool_choice"));
+    }
+}
