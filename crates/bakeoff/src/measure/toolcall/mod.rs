@@ -3,9 +3,12 @@
 //! per-turn traces, and report where the arms diverge; plus a small BFCL-style single-turn set.
 
 pub mod arms;
+pub mod bfcl;
+pub mod diverge;
 pub mod episode;
 pub mod grammar;
 pub mod task;
+pub mod textdiff;
 
 pub use arms::{Arm, ArmInfo, Endpoint, ForceTools, JsonArm, NativeArm, Sampling};
 pub use episode::{Trace, Turn};
