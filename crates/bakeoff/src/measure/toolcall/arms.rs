@@ -490,7 +490,7 @@ impl Arm for NativeArm {
         let prompt = self
             .template
             .render(history, tools, true, &self.template_vars)
-            .map_err(StepError::at("render"))?;
+            .map_err(|e| StepError::at("render")(e.into()))?;
         let grammar = if self.info.force_tools.applies(step) && !tools.is_empty() {
             Some(
                 grammar::tool_call_grammar(self.format, tools, self.force_thinking)
