@@ -6,6 +6,9 @@ mod fidelity;
 mod journal;
 mod profiles;
 mod schema;
+mod tool_traces;
+
+pub use tool_traces::ToolTraceRow;
 
 pub use fidelity::FidelityRow;
 pub use journal::{GateCheckRow, JournalEntry};

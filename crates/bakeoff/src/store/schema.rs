@@ -148,11 +148,15 @@ pub const MIGRATIONS: &[&str] = &[
         updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
     );
     "#,
-    // 5: tool-call bakeoff traces (issue 7), one row per (arm, task) episode.
+    // 5: tool-call bakeoff traces (issue 7), one row per (arm, task) episode (`kind` = 'episode',
+    // seed 001's trace schema in `trace`) or per (arm, item) of the single-turn set (`kind` = 'bfcl',
+    // `passed` set). The trial holds the engine, model and config that produced the row.
     r#"
     CREATE TABLE tool_traces (
         id INTEGER PRIMARY KEY,
         run_id INTEGER NOT NULL REFERENCES runs(id),
+        trial_id INTEGER REFERENCES trials(id),
+        kind TEXT NOT NULL DEFAULT 'episode',
         arm TEXT NOT NULL,
         task TEXT NOT NULL,
         halt_reason TEXT NOT NULL,
@@ -160,6 +164,7 @@ pub const MIGRATIONS: &[&str] = &[
         tool_calls_total INTEGER NOT NULL,
         wall_clock_s REAL NOT NULL,
         final_history_chars INTEGER NOT NULL,
+        passed INTEGER,
         trace TEXT NOT NULL,
         created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
     );
