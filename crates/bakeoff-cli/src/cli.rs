@@ -83,6 +83,9 @@ pub enum Command {
         after_help = "Examples:\n  bakeoff runs list\n  bakeoff runs show last --json"
     )]
     Runs(RunsCommand),
+    /// Tool-call bakeoff: the engine's JSON tools API vs the model's native format, on agentic tasks and a single-turn set.
+    #[command(subcommand, after_help = crate::cli_tools::TOOLS_EXAMPLES)]
+    Tools(crate::cli_tools::ToolsCommand),
 }
 
 #[derive(Args, Debug)]

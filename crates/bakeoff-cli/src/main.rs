@@ -1,6 +1,7 @@
 //! The `bakeoff` binary: parse arguments, run one command, print errors with their hints.
 
 mod cli;
+mod cli_tools;
 mod commands;
 mod printer;
 

@@ -12,6 +12,7 @@ mod report;
 mod runs;
 mod serve;
 mod serve_profile;
+mod tools;
 
 use crate::cli::{Cli, Command, Global};
 use crate::printer::Printer;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gate(args) => gate::run(&cli.global, &args, printer),
         Command::Journal(command) => journal::run(&cli.global, command, printer),
         Command::Profile(command) => profile::run(&cli.global, command, printer),
+        Command::Tools(command) => tools::run(&cli.global, command, printer),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod bfcl;
 pub mod diverge;
 pub mod episode;
 pub mod grammar;
+pub mod render;
 pub mod task;
 pub mod textdiff;
 

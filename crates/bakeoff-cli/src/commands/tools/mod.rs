@@ -1,0 +1,551 @@
+//! `bakeoff tools`: the tool-call bakeoff. Resolves the engine (launched llama-server or attached
+//! server), builds the arms, runs agentic tasks or the single-turn set under a stored run, and
+//! prints summaries and divergence reports.
+
+mod print;
+mod target;
+
+use crate::cli::Global;
+use crate::cli_tools::{
+    RenderDiffArgs, ToolSampling, ToolTarget, ToolsBfclArgs, ToolsCommand, ToolsRunArgs,
+};
+use crate::printer::Printer;
+use bakeoff::measure::toolcall::bfcl::{self, Dataset, ItemResult, Verdict};
+use bakeoff::measure::toolcall::{diverge, episode, render, Arm, Task, Trace};
+use bakeoff::store::{NewTrial, Store};
+use bakeoff::system::{lock, paths, Fingerprint, MeasureLock};
+use bakeoff::Error;
+use serde_json::json;
+use std::process::ExitCode;
+use target::Target;
+
+pub fn run(global: &Global, command: ToolsCommand, printer: Printer) -> anyhow::Result<ExitCode> {
+    match command {
+        ToolsCommand::Run(args) => run_tasks(global, &args, printer),
+        ToolsCommand::Bfcl(args) => run_bfcl(global, &args, printer),
+        ToolsCommand::RenderDiff(args) => render_diff(global, &args, printer),
+        ToolsCommand::Diff {
+            run,
+            arms,
+            task,
+            json,
+        } => diff(global, &run, arms.as_deref(), task.as_deref(), json),
+        ToolsCommand::Export { run, output } => export(global, &run, output.as_deref()),
+        ToolsCommand::Tasks { json } => tasks(json),
+    }
+}
+
+/// A stored run with its engines launched or attached, and its arms.
+struct Session {
+    store: Store,
+    run_id: i64,
+    targets: Vec<Target>,
+    arms: Vec<(Box<dyn Arm>, usize)>,
+    _lock: MeasureLock,
+}
+
+fn begin(
+    global: &Global,
+    kind: &str,
+    target_args: &ToolTarget,
+    sampling_args: &ToolSampling,
+    force_thinking: bool,
+    params: serde_json::Value,
+    printer: Printer,
+) -> anyhow::Result<Session> {
+    let lock = MeasureLock::acquire(&lock::default_path(), &super::command_line())?;
+    let store = super::open_store(global)?;
+    let system_id = store.system_id(&Fingerprint::collect())?;
+    let run_id = store.begin_run(
+        kind,
+        &super::command_line(),
+        system_id,
+        sampling_args.tag.as_deref(),
+        &params,
+    )?;
+    match open_session(
+        global,
+        &store,
+        run_id,
+        target_args,
+        sampling_args,
+        force_thinking,
+        printer,
+    ) {
+        Ok((targets, arms)) => Ok(Session {
+            store,
+            run_id,
+            targets,
+            arms,
+            _lock: lock,
+        }),
+        Err(error) => {
+            let log = paths::run_dir(store.path(), run_id).join("llama-server.log");
+            if log.exists() {
+                store.engine_log(run_id, None, &log)?;
+            }
+            store.end_run(run_id, "failed", Some(&error.to_string()))?;
+            Err(error.into())
+        }
+    }
+}
+
+type Arms = Vec<(Box<dyn Arm>, usize)>;
+
+fn open_session(
+    global: &Global,
+    store: &Store,
+    run_id: i64,
+    target_args: &ToolTarget,
+    sampling_args: &ToolSampling,
+    force_thinking: bool,
+    printer: Printer,
+) -> bakeoff::Result<(Vec<Target>, Arms)> {
+    let (sampling, force) = target::sampling(sampling_args)?;
+    let log_dir = paths::run_dir(store.path(), run_id);
+    let main = target::open(global, target_args, &log_dir, Some(store))?;
+    printer.status(format!("run {run_id}: {}", main.label));
+    let mut arms: Arms = target::build_arms(
+        &sampling_args.arms,
+        target_args,
+        &main,
+        sampling,
+        force,
+        force_thinking,
+    )?
+    .into_iter()
+    .map(|arm| (arm, 0))
+    .collect();
+    let mut targets = vec![main];
+    if let Some(url) = &sampling_args.reference {
+        let reference_args = ToolTarget {
+            model: None,
+            url: Some(url.clone()),
+            model_name: sampling_args.reference_model.clone(),
+            engine_args: Vec::new(),
+            ..target_args.clone()
+        };
+        let reference = target::open(global, &reference_args, &log_dir, Some(store))?;
+        printer.status(format!("reference: {}", reference.label));
+        let arm = target::build_arm(
+            "reference",
+            &sampling_args.reference_arm,
+            &reference_args,
+            &reference,
+            sampling,
+            force,
+            force_thinking,
+        )?;
+        arms.push((arm, 1));
+        targets.push(reference);
+    }
+    Ok((targets, arms))
+}
+
+impl Session {
+    fn trial(
+        &self,
+        arm: &dyn Arm,
+        target: usize,
+        workload: &serde_json::Value,
+    ) -> bakeoff::Result<i64> {
+        let target = &self.targets[target];
+        self.store.begin_trial(
+            self.run_id,
+            &NewTrial {
+                config: Some(&target.config),
+                engine_id: target.engine_id,
+                model_id: target.model_id,
+                workload: &json!({ "arm": arm.info(), "work": workload }),
+                repetition: 0,
+            },
+        )
+    }
+
+    fn finish(self, result: &bakeoff::Result<()>) -> bakeoff::Result<()> {
+        let status = match (result, bakeoff::engines::process::interrupted()) {
+            (_, Some(_)) => "interrupted",
+            (Ok(()), None) => "ok",
+            (Err(_), None) => "failed",
+        };
+        if let Some(server) = self.targets.iter().find_map(|t| t.server.as_ref()) {
+            self.store
+                .engine_log(self.run_id, None, server.log_path())?;
+        }
+        self.store.end_run(
+            self.run_id,
+            status,
+            result.as_ref().err().map(|e| e.to_string()).as_deref(),
+        )
+    }
+}
+
+fn run_tasks(global: &Global, args: &ToolsRunArgs, printer: Printer) -> anyhow::Result<ExitCode> {
+    let mut tasks = args
+        .task
+        .split(',')
+        .map(|t| Task::resolve(t.trim()))
+        .collect::<bakeoff::Result<Vec<_>>>()?;
+    if let Some(budget) = args.budget {
+        if budget == 0 {
+            return Err(Error::input("--budget must be at least 1").into());
+        }
+        tasks.iter_mut().for_each(|t| t.step_budget = budget);
+    }
+    let params = json!({ "tasks": tasks.iter().map(|t| &t.name).collect::<Vec<_>>(), "arms": args.sampling.arms,
+        "force_tools": args.sampling.force_tools, "reference": args.sampling.reference });
+    let mut session = begin(
+        global,
+        "tools",
+        &args.target,
+        &args.sampling,
+        args.force_thinking,
+        params,
+        printer,
+    )?;
+    let mut traces = Vec::new();
+    let result = run_episodes(&mut session, &tasks, &mut traces, printer);
+    let run_id = session.run_id;
+    session.finish(&result)?;
+    result?;
+    let reports = divergences(&traces, None);
+    if args.sampling.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({ "run": run_id, "traces": traces, "divergence": reports })
+            )?
+        );
+    } else {
+        print::episodes(&traces);
+        println!();
+        reports.iter().for_each(print::divergence);
+    }
+    printer.status(format!(
+        "stored as run {run_id}; `bakeoff tools diff {run_id}` or `bakeoff tools export {run_id}`"
+    ));
+    Ok(interrupted_code())
+}
+
+fn run_episodes(
+    session: &mut Session,
+    tasks: &[Task],
+    traces: &mut Vec<Trace>,
+    printer: Printer,
+) -> bakeoff::Result<()> {
+    for task in tasks {
+        for index in 0..session.arms.len() {
+            if bakeoff::engines::process::interrupted().is_some() {
+                return Ok(());
+            }
+            let (arm, target) = &session.arms[index];
+            let trial = session.trial(arm.as_ref(), *target, &json!({ "tool_task": task.name }))?;
+            let name = arm.info().name.clone();
+            let mut observe = |turn: &episode::Turn| {
+                let calls: Vec<String> = turn
+                    .tool_calls
+                    .iter()
+                    .map(|c| format!("{}({})", c.name, target::short(&c.arguments)))
+                    .collect();
+                let what = turn.error.clone().unwrap_or_else(|| {
+                    if calls.is_empty() {
+                        "answer".into()
+                    } else {
+                        calls.join(", ")
+                    }
+                });
+                printer.status(format!(
+                    "[{}] {name} step {}: {what} ({:.2}s)",
+                    task.name, turn.step, turn.elapsed_s
+                ));
+            };
+            let trace = episode::run(session.arms[index].0.as_mut(), task, &mut observe);
+            session
+                .store
+                .record_episode(session.run_id, Some(trial), &trace)?;
+            session
+                .store
+                .end_trial(trial, "ok", Some(&trace.outcome.halt_reason))?;
+            traces.push(trace);
+        }
+    }
+    Ok(())
+}
+
+/// Divergence reports per task: json vs native, and each arm against the reference (or the pair given).
+fn divergences(traces: &[Trace], pair: Option<(&str, &str)>) -> Vec<diverge::Divergence> {
+    let mut reports = Vec::new();
+    let mut tasks: Vec<&str> = traces.iter().map(|t| t.task.as_str()).collect();
+    tasks.dedup();
+    let find = |task: &str, arm: &str| traces.iter().find(|t| t.task == task && t.arm == arm);
+    for task in tasks {
+        let pairs: Vec<(&str, &str)> = match pair {
+            Some(pair) => vec![pair],
+            None => vec![
+                ("json", "native"),
+                ("json", "reference"),
+                ("native", "reference"),
+            ],
+        };
+        for (a, b) in pairs {
+            if let (Some(ta), Some(tb)) = (find(task, a), find(task, b)) {
+                reports.push(diverge::compare(ta, tb));
+            }
+        }
+    }
+    reports
+}
+
+fn run_bfcl(global: &Global, args: &ToolsBfclArgs, printer: Printer) -> anyhow::Result<ExitCode> {
+    let dataset = Dataset::builtin()?;
+    let categories: Option<Vec<String>> = args
+        .category
+        .as_ref()
+        .map(|c| c.split(',').map(|s| s.trim().to_string()).collect());
+    if let Some(bad) = categories
+        .iter()
+        .flatten()
+        .find(|c| !bfcl::CATEGORIES.contains(&c.as_str()))
+    {
+        return Err(Error::input(format!(
+            "--category {bad}: expected {}",
+            bfcl::CATEGORIES.join(", ")
+        ))
+        .into());
+    }
+    let items: Vec<_> = dataset
+        .items
+        .iter()
+        .filter(|i| categories.as_ref().is_none_or(|c| c.contains(&i.category)))
+        .collect();
+    let params = json!({ "bfcl": "built-in", "items": items.len(), "arms": args.sampling.arms, "force_tools": args.sampling.force_tools });
+    let mut session = begin(
+        global,
+        "tools-bfcl",
+        &args.target,
+        &args.sampling,
+        false,
+        params,
+        printer,
+    )?;
+    let mut results = Vec::new();
+    let result = (|| {
+        for index in 0..session.arms.len() {
+            let (arm, target) = &session.arms[index];
+            let trial = session.trial(arm.as_ref(), *target, &json!({ "bfcl": "built-in" }))?;
+            for item in &items {
+                if bakeoff::engines::process::interrupted().is_some() {
+                    break;
+                }
+                let scored = bfcl::run_item(session.arms[index].0.as_mut(), &dataset, item)
+                    .unwrap_or_else(|failure| ItemResult {
+                        id: item.id.clone(),
+                        category: item.category.clone(),
+                        arm: session.arms[index].0.info().name.clone(),
+                        calls: Vec::new(),
+                        content: String::new(),
+                        verdict: Verdict {
+                            valid: false,
+                            error_type: Some(format!("error:{}", failure.stage)),
+                            errors: vec![failure.error.to_string()],
+                        },
+                        elapsed_s: 0.0,
+                        prompt_eval_count: None,
+                        eval_count: None,
+                        prompt: None,
+                        raw: None,
+                    });
+                printer.status(format!(
+                    "{} {}: {}",
+                    scored.arm,
+                    scored.id,
+                    if scored.verdict.valid { "pass" } else { "fail" }
+                ));
+                session
+                    .store
+                    .record_bfcl(session.run_id, Some(trial), &scored)?;
+                results.push(scored);
+            }
+            session.store.end_trial(trial, "ok", None)?;
+        }
+        Ok(())
+    })();
+    let run_id = session.run_id;
+    session.finish(&result)?;
+    result?;
+    if args.sampling.json {
+        let summary: serde_json::Map<String, serde_json::Value> = ["json", "native", "reference"]
+            .iter()
+            .filter_map(|arm| {
+                let own: Vec<ItemResult> =
+                    results.iter().filter(|r| r.arm == *arm).cloned().collect();
+                (!own.is_empty()).then(|| (arm.to_string(), json!(bfcl::summary(&own))))
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({ "run": run_id, "results": results, "summary": summary })
+            )?
+        );
+    } else {
+        print::bfcl_results(&results);
+    }
+    Ok(interrupted_code())
+}
+
+fn render_diff(
+    global: &Global,
+    args: &RenderDiffArgs,
+    printer: Printer,
+) -> anyhow::Result<ExitCode> {
+    let task = Task::resolve(&args.task)?;
+    let log_dir = tempfile_dir()?;
+    let target = target::open(global, &args.target, log_dir.path(), None)?;
+    printer.status(format!(
+        "rendering {} conversations of task {} on {}",
+        render::cases(&task).len(),
+        task.name,
+        target.label
+    ));
+    let template = target::native_template(&args.target, &target)?;
+    let results = render::compare(&template, &target.endpoint, &render::cases(&task));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({ "engine": target.label, "task": task.name, "cases": results })
+            )?
+        );
+    } else {
+        print::renderings(&results);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tempfile_dir() -> bakeoff::Result<TempDir> {
+    let path = std::env::temp_dir().join(format!("bakeoff-render-diff-{}", std::process::id()));
+    std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+    Ok(TempDir(path))
+}
+
+/// A scratch directory for a launched server's log, removed afterwards.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn diff(
+    global: &Global,
+    run: &str,
+    arms: Option<&str>,
+    task: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = super::open_store(global)?;
+    let run_id = store.resolve_run(run)?;
+    let traces: Vec<Trace> = store
+        .episodes(run_id)?
+        .into_iter()
+        .filter(|t| task.is_none_or(|name| t.task == name))
+        .collect();
+    if traces.is_empty() {
+        return Err(Error::input(format!(
+            "run {run_id} has no tool-call episodes{}",
+            task.map(|t| format!(" of task {t}")).unwrap_or_default()
+        ))
+        .with_hint("`bakeoff tools run` stores them; `bakeoff runs list` shows the runs")
+        .into());
+    }
+    let pair = match arms {
+        Some(text) => match text.split_once(',') {
+            Some((a, b)) => Some((a.trim(), b.trim())),
+            None => {
+                return Err(Error::input(format!(
+                    "--arms {text}: expected two arms, e.g. json,native"
+                ))
+                .into())
+            }
+        },
+        None => None,
+    };
+    let reports = divergences(&traces, pair);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "run": run_id, "divergence": reports }))?
+        );
+    } else if reports.is_empty() {
+        eprintln!("run {run_id}: no task has both arms to compare");
+    } else {
+        reports.iter().for_each(print::divergence);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(
+    global: &Global,
+    run: &str,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let store = super::open_store(global)?;
+    let run_id = store.resolve_run(run)?;
+    let detail = store.run_detail(run_id)?;
+    let rows = store.tool_traces(run_id)?;
+    let traces: Vec<_> = rows
+        .iter()
+        .filter(|r| r.kind == "episode")
+        .map(|r| &r.trace)
+        .collect();
+    let bfcl: Vec<_> = rows
+        .iter()
+        .filter(|r| r.kind == "bfcl")
+        .map(|r| &r.trace)
+        .collect();
+    let document = json!({ "run": detail.run, "params": detail.params, "system": detail.system, "traces": traces, "bfcl": bfcl });
+    let text = serde_json::to_string_pretty(&document)?;
+    match output {
+        Some(path) => std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))?,
+        None => println!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tasks(json: bool) -> anyhow::Result<ExitCode> {
+    let tasks: Vec<Task> = Task::builtin_names()
+        .into_iter()
+        .filter_map(Task::builtin)
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tasks)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for task in tasks {
+        let tools: Vec<&str> = task.tools.iter().map(|t| t.name.as_str()).collect();
+        println!(
+            "{:<10} budget {:>2}  {}\n{:<10} tools: {}",
+            task.name,
+            task.step_budget,
+            task.description,
+            "",
+            tools.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn interrupted_code() -> ExitCode {
+    match bakeoff::engines::process::interrupted() {
+        Some(signal) => ExitCode::from((128 + signal) as u8),
+        None => ExitCode::SUCCESS,
+    }
+}

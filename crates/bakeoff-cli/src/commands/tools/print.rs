@@ -1,0 +1,148 @@
+//! Text output of `bakeoff tools`: episode summaries, divergence reports, single-turn scores and
+//! rendering comparisons (stdout; `--json` prints the same data as JSON instead).
+
+use bakeoff::measure::toolcall::bfcl::{self, ItemResult};
+use bakeoff::measure::toolcall::diverge::Divergence;
+use bakeoff::measure::toolcall::render::RenderComparison;
+use bakeoff::measure::toolcall::textdiff::TextDiff;
+use bakeoff::measure::toolcall::Trace;
+
+pub fn episodes(traces: &[Trace]) {
+    println!(
+        "{:<10} {:<10} {:<16} {:>5} {:>10} {:>8}  ENGINE",
+        "TASK", "ARM", "HALT", "STEPS", "TOOL CALLS", "WALL S"
+    );
+    for t in traces {
+        println!(
+            "{:<10} {:<10} {:<16} {:>5} {:>10} {:>8.2}  {} {}",
+            t.task,
+            t.arm,
+            t.outcome.halt_reason,
+            t.outcome.steps_used,
+            t.outcome.tool_calls_total,
+            t.outcome.wall_clock_s,
+            t.engine,
+            t.arm_info.api
+        );
+    }
+}
+
+pub fn divergence(report: &Divergence) {
+    let (a, b) = (&report.a.arm, &report.b.arm);
+    let verdict = match (report.same_behaviour, report.first_divergent_step) {
+        (true, _) => format!(
+            "same behaviour ({} steps, {} tool calls, halt {})",
+            report.a.steps_used, report.a.tool_calls_total, report.a.halt_reason
+        ),
+        (false, Some(step)) => format!("diverge at step {step}"),
+        (false, None) => "same calls, different halt".into(),
+    };
+    println!("{}: {a} vs {b}: {verdict}", report.task);
+    for step in &report.steps {
+        for call in &step.calls {
+            let names = format!(
+                "{} / {}",
+                call.a.as_deref().unwrap_or("-"),
+                call.b.as_deref().unwrap_or("-")
+            );
+            println!(
+                "  step {} call {}: {} ({names})",
+                step.step, call.index, call.kind
+            );
+            for value in &call.arguments {
+                let show = |v: &Option<serde_json::Value>| {
+                    v.as_ref().map_or("(absent)".to_string(), |v| v.to_string())
+                };
+                println!(
+                    "    {}: {} vs {}",
+                    if value.path.is_empty() {
+                        "/"
+                    } else {
+                        &value.path
+                    },
+                    show(&value.a),
+                    show(&value.b)
+                );
+            }
+        }
+        if step.calls.is_empty()
+            && (step.a_calls.is_empty() != step.b_calls.is_empty() || step.answers_differ)
+        {
+            let what = if step.answers_differ {
+                "answers differ"
+            } else {
+                "reached by one arm only"
+            };
+            println!(
+                "  step {}: {what} ({:?} vs {:?})",
+                step.step, step.a_calls, step.b_calls
+            );
+        }
+    }
+    if let Some((ha, hb)) = &report.halt {
+        println!("  halt: {ha} vs {hb}");
+    }
+    for prompt in &report.prompts {
+        println!("  step {} prompt: {}", prompt.step, text_diff(&prompt.diff));
+    }
+}
+
+pub fn text_diff(diff: &TextDiff) -> String {
+    format!(
+        "first difference at byte {} (line {}, column {})\n      a: {}\n      b: {}",
+        diff.byte, diff.line, diff.column, diff.a_context, diff.b_context
+    )
+}
+
+pub fn bfcl_results(results: &[ItemResult]) {
+    println!(
+        "{:<22} {:<12} {:<10} {:<6} DETAIL",
+        "ITEM", "CATEGORY", "ARM", "PASS"
+    );
+    for r in results {
+        let detail = r.verdict.error_type.clone().unwrap_or_else(|| {
+            r.calls
+                .iter()
+                .map(|c| c["name"].as_str().unwrap_or("?").to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        println!(
+            "{:<22} {:<12} {:<10} {:<6} {detail}",
+            r.id,
+            r.category,
+            r.arm,
+            if r.verdict.valid { "yes" } else { "no" }
+        );
+    }
+    let mut arms: Vec<&str> = results.iter().map(|r| r.arm.as_str()).collect();
+    arms.dedup();
+    for arm in arms {
+        let own: Vec<ItemResult> = results.iter().filter(|r| r.arm == arm).cloned().collect();
+        let parts: Vec<String> = bfcl::summary(&own)
+            .iter()
+            .map(|(category, (passed, total))| format!("{category} {passed}/{total}"))
+            .collect();
+        println!("{arm}: {}", parts.join(", "));
+    }
+}
+
+pub fn renderings(results: &[RenderComparison]) {
+    for r in results {
+        match (&r.error, &r.diff) {
+            (Some(error), _) => println!("{:<20} error: {error}", r.case),
+            (None, None) => println!(
+                "{:<20} identical ({} chars)",
+                r.case,
+                r.ours_chars.unwrap_or(0)
+            ),
+            (None, Some(diff)) => println!(
+                "{:<20} differ (bakeoff {} chars, engine {} chars): {}",
+                r.case,
+                r.ours_chars.unwrap_or(0),
+                r.engine_chars.unwrap_or(0),
+                text_diff(diff)
+            ),
+        }
+    }
+}
