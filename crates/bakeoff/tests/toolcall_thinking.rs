@@ -63,6 +63,7 @@ fn thinking_prefix_is_not_replayed_into_the_next_gemma4_prompt() {
             template_sha256: None,
             force_tools: ForceTools::Never,
             sampling: Sampling::default(),
+            prefill: None,
         },
         turns: vec![
             ArmTurn {

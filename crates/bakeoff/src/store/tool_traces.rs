@@ -181,6 +181,7 @@ mod tests {
                 template_sha256: None,
                 force_tools: ForceTools::First,
                 sampling: Sampling::default(),
+                prefill: None,
             },
             turns: vec![Turn {
                 step: 1,

@@ -112,6 +112,9 @@ pub struct ArmInfo {
     pub template_sha256: Option<String>,
     pub force_tools: ForceTools,
     pub sampling: Sampling,
+    /// JSON arm: text prefilled as the start of a forced assistant turn (the family's call opener).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill: Option<String>,
 }
 
 /// One model turn as an arm saw it.
@@ -195,6 +198,7 @@ impl JsonArm {
             template_sha256: None,
             force_tools,
             sampling,
+            prefill: None,
         };
         Ok(JsonArm {
             info,
@@ -203,11 +207,27 @@ impl JsonArm {
         })
     }
 
+    /// On forced steps, also prefill the assistant turn with `format`'s call opener. llama-server
+    /// (b11434) builds its `tool_choice: "required"` grammar as `free text? tool-call`, so a small
+    /// model writes prose until `max_tokens` and never reaches the call; the prefill makes the call
+    /// start at once, and the engine's own parser still turns it into JSON `tool_calls`.
+    pub fn prefill_calls(mut self, format: ToolCallFormat) -> Self {
+        if self.info.force_tools != ForceTools::Never {
+            self.info.prefill = Some(call_opener(format).to_string());
+        }
+        self
+    }
+
     fn chat_body(&self, history: &[Message], tools: &[Value], step: u32) -> Value {
         let sampling = self.info.sampling;
+        let forced = !tools.is_empty() && self.info.force_tools.applies(step);
+        let mut messages = openai_messages(history);
+        if let Some(prefill) = self.info.prefill.as_ref().filter(|_| forced) {
+            messages.push(json!({ "role": "assistant", "content": prefill }));
+        }
         let mut body = json!({
             "model": self.info.model,
-            "messages": openai_messages(history),
+            "messages": messages,
             "max_tokens": sampling.max_tokens,
             "temperature": sampling.temperature,
             "seed": sampling.seed,
@@ -215,7 +235,7 @@ impl JsonArm {
         });
         if !tools.is_empty() {
             body["tools"] = json!(tools);
-            if self.info.force_tools.applies(step) {
+            if forced {
                 body["tool_choice"] = json!("required");
             }
         }
@@ -293,6 +313,17 @@ impl Arm for JsonArm {
             }
             Endpoint::Ollama(ollama) => self.ollama_turn(ollama, history, tools),
         }
+    }
+}
+
+/// The text a family's tool call starts with.
+pub fn call_opener(format: ToolCallFormat) -> &'static str {
+    match format {
+        ToolCallFormat::Hermes => "<tool_call>\n",
+        ToolCallFormat::Llama3Json => "{",
+        ToolCallFormat::Mistral => "[TOOL_CALLS]",
+        ToolCallFormat::Gemma4 => "<|tool_call>",
+        ToolCallFormat::Pythonic => "[",
     }
 }
 
@@ -420,6 +451,7 @@ impl NativeArm {
             template_sha256: Some(sha256_hex(template.source.as_bytes())),
             force_tools,
             sampling,
+            prefill: None,
         };
         Ok(NativeArm {
             info,
@@ -590,6 +622,22 @@ mod tests {
         assert!(!Value::Array(sent.clone()).to_string().contains("secret"));
         assert_eq!(sent[1]["tool_call_id"], "c000100001");
         assert_eq!(sent[1]["name"], "f");
+    }
+
+    #[test]
+    fn forced_json_steps_require_a_call_and_prefill_the_opener() {
+        let endpoint = Endpoint::llama_server("http://127.0.0.1:1");
+        let arm = JsonArm::new("json", endpoint, "m", Sampling::default(), ForceTools::First)
+            .unwrap()
+            .prefill_calls(ToolCallFormat::Hermes);
+        let tools = vec![json!({"type": "function", "function": {"name": "f"}})];
+        let history = vec![Message::user("hi")];
+        let first = arm.chat_body(&history, &tools, 1);
+        assert_eq!(first["tool_choice"], "required");
+        assert_eq!(first["messages"][1], json!({"role": "assistant", "content": "<tool_call>\n"}));
+        let second = arm.chat_body(&history, &tools, 2);
+        assert!(second.get("tool_choice").is_none());
+        assert_eq!(second["messages"].as_array().unwrap().len(), 1);
     }
 
     #[test]

@@ -257,6 +257,7 @@ mod tests {
                 template_sha256: None,
                 force_tools: ForceTools::Never,
                 sampling: Sampling::default(),
+                prefill: None,
             },
             outcome: Final {
                 halt_reason: halt.into(),

@@ -265,6 +265,7 @@ mod tests {
                 template_sha256: None,
                 force_tools: ForceTools::Never,
                 sampling: Sampling::default(),
+                prefill: None,
             };
             Scripted {
                 info,

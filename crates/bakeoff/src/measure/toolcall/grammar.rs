@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 /// Shared rules. Strings and numbers are bounded so a small model cannot ramble inside a value.
 const PRIMITIVES: &str = r#"ws ::= " "?
-string ::= "\"" char{0,48} "\""
+string ::= "\"" char{0,32} "\""
 char ::= [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})
 integer ::= "-"? ([0-9] | [1-9] [0-9]{1,9})
 number ::= integer ("." [0-9]{1,6})?

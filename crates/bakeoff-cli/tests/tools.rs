@@ -1,0 +1,286 @@
+//! `bakeoff tools` end to end on a real llama-server (SmolLM2 with the Qwen 2.5 template, so both
+//! arms speak Hermes `<tool_call>`): forced calls parsed on both arms, traces stored and exported,
+//! the divergence report, the single-turn set, and the rendering diff. Assertions are on structure,
+//! never on speed or on what the tiny model chooses to say.
+
+mod common;
+
+use common::{llama_template, run, smollm, Sandbox};
+use serde_json::Value;
+use std::process::Command;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// `bakeoff tools SUB ARGS -m SmolLM2 -- --chat-template-file Qwen2.5` in `sandbox`.
+fn tools(sandbox: &Sandbox, sub: &str, args: &[&str]) -> Command {
+    let mut cmd = sandbox.cmd();
+    cmd.args(["tools", sub])
+        .args(args)
+        .arg("-m")
+        .arg(smollm())
+        .arg("--")
+        .arg("--chat-template-file")
+        .arg(llama_template("Qwen-Qwen2.5-7B-Instruct.jinja"));
+    cmd
+}
+
+fn json_out(cmd: Command) -> Value {
+    let (status, stdout, stderr) = run(cmd, LIMIT);
+    assert!(status.success(), "failed: {status}\nstderr:\n{stderr}");
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}\nstderr:\n{stderr}"))
+}
+
+const HALTS: [&str; 2] = ["no_tool_calls", "step_budget"];
+
+fn halt_recorded(trace: &Value) {
+    let halt = trace["final"]["halt_reason"].as_str().expect("halt_reason");
+    assert!(
+        HALTS.contains(&halt) || halt.starts_with("error:"),
+        "unexpected halt {halt}"
+    );
+    for key in [
+        "steps_used",
+        "tool_calls_total",
+        "wall_clock_s",
+        "final_history_chars",
+    ] {
+        assert!(
+            trace["final"][key].is_number(),
+            "final.{key} missing: {trace}"
+        );
+    }
+}
+
+#[test]
+fn forced_first_call_is_parsed_on_both_arms_and_stored() {
+    let sandbox = Sandbox::new();
+    let out = json_out(tools(
+        &sandbox,
+        "run",
+        &[
+            "--task",
+            "memory",
+            "--force-tools",
+            "first",
+            "--budget",
+            "3",
+            "--max-tokens",
+            "48",
+            "--json",
+        ],
+    ));
+    let traces = out["traces"].as_array().expect("traces");
+    let arms: Vec<&str> = traces.iter().map(|t| t["arm"].as_str().unwrap()).collect();
+    assert_eq!(arms, ["json", "native"]);
+    let task_tools = ["memory_search", "memory_save"];
+    for trace in traces {
+        halt_recorded(trace);
+        let first = &trace["turns"][0];
+        assert_eq!(
+            first["tool_call_count"], 1,
+            "{} arm: forced call not parsed: {first}",
+            trace["arm"]
+        );
+        let name = first["tool_calls"][0]["name"].as_str().unwrap();
+        assert!(task_tools.contains(&name), "{name}");
+        assert!(first["tool_calls"][0]["arguments"].is_object());
+        assert!(
+            first["tool_calls"][0]["result"].is_object(),
+            "fake tool answered"
+        );
+        for key in [
+            "elapsed_s",
+            "prompt_eval_count",
+            "eval_count",
+            "content_len",
+        ] {
+            assert!(first[key].is_number(), "turn.{key} missing: {first}");
+        }
+        // Both arms know their prompt: the engine's rendering (json) and bakeoff's (native).
+        assert!(
+            first["prompt"]
+                .as_str()
+                .is_some_and(|p| p.contains("<tools>")),
+            "{first}"
+        );
+    }
+    let native = &traces[1];
+    assert_eq!(native["arm_info"]["format"], "hermes");
+    assert!(native["turns"][0]["raw"]
+        .as_str()
+        .unwrap()
+        .starts_with("<tool_call>"));
+    let report = &out["divergence"][0];
+    assert_eq!(
+        (report["a"]["arm"].as_str(), report["b"]["arm"].as_str()),
+        (Some("json"), Some("native"))
+    );
+    assert!(report["same_behaviour"].is_boolean());
+
+    // Stored: export gives back both traces, under a run whose trials name engine and model.
+    let run_id = out["run"].as_i64().unwrap().to_string();
+    let mut export = sandbox.cmd();
+    export.args(["tools", "export", &run_id]);
+    let exported = json_out(export);
+    assert_eq!(exported["traces"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        exported["traces"][1]["turns"][0]["tool_calls"],
+        traces[1]["turns"][0]["tool_calls"]
+    );
+    let mut show = sandbox.cmd();
+    show.args(["runs", "show", &run_id, "--json"]);
+    let detail = json_out(show);
+    assert_eq!(detail["run"]["status"], "ok");
+    let trial = &detail["trials"][0];
+    assert!(
+        trial["engine"]
+            .as_str()
+            .unwrap()
+            .starts_with("llama-server"),
+        "{trial}"
+    );
+    assert!(trial["model_sha256"]
+        .as_str()
+        .is_some_and(|s| s.len() == 64));
+    assert!(trial["flags"]["extra"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f == "--chat-template-file"));
+    let mut diff = sandbox.cmd();
+    diff.args(["tools", "diff", &run_id, "--json"]);
+    assert_eq!(json_out(diff)["divergence"][0]["task"], "memory");
+}
+
+// Regression (seed 001): thinking kept in a replayed assistant message corrupted the next prompt.
+// The grammar makes the real model open its turn with a <think> block before the forced call.
+#[test]
+fn thinking_from_a_real_model_is_not_replayed() {
+    let sandbox = Sandbox::new();
+    let out = json_out(tools(
+        &sandbox,
+        "run",
+        &[
+            "--task",
+            "movies",
+            "--arms",
+            "native",
+            "--force-tools",
+            "first",
+            "--force-thinking",
+            "--budget",
+            "2",
+            "--max-tokens",
+            "48",
+            "--json",
+        ],
+    ));
+    let turns = out["traces"][0]["turns"].as_array().unwrap();
+    let raw = turns[0]["raw"].as_str().unwrap();
+    let thought = raw
+        .strip_prefix("<think>")
+        .and_then(|r| r.split_once("</think>"))
+        .map(|(t, _)| t)
+        .expect("raw opens with a think block");
+    assert_eq!(turns[0]["tool_call_count"], 1, "{raw}");
+    assert!(turns[0]["thinking_len"].as_u64().unwrap() > 0);
+    let next = turns[1]["prompt"].as_str().expect("second prompt recorded");
+    assert!(
+        next.contains("<tool_response>"),
+        "tool result replayed: {next}"
+    );
+    assert!(
+        !next.contains("<think>") && !next.contains(thought.trim()),
+        "thinking replayed:\n{next}"
+    );
+}
+
+#[test]
+fn single_turn_set_scores_forced_calls_on_both_arms() {
+    let sandbox = Sandbox::new();
+    let out = json_out(tools(
+        &sandbox,
+        "bfcl",
+        &[
+            "--category",
+            "simple",
+            "--force-tools",
+            "always",
+            "--max-tokens",
+            "64",
+            "--json",
+        ],
+    ));
+    let results = out["results"].as_array().unwrap();
+    assert_eq!(results.len(), 10, "5 simple items x 2 arms");
+    for result in results {
+        assert_eq!(
+            result["calls"].as_array().unwrap().len(),
+            1,
+            "forced call parsed: {result}"
+        );
+        assert!(result["verdict"]["valid"].is_boolean());
+        if result["verdict"]["valid"] == false {
+            assert!(result["verdict"]["error_type"].is_string(), "{result}");
+        }
+    }
+    for arm in ["json", "native"] {
+        assert_eq!(out["summary"][arm]["simple"][1], 5, "{}", out["summary"]);
+    }
+}
+
+#[test]
+fn render_diff_compares_every_case_with_the_engine() {
+    let sandbox = Sandbox::new();
+    let out = json_out(tools(
+        &sandbox,
+        "render-diff",
+        &["--task", "movies", "--json"],
+    ));
+    let cases = out["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 4);
+    for case in cases {
+        assert!(case["error"].is_null(), "{case}");
+        assert!(case["identical"].is_boolean());
+        assert_eq!(case["identical"] == true, case["diff"].is_null(), "{case}");
+    }
+}
+
+#[test]
+fn bad_input_is_one_clear_line() {
+    let sandbox = Sandbox::new();
+    let mut cmd = sandbox.cmd();
+    cmd.args([
+        "tools",
+        "run",
+        "--task",
+        "nope",
+        "--url",
+        "http://127.0.0.1:9",
+    ]);
+    let (status, _, stderr) = run(cmd, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "error: no task 'nope'\nhint: built-in tasks: movies, research, memory, long"
+        ),
+        "{stderr}"
+    );
+    let mut cmd = sandbox.cmd();
+    cmd.args([
+        "tools",
+        "run",
+        "--task",
+        "memory",
+        "--url",
+        "http://127.0.0.1:9",
+    ]);
+    let (status, _, stderr) = run(cmd, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no llama-server, Ollama or OpenAI-compatible server answers there"),
+        "{stderr}"
+    );
+}
