@@ -271,10 +271,6 @@ pub fn build_arms(
     Ok(arms)
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the settings an arm is built from; private"
-)]
 pub fn build_arm(
     name: &str,
     path: &str,
@@ -286,13 +282,18 @@ pub fn build_arm(
 ) -> Result<Box<dyn Arm>> {
     let endpoint = target.endpoint.clone();
     match path {
-        "json" => Ok(Box::new(JsonArm::new(
-            name,
-            endpoint,
-            &target.model_name,
-            sampling,
-            force,
-        )?)),
+        "json" => {
+            let arm = JsonArm::new(name, endpoint, &target.model_name, sampling, force)?;
+            // A forced call starts with the family's opener when the format is known.
+            let format = native_template(target_args, target)
+                .and_then(|t| native_format(target_args.format.as_deref(), &t))
+                .ok();
+            let is_llama = matches!(target.endpoint, Endpoint::LlamaServer(_));
+            Ok(Box::new(match format {
+                Some(format) if is_llama => arm.prefill_calls(format),
+                _ => arm,
+            }))
+        }
         "native" => {
             let template = native_template(target_args, target)?;
             let format = native_format(target_args.format.as_deref(), &template)?;

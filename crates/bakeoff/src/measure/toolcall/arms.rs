@@ -6,7 +6,7 @@
 use super::grammar;
 use crate::chat::{ChatTemplate, Message, ToolCall, ToolCallFormat};
 use crate::engines::http::Http;
-use crate::engines::llama_api::{self, RawParams};
+use crate::engines::llama_api::{self, RawCompletion, RawParams};
 use crate::engines::ollama::Ollama;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -236,8 +236,20 @@ impl JsonArm {
         if !tools.is_empty() {
             body["tools"] = json!(tools);
             if forced {
+                // Exactly one call, as the native arm's grammar forces.
                 body["tool_choice"] = json!("required");
+                body["parallel_tool_calls"] = json!(false);
             }
+        }
+        body
+    }
+
+    /// The body whose rendering is compared with the native arm's prompt: the request without the
+    /// prefill, which the native arm gets from its grammar instead.
+    fn render_body(&self, history: &[Message], tools: &[Value]) -> Value {
+        let mut body = json!({ "messages": openai_messages(history) });
+        if !tools.is_empty() {
+            body["tools"] = json!(tools);
         }
         body
     }
@@ -251,9 +263,10 @@ impl JsonArm {
     ) -> std::result::Result<ArmTurn, StepError> {
         let body = self.chat_body(history, tools, step);
         let prompt = match (&self.endpoint, self.engine_render) {
-            (Endpoint::LlamaServer(_), true) => {
-                Some(llama_api::apply_template(http, &body).map_err(StepError::at("request"))?)
-            }
+            (Endpoint::LlamaServer(_), true) => Some(
+                llama_api::apply_template(http, &self.render_body(history, tools))
+                    .map_err(StepError::at("request"))?,
+            ),
             _ => None,
         };
         let reply = http
@@ -467,7 +480,7 @@ impl NativeArm {
         &self,
         prompt: &str,
         grammar: Option<String>,
-    ) -> std::result::Result<(String, Option<u64>, Option<u64>, Option<String>), StepError> {
+    ) -> std::result::Result<RawCompletion, StepError> {
         let sampling = self.info.sampling;
         match &self.endpoint {
             Endpoint::LlamaServer(http) => {
@@ -477,14 +490,7 @@ impl NativeArm {
                     seed: sampling.seed,
                     grammar,
                 };
-                let reply =
-                    llama_api::complete(http, prompt, &params).map_err(StepError::at("request"))?;
-                Ok((
-                    reply.content,
-                    reply.prompt_tokens,
-                    reply.predicted_tokens,
-                    reply.stop_type,
-                ))
+                llama_api::complete(http, prompt, &params).map_err(StepError::at("request"))
             }
             Endpoint::Ollama(ollama) => {
                 let ollama = ollama
@@ -493,12 +499,12 @@ impl NativeArm {
                 let reply = ollama
                     .generate_raw(prompt)
                     .map_err(StepError::at("request"))?;
-                Ok((
-                    reply.content,
-                    reply.prompt_eval_count,
-                    reply.eval_count,
-                    reply.done_reason,
-                ))
+                Ok(RawCompletion {
+                    content: reply.content,
+                    prompt_tokens: reply.prompt_eval_count,
+                    predicted_tokens: reply.eval_count,
+                    stop_type: reply.done_reason,
+                })
             }
             Endpoint::OpenAi { .. } => Err(StepError {
                 stage: "request",
@@ -531,12 +537,13 @@ impl Arm for NativeArm {
         } else {
             None
         };
-        let (raw, prompt_tokens, predicted, finish) = self.complete(&prompt, grammar)?;
+        let reply = self.complete(&prompt, grammar)?;
+        let raw = reply.content;
         let mut turn = ArmTurn {
-            prompt_eval_count: prompt_tokens,
-            eval_count: predicted,
+            prompt_eval_count: reply.prompt_tokens,
+            eval_count: reply.predicted_tokens,
             prompt: Some(prompt),
-            finish_reason: finish,
+            finish_reason: reply.stop_type,
             raw: Some(raw.clone()),
             ..ArmTurn::default()
         };
@@ -627,14 +634,24 @@ mod tests {
     #[test]
     fn forced_json_steps_require_a_call_and_prefill_the_opener() {
         let endpoint = Endpoint::llama_server("http://127.0.0.1:1");
-        let arm = JsonArm::new("json", endpoint, "m", Sampling::default(), ForceTools::First)
-            .unwrap()
-            .prefill_calls(ToolCallFormat::Hermes);
+        let arm = JsonArm::new(
+            "json",
+            endpoint,
+            "m",
+            Sampling::default(),
+            ForceTools::First,
+        )
+        .unwrap()
+        .prefill_calls(ToolCallFormat::Hermes);
         let tools = vec![json!({"type": "function", "function": {"name": "f"}})];
         let history = vec![Message::user("hi")];
         let first = arm.chat_body(&history, &tools, 1);
         assert_eq!(first["tool_choice"], "required");
-        assert_eq!(first["messages"][1], json!({"role": "assistant", "content": "<tool_call>\n"}));
+        assert_eq!(first["parallel_tool_calls"], false);
+        assert_eq!(
+            first["messages"][1],
+            json!({"role": "assistant", "content": "<tool_call>\n"})
+        );
         let second = arm.chat_body(&history, &tools, 2);
         assert!(second.get("tool_choice").is_none());
         assert_eq!(second["messages"].as_array().unwrap().len(), 1);

@@ -545,7 +545,7 @@ mod tests {
         ];
         for (id, bad, expected) in cases {
             assert_eq!(
-                error_type(&d, id, &[bad.clone()]).as_deref(),
+                error_type(&d, id, std::slice::from_ref(&bad)).as_deref(),
                 Some(expected),
                 "{id}: {bad:?}"
             );
@@ -570,7 +570,7 @@ mod tests {
             Some("parallel_function_checker_no_order:cannot_find_match")
         );
         assert_eq!(
-            error_type(&d, "parallel_weather", &[tokyo.clone()]).as_deref(),
+            error_type(&d, "parallel_weather", std::slice::from_ref(&tokyo)).as_deref(),
             Some("parallel_function_checker:wrong_count")
         );
         assert_eq!(error_type(&d, "irrelevance_joke", &[]), None);

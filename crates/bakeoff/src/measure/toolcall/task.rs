@@ -263,7 +263,7 @@ pub fn toml_message(error: &toml::de::Error) -> String {
     let text = error.to_string();
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let first = lines.next().unwrap_or("invalid TOML").to_string();
-    match lines.last() {
+    match lines.next_back() {
         Some(last) if last != first => format!("{first}: {}", last.trim()),
         _ => first,
     }
