@@ -156,6 +156,9 @@ pub struct ToolsBfclArgs {
     /// Only these categories (simple, multiple, parallel, irrelevance), comma-separated.
     #[arg(long, value_name = "CATEGORIES")]
     pub category: Option<String>,
+    /// Only these items (ids as listed by --json output), comma-separated.
+    #[arg(long, value_name = "IDS")]
+    pub item: Option<String>,
     #[command(flatten)]
     pub sampling: ToolSampling,
     #[command(flatten)]

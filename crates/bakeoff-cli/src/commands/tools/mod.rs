@@ -313,10 +313,26 @@ fn run_bfcl(global: &Global, args: &ToolsBfclArgs, printer: Printer) -> anyhow::
         ))
         .into());
     }
+    let ids: Option<Vec<&str>> = args
+        .item
+        .as_deref()
+        .map(|i| i.split(',').map(str::trim).collect());
+    if let Some(bad) = ids
+        .iter()
+        .flatten()
+        .find(|id| !dataset.items.iter().any(|i| i.id == **id))
+    {
+        return Err(
+            Error::input(format!("--item {bad}: no such item in the built-in set"))
+                .with_hint("`bakeoff tools bfcl --json` lists every item id with its result")
+                .into(),
+        );
+    }
     let items: Vec<_> = dataset
         .items
         .iter()
         .filter(|i| categories.as_ref().is_none_or(|c| c.contains(&i.category)))
+        .filter(|i| ids.as_ref().is_none_or(|ids| ids.contains(&i.id.as_str())))
         .collect();
     let params = json!({ "bfcl": "built-in", "items": items.len(), "arms": args.sampling.arms, "force_tools": args.sampling.force_tools });
     let mut session = begin(

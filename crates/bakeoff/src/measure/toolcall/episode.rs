@@ -188,12 +188,13 @@ fn with_ids(calls: Vec<ToolCall>, step: u32) -> Vec<ToolCall> {
         .collect()
 }
 
-/// The assistant message replayed into the history: visible content only (see the module rule).
+/// The assistant message replayed into the history: visible content only (see the module rule),
+/// `""` when there is none (as llama.cpp fills it in; templates that concatenate `content` fail on
+/// a missing one).
 pub fn assistant_message(content: &str, calls: Vec<ToolCall>) -> Message {
-    let visible = strip_thinking(content);
     Message {
         role: "assistant".into(),
-        content: (!visible.is_empty()).then_some(visible),
+        content: Some(strip_thinking(content)),
         reasoning_content: None,
         tool_calls: calls,
         ..Message::default()
@@ -413,7 +414,8 @@ mod tests {
         let replayed = &arm.seen[1][arm.seen[1].len() - 2];
         assert_eq!(replayed.role, "assistant");
         assert_eq!(
-            replayed.content, None,
+            replayed.content.as_deref(),
+            Some(""),
             "thinking prefix replayed as content"
         );
         assert_eq!(replayed.reasoning_content, None);

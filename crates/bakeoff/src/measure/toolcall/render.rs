@@ -39,7 +39,8 @@ pub fn cases(task: &Task) -> Vec<RenderCase> {
     let mut call = ToolCall::new(&tool.name, example_arguments(&tool.parameters));
     call.id = Some("c00010000".into());
     let mut after_call = opening.clone();
-    after_call.push(Message::tool_calls(vec![call.clone()]));
+    // As the episode loop replays a call-only turn: empty content.
+    after_call.push(super::episode::assistant_message("", vec![call.clone()]));
     let result = task.call(&call).to_string();
     after_call.push(Message::tool_result(call.id.clone(), &call.name, result));
     let mut answered = after_call.clone();
