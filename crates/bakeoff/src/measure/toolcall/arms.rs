@@ -130,7 +130,7 @@ pub struct ArmTurn {
     /// (json, when the engine can show it).
     pub prompt: Option<String>,
     pub finish_reason: Option<String>,
-    /// The raw completion text (native arm).
+    /// The raw completion text (native arm) or the engine's reply message as JSON (json arm).
     pub raw: Option<String>,
     /// A native span or JSON arguments that did not parse.
     pub parse_error: Option<String>,
@@ -385,6 +385,8 @@ pub fn parse_openai_reply(reply: &Value) -> ArmTurn {
         finish_reason: choice["finish_reason"].as_str().map(str::to_string),
         prompt_eval_count: reply["usage"]["prompt_tokens"].as_u64(),
         eval_count: reply["usage"]["completion_tokens"].as_u64(),
+        // The engine's message as it came, for forensics when its parse and ours disagree.
+        raw: Some(message.to_string()),
         ..ArmTurn::default()
     };
     for call in message["tool_calls"].as_array().into_iter().flatten() {

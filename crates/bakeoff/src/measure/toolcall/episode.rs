@@ -50,7 +50,7 @@ pub struct Turn {
     /// The prompt of this turn: bakeoff's rendering (native) or the engine's (json), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
-    /// The raw completion (native arm).
+    /// The raw completion (native arm) or the engine's reply message (json arm).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,7 +61,7 @@ pub struct Turn {
 pub struct CallRecord {
     pub name: String,
     pub arguments: Value,
-    /// What the fake tool answered.
+    /// What the fake tool answered (`null`: not run, the turn failed to parse).
     pub result: Value,
 }
 
@@ -111,6 +111,16 @@ pub fn run(arm: &mut dyn Arm, task: &Task, observe: &mut dyn FnMut(&Turn)) -> Tr
         let calls = with_ids(turn.tool_calls.clone(), step);
         let mut record = turn_record(step, elapsed_s, &turn);
         if let Some(reason) = &turn.parse_error {
+            // The calls that did parse are kept (not run: the turn failed), so the record shows
+            // how far the model got.
+            record.tool_calls = calls
+                .iter()
+                .map(|c| CallRecord {
+                    name: c.name.clone(),
+                    arguments: c.arguments.clone(),
+                    result: Value::Null,
+                })
+                .collect();
             record.error = Some(reason.clone());
             observe(&record);
             turns.push(record);
