@@ -627,7 +627,7 @@ mod tests {
             sent[0]["tool_calls"][0]["function"]["arguments"],
             "{\"a\":1}"
         );
-        assert!(sent[0].get("content").is_none());
+        assert_eq!(sent[0]["content"], "");
         assert!(!Value::Array(sent.clone()).to_string().contains("secret"));
         assert_eq!(sent[1]["tool_call_id"], "c000100001");
         assert_eq!(sent[1]["name"], "f");
