@@ -3,8 +3,8 @@
 //! loop must replay visible content only; this renders the next prompt with the real template.
 
 use bakeoff::chat::{ChatTemplate, Message, ToolCall};
-use bakeoff::measure::toolcall::arms::{Arm, ArmInfo, ArmTurn, ForceTools, Sampling, StepError};
-use bakeoff::measure::toolcall::{episode, Task};
+use bakeoff::quality::toolcall::arms::{Arm, ArmInfo, ArmTurn, ForceTools, Sampling, StepError};
+use bakeoff::quality::toolcall::{episode, Task};
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 

@@ -10,4 +10,3 @@ pub mod matrix;
 pub mod noise;
 pub mod prompts;
 pub mod stats;
-pub mod toolcall;

@@ -8,6 +8,7 @@ pub mod gate;
 pub mod hygiene;
 pub mod kld;
 pub mod readiness;
+pub mod toolcall;
 
 use serde::{Deserialize, Serialize};
 

@@ -3,8 +3,8 @@
 //! committed as soon as the episode or item ends.
 
 use super::Store;
-use crate::measure::toolcall::bfcl::ItemResult;
-use crate::measure::toolcall::Trace;
+use crate::quality::toolcall::bfcl::ItemResult;
+use crate::quality::toolcall::Trace;
 use crate::{Error, Result};
 use rusqlite::params;
 use serde::Serialize;
@@ -145,8 +145,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::toolcall::arms::{ArmInfo, ForceTools, Sampling};
-    use crate::measure::toolcall::episode::{Final, Turn};
+    use crate::quality::toolcall::arms::{ArmInfo, ForceTools, Sampling};
+    use crate::quality::toolcall::episode::{Final, Turn};
     use crate::system::Fingerprint;
 
     #[test]

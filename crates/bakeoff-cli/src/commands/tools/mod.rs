@@ -10,8 +10,8 @@ use crate::cli_tools::{
     RenderDiffArgs, ToolSampling, ToolTarget, ToolsBfclArgs, ToolsCommand, ToolsRunArgs,
 };
 use crate::printer::Printer;
-use bakeoff::measure::toolcall::bfcl::{self, Dataset, ItemResult, Verdict};
-use bakeoff::measure::toolcall::{diverge, episode, render, Arm, Task, Trace};
+use bakeoff::quality::toolcall::bfcl::{self, Dataset, ItemResult, Verdict};
+use bakeoff::quality::toolcall::{diverge, episode, render, Arm, Task, Trace};
 use bakeoff::store::{NewTrial, Store};
 use bakeoff::system::{lock, paths, Fingerprint, MeasureLock};
 use bakeoff::Error;

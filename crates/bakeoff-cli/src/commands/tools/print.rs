@@ -1,11 +1,11 @@
 //! Text output of `bakeoff tools`: episode summaries, divergence reports, single-turn scores and
 //! rendering comparisons (stdout; `--json` prints the same data as JSON instead).
 
-use bakeoff::measure::toolcall::bfcl::{self, ItemResult};
-use bakeoff::measure::toolcall::diverge::Divergence;
-use bakeoff::measure::toolcall::render::RenderComparison;
-use bakeoff::measure::toolcall::textdiff::TextDiff;
-use bakeoff::measure::toolcall::Trace;
+use bakeoff::quality::toolcall::bfcl::{self, ItemResult};
+use bakeoff::quality::toolcall::diverge::Divergence;
+use bakeoff::quality::toolcall::render::RenderComparison;
+use bakeoff::quality::toolcall::textdiff::TextDiff;
+use bakeoff::quality::toolcall::Trace;
 
 pub fn episodes(traces: &[Trace]) {
     println!(

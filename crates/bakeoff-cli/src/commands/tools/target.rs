@@ -9,7 +9,7 @@ use bakeoff::engines::llama_server::{LlamaServer, ServerSpec};
 use bakeoff::engines::ollama::Ollama;
 use bakeoff::engines::{attach, discovery, http::Http, EngineKind};
 use bakeoff::formats::gguf::GgufFile;
-use bakeoff::measure::toolcall::{Arm, Endpoint, ForceTools, JsonArm, NativeArm, Sampling};
+use bakeoff::quality::toolcall::{Arm, Endpoint, ForceTools, JsonArm, NativeArm, Sampling};
 use bakeoff::store::Store;
 use bakeoff::{Error, Result};
 use serde_json::Value;

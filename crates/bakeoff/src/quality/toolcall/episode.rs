@@ -253,7 +253,7 @@ fn history_chars(history: &[Message]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::toolcall::arms::{ArmInfo, ForceTools, Sampling, StepError};
+    use crate::quality::toolcall::arms::{ArmInfo, ForceTools, Sampling, StepError};
     use serde_json::json;
 
     /// A scripted arm: unit tests of the loop's bookkeeping (engine paths are tested on real engines).

@@ -217,8 +217,8 @@ fn prompt_diffs(a: &Trace, b: &Trace) -> Vec<PromptDiff> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::toolcall::arms::{ArmInfo, ForceTools, Sampling};
-    use crate::measure::toolcall::episode::{Final, Turn};
+    use crate::quality::toolcall::arms::{ArmInfo, ForceTools, Sampling};
+    use crate::quality::toolcall::episode::{Final, Turn};
     use serde_json::json;
 
     fn trace(arm: &str, steps: Vec<Vec<(&str, Value)>>, halt: &str, prompts: &[&str]) -> Trace {
