@@ -659,6 +659,78 @@ mod tests {
         assert_eq!(second["messages"].as_array().unwrap().len(), 1);
     }
 
+    fn fixture(name: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/ollama")
+            .join(name);
+        std::fs::read_to_string(path).expect("fixture")
+    }
+
+    /// Both Ollama arms end to end over HTTP, on replies recorded from Ollama's documented API.
+    #[test]
+    fn ollama_arms_run_through_recorded_replies() {
+        use crate::engines::replay::Replay;
+        let replay = Replay::serve(vec![
+            (200, fixture("render_only.json")),
+            (200, fixture("chat_tool_call.ndjson")),
+            (200, fixture("generate_raw.ndjson")),
+        ]);
+        let ollama = Ollama::new(&replay.url, "qwen3", 4096);
+        let tools = vec![
+            json!({"type": "function", "function": {"name": "search_movies", "parameters": {"type": "object"}}}),
+        ];
+        let history = vec![
+            Message::system("Be brief."),
+            Message::user("Find Dune showtimes."),
+        ];
+        let mut json_arm = JsonArm::new(
+            "json",
+            Endpoint::Ollama(ollama.clone()),
+            "qwen3",
+            Sampling::default(),
+            ForceTools::Never,
+        )
+        .unwrap();
+        let turn = json_arm.turn(&history, &tools, 1).unwrap();
+        assert_eq!(turn.tool_calls[0].name, "get_current_weather");
+        assert_eq!(
+            turn.thinking,
+            "The user wants the weather in Toronto, in celsius."
+        );
+        assert_eq!(turn.prompt_eval_count, Some(122));
+        assert!(turn.prompt.unwrap().ends_with("<|im_start|>assistant\n"));
+        let chatml = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+        let template = ChatTemplate::new(chatml, "", "<|im_end|>");
+        let mut native = NativeArm::new(
+            "native",
+            Endpoint::Ollama(ollama),
+            "qwen2.5",
+            template,
+            ToolCallFormat::Hermes,
+            Sampling::default(),
+            ForceTools::Never,
+        )
+        .unwrap();
+        let turn = native.turn(&history, &tools, 1).unwrap();
+        assert_eq!(turn.parse_error, None);
+        assert_eq!(turn.tool_calls[0].name, "search_movies");
+        assert_eq!(turn.tool_calls[0].arguments, json!({"title": "Dune"}));
+        let received = replay.finish();
+        assert_eq!(received[0].body["_debug_render_only"], true);
+        assert_eq!(
+            received[1].body["tools"][0]["function"]["name"],
+            "search_movies"
+        );
+        let raw = &received[2].body;
+        assert_eq!(
+            (received[2].path.as_str(), raw["raw"].as_bool()),
+            ("POST /api/generate", Some(true))
+        );
+        assert_eq!(raw["prompt"], "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nFind Dune showtimes.<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(raw["options"]["num_predict"], 256);
+        assert_eq!(raw["options"]["num_ctx"], 4096);
+    }
+
     #[test]
     fn force_policy_and_ollama_limits() {
         assert!(ForceTools::First.applies(1) && !ForceTools::First.applies(2));
