@@ -59,8 +59,14 @@ pub fn tool_call_grammar(
     } else {
         ""
     };
+    // Hermes may answer with up to four calls (parallel calls are separate tagged blocks);
+    // Llama 3 JSON with one.
+    let more = match format {
+        ToolCallFormat::Hermes => format!(" (\"\\n{open}\" call \"{close}\"){{0,3}}"),
+        _ => String::new(),
+    };
     let mut grammar = format!(
-        "root ::= {think}\"{open}\" call \"{close}\"\ncall ::= {}\n",
+        "root ::= {think}\"{open}\" call \"{close}\"{more}\ncall ::= {}\n",
         alternatives.join(" | ")
     );
     grammar.push_str(&rules);
@@ -150,7 +156,9 @@ mod tests {
     #[test]
     fn hermes_grammar_wraps_calls_in_tool_call_tags() {
         let grammar = tool_call_grammar(ToolCallFormat::Hermes, &tools(), false).unwrap();
-        assert!(grammar.starts_with("root ::= \"<tool_call>\\n\" call \"\\n</tool_call>\"\n"));
+        assert!(grammar.starts_with(
+            "root ::= \"<tool_call>\\n\" call \"\\n</tool_call>\" (\"\\n<tool_call>\\n\" call \"\\n</tool_call>\"){0,3}\n"
+        ), "{grammar}");
         assert!(grammar.contains("call ::= call0 | call1\n"));
         assert!(grammar.contains(
             "call0 ::= \"{\\\"name\\\": \" \"\\\"search_movies\\\"\" \", \\\"arguments\\\": \" t0-obj \"}\""
