@@ -236,7 +236,9 @@ impl JsonArm {
         if !tools.is_empty() {
             body["tools"] = json!(tools);
             if forced {
+                // Exactly one call, as the native arm's grammar forces.
                 body["tool_choice"] = json!("required");
+                body["parallel_tool_calls"] = json!(false);
             }
         }
         body
@@ -647,6 +649,7 @@ mod tests {
         let history = vec![Message::user("hi")];
         let first = arm.chat_body(&history, &tools, 1);
         assert_eq!(first["tool_choice"], "required");
+        assert_eq!(first["parallel_tool_calls"], false);
         assert_eq!(
             first["messages"][1],
             json!({"role": "assistant", "content": "<tool_call>\n"})

@@ -17,8 +17,9 @@ boolean ::= "true" | "false"
 scalar ::= string | number | boolean | "null"
 "#;
 
-/// A grammar whose every sentence is one call of one of `tools` (OpenAI-shape definitions) in
-/// `format`'s syntax. With `thinking`, a short `<think>…</think>` block comes first (a test aid for
+/// A grammar whose every sentence is exactly one call of one of `tools` (OpenAI-shape definitions) in
+/// `format`'s syntax (one: allowing more, tiny models repeat calls until the token budget runs
+/// out). With `thinking`, a short `<think>…</think>` block comes first (a test aid for
 /// the rule that thinking is never replayed).
 pub fn tool_call_grammar(
     format: ToolCallFormat,
@@ -59,14 +60,8 @@ pub fn tool_call_grammar(
     } else {
         ""
     };
-    // Hermes may answer with up to four calls (parallel calls are separate tagged blocks);
-    // Llama 3 JSON with one.
-    let more = match format {
-        ToolCallFormat::Hermes => format!(" (\"\\n{open}\" call \"{close}\"){{0,3}}"),
-        _ => String::new(),
-    };
     let mut grammar = format!(
-        "root ::= {think}\"{open}\" call \"{close}\"{more}\ncall ::= {}\n",
+        "root ::= {think}\"{open}\" call \"{close}\"\ncall ::= {}\n",
         alternatives.join(" | ")
     );
     grammar.push_str(&rules);
@@ -156,9 +151,7 @@ mod tests {
     #[test]
     fn hermes_grammar_wraps_calls_in_tool_call_tags() {
         let grammar = tool_call_grammar(ToolCallFormat::Hermes, &tools(), false).unwrap();
-        assert!(grammar.starts_with(
-            "root ::= \"<tool_call>\\n\" call \"\\n</tool_call>\" (\"\\n<tool_call>\\n\" call \"\\n</tool_call>\"){0,3}\n"
-        ), "{grammar}");
+        assert!(grammar.starts_with("root ::= \"<tool_call>\\n\" call \"\\n</tool_call>\"\n"));
         assert!(grammar.contains("call ::= call0 | call1\n"));
         assert!(grammar.contains(
             "call0 ::= \"{\\\"name\\\": \" \"\\\"search_movies\\\"\" \", \\\"arguments\\\": \" t0-obj \"}\""
