@@ -65,18 +65,15 @@ pub fn divergence(report: &Divergence) {
                 );
             }
         }
-        if step.calls.is_empty()
-            && (step.a_calls.is_empty() != step.b_calls.is_empty() || step.answers_differ)
-        {
-            let what = if step.answers_differ {
-                "answers differ"
+        if step.answers_differ {
+            println!("  step {}: both answered, in different words", step.step);
+        } else if step.calls.is_empty() {
+            let who = if step.a_calls.is_empty() && step.b_calls.is_empty() {
+                "only one arm reached it"
             } else {
-                "reached by one arm only"
+                "calls differ"
             };
-            println!(
-                "  step {}: {what} ({:?} vs {:?})",
-                step.step, step.a_calls, step.b_calls
-            );
+            println!("  step {}: {who}", step.step);
         }
     }
     if let Some((ha, hb)) = &report.halt {
