@@ -15,6 +15,11 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write test file");
 }
 
+/// Write a candidates file for SmolLM2: `body` follows its `model = ...` line.
+fn candidates(path: &Path, body: &str) {
+    write(path, &format!("model = \"{}\"\n{body}", smollm().display()));
+}
+
 fn gate(sandbox: &Sandbox, file: &Path, extra: &[&str]) -> (Value, String) {
     let mut cmd = sandbox.cmd();
     cmd.arg("gate").arg(file).args(["-o", "json"]).args(extra);
@@ -66,11 +71,9 @@ fn fidelity_gates_fail_a_random_model_and_pass_a_near_lossless_kv_cache() {
     assert!(status.success(), "synth failed: {stderr}");
 
     let file = dir.join("candidates.toml");
-    write(
+    candidates(
         &file,
-        &format!(
-            r#"model = "{model}"
-ctx = 2048
+        r#"ctx = 2048
 [baseline]
 name = "f16"
 flags = "-fa on -t 2"
@@ -92,8 +95,6 @@ http_positions = 8
 tg_reps = 1
 tg_tokens = 16
 "#,
-            model = smollm().display()
-        ),
     );
     let (report, stderr) = gate(&sandbox, &file, &[]);
 
@@ -181,11 +182,9 @@ tg_tokens = 16
 fn speculation_is_checked_for_losslessness_and_draft_timings() {
     let sandbox = Sandbox::new();
     let file = sandbox.dir.path().join("spec.toml");
-    write(
+    candidates(
         &file,
-        &format!(
-            r#"model = "{model}"
-ctx = 1024
+        r#"ctx = 1024
 [baseline]
 name = "plain"
 flags = "-t 2"
@@ -200,8 +199,6 @@ agreement_tokens = 48
 tg_reps = 1
 tg_tokens = 32
 "#,
-            model = smollm().display()
-        ),
     );
     let (report, _) = gate(&sandbox, &file, &[]);
     let ngram = candidate(&report, "ngram");
@@ -228,11 +225,9 @@ tg_tokens = 32
 fn a_candidate_the_engine_refuses_is_a_blocker_and_the_rest_still_run() {
     let sandbox = Sandbox::new();
     let file = sandbox.dir.path().join("bad.toml");
-    write(
+    candidates(
         &file,
-        &format!(
-            r#"model = "{model}"
-ctx = 1024
+        r#"ctx = 1024
 [baseline]
 name = "plain"
 flags = "-t 2"
@@ -248,8 +243,6 @@ agreement = false
 tg_reps = 0
 suite = "suite.toml"
 "#,
-            model = smollm().display()
-        ),
     );
     write(
         &sandbox.dir.path().join("suite.toml"),

@@ -67,26 +67,18 @@ pub fn builtin_prompts(count: usize, chars: usize) -> Vec<String> {
         .step_by(stride)
         .take(count)
         .map(|p| {
-            let cut = p[..p.floor_char_boundary_at(chars)]
-                .rfind(' ')
-                .unwrap_or(chars);
+            let cut = p[..floor_boundary(p, chars)].rfind(' ').unwrap_or(chars);
             p[..cut].to_string()
         })
         .collect()
 }
 
-trait FloorCharBoundary {
-    fn floor_char_boundary_at(&self, index: usize) -> usize;
-}
-
-impl FloorCharBoundary for str {
-    fn floor_char_boundary_at(&self, index: usize) -> usize {
-        let mut i = index.min(self.len());
-        while !self.is_char_boundary(i) {
-            i -= 1;
-        }
-        i
-    }
+/// The largest char boundary of `text` at or below `index`.
+fn floor_boundary(text: &str, index: usize) -> usize {
+    (0..=index.min(text.len()))
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0)
 }
 
 /// Generate greedily through llama-server's `/completion` (one request, no prompt cache).
