@@ -138,7 +138,14 @@ fn supervise(server: &mut LlamaServer) -> Outcome {
 }
 
 /// Test hook: `BAKEOFF_FAULT=panic-after-ready|error-after-ready` lets the integration tests prove
-/// that no engine outlives bakeoff when it panics or fails after starting one.
+/// that no engine outlives bakeoff when it panics or fails after starting one. Compiled only into
+/// builds with debug assertions (what `cargo test` runs); release builds carry no fault switch.
+#[cfg(not(debug_assertions))]
+fn inject_fault_for_tests() -> anyhow::Result<()> {
+    Ok(())
+}
+
+#[cfg(debug_assertions)]
 fn inject_fault_for_tests() -> anyhow::Result<()> {
     match std::env::var("BAKEOFF_FAULT").as_deref() {
         Ok("panic-after-ready") => panic!("injected fault (BAKEOFF_FAULT=panic-after-ready)"),

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod rng;
+pub mod seconds;
 pub mod units;
 
 pub use config::EngineConfig;

@@ -53,8 +53,9 @@ fn parse_range(item: &str) -> Option<Vec<u64>> {
     Some(values)
 }
 
-/// Which prompts feed a test.
+/// Which prompts feed a test; stored as its name (`"random"`, `"natural"`, `"code"` or the path).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(into = "String", from = "String")]
 pub enum PromptSet {
     /// Random token ids (what llama-bench uses).
     Random,
@@ -64,6 +65,18 @@ pub enum PromptSet {
     Code,
     /// A user file.
     File(String),
+}
+
+impl From<String> for PromptSet {
+    fn from(text: String) -> Self {
+        PromptSet::parse(&text)
+    }
+}
+
+impl From<PromptSet> for String {
+    fn from(set: PromptSet) -> Self {
+        set.name()
+    }
 }
 
 impl PromptSet {

@@ -513,10 +513,10 @@ fn load_steps(detail: &RunDetail) -> Vec<LoadStep> {
         .filter(|t| t.status == "ok" && t.workload["kind"] == "load")
         .map(|trial| {
             let shape = &trial.workload["shape"];
-            let axis = if let Some(n) = shape["Concurrency"].as_f64() {
+            let axis = if let Some(n) = shape["users"].as_f64() {
                 Some((LoadAxis::Concurrency, n))
             } else {
-                shape["Rate"]["rate"].as_f64().map(|r| (LoadAxis::Rate, r))
+                shape["rate_per_s"].as_f64().map(|r| (LoadAxis::Rate, r))
             };
             let counter = |suffix: &str| counter_delta(trial, suffix);
             LoadStep {

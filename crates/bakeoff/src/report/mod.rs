@@ -142,7 +142,7 @@ mod tests {
         };
         for n in [1, 2] {
             let workload =
-                json!({"test": format!("c{n}"), "kind": "load", "shape": {"Concurrency": n}});
+                json!({"test": format!("c{n}"), "kind": "load", "shape": {"kind": "concurrency", "users": n}});
             let trial = NewTrial {
                 config: Some(&config),
                 engine_id: None,

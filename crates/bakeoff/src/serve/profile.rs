@@ -54,8 +54,16 @@ pub fn check_name(name: &str) -> Result<()> {
     }
 }
 
-fn engine_config(config: &RunConfig) -> EngineConfig {
-    serde_json::from_value(config.flags.clone()).unwrap_or_default()
+/// A stored config's flags; one that does not parse is an error, never "no flags" (a profile
+/// drafted from it would silently serve the engine's defaults).
+fn engine_config(run_id: i64, config: &RunConfig) -> Result<EngineConfig> {
+    serde_json::from_value(config.flags.clone()).map_err(|e| {
+        Error::input(format!(
+            "run {run_id}: stored config {} ({}) does not parse: {e}",
+            config.config_id, config.hash
+        ))
+        .with_hint("the database may come from another bakeoff version or have been edited by hand")
+    })
 }
 
 /// Rank every config of a run by tg speed, fastest first (unmeasured configs last).
@@ -88,7 +96,7 @@ pub fn rank_configs(store: &Store, run_id: i64) -> Result<Vec<RankedConfig>> {
         let tg_tps = (!medians.is_empty())
             .then(|| (medians.iter().map(|m| m.ln()).sum::<f64>() / medians.len() as f64).exp());
         ranked.push(RankedConfig {
-            label: engine_config(&config).label(),
+            label: engine_config(run_id, &config)?.label(),
             config,
             tg_tps,
             ok_trials: trials.len(),
@@ -234,12 +242,14 @@ pub fn draft(
         .transpose()?;
     let detail = store.run_detail(run_id)?;
     let plan = &detail.params["plan"];
-    let config = engine_config(&chosen.config);
+    let config = engine_config(run_id, &chosen.config)?;
     let mut flags = config.args();
-    if config.extra.is_empty() {
+    if config.extra.is_empty() && !plan["extra_args"].is_null() {
         // Bench runs keep their pass-through flags in the plan: every config ran with them.
-        let passed: Vec<String> =
-            serde_json::from_value(plan["extra_args"].clone()).unwrap_or_default();
+        let passed: Vec<String> = serde_json::from_value(plan["extra_args"].clone())
+            .map_err(|e| {
+                Error::input(format!("run {run_id}: the stored plan's extra_args do not parse: {e}"))
+            })?;
         flags.extend(passed);
     }
     flags.extend(extra_flags.iter().cloned());
@@ -438,6 +448,22 @@ mod tests {
             created_at: String::new(),
             updated_at: String::new(),
         }
+    }
+
+    // A config whose flags did not parse used to become "no flags" and a profile was drafted from it.
+    #[test]
+    fn a_stored_config_that_does_not_parse_is_an_error_naming_run_and_config() {
+        let config = RunConfig {
+            config_id: 4,
+            hash: "feedface".into(),
+            flags: serde_json::json!({"flags": "not a map"}),
+            model_id: None,
+            engine_id: None,
+        };
+        let error = engine_config(12, &config).unwrap_err().to_string();
+        assert!(error.starts_with("run 12: stored config 4 (feedface) does not parse"), "{error}");
+        let fine = RunConfig { flags: serde_json::json!({"flags": {}}), ..config };
+        assert!(engine_config(12, &fine).unwrap().args().is_empty());
     }
 
     #[test]

@@ -15,7 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// Stored as `{"kind": "concurrency", "users": 4}`, `{"kind": "rate", "rate_per_s": 2.0,
+/// "burstiness": 1.0}` or `{"kind": "max_throughput"}` (docs/json.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "ShapeRecord", try_from = "ShapeRecord")]
 pub enum Shape {
     Concurrency(usize),
     /// Requests per second; `burstiness` is the gamma shape of inter-arrival times (1 = Poisson,
@@ -48,11 +51,68 @@ impl Shape {
     }
 }
 
+/// The flat, documented form of a [`Shape`] in JSON.
+#[derive(Serialize, Deserialize)]
+struct ShapeRecord {
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    users: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rate_per_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    burstiness: Option<f64>,
+}
+
+impl From<Shape> for ShapeRecord {
+    fn from(shape: Shape) -> Self {
+        let record = |kind: &str| ShapeRecord {
+            kind: kind.into(),
+            users: None,
+            rate_per_s: None,
+            burstiness: None,
+        };
+        match shape {
+            Shape::Concurrency(users) => ShapeRecord {
+                users: Some(users),
+                ..record("concurrency")
+            },
+            Shape::Rate { rate, burstiness } => ShapeRecord {
+                rate_per_s: Some(rate),
+                burstiness,
+                ..record("rate")
+            },
+            Shape::MaxThroughput => record("max_throughput"),
+        }
+    }
+}
+
+impl TryFrom<ShapeRecord> for Shape {
+    type Error = String;
+
+    fn try_from(r: ShapeRecord) -> Result<Self, String> {
+        let missing = |field: &str| format!("load shape '{}' needs '{field}'", r.kind);
+        match r.kind.as_str() {
+            "concurrency" => Ok(Shape::Concurrency(r.users.ok_or_else(|| missing("users"))?)),
+            "rate" => Ok(Shape::Rate {
+                rate: r.rate_per_s.ok_or_else(|| missing("rate_per_s"))?,
+                burstiness: r.burstiness,
+            }),
+            "max_throughput" => Ok(Shape::MaxThroughput),
+            other => Err(format!(
+                "unknown load shape '{other}' (expected concurrency, rate or max_throughput)"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepLimits {
+    #[serde(rename = "duration_s", with = "crate::domain::seconds::option")]
     pub duration: Option<Duration>,
     pub requests: Option<usize>,
+    #[serde(rename = "warmup_s", with = "crate::domain::seconds")]
     pub warmup: Duration,
+    #[serde(rename = "cooldown_s", with = "crate::domain::seconds")]
     pub cooldown: Duration,
     /// Open-loop worker threads (the most requests in flight at once).
     pub max_inflight: usize,

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-/// A token-length distribution.
+/// A token-length distribution, stored as `{"kind": "fixed", "tokens": 128}`,
+/// `{"kind": "uniform", "min": 64, "max": 256}` or `{"kind": "normal", "mean": 128.0, "sd": 32.0}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "LengthRecord", try_from = "LengthRecord")]
 pub enum LengthDist {
     Fixed(u32),
     /// Uniform on `[lo, hi]`.
@@ -20,6 +22,74 @@ pub enum LengthDist {
         mean: f64,
         sd: f64,
     },
+}
+
+/// The flat, documented form of a [`LengthDist`] in JSON.
+#[derive(Serialize, Deserialize)]
+struct LengthRecord {
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    min: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mean: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sd: Option<f64>,
+}
+
+impl From<LengthDist> for LengthRecord {
+    fn from(dist: LengthDist) -> Self {
+        let empty = LengthRecord {
+            kind: String::new(),
+            tokens: None,
+            min: None,
+            max: None,
+            mean: None,
+            sd: None,
+        };
+        match dist {
+            LengthDist::Fixed(n) => LengthRecord {
+                kind: "fixed".into(),
+                tokens: Some(n),
+                ..empty
+            },
+            LengthDist::Uniform(lo, hi) => LengthRecord {
+                kind: "uniform".into(),
+                min: Some(lo),
+                max: Some(hi),
+                ..empty
+            },
+            LengthDist::Normal { mean, sd } => LengthRecord {
+                kind: "normal".into(),
+                mean: Some(mean),
+                sd: Some(sd),
+                ..empty
+            },
+        }
+    }
+}
+
+impl TryFrom<LengthRecord> for LengthDist {
+    type Error = String;
+
+    fn try_from(r: LengthRecord) -> std::result::Result<Self, String> {
+        let need = |v: Option<u32>, f: &str| v.ok_or_else(|| format!("length '{}' needs '{f}'", r.kind));
+        let needf = |v: Option<f64>, f: &str| v.ok_or_else(|| format!("length '{}' needs '{f}'", r.kind));
+        match r.kind.as_str() {
+            "fixed" => Ok(LengthDist::Fixed(need(r.tokens, "tokens")?)),
+            "uniform" => Ok(LengthDist::Uniform(need(r.min, "min")?, need(r.max, "max")?)),
+            "normal" => Ok(LengthDist::Normal {
+                mean: needf(r.mean, "mean")?,
+                sd: needf(r.sd, "sd")?,
+            }),
+            other => Err(format!(
+                "unknown length distribution '{other}' (expected fixed, uniform or normal)"
+            )),
+        }
+    }
 }
 
 impl LengthDist {
@@ -105,8 +175,9 @@ pub struct RequestSpec {
     pub cache_prompt: bool,
 }
 
-/// What a load test sends.
+/// What a load test sends; stored as `{"kind": "synthetic" | "jsonl" | "multi_turn", ...}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum WorkloadSpec {
     Synthetic {
         input: LengthDist,
