@@ -141,8 +141,7 @@ mod tests {
             ..Default::default()
         };
         for n in [1, 2] {
-            let workload =
-                json!({"test": format!("c{n}"), "kind": "load", "shape": {"kind": "concurrency", "users": n}});
+            let workload = json!({"test": format!("c{n}"), "kind": "load", "shape": {"kind": "concurrency", "users": n}});
             let trial = NewTrial {
                 config: Some(&config),
                 engine_id: None,

@@ -246,9 +246,11 @@ pub fn draft(
     let mut flags = config.args();
     if config.extra.is_empty() && !plan["extra_args"].is_null() {
         // Bench runs keep their pass-through flags in the plan: every config ran with them.
-        let passed: Vec<String> = serde_json::from_value(plan["extra_args"].clone())
-            .map_err(|e| {
-                Error::input(format!("run {run_id}: the stored plan's extra_args do not parse: {e}"))
+        let passed: Vec<String> =
+            serde_json::from_value(plan["extra_args"].clone()).map_err(|e| {
+                Error::input(format!(
+                    "run {run_id}: the stored plan's extra_args do not parse: {e}"
+                ))
             })?;
         flags.extend(passed);
     }
@@ -461,8 +463,14 @@ mod tests {
             engine_id: None,
         };
         let error = engine_config(12, &config).unwrap_err().to_string();
-        assert!(error.starts_with("run 12: stored config 4 (feedface) does not parse"), "{error}");
-        let fine = RunConfig { flags: serde_json::json!({"flags": {}}), ..config };
+        assert!(
+            error.starts_with("run 12: stored config 4 (feedface) does not parse"),
+            "{error}"
+        );
+        let fine = RunConfig {
+            flags: serde_json::json!({"flags": {}}),
+            ..config
+        };
         assert!(engine_config(12, &fine).unwrap().args().is_empty());
     }
 

@@ -439,6 +439,39 @@ pub fn run_step(
 mod tests {
     use super::*;
 
+    // `runs show --json` printed serde internals: `{"Rate": {...}}` and `{"secs": 10, "nanos": 0}`.
+    #[test]
+    fn shapes_and_limits_have_documented_json() {
+        let shapes = [
+            Shape::Concurrency(4),
+            Shape::Rate {
+                rate: 2.5,
+                burstiness: Some(1.0),
+            },
+            Shape::MaxThroughput,
+        ];
+        let text = serde_json::to_string(&shapes).unwrap();
+        assert_eq!(
+            text,
+            r#"[{"kind":"concurrency","users":4},{"kind":"rate","rate_per_s":2.5,"burstiness":1.0},{"kind":"max_throughput"}]"#
+        );
+        assert_eq!(serde_json::from_str::<Vec<Shape>>(&text).unwrap(), shapes);
+        let bad = serde_json::from_str::<Shape>(r#"{"kind":"rate"}"#).unwrap_err();
+        assert!(bad.to_string().contains("needs 'rate_per_s'"), "{bad}");
+        let limits = StepLimits {
+            duration: Some(Duration::from_secs(30)),
+            requests: None,
+            warmup: Duration::from_millis(500),
+            cooldown: Duration::ZERO,
+            max_inflight: 8,
+            stop_on_saturation: true,
+        };
+        let json = serde_json::to_value(&limits).unwrap();
+        assert_eq!(json["duration_s"], 30.0);
+        assert_eq!(json["warmup_s"], 0.5);
+        assert!(!json.to_string().contains("secs"), "{json}");
+    }
+
     #[test]
     fn schedules_are_fixed_in_advance_and_reproducible() {
         let constant = schedule(

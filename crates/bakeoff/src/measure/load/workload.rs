@@ -76,11 +76,16 @@ impl TryFrom<LengthRecord> for LengthDist {
     type Error = String;
 
     fn try_from(r: LengthRecord) -> std::result::Result<Self, String> {
-        let need = |v: Option<u32>, f: &str| v.ok_or_else(|| format!("length '{}' needs '{f}'", r.kind));
-        let needf = |v: Option<f64>, f: &str| v.ok_or_else(|| format!("length '{}' needs '{f}'", r.kind));
+        let need =
+            |v: Option<u32>, f: &str| v.ok_or_else(|| format!("length '{}' needs '{f}'", r.kind));
+        let needf =
+            |v: Option<f64>, f: &str| v.ok_or_else(|| format!("length '{}' needs '{f}'", r.kind));
         match r.kind.as_str() {
             "fixed" => Ok(LengthDist::Fixed(need(r.tokens, "tokens")?)),
-            "uniform" => Ok(LengthDist::Uniform(need(r.min, "min")?, need(r.max, "max")?)),
+            "uniform" => Ok(LengthDist::Uniform(
+                need(r.min, "min")?,
+                need(r.max, "max")?,
+            )),
             "normal" => Ok(LengthDist::Normal {
                 mean: needf(r.mean, "mean")?,
                 sd: needf(r.sd, "sd")?,
@@ -358,6 +363,29 @@ fn read_jsonl(path: &Path) -> Result<Vec<(Vec<Value>, Option<u32>)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Stored plans held `{"Uniform": [64, 256]}` and `{"Synthetic": {...}}`: serde's enum layout.
+    #[test]
+    fn lengths_and_workloads_have_documented_json() {
+        let spec = WorkloadSpec::Synthetic {
+            input: LengthDist::Uniform(64, 256),
+            output: LengthDist::Normal {
+                mean: 128.0,
+                sd: 8.0,
+            },
+        };
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"kind": "synthetic",
+                "input": {"kind": "uniform", "min": 64, "max": 256},
+                "output": {"kind": "normal", "mean": 128.0, "sd": 8.0}})
+        );
+        let back: WorkloadSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(back.max_tokens_per_request(), 256 + 160);
+        let fixed = serde_json::to_string(&LengthDist::Fixed(16)).unwrap();
+        assert_eq!(fixed, r#"{"kind":"fixed","tokens":16}"#);
+    }
 
     #[test]
     fn distributions_parse_and_stay_in_range() {
