@@ -5,7 +5,7 @@
 
 mod common;
 
-use bakeoff::measure::compare;
+use bakeoff::analysis::compare;
 use bakeoff::measure::load::StepTable;
 use bakeoff::store::Store;
 use common::{run, smollm, Sandbox};

@@ -5,7 +5,7 @@
 use crate::domain::EngineConfig;
 use crate::formats::gguf::{GgmlType, GgufFile};
 use crate::measure::bench::BenchPlan;
-use crate::measure::compare::{self, Cell};
+use crate::analysis::compare::{self, Cell};
 use crate::measure::load::StepTable;
 use crate::measure::stats::{self, Summary};
 use crate::model::plan::{self, KvSettings};

@@ -13,9 +13,12 @@ pub use tool_traces::ToolTraceRow;
 pub use fidelity::FidelityRow;
 pub use journal::{GateCheckRow, JournalEntry};
 pub use profiles::{EngineRow, Profile, RunConfig};
+// The measuring seam's types, re-exported where stored rows are read.
+pub use crate::measure::sink::{NewTrial, SampleRow, TrialRow};
 
 use crate::domain::{EngineConfig, Unit};
 use crate::engines::discovery::LlamaCppInstall;
+use crate::measure::sink::TrialSink;
 use crate::system::Fingerprint;
 use crate::{Error, Result};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -55,29 +58,6 @@ pub struct ModelRow {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct SampleRow {
-    pub metric: String,
-    pub value: f64,
-    pub unit: String,
-    pub source: String,
-    pub seq: i64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TrialRow {
-    pub id: i64,
-    pub config_hash: Option<String>,
-    pub flags: Option<serde_json::Value>,
-    pub engine: Option<String>,
-    pub model_sha256: Option<String>,
-    pub workload: serde_json::Value,
-    pub repetition: i64,
-    pub status: String,
-    pub note: Option<String>,
-    pub samples: Vec<SampleRow>,
-}
-
-#[derive(Debug, Clone, Serialize)]
 pub struct LogRow {
     pub trial_id: Option<i64>,
     pub path: String,
@@ -93,15 +73,6 @@ pub struct RunDetail {
     pub system: Option<serde_json::Value>,
     pub trials: Vec<TrialRow>,
     pub logs: Vec<LogRow>,
-}
-
-/// A trial about to be measured.
-pub struct NewTrial<'a> {
-    pub config: Option<&'a EngineConfig>,
-    pub engine_id: Option<i64>,
-    pub model_id: Option<i64>,
-    pub workload: &'a serde_json::Value,
-    pub repetition: u32,
 }
 
 impl Store {
@@ -350,28 +321,6 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// Record a configuration that was not measured, with the reason (rejected by the engine,
-    /// failed to start, not applicable to the engine).
-    pub fn skip_config(
-        &self,
-        run_id: i64,
-        config: &EngineConfig,
-        engine_id: i64,
-        model_id: i64,
-        reason: &str,
-    ) -> Result<()> {
-        let workload = serde_json::json!({ "test": "(all)" });
-        let trial = NewTrial {
-            config: Some(config),
-            engine_id: Some(engine_id),
-            model_id: Some(model_id),
-            workload: &workload,
-            repetition: 0,
-        };
-        let id = self.begin_trial(run_id, &trial)?;
-        self.end_trial(id, "skipped", Some(reason))
-    }
-
     pub fn end_trial(&self, trial_id: i64, status: &str, note: Option<&str>) -> Result<()> {
         self.conn
             .execute(
@@ -603,6 +552,57 @@ impl Store {
     /// Direct access for modules that add their own queries.
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+}
+
+/// The runners' seam, over the inherent methods above (each commits at once).
+impl TrialSink for Store {
+    fn begin_trial(&self, run_id: i64, trial: &NewTrial) -> Result<i64> {
+        Store::begin_trial(self, run_id, trial)
+    }
+
+    fn end_trial(&self, trial_id: i64, status: &str, note: Option<&str>) -> Result<()> {
+        Store::end_trial(self, trial_id, status, note)
+    }
+
+    fn sample(
+        &self,
+        trial_id: i64,
+        metric: &str,
+        value: f64,
+        unit: Unit,
+        source: &str,
+        seq: usize,
+    ) -> Result<()> {
+        Store::sample(self, trial_id, metric, value, unit, source, seq)
+    }
+
+    fn exclude_samples(&self, trial_id: i64, seqs: &[usize]) -> Result<()> {
+        for seq in seqs {
+            self.conn
+                .execute(
+                    "UPDATE samples SET source = 'client-excluded' WHERE trial_id = ?1 AND seq = ?2 AND source = 'client'",
+                    params![trial_id, *seq as i64],
+                )
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    fn engine_log(&self, run_id: i64, trial_id: Option<i64>, path: &Path) -> Result<()> {
+        Store::engine_log(self, run_id, trial_id, path)
+    }
+
+    fn run_dir(&self, run_id: i64) -> PathBuf {
+        crate::system::paths::run_dir(&self.path, run_id)
+    }
+
+    fn trials(&self, run_id: i64) -> Result<Vec<TrialRow>> {
+        Store::trials(self, run_id)
+    }
+
+    fn trial(&self, trial_id: i64) -> Result<TrialRow> {
+        Store::trial(self, trial_id)
     }
 }
 

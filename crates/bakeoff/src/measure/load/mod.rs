@@ -12,7 +12,7 @@ pub mod workload;
 
 use crate::domain::{EngineConfig, Unit};
 use crate::engines::http::Http;
-use crate::store::{NewTrial, Store, TrialRow};
+use crate::measure::sink::{NewTrial, TrialRow, TrialSink};
 use crate::Result;
 use executor::{run_step, Progress, Shape, StepLimits};
 use metrics::{Distribution, RequestRecord, Slo};
@@ -112,7 +112,7 @@ impl StepTable {
 }
 
 pub struct LoadRunner<'a> {
-    pub store: &'a Store,
+    pub sink: &'a dyn TrialSink,
     pub run_id: i64,
     pub http: &'a Http,
     pub generator: &'a Generator,
@@ -180,7 +180,7 @@ impl LoadRunner<'_> {
             workload: &workload,
             repetition: 0,
         };
-        let trial_id = self.store.begin_trial(self.run_id, &trial)?;
+        let trial_id = self.sink.begin_trial(self.run_id, &trial)?;
         let mut store_error = None;
         let warmup = plan.limits.warmup.as_secs_f64();
         let mut on_record = |record: &RequestRecord, progress: &Progress| {
@@ -260,8 +260,8 @@ impl LoadRunner<'_> {
             }
         }
         let note = (!notes.is_empty()).then(|| notes.join("; "));
-        self.store.end_trial(trial_id, "ok", note.as_deref())?;
-        let stored = self.store.trial(trial_id)?;
+        self.sink.end_trial(trial_id, "ok", note.as_deref())?;
+        let stored = self.sink.trial(trial_id)?;
         Ok(StepTable::from_trial(&stored))
     }
 
@@ -273,7 +273,7 @@ impl LoadRunner<'_> {
             "client"
         };
         let s = |metric: &str, value: f64, unit: Unit| {
-            self.store
+            self.sink
                 .sample(trial_id, metric, value, unit, source, r.index)
         };
         if let Some(kind) = &r.error {
@@ -309,7 +309,6 @@ impl LoadRunner<'_> {
         result: &executor::StepResult,
         window_end_s: f64,
     ) -> Result<()> {
-        let conn = self.store.connection();
         // Requests that finished after the measured window fell in the cooldown: exclude them too.
         let late: Vec<usize> = result
             .records
@@ -317,12 +316,9 @@ impl LoadRunner<'_> {
             .filter(|r| r.end_s > window_end_s)
             .map(|r| r.index)
             .collect();
-        for index in late {
-            conn.execute("UPDATE samples SET source = 'client-excluded' WHERE trial_id = ?1 AND seq = ?2 AND source = 'client'", rusqlite::params![trial_id, index as i64])
-                .map_err(|e| crate::Error::Store { path: self.store.path().to_path_buf(), source: e })?;
-        }
+        self.sink.exclude_samples(trial_id, &late)?;
         let put = |metric: &str, value: f64, unit: Unit, seq: usize| {
-            self.store
+            self.sink
                 .sample(trial_id, metric, value, unit, "step", seq)
         };
         put(
@@ -344,7 +340,7 @@ impl LoadRunner<'_> {
             put("timeline_output_tps", *tps, Unit::TokensPerSecond, second)?;
         }
         for (second, name, value) in &result.server_samples {
-            self.store.sample(
+            self.sink.sample(
                 trial_id,
                 name,
                 *value,
