@@ -3,10 +3,10 @@
 
 use crate::cli::{BenchArgs, Global};
 use crate::printer::Printer;
+use bakeoff::analysis::compare;
 use bakeoff::domain::units::human_bytes;
 use bakeoff::engines::discovery;
 use bakeoff::measure::bench::{self, BenchContext, BenchPlan, Event, ServerBench};
-use bakeoff::analysis::compare;
 use bakeoff::measure::llama_bench::LlamaBenchRun;
 use bakeoff::measure::matrix::{parse_values, Matrix, PromptSet};
 use bakeoff::report::table::{self, Format, ModelInfo};

@@ -147,7 +147,9 @@ impl MemorySink {
         let index = usize::try_from(trial_id - 1).ok();
         match index.and_then(|i| recorded.trials.get_mut(i)) {
             Some((_, trial)) => Ok(f(trial)),
-            None => Err(Error::input(format!("no trial {trial_id} in the memory sink"))),
+            None => Err(Error::input(format!(
+                "no trial {trial_id} in the memory sink"
+            ))),
         }
     }
 }

@@ -2,10 +2,10 @@
 //! (with its KV-cache size at the run's context), bench cells, load steps, fidelity checks and the
 //! environment (systems, engines, models). Renderers work from this alone.
 
+use crate::analysis::compare::{self, Cell};
 use crate::domain::EngineConfig;
 use crate::formats::gguf::{GgmlType, GgufFile};
 use crate::measure::bench::BenchPlan;
-use crate::analysis::compare::{self, Cell};
 use crate::measure::load::StepTable;
 use crate::measure::stats::{self, Summary};
 use crate::model::plan::{self, KvSettings};

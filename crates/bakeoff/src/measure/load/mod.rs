@@ -318,8 +318,7 @@ impl LoadRunner<'_> {
             .collect();
         self.sink.exclude_samples(trial_id, &late)?;
         let put = |metric: &str, value: f64, unit: Unit, seq: usize| {
-            self.sink
-                .sample(trial_id, metric, value, unit, "step", seq)
+            self.sink.sample(trial_id, metric, value, unit, "step", seq)
         };
         put(
             "request_throughput",
