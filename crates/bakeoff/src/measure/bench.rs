@@ -617,3 +617,246 @@ pub fn completed_trials(sink: &dyn TrialSink, run_id: i64) -> Result<HashSet<Tri
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::load::selftest::ScriptedEndpoint;
+    use crate::measure::sink::{MemorySink, TrialRow};
+    use std::cell::RefCell;
+
+    /// The scripted endpoint standing in for a started engine.
+    struct Scripted {
+        http: Http,
+        log_path: PathBuf,
+    }
+
+    impl BenchEngine for Scripted {
+        fn http(&self) -> &Http {
+            &self.http
+        }
+
+        fn pid(&self) -> i32 {
+            std::process::id() as i32
+        }
+
+        fn log_path(&self) -> &Path {
+            &self.log_path
+        }
+    }
+
+    /// Two -ctv values with -fa off (q8_0 is rejected before any engine starts), pp8 and tg4.
+    fn plan(reps: u32, warmup: u32) -> BenchPlan {
+        let mut matrix = Matrix {
+            prompt_tokens: vec![8],
+            gen_tokens: vec![4],
+            ..Default::default()
+        };
+        matrix.set("-ctv", vec!["f16".into(), "q8_0".into(), "bf16".into()]);
+        matrix.set("-fa", vec!["off".into()]);
+        BenchPlan {
+            model: "m.gguf".into(),
+            matrix,
+            reps,
+            warmup,
+            ci_target_pct: None,
+            max_reps: reps,
+            engine: "llama-server".into(),
+            extra_args: vec!["--no-mmap".into()],
+            health_timeout_s: 5,
+        }
+    }
+
+    struct Harness<'a> {
+        endpoint: &'a ScriptedEndpoint,
+        /// The specs the runner asked engines for, in order.
+        started: RefCell<Vec<ServerSpec>>,
+    }
+
+    impl Harness<'_> {
+        fn start(&self, spec: ServerSpec) -> Result<Box<dyn BenchEngine>> {
+            let log_path = spec.log_path.clone();
+            self.started.borrow_mut().push(spec);
+            let http = Http::new(&self.endpoint.url, Duration::from_secs(10));
+            Ok(Box::new(Scripted { http, log_path }))
+        }
+
+        fn run(
+            &self,
+            sink: &MemorySink,
+            plan: &BenchPlan,
+            done: HashSet<TrialKey>,
+        ) -> Result<Vec<String>> {
+            let bench = ServerBench {
+                ctx: BenchContext {
+                    sink,
+                    run_id: 1,
+                    plan,
+                    binary: "llama-server".into(),
+                    engine_id: 2,
+                    model_id: 3,
+                    done,
+                },
+                require_clean: None,
+            };
+            let mut events = Vec::new();
+            let start = |spec| self.start(spec);
+            bench.run_with(&start, &mut |event| match event {
+                Event::Trial {
+                    label, test, rep, ..
+                } => events.push(format!("{label} {test} #{rep}")),
+                Event::Skipped { label, .. } => events.push(format!("{label} skipped")),
+                _ => {}
+            })?;
+            Ok(events)
+        }
+    }
+
+    fn harness(endpoint: &ScriptedEndpoint) -> Harness<'_> {
+        Harness {
+            endpoint,
+            started: RefCell::default(),
+        }
+    }
+
+    fn metrics(trial: &TrialRow) -> Vec<(String, String)> {
+        let pairs = trial.samples.iter().filter(|s| s.metric.ends_with("_tps"));
+        pairs
+            .map(|s| (s.metric.clone(), s.source.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn trials_and_samples_are_recorded_per_config_test_and_repetition() {
+        let endpoint = ScriptedEndpoint::start(Duration::ZERO).unwrap();
+        let harness = harness(&endpoint);
+        let sink = MemorySink::new(Path::new("/runs"));
+        let events = harness.run(&sink, &plan(2, 1), HashSet::new()).unwrap();
+        assert_eq!(
+            events,
+            [
+                "-ctv f16 -fa off pp8 #0",
+                "-ctv f16 -fa off pp8 #1",
+                "-ctv f16 -fa off tg4 #0",
+                "-ctv f16 -fa off tg4 #1",
+                "-ctv q8_0 -fa off skipped",
+                "-ctv bf16 -fa off pp8 #0",
+                "-ctv bf16 -fa off pp8 #1",
+                "-ctv bf16 -fa off tg4 #0",
+                "-ctv bf16 -fa off tg4 #1",
+            ]
+        );
+        let trials = sink.trials(1).unwrap();
+        let ok: Vec<&TrialRow> = trials.iter().filter(|t| t.status == "ok").collect();
+        assert_eq!(ok.len(), 8);
+        assert_eq!(
+            metrics(ok[0]),
+            [
+                ("pp_tps".into(), "client".into()),
+                ("pp_tps".into(), "server".into())
+            ]
+        );
+        assert_eq!(
+            metrics(ok[2]),
+            [
+                ("tg_tps".into(), "client".into()),
+                ("tg_tps".into(), "server".into())
+            ]
+        );
+        let tokens = ok[2].samples.iter().find(|s| s.metric == "tokens_received");
+        assert_eq!(tokens.map(|s| s.value), Some(4.0));
+        let prompt_n = ok[0].samples.iter().find(|s| s.metric == "prompt_n");
+        assert_eq!(prompt_n.map(|s| s.value), Some(8.0));
+        assert_eq!(ok[0].engine.as_deref(), Some("engine 2"));
+        // The rejected config is stored as skipped without an engine start.
+        let skipped: Vec<&TrialRow> = trials.iter().filter(|t| t.status == "skipped").collect();
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0]
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("requires flash attention"));
+        let started = harness.started.borrow();
+        assert_eq!(started.len(), 2);
+        assert_eq!(
+            started[0].args,
+            [
+                "-ctv",
+                "f16",
+                "-fa",
+                "off",
+                "-np",
+                "1",
+                "-c",
+                "256",
+                "--no-mmap"
+            ]
+        );
+        let logs: Vec<PathBuf> = sink.logs().into_iter().map(|l| l.path).collect();
+        let expected: Vec<PathBuf> = started.iter().map(|s| s.log_path.clone()).collect();
+        assert_eq!(logs, expected);
+        assert!(logs[0].starts_with("/runs/1"));
+    }
+
+    #[test]
+    fn a_failing_request_is_stored_as_a_failed_trial_and_ends_the_run() {
+        // One warmup and one repetition succeed; the second repetition's request fails.
+        let endpoint = ScriptedEndpoint::failing_after(2, Duration::ZERO).unwrap();
+        let harness = harness(&endpoint);
+        let sink = MemorySink::new(Path::new("/runs"));
+        let error = harness.run(&sink, &plan(2, 1), HashSet::new()).unwrap_err();
+        assert!(error.to_string().contains("HTTP 500"), "{error}");
+        let trials = sink.trials(1).unwrap();
+        let statuses: Vec<&str> = trials.iter().map(|t| t.status.as_str()).collect();
+        assert_eq!(statuses, ["ok", "failed"]);
+        assert!(trials[1]
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("scripted failure"));
+        assert_eq!(
+            sink.logs().len(),
+            1,
+            "the engine log is kept on failure too"
+        );
+    }
+
+    #[test]
+    fn resume_measures_only_the_trials_not_yet_stored() {
+        let endpoint = ScriptedEndpoint::start(Duration::ZERO).unwrap();
+        let plan = plan(2, 0);
+        let first = MemorySink::new(Path::new("/runs"));
+        harness(&endpoint)
+            .run(&first, &plan, HashSet::new())
+            .unwrap();
+        let mut done = completed_trials(&first, 1).unwrap();
+        assert_eq!(done.len(), 8);
+
+        let nothing_left = MemorySink::new(Path::new("/runs"));
+        let idle = harness(&endpoint);
+        let events = idle.run(&nothing_left, &plan, done.clone()).unwrap();
+        // A rejected config has no ok trials, so a resume records its skip again.
+        assert_eq!(events, ["-ctv q8_0 -fa off skipped"]);
+        assert!(
+            idle.started.borrow().is_empty(),
+            "no engine for finished configs"
+        );
+
+        let bf16 = EngineConfig::default()
+            .with_flag("-ctv", "bf16")
+            .with_flag("-fa", "off");
+        done.remove(&(bf16.hash(), "tg4".into(), 1));
+        let rest = MemorySink::new(Path::new("/runs"));
+        let events = harness(&endpoint).run(&rest, &plan, done).unwrap();
+        assert_eq!(
+            events,
+            ["-ctv q8_0 -fa off skipped", "-ctv bf16 -fa off tg4 #1"]
+        );
+        let measured = rest.trials(1).unwrap();
+        let keys: Vec<(&str, i64)> = measured
+            .iter()
+            .map(|t| (t.workload["test"].as_str().unwrap(), t.repetition))
+            .collect();
+        assert_eq!(keys, [("(all)", 0), ("tg4", 1)]);
+    }
+}
