@@ -351,3 +351,118 @@ impl LoadRunner<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::prompts::TokenSource;
+    use crate::measure::sink::MemorySink;
+    use selftest::ScriptedEndpoint;
+    use std::path::Path;
+    use std::time::Duration;
+    use workload::LengthDist;
+
+    /// Closed-loop steps of `requests` requests each, 4 prompt tokens in, 3 tokens out.
+    fn plan(shapes: Vec<Shape>, requests: usize, cooldown: Duration) -> LoadPlan {
+        LoadPlan {
+            shapes,
+            sweep_rates: None,
+            workload: WorkloadSpec::Synthetic {
+                input: LengthDist::Fixed(4),
+                output: LengthDist::Fixed(3),
+            },
+            limits: StepLimits {
+                duration: None,
+                requests: Some(requests),
+                warmup: Duration::ZERO,
+                cooldown,
+                max_inflight: 2,
+                stop_on_saturation: false,
+            },
+            seed: 1,
+            slo: Slo::default(),
+        }
+    }
+
+    /// Run `plan` against a scripted endpoint into `sink`; returns the tables and the warnings.
+    fn run(sink: &MemorySink, plan: &LoadPlan) -> (Vec<StepTable>, Vec<String>) {
+        let endpoint = ScriptedEndpoint::start(Duration::ZERO).unwrap();
+        let http = Http::new(&endpoint.url, Duration::from_secs(10));
+        let source = TokenSource::fixed(vec![1, 2, 3, 4]);
+        let generator = Generator::new(plan.workload.clone(), 1, Some(source)).unwrap();
+        let config = EngineConfig::default().with_flag("-np", "2");
+        let runner = LoadRunner {
+            sink,
+            run_id: 4,
+            http: &http,
+            generator: &generator,
+            config: &config,
+            engine_id: Some(5),
+            model_id: None,
+            model_name: None,
+            ceiling_tps: None,
+            tracked_pids: Vec::new(),
+        };
+        let mut warnings = Vec::new();
+        let tables = runner
+            .run(plan, &mut |event| {
+                if let LoadEvent::Warning(warning) = event {
+                    warnings.push(warning);
+                }
+            })
+            .unwrap();
+        (tables, warnings)
+    }
+
+    fn count(trial: &TrialRow, metric: &str, source: &str) -> usize {
+        let samples = trial.samples.iter();
+        samples
+            .filter(|s| s.metric == metric && s.source == source)
+            .count()
+    }
+
+    #[test]
+    fn each_step_is_one_trial_with_every_request_and_token_gap() {
+        let sink = MemorySink::new(Path::new("/runs"));
+        let shapes = vec![Shape::Concurrency(1), Shape::Concurrency(2)];
+        let (tables, _) = run(&sink, &plan(shapes, 6, Duration::ZERO));
+        let steps: Vec<(&str, u64)> = tables
+            .iter()
+            .map(|t| (t.step.as_str(), t.completed))
+            .collect();
+        assert_eq!(steps, [("c1", 6), ("c2", 6)]);
+        let trials = sink.trials(4).unwrap();
+        assert_eq!(trials.len(), 2);
+        for trial in &trials {
+            assert_eq!(trial.status, "ok");
+            assert_eq!(trial.workload["kind"], "load");
+            assert_eq!(count(trial, "e2e_ms", "client"), 6);
+            // Three tokens per request: two gaps each.
+            assert_eq!(count(trial, "itl_ms", "client"), 12);
+            assert_eq!(count(trial, "request_throughput", "step"), 1);
+            let prompt = trial.samples.iter().find(|s| s.metric == "prompt_tokens");
+            assert_eq!(prompt.map(|s| s.value), Some(4.0));
+        }
+        assert_eq!(tables[1].errors, BTreeMap::new());
+    }
+
+    #[test]
+    fn requests_ending_in_the_cooldown_leave_the_measured_window() {
+        // The cooldown outlasts the step, so every request ended after the window closed.
+        let sink = MemorySink::new(Path::new("/runs"));
+        let plan = plan(vec![Shape::Concurrency(2)], 4, Duration::from_secs(3600));
+        let (tables, warnings) = run(&sink, &plan);
+        assert_eq!(tables[0].completed, 0);
+        let trial = &sink.trials(4).unwrap()[0];
+        assert_eq!(count(trial, "e2e_ms", "client"), 0);
+        assert_eq!(count(trial, "e2e_ms", "client-excluded"), 4);
+        assert_eq!(count(trial, "itl_ms", "client-excluded"), 8);
+        let few = warnings.iter().any(|w| w.contains("only 0 request(s)"));
+        assert!(few, "{warnings:?}");
+        assert!(trial
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("lengthen --duration"));
+    }
+}
