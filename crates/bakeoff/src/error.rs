@@ -32,11 +32,12 @@ pub enum Error {
     #[error("{url}: {message}")]
     Http { url: String, message: String },
 
-    /// The result store could not be opened or written.
+    /// The result store could not be opened or written (the source is the database driver's
+    /// error, boxed so that only `store` names the driver).
     #[error("database {}: {source}", path.display())]
     Store {
         path: PathBuf,
-        source: rusqlite::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 
     /// Another measuring bakeoff command holds the machine-wide lock.

@@ -5,12 +5,13 @@
 mod fidelity;
 mod journal;
 mod profiles;
+pub mod report_rows;
 mod schema;
 mod tool_traces;
 
 pub use tool_traces::ToolTraceRow;
 
-pub use fidelity::FidelityRow;
+pub use fidelity::{FidelityRow, NewCheck};
 pub use journal::{GateCheckRow, JournalEntry};
 pub use profiles::{EngineRow, Profile, RunConfig};
 // The measuring seam's types, re-exported where stored rows are read.
@@ -81,9 +82,9 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let err = |source| Error::Store {
+        let err = |source: rusqlite::Error| Error::Store {
             path: path.to_path_buf(),
-            source,
+            source: source.into(),
         };
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
@@ -109,7 +110,7 @@ impl Store {
     fn err(&self, source: rusqlite::Error) -> Error {
         Error::Store {
             path: self.path.clone(),
-            source,
+            source: source.into(),
         }
     }
 
@@ -133,20 +134,20 @@ impl Store {
         for (index, sql) in schema::MIGRATIONS.iter().enumerate().skip(current) {
             let tx = self.conn.transaction().map_err(|e| Error::Store {
                 path: self.path.clone(),
-                source: e,
+                source: e.into(),
             })?;
             tx.execute_batch(sql).map_err(|e| Error::Store {
                 path: self.path.clone(),
-                source: e,
+                source: e.into(),
             })?;
             tx.pragma_update(None, "user_version", (index + 1) as i64)
                 .map_err(|e| Error::Store {
                     path: self.path.clone(),
-                    source: e,
+                    source: e.into(),
                 })?;
             tx.commit().map_err(|e| Error::Store {
                 path: self.path.clone(),
-                source: e,
+                source: e.into(),
             })?;
         }
         Ok(())
@@ -547,11 +548,6 @@ impl Store {
             )
             .optional()
             .map_err(|e| self.err(e))
-    }
-
-    /// Direct access for modules that add their own queries.
-    pub fn connection(&self) -> &Connection {
-        &self.conn
     }
 }
 
