@@ -116,6 +116,8 @@ struct Recorded {
 }
 
 /// A sink that keeps everything in memory, for tests of the runners (here and in other crates).
+/// Trial ids count from 1; with no engine or model registry, a trial's `engine` and
+/// `model_sha256` read `engine <id>` and `model <id>`.
 #[derive(Debug, Default)]
 pub struct MemorySink {
     dir: PathBuf,

@@ -724,4 +724,44 @@ mod tests {
         );
         assert!(store.resolve_run("nope").is_err());
     }
+
+    #[test]
+    fn excluded_samples_leave_the_window_by_request_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("b.db")).unwrap();
+        let system = store.system_id(&Fingerprint::collect()).unwrap();
+        let run = store
+            .begin_run("load", "bakeoff load", system, None, &serde_json::json!({}))
+            .unwrap();
+        let workload = serde_json::json!({"test": "c1"});
+        let trial = NewTrial {
+            config: None,
+            engine_id: None,
+            model_id: None,
+            workload: &workload,
+            repetition: 0,
+        };
+        let sink: &dyn TrialSink = &store;
+        let id = sink.begin_trial(run, &trial).unwrap();
+        for (seq, source) in [(0, "client"), (1, "client"), (1, "step"), (2, "client")] {
+            sink.sample(id, "e2e_ms", 1.0, Unit::Milliseconds, source, seq)
+                .unwrap();
+        }
+        sink.exclude_samples(id, &[1, 2]).unwrap();
+        let sources: Vec<String> = sink
+            .trial(id)
+            .unwrap()
+            .samples
+            .into_iter()
+            .map(|s| s.source)
+            .collect();
+        assert_eq!(
+            sources,
+            ["client", "client-excluded", "step", "client-excluded"]
+        );
+        assert_eq!(
+            sink.run_dir(run),
+            dir.path().join("runs").join(run.to_string())
+        );
+    }
 }
