@@ -212,13 +212,16 @@ fn a_failed_fidelity_gate_reverts_and_nothing_to_judge_is_an_error() {
     // candidates, and then in the after-run itself.
     let store = bakeoff::store::Store::open(&sandbox.db()).unwrap();
     let gate_row = |run: i64, candidate: &str, name: &str, status: &str| {
-        store
-            .connection()
-            .execute(
-                "INSERT INTO fidelity (run_id, candidate, kind, name, status) VALUES (?1, ?2, 'gate', ?3, ?4)",
-                (run, candidate, name, status),
-            )
-            .unwrap();
+        let check = bakeoff::store::NewCheck {
+            candidate,
+            config: None,
+            kind: "gate",
+            name,
+            status,
+            value: None,
+            detail: serde_json::json!({}),
+        };
+        store.record_check(run, None, &check).unwrap();
     };
     gate_row(1, "q8_0", "mean_kld", "pass");
     gate_row(1, "q4_0", "mean_kld", "fail");

@@ -5,7 +5,7 @@
 
 mod common;
 
-use bakeoff::measure::compare;
+use bakeoff::analysis::compare;
 use bakeoff::measure::load::StepTable;
 use bakeoff::store::Store;
 use common::{run, smollm, Sandbox};
@@ -68,34 +68,27 @@ fn runs() -> &'static Runs {
     })
 }
 
-/// Fidelity rows as the fidelity checks store them (that code is not on this branch): a mean
-/// KLD for the q8_0 candidate and a failed canary whose detail quotes hostile model output.
+/// Fidelity rows as the fidelity checks store them: a mean KLD for the q8_0 candidate and a
+/// failed canary whose detail quotes hostile model output.
 fn add_fidelity(store: &Store, run_id: i64) {
     let config = bakeoff::domain::EngineConfig::default()
         .with_flag("-ctk", "q8_0")
         .with_flag("-ctv", "q8_0");
-    let config_id = store.config_id(&config).expect("config id");
-    let detail = serde_json::json!({ "output": DETAIL, "prompt": TAG }).to_string();
-    let sql = "INSERT INTO fidelity (run_id, candidate, config_id, kind, name, status, value, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
     for (kind, name, status, value) in [
         ("kld", "mean_kld", "pass", 0.00512),
         ("canary", "capital of France", "fail", 0.0),
     ] {
+        let check = bakeoff::store::NewCheck {
+            candidate: "q8_0",
+            config: Some(&config),
+            kind,
+            name,
+            status,
+            value: Some(value),
+            detail: serde_json::json!({ "output": DETAIL, "prompt": TAG }),
+        };
         store
-            .connection()
-            .execute(
-                sql,
-                (
-                    run_id,
-                    "q8_0",
-                    config_id,
-                    kind,
-                    name,
-                    status,
-                    value,
-                    detail.as_str(),
-                ),
-            )
+            .record_check(run_id, None, &check)
             .expect("insert fidelity row");
     }
 }

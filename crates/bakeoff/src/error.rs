@@ -32,11 +32,12 @@ pub enum Error {
     #[error("{url}: {message}")]
     Http { url: String, message: String },
 
-    /// The result store could not be opened or written.
+    /// The result store could not be opened or written (the source is the database driver's
+    /// error, boxed so that only `store` names the driver).
     #[error("database {}: {source}", path.display())]
     Store {
         path: PathBuf,
-        source: rusqlite::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 
     /// Another measuring bakeoff command holds the machine-wide lock.
@@ -45,7 +46,7 @@ pub enum Error {
 
     /// A GGUF file is malformed; the message names the offset and field.
     #[error(transparent)]
-    Gguf(#[from] crate::formats::gguf::GgufError),
+    Gguf(#[from] GgufError),
 }
 
 impl Error {
@@ -115,3 +116,27 @@ impl Error {
         }
     }
 }
+
+/// A malformed GGUF file: the byte offset and the field being read (`formats::gguf` raises it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GgufError {
+    pub path: Option<PathBuf>,
+    pub offset: u64,
+    pub field: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for GgufError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(path) = &self.path {
+            write!(f, "{}: ", path.display())?;
+        }
+        write!(
+            f,
+            "malformed GGUF at byte {} ({}): {}",
+            self.offset, self.field, self.reason
+        )
+    }
+}
+
+impl std::error::Error for GgufError {}

@@ -1,10 +1,12 @@
 //! bakeoff finds the fastest *faithful* way to run an LLM on given hardware, and keeps the evidence.
 //!
-//! The library is layered as in `DESIGN.md`; each module depends only on those listed before it:
-//! [`domain`] (no I/O) → [`formats`] → [`model`] → [`chat`] → [`system`] → [`engines`] →
-//! [`measure`] → [`quality`] → [`store`] → [`report`]; [`serve`] (saved profiles started behind a
-//! readiness gate) sits beside [`report`].
+//! The library is layered as in `DESIGN.md`; a module may use only its own layer and those below
+//! (`tests/layers.rs` enforces it): [`domain`] and [`error`] (no I/O) → [`formats`] → [`model`]
+//! and [`chat`] → [`system`] → [`engines`] → [`measure`] (results go to a
+//! [`measure::sink::TrialSink`]) → [`quality`] → [`store`] → [`analysis`], [`report`] and
+//! [`serve`] (analysis of stored runs, reports, saved profiles started behind a readiness gate).
 
+pub mod analysis;
 pub mod chat;
 pub mod domain;
 pub mod engines;

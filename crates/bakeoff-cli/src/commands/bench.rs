@@ -3,10 +3,10 @@
 
 use crate::cli::{BenchArgs, Global};
 use crate::printer::Printer;
+use bakeoff::analysis::compare;
 use bakeoff::domain::units::human_bytes;
 use bakeoff::engines::discovery;
 use bakeoff::measure::bench::{self, BenchContext, BenchPlan, Event, ServerBench};
-use bakeoff::measure::compare;
 use bakeoff::measure::llama_bench::LlamaBenchRun;
 use bakeoff::measure::matrix::{parse_values, Matrix, PromptSet};
 use bakeoff::report::table::{self, Format, ModelInfo};
@@ -347,7 +347,7 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
     let mut progress = Progress::new(printer);
     let mut observe = |event: Event| progress.event(event);
     let ctx = BenchContext {
-        store: &store,
+        sink: &store,
         run_id,
         plan: &plan,
         binary,

@@ -1,7 +1,7 @@
 //! `bakeoff compare A B`: matched cells with ratio, CI, Mann-Whitney U and verdict.
 
 use crate::cli::{CompareArgs, Global};
-use bakeoff::measure::compare;
+use bakeoff::analysis::compare;
 use bakeoff::report::table;
 use std::process::ExitCode;
 

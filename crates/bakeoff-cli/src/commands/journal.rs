@@ -3,7 +3,7 @@
 
 use crate::cli::{Global, JournalCommand};
 use crate::printer::Printer;
-use bakeoff::measure::journal::{self, Evidence, GateSource, Verdict};
+use bakeoff::analysis::journal::{self, Evidence, GateSource, Verdict};
 use bakeoff::report::journal as render;
 use bakeoff::store::{JournalEntry, Store};
 use bakeoff::Error;

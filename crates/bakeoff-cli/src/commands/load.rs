@@ -273,7 +273,7 @@ pub fn run(global: &Global, args: LoadArgs, printer: Printer) -> anyhow::Result<
         .into_iter()
         .collect();
     let runner = LoadRunner {
-        store: &store,
+        sink: &store,
         run_id,
         http: &http,
         generator: &generator,

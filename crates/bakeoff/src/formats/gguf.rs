@@ -3,9 +3,8 @@
 //! has not checked against the bytes left in the file; a malformed, truncated or hostile file gives
 //! a [`GgufError`] naming the byte offset and the field being read.
 
-use std::fmt;
 use std::io::{BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const MAGIC: &[u8; 4] = b"GGUF";
 /// Nested arrays deeper than this are refused (real files nest at most once).
@@ -13,28 +12,8 @@ const MAX_DEPTH: usize = 8;
 /// Dimensions per tensor in ggml.
 const MAX_DIMS: u32 = 4;
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct GgufError {
-    pub path: Option<PathBuf>,
-    pub offset: u64,
-    pub field: String,
-    pub reason: String,
-}
-
-impl fmt::Display for GgufError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(path) = &self.path {
-            write!(f, "{}: ", path.display())?;
-        }
-        write!(
-            f,
-            "malformed GGUF at byte {} ({}): {}",
-            self.offset, self.field, self.reason
-        )
-    }
-}
-
-impl std::error::Error for GgufError {}
+// Defined beside the shared error type, which wraps it (the error module is the lowest layer).
+pub use crate::error::GgufError;
 
 /// A metadata value.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,17 +5,17 @@
 use super::matrix::{Matrix, PlannedConfig, PromptSet, Test};
 use super::noise::{self, CpuSnapshot};
 use super::prompts::TokenSource;
+use super::sink::{NewTrial, TrialSink};
 use super::stats::Summary;
 use crate::domain::{EngineConfig, Unit};
 use crate::engines::http::{Flow, Http};
 use crate::engines::llama_server::{LlamaServer, ServerSpec};
 use crate::engines::process;
-use crate::store::{NewTrial, Store};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Relative disagreement between client and server figures above which a trial is flagged.
@@ -268,13 +268,43 @@ fn measure_test(http: &Http, source: &TokenSource, test: &Test, rep: u32) -> Res
 /// What every bench engine needs: where results go, what to run with which binary, and which
 /// trials an interrupted run already stored (skipped on `--resume`).
 pub struct BenchContext<'a> {
-    pub store: &'a Store,
+    pub sink: &'a dyn TrialSink,
     pub run_id: i64,
     pub plan: &'a BenchPlan,
     pub binary: PathBuf,
     pub engine_id: i64,
     pub model_id: i64,
     pub done: HashSet<TrialKey>,
+}
+
+/// A running engine the bench measures through.
+pub trait BenchEngine {
+    fn http(&self) -> &Http;
+    /// Its process, whose own CPU and GPU use is not noise.
+    fn pid(&self) -> i32;
+    fn log_path(&self) -> &Path;
+}
+
+impl BenchEngine for LlamaServer {
+    fn http(&self) -> &Http {
+        &self.http
+    }
+
+    fn pid(&self) -> i32 {
+        LlamaServer::pid(self)
+    }
+
+    fn log_path(&self) -> &Path {
+        LlamaServer::log_path(self)
+    }
+}
+
+/// Starts the engine for one configuration (dropping it stops the engine).
+pub type StartEngine<'a> = dyn Fn(ServerSpec) -> Result<Box<dyn BenchEngine>> + 'a;
+
+/// The real [`StartEngine`]: launch llama-server and wait for its health check.
+pub fn launch_llama_server(spec: ServerSpec) -> Result<Box<dyn BenchEngine>> {
+    Ok(Box::new(LlamaServer::launch(spec)?))
 }
 
 /// Run the plan through llama-server.
@@ -285,6 +315,12 @@ pub struct ServerBench<'a> {
 
 impl ServerBench<'_> {
     pub fn run(&self, observe: &mut dyn FnMut(Event)) -> Result<()> {
+        self.run_with(&launch_llama_server, observe)
+    }
+
+    /// Run the plan, starting each configuration's engine with `start` (tests start none and
+    /// point at a scripted endpoint).
+    pub fn run_with(&self, start: &StartEngine, observe: &mut dyn FnMut(Event)) -> Result<()> {
         let configs = self.ctx.plan.configs();
         let tests = self.ctx.plan.matrix.tests();
         let reps_each = self.ctx.plan.reps.max(1);
@@ -322,7 +358,7 @@ impl ServerBench<'_> {
                 });
                 continue;
             }
-            let server = match self.launch(&planned.config) {
+            let server = match start(self.spec(&planned.config)) {
                 Ok(server) => server,
                 Err(error) => {
                     let reason = error.to_string();
@@ -334,9 +370,16 @@ impl ServerBench<'_> {
                     continue;
                 }
             };
-            let result = self.run_config(&server, planned, &tests, &mut done_count, total, observe);
+            let result = self.run_config(
+                server.as_ref(),
+                planned,
+                &tests,
+                &mut done_count,
+                total,
+                observe,
+            );
             self.ctx
-                .store
+                .sink
                 .engine_log(self.ctx.run_id, None, server.log_path())?;
             drop(server);
             result?;
@@ -344,9 +387,9 @@ impl ServerBench<'_> {
         Ok(())
     }
 
-    fn launch(&self, config: &EngineConfig) -> Result<LlamaServer> {
-        let dir = crate::system::paths::run_dir(self.ctx.store.path(), self.ctx.run_id);
-        LlamaServer::launch(ServerSpec {
+    fn spec(&self, config: &EngineConfig) -> ServerSpec {
+        let dir = self.ctx.sink.run_dir(self.ctx.run_id);
+        ServerSpec {
             binary: self.ctx.binary.clone(),
             model: self.ctx.plan.model.clone(),
             host: "127.0.0.1".into(),
@@ -354,11 +397,11 @@ impl ServerBench<'_> {
             args: self.ctx.plan.server_args(config),
             health_timeout: Duration::from_secs(self.ctx.plan.health_timeout_s),
             log_path: dir.join(format!("llama-server-{}.log", config.hash())),
-        })
+        }
     }
 
     fn record_skip(&self, config: &EngineConfig, reason: &str) -> Result<()> {
-        self.ctx.store.skip_config(
+        self.ctx.sink.skip_config(
             self.ctx.run_id,
             config,
             self.ctx.engine_id,
@@ -369,7 +412,7 @@ impl ServerBench<'_> {
 
     fn run_config(
         &self,
-        server: &LlamaServer,
+        server: &dyn BenchEngine,
         planned: &PlannedConfig,
         tests: &[Test],
         done_count: &mut usize,
@@ -383,7 +426,7 @@ impl ServerBench<'_> {
             if !sources.iter().any(|(set, _)| *set == test.prompts) {
                 sources.push((
                     test.prompts.clone(),
-                    TokenSource::new(&server.http, &test.prompts)?,
+                    TokenSource::new(server.http(), &test.prompts)?,
                 ));
             }
             let source = &sources
@@ -394,10 +437,10 @@ impl ServerBench<'_> {
             if test.depth > 0 && prefilled.insert((test.prompts.clone(), test.depth)) {
                 // Fill the cache with the depth prefix once; trials then reuse it (cache_n).
                 let body = json!({ "prompt": source.prefix(test.depth), "n_predict": 1, "cache_prompt": true, "id_slot": 0, "stream": true });
-                stream_completion(&server.http, &body)?;
+                stream_completion(server.http(), &body)?;
             }
             for _ in 0..self.ctx.plan.warmup {
-                measure_test(&server.http, source, test, u32::MAX)?;
+                measure_test(server.http(), source, test, u32::MAX)?;
             }
             self.run_reps(
                 server, planned, test, source, done_count, total, &label, observe,
@@ -412,7 +455,7 @@ impl ServerBench<'_> {
     )]
     fn run_reps(
         &self,
-        server: &LlamaServer,
+        server: &dyn BenchEngine,
         planned: &PlannedConfig,
         test: &Test,
         source: &TokenSource,
@@ -453,8 +496,8 @@ impl ServerBench<'_> {
                 workload: &workload,
                 repetition: rep,
             };
-            let trial_id = self.ctx.store.begin_trial(self.ctx.run_id, &trial)?;
-            let figures = match measure_test(&server.http, source, test, rep) {
+            let trial_id = self.ctx.sink.begin_trial(self.ctx.run_id, &trial)?;
+            let figures = match measure_test(server.http(), source, test, rep) {
                 Ok(figures) => figures,
                 Err(error) => {
                     let fatal = crate::engines::fatal::scan_file(server.log_path());
@@ -462,7 +505,7 @@ impl ServerBench<'_> {
                         Some(line) => format!("{error}; engine log: {}", line.text),
                         None => error.to_string(),
                     };
-                    self.ctx.store.end_trial(trial_id, "failed", Some(&note))?;
+                    self.ctx.sink.end_trial(trial_id, "failed", Some(&note))?;
                     return Err(Error::engine(note));
                 }
             };
@@ -474,7 +517,7 @@ impl ServerBench<'_> {
             ] {
                 if let Some(value) = value {
                     self.ctx
-                        .store
+                        .sink
                         .sample(trial_id, metric, value, Unit::Percent, "system", 0)?;
                 }
             }
@@ -491,11 +534,11 @@ impl ServerBench<'_> {
             }
             for (metric, value, unit, source) in &figures.samples {
                 self.ctx
-                    .store
+                    .sink
                     .sample(trial_id, metric, *value, *unit, source, 0)?;
             }
             for (seq, gap) in figures.itl_ms.iter().enumerate() {
-                self.ctx.store.sample(
+                self.ctx.sink.sample(
                     trial_id,
                     "itl_ms",
                     *gap,
@@ -504,7 +547,7 @@ impl ServerBench<'_> {
                     seq,
                 )?;
             }
-            self.ctx.store.sample(
+            self.ctx.sink.sample(
                 trial_id,
                 "others_cpu_cores",
                 others,
@@ -513,7 +556,7 @@ impl ServerBench<'_> {
                 0,
             )?;
             let note = (!flags.is_empty()).then(|| flags.join("; "));
-            self.ctx.store.end_trial(trial_id, "ok", note.as_deref())?;
+            self.ctx.sink.end_trial(trial_id, "ok", note.as_deref())?;
             *done_count += 1;
             values.push(figures.value);
             let unit = "t/s";
@@ -559,9 +602,9 @@ impl ServerBench<'_> {
     }
 }
 
-/// Trials already stored for a run (status ok or skipped), for `--resume`.
-pub fn completed_trials(store: &Store, run_id: i64) -> Result<HashSet<TrialKey>> {
-    let trials = store.trials(run_id)?;
+/// Trials already stored for a run (status ok), for `--resume`.
+pub fn completed_trials(sink: &dyn TrialSink, run_id: i64) -> Result<HashSet<TrialKey>> {
+    let trials = sink.trials(run_id)?;
     Ok(trials
         .into_iter()
         .filter(|t| t.status == "ok")
@@ -573,4 +616,247 @@ pub fn completed_trials(store: &Store, run_id: i64) -> Result<HashSet<TrialKey>>
             ))
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::load::selftest::ScriptedEndpoint;
+    use crate::measure::sink::{MemorySink, TrialRow};
+    use std::cell::RefCell;
+
+    /// The scripted endpoint standing in for a started engine.
+    struct Scripted {
+        http: Http,
+        log_path: PathBuf,
+    }
+
+    impl BenchEngine for Scripted {
+        fn http(&self) -> &Http {
+            &self.http
+        }
+
+        fn pid(&self) -> i32 {
+            std::process::id() as i32
+        }
+
+        fn log_path(&self) -> &Path {
+            &self.log_path
+        }
+    }
+
+    /// Two -ctv values with -fa off (q8_0 is rejected before any engine starts), pp8 and tg4.
+    fn plan(reps: u32, warmup: u32) -> BenchPlan {
+        let mut matrix = Matrix {
+            prompt_tokens: vec![8],
+            gen_tokens: vec![4],
+            ..Default::default()
+        };
+        matrix.set("-ctv", vec!["f16".into(), "q8_0".into(), "bf16".into()]);
+        matrix.set("-fa", vec!["off".into()]);
+        BenchPlan {
+            model: "m.gguf".into(),
+            matrix,
+            reps,
+            warmup,
+            ci_target_pct: None,
+            max_reps: reps,
+            engine: "llama-server".into(),
+            extra_args: vec!["--no-mmap".into()],
+            health_timeout_s: 5,
+        }
+    }
+
+    struct Harness<'a> {
+        endpoint: &'a ScriptedEndpoint,
+        /// The specs the runner asked engines for, in order.
+        started: RefCell<Vec<ServerSpec>>,
+    }
+
+    impl Harness<'_> {
+        fn start(&self, spec: ServerSpec) -> Result<Box<dyn BenchEngine>> {
+            let log_path = spec.log_path.clone();
+            self.started.borrow_mut().push(spec);
+            let http = Http::new(&self.endpoint.url, Duration::from_secs(10));
+            Ok(Box::new(Scripted { http, log_path }))
+        }
+
+        fn run(
+            &self,
+            sink: &MemorySink,
+            plan: &BenchPlan,
+            done: HashSet<TrialKey>,
+        ) -> Result<Vec<String>> {
+            let bench = ServerBench {
+                ctx: BenchContext {
+                    sink,
+                    run_id: 1,
+                    plan,
+                    binary: "llama-server".into(),
+                    engine_id: 2,
+                    model_id: 3,
+                    done,
+                },
+                require_clean: None,
+            };
+            let mut events = Vec::new();
+            let start = |spec| self.start(spec);
+            bench.run_with(&start, &mut |event| match event {
+                Event::Trial {
+                    label, test, rep, ..
+                } => events.push(format!("{label} {test} #{rep}")),
+                Event::Skipped { label, .. } => events.push(format!("{label} skipped")),
+                _ => {}
+            })?;
+            Ok(events)
+        }
+    }
+
+    fn harness(endpoint: &ScriptedEndpoint) -> Harness<'_> {
+        Harness {
+            endpoint,
+            started: RefCell::default(),
+        }
+    }
+
+    fn metrics(trial: &TrialRow) -> Vec<(String, String)> {
+        let pairs = trial.samples.iter().filter(|s| s.metric.ends_with("_tps"));
+        pairs
+            .map(|s| (s.metric.clone(), s.source.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn trials_and_samples_are_recorded_per_config_test_and_repetition() {
+        let endpoint = ScriptedEndpoint::start(Duration::ZERO).unwrap();
+        let harness = harness(&endpoint);
+        let sink = MemorySink::new(Path::new("/runs"));
+        let events = harness.run(&sink, &plan(2, 1), HashSet::new()).unwrap();
+        assert_eq!(
+            events,
+            [
+                "-ctv f16 -fa off pp8 #0",
+                "-ctv f16 -fa off pp8 #1",
+                "-ctv f16 -fa off tg4 #0",
+                "-ctv f16 -fa off tg4 #1",
+                "-ctv q8_0 -fa off skipped",
+                "-ctv bf16 -fa off pp8 #0",
+                "-ctv bf16 -fa off pp8 #1",
+                "-ctv bf16 -fa off tg4 #0",
+                "-ctv bf16 -fa off tg4 #1",
+            ]
+        );
+        let trials = sink.trials(1).unwrap();
+        let ok: Vec<&TrialRow> = trials.iter().filter(|t| t.status == "ok").collect();
+        assert_eq!(ok.len(), 8);
+        assert_eq!(
+            metrics(ok[0]),
+            [
+                ("pp_tps".into(), "client".into()),
+                ("pp_tps".into(), "server".into())
+            ]
+        );
+        assert_eq!(
+            metrics(ok[2]),
+            [
+                ("tg_tps".into(), "client".into()),
+                ("tg_tps".into(), "server".into())
+            ]
+        );
+        let tokens = ok[2].samples.iter().find(|s| s.metric == "tokens_received");
+        assert_eq!(tokens.map(|s| s.value), Some(4.0));
+        let prompt_n = ok[0].samples.iter().find(|s| s.metric == "prompt_n");
+        assert_eq!(prompt_n.map(|s| s.value), Some(8.0));
+        assert_eq!(ok[0].engine.as_deref(), Some("engine 2"));
+        // The rejected config is stored as skipped without an engine start.
+        let skipped: Vec<&TrialRow> = trials.iter().filter(|t| t.status == "skipped").collect();
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0]
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("requires flash attention"));
+        let started = harness.started.borrow();
+        assert_eq!(started.len(), 2);
+        assert_eq!(
+            started[0].args,
+            [
+                "-ctv",
+                "f16",
+                "-fa",
+                "off",
+                "-np",
+                "1",
+                "-c",
+                "256",
+                "--no-mmap"
+            ]
+        );
+        let logs: Vec<PathBuf> = sink.logs().into_iter().map(|l| l.path).collect();
+        let expected: Vec<PathBuf> = started.iter().map(|s| s.log_path.clone()).collect();
+        assert_eq!(logs, expected);
+        assert!(logs[0].starts_with("/runs/1"));
+    }
+
+    #[test]
+    fn a_failing_request_is_stored_as_a_failed_trial_and_ends_the_run() {
+        // One warmup and one repetition succeed; the second repetition's request fails.
+        let endpoint = ScriptedEndpoint::failing_after(2, Duration::ZERO).unwrap();
+        let harness = harness(&endpoint);
+        let sink = MemorySink::new(Path::new("/runs"));
+        let error = harness.run(&sink, &plan(2, 1), HashSet::new()).unwrap_err();
+        assert!(error.to_string().contains("HTTP 500"), "{error}");
+        let trials = sink.trials(1).unwrap();
+        let statuses: Vec<&str> = trials.iter().map(|t| t.status.as_str()).collect();
+        assert_eq!(statuses, ["ok", "failed"]);
+        assert!(trials[1]
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("scripted failure"));
+        assert_eq!(
+            sink.logs().len(),
+            1,
+            "the engine log is kept on failure too"
+        );
+    }
+
+    #[test]
+    fn resume_measures_only_the_trials_not_yet_stored() {
+        let endpoint = ScriptedEndpoint::start(Duration::ZERO).unwrap();
+        let plan = plan(2, 0);
+        let first = MemorySink::new(Path::new("/runs"));
+        harness(&endpoint)
+            .run(&first, &plan, HashSet::new())
+            .unwrap();
+        let mut done = completed_trials(&first, 1).unwrap();
+        assert_eq!(done.len(), 8);
+
+        let nothing_left = MemorySink::new(Path::new("/runs"));
+        let idle = harness(&endpoint);
+        let events = idle.run(&nothing_left, &plan, done.clone()).unwrap();
+        // A rejected config has no ok trials, so a resume records its skip again.
+        assert_eq!(events, ["-ctv q8_0 -fa off skipped"]);
+        assert!(
+            idle.started.borrow().is_empty(),
+            "no engine for finished configs"
+        );
+
+        let bf16 = EngineConfig::default()
+            .with_flag("-ctv", "bf16")
+            .with_flag("-fa", "off");
+        done.remove(&(bf16.hash(), "tg4".into(), 1));
+        let rest = MemorySink::new(Path::new("/runs"));
+        let events = harness(&endpoint).run(&rest, &plan, done).unwrap();
+        assert_eq!(
+            events,
+            ["-ctv q8_0 -fa off skipped", "-ctv bf16 -fa off tg4 #1"]
+        );
+        let measured = rest.trials(1).unwrap();
+        let keys: Vec<(&str, i64)> = measured
+            .iter()
+            .map(|t| (t.workload["test"].as_str().unwrap(), t.repetition))
+            .collect();
+        assert_eq!(keys, [("(all)", 0), ("tg4", 1)]);
+    }
 }

@@ -4,9 +4,9 @@
 
 use super::bench::{BenchContext, Event};
 use super::matrix::{PromptSet, Test};
+use super::sink::NewTrial;
 use crate::domain::{EngineConfig, Unit};
 use crate::engines::process::Supervised;
-use crate::store::NewTrial;
 use crate::{Error, Result};
 use serde_json::{json, Value};
 
@@ -87,7 +87,7 @@ impl LlamaBenchRun<'_> {
 
     pub fn run(&self, observe: &mut dyn FnMut(Event)) -> Result<()> {
         let configs = self.ctx.plan.configs();
-        let dir = crate::system::paths::run_dir(self.ctx.store.path(), self.ctx.run_id);
+        let dir = self.ctx.sink.run_dir(self.ctx.run_id);
         if self
             .ctx
             .plan
@@ -148,7 +148,7 @@ impl LlamaBenchRun<'_> {
                     });
                 }
             }
-            self.ctx.store.engine_log(self.ctx.run_id, None, &log)?;
+            self.ctx.sink.engine_log(self.ctx.run_id, None, &log)?;
         }
         Ok(())
     }
@@ -188,7 +188,7 @@ impl LlamaBenchRun<'_> {
     }
 
     fn skip(&self, config: &EngineConfig, reason: &str) -> Result<()> {
-        self.ctx.store.skip_config(
+        self.ctx.sink.skip_config(
             self.ctx.run_id,
             config,
             self.ctx.engine_id,
@@ -233,12 +233,12 @@ impl LlamaBenchRun<'_> {
                 workload: &workload,
                 repetition: rep as u32,
             };
-            let id = self.ctx.store.begin_trial(self.ctx.run_id, &trial)?;
+            let id = self.ctx.sink.begin_trial(self.ctx.run_id, &trial)?;
             self.ctx
-                .store
+                .sink
                 .sample(id, metric, *value, Unit::TokensPerSecond, "llama-bench", 0)?;
             if let Some(ns) = result["samples_ns"].get(rep).and_then(Value::as_f64) {
-                self.ctx.store.sample(
+                self.ctx.sink.sample(
                     id,
                     "duration_ms",
                     ns / 1e6,
@@ -247,7 +247,7 @@ impl LlamaBenchRun<'_> {
                     0,
                 )?;
             }
-            self.ctx.store.end_trial(id, "ok", None)?;
+            self.ctx.sink.end_trial(id, "ok", None)?;
             observe(Event::Trial {
                 done: rep + 1,
                 total: samples.len(),

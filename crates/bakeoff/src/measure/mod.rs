@@ -1,12 +1,12 @@
 //! Measurement: sweep expansion and scheduling, prompts with exact token counts, the bench runner
-//! (through llama-server, or llama-bench in-process), statistics, noise detection and comparison.
+//! (through llama-server, or llama-bench in-process), statistics, load generation and noise detection;
+//! results go to a [`sink::TrialSink`].
 
 pub mod bench;
-pub mod compare;
-pub mod journal;
 pub mod llama_bench;
 pub mod load;
 pub mod matrix;
 pub mod noise;
 pub mod prompts;
+pub mod sink;
 pub mod stats;

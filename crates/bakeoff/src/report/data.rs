@@ -2,18 +2,19 @@
 //! (with its KV-cache size at the run's context), bench cells, load steps, fidelity checks and the
 //! environment (systems, engines, models). Renderers work from this alone.
 
+use crate::analysis::compare::{self, Cell};
 use crate::domain::EngineConfig;
 use crate::formats::gguf::{GgmlType, GgufFile};
 use crate::measure::bench::BenchPlan;
-use crate::measure::compare::{self, Cell};
 use crate::measure::load::StepTable;
 use crate::measure::stats::{self, Summary};
 use crate::model::plan::{self, KvSettings};
 use crate::model::ModelFacts;
 use crate::quality::readiness::Readiness;
 use crate::store::{RunDetail, RunRow, Store, TrialRow};
-use crate::{Error, Result};
-use rusqlite::params;
+// The stored rows a report shows as they are.
+pub use crate::store::report_rows::{EngineInfo, FidelityRow, ModelInfo, SystemInfo};
+use crate::Result;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -89,24 +90,6 @@ pub struct LoadStep {
     pub accepted: Option<f64>,
 }
 
-/// One row of the `fidelity` table (readiness rows aside: see [`GateCandidate`]).
-#[derive(Debug, Clone, Serialize)]
-pub struct FidelityRow {
-    pub id: i64,
-    pub run_id: i64,
-    pub trial_id: Option<i64>,
-    pub candidate: String,
-    pub config_hash: Option<String>,
-    /// The engine arguments of that config (to match configs of other runs with the same flags).
-    pub config_args: Vec<String>,
-    pub kind: String,
-    pub name: String,
-    pub status: String,
-    pub value: Option<f64>,
-    /// The stored JSON text, as stored.
-    pub detail: String,
-}
-
 /// One candidate of a `bakeoff gate` run: its whole readiness row.
 #[derive(Debug, Clone, Serialize)]
 pub struct GateCandidate {
@@ -128,38 +111,6 @@ impl GateCandidate {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct SystemInfo {
-    pub id: i64,
-    pub hash: String,
-    pub fingerprint: serde_json::Value,
-    /// The newest value of each measured machine property (memory bandwidth, client ceiling).
-    pub measurements: BTreeMap<String, (f64, String)>,
-    pub runs: Vec<i64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct EngineInfo {
-    pub id: i64,
-    pub kind: String,
-    pub path: String,
-    pub version: Option<String>,
-    pub build_number: Option<i64>,
-    pub commit: Option<String>,
-    pub built_with: Option<String>,
-    pub runs: Vec<i64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ModelInfo {
-    pub id: i64,
-    pub path: String,
-    pub size: u64,
-    pub sha256: String,
-    pub summary: serde_json::Value,
-    pub runs: Vec<i64>,
-}
-
 /// Gather everything the report needs about `run_ids`, in that order.
 pub fn gather(store: &Store, run_ids: &[i64]) -> Result<ReportData> {
     let mut data = ReportData {
@@ -169,10 +120,20 @@ pub fn gather(store: &Store, run_ids: &[i64]) -> Result<ReportData> {
     let mut facts = FactsCache::default();
     for &run_id in run_ids {
         let detail = store.run_detail(run_id)?;
-        let q = Queries { store, run_id };
-        merge(&mut data.systems, q.systems()?, |s| s.id, |s| &mut s.runs);
-        merge(&mut data.engines, q.engines()?, |e| e.id, |e| &mut e.runs);
-        merge(&mut data.models, q.models()?, |m| m.id, |m| &mut m.runs);
+        let systems = store.run_systems(run_id)?;
+        merge(&mut data.systems, systems, |s| s.id, |s| &mut s.runs);
+        merge(
+            &mut data.engines,
+            store.run_engines(run_id)?,
+            |e| e.id,
+            |e| &mut e.runs,
+        );
+        merge(
+            &mut data.models,
+            store.run_models(run_id)?,
+            |m| m.id,
+            |m| &mut m.runs,
+        );
         let gates = gate_candidates(store, run_id)?;
         let mut configs = configs_of(&detail, &data.models, &mut facts);
         for config in configs.iter_mut().filter(|c| c.memory.is_none()) {
@@ -184,7 +145,7 @@ pub fn gather(store: &Store, run_ids: &[i64]) -> Result<ReportData> {
         data.bench.extend(bench_cells(&detail, &configs));
         data.load.extend(load_steps(&detail));
         data.configs.extend(configs);
-        data.fidelity.extend(q.fidelity()?);
+        data.fidelity.extend(store.run_fidelity(run_id)?);
         data.readiness.extend(gates);
         data.runs.push(detail.run);
     }
@@ -207,127 +168,6 @@ fn merge<T>(
             }
             None => into.push(row),
         }
-    }
-}
-
-/// The store queries a report adds, for one run.
-struct Queries<'a> {
-    store: &'a Store,
-    run_id: i64,
-}
-
-impl Queries<'_> {
-    fn err(&self, source: rusqlite::Error) -> Error {
-        Error::Store {
-            path: self.store.path().to_path_buf(),
-            source,
-        }
-    }
-
-    fn rows<T>(
-        &self,
-        sql: &str,
-        map: impl Fn(&rusqlite::Row) -> rusqlite::Result<T>,
-    ) -> Result<Vec<T>> {
-        let mut stmt = self
-            .store
-            .connection()
-            .prepare(sql)
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![self.run_id], map)
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.err(e))
-    }
-
-    fn systems(&self) -> Result<Vec<SystemInfo>> {
-        let run_id = self.run_id;
-        let mut systems = self.rows(
-            "SELECT s.id, s.hash, s.fingerprint FROM runs r JOIN systems s ON s.id = r.system_id WHERE r.id = ?1",
-            |r| {
-                Ok(SystemInfo {
-                    id: r.get(0)?,
-                    hash: r.get(1)?,
-                    fingerprint: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
-                    measurements: BTreeMap::new(),
-                    runs: vec![run_id],
-                })
-            },
-        )?;
-        for system in &mut systems {
-            // Ordered by id, so the newest value of each name is inserted last.
-            let rows = self.rows(
-                "SELECT m.name, m.value, m.unit FROM runs r JOIN system_measurements m ON m.system_id = r.system_id WHERE r.id = ?1 ORDER BY m.id",
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?, r.get::<_, String>(2)?)),
-            )?;
-            system.measurements = rows.into_iter().map(|(n, v, u)| (n, (v, u))).collect();
-        }
-        Ok(systems)
-    }
-
-    fn engines(&self) -> Result<Vec<EngineInfo>> {
-        let run_id = self.run_id;
-        self.rows(
-            "SELECT DISTINCT e.id, e.kind, e.path, e.version, e.build_number, e.commit_id, e.built_with
-             FROM trials t JOIN engines e ON e.id = t.engine_id WHERE t.run_id = ?1 ORDER BY e.id",
-            |r| {
-                Ok(EngineInfo {
-                    id: r.get(0)?,
-                    kind: r.get(1)?,
-                    path: r.get(2)?,
-                    version: r.get(3)?,
-                    build_number: r.get(4)?,
-                    commit: r.get(5)?,
-                    built_with: r.get(6)?,
-                    runs: vec![run_id],
-                })
-            },
-        )
-    }
-
-    fn models(&self) -> Result<Vec<ModelInfo>> {
-        let run_id = self.run_id;
-        self.rows(
-            "SELECT DISTINCT m.id, m.path, m.size, m.sha256, m.summary
-             FROM trials t JOIN models m ON m.id = t.model_id WHERE t.run_id = ?1 ORDER BY m.id",
-            |r| {
-                Ok(ModelInfo {
-                    id: r.get(0)?,
-                    path: r.get(1)?,
-                    size: r.get::<_, i64>(2)?.max(0) as u64,
-                    sha256: r.get(3)?,
-                    summary: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
-                    runs: vec![run_id],
-                })
-            },
-        )
-    }
-
-    fn fidelity(&self) -> Result<Vec<FidelityRow>> {
-        self.rows(
-            "SELECT f.id, f.run_id, f.trial_id, f.candidate, c.hash, f.kind, f.name, f.status, f.value, f.detail, c.flags
-             FROM fidelity f LEFT JOIN configs c ON c.id = f.config_id
-             WHERE f.run_id = ?1 AND f.kind != 'readiness' ORDER BY f.id",
-            |r| {
-                let config: Option<EngineConfig> = r
-                    .get::<_, Option<String>>(10)?
-                    .and_then(|f| serde_json::from_str(&f).ok());
-                Ok(FidelityRow {
-                    id: r.get(0)?,
-                    run_id: r.get(1)?,
-                    trial_id: r.get(2)?,
-                    candidate: r.get(3)?,
-                    config_hash: r.get(4)?,
-                    config_args: config.map(|c| c.args()).unwrap_or_default(),
-                    kind: r.get(5)?,
-                    name: r.get(6)?,
-                    status: r.get(7)?,
-                    value: r.get(8)?,
-                    detail: r.get(9)?,
-                })
-            },
-        )
     }
 }
 

@@ -1,7 +1,7 @@
 //! The optimisation log rendered from stored journal entries: Markdown in the shape of a
 //! hand-kept log (date, change, benchmark evidence, verdict per entry), or compact terminal text.
 
-use crate::measure::journal::{Evidence, EvidenceRow};
+use crate::analysis::journal::{Evidence, EvidenceRow};
 use crate::store::JournalEntry;
 use std::fmt::Write;
 

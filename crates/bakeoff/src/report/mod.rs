@@ -126,12 +126,16 @@ mod tests {
                     store.end_trial(id, "ok", None).unwrap();
                 }
             }
-            let id = store.config_id(&config).unwrap();
-            let detail = json!({"excerpt": IMG, "prompt": SCRIPT}).to_string();
-            store.connection().execute(
-                "INSERT INTO fidelity (run_id, candidate, config_id, kind, name, status, value, detail) VALUES (?1, ?2, ?3, 'kld', 'mean_kld', ?4, ?5, ?6)",
-                rusqlite::params![bench, kv, id, if kv == "f16" { "pass" } else { "warn" }, if kv == "f16" { 0.0 } else { 0.005 }, detail],
-            ).unwrap();
+            let check = crate::store::NewCheck {
+                candidate: kv,
+                config: Some(&config),
+                kind: "kld",
+                name: "mean_kld",
+                status: if kv == "f16" { "pass" } else { "warn" },
+                value: Some(if kv == "f16" { 0.0 } else { 0.005 }),
+                detail: json!({"excerpt": IMG, "prompt": SCRIPT}),
+            };
+            store.record_check(bench, None, &check).unwrap();
         }
         let load = store
             .begin_run("load", "bakeoff load", system, None, &json!({}))

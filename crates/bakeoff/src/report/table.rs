@@ -2,7 +2,7 @@
 //! it, then the median with its 95 % bootstrap CI, min–max, repetitions, the server's own figure,
 //! draft acceptance and flags (noisy trials, client/server disagreement).
 
-use crate::measure::compare::{Cell, Comparison};
+use crate::analysis::compare::{Cell, Comparison};
 use serde_json::json;
 use std::fmt::Write;
 

@@ -22,6 +22,18 @@ pub struct FidelityRow {
     pub detail: Value,
 }
 
+/// One check of one candidate stored on its own (a readiness row stores all of its checks).
+pub struct NewCheck<'a> {
+    pub candidate: &'a str,
+    pub config: Option<&'a EngineConfig>,
+    pub kind: &'a str,
+    pub name: &'a str,
+    /// `pass`, `warn`, `fail` or `info`.
+    pub status: &'a str,
+    pub value: Option<f64>,
+    pub detail: Value,
+}
+
 struct Check<'a> {
     kind: &'a str,
     name: &'a str,
@@ -80,6 +92,18 @@ impl Store {
         };
         self.end_trial(trial, status, row.blocker.as_deref())?;
         Ok(trial)
+    }
+
+    /// Store one fidelity check of a run, committed at once.
+    pub fn record_check(&self, run_id: i64, trial_id: Option<i64>, check: &NewCheck) -> Result<()> {
+        let config_id = check.config.map(|c| self.config_id(c)).transpose()?;
+        self.conn
+            .execute(
+                "INSERT INTO fidelity (run_id, trial_id, candidate, config_id, kind, name, status, value, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![run_id, trial_id, check.candidate, config_id, check.kind, check.name, check.status, check.value, check.detail.to_string()],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
     }
 
     /// A run's fidelity rows, optionally of one kind, in the order they were stored.

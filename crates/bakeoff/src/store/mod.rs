@@ -5,17 +5,21 @@
 mod fidelity;
 mod journal;
 mod profiles;
+pub mod report_rows;
 mod schema;
 mod tool_traces;
 
 pub use tool_traces::ToolTraceRow;
 
-pub use fidelity::FidelityRow;
+pub use fidelity::{FidelityRow, NewCheck};
 pub use journal::{GateCheckRow, JournalEntry};
 pub use profiles::{EngineRow, Profile, RunConfig};
+// The measuring seam's types, re-exported where stored rows are read.
+pub use crate::measure::sink::{NewTrial, SampleRow, TrialRow};
 
 use crate::domain::{EngineConfig, Unit};
 use crate::engines::discovery::LlamaCppInstall;
+use crate::measure::sink::TrialSink;
 use crate::system::Fingerprint;
 use crate::{Error, Result};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -55,29 +59,6 @@ pub struct ModelRow {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct SampleRow {
-    pub metric: String,
-    pub value: f64,
-    pub unit: String,
-    pub source: String,
-    pub seq: i64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TrialRow {
-    pub id: i64,
-    pub config_hash: Option<String>,
-    pub flags: Option<serde_json::Value>,
-    pub engine: Option<String>,
-    pub model_sha256: Option<String>,
-    pub workload: serde_json::Value,
-    pub repetition: i64,
-    pub status: String,
-    pub note: Option<String>,
-    pub samples: Vec<SampleRow>,
-}
-
-#[derive(Debug, Clone, Serialize)]
 pub struct LogRow {
     pub trial_id: Option<i64>,
     pub path: String,
@@ -95,24 +76,15 @@ pub struct RunDetail {
     pub logs: Vec<LogRow>,
 }
 
-/// A trial about to be measured.
-pub struct NewTrial<'a> {
-    pub config: Option<&'a EngineConfig>,
-    pub engine_id: Option<i64>,
-    pub model_id: Option<i64>,
-    pub workload: &'a serde_json::Value,
-    pub repetition: u32,
-}
-
 impl Store {
     /// Open (creating if needed) the database at `path` and bring its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let err = |source| Error::Store {
+        let err = |source: rusqlite::Error| Error::Store {
             path: path.to_path_buf(),
-            source,
+            source: source.into(),
         };
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
@@ -138,7 +110,7 @@ impl Store {
     fn err(&self, source: rusqlite::Error) -> Error {
         Error::Store {
             path: self.path.clone(),
-            source,
+            source: source.into(),
         }
     }
 
@@ -162,20 +134,20 @@ impl Store {
         for (index, sql) in schema::MIGRATIONS.iter().enumerate().skip(current) {
             let tx = self.conn.transaction().map_err(|e| Error::Store {
                 path: self.path.clone(),
-                source: e,
+                source: e.into(),
             })?;
             tx.execute_batch(sql).map_err(|e| Error::Store {
                 path: self.path.clone(),
-                source: e,
+                source: e.into(),
             })?;
             tx.pragma_update(None, "user_version", (index + 1) as i64)
                 .map_err(|e| Error::Store {
                     path: self.path.clone(),
-                    source: e,
+                    source: e.into(),
                 })?;
             tx.commit().map_err(|e| Error::Store {
                 path: self.path.clone(),
-                source: e,
+                source: e.into(),
             })?;
         }
         Ok(())
@@ -348,28 +320,6 @@ impl Store {
             )
             .map_err(|e| self.err(e))?;
         Ok(self.conn.last_insert_rowid())
-    }
-
-    /// Record a configuration that was not measured, with the reason (rejected by the engine,
-    /// failed to start, not applicable to the engine).
-    pub fn skip_config(
-        &self,
-        run_id: i64,
-        config: &EngineConfig,
-        engine_id: i64,
-        model_id: i64,
-        reason: &str,
-    ) -> Result<()> {
-        let workload = serde_json::json!({ "test": "(all)" });
-        let trial = NewTrial {
-            config: Some(config),
-            engine_id: Some(engine_id),
-            model_id: Some(model_id),
-            workload: &workload,
-            repetition: 0,
-        };
-        let id = self.begin_trial(run_id, &trial)?;
-        self.end_trial(id, "skipped", Some(reason))
     }
 
     pub fn end_trial(&self, trial_id: i64, status: &str, note: Option<&str>) -> Result<()> {
@@ -599,10 +549,56 @@ impl Store {
             .optional()
             .map_err(|e| self.err(e))
     }
+}
 
-    /// Direct access for modules that add their own queries.
-    pub fn connection(&self) -> &Connection {
-        &self.conn
+/// The runners' seam, over the inherent methods above (each commits at once).
+impl TrialSink for Store {
+    fn begin_trial(&self, run_id: i64, trial: &NewTrial) -> Result<i64> {
+        Store::begin_trial(self, run_id, trial)
+    }
+
+    fn end_trial(&self, trial_id: i64, status: &str, note: Option<&str>) -> Result<()> {
+        Store::end_trial(self, trial_id, status, note)
+    }
+
+    fn sample(
+        &self,
+        trial_id: i64,
+        metric: &str,
+        value: f64,
+        unit: Unit,
+        source: &str,
+        seq: usize,
+    ) -> Result<()> {
+        Store::sample(self, trial_id, metric, value, unit, source, seq)
+    }
+
+    fn exclude_samples(&self, trial_id: i64, seqs: &[usize]) -> Result<()> {
+        for seq in seqs {
+            self.conn
+                .execute(
+                    "UPDATE samples SET source = 'client-excluded' WHERE trial_id = ?1 AND seq = ?2 AND source = 'client'",
+                    params![trial_id, *seq as i64],
+                )
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    fn engine_log(&self, run_id: i64, trial_id: Option<i64>, path: &Path) -> Result<()> {
+        Store::engine_log(self, run_id, trial_id, path)
+    }
+
+    fn run_dir(&self, run_id: i64) -> PathBuf {
+        crate::system::paths::run_dir(&self.path, run_id)
+    }
+
+    fn trials(&self, run_id: i64) -> Result<Vec<TrialRow>> {
+        Store::trials(self, run_id)
+    }
+
+    fn trial(&self, trial_id: i64) -> Result<TrialRow> {
+        Store::trial(self, trial_id)
     }
 }
 
@@ -727,5 +723,45 @@ mod tests {
             Some(config.hash().as_str())
         );
         assert!(store.resolve_run("nope").is_err());
+    }
+
+    #[test]
+    fn excluded_samples_leave_the_window_by_request_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("b.db")).unwrap();
+        let system = store.system_id(&Fingerprint::collect()).unwrap();
+        let run = store
+            .begin_run("load", "bakeoff load", system, None, &serde_json::json!({}))
+            .unwrap();
+        let workload = serde_json::json!({"test": "c1"});
+        let trial = NewTrial {
+            config: None,
+            engine_id: None,
+            model_id: None,
+            workload: &workload,
+            repetition: 0,
+        };
+        let sink: &dyn TrialSink = &store;
+        let id = sink.begin_trial(run, &trial).unwrap();
+        for (seq, source) in [(0, "client"), (1, "client"), (1, "step"), (2, "client")] {
+            sink.sample(id, "e2e_ms", 1.0, Unit::Milliseconds, source, seq)
+                .unwrap();
+        }
+        sink.exclude_samples(id, &[1, 2]).unwrap();
+        let sources: Vec<String> = sink
+            .trial(id)
+            .unwrap()
+            .samples
+            .into_iter()
+            .map(|s| s.source)
+            .collect();
+        assert_eq!(
+            sources,
+            ["client", "client-excluded", "step", "client-excluded"]
+        );
+        assert_eq!(
+            sink.run_dir(run),
+            dir.path().join("runs").join(run.to_string())
+        );
     }
 }

@@ -84,20 +84,20 @@ impl Store {
         passed: Option<bool>,
         trace: &str,
     ) -> Result<i64> {
-        self.connection()
+        self.conn
             .execute(
                 "INSERT INTO tool_traces (run_id, trial_id, kind, arm, task, halt_reason, steps_used, tool_calls_total, wall_clock_s, final_history_chars, passed, trace)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![run_id, trial_id, kind, arm, task, halt, steps, calls, wall, history, passed, trace],
             )
             .map_err(|e| self.err(e))?;
-        Ok(self.connection().last_insert_rowid())
+        Ok(self.conn.last_insert_rowid())
     }
 
     /// Every tool-call row of a run, in the order stored.
     pub fn tool_traces(&self, run_id: i64) -> Result<Vec<ToolTraceRow>> {
         let mut stmt = self
-            .connection()
+            .conn
             .prepare(
                 "SELECT id, trial_id, kind, arm, task, halt_reason, steps_used, tool_calls_total, wall_clock_s, final_history_chars, passed, trace
                  FROM tool_traces WHERE run_id = ?1 ORDER BY id",

@@ -12,7 +12,7 @@ pub mod workload;
 
 use crate::domain::{EngineConfig, Unit};
 use crate::engines::http::Http;
-use crate::store::{NewTrial, Store, TrialRow};
+use crate::measure::sink::{NewTrial, TrialRow, TrialSink};
 use crate::Result;
 use executor::{run_step, Progress, Shape, StepLimits};
 use metrics::{Distribution, RequestRecord, Slo};
@@ -112,7 +112,7 @@ impl StepTable {
 }
 
 pub struct LoadRunner<'a> {
-    pub store: &'a Store,
+    pub sink: &'a dyn TrialSink,
     pub run_id: i64,
     pub http: &'a Http,
     pub generator: &'a Generator,
@@ -180,7 +180,7 @@ impl LoadRunner<'_> {
             workload: &workload,
             repetition: 0,
         };
-        let trial_id = self.store.begin_trial(self.run_id, &trial)?;
+        let trial_id = self.sink.begin_trial(self.run_id, &trial)?;
         let mut store_error = None;
         let warmup = plan.limits.warmup.as_secs_f64();
         let mut on_record = |record: &RequestRecord, progress: &Progress| {
@@ -260,8 +260,8 @@ impl LoadRunner<'_> {
             }
         }
         let note = (!notes.is_empty()).then(|| notes.join("; "));
-        self.store.end_trial(trial_id, "ok", note.as_deref())?;
-        let stored = self.store.trial(trial_id)?;
+        self.sink.end_trial(trial_id, "ok", note.as_deref())?;
+        let stored = self.sink.trial(trial_id)?;
         Ok(StepTable::from_trial(&stored))
     }
 
@@ -273,7 +273,7 @@ impl LoadRunner<'_> {
             "client"
         };
         let s = |metric: &str, value: f64, unit: Unit| {
-            self.store
+            self.sink
                 .sample(trial_id, metric, value, unit, source, r.index)
         };
         if let Some(kind) = &r.error {
@@ -309,7 +309,6 @@ impl LoadRunner<'_> {
         result: &executor::StepResult,
         window_end_s: f64,
     ) -> Result<()> {
-        let conn = self.store.connection();
         // Requests that finished after the measured window fell in the cooldown: exclude them too.
         let late: Vec<usize> = result
             .records
@@ -317,13 +316,9 @@ impl LoadRunner<'_> {
             .filter(|r| r.end_s > window_end_s)
             .map(|r| r.index)
             .collect();
-        for index in late {
-            conn.execute("UPDATE samples SET source = 'client-excluded' WHERE trial_id = ?1 AND seq = ?2 AND source = 'client'", rusqlite::params![trial_id, index as i64])
-                .map_err(|e| crate::Error::Store { path: self.store.path().to_path_buf(), source: e })?;
-        }
+        self.sink.exclude_samples(trial_id, &late)?;
         let put = |metric: &str, value: f64, unit: Unit, seq: usize| {
-            self.store
-                .sample(trial_id, metric, value, unit, "step", seq)
+            self.sink.sample(trial_id, metric, value, unit, "step", seq)
         };
         put(
             "request_throughput",
@@ -344,7 +339,7 @@ impl LoadRunner<'_> {
             put("timeline_output_tps", *tps, Unit::TokensPerSecond, second)?;
         }
         for (second, name, value) in &result.server_samples {
-            self.store.sample(
+            self.sink.sample(
                 trial_id,
                 name,
                 *value,
@@ -354,5 +349,120 @@ impl LoadRunner<'_> {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::prompts::TokenSource;
+    use crate::measure::sink::MemorySink;
+    use selftest::ScriptedEndpoint;
+    use std::path::Path;
+    use std::time::Duration;
+    use workload::LengthDist;
+
+    /// Closed-loop steps of `requests` requests each, 4 prompt tokens in, 3 tokens out.
+    fn plan(shapes: Vec<Shape>, requests: usize, cooldown: Duration) -> LoadPlan {
+        LoadPlan {
+            shapes,
+            sweep_rates: None,
+            workload: WorkloadSpec::Synthetic {
+                input: LengthDist::Fixed(4),
+                output: LengthDist::Fixed(3),
+            },
+            limits: StepLimits {
+                duration: None,
+                requests: Some(requests),
+                warmup: Duration::ZERO,
+                cooldown,
+                max_inflight: 2,
+                stop_on_saturation: false,
+            },
+            seed: 1,
+            slo: Slo::default(),
+        }
+    }
+
+    /// Run `plan` against a scripted endpoint into `sink`; returns the tables and the warnings.
+    fn run(sink: &MemorySink, plan: &LoadPlan) -> (Vec<StepTable>, Vec<String>) {
+        let endpoint = ScriptedEndpoint::start(Duration::ZERO).unwrap();
+        let http = Http::new(&endpoint.url, Duration::from_secs(10));
+        let source = TokenSource::fixed(vec![1, 2, 3, 4]);
+        let generator = Generator::new(plan.workload.clone(), 1, Some(source)).unwrap();
+        let config = EngineConfig::default().with_flag("-np", "2");
+        let runner = LoadRunner {
+            sink,
+            run_id: 4,
+            http: &http,
+            generator: &generator,
+            config: &config,
+            engine_id: Some(5),
+            model_id: None,
+            model_name: None,
+            ceiling_tps: None,
+            tracked_pids: Vec::new(),
+        };
+        let mut warnings = Vec::new();
+        let tables = runner
+            .run(plan, &mut |event| {
+                if let LoadEvent::Warning(warning) = event {
+                    warnings.push(warning);
+                }
+            })
+            .unwrap();
+        (tables, warnings)
+    }
+
+    fn count(trial: &TrialRow, metric: &str, source: &str) -> usize {
+        let samples = trial.samples.iter();
+        samples
+            .filter(|s| s.metric == metric && s.source == source)
+            .count()
+    }
+
+    #[test]
+    fn each_step_is_one_trial_with_every_request_and_token_gap() {
+        let sink = MemorySink::new(Path::new("/runs"));
+        let shapes = vec![Shape::Concurrency(1), Shape::Concurrency(2)];
+        let (tables, _) = run(&sink, &plan(shapes, 6, Duration::ZERO));
+        let steps: Vec<(&str, u64)> = tables
+            .iter()
+            .map(|t| (t.step.as_str(), t.completed))
+            .collect();
+        assert_eq!(steps, [("c1", 6), ("c2", 6)]);
+        let trials = sink.trials(4).unwrap();
+        assert_eq!(trials.len(), 2);
+        for trial in &trials {
+            assert_eq!(trial.status, "ok");
+            assert_eq!(trial.workload["kind"], "load");
+            assert_eq!(count(trial, "e2e_ms", "client"), 6);
+            // Three tokens per request: two gaps each.
+            assert_eq!(count(trial, "itl_ms", "client"), 12);
+            assert_eq!(count(trial, "request_throughput", "step"), 1);
+            let prompt = trial.samples.iter().find(|s| s.metric == "prompt_tokens");
+            assert_eq!(prompt.map(|s| s.value), Some(4.0));
+        }
+        assert_eq!(tables[1].errors, BTreeMap::new());
+    }
+
+    #[test]
+    fn requests_ending_in_the_cooldown_leave_the_measured_window() {
+        // The cooldown outlasts the step, so every request ended after the window closed.
+        let sink = MemorySink::new(Path::new("/runs"));
+        let plan = plan(vec![Shape::Concurrency(2)], 4, Duration::from_secs(3600));
+        let (tables, warnings) = run(&sink, &plan);
+        assert_eq!(tables[0].completed, 0);
+        let trial = &sink.trials(4).unwrap()[0];
+        assert_eq!(count(trial, "e2e_ms", "client"), 0);
+        assert_eq!(count(trial, "e2e_ms", "client-excluded"), 4);
+        assert_eq!(count(trial, "itl_ms", "client-excluded"), 8);
+        let few = warnings.iter().any(|w| w.contains("only 0 request(s)"));
+        assert!(few, "{warnings:?}");
+        assert!(trial
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("lengthen --duration"));
     }
 }

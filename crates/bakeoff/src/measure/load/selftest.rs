@@ -1,7 +1,8 @@
 //! Client honesty: a scripted streaming endpoint on loopback that emits tokens at a fixed pace
 //! (llama-server's `/completion` chunk format), to measure the client's own ceiling — streamed
-//! tokens per second, concurrent streams, and how far measured gaps stray from the true pace. This
-//! is the only fake server in bakeoff and it never stands in for an engine.
+//! tokens per second, concurrent streams, and how far measured gaps stray from the true pace — and
+//! to drive the bench and load runners in unit tests. It is the only fake server in bakeoff and it
+//! never stands in for an engine in an engine test.
 
 use super::executor::{run_step, Shape, StepLimits};
 use super::workload::{Generator, LengthDist, WorkloadSpec};
@@ -10,7 +11,7 @@ use crate::measure::stats::{quantile_sorted, sorted};
 use serde::Serialize;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,10 +29,37 @@ impl Drop for ScriptedEndpoint {
     }
 }
 
-/// One request: llama-server `/completion`, OpenAI `/v1/chat/completions` and `/v1/completions`
-/// (streamed, with a usage chunk and `[DONE]`), `/v1/models` and `/health`, so bakeoff and other
-/// load generators can be measured against the same endpoint.
-fn serve_one(mut stream: TcpStream, default_tokens: usize, pace: Duration) -> std::io::Result<()> {
+/// What the endpoint answers: its pace, and after how many `/completion` requests it fails them.
+struct Script {
+    pace: Duration,
+    completions_before_failure: Option<usize>,
+    completions: AtomicUsize,
+}
+
+/// The final `/completion` chunk: llama-server's timings, with the figures at the scripted pace.
+fn completion_timings(request: &serde_json::Value, n: usize, pace: Duration) -> String {
+    let prompt_n = request["prompt"].as_array().map_or(1, Vec::len);
+    let predicted_ms = (pace.as_secs_f64() * 1000.0 * n as f64).max(0.001);
+    let timings = serde_json::json!({
+        "prompt_n": prompt_n, "cache_n": 0, "prompt_ms": 1.0, "prompt_per_second": prompt_n as f64 * 1000.0,
+        "predicted_n": n, "predicted_ms": predicted_ms, "predicted_per_second": n as f64 * 1000.0 / predicted_ms,
+    });
+    format!("data: {{\"content\":\"\",\"tokens\":[],\"stop\":true,\"timings\":{timings}}}\n\n")
+}
+
+/// llama-server's `/tokenize`: one token per whitespace-separated word (its length as the id).
+fn tokenize(request: &serde_json::Value) -> String {
+    let text = request["content"].as_str().unwrap_or("");
+    let tokens: Vec<usize> = text.split_whitespace().map(str::len).collect();
+    serde_json::json!({ "tokens": tokens }).to_string()
+}
+
+/// One request: llama-server `/completion` (with timings), `/tokenize`, OpenAI
+/// `/v1/chat/completions` and `/v1/completions` (streamed, with a usage chunk and `[DONE]`),
+/// `/v1/models` (with llama-server's `meta.n_vocab`) and `/health`, so bakeoff and other load
+/// generators can be measured against the same endpoint.
+fn serve_one(mut stream: TcpStream, default_tokens: usize, script: &Script) -> std::io::Result<()> {
+    let pace = script.pace;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
@@ -61,7 +89,14 @@ fn serve_one(mut stream: TcpStream, default_tokens: usize, pace: Duration) -> st
         .map(|n| n as usize)
         .unwrap_or(default_tokens);
     let (chunk, last): (&[u8], String) = match path {
-        "/v1/models" => return json(&mut stream, r#"{"object":"list","data":[{"id":"scripted","object":"model","owned_by":"bakeoff"}]}"#),
+        "/v1/models" => return json(&mut stream, r#"{"object":"list","data":[{"id":"scripted","object":"model","owned_by":"bakeoff","meta":{"n_vocab":32000}}]}"#),
+        "/tokenize" => return json(&mut stream, &tokenize(&request)),
+        "/completion" if script.fails_now() => {
+            let body = r#"{"error":{"code":500,"message":"scripted failure"}}"#;
+            let head = format!("HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            stream.write_all(head.as_bytes())?;
+            return stream.write_all(body.as_bytes());
+        }
         "/health" => return json(&mut stream, r#"{"status":"ok"}"#),
         "/v1/chat/completions" => (
             b"data: {\"id\":\"s\",\"object\":\"chat.completion.chunk\",\"model\":\"scripted\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" x\"},\"finish_reason\":null}]}\n\n",
@@ -73,7 +108,7 @@ fn serve_one(mut stream: TcpStream, default_tokens: usize, pace: Duration) -> st
         ),
         _ => (
             b"data: {\"content\":\"x\",\"tokens\":[7],\"stop\":false}\n\n",
-            format!("data: {{\"content\":\"\",\"tokens\":[],\"stop\":true,\"timings\":{{\"prompt_n\":1,\"predicted_n\":{n}}}}}\n\n"),
+            completion_timings(&request, n, pace),
         ),
     };
     stream.write_all(
@@ -93,6 +128,14 @@ fn serve_one(mut stream: TcpStream, default_tokens: usize, pace: Duration) -> st
     stream.flush()
 }
 
+impl Script {
+    /// Counts a `/completion` request; true once the scripted successes are used up.
+    fn fails_now(&self) -> bool {
+        let seen = self.completions.fetch_add(1, Ordering::SeqCst);
+        self.completions_before_failure.is_some_and(|ok| seen >= ok)
+    }
+}
+
 impl ScriptedEndpoint {
     /// Listen on a free loopback port; every request streams `n_predict` tokens, one per `pace`.
     pub fn start(pace: Duration) -> std::io::Result<Self> {
@@ -101,7 +144,21 @@ impl ScriptedEndpoint {
 
     /// As [`ScriptedEndpoint::start`], on `port` of 127.0.0.1 (0: a free one).
     pub fn start_on(port: u16, pace: Duration) -> std::io::Result<Self> {
+        Self::listen(port, pace, None)
+    }
+
+    /// As [`ScriptedEndpoint::start`], but `/completion` answers HTTP 500 after `ok` requests.
+    pub fn failing_after(ok: usize, pace: Duration) -> std::io::Result<Self> {
+        Self::listen(0, pace, Some(ok))
+    }
+
+    fn listen(port: u16, pace: Duration, fail_after: Option<usize>) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", port))?;
+        let script = Arc::new(Script {
+            pace,
+            completions_before_failure: fail_after,
+            completions: AtomicUsize::new(0),
+        });
         let url = format!("http://{}", listener.local_addr()?);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -112,7 +169,8 @@ impl ScriptedEndpoint {
                 }
                 if let Ok(stream) = stream {
                     let _ = stream.set_nodelay(true);
-                    std::thread::spawn(move || serve_one(stream, 64, pace));
+                    let script = script.clone();
+                    std::thread::spawn(move || serve_one(stream, 64, &script));
                 }
             }
         });

@@ -417,7 +417,7 @@ fn describe(rows: &[&EvidenceRow]) -> String {
 mod tests {
     use super::*;
     use crate::domain::{EngineConfig, Unit};
-    use crate::store::NewTrial;
+    use crate::store::{NewCheck, NewTrial};
     use crate::system::Fingerprint;
 
     fn row(test: &str, kind: &str, verdict: &str, headline: bool) -> EvidenceRow {
@@ -487,6 +487,19 @@ mod tests {
         );
     }
 
+    /// A gate check as `bakeoff gate` stores it.
+    fn gate_check<'a>(candidate: &'a str, name: &'a str, status: &'a str) -> NewCheck<'a> {
+        NewCheck {
+            candidate,
+            config: None,
+            kind: "gate",
+            name,
+            status,
+            value: None,
+            detail: serde_json::json!({}),
+        }
+    }
+
     /// A bench run of one config with tg32 samples.
     fn bench_run(store: &Store, flags: &[(&str, &str)], values: &[f64]) -> i64 {
         let system = store.system_id(&Fingerprint::collect()).unwrap();
@@ -541,10 +554,10 @@ mod tests {
         );
 
         store
-            .connection()
-            .execute(
-                "INSERT INTO fidelity (run_id, candidate, kind, name, status) VALUES (?1, '-b 256', 'gate', 'greedy agreement', 'fail')",
-                [after],
+            .record_check(
+                after,
+                None,
+                &gate_check("-b 256", "greedy agreement", "fail"),
             )
             .unwrap();
         let evidence = gather(&store, before, after, &[]).unwrap();
@@ -555,11 +568,7 @@ mod tests {
         let gate_run = bench_run(&store, &[], &base);
         for (candidate, status) in [("q8_0", "pass"), ("q4_0", "fail")] {
             store
-                .connection()
-                .execute(
-                    "INSERT INTO fidelity (run_id, candidate, kind, name, status) VALUES (?1, ?2, 'gate', 'mean_kld', ?3)",
-                    rusqlite::params![gate_run, candidate, status],
-                )
+                .record_check(gate_run, None, &gate_check(candidate, "mean_kld", status))
                 .unwrap();
         }
         let source = |candidate: &str| GateSource {

@@ -2,7 +2,7 @@
 //! matched cell the ratio B/A with a bootstrap CI, a Mann–Whitney U test and a verdict, plus
 //! everything that differs between the two runs' records.
 
-use super::stats::{self, Summary};
+use crate::measure::stats::{self, Summary};
 use crate::store::{RunDetail, Store, TrialRow};
 use crate::Result;
 use serde::Serialize;
@@ -330,7 +330,7 @@ pub fn differences(a: &RunDetail, b: &RunDetail) -> Vec<Difference> {
         );
     }
     let context = |d: &RunDetail| {
-        serde_json::from_value::<super::bench::BenchPlan>(d.params["plan"].clone())
+        serde_json::from_value::<crate::measure::bench::BenchPlan>(d.params["plan"].clone())
             .map(|p| p.matrix.context_needed().to_string())
             .unwrap_or_else(|_| "null".into())
     };
