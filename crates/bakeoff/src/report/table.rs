@@ -308,3 +308,133 @@ pub fn speculation_summary(cells: &[Cell]) -> String {
         table.markdown()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn model() -> ModelInfo {
+        ModelInfo {
+            name: "Smol <b>".into(),
+            size: "86 MiB".into(),
+            params: "135 M".into(),
+        }
+    }
+
+    fn cell(config: &str, spec: &str, values: &[f64]) -> Cell {
+        Cell {
+            config: config.into(),
+            test: "tg16".into(),
+            kind: "tg".into(),
+            flags: [("--spec-type".to_string(), spec.to_string())]
+                .into_iter()
+                .collect(),
+            depth: 0,
+            source: "client".into(),
+            values: values.to_vec(),
+            server_values: vec![],
+            flagged: 2,
+            noisy: 1,
+            draft_n: 10.0,
+            draft_accepted: 5.0,
+            cache_n: None,
+            roofline_tps: None,
+        }
+    }
+
+    #[test]
+    fn markdown_keeps_llama_bench_shape_with_a_notes_column() {
+        let md = render(
+            Format::Markdown,
+            &model(),
+            &[cell("-b 256", "none", &[10.0, 12.0])],
+        );
+        let lines: Vec<&str> = md.lines().collect();
+        assert_eq!(lines[0], "| model | size | params | config | test | t/s | median [95% CI] | min–max | n | server t/s | accept | % roofline | notes |");
+        assert_eq!(lines[1], "| ----- | ---: | -----: | ------ | ---: | --: | --------------: | ------: | -: | ---------: | -----: | ---------: | ----- |");
+        assert!(
+            lines[2]
+                .starts_with("| Smol &lt;b&gt; | 86 MiB | 135 M | -b 256 | tg16 | 11.00 ± 1.41 |"),
+            "{md}"
+        );
+        assert!(
+            lines[2].ends_with("| 2 | - | 50% | - | 1 noisy, 1 flagged |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn csv_quotes_and_json_keeps_its_keys() {
+        let cells = [cell("-ctk q8_0,\"x\"", "none", &[10.0, 12.0])];
+        let csv = render(Format::Csv, &model(), &cells);
+        let mut lines = csv.lines();
+        assert_eq!(lines.next(), Some("model,config,test,source,mean_ts,sd_ts,median_ts,ci_low,ci_high,min_ts,max_ts,n,server_median_ts,draft_acceptance,roofline_ts,flagged"));
+        let record = lines.next().unwrap();
+        assert!(
+            record.starts_with("Smol <b>,\"-ctk q8_0,\"\"x\"\"\",tg16,client,11.000,"),
+            "{csv}"
+        );
+        assert!(record.ends_with(",2,-,0.5000,-,2"), "{csv}");
+        let json: Value = serde_json::from_str(&render(Format::Json, &model(), &cells)).unwrap();
+        let keys: Vec<&str> = json[0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "model",
+                "config",
+                "test",
+                "source",
+                "mean_ts",
+                "sd_ts",
+                "median_ts",
+                "ci_low",
+                "ci_high",
+                "min_ts",
+                "max_ts",
+                "n",
+                "server_median_ts",
+                "draft_acceptance",
+                "cache_n",
+                "roofline_ts",
+                "roofline_pct",
+                "flagged",
+                "noisy",
+                "samples_ts"
+            ]
+        );
+        assert_eq!(json[0]["median_ts"], 11.0);
+        assert_eq!(json[0]["samples_ts"], serde_json::json!([10.0, 12.0]));
+        assert!(json[0]["server_median_ts"].is_null());
+        let jsonl = render(Format::Jsonl, &model(), &cells);
+        assert_eq!(
+            serde_json::from_str::<Value>(jsonl.trim()).unwrap(),
+            json[0]
+        );
+    }
+
+    #[test]
+    fn speculation_summary_is_a_table_of_matched_cells() {
+        let cells = [
+            cell("(defaults)", "none", &[10.0]),
+            cell("--spec-type ngram-mod", "ngram-mod", &[15.0]),
+        ];
+        let summary = speculation_summary(&cells);
+        assert!(
+            summary.starts_with(
+                "\nSpeculative decoding (same prompts, without → with):\n\n| config |"
+            ),
+            "{summary}"
+        );
+        assert!(
+            summary.ends_with("| --spec-type ngram-mod | tg16 | 10.00 | 15.00 | 1.50× | 50.0% |\n"),
+            "{summary}"
+        );
+        assert_eq!(speculation_summary(&cells[..1]), "");
+    }
+}
