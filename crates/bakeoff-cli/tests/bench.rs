@@ -413,8 +413,19 @@ fn speculation_is_measured_with_and_without_on_the_same_prompts() {
         stdout.contains("Speculative decoding (same prompts, without → with):"),
         "{stdout}"
     );
+    // The summary is a table now (config and test in their own cells), as is the bench table,
+    // whose last column holds the trial notes.
     assert!(
-        stdout.contains("--spec-type ngram-mod tg48 [code]"),
+        stdout.contains("--spec-type ngram-mod | tg48 [code] | "),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .contains("| config | test | without t/s | with t/s | speed-up | draft acceptance |\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("| accept | % roofline | notes |\n"),
         "{stdout}"
     );
     let detail = show(&sandbox, "last");

@@ -310,3 +310,78 @@ fn a_failed_fidelity_gate_reverts_and_nothing_to_judge_is_an_error() {
         "{stderr}"
     );
 }
+
+const SCRIPT: &str = "<script>alert(1)</script>";
+
+/// Two stored bench runs tagged with markup (as `bakeoff bench --tag` would store them), three
+/// repetitions of one tg cell each, written straight to the sandbox's store: no engine needed.
+fn hostile_runs(sandbox: &Sandbox) {
+    use bakeoff::domain::{EngineConfig, Unit};
+    use bakeoff::store::{NewTrial, Store};
+    let store = Store::open(&sandbox.db()).unwrap();
+    let system = store
+        .system_id(&bakeoff::system::Fingerprint::collect())
+        .unwrap();
+    let config = EngineConfig::default().with_flag("-b", "256");
+    let workload = serde_json::json!({"test": "tg16", "kind": "tg", "tokens": 16, "depth": 0, "prompts": "random"});
+    for (tag, speed) in [(format!("a{SCRIPT}"), 100.0), (format!("b{SCRIPT}"), 90.0)] {
+        let params = serde_json::json!({});
+        let run = store
+            .begin_run("bench", "bakeoff bench", system, Some(&tag), &params)
+            .unwrap();
+        for rep in 0..3 {
+            let trial = NewTrial {
+                config: Some(&config),
+                engine_id: None,
+                model_id: None,
+                workload: &workload,
+                repetition: rep,
+            };
+            let id = store.begin_trial(run, &trial).unwrap();
+            let value = speed + f64::from(rep);
+            store
+                .sample(id, "tg_tps", value, Unit::TokensPerSecond, "client", 0)
+                .unwrap();
+            store.end_trial(id, "ok", None).unwrap();
+        }
+        store.end_run(run, "ok", None).unwrap();
+    }
+}
+
+// Regression: `journal show --md` printed entry titles, notes and run tags as raw HTML while
+// `report -o r.md` escaped the same tag.
+#[test]
+fn journal_and_report_markdown_escape_hostile_titles_and_tags() {
+    let sandbox = Sandbox::new();
+    hostile_runs(&sandbox);
+    let title = format!("title {SCRIPT}");
+    let note = "note <img src=x onerror=alert(1)> | pipe";
+    let args = [
+        "journal", "add", &title, "--change", SCRIPT, "--before", "1", "--after", "2", "--note",
+        note, "--json",
+    ];
+    ok(&sandbox, &args);
+    let md = ok(&sandbox, &["journal", "show", "--md"]);
+    assert!(!md.contains("<script") && !md.contains("<img"), "{md}");
+    assert!(
+        md.contains("## 1. title &lt;script&gt;alert(1)&lt;/script&gt;\n"),
+        "{md}"
+    );
+    assert!(
+        md.contains("- **Benchmark:** run 1 (a&lt;script&gt;alert(1)&lt;/script&gt;) → run 2 (b&lt;script&gt;"),
+        "{md}"
+    );
+    assert!(
+        md.contains("- **Notes:** note &lt;img src=x onerror=alert(1)&gt; \\| pipe\n"),
+        "{md}"
+    );
+    let report = sandbox.dir.path().join("r.md");
+    let report_arg = report.to_str().unwrap();
+    ok(&sandbox, &["report", "1", "2", "-o", report_arg]);
+    let report = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        report.contains("a&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{report}"
+    );
+    assert!(!report.contains("<script"), "{report}");
+}

@@ -5,7 +5,7 @@ use crate::cli::{GateArgs, Global};
 use crate::printer::Printer;
 use bakeoff::engines::discovery;
 use bakeoff::quality::gate::GateSpec;
-use bakeoff::quality::readiness::{self, Event, GateFile, GateRun, Readiness};
+use bakeoff::quality::readiness::{Event, GateFile, GateRun, Readiness};
 use bakeoff::quality::Status;
 use bakeoff::store::Store;
 use bakeoff::system::lock::{self, MeasureLock};
@@ -29,7 +29,7 @@ pub fn run(global: &Global, args: &GateArgs, printer: Printer) -> anyhow::Result
         let value = serde_json::json!({"run": run_id, "ctx": ctx, "candidates": rows});
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print!("{}", readiness::markdown(&rows, ctx));
+        print!("{}", bakeoff::report::readiness::markdown(&rows, ctx));
     }
     let failed = rows.iter().any(|r| r.overall == Some(Status::Fail));
     Ok(if args.strict && failed {

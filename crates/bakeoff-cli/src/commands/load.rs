@@ -11,13 +11,12 @@ use bakeoff::measure::load::executor::{Shape, StepLimits};
 use bakeoff::measure::load::metrics::{parse_duration_ms, Slo};
 use bakeoff::measure::load::selftest;
 use bakeoff::measure::load::workload::{Generator, LengthDist, WorkloadSpec};
-use bakeoff::measure::load::{LoadEvent, LoadPlan, LoadRunner, StepTable};
+use bakeoff::measure::load::{LoadEvent, LoadPlan, LoadRunner};
 use bakeoff::measure::matrix::{parse_values, PromptSet};
 use bakeoff::measure::prompts::TokenSource;
 use bakeoff::report::table::Format;
 use bakeoff::system::{lock, paths, Fingerprint, MeasureLock};
 use bakeoff::Error;
-use std::fmt::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -336,7 +335,7 @@ pub fn run(global: &Global, args: LoadArgs, printer: Printer) -> anyhow::Result<
         result.as_ref().err().map(|e| e.to_string()).as_deref(),
     )?;
     let tables = result?;
-    print!("{}", render(format, &tables));
+    print!("{}", bakeoff::report::load::render(format, &tables));
     if ceiling.is_none() {
         printer.status(
             "note: the client's ceiling is unknown here; `bakeoff load --self-test` measures it",
@@ -347,81 +346,6 @@ pub fn run(global: &Global, args: LoadArgs, printer: Printer) -> anyhow::Result<
         store.path().display()
     ));
     Ok(interrupted.map_or(ExitCode::SUCCESS, |s| ExitCode::from((128 + s) as u8)))
-}
-
-/// The step tables as Markdown, CSV, JSON or JSONL.
-pub fn render(format: Format, tables: &[StepTable]) -> String {
-    match format {
-        Format::Json => serde_json::to_string_pretty(tables).unwrap_or_default() + "\n",
-        Format::Jsonl => tables
-            .iter()
-            .map(|t| serde_json::to_string(t).unwrap_or_default() + "\n")
-            .collect(),
-        Format::Csv => {
-            let mut out = String::from("step,completed,errors,req_s,out_tok_s,goodput_rps,ttft_p50_ms,ttft_p90_ms,ttft_p99_ms,itl_p50_ms,itl_p99_ms,tpot_p50_ms,tpot_p99_ms,e2e_p50_ms,e2e_p99_ms,client_cpu_cores\n");
-            for t in tables {
-                let _ = writeln!(
-                    out,
-                    "{},{},{},{:.3},{:.2},{},{:.1},{:.1},{:.1},{:.2},{:.2},{:.2},{:.2},{:.1},{:.1},{:.3}",
-                    t.step,
-                    t.completed,
-                    t.errors.values().sum::<u64>(),
-                    t.request_throughput,
-                    t.output_tps,
-                    t.goodput_rps.map(|g| format!("{g:.3}")).unwrap_or_default(),
-                    t.ttft_ms.p("p50"),
-                    t.ttft_ms.p("p90"),
-                    t.ttft_ms.p("p99"),
-                    t.itl_ms.p("p50"),
-                    t.itl_ms.p("p99"),
-                    t.tpot_ms.p("p50"),
-                    t.tpot_ms.p("p99"),
-                    t.e2e_ms.p("p50"),
-                    t.e2e_ms.p("p99"),
-                    t.client_cpu_cores
-                );
-            }
-            out
-        }
-        Format::Markdown => {
-            let mut out = String::from(
-                "| step | done | errors | req/s | out tok/s | goodput req/s | TTFT p50 / p90 / p99 ms | ITL p50 / p99 ms | TPOT p50 / p99 ms | E2E p50 / p99 ms | client CPU | note |\n\
-                 | ---- | ---: | -----: | ----: | --------: | ------------: | ----------------------: | ---------------: | ----------------: | ---------------: | ---------: | ---- |\n",
-            );
-            for t in tables {
-                let errors = if t.errors.is_empty() {
-                    "0".to_string()
-                } else {
-                    t.errors
-                        .iter()
-                        .map(|(k, v)| format!("{v} {k}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {errors} | {:.2} | {:.1} | {} | {:.0} / {:.0} / {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} / {:.0} | {:.2} | {} |",
-                    t.step,
-                    t.completed,
-                    t.request_throughput,
-                    t.output_tps,
-                    t.goodput_rps.map(|g| format!("{g:.2}")).unwrap_or_else(|| "-".into()),
-                    t.ttft_ms.p("p50"),
-                    t.ttft_ms.p("p90"),
-                    t.ttft_ms.p("p99"),
-                    t.itl_ms.p("p50"),
-                    t.itl_ms.p("p99"),
-                    t.tpot_ms.p("p50"),
-                    t.tpot_ms.p("p99"),
-                    t.e2e_ms.p("p50"),
-                    t.e2e_ms.p("p99"),
-                    t.client_cpu_cores,
-                    t.note.as_deref().unwrap_or("")
-                );
-            }
-            out
-        }
-    }
 }
 
 fn self_test(global: &Global, printer: Printer) -> anyhow::Result<ExitCode> {
@@ -448,23 +372,7 @@ fn self_test(global: &Global, printer: Printer) -> anyhow::Result<ExitCode> {
     let store = super::open_store(global)?;
     let system_id = store.system_id(&Fingerprint::collect())?;
     store.system_measurement(system_id, "client_ceiling_tps", best, "tok/s")?;
-    println!("| streams | pace | streamed tok/s | requests | errors | gap error p50 / p99 µs | client CPU |");
-    println!("| ------: | ---: | -------------: | -------: | -----: | ---------------------: | ---------: |");
-    for r in &rows {
-        let gap = match (r.gap_error_p50_us, r.gap_error_p99_us) {
-            (Some(a), Some(b)) => format!("{a:.0} / {b:.0}"),
-            _ => "-".into(),
-        };
-        let pace = if r.pace_us == 0 {
-            "as fast as possible".to_string()
-        } else {
-            format!("{} µs", r.pace_us)
-        };
-        println!(
-            "| {} | {pace} | {:.0} | {} | {} | {gap} | {:.2} |",
-            r.streams, r.streamed_tps, r.requests, r.errors, r.client_cpu_cores
-        );
-    }
+    print!("{}", bakeoff::report::load::ceiling_table(&rows).markdown());
     printer.status(format!("client ceiling {best:.0} streamed tok/s stored; load runs warn when they come within 50 % of it"));
     Ok(ExitCode::SUCCESS)
 }

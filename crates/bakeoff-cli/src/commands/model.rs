@@ -5,6 +5,7 @@ use bakeoff::domain::units::{human_bytes, parse_bytes};
 use bakeoff::formats::gguf::{GgmlType, GgufFile};
 use bakeoff::model::plan::{self, KvSettings, TABLE_TYPES};
 use bakeoff::model::ModelFacts;
+use bakeoff::report::plan::{kv_types_table, KvTypeRow};
 use bakeoff::Error;
 use serde_json::json;
 use std::process::ExitCode;
@@ -366,13 +367,24 @@ pub fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let compute = plan::compute_buffer_estimate(&facts, ctx, args.ubatch, flash);
     let needed = facts.tensor_bytes + kv.total_bytes + compute;
     let largest = budget.and_then(|b| plan::largest_context(&facts, &settings, b, flash));
-    let table: Vec<serde_json::Value> = TABLE_TYPES
+    let table: Vec<KvTypeRow> = TABLE_TYPES
         .iter()
         .filter_map(|t| {
             let ty = GgmlType::from_name(t)?;
-            let p = plan::plan_kv(&facts, &KvSettings { type_k: ty, type_v: ty, ..settings.clone() })?;
-            let fit = budget.and_then(|b| plan::largest_context(&facts, &KvSettings { type_k: ty, type_v: ty, ..settings.clone() }, b, flash));
-            Some(json!({ "type": t, "bytes_per_token": p.bytes_per_token, "total_bytes": p.total_bytes, "largest_context": fit }))
+            let typed = KvSettings {
+                type_k: ty,
+                type_v: ty,
+                ..settings.clone()
+            };
+            let p = plan::plan_kv(&facts, &typed)?;
+            let largest_context =
+                budget.and_then(|b| plan::largest_context(&facts, &typed, b, flash));
+            Some(KvTypeRow {
+                kind: t.to_string(),
+                bytes_per_token: p.bytes_per_token,
+                total_bytes: p.total_bytes,
+                largest_context,
+            })
         })
         .collect();
     let bandwidth = args.bandwidth.map(|gbs| gbs * 1e9);
@@ -438,37 +450,7 @@ pub fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
             args.bandwidth.unwrap_or(0.0)
         );
     }
-    println!(
-        "\n| KV type | per token | total at ctx {} |{}",
-        kv.ctx,
-        if budget.is_some() {
-            " largest ctx in budget |"
-        } else {
-            ""
-        }
-    );
-    println!(
-        "| ------- | --------: | ------------: |{}",
-        if budget.is_some() { " ------: |" } else { "" }
-    );
-    for row in &table {
-        let fit = if budget.is_some() {
-            format!(
-                " {} |",
-                row["largest_context"]
-                    .as_u64()
-                    .map(|c| c.to_string())
-                    .unwrap_or_else(|| "none".into())
-            )
-        } else {
-            String::new()
-        };
-        println!(
-            "| {} | {} | {} |{fit}",
-            row["type"].as_str().unwrap_or_default(),
-            human_bytes(row["bytes_per_token"].as_u64().unwrap_or(0)),
-            human_bytes(row["total_bytes"].as_u64().unwrap_or(0))
-        );
-    }
+    let kv_types = kv_types_table(&table, kv.ctx, budget.is_some());
+    print!("\n{}", kv_types.markdown());
     Ok(ExitCode::SUCCESS)
 }

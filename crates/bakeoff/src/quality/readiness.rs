@@ -9,7 +9,6 @@ use super::gate::{self, CheckOutcome, GateSpec};
 use super::hygiene::{self, Hygiene, RequestLog};
 use super::kld::{self, KldEstimate, KldReport, Perplexity, TopK};
 use super::Status;
-use crate::domain::units::human_bytes;
 use crate::engines::llama_server::{LlamaServer, ServerSpec};
 use crate::formats::gguf::{GgmlType, GgufFile};
 use crate::model::facts::ModelFacts;
@@ -185,7 +184,7 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    fn new(candidate: &Candidate, model: &Path, baseline: bool) -> Self {
+    pub(crate) fn new(candidate: &Candidate, model: &Path, baseline: bool) -> Self {
         Readiness {
             candidate: candidate.name.clone(),
             baseline,
@@ -744,90 +743,6 @@ fn file_safe(name: &str) -> String {
         .collect()
 }
 
-/// The readiness table as Markdown.
-pub fn markdown(rows: &[Readiness], ctx: u64) -> String {
-    let mut out = format!(
-        "| Candidate | Gate | PPL status | Coherence | tg t/s / accept | KV @ {} | Blocker |\n|---|---|---|---|---|---|---|\n",
-        crate::domain::units::human_count(ctx)
-    );
-    for row in rows {
-        let cells = [
-            if row.baseline {
-                format!("{} (baseline)", row.candidate)
-            } else {
-                row.candidate.clone()
-            },
-            row.overall.map_or("—".into(), |s| s.label().to_string()),
-            ppl_status(row),
-            coherence(row),
-            speed(row),
-            row.kv_bytes.map_or("—".into(), human_bytes),
-            row.blocker.clone().unwrap_or_else(|| "—".into()),
-        ];
-        let cells: Vec<String> = cells.iter().map(|c| escape_cell(c)).collect();
-        out.push_str(&format!("| {} |\n", cells.join(" | ")));
-    }
-    out
-}
-
-fn ppl_status(row: &Readiness) -> String {
-    if let Some(ppl) = row.ppl {
-        return format!("base {ppl:.4}");
-    }
-    let Some(k) = &row.kld else {
-        return row.kld_estimate.as_ref().map_or("not run".into(), |e| {
-            format!("KL≈{:.4} (top-{})", e.mean_kld, e.k)
-        });
-    };
-    let status = row
-        .outcomes
-        .iter()
-        .filter(|o| matches!(o.name.as_str(), "mean_kld" | "same_top" | "ppl_ratio"))
-        .map(|o| o.status)
-        .max()
-        .map_or("", Status::label);
-    format!(
-        "{status} {:.4} (×{:.4}, KLD {:.4}, same-top {:.1} %)",
-        k.ppl, k.ppl_ratio, k.mean_kld, k.same_top_pct
-    )
-}
-
-fn coherence(row: &Readiness) -> String {
-    if row.canaries.is_empty() {
-        return "not run".into();
-    }
-    let mut text = format!("{}/{} canaries", row.canaries_passed(), row.canaries.len());
-    if let Some(a) = &row.agreement {
-        let label = if row.baseline {
-            "noise floor"
-        } else {
-            "greedy"
-        };
-        text += &format!(
-            "; {label} {}/{} exact, prefix {:.0} %",
-            a.exact,
-            a.prompts,
-            100.0 * a.mean_prefix_fraction
-        );
-    }
-    if let Some(s) = &row.speculative {
-        text += &format!("; spec {} divergence(s)", s.divergences.len());
-    }
-    text
-}
-
-fn speed(row: &Readiness) -> String {
-    let tg = row.tg_tps.map_or("—".into(), |t| format!("{t:.1} t/s"));
-    match row.draft_acceptance {
-        Some(a) => format!("{tg}, {:.1} % accept", 100.0 * a),
-        None => tg,
-    }
-}
-
-fn escape_cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -880,21 +795,5 @@ mod tests {
             .map(String::from)
             .collect();
         assert_eq!(strip_flags(&args, &["-np", "-c"]), vec!["-fa", "on"]);
-    }
-
-    #[test]
-    fn markdown_escapes_cells() {
-        let mut row = Readiness::new(
-            &Candidate {
-                name: "a|b".into(),
-                model: None,
-                flags: Flags::default(),
-            },
-            Path::new("m.gguf"),
-            false,
-        );
-        row.blocker = Some("line\nbreak".into());
-        let md = markdown(&[row], 4096);
-        assert!(md.contains("a\\|b") && md.contains("line break"), "{md}");
     }
 }

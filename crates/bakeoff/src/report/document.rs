@@ -3,6 +3,7 @@
 //! so both formats carry the same numbers.
 
 use super::data::{self, BenchCell, GateCandidate, LoadAxis, LoadStep, ParetoPoint, ReportData};
+use super::render::Table;
 use super::svg::{
     BarChart, BarSeries, Chart, LineChart, ScatterChart, ScatterPoint, Series, Stroke,
 };
@@ -43,59 +44,6 @@ fn tabulated_chart(chart: Chart) -> Block {
     Block::Chart {
         chart,
         tabulated: true,
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Table {
-    pub caption: Option<String>,
-    pub columns: Vec<Column>,
-    pub rows: Vec<Row>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Column {
-    pub title: String,
-    pub numeric: bool,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Row {
-    pub cells: Vec<String>,
-    /// A style hint (`pass`, `warn`, `fail`, `info`, `optimal`); formats without style ignore it.
-    pub class: Option<String>,
-}
-
-impl Table {
-    /// Columns from titles; a title ending in `#` (stripped) is numeric, right-aligned.
-    fn new(titles: &[&str]) -> Self {
-        Table {
-            caption: None,
-            columns: titles
-                .iter()
-                .map(|t| Column {
-                    title: t.trim_end_matches('#').to_string(),
-                    numeric: t.ends_with('#'),
-                })
-                .collect(),
-            rows: Vec::new(),
-        }
-    }
-
-    fn caption(mut self, text: impl Into<String>) -> Self {
-        self.caption = Some(text.into());
-        self
-    }
-
-    fn push(&mut self, cells: Vec<String>) {
-        self.rows.push(Row { cells, class: None });
-    }
-
-    fn push_class(&mut self, cells: Vec<String>, class: &str) {
-        self.rows.push(Row {
-            cells,
-            class: Some(class.to_string()),
-        });
     }
 }
 
@@ -154,7 +102,7 @@ fn series_name(data: &ReportData, run_id: i64, label: &str) -> String {
 }
 
 fn runs_section(data: &ReportData) -> Section {
-    let mut table = Table::new(&[
+    let mut table = Table::from_titles(&[
         "run#", "kind", "tag", "status", "started", "ended", "trials#", "samples#", "bakeoff",
         "command", "error",
     ]);
@@ -177,7 +125,7 @@ fn runs_section(data: &ReportData) -> Section {
 }
 
 fn configs_section(data: &ReportData) -> Section {
-    let mut table = Table::new(&[
+    let mut table = Table::from_titles(&[
         "run#",
         "config",
         "hash",
@@ -273,7 +221,7 @@ fn depth_chart(data: &ReportData, kind: &str) -> Option<Chart> {
 }
 
 fn bench_table(data: &ReportData) -> Table {
-    let mut table = Table::new(&[
+    let mut table = Table::from_titles(&[
         "run#",
         "config",
         "test",
@@ -285,16 +233,16 @@ fn bench_table(data: &ReportData) -> Table {
         "n#",
         "server t/s#",
         "source",
-        "flags",
+        "notes",
     ]);
     for b in &data.bench {
         let s = &b.summary;
-        let mut flags = Vec::new();
+        let mut notes = Vec::new();
         if b.cell.noisy > 0 {
-            flags.push(format!("{} noisy", b.cell.noisy));
+            notes.push(format!("{} noisy", b.cell.noisy));
         }
         if b.cell.flagged > b.cell.noisy {
-            flags.push(format!("{} flagged", b.cell.flagged - b.cell.noisy));
+            notes.push(format!("{} flagged", b.cell.flagged - b.cell.noisy));
         }
         table.push(vec![
             b.run_id.to_string(),
@@ -308,7 +256,7 @@ fn bench_table(data: &ReportData) -> Table {
             s.n.to_string(),
             opt(b.server_median, 2),
             b.cell.source.clone(),
-            flags.join(", "),
+            notes.join(", "),
         ]);
     }
     table
@@ -420,7 +368,7 @@ fn kv_section(data: &ReportData) -> Section {
 }
 
 fn kv_table(data: &ReportData) -> Table {
-    let mut table = Table::new(&[
+    let mut table = Table::from_titles(&[
         "run#",
         "test",
         "other flags",
@@ -529,7 +477,7 @@ fn latency_chart(data: &ReportData, axis: LoadAxis, metric: (&str, &str)) -> Cha
 }
 
 fn load_tables(data: &ReportData) -> (Table, Table) {
-    let mut steps = Table::new(&[
+    let mut steps = Table::from_titles(&[
         "run#",
         "config",
         "step",
@@ -542,7 +490,7 @@ fn load_tables(data: &ReportData) -> (Table, Table) {
         "note",
     ])
     .caption("Load steps");
-    let mut latency = Table::new(&[
+    let mut latency = Table::from_titles(&[
         "run#", "config", "step", "metric", "p50 ms#", "p90 ms#", "p99 ms#", "mean ms#", "n#",
     ])
     .caption("Latency percentiles");
@@ -657,7 +605,7 @@ fn acceptance(
     steps: &[&LoadStep],
     gates: &[&GateCandidate],
 ) -> (Table, BarChart) {
-    let mut table = Table::new(&[
+    let mut table = Table::from_titles(&[
         "run#",
         "config",
         "test",
@@ -787,7 +735,7 @@ fn fidelity_section(data: &ReportData) -> Section {
 
 /// The readiness table of gate runs: one row per candidate, styled by its overall status.
 fn readiness_table(data: &ReportData) -> Table {
-    let mut table = Table::new(&[
+    let mut table = Table::from_titles(&[
         "run#",
         "candidate",
         "flags",
@@ -828,7 +776,7 @@ fn readiness_table(data: &ReportData) -> Table {
 
 /// Checks per candidate by status; a row takes the style of its worst status.
 fn fidelity_summary(data: &ReportData) -> Table {
-    let mut table = Table::new(&["run#", "candidate", "pass#", "warn#", "fail#", "info#"])
+    let mut table = Table::from_titles(&["run#", "candidate", "pass#", "warn#", "fail#", "info#"])
         .caption("Checks per candidate");
     let mut candidates: Vec<(i64, &str)> = Vec::new();
     for f in &data.fidelity {
@@ -856,7 +804,7 @@ fn fidelity_summary(data: &ReportData) -> Table {
 }
 
 fn fidelity_checks(data: &ReportData) -> Table {
-    let mut table = Table::new(&[
+    let mut table = Table::from_titles(&[
         "run#",
         "trial#",
         "candidate",
@@ -944,7 +892,7 @@ fn pareto_points(data: &ReportData, points: &[ParetoPoint]) -> Vec<ScatterPoint>
 }
 
 fn pareto_table(points: &[ParetoPoint]) -> Table {
-    let mut table = Table::new(&[
+    let mut table = Table::from_titles(&[
         "point#",
         "run#",
         "config",
@@ -1010,7 +958,7 @@ fn environment_section(data: &ReportData) -> Section {
     let mut blocks = Vec::new();
     for s in &data.systems {
         let caption = format!("System {} (runs {})", s.hash, runs_list(&s.runs));
-        let mut table = Table::new(&["property", "value"]).caption(caption);
+        let mut table = Table::from_titles(&["property", "value"]).caption(caption);
         fingerprint_rows(&mut table, &s.fingerprint);
         for (name, (value, unit)) in &s.measurements {
             table.push(vec![
@@ -1029,7 +977,7 @@ fn environment_section(data: &ReportData) -> Section {
 }
 
 fn engines_table(data: &ReportData) -> Table {
-    let mut table = Table::new(&[
+    let mut table = Table::from_titles(&[
         "kind",
         "path",
         "version",
@@ -1054,7 +1002,7 @@ fn engines_table(data: &ReportData) -> Table {
 }
 
 fn models_table(data: &ReportData) -> Table {
-    let mut table = Table::new(&[
+    let mut table = Table::from_titles(&[
         "path",
         "size#",
         "sha256",
@@ -1087,7 +1035,7 @@ fn numeric_table(first: &str, series: impl Iterator<Item = String>, caption: Str
     let mut titles = vec![first.to_string()];
     titles.extend(series.map(|s| format!("{s}#")));
     let refs: Vec<&str> = titles.iter().map(String::as_str).collect();
-    Table::new(&refs).caption(caption)
+    Table::from_titles(&refs).caption(caption)
 }
 
 /// A chart's data as a table (how Markdown shows a chart).
@@ -1111,12 +1059,12 @@ pub fn chart_table(chart: &Chart) -> Table {
         }
         Chart::Scatter(c) => {
             let (x, y) = (format!("{}#", c.x_label), format!("{}#", c.y_label));
-            let mut table = Table::new(&["point#", "name", &x, &y, &c.highlight_label])
+            let mut table = Table::from_titles(&["point#", "name", &x, &y, &c.highlight_label])
                 .caption(c.title.clone());
             for p in &c.points {
                 let highlight = if p.highlight { "yes" } else { "no" };
                 let cells = [&p.label, &p.name, &num(p.x, 2), &num(p.y, 2), highlight];
-                table.push(cells.iter().map(|c| c.to_string()).collect());
+                table.push(cells.iter().map(|c| c.to_string()));
             }
             table
         }

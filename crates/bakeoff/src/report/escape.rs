@@ -1,5 +1,6 @@
 //! Escaping for text that came from a model, a user or a log (tags, flags, paths, error text,
-//! fidelity details): HTML text and attributes (SVG included), and Markdown table cells.
+//! fidelity details): HTML text and attributes (SVG included), and Markdown (one rule for cells
+//! and text alike).
 
 /// Escape for HTML text and double- or single-quoted attribute values.
 pub fn html(text: &str) -> String {
@@ -19,24 +20,21 @@ pub fn html(text: &str) -> String {
     out
 }
 
-/// Escape for one Markdown table cell: pipes, line breaks, and the HTML that Markdown renderers
-/// pass through (`<script>` in a cell stays text).
+/// The one Markdown escaping rule, for table cells and every other piece of text bakeoff writes
+/// into Markdown: HTML-significant characters become entities (so `<script>` stays text in
+/// renderers that pass HTML through), `|` is escaped (it would split a cell), and a line break
+/// becomes `<br>` (it would end a row or a list item).
 pub fn markdown_cell(text: &str) -> String {
-    markdown_text(text)
-        .replace('|', "\\|")
-        .replace('\n', "<br>")
-}
-
-/// Escape Markdown paragraph text: HTML-significant characters become entities; line breaks stay.
-pub fn markdown_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
+            '|' => out.push_str("\\|"),
+            '\n' => out.push_str("<br>"),
             '\r' => {}
-            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{fffd}'),
+            c if c.is_control() && c != '\t' => out.push('\u{fffd}'),
             c => out.push(c),
         }
     }

@@ -1,7 +1,7 @@
 //! One self-contained HTML file: inline CSS and SVG, no script, no external asset. A Content
 //! Security Policy forbids every fetch and script, so even a missed escape could not run code.
 
-use super::document::{Block, Document, Table};
+use super::document::{Block, Document};
 use super::escape::html as esc;
 use std::fmt::Write;
 
@@ -50,7 +50,7 @@ pub fn render(doc: &Document) -> String {
                 Block::Text(text) => {
                     let _ = writeln!(out, "<p>{}</p>", esc(text));
                 }
-                Block::Table(table) => table_html(&mut out, table),
+                Block::Table(table) => out.push_str(&table.html()),
                 Block::Chart { chart, .. } => {
                     let _ = writeln!(out, "<figure>{}</figure>", chart.to_svg());
                 }
@@ -60,32 +60,4 @@ pub fn render(doc: &Document) -> String {
     }
     out.push_str("</body>\n</html>\n");
     out
-}
-
-fn table_html(out: &mut String, table: &Table) {
-    out.push_str("<div class=\"scroll\"><table>");
-    if let Some(caption) = &table.caption {
-        let _ = write!(out, "<caption>{}</caption>", esc(caption));
-    }
-    out.push_str("<thead><tr>");
-    for c in &table.columns {
-        let class = if c.numeric { " class=\"num\"" } else { "" };
-        let _ = write!(out, "<th{class}>{}</th>", esc(&c.title));
-    }
-    out.push_str("</tr></thead><tbody>\n");
-    for row in &table.rows {
-        match &row.class {
-            Some(class) => {
-                let _ = write!(out, "<tr class=\"{}\">", esc(class));
-            }
-            None => out.push_str("<tr>"),
-        }
-        for (i, cell) in row.cells.iter().enumerate() {
-            let numeric = table.columns.get(i).is_some_and(|c| c.numeric);
-            let class = if numeric { " class=\"num\"" } else { "" };
-            let _ = write!(out, "<td{class}>{}</td>", esc(cell));
-        }
-        out.push_str("</tr>\n");
-    }
-    out.push_str("</tbody></table></div>\n");
 }

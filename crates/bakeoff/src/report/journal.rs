@@ -1,6 +1,8 @@
 //! The optimisation log rendered from stored journal entries: Markdown in the shape of a
 //! hand-kept log (date, change, benchmark evidence, verdict per entry), or compact terminal text.
 
+use super::escape::markdown_cell as cell;
+use super::render::{Column, Table};
 use crate::analysis::journal::{Evidence, EvidenceRow};
 use crate::store::JournalEntry;
 use std::fmt::Write;
@@ -34,11 +36,6 @@ fn verdict_line(entry: &JournalEntry, evidence: Option<&Evidence>) -> String {
     }
 }
 
-/// One table cell: no line breaks, `|` escaped.
-fn cell(text: &str) -> String {
-    text.replace('\n', " ").replace('|', "\\|")
-}
-
 fn ci(row: &EvidenceRow) -> String {
     format!("[{:.3}, {:.3}]", row.ci_low, row.ci_high)
 }
@@ -50,7 +47,36 @@ fn ordered(rows: &[EvidenceRow]) -> Vec<&EvidenceRow> {
     out
 }
 
-/// The whole log as Markdown.
+/// The compared cells of an entry, headline cells first.
+fn result_table(rows: &[EvidenceRow]) -> Table {
+    let mut table = Table::new(vec![
+        Column::left("config", "config"),
+        Column::right("test", "test"),
+        Column::right("before", "before"),
+        Column::right("after", "after"),
+        Column::right("ratio", "after/before"),
+        Column::right("ci", "95% CI"),
+        Column::right("p_value", "p (Mann–Whitney)"),
+        Column::left("verdict", "cell verdict"),
+    ]);
+    for r in ordered(rows) {
+        let unit = &r.unit;
+        table.push([
+            r.config.clone(),
+            format!("{}{}", r.test, if r.headline { "" } else { " ¹" }),
+            format!("{:.2} {unit} (n={})", r.before_median, r.before_n),
+            format!("{:.2} {unit} (n={})", r.after_median, r.after_n),
+            format!("{:.3} ({:+.1}%)", r.ratio, (r.ratio - 1.0) * 100.0),
+            ci(r),
+            format!("{:.4}", r.p_value),
+            r.verdict.clone(),
+        ]);
+    }
+    table
+}
+
+/// The whole log as Markdown; every stored text (titles, changes, notes, run tags, flags) goes
+/// through the one Markdown escaping rule.
 pub fn markdown(entries: &[JournalEntry]) -> String {
     let mut out = format!("# Optimization Log\n\n{LEGEND}\n");
     for entry in entries {
@@ -71,12 +97,8 @@ fn markdown_entry(entry: &JournalEntry) -> String {
         let _ = writeln!(out, "- **Change:** {}", cell(&entry.change));
     }
     if let Some(e) = &evidence {
-        let _ = writeln!(
-            out,
-            "- **Benchmark:** {} → {}",
-            e.before.label(),
-            e.after.label()
-        );
+        let runs = format!("{} → {}", e.before.label(), e.after.label());
+        let _ = writeln!(out, "- **Benchmark:** {}", cell(&runs));
         out.push_str(&markdown_result(e));
     }
     if let Some(note) = &entry.note {
@@ -93,32 +115,15 @@ fn markdown_entry(entry: &JournalEntry) -> String {
 fn markdown_result(e: &Evidence) -> String {
     let mut out = String::new();
     if !e.rows.is_empty() {
-        let _ = writeln!(
-            out,
-            "- **Result** (headline metric: {}; cells matched by {}):\n",
+        let result = format!(
+            "headline metric: {}; cells matched by {}",
             e.headline.as_deref().unwrap_or("-"),
             e.matched_by
         );
-        out.push_str("  | config | test | before | after | after/before | 95% CI | p (Mann–Whitney) | cell verdict |\n");
-        out.push_str("  | ------ | ---: | -----: | ----: | -----------: | -----: | ---------------: | ------------ |\n");
-        for r in ordered(&e.rows) {
-            let _ = writeln!(
-                out,
-                "  | {} | {}{} | {:.2} {unit} (n={}) | {:.2} {unit} (n={}) | {:.3} ({:+.1}%) | {} | {:.4} | {} |",
-                cell(&r.config),
-                cell(&r.test),
-                if r.headline { "" } else { " ¹" },
-                r.before_median,
-                r.before_n,
-                r.after_median,
-                r.after_n,
-                r.ratio,
-                (r.ratio - 1.0) * 100.0,
-                ci(r),
-                r.p_value,
-                r.verdict,
-                unit = r.unit,
-            );
+        let _ = writeln!(out, "- **Result** ({}):\n", cell(&result));
+        // Indented under the list item it belongs to.
+        for line in result_table(&e.rows).markdown().lines() {
+            let _ = writeln!(out, "  {line}");
         }
         out.push('\n');
         if e.rows.iter().any(|r| !r.headline) {

@@ -7,7 +7,11 @@ pub mod document;
 pub mod escape;
 pub mod html;
 pub mod journal;
+pub mod load;
 pub mod markdown;
+pub mod plan;
+pub mod readiness;
+pub mod render;
 pub mod svg;
 pub mod table;
 

@@ -1,11 +1,15 @@
 //! Bench result tables. One row per (configuration, test) cell: mean ± sd as llama-bench prints
 //! it, then the median with its 95 % bootstrap CI, min–max, repetitions, the server's own figure,
-//! draft acceptance and flags (noisy trials, client/server disagreement).
+//! draft acceptance and notes (noisy or flagged trials, outliers); comparisons of two runs.
 
+use super::escape::markdown_cell;
+use super::render::{Cell as TableCell, Column, Table};
 use crate::analysis::compare::{Cell, Comparison};
+use crate::measure::stats::{self, Summary};
 use serde_json::json;
 use std::fmt::Write;
 
+/// The library's output formats for tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Markdown,
@@ -33,19 +37,25 @@ pub struct ModelInfo {
     pub params: String,
 }
 
-fn cell_json(model: &ModelInfo, cell: &Cell) -> serde_json::Value {
-    let s = cell.summary();
-    let server = crate::measure::stats::Summary::of(&cell.server_values);
-    json!({
-        "model": model.name, "config": cell.config, "test": cell.test, "source": cell.source,
-        "mean_ts": s.mean, "sd_ts": s.sd, "median_ts": s.median, "ci_low": s.ci_low, "ci_high": s.ci_high,
-        "min_ts": s.min, "max_ts": s.max, "n": s.n,
-        "server_median_ts": if cell.server_values.is_empty() { serde_json::Value::Null } else { json!(server.median) },
-        "draft_acceptance": cell.acceptance(), "cache_n": cell.cache_n,
-        "roofline_ts": cell.roofline_tps, "roofline_pct": cell.roofline_tps.map(|r| s.median / r * 100.0), "flagged": cell.flagged, "noisy": cell.noisy,
-        "samples_ts": cell.values,
-    })
-}
+/// The columns CSV keeps of the JSON rows (the samples and a few derived figures stay JSON-only).
+const CSV_COLUMNS: [&str; 16] = [
+    "model",
+    "config",
+    "test",
+    "source",
+    "mean_ts",
+    "sd_ts",
+    "median_ts",
+    "ci_low",
+    "ci_high",
+    "min_ts",
+    "max_ts",
+    "n",
+    "server_median_ts",
+    "draft_acceptance",
+    "roofline_ts",
+    "flagged",
+];
 
 fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     v.filter(|x| x.is_finite())
@@ -53,191 +63,378 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// A fraction as a whole percentage, or `-`.
+fn percent(v: Option<f64>) -> String {
+    v.map(|v| format!("{:.0}%", v * 100.0))
+        .unwrap_or_else(|| "-".into())
+}
+
 pub fn render(format: Format, model: &ModelInfo, cells: &[Cell]) -> String {
     match format {
-        Format::Json => {
-            serde_json::to_string_pretty(
-                &cells
-                    .iter()
-                    .map(|c| cell_json(model, c))
-                    .collect::<Vec<_>>(),
-            )
-            .unwrap_or_default()
-                + "\n"
-        }
-        Format::Jsonl => cells
-            .iter()
-            .map(|c| cell_json(model, c).to_string() + "\n")
-            .collect(),
-        Format::Csv => {
-            let mut out = String::from("model,config,test,source,mean_ts,sd_ts,median_ts,ci_low,ci_high,min_ts,max_ts,n,server_median_ts,draft_acceptance,roofline_ts,flagged\n");
-            for c in cells {
-                let s = c.summary();
-                let server = (!c.server_values.is_empty())
-                    .then(|| crate::measure::stats::median(&c.server_values));
-                let _ = writeln!(
-                    out,
-                    "{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{},{}",
-                    csv_field(&model.name),
-                    csv_field(&c.config),
-                    csv_field(&c.test),
-                    c.source,
-                    s.mean,
-                    s.sd,
-                    s.median,
-                    s.ci_low,
-                    s.ci_high,
-                    s.min,
-                    s.max,
-                    s.n,
-                    fmt_opt(server, 3),
-                    fmt_opt(c.acceptance(), 4),
-                    fmt_opt(c.roofline_tps, 3),
-                    c.flagged
-                );
-            }
-            out
-        }
-        Format::Markdown => markdown(model, cells),
+        Format::Markdown => bench_table(model, cells).markdown(),
+        Format::Csv => data_table(model, cells).only(&CSV_COLUMNS).csv(),
+        Format::Json | Format::Jsonl => data_table(model, cells).render(format),
     }
 }
 
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
+fn server_median(cell: &Cell) -> Option<f64> {
+    (!cell.server_values.is_empty()).then(|| stats::median(&cell.server_values))
 }
 
-fn markdown(model: &ModelInfo, cells: &[Cell]) -> String {
-    let mut out = String::from(
-        "| model | size | params | config | test | t/s | median [95% CI] | min–max | n | server t/s | accept | % roofline | flags |\n\
-         | ----- | ---: | -----: | ------ | ---: | --: | --------------: | ------: | -: | ---------: | -----: | ---------: | ----- |\n",
-    );
-    for c in cells {
-        let s = c.summary();
-        let server =
-            (!c.server_values.is_empty()).then(|| crate::measure::stats::median(&c.server_values));
-        let mut flags = Vec::new();
-        if c.noisy > 0 {
-            flags.push(format!("{} noisy", c.noisy));
-        }
-        if c.flagged > c.noisy {
-            flags.push(format!("{} flagged", c.flagged - c.noisy));
-        }
-        if !s.outliers.is_empty() {
-            flags.push(format!("{} outlier", s.outliers.len()));
-        }
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {:.2} ± {:.2} | {:.2} [{:.2}, {:.2}] | {:.2}–{:.2} | {} | {} | {} | {} | {} |",
-            model.name,
-            model.size,
-            model.params,
-            c.config,
-            c.test,
-            s.mean,
-            s.sd,
-            s.median,
-            s.ci_low,
-            s.ci_high,
-            s.min,
-            s.max,
-            s.n,
-            fmt_opt(server, 2),
-            c.acceptance().map(|a| format!("{:.0}%", a * 100.0)).unwrap_or_else(|| "-".into()),
-            c.roofline_tps.map(|r| format!("{:.0}%", s.median / r * 100.0)).unwrap_or_else(|| "-".into()),
-            flags.join(", ")
-        );
+/// The machine-readable rows: raw numbers in JSON, three decimals in CSV.
+pub fn data_table(model: &ModelInfo, cells: &[Cell]) -> Table {
+    let ids = [
+        "model",
+        "config",
+        "test",
+        "source",
+        "mean_ts",
+        "sd_ts",
+        "median_ts",
+        "ci_low",
+        "ci_high",
+        "min_ts",
+        "max_ts",
+        "n",
+        "server_median_ts",
+        "draft_acceptance",
+        "cache_n",
+        "roofline_ts",
+        "roofline_pct",
+        "flagged",
+        "noisy",
+        "samples_ts",
+    ];
+    let mut table = Table::new(ids.iter().map(|id| Column::left(*id, *id)).collect());
+    for cell in cells {
+        table.push(data_row(model, cell));
     }
-    out
+    table
+}
+
+fn data_row(model: &ModelInfo, c: &Cell) -> Vec<TableCell> {
+    let s = c.summary();
+    let fixed = |v: f64| TableCell::new(format!("{v:.3}"), v);
+    let server = (!c.server_values.is_empty()).then(|| Summary::of(&c.server_values).median);
+    let roofline_pct = c.roofline_tps.map(|r| s.median / r * 100.0);
+    vec![
+        model.name.as_str().into(),
+        c.config.as_str().into(),
+        c.test.as_str().into(),
+        c.source.as_str().into(),
+        fixed(s.mean),
+        fixed(s.sd),
+        fixed(s.median),
+        fixed(s.ci_low),
+        fixed(s.ci_high),
+        fixed(s.min),
+        fixed(s.max),
+        TableCell::new(s.n.to_string(), s.n),
+        TableCell::new(fmt_opt(server_median(c), 3), json!(server)),
+        TableCell::new(fmt_opt(c.acceptance(), 4), json!(c.acceptance())),
+        TableCell::new(fmt_opt(c.cache_n, 0), json!(c.cache_n)),
+        TableCell::new(fmt_opt(c.roofline_tps, 3), json!(c.roofline_tps)),
+        TableCell::new(fmt_opt(roofline_pct, 1), json!(roofline_pct)),
+        TableCell::new(c.flagged.to_string(), c.flagged),
+        TableCell::new(c.noisy.to_string(), c.noisy),
+        TableCell::new(format!("{:?}", c.values), json!(c.values)),
+    ]
+}
+
+/// The bench table in llama-bench's shape, as Markdown prints it.
+pub fn bench_table(model: &ModelInfo, cells: &[Cell]) -> Table {
+    let mut table = Table::new(vec![
+        Column::left("model", "model"),
+        Column::right("size", "size"),
+        Column::right("params", "params"),
+        Column::left("config", "config"),
+        Column::right("test", "test"),
+        Column::right("mean_sd_ts", "t/s"),
+        Column::right("median_ci_ts", "median [95% CI]"),
+        Column::right("min_max_ts", "min–max"),
+        Column::right("n", "n"),
+        Column::right("server_ts", "server t/s"),
+        Column::right("accept", "accept"),
+        Column::right("roofline_pct", "% roofline"),
+        Column::left("notes", "notes"),
+    ]);
+    for cell in cells {
+        table.push(bench_row(model, cell));
+    }
+    table
+}
+
+fn bench_row(model: &ModelInfo, c: &Cell) -> Vec<String> {
+    let s = c.summary();
+    vec![
+        model.name.clone(),
+        model.size.clone(),
+        model.params.clone(),
+        c.config.clone(),
+        c.test.clone(),
+        format!("{:.2} ± {:.2}", s.mean, s.sd),
+        format!("{:.2} [{:.2}, {:.2}]", s.median, s.ci_low, s.ci_high),
+        format!("{:.2}–{:.2}", s.min, s.max),
+        s.n.to_string(),
+        fmt_opt(server_median(c), 2),
+        percent(c.acceptance()),
+        percent(c.roofline_tps.map(|r| s.median / r)),
+        notes(c, &s).join(", "),
+    ]
+}
+
+/// What a reader should know about a cell's trials: noisy, otherwise flagged, outliers.
+fn notes(c: &Cell, s: &Summary) -> Vec<String> {
+    let mut notes = Vec::new();
+    if c.noisy > 0 {
+        notes.push(format!("{} noisy", c.noisy));
+    }
+    if c.flagged > c.noisy {
+        notes.push(format!("{} flagged", c.flagged - c.noisy));
+    }
+    if !s.outliers.is_empty() {
+        notes.push(format!("{} outlier", s.outliers.len()));
+    }
+    notes
+}
+
+/// A comparison's rows as a table.
+pub fn comparison_table(cmp: &Comparison) -> Table {
+    let mut table = Table::new(vec![
+        Column::left("config", "config"),
+        Column::right("test", "test"),
+        Column::right("a_median", "A median"),
+        Column::right("b_median", "B median"),
+        Column::right("ratio", "B/A"),
+        Column::right("ci", "95% CI"),
+        Column::right("p_value", "p (Mann–Whitney)"),
+        Column::left("verdict", "verdict"),
+    ]);
+    for r in &cmp.rows {
+        table.push([
+            r.config.clone(),
+            r.test.clone(),
+            format!("{:.2} ({})", r.a.median, r.a_source),
+            format!("{:.2} ({})", r.b.median, r.b_source),
+            format!("{:.3} ({:+.1}%)", r.ratio, (r.ratio - 1.0) * 100.0),
+            format!("[{:.3}, {:.3}]", r.ci_low, r.ci_high),
+            format!("{:.4}", r.p_value),
+            r.verdict.clone(),
+        ]);
+    }
+    table
 }
 
 /// A comparison as a Markdown table plus the list of differences.
 pub fn comparison_markdown(cmp: &Comparison) -> String {
-    let mut out = String::from(
-        "| config | test | A median | B median | B/A | 95% CI | p (Mann–Whitney) | verdict |\n\
-         | ------ | ---: | -------: | -------: | --: | -----: | ---------------: | ------- |\n",
-    );
-    for r in &cmp.rows {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.2} ({}) | {:.2} ({}) | {:.3} ({:+.1}%) | [{:.3}, {:.3}] | {:.4} | {} |",
-            r.config,
-            r.test,
-            r.a.median,
-            r.a_source,
-            r.b.median,
-            r.b_source,
-            r.ratio,
-            (r.ratio - 1.0) * 100.0,
-            r.ci_low,
-            r.ci_high,
-            r.p_value,
-            r.verdict
-        );
-    }
+    let mut out = comparison_table(cmp).markdown();
     for u in &cmp.unmatched {
-        let _ = writeln!(out, "\n{u}");
+        let _ = writeln!(out, "\n{}", markdown_cell(u));
     }
     if cmp.rows.iter().any(|r| r.verdict.ends_with('*')) {
         out.push_str("\n\\* too few repetitions for a Mann–Whitney test to reach p < 0.05 (3 against 3 cannot); verdict from the 95 % CI alone — use -r 4 or more.\n");
     }
     if cmp.differences.is_empty() {
         out.push_str("\nNothing recorded differs between the runs except the measurements.\n");
-    } else {
-        let _ = writeln!(
-            out,
-            "\nWhat differs between run {} (A) and run {} (B):",
-            cmp.a, cmp.b
-        );
-        for d in &cmp.differences {
-            let _ = writeln!(out, "- {}: {} → {}", d.what, d.a, d.b);
-        }
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\nWhat differs between run {} (A) and run {} (B):",
+        cmp.a, cmp.b
+    );
+    for d in &cmp.differences {
+        let (what, a, b) = (&d.what, &d.a, &d.b);
+        let line = format!("{what}: {a} → {b}");
+        let _ = writeln!(out, "- {}", markdown_cell(&line));
     }
     out
 }
 
-/// With and without speculation: for each cell with a `--spec-type` other than `none`, the
-/// speed-up over the cell with the same other flags and test but no speculation.
-pub fn speculation_summary(cells: &[Cell]) -> String {
-    let spec_of = |c: &Cell| {
-        c.flags
-            .get("--spec-type")
-            .cloned()
-            .unwrap_or_else(|| "none".into())
-    };
+fn spec_type(cell: &Cell) -> &str {
+    cell.flags.get("--spec-type").map_or("none", String::as_str)
+}
+
+/// The cell without speculation measured on the same test with the same other flags.
+fn without_speculation<'a>(cells: &'a [Cell], cell: &Cell) -> Option<&'a Cell> {
     let others = |c: &Cell| {
         let mut f = c.flags.clone();
         f.remove("--spec-type");
         f.remove("--spec-draft-n-max");
         f
     };
-    let mut out = String::new();
-    for cell in cells.iter().filter(|c| spec_of(c) != "none") {
-        let Some(base) = cells
-            .iter()
-            .find(|b| spec_of(b) == "none" && b.test == cell.test && others(b) == others(cell))
-        else {
+    cells
+        .iter()
+        .find(|b| spec_type(b) == "none" && b.test == cell.test && others(b) == others(cell))
+}
+
+/// With and without speculation: for each cell with a `--spec-type` other than `none`, the
+/// speed-up over the cell with the same other flags and test but no speculation.
+pub fn speculation_table(cells: &[Cell]) -> Table {
+    let mut table = Table::new(vec![
+        Column::left("config", "config"),
+        Column::right("test", "test"),
+        Column::right("without_ts", "without t/s"),
+        Column::right("with_ts", "with t/s"),
+        Column::right("speedup", "speed-up"),
+        Column::right("draft_acceptance", "draft acceptance"),
+    ]);
+    for cell in cells.iter().filter(|c| spec_type(c) != "none") {
+        let Some(base) = without_speculation(cells, cell) else {
             continue;
         };
-        if out.is_empty() {
-            out.push_str("\nSpeculative decoding (same prompts, without → with):\n");
-        }
         let (with, without) = (cell.summary().median, base.summary().median);
-        let _ = writeln!(
-            out,
-            "- {} {}: {:.2} → {:.2} t/s ({:.2}×), draft acceptance {}",
-            cell.config,
-            cell.test,
-            without,
-            with,
-            with / without,
-            cell.acceptance()
-                .map(|a| format!("{:.1}%", a * 100.0))
-                .unwrap_or_else(|| "n/a (nothing drafted)".into())
+        let acceptance = cell.acceptance().map(|a| format!("{:.1}%", a * 100.0));
+        table.push([
+            cell.config.clone(),
+            cell.test.clone(),
+            format!("{without:.2}"),
+            format!("{with:.2}"),
+            format!("{:.2}×", with / without),
+            acceptance.unwrap_or_else(|| "n/a (nothing drafted)".into()),
+        ]);
+    }
+    table
+}
+
+/// [`speculation_table`] under its heading, or nothing when no cell speculated.
+pub fn speculation_summary(cells: &[Cell]) -> String {
+    let table = speculation_table(cells);
+    if table.rows.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\nSpeculative decoding (same prompts, without → with):\n\n{}",
+        table.markdown()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn model() -> ModelInfo {
+        ModelInfo {
+            name: "Smol <b>".into(),
+            size: "86 MiB".into(),
+            params: "135 M".into(),
+        }
+    }
+
+    fn cell(config: &str, spec: &str, values: &[f64]) -> Cell {
+        Cell {
+            config: config.into(),
+            test: "tg16".into(),
+            kind: "tg".into(),
+            flags: [("--spec-type".to_string(), spec.to_string())]
+                .into_iter()
+                .collect(),
+            depth: 0,
+            source: "client".into(),
+            values: values.to_vec(),
+            server_values: vec![],
+            flagged: 2,
+            noisy: 1,
+            draft_n: 10.0,
+            draft_accepted: 5.0,
+            cache_n: None,
+            roofline_tps: None,
+        }
+    }
+
+    #[test]
+    fn markdown_keeps_llama_bench_shape_with_a_notes_column() {
+        let md = render(
+            Format::Markdown,
+            &model(),
+            &[cell("-b 256", "none", &[10.0, 12.0])],
+        );
+        let lines: Vec<&str> = md.lines().collect();
+        assert_eq!(lines[0], "| model | size | params | config | test | t/s | median [95% CI] | min–max | n | server t/s | accept | % roofline | notes |");
+        assert_eq!(lines[1], "| ----- | ---: | -----: | ------ | ---: | --: | --------------: | ------: | -: | ---------: | -----: | ---------: | ----- |");
+        assert!(
+            lines[2]
+                .starts_with("| Smol &lt;b&gt; | 86 MiB | 135 M | -b 256 | tg16 | 11.00 ± 1.41 |"),
+            "{md}"
+        );
+        assert!(
+            lines[2].ends_with("| 2 | - | 50% | - | 1 noisy, 1 flagged |"),
+            "{md}"
         );
     }
-    out
+
+    #[test]
+    fn csv_quotes_and_json_keeps_its_keys() {
+        let cells = [cell("-ctk q8_0,\"x\"", "none", &[10.0, 12.0])];
+        let csv = render(Format::Csv, &model(), &cells);
+        let mut lines = csv.lines();
+        assert_eq!(lines.next(), Some("model,config,test,source,mean_ts,sd_ts,median_ts,ci_low,ci_high,min_ts,max_ts,n,server_median_ts,draft_acceptance,roofline_ts,flagged"));
+        let record = lines.next().unwrap();
+        assert!(
+            record.starts_with("Smol <b>,\"-ctk q8_0,\"\"x\"\"\",tg16,client,11.000,"),
+            "{csv}"
+        );
+        assert!(record.ends_with(",2,-,0.5000,-,2"), "{csv}");
+        let json: Value = serde_json::from_str(&render(Format::Json, &model(), &cells)).unwrap();
+        let keys: Vec<&str> = json[0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "model",
+                "config",
+                "test",
+                "source",
+                "mean_ts",
+                "sd_ts",
+                "median_ts",
+                "ci_low",
+                "ci_high",
+                "min_ts",
+                "max_ts",
+                "n",
+                "server_median_ts",
+                "draft_acceptance",
+                "cache_n",
+                "roofline_ts",
+                "roofline_pct",
+                "flagged",
+                "noisy",
+                "samples_ts"
+            ]
+        );
+        assert_eq!(json[0]["median_ts"], 11.0);
+        assert_eq!(json[0]["samples_ts"], serde_json::json!([10.0, 12.0]));
+        assert!(json[0]["server_median_ts"].is_null());
+        let jsonl = render(Format::Jsonl, &model(), &cells);
+        assert_eq!(
+            serde_json::from_str::<Value>(jsonl.trim()).unwrap(),
+            json[0]
+        );
+    }
+
+    #[test]
+    fn speculation_summary_is_a_table_of_matched_cells() {
+        let cells = [
+            cell("(defaults)", "none", &[10.0]),
+            cell("--spec-type ngram-mod", "ngram-mod", &[15.0]),
+        ];
+        let summary = speculation_summary(&cells);
+        assert!(
+            summary.starts_with(
+                "\nSpeculative decoding (same prompts, without → with):\n\n| config |"
+            ),
+            "{summary}"
+        );
+        assert!(
+            summary.ends_with("| --spec-type ngram-mod | tg16 | 10.00 | 15.00 | 1.50× | 50.0% |\n"),
+            "{summary}"
+        );
+        assert_eq!(speculation_summary(&cells[..1]), "");
+    }
 }
