@@ -14,6 +14,7 @@
 
 mod literal;
 mod pyfmt;
+mod pyops;
 pub mod template;
 pub mod toolcall;
 

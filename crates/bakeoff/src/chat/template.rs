@@ -10,10 +10,11 @@
 //! allocate much memory (doubling a string): fuel bounds instructions, not bytes.
 
 use crate::chat::pyfmt::{self, JsonOptions};
-use crate::chat::Message;
+use crate::chat::{pyops, Message};
 use crate::formats::gguf::GgufFile;
+use minijinja::machinery::{self, CompiledTemplate, TemplateConfig};
 use minijinja::value::{Kwargs, Object, ObjectRepr, Serde, Value, ValueKind};
-use minijinja::{Environment, ErrorKind, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -142,11 +143,7 @@ impl ChatTemplate {
 
     /// Parse the template without rendering it.
     pub fn check(&self) -> Result<(), TemplateError> {
-        let source = rewrite_generation_tags(&self.source);
-        let env = self.environment();
-        env.template_from_str(&source)
-            .map(drop)
-            .map_err(|e| TemplateError::from_minijinja(&e))
+        compile(&rewrite_generation_tags(&self.source)).map(drop)
     }
 
     /// Render `messages` (their shape is in [`crate::chat`]'s docs) as transformers'
@@ -160,14 +157,20 @@ impl ChatTemplate {
         extra: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<String, TemplateError> {
         let source = rewrite_generation_tags(&self.source);
+        let compiled = compile(&source)?;
         let env = self.environment();
-        let template = env
-            .template_from_str(&source)
-            .map_err(|e| TemplateError::from_minijinja(&e))?;
         let context = self.context(messages, tools, add_generation_prompt, extra)?;
-        template
-            .render(context)
-            .map_err(|e| TemplateError::from_minijinja(&e))
+        let mut prompt = String::with_capacity(compiled.buffer_size_hint);
+        machinery::eval(
+            &env,
+            &compiled.instructions,
+            context,
+            &compiled.blocks,
+            &mut machinery::make_string_output(&mut prompt),
+            AutoEscape::None,
+        )
+        .map_err(|e| TemplateError::from_minijinja(&e))?;
+        Ok(prompt)
     }
 
     fn context(
@@ -205,11 +208,11 @@ impl ChatTemplate {
         Ok(Value::from(context))
     }
 
-    fn environment(&self) -> Environment<'_> {
+    fn environment<'source>(&self) -> Environment<'source> {
         let mut env = Environment::new();
         env.set_syntax(syntax());
         env.set_undefined_behavior(UndefinedBehavior::Lenient);
-        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        env.set_auto_escape_callback(|_| AutoEscape::None);
         env.set_fuel(Some(FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_formatter(|out, _state, value| {
@@ -217,7 +220,7 @@ impl ChatTemplate {
                 .map_err(minijinja::Error::from)
         });
         env.add_filter("tojson", tojson);
-        env.add_filter("string", |value: &Value| Value::from(pyfmt::py_str(value)));
+        env.add_filter("string", py_string);
         env.add_test("sequence", is_python_sequence);
         env.add_test("none", |value: &Value| value.is_none() || is_py_none(value));
         // jinja2's own filters and globals that minijinja keeps in its contrib crate.
@@ -229,8 +232,30 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         let now = self.now;
         env.add_function("strftime_now", move |format: &str| strftime(format, now));
+        pyops::install(&mut env);
         env
     }
+}
+
+/// Parse and compile as `Environment::template_from_str` does, then give `+` and `~` jinja2's
+/// meaning (see [`pyops::patch_operators`]); rendering goes through the same VM entry point.
+fn compile(source: &str) -> Result<CompiledTemplate<'_>, TemplateError> {
+    let config = TemplateConfig {
+        syntax_config: syntax(),
+        default_auto_escape: Arc::new(|_: &str| AutoEscape::None),
+    };
+    let mut compiled = CompiledTemplate::new("<string>", source, &config)
+        .map_err(|e| TemplateError::from_minijinja(&e))?;
+    pyops::patch_operators(&mut compiled);
+    Ok(compiled)
+}
+
+/// `|string` is jinja2's `soft_str`: a Markup stays a Markup, anything else becomes `str(value)`.
+fn py_string(value: &Value) -> Value {
+    if value.is_safe() {
+        return value.clone();
+    }
+    Value::from(pyfmt::py_str(value))
 }
 
 /// jinja2's delimiters with transformers' whitespace rules.
