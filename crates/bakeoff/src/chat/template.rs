@@ -1,13 +1,16 @@
 //! Jinja chat templates rendered as transformers' `_compile_jinja_template` does: an
 //! `ImmutableSandboxedEnvironment` with trimmed and lstripped blocks, loop controls, Python-compatible
-//! `tojson` (no HTML escaping), `raise_exception`, `strftime_now`, and jinja2's default `Undefined`.
+//! `tojson` (no HTML escaping), `raise_exception`, `strftime_now`, and jinja2's default `Undefined`;
+//! `+`, `~` and the select family behave as jinja2's do (chat/pyops.rs).
 //!
-//! tests/chat_templates.rs checks this byte for byte against Python jinja2 on 22 real templates.
+//! tests/chat_templates.rs checks this byte for byte against Python jinja2 on 38 real templates.
 //! Known differences, none met in those templates: `tools == none` is false when no tools were
-//! given (the `none` test and `is not none` agree with Python); dict `.items()` prints as a list;
-//! `dictsort` folds case for ASCII only; `%z`/`%Z` in a fixed-time `strftime_now`; `str.isprintable`
-//! in printed containers knows common non-printables only. A template can still make a render
-//! allocate much memory (doubling a string): fuel bounds instructions, not bytes.
+//! given (the `none` test and `is not none` agree with Python); a Markup (`|safe`, `|e`) stays one
+//! through `+` and `|string` only, not through other filters or str methods (`|trim`, `.upper()`,
+//! `%`, `.join`), which in Python keep it and escape their arguments; dict `.items()` prints as a
+//! list; `dictsort` folds case for ASCII only; `%z`/`%Z` in a fixed-time `strftime_now`;
+//! `str.isprintable` in printed containers knows common non-printables only. A template can still
+//! make a render allocate much memory (doubling a string): fuel bounds instructions, not bytes.
 
 use crate::chat::pyfmt::{self, JsonOptions};
 use crate::chat::{pyops, Message};
@@ -598,6 +601,66 @@ mod tests {
         let source = "{% for m in messages %}\n{%- generation -%}\n [{{ m.content }}] \n{%- endgeneration %}\n{% endfor %}";
         assert_eq!(rewrite_generation_tags(source), "{% for m in messages %}\n{%- if true -%}\n [{{ m.content }}] \n{%- endif %}\n{% endfor %}");
         assert_eq!(render(source, json!({})).unwrap(), "[hi]");
+    }
+
+    // Regression: functionary v3.1 without tools failed with "plain object is not iterable".
+    #[test]
+    fn select_family_yields_nothing_for_absent_tools() {
+        let source =
+            "{{ tools | selectattr('type', 'equalto', 'code_interpreter') | list | length }}\
+            {{ tools | rejectattr('type') | list }}{{ tools | select | list }}\
+            {{ tools | reject('none') | list }}{{ tools | map(attribute='x') | list }}\
+            {{ 0 | select | list }}{{ nothing | selectattr('a') | list }}";
+        assert_eq!(render(source, json!({})).unwrap(), "0[][][][][][]");
+        // Iterating None itself still fails, as in Python.
+        let err = render("{{ tools | list }}", json!({})).unwrap_err();
+        assert!(matches!(err, TemplateError::Invalid { .. }), "{err:?}");
+    }
+
+    // Regression: `"..."|safe + str` did not escape the str, so functionary v3.1 with tools
+    // differed from transformers at byte 205.
+    #[test]
+    fn plus_against_markup_escapes_the_plain_side() {
+        let out = render(
+            "{{ 'a'|safe + '<&>\"\\'' }}|{{ '<' + 'b'|safe }}|{{ '<'|safe + '>'|safe }}|{{ '<' + '>' }}",
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(out, "a&lt;&amp;&gt;&#34;&#39;|&lt;b|<>|<>");
+        // The result is Markup again, so the next `+` escapes too; `~` never escapes.
+        let out = render(
+            "{{ ('a'|safe + 'b') + '<' }}|{{ 'a'|safe ~ '<' }}|{{ ('a'|safe ~ '<') + '<' }}",
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(out, "ab&lt;|a<|a<<");
+        // Captured blocks and macro results are plain str (autoescape is off), as are numbers.
+        let out = render(
+            "{% set x %}<{% endset %}{% macro m() %}<{% endmacro %}{{ x + '>'|safe }}{{ m() + '>'|safe }}{{ 1 + 2.5 }}{{ [1] + [2] }}",
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(out, "&lt;>&lt;>3.5[1, 2]");
+    }
+
+    #[test]
+    fn escape_and_string_filters_are_markupsafes() {
+        let out = render(
+            "{{ '<a/>'|e }}|{{ ('<'|e) + '<' }}|{{ [1, 'a']|escape }}|{{ ('<'|safe|string) + '<' }}|{{ 1|string + '<' }}",
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(out, "&lt;a/&gt;|&lt;&lt;|[1, &#39;a&#39;]|<&lt;|1<");
+    }
+
+    #[test]
+    fn tilde_joins_python_str_of_both_sides() {
+        let out = render(
+            "{{ 'x' ~ none ~ true ~ ['a'] ~ {'k': 'v'} ~ 1.0 ~ nothing ~ tools }}",
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(out, "xNoneTrue['a']{'k': 'v'}1.0None");
     }
 
     #[test]
