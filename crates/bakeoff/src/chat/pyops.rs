@@ -1,7 +1,7 @@
-//! jinja2's operators and None-tolerant filters as transformers' environment (autoescape off)
-//! evaluates them, where minijinja's differ: `+` against a `Markup` (`|safe`) escapes the plain
-//! side, `~` is `str_join` (Python `str()` of both sides, never escaped), and `select`/`reject`/
-//! `selectattr`/`rejectattr`/`map` yield nothing for a false value such as an absent `tools`.
+//! jinja2's operators and lazy filters as transformers' environment (autoescape off) evaluates
+//! them, where minijinja's differ: `+` against a `Markup` (`|safe`) escapes the plain side, `~` is
+//! `str_join` (Python `str()` of both sides, never escaped), and `select`/`reject`/`selectattr`/
+//! `rejectattr`/`map` are generators that yield nothing for a false value such as absent `tools`.
 
 use minijinja::machinery::{CompiledTemplate, Instruction, Instructions};
 use minijinja::value::{Rest, Value, ValueOrKwargs};
@@ -110,19 +110,25 @@ fn escape(value: &Value) -> Value {
     Value::from_safe_string(markup_escape(&pyfmt::py_str(value)).into_owned())
 }
 
-// jinja2's select family starts with `if value:`, so None, undefined, 0 and "" yield nothing
-// (and the test name is not even looked up); minijinja fails on what it cannot iterate.
+// jinja2's select family and map start with `if value:`, so None, undefined, 0 and "" yield
+// nothing (the test is not even looked up), where minijinja fails on what it cannot iterate. They
+// return generators: always true, iterable once, without a length, not JSON serialisable (so
+// `tools | map(..) | tojson` fails as in Python), where minijinja returns lists.
+
+fn generator(items: Vec<Value>) -> Value {
+    Value::make_one_shot_iterator(items.into_iter())
+}
 
 fn select(
     state: &mut State,
     value: Value,
     test: Option<Cow<'_, str>>,
     args: Rest<ValueOrKwargs>,
-) -> Result<Vec<Value>, Error> {
+) -> Result<Value, Error> {
     if !value.is_true() {
-        return Ok(Vec::new());
+        return Ok(generator(Vec::new()));
     }
-    minijinja::filters::select(state, value, test, args)
+    minijinja::filters::select(state, value, test, args).map(generator)
 }
 
 fn reject(
@@ -130,11 +136,11 @@ fn reject(
     value: Value,
     test: Option<Cow<'_, str>>,
     args: Rest<ValueOrKwargs>,
-) -> Result<Vec<Value>, Error> {
+) -> Result<Value, Error> {
     if !value.is_true() {
-        return Ok(Vec::new());
+        return Ok(generator(Vec::new()));
     }
-    minijinja::filters::reject(state, value, test, args)
+    minijinja::filters::reject(state, value, test, args).map(generator)
 }
 
 fn selectattr(
@@ -143,11 +149,11 @@ fn selectattr(
     attr: Cow<'_, str>,
     test: Option<Cow<'_, str>>,
     args: Rest<ValueOrKwargs>,
-) -> Result<Vec<Value>, Error> {
+) -> Result<Value, Error> {
     if !value.is_true() {
-        return Ok(Vec::new());
+        return Ok(generator(Vec::new()));
     }
-    minijinja::filters::selectattr(state, value, attr, test, args)
+    minijinja::filters::selectattr(state, value, attr, test, args).map(generator)
 }
 
 fn rejectattr(
@@ -156,18 +162,18 @@ fn rejectattr(
     attr: Cow<'_, str>,
     test: Option<Cow<'_, str>>,
     args: Rest<ValueOrKwargs>,
-) -> Result<Vec<Value>, Error> {
+) -> Result<Value, Error> {
     if !value.is_true() {
-        return Ok(Vec::new());
+        return Ok(generator(Vec::new()));
     }
-    minijinja::filters::rejectattr(state, value, attr, test, args)
+    minijinja::filters::rejectattr(state, value, attr, test, args).map(generator)
 }
 
-fn map(state: &mut State, value: Value, args: Rest<ValueOrKwargs>) -> Result<Vec<Value>, Error> {
+fn map(state: &mut State, value: Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
     if !value.is_true() {
-        return Ok(Vec::new());
+        return Ok(generator(Vec::new()));
     }
-    minijinja::filters::map(state, value, args)
+    minijinja::filters::map(state, value, args).map(generator)
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! `tojson` (no HTML escaping), `raise_exception`, `strftime_now`, and jinja2's default `Undefined`;
 //! `+`, `~` and the select family behave as jinja2's do (chat/pyops.rs).
 //!
-//! tests/chat_templates.rs checks this byte for byte against Python jinja2 on 38 real templates.
+//! tests/chat_templates.rs checks this byte for byte against Python jinja2 on every template in
+//! llama.cpp's models/templates and on SmolLM2's GGUF.
 //! Known differences, none met in those templates: `tools == none` is false when no tools were
 //! given (the `none` test and `is not none` agree with Python); a Markup (`|safe`, `|e`) stays one
 //! through `+` and `|string` only, not through other filters or str methods (`|trim`, `.upper()`,
@@ -615,6 +616,25 @@ mod tests {
         // Iterating None itself still fails, as in Python.
         let err = render("{{ tools | list }}", json!({})).unwrap_err();
         assert!(matches!(err, TemplateError::Invalid { .. }), "{err:?}");
+    }
+
+    // Regression: llama.cpp's deepseek-r1 template dumped `tools | map(..)` as a JSON list where
+    // Python fails (a generator is not JSON serialisable).
+    #[test]
+    fn select_family_returns_generators() {
+        let source = "{{ 'yes' if tools | select else 'no' }} {% set g = [1, 2] | select %}\
+            {{ g | list }}{{ g | list }} {{ [1, 2] | map('string') | join(',') }} {{ [3] | select | first }}";
+        assert_eq!(render(source, json!({})).unwrap(), "yes [1, 2][] 1,2 3");
+        for source in [
+            "{{ [1] | map('string') | tojson }}",
+            "{{ [1] | select | length }}",
+        ] {
+            let err = render(source, json!({})).unwrap_err();
+            assert!(
+                matches!(err, TemplateError::Invalid { .. }),
+                "{source}: {err:?}"
+            );
+        }
     }
 
     // Regression: `"..."|safe + str` did not escape the str, so functionary v3.1 with tools
