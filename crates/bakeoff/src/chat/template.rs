@@ -195,7 +195,10 @@ impl ChatTemplate {
         let mut context = BTreeMap::new();
         context.insert(
             "messages".to_string(),
-            json("messages", serde_json::to_value(messages))?,
+            json(
+                "messages",
+                serde_json::to_value(messages).map(alias_reasoning_fields),
+            )?,
         );
         let tools = match tools {
             [] => Value::from_object(PyNone),
@@ -260,6 +263,34 @@ fn py_string(value: &Value) -> Value {
         return value.clone();
     }
     Value::from(pyfmt::py_str(value))
+}
+
+/// Reasoning names transformers reads, in its order of preference.
+const REASONING_FIELDS: [&str; 3] = ["reasoning_content", "thinking", "reasoning"];
+
+/// transformers 5's `_alias_reasoning_fields`: a message's reasoning is also passed as `thinking`
+/// (first key, which gpt-oss and others read) and `reasoning_content` (kept in its place).
+fn alias_reasoning_fields(mut messages: serde_json::Value) -> serde_json::Value {
+    let Some(list) = messages.as_array_mut() else {
+        return messages;
+    };
+    for object in list.iter_mut().filter_map(serde_json::Value::as_object_mut) {
+        let reasoning = REASONING_FIELDS
+            .iter()
+            .find_map(|key| object.get(*key).filter(|value| !value.is_null()))
+            .cloned();
+        let Some(reasoning) = reasoning else {
+            continue;
+        };
+        // Python's `{"thinking": r, **message, "reasoning_content": r}`: inserting a key that is
+        // already there keeps its position.
+        let mut aliased = serde_json::Map::new();
+        aliased.insert("thinking".into(), reasoning.clone());
+        aliased.extend(std::mem::take(object));
+        aliased.insert("reasoning_content".into(), reasoning);
+        *object = aliased;
+    }
+    messages
 }
 
 /// jinja2's delimiters with transformers' whitespace rules.
@@ -681,6 +712,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "xNoneTrue['a']{'k': 'v'}1.0None");
+    }
+
+    #[test]
+    fn reasoning_is_aliased_as_thinking_first() {
+        let mut message = Message::assistant("4");
+        message.reasoning_content = Some("2+2".into());
+        let aliased =
+            alias_reasoning_fields(serde_json::to_value([message, Message::user("hi")]).unwrap());
+        assert_eq!(
+            serde_json::to_string(&aliased).unwrap(),
+            r#"[{"thinking":"2+2","role":"assistant","content":"4","reasoning_content":"2+2"},{"role":"user","content":"hi"}]"#
+        );
     }
 
     #[test]
