@@ -52,10 +52,11 @@ fn patch(instructions: &mut Instructions<'_>) {
 
 /// Python's `+`: `Markup.__add__`/`__radd__` escape a plain `str` joined to a Markup and give a
 /// Markup; anything that is not two strings is minijinja's own `+` (numbers, lists, errors).
-fn py_add(left: &Value, right: &Value) -> Result<Value, Error> {
+fn py_add(state: &State, left: &Value, right: &Value) -> Result<Value, Error> {
     let (Some(l), Some(r)) = (left.as_str(), right.as_str()) else {
         return minijinja_add(left, right);
     };
+    ensure_fuel_for(state, l.len() + r.len())?;
     Ok(match (left.is_safe(), right.is_safe()) {
         (false, false) => Value::from([l, r].concat()),
         (true, true) => Value::from_safe_string([l, r].concat()),
@@ -79,8 +80,31 @@ fn minijinja_add(left: &Value, right: &Value) -> Result<Value, Error> {
 }
 
 /// jinja2's `~` with autoescape off: `str_join`, the Python `str()` of both sides, plain text.
-fn py_concat(left: &Value, right: &Value) -> Value {
-    Value::from([pyfmt::py_str(left), pyfmt::py_str(right)].concat())
+fn py_concat(state: &State, left: &Value, right: &Value) -> Result<Value, Error> {
+    let (left, right) = (str_of(left), str_of(right));
+    ensure_fuel_for(state, left.len() + right.len())?;
+    Ok(Value::from([left, right].concat()))
+}
+
+/// Refuse to build a string the remaining fuel could not pay for, as minijinja's own `+` and
+/// `~` do before allocating (a byte costs 1/64 of an instruction's fuel); without this a doubling
+/// loop overshoots by one doubling, gigabytes at the end of a 50M-fuel budget.
+fn ensure_fuel_for(state: &State, bytes: usize) -> Result<(), Error> {
+    const BYTES_PER_FUEL: u64 = 64;
+    match state.fuel_levels() {
+        Some((_, remaining)) if bytes as u64 / BYTES_PER_FUEL >= remaining => {
+            Err(Error::from(ErrorKind::OutOfFuel))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Python's `str(value)`, borrowing a string instead of copying it (`~` is often in loops).
+fn str_of(value: &Value) -> Cow<'_, str> {
+    match value.as_str() {
+        Some(text) => Cow::Borrowed(text),
+        None => Cow::Owned(pyfmt::py_str(value)),
+    }
 }
 
 /// `markupsafe.escape` of a string: the five characters HTML needs, as markupsafe spells them.
