@@ -108,7 +108,7 @@ fn str_of(value: &Value) -> Cow<'_, str> {
 }
 
 /// `markupsafe.escape` of a string: the five characters HTML needs, as markupsafe spells them.
-pub(crate) fn markup_escape(text: &str) -> Cow<'_, str> {
+fn markup_escape(text: &str) -> Cow<'_, str> {
     if !text.contains(['&', '<', '>', '"', '\'']) {
         return Cow::Borrowed(text);
     }
