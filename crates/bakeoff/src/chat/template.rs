@@ -1,19 +1,24 @@
 //! Jinja chat templates rendered as transformers' `_compile_jinja_template` does: an
 //! `ImmutableSandboxedEnvironment` with trimmed and lstripped blocks, loop controls, Python-compatible
-//! `tojson` (no HTML escaping), `raise_exception`, `strftime_now`, and jinja2's default `Undefined`.
+//! `tojson` (no HTML escaping), `raise_exception`, `strftime_now`, and jinja2's default `Undefined`;
+//! `+`, `~` and the select family behave as jinja2's do (chat/pyops.rs).
 //!
-//! tests/chat_templates.rs checks this byte for byte against Python jinja2 on 22 real templates.
+//! tests/chat_templates.rs checks this byte for byte against Python jinja2 on every template in
+//! llama.cpp's models/templates and on SmolLM2's GGUF.
 //! Known differences, none met in those templates: `tools == none` is false when no tools were
-//! given (the `none` test and `is not none` agree with Python); dict `.items()` prints as a list;
-//! `dictsort` folds case for ASCII only; `%z`/`%Z` in a fixed-time `strftime_now`; `str.isprintable`
-//! in printed containers knows common non-printables only. A template can still make a render
-//! allocate much memory (doubling a string): fuel bounds instructions, not bytes.
+//! given (the `none` test and `is not none` agree with Python); a Markup (`|safe`, `|e`) stays one
+//! through `+` and `|string` only, not through other filters or str methods (`|trim`, `.upper()`,
+//! `%`, `.join`), which in Python keep it and escape their arguments; dict `.items()` prints as a
+//! list; `dictsort` folds case for ASCII only; `%z`/`%Z` in a fixed-time `strftime_now`;
+//! `str.isprintable` in printed containers knows common non-printables only. A template can still
+//! make a render allocate much memory (doubling a string): fuel bounds instructions, not bytes.
 
 use crate::chat::pyfmt::{self, JsonOptions};
-use crate::chat::Message;
+use crate::chat::{pyops, Message};
 use crate::formats::gguf::GgufFile;
+use minijinja::machinery::{self, CompiledTemplate, TemplateConfig};
 use minijinja::value::{Kwargs, Object, ObjectRepr, Serde, Value, ValueKind};
-use minijinja::{Environment, ErrorKind, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -142,11 +147,7 @@ impl ChatTemplate {
 
     /// Parse the template without rendering it.
     pub fn check(&self) -> Result<(), TemplateError> {
-        let source = rewrite_generation_tags(&self.source);
-        let env = self.environment();
-        env.template_from_str(&source)
-            .map(drop)
-            .map_err(|e| TemplateError::from_minijinja(&e))
+        compile(&rewrite_generation_tags(&self.source)).map(drop)
     }
 
     /// Render `messages` (their shape is in [`crate::chat`]'s docs) as transformers'
@@ -160,14 +161,20 @@ impl ChatTemplate {
         extra: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<String, TemplateError> {
         let source = rewrite_generation_tags(&self.source);
+        let compiled = compile(&source)?;
         let env = self.environment();
-        let template = env
-            .template_from_str(&source)
-            .map_err(|e| TemplateError::from_minijinja(&e))?;
         let context = self.context(messages, tools, add_generation_prompt, extra)?;
-        template
-            .render(context)
-            .map_err(|e| TemplateError::from_minijinja(&e))
+        let mut prompt = String::with_capacity(compiled.buffer_size_hint);
+        machinery::eval(
+            &env,
+            &compiled.instructions,
+            context,
+            &compiled.blocks,
+            &mut machinery::make_string_output(&mut prompt),
+            AutoEscape::None,
+        )
+        .map_err(|e| TemplateError::from_minijinja(&e))?;
+        Ok(prompt)
     }
 
     fn context(
@@ -188,7 +195,10 @@ impl ChatTemplate {
         let mut context = BTreeMap::new();
         context.insert(
             "messages".to_string(),
-            json("messages", serde_json::to_value(messages))?,
+            json(
+                "messages",
+                serde_json::to_value(messages).map(alias_reasoning_fields),
+            )?,
         );
         let tools = match tools {
             [] => Value::from_object(PyNone),
@@ -205,11 +215,11 @@ impl ChatTemplate {
         Ok(Value::from(context))
     }
 
-    fn environment(&self) -> Environment<'_> {
+    fn environment<'source>(&self) -> Environment<'source> {
         let mut env = Environment::new();
         env.set_syntax(syntax());
         env.set_undefined_behavior(UndefinedBehavior::Lenient);
-        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        env.set_auto_escape_callback(|_| AutoEscape::None);
         env.set_fuel(Some(FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_formatter(|out, _state, value| {
@@ -217,7 +227,7 @@ impl ChatTemplate {
                 .map_err(minijinja::Error::from)
         });
         env.add_filter("tojson", tojson);
-        env.add_filter("string", |value: &Value| Value::from(pyfmt::py_str(value)));
+        env.add_filter("string", py_string);
         env.add_test("sequence", is_python_sequence);
         env.add_test("none", |value: &Value| value.is_none() || is_py_none(value));
         // jinja2's own filters and globals that minijinja keeps in its contrib crate.
@@ -229,8 +239,58 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         let now = self.now;
         env.add_function("strftime_now", move |format: &str| strftime(format, now));
+        pyops::install(&mut env);
         env
     }
+}
+
+/// Parse and compile as `Environment::template_from_str` does, then give `+` and `~` jinja2's
+/// meaning (see [`pyops::patch_operators`]); rendering goes through the same VM entry point.
+fn compile(source: &str) -> Result<CompiledTemplate<'_>, TemplateError> {
+    let config = TemplateConfig {
+        syntax_config: syntax(),
+        default_auto_escape: Arc::new(|_: &str| AutoEscape::None),
+    };
+    let mut compiled = CompiledTemplate::new("<string>", source, &config)
+        .map_err(|e| TemplateError::from_minijinja(&e))?;
+    pyops::patch_operators(&mut compiled);
+    Ok(compiled)
+}
+
+/// `|string` is jinja2's `soft_str`: a Markup stays a Markup, anything else becomes `str(value)`.
+fn py_string(value: &Value) -> Value {
+    if value.is_safe() {
+        return value.clone();
+    }
+    Value::from(pyfmt::py_str(value))
+}
+
+/// Reasoning names transformers reads, in its order of preference.
+const REASONING_FIELDS: [&str; 3] = ["reasoning_content", "thinking", "reasoning"];
+
+/// transformers 5's `_alias_reasoning_fields`: a message's reasoning is also passed as `thinking`
+/// (first key, which gpt-oss and others read) and `reasoning_content` (kept in its place).
+fn alias_reasoning_fields(mut messages: serde_json::Value) -> serde_json::Value {
+    let Some(list) = messages.as_array_mut() else {
+        return messages;
+    };
+    for object in list.iter_mut().filter_map(serde_json::Value::as_object_mut) {
+        let reasoning = REASONING_FIELDS
+            .iter()
+            .find_map(|key| object.get(*key).filter(|value| !value.is_null()))
+            .cloned();
+        let Some(reasoning) = reasoning else {
+            continue;
+        };
+        // Python's `{"thinking": r, **message, "reasoning_content": r}`: inserting a key that is
+        // already there keeps its position.
+        let mut aliased = serde_json::Map::new();
+        aliased.insert("thinking".into(), reasoning.clone());
+        aliased.extend(std::mem::take(object));
+        aliased.insert("reasoning_content".into(), reasoning);
+        *object = aliased;
+    }
+    messages
 }
 
 /// jinja2's delimiters with transformers' whitespace rules.
@@ -573,6 +633,97 @@ mod tests {
         let source = "{% for m in messages %}\n{%- generation -%}\n [{{ m.content }}] \n{%- endgeneration %}\n{% endfor %}";
         assert_eq!(rewrite_generation_tags(source), "{% for m in messages %}\n{%- if true -%}\n [{{ m.content }}] \n{%- endif %}\n{% endfor %}");
         assert_eq!(render(source, json!({})).unwrap(), "[hi]");
+    }
+
+    // Regression: functionary v3.1 without tools failed with "plain object is not iterable".
+    #[test]
+    fn select_family_yields_nothing_for_absent_tools() {
+        let source =
+            "{{ tools | selectattr('type', 'equalto', 'code_interpreter') | list | length }}\
+            {{ tools | rejectattr('type') | list }}{{ tools | select | list }}\
+            {{ tools | reject('none') | list }}{{ tools | map(attribute='x') | list }}\
+            {{ 0 | select | list }}{{ nothing | selectattr('a') | list }}";
+        assert_eq!(render(source, json!({})).unwrap(), "0[][][][][][]");
+        // Iterating None itself still fails, as in Python.
+        let err = render("{{ tools | list }}", json!({})).unwrap_err();
+        assert!(matches!(err, TemplateError::Invalid { .. }), "{err:?}");
+    }
+
+    // Regression: llama.cpp's deepseek-r1 template dumped `tools | map(..)` as a JSON list where
+    // Python fails (a generator is not JSON serialisable).
+    #[test]
+    fn select_family_returns_generators() {
+        let source = "{{ 'yes' if tools | select else 'no' }} {% set g = [1, 2] | select %}\
+            {{ g | list }}{{ g | list }} {{ [1, 2] | map('string') | join(',') }} {{ [3] | select | first }}";
+        assert_eq!(render(source, json!({})).unwrap(), "yes [1, 2][] 1,2 3");
+        for source in [
+            "{{ [1] | map('string') | tojson }}",
+            "{{ [1] | select | length }}",
+        ] {
+            let err = render(source, json!({})).unwrap_err();
+            assert!(
+                matches!(err, TemplateError::Invalid { .. }),
+                "{source}: {err:?}"
+            );
+        }
+    }
+
+    // Regression: `"..."|safe + str` did not escape the str, so functionary v3.1 with tools
+    // differed from transformers at byte 205.
+    #[test]
+    fn plus_against_markup_escapes_the_plain_side() {
+        let out = render(
+            "{{ 'a'|safe + '<&>\"\\'' }}|{{ '<' + 'b'|safe }}|{{ '<'|safe + '>'|safe }}|{{ '<' + '>' }}",
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(out, "a&lt;&amp;&gt;&#34;&#39;|&lt;b|<>|<>");
+        // The result is Markup again, so the next `+` escapes too; `~` never escapes.
+        let out = render(
+            "{{ ('a'|safe + 'b') + '<' }}|{{ 'a'|safe ~ '<' }}|{{ ('a'|safe ~ '<') + '<' }}",
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(out, "ab&lt;|a<|a<<");
+        // Captured blocks and macro results are plain str (autoescape is off), as are numbers.
+        let out = render(
+            "{% set x %}<{% endset %}{% macro m() %}<{% endmacro %}{{ x + '>'|safe }}{{ m() + '>'|safe }}{{ 1 + 2.5 }}{{ [1] + [2] }}",
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(out, "&lt;>&lt;>3.5[1, 2]");
+    }
+
+    #[test]
+    fn escape_and_string_filters_are_markupsafes() {
+        let out = render(
+            "{{ '<a/>'|e }}|{{ ('<'|e) + '<' }}|{{ [1, 'a']|escape }}|{{ ('<'|safe|string) + '<' }}|{{ 1|string + '<' }}",
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(out, "&lt;a/&gt;|&lt;&lt;|[1, &#39;a&#39;]|<&lt;|1<");
+    }
+
+    #[test]
+    fn tilde_joins_python_str_of_both_sides() {
+        let out = render(
+            "{{ 'x' ~ none ~ true ~ ['a'] ~ {'k': 'v'} ~ 1.0 ~ nothing ~ tools }}",
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(out, "xNoneTrue['a']{'k': 'v'}1.0None");
+    }
+
+    #[test]
+    fn reasoning_is_aliased_as_thinking_first() {
+        let mut message = Message::assistant("4");
+        message.reasoning_content = Some("2+2".into());
+        let aliased =
+            alias_reasoning_fields(serde_json::to_value([message, Message::user("hi")]).unwrap());
+        assert_eq!(
+            serde_json::to_string(&aliased).unwrap(),
+            r#"[{"thinking":"2+2","role":"assistant","content":"4","reasoning_content":"2+2"},{"role":"user","content":"hi"}]"#
+        );
     }
 
     #[test]
