@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod compare;
+pub mod experiment;
 pub mod journal;
 pub mod llama_bench;
 pub mod load;
