@@ -119,15 +119,8 @@ fn synth(
         (None, Some(arch)) => return Err(Error::input(format!("--arch {arch}: only llama shapes can be built from dimensions; use --like FILE for others")).into()),
         (None, None) => return Err(Error::input("say what to synthesise: --like FILE, or --arch llama with its dimensions").into()),
     };
-    let dtype = match args.dtype.to_ascii_lowercase().as_str() {
-        "f16" | "f32" => GgmlType::from_name(&args.dtype).expect("known type"),
-        other => {
-            return Err(Error::input(format!(
-                "--dtype {other}: expected f16 or f32 (then --quantize for others)"
-            ))
-            .into())
-        }
-    };
+    let dtype = GgmlType::from_name(args.dtype.name())
+        .ok_or_else(|| Error::input(format!("--dtype {}: unknown type", args.dtype.name())))?;
     let unquantized = match &args.quantize {
         Some(_) => args.out.with_extension("f16.gguf"),
         None => args.out.clone(),

@@ -1,0 +1,205 @@
+//! The closed choices of the command line as clap `ValueEnum`s (so `--help` lists them and a typo is
+//! an argument error), each mapped onto the library's own type, which knows nothing of clap.
+
+use bakeoff::chat::ToolCallFormat;
+use bakeoff::measure::experiment::BenchEngine;
+use bakeoff::quality::toolcall::ForceTools;
+use bakeoff::report::{table, ReportFormat};
+use clap::ValueEnum;
+
+/// Output format of a results table (bench, load).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum TableFormat {
+    #[default]
+    #[value(alias = "markdown")]
+    Md,
+    Csv,
+    Json,
+    Jsonl,
+}
+
+impl From<TableFormat> for table::Format {
+    fn from(format: TableFormat) -> Self {
+        match format {
+            TableFormat::Md => table::Format::Markdown,
+            TableFormat::Csv => table::Format::Csv,
+            TableFormat::Json => table::Format::Json,
+            TableFormat::Jsonl => table::Format::Jsonl,
+        }
+    }
+}
+
+/// Output format of `bakeoff gate`: the readiness table or every figure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum GateFormat {
+    #[default]
+    #[value(alias = "markdown")]
+    Md,
+    Json,
+}
+
+/// Format of `bakeoff report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormatArg {
+    #[value(alias = "htm")]
+    Html,
+    #[value(alias = "markdown")]
+    Md,
+    Json,
+}
+
+impl From<ReportFormatArg> for ReportFormat {
+    fn from(format: ReportFormatArg) -> Self {
+        match format {
+            ReportFormatArg::Html => ReportFormat::Html,
+            ReportFormatArg::Md => ReportFormat::Markdown,
+            ReportFormatArg::Json => ReportFormat::Json,
+        }
+    }
+}
+
+/// `report -o`: a format name, or (the older spelling) the file to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormatOrFile {
+    Format(ReportFormatArg),
+    File(std::path::PathBuf),
+}
+
+/// Parse `report -o VALUE`: a format name when it is one, else a path (as `--out`).
+pub fn format_or_file(value: &str) -> Result<FormatOrFile, String> {
+    Ok(match ReportFormatArg::from_str(value, true) {
+        Ok(format) => FormatOrFile::Format(format),
+        Err(_) => FormatOrFile::File(value.into()),
+    })
+}
+
+/// The engine `bakeoff bench` measures with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    LlamaServer,
+    LlamaBench,
+}
+
+impl From<EngineArg> for BenchEngine {
+    fn from(engine: EngineArg) -> Self {
+        match engine {
+            EngineArg::LlamaServer => BenchEngine::LlamaServer,
+            EngineArg::LlamaBench => BenchEngine::LlamaBench,
+        }
+    }
+}
+
+/// When a tool call is forced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ForceToolsArg {
+    #[default]
+    #[value(alias = "no")]
+    Never,
+    First,
+    Always,
+}
+
+impl ForceToolsArg {
+    /// The name stored in run parameters.
+    pub fn name(self) -> &'static str {
+        match self {
+            ForceToolsArg::Never => "never",
+            ForceToolsArg::First => "first",
+            ForceToolsArg::Always => "always",
+        }
+    }
+}
+
+impl From<ForceToolsArg> for ForceTools {
+    fn from(force: ForceToolsArg) -> Self {
+        match force {
+            ForceToolsArg::Never => ForceTools::Never,
+            ForceToolsArg::First => ForceTools::First,
+            ForceToolsArg::Always => ForceTools::Always,
+        }
+    }
+}
+
+/// The path an arm takes: the engine's tools API or the model's native format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArmPath {
+    Json,
+    Native,
+}
+
+impl ArmPath {
+    pub fn name(self) -> &'static str {
+        match self {
+            ArmPath::Json => "json",
+            ArmPath::Native => "native",
+        }
+    }
+}
+
+/// A native tool-call format, spelled as the library names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ToolFormatArg {
+    Hermes,
+    #[value(name = "llama3_json")]
+    Llama3Json,
+    Mistral,
+    Gemma4,
+    Pythonic,
+}
+
+impl From<ToolFormatArg> for ToolCallFormat {
+    fn from(format: ToolFormatArg) -> Self {
+        match format {
+            ToolFormatArg::Hermes => ToolCallFormat::Hermes,
+            ToolFormatArg::Llama3Json => ToolCallFormat::Llama3Json,
+            ToolFormatArg::Mistral => ToolCallFormat::Mistral,
+            ToolFormatArg::Gemma4 => ToolCallFormat::Gemma4,
+            ToolFormatArg::Pythonic => ToolCallFormat::Pythonic,
+        }
+    }
+}
+
+/// Tensor type `model synth` writes before any `--quantize`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum DtypeArg {
+    #[default]
+    F16,
+    F32,
+}
+
+impl DtypeArg {
+    /// The GGML type name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DtypeArg::F16 => "F16",
+            DtypeArg::F32 => "F32",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tool_format_maps_to_the_library_name() {
+        for arg in ToolFormatArg::value_variants() {
+            let name = arg.to_possible_value().map(|v| v.get_name().to_string());
+            assert_eq!(name.as_deref(), Some(ToolCallFormat::from(*arg).name()));
+        }
+        assert_eq!(ToolFormatArg::value_variants().len(), ToolCallFormat::ALL.len());
+    }
+
+    #[test]
+    fn report_o_takes_a_format_name_or_a_path() {
+        assert_eq!(
+            format_or_file("html"),
+            Ok(FormatOrFile::Format(ReportFormatArg::Html))
+        );
+        assert_eq!(
+            format_or_file("r.html"),
+            Ok(FormatOrFile::File("r.html".into()))
+        );
+        assert_eq!(format_or_file("-"), Ok(FormatOrFile::File("-".into())));
+    }
+}
