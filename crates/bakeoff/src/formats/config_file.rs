@@ -42,9 +42,10 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, before[start..].chars().count() + 1)
 }
 
-/// For "unknown field 'x', expected one of 'a', 'b'" (or variant): the closest expected name.
+/// For "unknown field 'x', expected one of 'a', 'b'" (or variant, check, ...): the closest
+/// expected name.
 fn suggestion(message: &str) -> Option<String> {
-    if !message.starts_with("unknown field") && !message.starts_with("unknown variant") {
+    if !message.starts_with("unknown ") || !message.contains("expected") {
         return None;
     }
     let mut quoted = message.split('\'').skip(1).step_by(2);
