@@ -295,7 +295,14 @@ pub struct BenchArgs {
     #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "60")]
     pub require_clean: Option<u64>,
     /// Output format of the final table.
-    #[arg(short = 'o', long, alias = "output", value_enum, default_value_t, value_name = "FORMAT")]
+    #[arg(
+        short = 'o',
+        long,
+        alias = "output",
+        value_enum,
+        default_value_t,
+        value_name = "FORMAT"
+    )]
     pub format: TableFormat,
     /// Tag for the run (usable wherever a run id is).
     #[arg(long)]
@@ -399,7 +406,14 @@ pub struct GateArgs {
     #[arg(long, value_name = "RUN", conflicts_with = "file")]
     pub show: Option<String>,
     /// Output: md (the readiness table) or json (every figure).
-    #[arg(short = 'o', long, alias = "output", value_enum, default_value_t, value_name = "FORMAT")]
+    #[arg(
+        short = 'o',
+        long,
+        alias = "output",
+        value_enum,
+        default_value_t,
+        value_name = "FORMAT"
+    )]
     pub format: GateFormat,
     /// A tag for the stored run.
     #[arg(long)]
@@ -655,7 +669,14 @@ pub struct LoadArgs {
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
     /// Output format of the step table (`--output-format` still works).
-    #[arg(short = 'o', long, alias = "output-format", value_enum, default_value_t, value_name = "FORMAT")]
+    #[arg(
+        short = 'o',
+        long,
+        alias = "output-format",
+        value_enum,
+        default_value_t,
+        value_name = "FORMAT"
+    )]
     pub format: TableFormat,
     /// Tag for the run.
     #[arg(long)]

@@ -187,7 +187,10 @@ mod tests {
             let name = arg.to_possible_value().map(|v| v.get_name().to_string());
             assert_eq!(name.as_deref(), Some(ToolCallFormat::from(*arg).name()));
         }
-        assert_eq!(ToolFormatArg::value_variants().len(), ToolCallFormat::ALL.len());
+        assert_eq!(
+            ToolFormatArg::value_variants().len(),
+            ToolCallFormat::ALL.len()
+        );
     }
 
     #[test]

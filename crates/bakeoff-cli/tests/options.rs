@@ -56,13 +56,20 @@ fn engine_path_is_offered_only_where_an_engine_is_started() {
 fn dash_o_is_the_format_and_out_the_file_in_every_command() {
     for command in [&["bench"][..], &["load"], &["gate"], &["report"]] {
         let text = help(command);
-        assert!(text.contains("-o, --format <FORMAT>"), "{command:?}: {text}");
+        assert!(
+            text.contains("-o, --format <FORMAT>"),
+            "{command:?}: {text}"
+        );
     }
     let report = help(&["report"]);
     assert!(report.contains("--out <FILE>"), "{report}");
     let load = help(&["load"]);
     assert!(load.contains("--output-len <DIST>"), "{load}");
-    for command in [&["model", "synth"][..], &["profile", "export"], &["tools", "export"]] {
+    for command in [
+        &["model", "synth"][..],
+        &["profile", "export"],
+        &["tools", "export"],
+    ] {
         let text = help(command);
         assert!(text.contains("--out <FILE>"), "{command:?}: {text}");
         assert!(!text.contains("-o,"), "{command:?}: {text}");
@@ -72,13 +79,28 @@ fn dash_o_is_the_format_and_out_the_file_in_every_command() {
 #[test]
 fn unknown_format_values_are_argument_errors_naming_the_choices() {
     let cases: [(&[&str], &str); 4] = [
-        (&["load", "--self-test", "-o", "xml"], "md, csv, json, jsonl"),
+        (
+            &["load", "--self-test", "-o", "xml"],
+            "md, csv, json, jsonl",
+        ),
         (&["gate", "--show", "last", "-o", "csv"], "md, json"),
         (
-            &["tools", "run", "--url", "http://127.0.0.1:9", "--force-tools", "often"],
+            &[
+                "tools",
+                "run",
+                "--url",
+                "http://127.0.0.1:9",
+                "--force-tools",
+                "often",
+            ],
             "never, first, always",
         ),
-        (&["model", "synth", "--like", "m.gguf", "--out", "x", "--dtype", "q4"], "f16, f32"),
+        (
+            &[
+                "model", "synth", "--like", "m.gguf", "--out", "x", "--dtype", "q4",
+            ],
+            "f16, f32",
+        ),
     ];
     for (args, choices) in cases {
         let (status, stdout, stderr) = bakeoff(args);
@@ -93,15 +115,27 @@ fn unknown_format_values_are_argument_errors_naming_the_choices() {
 fn old_spellings_still_parse() {
     // load --output-format and --output, report -o FILE, synth -o FILE: kept as aliases.
     // Each call fails on a later value, so the old spelling before it was accepted.
-    let old_load = ["load", "--output", "8", "--output-format", "xml", "--self-test"];
+    let old_load = [
+        "load",
+        "--output",
+        "8",
+        "--output-format",
+        "xml",
+        "--self-test",
+    ];
     let (status, _, stderr) = bakeoff(&old_load);
     assert_eq!(status.code(), Some(2));
     assert!(stderr.contains("invalid value 'xml'"), "{stderr}");
-    let old_synth = ["model", "synth", "--like", "m.gguf", "-o", "x", "--dtype", "q4"];
+    let old_synth = [
+        "model", "synth", "--like", "m.gguf", "-o", "x", "--dtype", "q4",
+    ];
     let (status, _, stderr) = bakeoff(&old_synth);
     assert_eq!(status.code(), Some(2));
     assert!(stderr.contains("invalid value 'q4'"), "{stderr}");
     let (status, _, stderr) = bakeoff(&["report", "last", "-o", "r.txt"]);
     assert_eq!(status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("--out r.txt: cannot tell the format"), "{stderr}");
+    assert!(
+        stderr.contains("--out r.txt: cannot tell the format"),
+        "{stderr}"
+    );
 }

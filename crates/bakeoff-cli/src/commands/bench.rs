@@ -4,9 +4,9 @@
 use crate::cli::{BenchArgs, Global};
 use crate::printer::Printer;
 use bakeoff::domain::units::human_bytes;
+use bakeoff::domain::Combine;
 use bakeoff::engines::discovery;
 use bakeoff::measure::bench::{self, BenchContext, BenchPlan, Event, ServerBench};
-use bakeoff::domain::Combine;
 use bakeoff::measure::compare;
 use bakeoff::measure::experiment::{BenchEngine, Experiment, MatrixSettings, Values};
 use bakeoff::measure::llama_bench::LlamaBenchRun;
@@ -50,7 +50,11 @@ fn settings_from_args(args: &BenchArgs) -> bakeoff::Result<Experiment> {
         engine: args.engine.map(Into::into),
         tag: args.tag.clone(),
         matrix,
-        server_flags: args.server_flags.iter().map(|e| server_flag(e)).collect::<Result<_, _>>()?,
+        server_flags: args
+            .server_flags
+            .iter()
+            .map(|e| server_flag(e))
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -82,7 +86,10 @@ fn numbers(flag: &str, values: Option<&Values>, default: &str) -> bakeoff::Resul
         .collect()
 }
 
-fn matrix_of(settings: &MatrixSettings, server_flags: &[(String, Values)]) -> bakeoff::Result<Matrix> {
+fn matrix_of(
+    settings: &MatrixSettings,
+    server_flags: &[(String, Values)],
+) -> bakeoff::Result<Matrix> {
     let mut matrix = Matrix::default();
     for (flag, values) in settings.engine_flags() {
         if let Some(Values(values)) = values {
@@ -98,7 +105,11 @@ fn matrix_of(settings: &MatrixSettings, server_flags: &[(String, Values)]) -> ba
         matrix.set(flag, parse_values(flag, values)?);
     }
     let given = |v: &Option<Values>| v.is_some();
-    let default_prompt = if given(&settings.p) || given(&settings.n) { "0" } else { "64" };
+    let default_prompt = if given(&settings.p) || given(&settings.n) {
+        "0"
+    } else {
+        "64"
+    };
     matrix.prompt_tokens = numbers("-p", settings.p.as_ref(), default_prompt)?;
     matrix.gen_tokens = numbers("-n", settings.n.as_ref(), "32")?;
     matrix.depths = numbers("-d", settings.d.as_ref(), "0")?;

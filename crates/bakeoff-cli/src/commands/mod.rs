@@ -25,7 +25,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let printer = Printer::new(cli.global.quiet);
     // The command's own --engine-path over the one before the subcommand; commands read `Global`.
     let global = Global {
-        engine_path: cli.command.engine_path().combine(cli.global.engine_path.clone()),
+        engine_path: cli
+            .command
+            .engine_path()
+            .combine(cli.global.engine_path.clone()),
         ..cli.global
     };
     let global = &global;

@@ -265,18 +265,29 @@ mod tests {
         );
         assert_eq!(error.hint().as_deref(), Some("did you mean 'reps'?"));
         let error = parse("[matrix]\nctkk = \"f16\"\n").unwrap_err();
-        assert!(error.to_string().starts_with("experiment.toml:2:1: unknown field 'ctkk'"));
+        assert!(error
+            .to_string()
+            .starts_with("experiment.toml:2:1: unknown field 'ctkk'"));
     }
 
     #[test]
     fn bad_values_name_their_line() {
         let error = parse("reps = 3\nwarmup = \"some\"\n").unwrap_err();
-        assert!(error.to_string().starts_with("experiment.toml:2:"), "{error}");
+        assert!(
+            error.to_string().starts_with("experiment.toml:2:"),
+            "{error}"
+        );
         assert!(error.to_string().contains("whole number"), "{error}");
         let error = parse("engine = \"llama-cli\"\n").unwrap_err();
-        assert!(error.to_string().contains("unknown variant 'llama-cli'"), "{error}");
+        assert!(
+            error.to_string().contains("unknown variant 'llama-cli'"),
+            "{error}"
+        );
         let error = parse("[matrix]\nb = { x = 1 }\n").unwrap_err();
-        assert!(error.to_string().starts_with("experiment.toml:2:5:"), "{error}");
+        assert!(
+            error.to_string().starts_with("experiment.toml:2:5:"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -224,7 +224,8 @@ impl GateSpec {
             spec.thresholds.remove(name);
         }
         for (name, t) in table.thresholds() {
-            let def = check_def(name).ok_or_else(|| Error::input(format!("{origin}: gate.{name}: no such check")))?;
+            let def = check_def(name)
+                .ok_or_else(|| Error::input(format!("{origin}: gate.{name}: no such check")))?;
             check_order(def, &t)
                 .map_err(|e| Error::input(format!("{origin}: gate.{name}: {e}")))?;
             spec.thresholds.insert(name.to_string(), t);
