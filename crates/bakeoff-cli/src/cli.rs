@@ -1,7 +1,8 @@
 //! Command-line arguments. Only clap types live here; commands resolve them into library settings.
 
 use crate::cli_values::{
-    DtypeArg, EngineArg, FormatOrFile, GateFormat, ReportFormatArg, TableFormat,
+    CompareFormat, DtypeArg, EngineArg, FormatOrFile, GateFormat, JournalFormat, ReportFormatArg,
+    TableFormat, TextFormat,
 };
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -34,6 +35,23 @@ pub struct Global {
     pub engine_path: Option<PathBuf>,
 }
 
+/// `-o/--format text|json`, with `--json` as the shorthand older scripts use.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TextOrJson {
+    /// Output format [default: text].
+    #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
+    pub format: Option<TextFormat>,
+    /// Short for -o json.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+}
+
+impl TextOrJson {
+    pub fn wants_json(&self) -> bool {
+        self.json || self.format == Some(TextFormat::Json)
+    }
+}
+
 /// Where the llama.cpp tools are, for the commands that start one.
 #[derive(Args, Debug, Clone, Default)]
 pub struct EngineArgs {
@@ -62,7 +80,7 @@ pub enum Command {
     Load(Box<LoadArgs>),
     /// Compare two runs: ratio with bootstrap CI, Mann-Whitney U, verdict, and what differs.
     #[command(
-        after_help = "Examples:\n  bakeoff compare 3 4\n  bakeoff compare baseline candidate --json\n  bakeoff compare last~llama-bench last   # in-process vs through-server"
+        after_help = "Examples:\n  bakeoff compare 3 4\n  bakeoff compare baseline candidate -o json\n  bakeoff compare last~llama-bench last   # in-process vs through-server"
     )]
     Compare(CompareArgs),
     /// Read a GGUF model, synthesise random-weight shapes, extract a vocabulary.
@@ -92,7 +110,7 @@ pub enum Command {
     /// List and show stored runs.
     #[command(
         subcommand,
-        after_help = "Examples:\n  bakeoff runs list\n  bakeoff runs show last --json"
+        after_help = "Examples:\n  bakeoff runs list\n  bakeoff runs show last -o json"
     )]
     Runs(RunsCommand),
     /// Tool-call bakeoff: the engine's JSON tools API vs the model's native format, on agentic tasks and a single-turn set.
@@ -178,22 +196,24 @@ pub struct ServeArgs {
 #[derive(Subcommand, Debug)]
 pub enum RunsCommand {
     /// List the newest runs.
-    #[command(after_help = "Examples:\n  bakeoff runs list\n  bakeoff runs list --limit 5 --json")]
+    #[command(
+        after_help = "Examples:\n  bakeoff runs list\n  bakeoff runs list --limit 5 -o json"
+    )]
     List {
         #[arg(long, default_value_t = 20)]
         limit: usize,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: TextOrJson,
     },
     /// Show one run: its trials, samples, engine logs and system fingerprint.
     #[command(
-        after_help = "Examples:\n  bakeoff runs show 3\n  bakeoff runs show last --json\n  bakeoff runs show baseline   # newest run tagged 'baseline'"
+        after_help = "Examples:\n  bakeoff runs show 3\n  bakeoff runs show last -o json\n  bakeoff runs show baseline   # newest run tagged 'baseline'"
     )]
     Show {
         /// Run id, `last`, or a tag.
         run: String,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: TextOrJson,
     },
 }
 
@@ -366,8 +386,18 @@ pub struct CompareArgs {
     pub a: String,
     /// Candidate run (id, `last`, or tag).
     pub b: String,
-    #[arg(long)]
+    /// Output format [default: md].
+    #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
+    pub format: Option<CompareFormat>,
+    /// Short for -o json.
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+}
+
+impl CompareArgs {
+    pub fn wants_json(&self) -> bool {
+        self.json || self.format == Some(CompareFormat::Json)
+    }
 }
 
 const GATE_EXAMPLES: &str = "Examples:
@@ -697,8 +727,8 @@ const JOURNAL_EXAMPLES: &str = "Examples:
   bakeoff journal add \"KV q4_0\" --before base --after q4 --gate kv-gate:q4_0
   bakeoff journal add \"rocWMMA flash attention\" --change \"rebuild with GGML_HIP_ROCWMMA_FATTN\" --verdict PENDING
   bakeoff journal set 4 --verdict BLOCKED --note \"needs upstream PR #20075\"
-  bakeoff journal show --md > optimization-log.md
-  bakeoff journal show 2 --json
+  bakeoff journal show -o md > optimization-log.md
+  bakeoff journal show 2 -o json
 
 Proposed verdicts: REVERTED when a fidelity gate failed (the after-run's, or a --gate run's) or
 the headline metric (tg t/s; load runs: output tok/s; else pp t/s) is significantly slower in any
@@ -733,20 +763,24 @@ pub enum JournalCommand {
         verdict: Option<String>,
         #[arg(long, allow_hyphen_values = true)]
         note: Option<String>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: TextOrJson,
     },
     /// Render the log (all entries, or the ones named).
     #[command(
-        after_help = "Examples:\n  bakeoff journal show\n  bakeoff journal show --md > optimization-log.md\n  bakeoff journal show 3 --json"
+        after_help = "Examples:\n  bakeoff journal show\n  bakeoff journal show -o md > optimization-log.md\n  bakeoff journal show 3 -o json"
     )]
     Show {
         /// Entry ids (default: all).
         ids: Vec<i64>,
-        /// Markdown, in the shape of a hand-kept optimisation log.
-        #[arg(long, conflicts_with = "json")]
+        /// Output format [default: text]; md is in the shape of a hand-kept optimisation log.
+        #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
+        format: Option<JournalFormat>,
+        /// Short for -o md.
+        #[arg(long, conflicts_with_all = ["json", "format"])]
         md: bool,
-        #[arg(long)]
+        /// Short for -o json.
+        #[arg(long, conflicts_with = "format")]
         json: bool,
     },
     /// Change an entry: its verdict, its note, or its runs (re-judged).
@@ -767,8 +801,8 @@ pub enum JournalCommand {
         /// after-run; a FAIL proposes REVERTED. Repeatable.
         #[arg(long, value_name = "RUN[:CANDIDATE]", requires = "after")]
         gate: Vec<String>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: TextOrJson,
     },
 }
 

@@ -38,6 +38,42 @@ pub enum GateFormat {
     Json,
 }
 
+/// Output of the commands that print text for people or JSON for programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TextFormat {
+    Text,
+    Json,
+}
+
+/// Output of `bakeoff compare`: the Markdown table or every figure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompareFormat {
+    #[value(alias = "markdown")]
+    Md,
+    Json,
+}
+
+/// Output of `bakeoff journal show`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JournalFormat {
+    Text,
+    #[value(alias = "markdown")]
+    Md,
+    Json,
+}
+
+impl JournalFormat {
+    /// `-o FORMAT`, else the `--md` / `--json` shorthands, else text.
+    pub fn resolve(given: Option<JournalFormat>, md: bool, json: bool) -> JournalFormat {
+        match (given, md, json) {
+            (Some(format), _, _) => format,
+            (None, true, _) => JournalFormat::Md,
+            (None, false, true) => JournalFormat::Json,
+            (None, false, false) => JournalFormat::Text,
+        }
+    }
+}
+
 /// Format of `bakeoff report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormatArg {
@@ -191,6 +227,15 @@ mod tests {
             ToolFormatArg::value_variants().len(),
             ToolCallFormat::ALL.len()
         );
+    }
+
+    #[test]
+    fn journal_format_prefers_o_then_the_shorthands() {
+        use JournalFormat::*;
+        assert_eq!(JournalFormat::resolve(Some(Json), false, false), Json);
+        assert_eq!(JournalFormat::resolve(None, true, false), Md);
+        assert_eq!(JournalFormat::resolve(None, false, true), Json);
+        assert_eq!(JournalFormat::resolve(None, false, false), Text);
     }
 
     #[test]

@@ -54,7 +54,17 @@ fn engine_path_is_offered_only_where_an_engine_is_started() {
 
 #[test]
 fn dash_o_is_the_format_and_out_the_file_in_every_command() {
-    for command in [&["bench"][..], &["load"], &["gate"], &["report"]] {
+    for command in [
+        &["bench"][..],
+        &["load"],
+        &["gate"],
+        &["report"],
+        &["runs", "list"],
+        &["runs", "show"],
+        &["compare"],
+        &["journal", "show"],
+        &["journal", "add"],
+    ] {
         let text = help(command);
         assert!(
             text.contains("-o, --format <FORMAT>"),
@@ -109,6 +119,26 @@ fn unknown_format_values_are_argument_errors_naming_the_choices() {
         assert!(stderr.contains("error:"), "{args:?}: {stderr}");
         assert!(stderr.contains(choices), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn dash_o_json_and_the_json_shorthand_print_the_same() {
+    let sandbox = Sandbox::new();
+    let runs = |args: &[&str]| {
+        let mut cmd = sandbox.cmd();
+        cmd.args(args);
+        run(cmd, LIMIT)
+    };
+    let (status, by_format, stderr) = runs(&["runs", "list", "-o", "json"]);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(by_format.trim(), "[]");
+    let (_, by_flag, _) = runs(&["runs", "list", "--json"]);
+    assert_eq!(by_flag, by_format);
+    let (status, _, stderr) = runs(&["runs", "list", "-o", "json", "--json"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    let (status, stdout, stderr) = runs(&["journal", "show", "-o", "json"]);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stdout.trim(), "[]");
 }
 
 #[test]

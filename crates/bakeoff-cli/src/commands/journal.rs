@@ -2,6 +2,7 @@
 //! with `bakeoff compare`'s statistics (or given a verdict by hand).
 
 use crate::cli::{Global, JournalCommand};
+use crate::cli_values::JournalFormat;
 use crate::printer::Printer;
 use bakeoff::measure::journal::{self, Evidence, GateSource, Verdict};
 use bakeoff::report::journal as render;
@@ -20,7 +21,7 @@ pub fn run(global: &Global, command: JournalCommand, printer: Printer) -> anyhow
             gate,
             verdict,
             note,
-            json,
+            output,
         } => {
             let evidence = judge(&store, before.as_deref(), after.as_deref(), &gate, printer)?;
             let entry = JournalEntry {
@@ -39,9 +40,15 @@ pub fn run(global: &Global, command: JournalCommand, printer: Printer) -> anyhow
             };
             let entry = decide(entry, evidence, verdict.as_deref(), printer)?;
             let id = store.add_journal_entry(&entry)?;
-            print_entry(&store, id, json)
+            print_entry(&store, id, output.wants_json())
         }
-        JournalCommand::Show { ids, md, json } => {
+        JournalCommand::Show {
+            ids,
+            format,
+            md,
+            json,
+        } => {
+            let format = JournalFormat::resolve(format, md, json);
             let entries = match ids.as_slice() {
                 [] => store.journal_entries()?,
                 ids => ids
@@ -49,9 +56,9 @@ pub fn run(global: &Global, command: JournalCommand, printer: Printer) -> anyhow
                     .map(|&id| store.journal_entry(id))
                     .collect::<bakeoff::Result<_>>()?,
             };
-            if json {
+            if format == JournalFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
-            } else if md {
+            } else if format == JournalFormat::Md {
                 print!("{}", render::markdown(&entries));
             } else if entries.is_empty() {
                 printer.status(format!(
@@ -70,7 +77,7 @@ pub fn run(global: &Global, command: JournalCommand, printer: Printer) -> anyhow
             before,
             after,
             gate,
-            json,
+            output,
         } => {
             if verdict.is_none() && note.is_none() && before.is_none() {
                 return Err(Error::input(format!("journal set {id}: nothing to change"))
@@ -92,7 +99,7 @@ pub fn run(global: &Global, command: JournalCommand, printer: Printer) -> anyhow
                 entry = decide(entry, evidence, verdict.as_deref(), printer)?;
             }
             store.update_journal_entry(&entry)?;
-            print_entry(&store, id, json)
+            print_entry(&store, id, output.wants_json())
         }
     }
 }
