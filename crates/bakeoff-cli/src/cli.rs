@@ -1,8 +1,8 @@
 //! Command-line arguments. Only clap types live here; commands resolve them into library settings.
 
 use crate::cli_values::{
-    CompareFormat, DtypeArg, EngineArg, FormatOrFile, GateFormat, JournalFormat, ReportFormatArg,
-    TableFormat, TextFormat,
+    ArchArg, CompareFormat, DtypeArg, EngineArg, FormatOrFile, GateFormat, JournalFormat,
+    ReportFormatArg, TableFormat, TextFormat, VerdictArg,
 };
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -536,9 +536,9 @@ pub struct SynthArgs {
     /// Copy architecture, hyper-parameters, tensor shapes and vocabulary from this GGUF.
     #[arg(long, value_name = "FILE", conflicts_with = "arch")]
     pub like: Option<PathBuf>,
-    /// Build a shape from explicit dimensions (only `llama` for now).
-    #[arg(long, value_name = "ARCH", requires_all = ["layers", "embd", "heads", "ff", "vocab_from"])]
-    pub arch: Option<String>,
+    /// Build a shape from explicit dimensions.
+    #[arg(long, value_enum, value_name = "ARCH", requires_all = ["layers", "embd", "heads", "ff", "vocab_from"])]
+    pub arch: Option<ArchArg>,
     #[arg(long)]
     pub layers: Option<u64>,
     #[arg(long)]
@@ -758,9 +758,9 @@ pub enum JournalCommand {
         /// after-run; a FAIL proposes REVERTED. Repeatable.
         #[arg(long, value_name = "RUN[:CANDIDATE]", requires = "after")]
         gate: Vec<String>,
-        /// Set the verdict by hand: KEEP, REVERTED, NO IMPACT, PENDING or BLOCKED.
-        #[arg(long, value_name = "VERDICT")]
-        verdict: Option<String>,
+        /// Set the verdict by hand (any case; `NO IMPACT` also works).
+        #[arg(long, value_enum, ignore_case = true, value_name = "VERDICT")]
+        verdict: Option<VerdictArg>,
         #[arg(long, allow_hyphen_values = true)]
         note: Option<String>,
         #[command(flatten)]
@@ -789,8 +789,9 @@ pub enum JournalCommand {
     )]
     Set {
         id: i64,
-        #[arg(long, value_name = "VERDICT")]
-        verdict: Option<String>,
+        /// Set the verdict by hand (any case; `NO IMPACT` also works).
+        #[arg(long, value_enum, ignore_case = true, value_name = "VERDICT")]
+        verdict: Option<VerdictArg>,
         #[arg(long, allow_hyphen_values = true)]
         note: Option<String>,
         #[arg(long, value_name = "RUN", requires = "after")]

@@ -122,7 +122,7 @@ pub struct ToolTarget {
 #[derive(Args, Debug, Clone)]
 pub struct ToolSampling {
     /// Arms to run: json, native (comma list).
-    #[arg(long, default_value = "json,native", value_name = "ARMS")]
+    #[arg(long, default_value = "json,native", value_name = "ARMS", value_parser = crate::cli_values::arm_list)]
     pub arms: String,
     /// Force a tool call on no step, the first step, or every step: a grammar on the native arm, tool_choice "required" on the json arm.
     #[arg(long, value_enum, default_value_t, value_name = "WHEN")]

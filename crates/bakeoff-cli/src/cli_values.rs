@@ -3,6 +3,7 @@
 
 use bakeoff::chat::ToolCallFormat;
 use bakeoff::measure::experiment::BenchEngine;
+use bakeoff::measure::journal::Verdict;
 use bakeoff::quality::toolcall::ForceTools;
 use bakeoff::report::{table, ReportFormat};
 use clap::ValueEnum;
@@ -213,6 +214,48 @@ impl DtypeArg {
     }
 }
 
+/// A journal verdict set by hand; any case, and `no impact`, `no_impact` for no-impact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VerdictArg {
+    #[value(name = "KEEP")]
+    Keep,
+    #[value(name = "REVERTED")]
+    Reverted,
+    #[value(name = "NO-IMPACT", alias = "NO IMPACT", alias = "NO_IMPACT")]
+    NoImpact,
+    #[value(name = "PENDING")]
+    Pending,
+    #[value(name = "BLOCKED")]
+    Blocked,
+}
+
+impl From<VerdictArg> for Verdict {
+    fn from(verdict: VerdictArg) -> Self {
+        match verdict {
+            VerdictArg::Keep => Verdict::Keep,
+            VerdictArg::Reverted => Verdict::Reverted,
+            VerdictArg::NoImpact => Verdict::NoImpact,
+            VerdictArg::Pending => Verdict::Pending,
+            VerdictArg::Blocked => Verdict::Blocked,
+        }
+    }
+}
+
+/// Architectures `model synth` builds from dimensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArchArg {
+    Llama,
+}
+
+/// `--arms json,native`: checked here so that a misspelt arm is an argument error.
+pub fn arm_list(value: &str) -> Result<String, String> {
+    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        ArmPath::from_str(name, false)
+            .map_err(|_| format!("'{name}' is not an arm (expected json, native)"))?;
+    }
+    Ok(value.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +279,21 @@ mod tests {
         assert_eq!(JournalFormat::resolve(None, true, false), Md);
         assert_eq!(JournalFormat::resolve(None, false, true), Json);
         assert_eq!(JournalFormat::resolve(None, false, false), Text);
+    }
+
+    #[test]
+    fn verdicts_parse_in_any_case_and_spelling() {
+        for text in ["NO IMPACT", "no-impact", "No_Impact"] {
+            assert_eq!(VerdictArg::from_str(text, true), Ok(VerdictArg::NoImpact));
+        }
+        assert_eq!(VerdictArg::from_str("KEEP", true), Ok(VerdictArg::Keep));
+        assert!(VerdictArg::from_str("maybe", true).is_err());
+    }
+
+    #[test]
+    fn arm_lists_name_the_bad_arm() {
+        assert_eq!(arm_list("json,native"), Ok("json,native".into()));
+        assert!(arm_list("json,nativ").unwrap_err().contains("'nativ'"));
     }
 
     #[test]

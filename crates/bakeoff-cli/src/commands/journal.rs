@@ -38,7 +38,7 @@ pub fn run(global: &Global, command: JournalCommand, printer: Printer) -> anyhow
                 created_at: String::new(),
                 updated_at: String::new(),
             };
-            let entry = decide(entry, evidence, verdict.as_deref(), printer)?;
+            let entry = decide(entry, evidence, verdict.map(Verdict::from), printer)?;
             let id = store.add_journal_entry(&entry)?;
             print_entry(&store, id, output.wants_json())
         }
@@ -96,7 +96,7 @@ pub fn run(global: &Global, command: JournalCommand, printer: Printer) -> anyhow
                 };
                 entry.before_run = evidence.as_ref().map(|e| e.before.id);
                 entry.after_run = evidence.as_ref().map(|e| e.after.id);
-                entry = decide(entry, evidence, verdict.as_deref(), printer)?;
+                entry = decide(entry, evidence, verdict.map(Verdict::from), printer)?;
             }
             store.update_journal_entry(&entry)?;
             print_entry(&store, id, output.wants_json())
@@ -140,10 +140,9 @@ fn judge(
 fn decide(
     mut entry: JournalEntry,
     evidence: Option<Evidence>,
-    by_hand: Option<&str>,
+    by_hand: Option<Verdict>,
     printer: Printer,
 ) -> anyhow::Result<JournalEntry> {
-    let by_hand = by_hand.map(Verdict::parse).transpose()?;
     let proposed = evidence.as_ref().and_then(|e| e.proposed);
     let verdict = match (by_hand, proposed, &evidence) {
         (Some(verdict), _, _) => verdict,
