@@ -1,5 +1,9 @@
 //! Command-line arguments. Only clap types live here; commands resolve them into library settings.
 
+use crate::cli_values::{
+    ArchArg, CompareFormat, DtypeArg, EngineArg, FormatOrFile, GateFormat, JournalFormat,
+    ReportFormatArg, TableFormat, TextFormat, VerdictArg,
+};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -22,12 +26,38 @@ pub struct Global {
     /// Result database (default: ~/.local/share/bakeoff/bakeoff.db).
     #[arg(long, global = true, value_name = "PATH", env = "BAKEOFF_DB")]
     pub db: Option<PathBuf>,
-    /// A llama.cpp build to use: a directory of its tools or the path of one tool.
-    #[arg(long, global = true, value_name = "PATH")]
-    pub engine_path: Option<PathBuf>,
     /// Print only results and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// `--engine-path` before the subcommand, as older scripts spell it (hidden: only commands
+    /// that start engines offer it). `commands::run` puts the command's own value here, which wins.
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub engine_path: Option<PathBuf>,
+}
+
+/// `-o/--format text|json`, with `--json` as the shorthand older scripts use.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TextOrJson {
+    /// Output format [default: text].
+    #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
+    pub format: Option<TextFormat>,
+    /// Short for -o json.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+}
+
+impl TextOrJson {
+    pub fn wants_json(&self) -> bool {
+        self.json || self.format == Some(TextFormat::Json)
+    }
+}
+
+/// Where the llama.cpp tools are, for the commands that start one.
+#[derive(Args, Debug, Clone, Default)]
+pub struct EngineArgs {
+    /// A llama.cpp build to use: a directory of its tools or the path of one tool.
+    #[arg(long, value_name = "PATH")]
+    pub engine_path: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -50,13 +80,13 @@ pub enum Command {
     Load(Box<LoadArgs>),
     /// Compare two runs: ratio with bootstrap CI, Mann-Whitney U, verdict, and what differs.
     #[command(
-        after_help = "Examples:\n  bakeoff compare 3 4\n  bakeoff compare baseline candidate --json\n  bakeoff compare last~llama-bench last   # in-process vs through-server"
+        after_help = "Examples:\n  bakeoff compare 3 4\n  bakeoff compare baseline candidate -o json\n  bakeoff compare last~llama-bench last   # in-process vs through-server"
     )]
     Compare(CompareArgs),
     /// Read a GGUF model, synthesise random-weight shapes, extract a vocabulary.
     #[command(
         subcommand,
-        after_help = "Examples:\n  bakeoff model inspect gemma-3-270m-q4_k_m.gguf\n  bakeoff model synth --like SmolLM2-135M-Instruct.Q4_1.gguf -o synth.gguf\n  bakeoff model vocab SmolLM2-135M-Instruct.Q4_1.gguf -o vocab.gguf"
+        after_help = "Examples:\n  bakeoff model inspect gemma-3-270m-q4_k_m.gguf\n  bakeoff model synth --like SmolLM2-135M-Instruct.Q4_1.gguf --out synth.gguf\n  bakeoff model vocab SmolLM2-135M-Instruct.Q4_1.gguf --out vocab.gguf"
     )]
     Model(ModelCommand),
     /// Plan KV cache and memory from the GGUF alone: bytes per token, fit, largest context, roofline.
@@ -80,12 +110,30 @@ pub enum Command {
     /// List and show stored runs.
     #[command(
         subcommand,
-        after_help = "Examples:\n  bakeoff runs list\n  bakeoff runs show last --json"
+        after_help = "Examples:\n  bakeoff runs list\n  bakeoff runs show last -o json"
     )]
     Runs(RunsCommand),
     /// Tool-call bakeoff: the engine's JSON tools API vs the model's native format, on agentic tasks and a single-turn set.
     #[command(subcommand, after_help = crate::cli_tools::TOOLS_EXAMPLES)]
     Tools(crate::cli_tools::ToolsCommand),
+}
+
+impl Command {
+    /// `--engine-path` of the commands that offer it.
+    pub fn engine_path(&self) -> Option<PathBuf> {
+        let build = match self {
+            Command::Doctor(args) => &args.build,
+            Command::Serve(args) => &args.build,
+            Command::Bench(args) => &args.build,
+            Command::Load(args) => &args.build,
+            Command::Gate(args) => &args.build,
+            Command::Model(ModelCommand::Synth(args)) => &args.build,
+            Command::Profile(ProfileCommand::Export { build, .. }) => build,
+            Command::Tools(command) => command.build()?,
+            _ => return None,
+        };
+        build.engine_path.clone()
+    }
 }
 
 #[derive(Args, Debug)]
@@ -96,6 +144,8 @@ pub struct DoctorArgs {
     /// Also measure memory bandwidth with an in-process copy benchmark (for the roofline).
     #[arg(long)]
     pub bandwidth: bool,
+    #[command(flatten)]
+    pub build: EngineArgs,
 }
 
 #[derive(Args, Debug)]
@@ -136,6 +186,8 @@ pub struct ServeArgs {
     /// Tag for the run.
     #[arg(long)]
     pub tag: Option<String>,
+    #[command(flatten)]
+    pub build: EngineArgs,
     /// Flags passed to llama-server as they are (after `--`).
     #[arg(last = true, value_name = "ENGINE FLAGS")]
     pub engine_args: Vec<String>,
@@ -144,22 +196,24 @@ pub struct ServeArgs {
 #[derive(Subcommand, Debug)]
 pub enum RunsCommand {
     /// List the newest runs.
-    #[command(after_help = "Examples:\n  bakeoff runs list\n  bakeoff runs list --limit 5 --json")]
+    #[command(
+        after_help = "Examples:\n  bakeoff runs list\n  bakeoff runs list --limit 5 -o json"
+    )]
     List {
         #[arg(long, default_value_t = 20)]
         limit: usize,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: TextOrJson,
     },
     /// Show one run: its trials, samples, engine logs and system fingerprint.
     #[command(
-        after_help = "Examples:\n  bakeoff runs show 3\n  bakeoff runs show last --json\n  bakeoff runs show baseline   # newest run tagged 'baseline'"
+        after_help = "Examples:\n  bakeoff runs show 3\n  bakeoff runs show last -o json\n  bakeoff runs show baseline   # newest run tagged 'baseline'"
     )]
     Show {
         /// Run id, `last`, or a tag.
         run: String,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: TextOrJson,
     },
 }
 
@@ -248,9 +302,9 @@ pub struct BenchArgs {
     /// Upper bound on repetitions with --ci-target.
     #[arg(long, value_name = "N")]
     pub max_reps: Option<u32>,
-    /// llama-server (through the server) or llama-bench (in-process).
+    /// llama-server (through the server) or llama-bench (in-process) [default: llama-server].
     #[arg(long, value_name = "ENGINE")]
-    pub engine: Option<String>,
+    pub engine: Option<EngineArg>,
     /// Print the plan (configs, tests, engine restarts) and exit.
     #[arg(long)]
     pub dry_run: bool,
@@ -260,9 +314,16 @@ pub struct BenchArgs {
     /// Wait (up to SECS, default 60) for a quiet machine before each trial; fail naming what is busy.
     #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "60")]
     pub require_clean: Option<u64>,
-    /// Output format of the final table: md, csv, json, jsonl.
-    #[arg(short = 'o', long, default_value = "md", value_name = "FORMAT")]
-    pub output: String,
+    /// Output format of the final table.
+    #[arg(
+        short = 'o',
+        long,
+        alias = "output",
+        value_enum,
+        default_value_t,
+        value_name = "FORMAT"
+    )]
+    pub format: TableFormat,
     /// Tag for the run (usable wherever a run id is).
     #[arg(long)]
     pub tag: Option<String>,
@@ -272,16 +333,21 @@ pub struct BenchArgs {
     /// Memory bandwidth in GB/s for the "% of roofline" column (default: the last `bakeoff doctor --bandwidth` on this machine).
     #[arg(long, value_name = "GB/S")]
     pub bandwidth: Option<f64>,
+    #[command(flatten)]
+    pub build: EngineArgs,
     /// Flags passed to every engine start as they are (after `--`).
     #[arg(last = true, value_name = "ENGINE FLAGS")]
     pub engine_args: Vec<String>,
 }
 
 const REPORT_EXAMPLES: &str = "Examples:
-  bakeoff report last -o report.html
-  bakeoff report 3 4 -o kv-sweep.md                # several runs side by side
-  bakeoff report baseline candidate --format html -o - > report.html
-  bakeoff report last --format json                # the gathered data, for other tools
+  bakeoff report last --out report.html
+  bakeoff report 3 4 --out kv-sweep.md             # several runs side by side
+  bakeoff report baseline candidate -o html > report.html
+  bakeoff report last -o json                      # the gathered data, for other tools
+
+The format is -o/--format, else the --out file's extension, else Markdown on stdout. An -o value
+that is not a format name is taken as the file to write (the older spelling: -o report.html).
 
 Sections: runs, configurations, speed against depth, KV cache types, latency against
 concurrency, speculative decoding, fidelity gates, speed/memory/fidelity pareto, environment.
@@ -292,12 +358,26 @@ pub struct ReportArgs {
     /// Runs to report on (id, `last`, or tag).
     #[arg(required = true, value_name = "RUN")]
     pub runs: Vec<String>,
-    /// Output file (its extension picks the format: .html, .md, .json); `-` writes to stdout.
-    #[arg(short = 'o', long, default_value = "-", value_name = "FILE")]
-    pub output: PathBuf,
-    /// html, md or json (default: from the -o extension; Markdown on stdout).
-    #[arg(long, value_name = "FORMAT")]
-    pub format: Option<String>,
+    /// html, md or json [default: from the --out extension; Markdown on stdout]. A value that is
+    /// not a format name is the file to write, as --out (the older spelling `-o report.html`).
+    #[arg(short = 'o', long, value_name = "FORMAT", value_parser = crate::cli_values::format_or_file)]
+    pub format: Option<FormatOrFile>,
+    /// File to write (its extension picks the format when -o does not); `-` writes to stdout.
+    #[arg(long, alias = "output", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+impl ReportArgs {
+    /// The format given by name, and the file to write (`-`: stdout), whichever way they were spelled.
+    pub fn format_and_out(&self) -> (Option<ReportFormatArg>, PathBuf) {
+        let (format, old_out) = match &self.format {
+            Some(FormatOrFile::Format(format)) => (Some(*format), None),
+            Some(FormatOrFile::File(path)) => (None, Some(path.clone())),
+            None => (None, None),
+        };
+        let out = self.out.clone().or(old_out).unwrap_or_else(|| "-".into());
+        (format, out)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -306,14 +386,24 @@ pub struct CompareArgs {
     pub a: String,
     /// Candidate run (id, `last`, or tag).
     pub b: String,
-    #[arg(long)]
+    /// Output format [default: md].
+    #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
+    pub format: Option<CompareFormat>,
+    /// Short for -o json.
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+}
+
+impl CompareArgs {
+    pub fn wants_json(&self) -> bool {
+        self.json || self.format == Some(CompareFormat::Json)
+    }
 }
 
 const GATE_EXAMPLES: &str = "Examples:
   bakeoff gate candidates.toml
   bakeoff gate candidates.toml --gate strict.toml -o json
-  bakeoff gate --show last -o md > readiness.md
+  bakeoff gate --show last --format md > readiness.md
 
 A candidates file:
   model = \"SmolLM2-135M-Instruct.Q4_1.gguf\"   # a path, or a file name in the model cache
@@ -346,14 +436,23 @@ pub struct GateArgs {
     #[arg(long, value_name = "RUN", conflicts_with = "file")]
     pub show: Option<String>,
     /// Output: md (the readiness table) or json (every figure).
-    #[arg(short = 'o', long, default_value = "md")]
-    pub output: String,
+    #[arg(
+        short = 'o',
+        long,
+        alias = "output",
+        value_enum,
+        default_value_t,
+        value_name = "FORMAT"
+    )]
+    pub format: GateFormat,
     /// A tag for the stored run.
     #[arg(long)]
     pub tag: Option<String>,
     /// Exit with status 1 when any candidate's gate is FAIL (for scripts that deploy on success).
     #[arg(long)]
     pub strict: bool,
+    #[command(flatten)]
+    pub build: EngineArgs,
 }
 
 /// llama-bench spells some flags with one dash and several letters (`-ctk`); clap wants `--ctk`.
@@ -388,16 +487,17 @@ pub enum ModelCommand {
     },
     /// Write a random-weight GGUF of a real shape (to measure shapes whose weights you lack).
     #[command(
-        after_help = "Examples:\n  bakeoff model synth --like SmolLM2-135M-Instruct.Q4_1.gguf -o synth.gguf\n  bakeoff model synth --arch llama --layers 16 --embd 2048 --heads 32 --kv-heads 8 --ff 8192 \\\n      --vocab-from SmolLM2-135M-Instruct.Q4_1.gguf -o llama-1b.gguf --quantize Q4_K_M"
+        after_help = "Examples:\n  bakeoff model synth --like SmolLM2-135M-Instruct.Q4_1.gguf --out synth.gguf\n  bakeoff model synth --arch llama --layers 16 --embd 2048 --heads 32 --kv-heads 8 --ff 8192 \\\n      --vocab-from SmolLM2-135M-Instruct.Q4_1.gguf --out llama-1b.gguf --quantize Q4_K_M"
     )]
     Synth(Box<SynthArgs>),
     /// Extract a model's tokenizer into a small tensor-less GGUF (to use with `synth --vocab-from`).
     #[command(
-        after_help = "Examples:\n  bakeoff model vocab SmolLM2-135M-Instruct.Q4_1.gguf -o smollm2-vocab.gguf"
+        after_help = "Examples:\n  bakeoff model vocab SmolLM2-135M-Instruct.Q4_1.gguf --out smollm2-vocab.gguf"
     )]
     Vocab {
         file: PathBuf,
-        #[arg(short = 'o', long, value_name = "FILE")]
+        /// Output file (`-o FILE` still works).
+        #[arg(long, short_alias = 'o', value_name = "FILE")]
         out: PathBuf,
     },
     /// Render the model's chat template as transformers would and print the prompt.
@@ -436,9 +536,9 @@ pub struct SynthArgs {
     /// Copy architecture, hyper-parameters, tensor shapes and vocabulary from this GGUF.
     #[arg(long, value_name = "FILE", conflicts_with = "arch")]
     pub like: Option<PathBuf>,
-    /// Build a shape from explicit dimensions (only `llama` for now).
-    #[arg(long, value_name = "ARCH", requires_all = ["layers", "embd", "heads", "ff", "vocab_from"])]
-    pub arch: Option<String>,
+    /// Build a shape from explicit dimensions.
+    #[arg(long, value_enum, value_name = "ARCH", requires_all = ["layers", "embd", "heads", "ff", "vocab_from"])]
+    pub arch: Option<ArchArg>,
     #[arg(long)]
     pub layers: Option<u64>,
     #[arg(long)]
@@ -456,12 +556,12 @@ pub struct SynthArgs {
     /// Trained context length to record.
     #[arg(long, default_value_t = 8192)]
     pub ctx: u64,
-    /// Output file.
-    #[arg(short = 'o', long, value_name = "FILE")]
+    /// Output file (`-o FILE` still works).
+    #[arg(long, short_alias = 'o', value_name = "FILE")]
     pub out: PathBuf,
-    /// Tensor type written: f16 or f32.
-    #[arg(long, default_value = "f16")]
-    pub dtype: String,
+    /// Tensor type written (others: --quantize).
+    #[arg(long, value_enum, default_value_t)]
+    pub dtype: DtypeArg,
     /// Then quantize with llama-quantize (e.g. Q8_0, Q4_K_M); the unquantized file is removed.
     #[arg(long, value_name = "TYPE")]
     pub quantize: Option<String>,
@@ -469,6 +569,8 @@ pub struct SynthArgs {
     pub seed: u64,
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub build: EngineArgs,
 }
 
 #[derive(Args, Debug)]
@@ -515,8 +617,8 @@ pub struct PlanArgs {
 const LOAD_EXAMPLES: &str = "Examples:
   bakeoff load -m SmolLM2-135M-Instruct.Q4_1.gguf --concurrency 1,2,4 --requests 32
   bakeoff load -m model.gguf --rate 1,2,4 --burstiness 1 --duration 30s --slo ttft=500ms,tpot=50ms
-  bakeoff load -m model.gguf --sweep 5 --duration 20s --input normal:256,64 --output 64-128
-  bakeoff load --url http://127.0.0.1:8080 --dataset chats.jsonl --concurrency 8
+  bakeoff load -m model.gguf --sweep 5 --duration 20s --input normal:256,64 --output-len 64-128
+  bakeoff load --url http://127.0.0.1:8080 --dataset chats.jsonl --concurrency 8 -o csv
   bakeoff load -m model.gguf --turns 4 --shared-prefix 512 --input 64 --concurrency 4
   bakeoff load --self-test                       # the client's own ceiling on loopback
   bakeoff load --serve-scripted --port 8999      # the same scripted endpoint, for other tools";
@@ -559,9 +661,9 @@ pub struct LoadArgs {
     /// Prompt length distribution: N, LO-HI, or normal:MEAN,SD (tokens, exact).
     #[arg(long, default_value = "128", value_name = "DIST")]
     pub input: String,
-    /// Output length distribution (tokens; generation ignores EOS).
-    #[arg(long, default_value = "64", value_name = "DIST")]
-    pub output: String,
+    /// Output length distribution (tokens; generation ignores EOS). `--output` still works.
+    #[arg(long, alias = "output", default_value = "64", value_name = "DIST")]
+    pub output_len: String,
     /// JSONL file of chat conversations ({"messages": [...]} per line) sent to /v1/chat/completions.
     #[arg(long, value_name = "FILE")]
     pub dataset: Option<PathBuf>,
@@ -596,15 +698,24 @@ pub struct LoadArgs {
     /// Port for --serve-scripted (default: a free one).
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
-    /// Output format of the step table: md, csv, json, jsonl.
-    #[arg(short = 'o', long, default_value = "md", value_name = "FORMAT")]
-    pub output_format: String,
+    /// Output format of the step table (`--output-format` still works).
+    #[arg(
+        short = 'o',
+        long,
+        alias = "output-format",
+        value_enum,
+        default_value_t,
+        value_name = "FORMAT"
+    )]
+    pub format: TableFormat,
     /// Tag for the run.
     #[arg(long)]
     pub tag: Option<String>,
     /// Seconds to wait for the server to become healthy.
     #[arg(long, default_value_t = 120, value_name = "SECS")]
     pub health_timeout: u64,
+    #[command(flatten)]
+    pub build: EngineArgs,
     /// Flags passed to llama-server as they are (after `--`).
     #[arg(last = true, value_name = "ENGINE FLAGS")]
     pub engine_args: Vec<String>,
@@ -616,8 +727,8 @@ const JOURNAL_EXAMPLES: &str = "Examples:
   bakeoff journal add \"KV q4_0\" --before base --after q4 --gate kv-gate:q4_0
   bakeoff journal add \"rocWMMA flash attention\" --change \"rebuild with GGML_HIP_ROCWMMA_FATTN\" --verdict PENDING
   bakeoff journal set 4 --verdict BLOCKED --note \"needs upstream PR #20075\"
-  bakeoff journal show --md > optimization-log.md
-  bakeoff journal show 2 --json
+  bakeoff journal show -o md > optimization-log.md
+  bakeoff journal show 2 -o json
 
 Proposed verdicts: REVERTED when a fidelity gate failed (the after-run's, or a --gate run's) or
 the headline metric (tg t/s; load runs: output tok/s; else pp t/s) is significantly slower in any
@@ -647,25 +758,29 @@ pub enum JournalCommand {
         /// after-run; a FAIL proposes REVERTED. Repeatable.
         #[arg(long, value_name = "RUN[:CANDIDATE]", requires = "after")]
         gate: Vec<String>,
-        /// Set the verdict by hand: KEEP, REVERTED, NO IMPACT, PENDING or BLOCKED.
-        #[arg(long, value_name = "VERDICT")]
-        verdict: Option<String>,
+        /// Set the verdict by hand (any case; `NO IMPACT` also works).
+        #[arg(long, value_enum, ignore_case = true, value_name = "VERDICT")]
+        verdict: Option<VerdictArg>,
         #[arg(long, allow_hyphen_values = true)]
         note: Option<String>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: TextOrJson,
     },
     /// Render the log (all entries, or the ones named).
     #[command(
-        after_help = "Examples:\n  bakeoff journal show\n  bakeoff journal show --md > optimization-log.md\n  bakeoff journal show 3 --json"
+        after_help = "Examples:\n  bakeoff journal show\n  bakeoff journal show -o md > optimization-log.md\n  bakeoff journal show 3 -o json"
     )]
     Show {
         /// Entry ids (default: all).
         ids: Vec<i64>,
-        /// Markdown, in the shape of a hand-kept optimisation log.
-        #[arg(long, conflicts_with = "json")]
+        /// Output format [default: text]; md is in the shape of a hand-kept optimisation log.
+        #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
+        format: Option<JournalFormat>,
+        /// Short for -o md.
+        #[arg(long, conflicts_with_all = ["json", "format"])]
         md: bool,
-        #[arg(long)]
+        /// Short for -o json.
+        #[arg(long, conflicts_with = "format")]
         json: bool,
     },
     /// Change an entry: its verdict, its note, or its runs (re-judged).
@@ -674,8 +789,9 @@ pub enum JournalCommand {
     )]
     Set {
         id: i64,
-        #[arg(long, value_name = "VERDICT")]
-        verdict: Option<String>,
+        /// Set the verdict by hand (any case; `NO IMPACT` also works).
+        #[arg(long, value_enum, ignore_case = true, value_name = "VERDICT")]
+        verdict: Option<VerdictArg>,
         #[arg(long, allow_hyphen_values = true)]
         note: Option<String>,
         #[arg(long, value_name = "RUN", requires = "after")]
@@ -686,8 +802,8 @@ pub enum JournalCommand {
         /// after-run; a FAIL proposes REVERTED. Repeatable.
         #[arg(long, value_name = "RUN[:CANDIDATE]", requires = "after")]
         gate: Vec<String>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: TextOrJson,
     },
 }
 
@@ -698,7 +814,7 @@ const PROFILE_EXAMPLES: &str = "Examples:
   bakeoff profile list
   bakeoff profile show daily --json
   bakeoff profile export daily --command
-  bakeoff profile export daily --systemd --port 8080 -o ~/.config/systemd/user/llama-daily.service
+  bakeoff profile export daily --systemd --port 8080 --out ~/.config/systemd/user/llama-daily.service
   bakeoff serve daily";
 
 #[derive(Subcommand, Debug)]
@@ -744,7 +860,7 @@ pub enum ProfileCommand {
     /// Print the llama-server command line, or write a systemd unit.
     #[command(
         group = clap::ArgGroup::new("format").required(true).args(["systemd", "command"]),
-        after_help = "Examples:\n  bakeoff profile export daily --command\n  bakeoff profile export daily --systemd -o llama-daily.service\n  bakeoff profile export daily --systemd --host 0.0.0.0 --port 8080"
+        after_help = "Examples:\n  bakeoff profile export daily --command\n  bakeoff profile export daily --systemd --out llama-daily.service\n  bakeoff profile export daily --systemd --host 0.0.0.0 --port 8080"
     )]
     Export {
         name: String,
@@ -754,12 +870,14 @@ pub enum ProfileCommand {
         /// The llama-server command line, shell-quoted.
         #[arg(long)]
         command: bool,
-        /// Write to FILE instead of stdout.
-        #[arg(short = 'o', long, value_name = "FILE")]
+        /// Write to FILE instead of stdout (`-o`/`--output` still work).
+        #[arg(long = "out", short_alias = 'o', alias = "output", value_name = "FILE")]
         output: Option<PathBuf>,
         #[arg(long, default_value_t = 8080)]
         port: u16,
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
+        #[command(flatten)]
+        build: EngineArgs,
     },
 }

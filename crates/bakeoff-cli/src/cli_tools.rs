@@ -1,6 +1,8 @@
 //! Arguments of `bakeoff tools` (the tool-call bakeoff), kept beside `cli.rs` so the group's clap
 //! types stay together.
 
+use crate::cli::EngineArgs;
+use crate::cli_values::{ArmPath, ForceToolsArg, ToolFormatArg};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
@@ -10,7 +12,7 @@ pub const TOOLS_EXAMPLES: &str = "Examples:
   bakeoff tools run --task movies,long --url http://127.0.0.1:8080 --reference http://127.0.0.1:8081
   bakeoff tools run --task memory --url http://127.0.0.1:11434 --model-name gemma4 --template gemma4.jinja
   bakeoff tools diff last
-  bakeoff tools export last -o traces.json
+  bakeoff tools export last --out traces.json
   bakeoff tools bfcl -m SmolLM2-135M-Instruct.Q4_1.gguf --force-tools always -- --chat-template-file qwen2.5.jinja
   bakeoff tools render-diff --url http://127.0.0.1:8080 --task movies
 
@@ -50,13 +52,13 @@ pub enum ToolsCommand {
     },
     /// Export a stored run's traces (seed 001's schema) and single-turn results as JSON.
     #[command(
-        after_help = "Examples:\n  bakeoff tools export last\n  bakeoff tools export 12 -o traces.json"
+        after_help = "Examples:\n  bakeoff tools export last\n  bakeoff tools export 12 --out traces.json"
     )]
     Export {
         /// Run id, `last`, or a tag.
         run: String,
-        /// Write to this file instead of stdout.
-        #[arg(short, long, value_name = "FILE")]
+        /// Write to this file instead of stdout (`-o`/`--output` still work).
+        #[arg(long = "out", short_alias = 'o', alias = "output", value_name = "FILE")]
         output: Option<PathBuf>,
     },
     /// List the built-in agentic tasks.
@@ -65,6 +67,18 @@ pub enum ToolsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+impl ToolsCommand {
+    /// Where the llama.cpp tools are, for the subcommands that may launch a server.
+    pub fn build(&self) -> Option<&EngineArgs> {
+        match self {
+            ToolsCommand::Run(args) => Some(&args.target.build),
+            ToolsCommand::Bfcl(args) => Some(&args.target.build),
+            ToolsCommand::RenderDiff(args) => Some(&args.target.build),
+            _ => None,
+        }
+    }
 }
 
 /// Which engine the arms talk to.
@@ -88,15 +102,17 @@ pub struct ToolTarget {
     /// Jinja chat template the native arm renders (default: the template llama-server reports).
     #[arg(long, value_name = "FILE")]
     pub template: Option<PathBuf>,
-    /// Native tool-call format: hermes, llama3_json, mistral, gemma4, pythonic (default: detected from the template).
-    #[arg(long, value_name = "FORMAT")]
-    pub format: Option<String>,
+    /// Native tool-call format [default: detected from the template] (`--format` still works).
+    #[arg(long, alias = "format", value_enum, value_name = "FORMAT")]
+    pub tool_format: Option<ToolFormatArg>,
     /// Context size: -c of a launched llama-server, options.num_ctx for Ollama.
     #[arg(long, default_value_t = 4096, value_name = "N")]
     pub ctx: u32,
     /// Seconds to wait for a launched server to become healthy.
     #[arg(long, default_value_t = 120, value_name = "SECS")]
     pub health_timeout: u64,
+    #[command(flatten)]
+    pub build: EngineArgs,
     /// Flags passed to a launched llama-server as they are (after `--`).
     #[arg(last = true, value_name = "ENGINE FLAGS")]
     pub engine_args: Vec<String>,
@@ -106,11 +122,11 @@ pub struct ToolTarget {
 #[derive(Args, Debug, Clone)]
 pub struct ToolSampling {
     /// Arms to run: json, native (comma list).
-    #[arg(long, default_value = "json,native", value_name = "ARMS")]
+    #[arg(long, default_value = "json,native", value_name = "ARMS", value_parser = crate::cli_values::arm_list)]
     pub arms: String,
     /// Force a tool call on no step, the first step, or every step: a grammar on the native arm, tool_choice "required" on the json arm.
-    #[arg(long, default_value = "never", value_name = "never|first|always")]
-    pub force_tools: String,
+    #[arg(long, value_enum, default_value_t, value_name = "WHEN")]
+    pub force_tools: ForceToolsArg,
     /// Most tokens generated per turn.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_tokens: u32,
@@ -120,9 +136,9 @@ pub struct ToolSampling {
     /// A third arm against another server (another engine, config or model).
     #[arg(long, value_name = "URL")]
     pub reference: Option<String>,
-    /// Path of the reference arm: json or native.
-    #[arg(long, default_value = "json", value_name = "PATH")]
-    pub reference_arm: String,
+    /// Path of the reference arm.
+    #[arg(long, value_enum, default_value_t = ArmPath::Json, value_name = "PATH")]
+    pub reference_arm: ArmPath,
     /// Model name for the reference server's requests.
     #[arg(long, value_name = "NAME")]
     pub reference_model: Option<String>,

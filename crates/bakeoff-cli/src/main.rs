@@ -2,6 +2,7 @@
 
 mod cli;
 mod cli_tools;
+mod cli_values;
 mod commands;
 mod printer;
 

@@ -16,6 +16,16 @@ fn bench(sandbox: &Sandbox, args: &[&str]) -> (std::process::ExitStatus, String,
     run(cmd, LIMIT)
 }
 
+/// `bench` on a model path that need not exist: a dry run or an argument error reads no model.
+fn bench_without_model(
+    sandbox: &Sandbox,
+    args: &[&str],
+) -> (std::process::ExitStatus, String, String) {
+    let mut cmd = sandbox.cmd();
+    cmd.args(["bench", "-m", "absent.gguf"]).args(args);
+    run(cmd, LIMIT)
+}
+
 fn show(sandbox: &Sandbox, run: &str) -> Value {
     let mut cmd = sandbox.cmd();
     cmd.args(["runs", "show", run, "--json"]);
@@ -374,16 +384,78 @@ fn experiment_file_sets_the_matrix_and_bad_keys_are_named() {
     assert!(stdout.contains("(2 configs, 2 tests, 2 reps)"), "{stdout}");
     assert!(stdout.contains("-ctk q8_0 -fa on"), "{stdout}");
 
+    // The file is read through serde now: errors carry the line and column of the key.
     std::fs::write(&file, "[matrix]\nctk = \"f16\"\nkv_type = \"q8_0\"\n").unwrap();
     let (status, _, stderr) = bench(&sandbox, &["--config", file.to_str().unwrap(), "--dry-run"]);
     assert_eq!(status.code(), Some(2));
     assert!(
         stderr.contains(&format!(
-            "error: {}: [matrix] unknown parameter 'kv_type'",
+            "error: {}:3:1: unknown field 'kv_type', expected one of",
             file.display()
         )),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_typo_in_an_experiment_file_names_the_key_the_line_and_the_close_spelling() {
+    // Regression: the hand-walked file said only "unknown key" with no line and no suggestion.
+    let sandbox = Sandbox::new();
+    let file = sandbox.dir.path().join("experiment.toml");
+    std::fs::write(&file, "warmup = 1\nrep = 5\n[matrix]\nctk = \"f16\"\n").unwrap();
+    let (status, stdout, stderr) =
+        bench_without_model(&sandbox, &["--config", file.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!(
+            "error: {}:2:1: unknown field 'rep', expected one of 'model', 'repetitions', 'reps'",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        lines.get(1),
+        Some(&"hint: did you mean 'reps'?"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_command_line_wins_over_the_experiment_file() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.dir.path().join("experiment.toml");
+    std::fs::write(
+        &file,
+        "reps = 7\nwarmup = 0\n[matrix]\nctk = \"f16,q8_0\"\nn = 16\n",
+    )
+    .unwrap();
+    let config = file.to_str().unwrap();
+    let (status, stdout, stderr) = bench_without_model(
+        &sandbox,
+        &["--config", config, "-r", "2", "-ctk", "q4_0", "--dry-run"],
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("(1 configs, 1 tests, 2 reps)"), "{stdout}");
+    assert!(stdout.contains("-ctk q4_0"), "{stdout}");
+}
+
+#[test]
+fn an_unknown_output_format_is_an_argument_error_listing_the_formats() {
+    let sandbox = Sandbox::new();
+    let (status, stdout, stderr) = bench_without_model(&sandbox, &["-o", "xml", "--dry-run"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("invalid value 'xml'"), "{stderr}");
+    assert!(
+        stderr.contains("[possible values: md, csv, json, jsonl]"),
+        "{stderr}"
+    );
+    let (status, _, stderr) =
+        bench_without_model(&sandbox, &["--engine", "llama-cli", "--dry-run"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("llama-server, llama-bench"), "{stderr}");
 }
 
 #[test]

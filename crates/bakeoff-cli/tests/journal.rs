@@ -305,8 +305,10 @@ fn a_failed_fidelity_gate_reverts_and_nothing_to_judge_is_an_error() {
     assert!(stderr.contains("error: no run 'nope'"), "{stderr}");
     let (status, _, stderr) = bakeoff(&sandbox, &["journal", "add", "x", "--verdict", "maybe"]);
     assert_eq!(status.code(), Some(2));
+    // --verdict is a clap choice now: the error is clap's, listing the verdicts.
     assert!(
-        stderr.contains("--verdict maybe: expected KEEP, REVERTED, NO IMPACT, PENDING or BLOCKED"),
+        stderr.contains("invalid value 'maybe' for '--verdict <VERDICT>'")
+            && stderr.contains("[possible values: KEEP, REVERTED, NO-IMPACT, PENDING, BLOCKED]"),
         "{stderr}"
     );
 }

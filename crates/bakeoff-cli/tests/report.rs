@@ -101,7 +101,7 @@ fn report(file: &str, args: &[&str]) -> String {
     cmd.arg("report")
         .arg(r.bench.to_string())
         .arg(r.load.to_string())
-        .arg("-o")
+        .arg("--out")
         .arg(&path)
         .args(args);
     let (status, _, stderr) = run(cmd, Duration::from_secs(60));
@@ -202,19 +202,39 @@ fn markdown_report_has_the_same_content_as_tables() {
         "raw markup"
     );
     assert!(md.contains("&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;"));
-    // The same report on stdout.
+    // The same report on stdout: `-o md` (the format), and `-o -` (the older file spelling).
     let r = runs();
+    for dash_o in ["md", "-"] {
+        let mut cmd = r.sandbox.cmd();
+        cmd.args([
+            "report",
+            &r.bench.to_string(),
+            &r.load.to_string(),
+            "-o",
+            dash_o,
+        ]);
+        let (status, stdout, _) = run(cmd, Duration::from_secs(60));
+        assert!(status.success());
+        assert_eq!(stdout, md, "-o {dash_o}");
+    }
+}
+
+#[test]
+fn dash_o_with_a_file_name_still_writes_the_file() {
+    // Regression guard for the README and scripts: `report -o r.html` meant the file before
+    // -o became the format.
+    let r = runs();
+    let path = r.sandbox.dir.path().join("old-spelling.html");
     let mut cmd = r.sandbox.cmd();
-    cmd.args([
-        "report",
-        &r.bench.to_string(),
-        &r.load.to_string(),
-        "-o",
-        "-",
-    ]);
-    let (status, stdout, _) = run(cmd, Duration::from_secs(60));
-    assert!(status.success());
-    assert_eq!(stdout, md);
+    cmd.args(["report", "last", "-o"]).arg(&path);
+    let (status, _, stderr) = run(cmd, Duration::from_secs(60));
+    assert!(status.success(), "{stderr}");
+    let html = std::fs::read_to_string(&path).expect("report written");
+    assert!(
+        html.starts_with("<!DOCTYPE html>"),
+        "{}",
+        &html[..80.min(html.len())]
+    );
 }
 
 #[test]

@@ -1,46 +1,82 @@
-//! `bakeoff bench`: resolve the matrix (experiment file, then command line), print the plan or run
+//! `bakeoff bench`: resolve the settings (command line over the experiment file), print the plan or run
 //! it under the machine-wide lock, then print the table.
 
 use crate::cli::{BenchArgs, Global};
 use crate::printer::Printer;
 use bakeoff::analysis::compare;
 use bakeoff::domain::units::human_bytes;
+use bakeoff::domain::Combine;
 use bakeoff::engines::discovery;
 use bakeoff::measure::bench::{self, BenchContext, BenchPlan, Event, ServerBench};
+use bakeoff::measure::experiment::{BenchEngine, Experiment, MatrixSettings, Values};
 use bakeoff::measure::llama_bench::LlamaBenchRun;
 use bakeoff::measure::matrix::{parse_values, Matrix, PromptSet};
 use bakeoff::report::table::{self, Format, ModelInfo};
 use bakeoff::system::{lock, Fingerprint, MeasureLock};
 use bakeoff::Error;
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-/// (matrix key in experiment files, llama-server flag, value from the command line).
-fn flag_args(args: &BenchArgs) -> Vec<(&'static str, &'static str, Option<&String>)> {
-    vec![
-        ("kv", "--kv", args.kv.as_ref()),
-        ("ctk", "-ctk", args.cache_type_k.as_ref()),
-        ("ctv", "-ctv", args.cache_type_v.as_ref()),
-        ("fa", "-fa", args.flash_attn.as_ref()),
-        ("b", "-b", args.batch.as_ref()),
-        ("ub", "-ub", args.ubatch.as_ref()),
-        ("t", "-t", args.threads.as_ref()),
-        ("ngl", "-ngl", args.gpu_layers.as_ref()),
-        ("np", "-np", args.parallel.as_ref()),
-        ("c", "-c", args.ctx.as_ref()),
-        ("md", "-md", args.draft_model.as_ref()),
-        ("spec-type", "--spec-type", args.spec_type.as_ref()),
-        (
-            "spec-draft-n-max",
-            "--spec-draft-n-max",
-            args.spec_draft_n_max.as_ref(),
-        ),
-    ]
+/// The command line as one layer of bench settings (`None` where a flag was not given).
+fn settings_from_args(args: &BenchArgs) -> bakeoff::Result<Experiment> {
+    let text = |value: &Option<String>| value.clone().map(Values);
+    let matrix = MatrixSettings {
+        kv: text(&args.kv),
+        ctk: text(&args.cache_type_k),
+        ctv: text(&args.cache_type_v),
+        fa: text(&args.flash_attn),
+        b: text(&args.batch),
+        ub: text(&args.ubatch),
+        t: text(&args.threads),
+        ngl: text(&args.gpu_layers),
+        np: text(&args.parallel),
+        c: text(&args.ctx),
+        md: text(&args.draft_model),
+        spec_type: text(&args.spec_type),
+        spec_draft_n_max: text(&args.spec_draft_n_max),
+        p: text(&args.prompt),
+        n: text(&args.gen),
+        d: text(&args.depth),
+        prompts: text(&args.prompts),
+    };
+    Ok(Experiment {
+        model: args.model.clone(),
+        reps: args.reps,
+        warmup: args.warmup,
+        max_reps: args.max_reps,
+        ci_target: text(&args.ci_target),
+        engine: args.engine.map(Into::into),
+        tag: args.tag.clone(),
+        matrix,
+        server_flags: args
+            .server_flags
+            .iter()
+            .map(|e| server_flag(e))
+            .collect::<Result<_, _>>()?,
+    })
 }
 
-fn numbers(flag: &str, text: &str) -> bakeoff::Result<Vec<u32>> {
+/// `--server-flag FLAG=VALUES`.
+fn server_flag(entry: &str) -> bakeoff::Result<(String, Values)> {
+    let (flag, values) = entry
+        .split_once('=')
+        .ok_or_else(|| Error::input(format!("--server-flag {entry}: expected FLAG=VALUES")))?;
+    Ok((flag.to_string(), Values(values.to_string())))
+}
+
+/// The bench settings: the command line over the `--config` file.
+fn resolve(args: &BenchArgs) -> bakeoff::Result<Experiment> {
+    let cli = settings_from_args(args)?;
+    match &args.config {
+        Some(path) => Ok(cli.combine(Experiment::load(path)?)),
+        None => Ok(cli),
+    }
+}
+
+fn numbers(flag: &str, values: Option<&Values>, default: &str) -> bakeoff::Result<Vec<u32>> {
+    let text = values.map_or(default, |v| v.0.as_str());
     parse_values(flag, text)?
         .iter()
         .map(|v| {
@@ -50,165 +86,75 @@ fn numbers(flag: &str, text: &str) -> bakeoff::Result<Vec<u32>> {
         .collect()
 }
 
-/// An experiment file value as text: `"f16,q8_0"`, `512`, or `["f16", "q8_0"]`.
-fn toml_text(file: &Path, key: &str, value: &toml::Value) -> bakeoff::Result<String> {
-    match value {
-        toml::Value::String(s) => Ok(s.clone()),
-        toml::Value::Integer(i) => Ok(i.to_string()),
-        toml::Value::Boolean(b) => Ok(if *b { "on".into() } else { "off".into() }),
-        toml::Value::Array(items) => items
-            .iter()
-            .map(|v| toml_text(file, key, v))
-            .collect::<Result<Vec<_>, _>>()
-            .map(|v| v.join(",")),
-        other => Err(Error::input(format!(
-            "{}: {key}: expected a string, number or list, got {}",
-            file.display(),
-            other.type_str()
-        ))),
-    }
-}
-
-/// Apply an experiment file to `args` (values already given on the command line win).
-fn apply_experiment(path: &Path, args: &mut BenchArgs) -> bakeoff::Result<()> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        Error::input(format!(
-            "{}: {}",
-            path.display(),
-            e.to_string().lines().next().unwrap_or("invalid TOML")
-        ))
-    })?;
-    for (key, value) in &doc {
-        let text = || toml_text(path, key, value);
-        let number = || {
-            text()?.parse::<u32>().map_err(|_| {
-                Error::input(format!(
-                    "{}: {key}: expected a whole number",
-                    path.display()
-                ))
-            })
-        };
-        match key.as_str() {
-            "model" => { args.model.get_or_insert(PathBuf::from(text()?)); }
-            "reps" | "repetitions" => { args.reps.get_or_insert(number()?); }
-            "warmup" => { args.warmup.get_or_insert(number()?); }
-            "max-reps" => { args.max_reps.get_or_insert(number()?); }
-            "ci-target" => { args.ci_target.get_or_insert(text()?); }
-            "engine" => { args.engine.get_or_insert(text()?); }
-            "tag" => { args.tag.get_or_insert(text()?); }
-            "matrix" => apply_matrix_table(path, value, args)?,
-            "server-flags" => {
-                let table = value.as_table().ok_or_else(|| Error::input(format!("{}: [server-flags] must be a table", path.display())))?;
-                for (flag, values) in table {
-                    args.server_flags.push(format!("{flag}={}", toml_text(path, flag, values)?));
-                }
-            }
-            other => return Err(Error::input(format!("{}: unknown key '{other}'", path.display()))
-                .with_hint("known keys: model, reps, warmup, max-reps, ci-target, engine, tag, [matrix], [server-flags]")),
-        }
-    }
-    Ok(())
-}
-
-fn apply_matrix_table(
-    path: &Path,
-    value: &toml::Value,
-    args: &mut BenchArgs,
-) -> bakeoff::Result<()> {
-    let table = value
-        .as_table()
-        .ok_or_else(|| Error::input(format!("{}: [matrix] must be a table", path.display())))?;
-    for (key, value) in table {
-        let text = toml_text(path, key, value)?;
-        let slot = match key.as_str() {
-            "kv" => &mut args.kv,
-            "ctk" => &mut args.cache_type_k,
-            "ctv" => &mut args.cache_type_v,
-            "fa" => &mut args.flash_attn,
-            "b" => &mut args.batch,
-            "ub" => &mut args.ubatch,
-            "t" => &mut args.threads,
-            "ngl" => &mut args.gpu_layers,
-            "np" => &mut args.parallel,
-            "c" => &mut args.ctx,
-            "md" => &mut args.draft_model,
-            "spec-type" => &mut args.spec_type,
-            "spec-draft-n-max" => &mut args.spec_draft_n_max,
-            "p" => &mut args.prompt,
-            "n" => &mut args.gen,
-            "d" => &mut args.depth,
-            "prompts" => &mut args.prompts,
-            other => {
-                return Err(Error::input(format!("{}: [matrix] unknown parameter '{other}'", path.display()))
-                    .with_hint("parameters: kv ctk ctv fa b ub t ngl np c md spec-type spec-draft-n-max p n d prompts"))
-            }
-        };
-        slot.get_or_insert(text);
-    }
-    Ok(())
-}
-
-fn plan_from_args(args: &BenchArgs) -> bakeoff::Result<BenchPlan> {
-    let model = args
-        .model
-        .as_deref()
-        .ok_or_else(|| Error::input("no model: pass --model FILE (or `model` in --config)"))?;
-    let model = super::resolve_model(model);
+fn matrix_of(
+    settings: &MatrixSettings,
+    server_flags: &[(String, Values)],
+) -> bakeoff::Result<Matrix> {
     let mut matrix = Matrix::default();
-    for (_, flag, value) in flag_args(args) {
-        if let Some(value) = value {
-            matrix.set(flag, parse_values(flag, value)?);
+    for (flag, values) in settings.engine_flags() {
+        if let Some(Values(values)) = values {
+            matrix.set(flag, parse_values(flag, values)?);
         }
     }
-    for entry in &args.server_flags {
-        let (flag, values) = entry
-            .split_once('=')
-            .ok_or_else(|| Error::input(format!("--server-flag {entry}: expected FLAG=VALUES")))?;
+    for (flag, Values(values)) in server_flags {
         if !flag.starts_with('-') {
             return Err(Error::input(format!(
-                "--server-flag {entry}: '{flag}' does not look like a flag"
+                "--server-flag {flag}={values}: '{flag}' does not look like a flag"
             )));
         }
         matrix.set(flag, parse_values(flag, values)?);
     }
-    matrix.prompt_tokens = numbers("-p", args.prompt.as_deref().unwrap_or("0"))?;
-    matrix.gen_tokens = numbers("-n", args.gen.as_deref().unwrap_or("32"))?;
-    matrix.depths = numbers("-d", args.depth.as_deref().unwrap_or("0"))?;
-    matrix.prompts = parse_values("--prompts", args.prompts.as_deref().unwrap_or("random"))?
+    let given = |v: &Option<Values>| v.is_some();
+    let default_prompt = if given(&settings.p) || given(&settings.n) {
+        "0"
+    } else {
+        "64"
+    };
+    matrix.prompt_tokens = numbers("-p", settings.p.as_ref(), default_prompt)?;
+    matrix.gen_tokens = numbers("-n", settings.n.as_ref(), "32")?;
+    matrix.depths = numbers("-d", settings.d.as_ref(), "0")?;
+    let prompts = settings.prompts.as_ref().map_or("random", |v| v.0.as_str());
+    matrix.prompts = parse_values("--prompts", prompts)?
         .iter()
         .map(|p| PromptSet::parse(p))
         .collect();
-    if args.prompt.is_none() && args.gen.is_none() {
-        matrix.prompt_tokens = vec![64];
-    }
-    let ci_target_pct = args
+    Ok(matrix)
+}
+
+fn ci_target(settings: &Experiment) -> bakeoff::Result<Option<f64>> {
+    settings
         .ci_target
-        .as_deref()
-        .map(|t| {
+        .as_ref()
+        .map(|Values(t)| {
             t.trim_end_matches('%').parse::<f64>().map_err(|_| {
                 Error::input(format!(
                     "--ci-target {t}: expected a percentage such as 2 or 2%"
                 ))
             })
         })
-        .transpose()?;
-    let engine = args.engine.clone().unwrap_or_else(|| "llama-server".into());
-    if !matches!(engine.as_str(), "llama-server" | "llama-bench") {
-        return Err(Error::input(format!(
-            "--engine {engine}: expected llama-server or llama-bench"
-        )));
-    }
+        .transpose()
+}
+
+fn plan_from_settings(settings: &Experiment, args: &BenchArgs) -> bakeoff::Result<BenchPlan> {
+    let model = settings
+        .model
+        .as_deref()
+        .ok_or_else(|| Error::input("no model: pass --model FILE (or `model` in --config)"))?;
+    let ci_target_pct = ci_target(settings)?;
     Ok(BenchPlan {
-        model,
-        matrix,
-        reps: args
+        model: super::resolve_model(model),
+        matrix: matrix_of(&settings.matrix, &settings.server_flags)?,
+        reps: settings
             .reps
             .unwrap_or(if ci_target_pct.is_some() { 3 } else { 5 }),
-        warmup: args.warmup.unwrap_or(1),
+        warmup: settings.warmup.unwrap_or(1),
         ci_target_pct,
-        max_reps: args.max_reps.unwrap_or(20),
-        engine,
+        max_reps: settings.max_reps.unwrap_or(20),
+        engine: settings
+            .engine
+            .unwrap_or(BenchEngine::LlamaServer)
+            .as_str()
+            .to_string(),
         extra_args: args.engine_args.clone(),
         health_timeout_s: args.health_timeout,
     })
@@ -265,16 +211,12 @@ fn print_plan(plan: &BenchPlan) {
 }
 
 pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result<ExitCode> {
-    let mut args = args;
-    if let Some(path) = args.config.clone() {
-        apply_experiment(&path, &mut args)?;
-    }
-    let format = Format::parse(&args.output).ok_or_else(|| {
-        Error::input(format!(
-            "-o {}: expected md, csv, json or jsonl",
-            args.output
-        ))
-    })?;
+    let settings = resolve(&args)?;
+    let format = Format::from(args.format);
+    let args = BenchArgs {
+        tag: settings.tag.clone(),
+        ..args
+    };
     let store = super::open_store(global)?;
     let (plan, resume_run) = match &args.resume {
         Some(reference) => {
@@ -286,7 +228,7 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
                 })?;
             (plan, Some(run_id))
         }
-        None => (plan_from_args(&args)?, None),
+        None => (plan_from_settings(&settings, &args)?, None),
     };
     if args.dry_run {
         print_plan(&plan);

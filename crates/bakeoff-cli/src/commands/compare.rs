@@ -9,7 +9,7 @@ pub fn run(global: &Global, args: &CompareArgs) -> anyhow::Result<ExitCode> {
     let store = super::open_store(global)?;
     let (a, b) = (store.resolve_run(&args.a)?, store.resolve_run(&args.b)?);
     let comparison = compare::compare(&store, a, b)?;
-    if args.json {
+    if args.wants_json() {
         println!("{}", serde_json::to_string_pretty(&comparison)?);
     } else {
         print!("{}", table::comparison_markdown(&comparison));

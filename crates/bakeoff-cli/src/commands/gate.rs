@@ -2,6 +2,7 @@
 //! readiness table; `--show RUN` prints a stored one.
 
 use crate::cli::{GateArgs, Global};
+use crate::cli_values::GateFormat;
 use crate::printer::Printer;
 use bakeoff::engines::discovery;
 use bakeoff::quality::gate::GateSpec;
@@ -14,11 +15,7 @@ use bakeoff::Error;
 use std::process::ExitCode;
 
 pub fn run(global: &Global, args: &GateArgs, printer: Printer) -> anyhow::Result<ExitCode> {
-    let json = match args.output.as_str() {
-        "md" | "markdown" => false,
-        "json" => true,
-        other => return Err(Error::input(format!("-o {other}: expected md or json")).into()),
-    };
+    let json = args.format == GateFormat::Json;
     let store = super::open_store(global)?;
     let (run_id, rows, ctx) = match (&args.show, &args.file) {
         (Some(reference), _) => show(&store, reference)?,

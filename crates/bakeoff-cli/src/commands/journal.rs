@@ -2,6 +2,7 @@
 //! with `bakeoff compare`'s statistics (or given a verdict by hand).
 
 use crate::cli::{Global, JournalCommand};
+use crate::cli_values::JournalFormat;
 use crate::printer::Printer;
 use bakeoff::analysis::journal::{self, Evidence, GateSource, Verdict};
 use bakeoff::report::journal as render;
@@ -20,7 +21,7 @@ pub fn run(global: &Global, command: JournalCommand, printer: Printer) -> anyhow
             gate,
             verdict,
             note,
-            json,
+            output,
         } => {
             let evidence = judge(&store, before.as_deref(), after.as_deref(), &gate, printer)?;
             let entry = JournalEntry {
@@ -37,11 +38,17 @@ pub fn run(global: &Global, command: JournalCommand, printer: Printer) -> anyhow
                 created_at: String::new(),
                 updated_at: String::new(),
             };
-            let entry = decide(entry, evidence, verdict.as_deref(), printer)?;
+            let entry = decide(entry, evidence, verdict.map(Verdict::from), printer)?;
             let id = store.add_journal_entry(&entry)?;
-            print_entry(&store, id, json)
+            print_entry(&store, id, output.wants_json())
         }
-        JournalCommand::Show { ids, md, json } => {
+        JournalCommand::Show {
+            ids,
+            format,
+            md,
+            json,
+        } => {
+            let format = JournalFormat::resolve(format, md, json);
             let entries = match ids.as_slice() {
                 [] => store.journal_entries()?,
                 ids => ids
@@ -49,9 +56,9 @@ pub fn run(global: &Global, command: JournalCommand, printer: Printer) -> anyhow
                     .map(|&id| store.journal_entry(id))
                     .collect::<bakeoff::Result<_>>()?,
             };
-            if json {
+            if format == JournalFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
-            } else if md {
+            } else if format == JournalFormat::Md {
                 print!("{}", render::markdown(&entries));
             } else if entries.is_empty() {
                 printer.status(format!(
@@ -70,7 +77,7 @@ pub fn run(global: &Global, command: JournalCommand, printer: Printer) -> anyhow
             before,
             after,
             gate,
-            json,
+            output,
         } => {
             if verdict.is_none() && note.is_none() && before.is_none() {
                 return Err(Error::input(format!("journal set {id}: nothing to change"))
@@ -89,10 +96,10 @@ pub fn run(global: &Global, command: JournalCommand, printer: Printer) -> anyhow
                 };
                 entry.before_run = evidence.as_ref().map(|e| e.before.id);
                 entry.after_run = evidence.as_ref().map(|e| e.after.id);
-                entry = decide(entry, evidence, verdict.as_deref(), printer)?;
+                entry = decide(entry, evidence, verdict.map(Verdict::from), printer)?;
             }
             store.update_journal_entry(&entry)?;
-            print_entry(&store, id, json)
+            print_entry(&store, id, output.wants_json())
         }
     }
 }
@@ -133,10 +140,9 @@ fn judge(
 fn decide(
     mut entry: JournalEntry,
     evidence: Option<Evidence>,
-    by_hand: Option<&str>,
+    by_hand: Option<Verdict>,
     printer: Printer,
 ) -> anyhow::Result<JournalEntry> {
-    let by_hand = by_hand.map(Verdict::parse).transpose()?;
     let proposed = evidence.as_ref().and_then(|e| e.proposed);
     let verdict = match (by_hand, proposed, &evidence) {
         (Some(verdict), _, _) => verdict,

@@ -72,7 +72,7 @@ fn shapes(args: &LoadArgs) -> bakeoff::Result<Vec<Shape>> {
 
 fn plan(args: &LoadArgs) -> bakeoff::Result<LoadPlan> {
     let input = LengthDist::parse("--input", &args.input)?;
-    let output = LengthDist::parse("--output", &args.output)?;
+    let output = LengthDist::parse("--output-len", &args.output_len)?;
     let workload = match (&args.dataset, args.turns) {
         (Some(path), _) => WorkloadSpec::Jsonl {
             path: path.clone(),
@@ -132,12 +132,7 @@ fn peak_concurrency(plan: &LoadPlan) -> usize {
 }
 
 pub fn run(global: &Global, args: LoadArgs, printer: Printer) -> anyhow::Result<ExitCode> {
-    let format = Format::parse(&args.output_format).ok_or_else(|| {
-        Error::input(format!(
-            "-o {}: expected md, csv, json or jsonl",
-            args.output_format
-        ))
-    })?;
+    let format = Format::from(args.format);
     // The scripted endpoint measures nothing itself: it takes no lock (the clients measuring it do).
     if args.serve_scripted {
         let endpoint = selftest::ScriptedEndpoint::start_on(

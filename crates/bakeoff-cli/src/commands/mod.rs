@@ -16,26 +16,36 @@ mod tools;
 
 use crate::cli::{Cli, Command, Global};
 use crate::printer::Printer;
+use bakeoff::domain::Combine;
 use bakeoff::store::Store;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let printer = Printer::new(cli.global.quiet);
+    // The command's own --engine-path over the one before the subcommand; commands read `Global`.
+    let global = Global {
+        engine_path: cli
+            .command
+            .engine_path()
+            .combine(cli.global.engine_path.clone()),
+        ..cli.global
+    };
+    let global = &global;
     match cli.command {
-        Command::Doctor(args) => doctor::run(&cli.global, &args, printer),
-        Command::Serve(args) => serve::run(&cli.global, &args, printer),
-        Command::Bench(args) => bench::run(&cli.global, *args, printer),
-        Command::Load(args) => load::run(&cli.global, *args, printer),
-        Command::Compare(args) => compare::run(&cli.global, &args),
-        Command::Model(command) => model::run(&cli.global, command, printer),
+        Command::Doctor(args) => doctor::run(global, &args, printer),
+        Command::Serve(args) => serve::run(global, &args, printer),
+        Command::Bench(args) => bench::run(global, *args, printer),
+        Command::Load(args) => load::run(global, *args, printer),
+        Command::Compare(args) => compare::run(global, &args),
+        Command::Model(command) => model::run(global, command, printer),
         Command::Plan(args) => model::plan(&args),
-        Command::Report(args) => report::run(&cli.global, &args, printer),
-        Command::Runs(command) => runs::run(&cli.global, command),
-        Command::Gate(args) => gate::run(&cli.global, &args, printer),
-        Command::Journal(command) => journal::run(&cli.global, command, printer),
-        Command::Profile(command) => profile::run(&cli.global, command, printer),
-        Command::Tools(command) => tools::run(&cli.global, command, printer),
+        Command::Report(args) => report::run(global, &args, printer),
+        Command::Runs(command) => runs::run(global, command),
+        Command::Gate(args) => gate::run(global, &args, printer),
+        Command::Journal(command) => journal::run(global, command, printer),
+        Command::Profile(command) => profile::run(global, command, printer),
+        Command::Tools(command) => tools::run(global, command, printer),
     }
 }
 

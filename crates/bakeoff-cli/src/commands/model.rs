@@ -1,6 +1,7 @@
 //! `bakeoff model inspect` and `bakeoff plan`: what a GGUF file says, and what it will need.
 
 use crate::cli::{ModelCommand, PlanArgs};
+use crate::cli_values::ArchArg;
 use bakeoff::domain::units::{human_bytes, parse_bytes};
 use bakeoff::formats::gguf::{GgmlType, GgufFile};
 use bakeoff::model::plan::{self, KvSettings, TABLE_TYPES};
@@ -108,27 +109,28 @@ fn synth(
     use bakeoff::model::synth::{synth, SynthShape, SynthSpec};
     let shape = match (&args.like, &args.arch) {
         (Some(like), _) => SynthShape::Like(super::resolve_model(like)),
-        (None, Some(arch)) if arch == "llama" => SynthShape::Llama {
+        (None, Some(ArchArg::Llama)) => SynthShape::Llama {
             layers: args.layers.unwrap_or(0),
             embd: args.embd.unwrap_or(0),
             heads: args.heads.unwrap_or(0),
             kv_heads: args.kv_heads.or(args.heads).unwrap_or(0),
             ff: args.ff.unwrap_or(0),
-            vocab_from: super::resolve_model(args.vocab_from.as_deref().unwrap_or(std::path::Path::new(""))),
+            vocab_from: super::resolve_model(
+                args.vocab_from
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new("")),
+            ),
             context: args.ctx,
         },
-        (None, Some(arch)) => return Err(Error::input(format!("--arch {arch}: only llama shapes can be built from dimensions; use --like FILE for others")).into()),
-        (None, None) => return Err(Error::input("say what to synthesise: --like FILE, or --arch llama with its dimensions").into()),
-    };
-    let dtype = match args.dtype.to_ascii_lowercase().as_str() {
-        "f16" | "f32" => GgmlType::from_name(&args.dtype).expect("known type"),
-        other => {
-            return Err(Error::input(format!(
-                "--dtype {other}: expected f16 or f32 (then --quantize for others)"
-            ))
+        (None, None) => {
+            return Err(Error::input(
+                "say what to synthesise: --like FILE, or --arch llama with its dimensions",
+            )
             .into())
         }
     };
+    let dtype = GgmlType::from_name(args.dtype.name())
+        .ok_or_else(|| Error::input(format!("--dtype {}: unknown type", args.dtype.name())))?;
     let unquantized = match &args.quantize {
         Some(_) => args.out.with_extension("f16.gguf"),
         None => args.out.clone(),

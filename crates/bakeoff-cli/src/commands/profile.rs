@@ -88,6 +88,7 @@ pub fn run(global: &Global, command: ProfileCommand, printer: Printer) -> anyhow
             output,
             port,
             host,
+            build: _,
         } => {
             let profile = store.profile(&name)?;
             let argv = serving::command(

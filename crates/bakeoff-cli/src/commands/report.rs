@@ -1,7 +1,8 @@
-//! `bakeoff report RUN... -o FILE`: gather the runs from the store once and write them as HTML,
+//! `bakeoff report RUN... --out FILE`: gather the runs from the store once and write them as HTML,
 //! Markdown or JSON.
 
 use crate::cli::{Global, ReportArgs};
+use crate::cli_values::ReportFormatArg;
 use crate::printer::Printer;
 use bakeoff::domain::units::human_bytes;
 use bakeoff::report::{data, ReportFormat};
@@ -10,25 +11,25 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-fn format_of(args: &ReportArgs) -> bakeoff::Result<ReportFormat> {
-    if let Some(name) = &args.format {
-        return ReportFormat::parse(name)
-            .ok_or_else(|| Error::input(format!("--format {name}: expected html, md or json")));
+fn format_of(format: Option<ReportFormatArg>, out: &Path) -> bakeoff::Result<ReportFormat> {
+    if let Some(format) = format {
+        return Ok(format.into());
     }
-    if args.output == Path::new("-") {
+    if out == Path::new("-") {
         return Ok(ReportFormat::Markdown);
     }
-    ReportFormat::from_path(&args.output).ok_or_else(|| {
+    ReportFormat::from_path(out).ok_or_else(|| {
         Error::input(format!(
-            "-o {}: cannot tell the format from the file name",
-            args.output.display()
+            "--out {}: cannot tell the format from the file name",
+            out.display()
         ))
-        .with_hint("name the file .html, .md or .json, or pass --format html|md|json")
+        .with_hint("name the file .html, .md or .json, or pass -o html|md|json")
     })
 }
 
 pub fn run(global: &Global, args: &ReportArgs, printer: Printer) -> anyhow::Result<ExitCode> {
-    let format = format_of(args)?;
+    let (format, out) = args.format_and_out();
+    let format = format_of(format, &out)?;
     let store = super::open_store(global)?;
     let mut ids = Vec::new();
     for reference in &args.runs {
@@ -39,14 +40,14 @@ pub fn run(global: &Global, args: &ReportArgs, printer: Printer) -> anyhow::Resu
     }
     let data = data::gather(&store, &ids)?;
     let bytes = format.exporter().serialize(&data);
-    if args.output == Path::new("-") {
+    if out == Path::new("-") {
         std::io::stdout().write_all(&bytes)?;
         return Ok(ExitCode::SUCCESS);
     }
-    std::fs::write(&args.output, &bytes).map_err(|e| Error::io(&args.output, e))?;
+    std::fs::write(&out, &bytes).map_err(|e| Error::io(&out, e))?;
     printer.status(format!(
         "wrote {} ({}): {} run(s), {} configuration(s), {} bench cell(s), {} load step(s), {} fidelity check(s)",
-        args.output.display(),
+        out.display(),
         human_bytes(bytes.len() as u64),
         data.runs.len(),
         data.configs.len(),

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 pub fn run(global: &Global, command: RunsCommand) -> anyhow::Result<ExitCode> {
     let store = super::open_store(global)?;
     match command {
-        RunsCommand::List { limit, json } => {
+        RunsCommand::List { limit, output } => {
             let runs = store.runs(limit)?;
-            if json {
+            if output.wants_json() {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
             } else if runs.is_empty() {
                 eprintln!("no runs stored in {}", store.path().display());
@@ -32,10 +32,10 @@ pub fn run(global: &Global, command: RunsCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        RunsCommand::Show { run, json } => {
+        RunsCommand::Show { run, output } => {
             let id = store.resolve_run(&run)?;
             let detail = store.run_detail(id)?;
-            if json {
+            if output.wants_json() {
                 println!("{}", serde_json::to_string_pretty(&detail)?);
             } else {
                 print_detail(&detail);
@@ -86,7 +86,7 @@ fn print_detail(d: &bakeoff::store::RunDetail) {
         }
         if t.samples.len() > 12 {
             println!(
-                "    … {} more samples (--json shows all)",
+                "    … {} more samples (-o json shows all)",
                 t.samples.len() - 12
             );
         }

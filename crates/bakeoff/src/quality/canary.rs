@@ -5,6 +5,7 @@
 use super::excerpt;
 use super::hygiene::RequestLog;
 use crate::engines::http::Http;
+use crate::formats::config_file;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -60,8 +61,7 @@ impl Suite {
 
     /// Parse a TOML suite; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Suite> {
-        let suite: Suite = toml::from_str(text)
-            .map_err(|e| Error::input(format!("{origin}: {}", one_line(&e.to_string()))))?;
+        let suite: Suite = config_file::parse(text, origin)?;
         if suite.canaries.is_empty() {
             return Err(Error::input(format!("{origin}: no [[canary]] entries")));
         }
@@ -72,10 +72,6 @@ impl Suite {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Suite::parse(&text, &path.display().to_string())
     }
-}
-
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Check an answer; `Err` carries why it failed.
@@ -295,7 +291,7 @@ mod tests {
     fn a_user_suite_with_an_unknown_kind_names_the_file() {
         let text = "[[canary]]\nname='x'\nprompt='p'\nexpect={kind='telepathy'}\n";
         let err = Suite::parse(text, "mine.toml").unwrap_err().to_string();
-        assert!(err.starts_with("mine.toml:"), "{err}");
+        assert!(err.starts_with("mine.toml:4:"), "{err}");
         assert!(!err.contains('\n'), "{err}");
     }
 }

@@ -2,6 +2,7 @@
 //! PASS / WARN / FAIL per check and overall. Defaults suit a KV-cache-only change.
 
 use super::Status;
+use crate::formats::config_file;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -134,49 +135,108 @@ impl Default for GateSpec {
     }
 }
 
+/// A `[gate]` table of a candidates file, or a `--gate` file: thresholds per check (one optional
+/// field per entry of [`CHECKS`]), checks turned off, the near-tie gap. Unknown keys are errors.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateTable {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tie_gap: Option<f64>,
+    /// Checks to leave without a verdict.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub off: Vec<CheckName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_kld: Option<Thresholds>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_top: Option<Thresholds>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ppl_ratio: Option<Thresholds>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kld_p99: Option<Thresholds>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_kld: Option<Thresholds>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_same_top: Option<Thresholds>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub greedy_prefix: Option<Thresholds>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub greedy_exact: Option<Thresholds>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_loss: Option<Thresholds>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hygiene: Option<Thresholds>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_divergences: Option<Thresholds>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_near_ties: Option<Thresholds>,
+}
+
+impl GateTable {
+    /// The thresholds the table sets, by check name.
+    pub fn thresholds(&self) -> Vec<(&'static str, Thresholds)> {
+        let all = [
+            ("mean_kld", self.mean_kld),
+            ("same_top", self.same_top),
+            ("ppl_ratio", self.ppl_ratio),
+            ("kld_p99", self.kld_p99),
+            ("http_kld", self.http_kld),
+            ("http_same_top", self.http_same_top),
+            ("greedy_prefix", self.greedy_prefix),
+            ("greedy_exact", self.greedy_exact),
+            ("canary_loss", self.canary_loss),
+            ("hygiene", self.hygiene),
+            ("spec_divergences", self.spec_divergences),
+            ("spec_near_ties", self.spec_near_ties),
+        ];
+        all.into_iter()
+            .filter_map(|(name, t)| Some((name, t?)))
+            .collect()
+    }
+}
+
+/// The name of a check in [`CHECKS`]; anything else is refused where it is written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct CheckName(pub String);
+
+impl<'de> Deserialize<'de> for CheckName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<CheckName, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        if check_def(&name).is_some() {
+            return Ok(CheckName(name));
+        }
+        let names: Vec<String> = CHECKS.iter().map(|c| format!("`{}`", c.name)).collect();
+        Err(serde::de::Error::custom(format!(
+            "unknown check `{name}`, expected one of {}",
+            names.join(", ")
+        )))
+    }
+}
+
 impl GateSpec {
-    /// The defaults overridden by a TOML table: `[mean_kld] pass = 0.02 warn = 0.05`,
-    /// `off = ["greedy_prefix"]`, `tie_gap = 0.1`. `origin` names the file in errors.
-    pub fn from_toml(value: toml::Value, origin: &str) -> Result<GateSpec> {
-        let bad = |what: String| Error::input(format!("{origin}: gate{what}"));
-        let table = value
-            .as_table()
-            .ok_or_else(|| bad(": expected a table".into()))?;
+    /// The defaults overridden by a gate table. `origin` names the file in errors.
+    pub fn from_table(table: &GateTable, origin: &str) -> Result<GateSpec> {
         let mut spec = GateSpec::default();
-        for (key, item) in table {
-            match key.as_str() {
-                "tie_gap" => {
-                    spec.tie_gap =
-                        number(item).ok_or_else(|| bad(".tie_gap: expected a number".into()))?
-                }
-                "off" => {
-                    for name in item.as_array().into_iter().flatten() {
-                        let name = name
-                            .as_str()
-                            .ok_or_else(|| bad(".off: expected check names".into()))?;
-                        known(name, origin)?;
-                        spec.thresholds.remove(name);
-                    }
-                }
-                name => {
-                    let def = known(name, origin)?;
-                    let t: Thresholds = item
-                        .clone()
-                        .try_into()
-                        .map_err(|e: toml::de::Error| bad(format!(".{name}: {}", e.message())))?;
-                    check_order(def, &t).map_err(|e| bad(format!(".{name}: {e}")))?;
-                    spec.thresholds.insert(name.to_string(), t);
-                }
-            }
+        if let Some(gap) = table.tie_gap {
+            spec.tie_gap = gap;
+        }
+        for CheckName(name) in &table.off {
+            spec.thresholds.remove(name);
+        }
+        for (name, t) in table.thresholds() {
+            let def = check_def(name)
+                .ok_or_else(|| Error::input(format!("{origin}: gate.{name}: no such check")))?;
+            check_order(def, &t)
+                .map_err(|e| Error::input(format!("{origin}: gate.{name}: {e}")))?;
+            spec.thresholds.insert(name.to_string(), t);
         }
         Ok(spec)
     }
 
+    /// Read a `--gate` file; errors name the key, the file and the line.
     pub fn load(path: &Path) -> Result<GateSpec> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let value: toml::Value = toml::from_str(&text)
-            .map_err(|e| Error::input(format!("{}: {}", path.display(), e.message())))?;
-        GateSpec::from_toml(value, &path.display().to_string())
+        let table: GateTable = config_file::read(path)?;
+        GateSpec::from_table(&table, &path.display().to_string())
     }
 
     /// Judge one figure; `None` when the check is off or has no thresholds.
@@ -206,11 +266,6 @@ impl GateSpec {
     }
 }
 
-fn number(item: &toml::Value) -> Option<f64> {
-    item.as_float()
-        .or_else(|| item.as_integer().map(|i| i as f64))
-}
-
 fn check_order(def: &CheckDef, t: &Thresholds) -> std::result::Result<(), String> {
     let (ordered, relation, better) = match def.better {
         Better::Lower => (t.pass <= t.warn, "no higher", "lower"),
@@ -224,14 +279,6 @@ fn check_order(def: &CheckDef, t: &Thresholds) -> std::result::Result<(), String
             t.pass, t.warn
         ))
     }
-}
-
-fn known(name: &str, origin: &str) -> Result<&'static CheckDef> {
-    check_def(name).ok_or_else(|| {
-        let names: Vec<&str> = CHECKS.iter().map(|c| c.name).collect();
-        Error::input(format!("{origin}: gate: unknown check `{name}`"))
-            .with_hint(format!("known checks: {}", names.join(", ")))
-    })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -253,7 +300,8 @@ mod tests {
     use super::*;
 
     fn spec(text: &str) -> Result<GateSpec> {
-        GateSpec::from_toml(toml::from_str(text).unwrap(), "gates.toml")
+        let table: GateTable = config_file::parse(text, "gates.toml")?;
+        GateSpec::from_table(&table, "gates.toml")
     }
 
     #[test]
@@ -292,19 +340,37 @@ mod tests {
 
     #[test]
     fn bad_specs_name_the_file_and_the_check() {
-        let err = spec("[mean_kdl]\npass = 1\nwarn = 2\n").unwrap_err();
+        // A misspelt check is refused at its line, with the close name as a hint.
+        let err = spec("tie_gap = 0.1\n[mean_kdl]\npass = 1\nwarn = 2\n").unwrap_err();
         assert!(
             err.to_string()
-                .contains("gates.toml: gate: unknown check `mean_kdl`"),
+                .starts_with("gates.toml:2:2: unknown field 'mean_kdl'"),
             "{err}"
         );
-        assert!(err.hint().unwrap().contains("mean_kld"));
+        assert_eq!(err.hint().as_deref(), Some("did you mean 'mean_kld'?"));
+        let err = spec("off = [\"greedy_prefx\"]\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("gates.toml:1:7: unknown check 'greedy_prefx'"),
+            "{err}"
+        );
+        assert_eq!(err.hint().as_deref(), Some("did you mean 'greedy_prefix'?"));
         let err = spec("[same_top]\npass = 90\nwarn = 95\n")
             .unwrap_err()
             .to_string();
         assert!(err.contains("gate.same_top"), "{err}");
         let err = spec("[same_top]\npass = 90\n").unwrap_err().to_string();
         assert!(err.contains("warn"), "{err}");
+    }
+
+    #[test]
+    fn the_gate_table_has_a_field_for_every_check() {
+        for check in CHECKS {
+            let text = format!("[{}]\npass = 0\nwarn = 0\n", check.name);
+            let table: GateTable = config_file::parse(&text, "gates.toml").unwrap();
+            assert_eq!(table.thresholds().len(), 1, "{}", check.name);
+            assert_eq!(table.thresholds()[0].0, check.name);
+        }
     }
 
     #[test]

@@ -5,11 +5,12 @@
 
 use super::agreement::{self, Agreement, Greedy, GreedySettings};
 use super::canary::{self, CanaryResult, Suite};
-use super::gate::{self, CheckOutcome, GateSpec};
+use super::gate::{self, CheckOutcome, GateSpec, GateTable};
 use super::hygiene::{self, Hygiene, RequestLog};
 use super::kld::{self, KldEstimate, KldReport, Perplexity, TopK};
 use super::Status;
 use crate::engines::llama_server::{LlamaServer, ServerSpec};
+use crate::formats::config_file;
 use crate::formats::gguf::{GgmlType, GgufFile};
 use crate::model::facts::ModelFacts;
 use crate::model::plan::{plan_kv, KvSettings};
@@ -52,6 +53,16 @@ impl Flags {
     }
 }
 
+/// How KL-divergence is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KldMethod {
+    Perplexity,
+    Http,
+    Both,
+    Off,
+}
+
 /// Which checks run, and their sizes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -63,7 +74,7 @@ pub struct Checks {
     pub agreement_prompts: usize,
     pub agreement_tokens: u32,
     /// `perplexity` (llama-perplexity), `http` (top-k estimate), `both` or `off`.
-    pub kld: String,
+    pub kld: KldMethod,
     pub kld_ctx: u32,
     pub kld_chunks: u32,
     pub http_positions: usize,
@@ -81,7 +92,7 @@ impl Default for Checks {
             agreement: true,
             agreement_prompts: 8,
             agreement_tokens: 64,
-            kld: "perplexity".into(),
+            kld: KldMethod::Perplexity,
             kld_ctx: 128,
             kld_chunks: 16,
             http_positions: 24,
@@ -94,10 +105,10 @@ impl Default for Checks {
 
 impl Checks {
     fn perplexity(&self) -> bool {
-        matches!(self.kld.as_str(), "perplexity" | "both")
+        matches!(self.kld, KldMethod::Perplexity | KldMethod::Both)
     }
     fn http_kld(&self) -> bool {
-        matches!(self.kld.as_str(), "http" | "both")
+        matches!(self.kld, KldMethod::Http | KldMethod::Both)
     }
 }
 
@@ -116,7 +127,7 @@ pub struct GateFile {
     pub checks: Checks,
     /// Thresholds overriding the defaults (see `gate::CHECKS`).
     #[serde(default)]
-    pub gate: Option<toml::Value>,
+    pub gate: Option<GateTable>,
 }
 
 fn default_ctx() -> u64 {
@@ -127,20 +138,9 @@ impl GateFile {
     /// Read a candidates file; relative paths in it are relative to the file.
     pub fn load(path: &Path) -> Result<(GateFile, GateSpec)> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut file: GateFile = toml::from_str(&text)
-            .map_err(|e| Error::input(format!("{origin}: {}", e.message())))?;
+        let mut file: GateFile = config_file::read(path)?;
         if file.candidates.is_empty() {
             return Err(Error::input(format!("{origin}: no [[candidate]] entries")));
-        }
-        if !matches!(
-            file.checks.kld.as_str(),
-            "perplexity" | "http" | "both" | "off"
-        ) {
-            return Err(Error::input(format!(
-                "{origin}: checks.kld = {:?}: expected perplexity, http, both or off",
-                file.checks.kld
-            )));
         }
         let base = path.parent().unwrap_or(Path::new("."));
         file.model = resolve_path(&file.model, base);
@@ -148,8 +148,8 @@ impl GateFile {
         for c in std::iter::once(&mut file.baseline).chain(&mut file.candidates) {
             c.model = c.model.take().map(|p| resolve_path(&p, base));
         }
-        let spec = match file.gate.clone() {
-            Some(value) => GateSpec::from_toml(value, &origin)?,
+        let spec = match &file.gate {
+            Some(table) => GateSpec::from_table(table, &origin)?,
             None => GateSpec::default(),
         };
         Ok((file, spec))

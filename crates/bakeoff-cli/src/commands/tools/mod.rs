@@ -129,7 +129,7 @@ fn open_session(
         printer.status(format!("reference: {}", reference.label));
         let arm = target::build_arm(
             "reference",
-            &sampling_args.reference_arm,
+            sampling_args.reference_arm.name(),
             &reference_args,
             &reference,
             sampling,
@@ -193,7 +193,7 @@ fn run_tasks(global: &Global, args: &ToolsRunArgs, printer: Printer) -> anyhow::
         tasks.iter_mut().for_each(|t| t.step_budget = budget);
     }
     let params = json!({ "tasks": tasks.iter().map(|t| &t.name).collect::<Vec<_>>(), "arms": args.sampling.arms,
-        "force_tools": args.sampling.force_tools, "reference": args.sampling.reference });
+        "force_tools": args.sampling.force_tools.name(), "reference": args.sampling.reference });
     let mut session = begin(
         global,
         "tools",
@@ -334,7 +334,7 @@ fn run_bfcl(global: &Global, args: &ToolsBfclArgs, printer: Printer) -> anyhow::
         .filter(|i| categories.as_ref().is_none_or(|c| c.contains(&i.category)))
         .filter(|i| ids.as_ref().is_none_or(|ids| ids.contains(&i.id.as_str())))
         .collect();
-    let params = json!({ "bfcl": "built-in", "items": items.len(), "arms": args.sampling.arms, "force_tools": args.sampling.force_tools });
+    let params = json!({ "bfcl": "built-in", "items": items.len(), "arms": args.sampling.arms, "force_tools": args.sampling.force_tools.name() });
     let mut session = begin(
         global,
         "tools-bfcl",

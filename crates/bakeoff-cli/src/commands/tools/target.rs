@@ -3,6 +3,7 @@
 
 use crate::cli::Global;
 use crate::cli_tools::{ToolSampling, ToolTarget};
+use crate::cli_values::ToolFormatArg;
 use bakeoff::chat::{ChatTemplate, ToolCallFormat};
 use bakeoff::domain::EngineConfig;
 use bakeoff::engines::llama_server::{LlamaServer, ServerSpec};
@@ -210,28 +211,22 @@ pub fn native_template(args: &ToolTarget, target: &Target) -> Result<ChatTemplat
     Ok(ChatTemplate::new(source, bos, eos))
 }
 
-/// `--format NAME`, else the format the template's source shows.
-pub fn native_format(name: Option<&str>, template: &ChatTemplate) -> Result<ToolCallFormat> {
-    let names = || {
-        ToolCallFormat::ALL
-            .iter()
-            .map(|f| f.name())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    match name {
-        Some(name) => ToolCallFormat::ALL
-            .into_iter()
-            .find(|f| f.name() == name)
-            .ok_or_else(|| Error::input(format!("--format {name}: expected one of {}", names()))),
-        None => ToolCallFormat::detect(&template.source).ok_or_else(|| {
-            Error::input("cannot tell the template's native tool-call format (it may ignore tools)")
-                .with_hint(format!(
-                    "pass --format ({}), or a tool-capable --template / --chat-template-file",
-                    names()
-                ))
-        }),
+/// `--tool-format NAME`, else the format the template's source shows.
+pub fn native_format(
+    given: Option<ToolFormatArg>,
+    template: &ChatTemplate,
+) -> Result<ToolCallFormat> {
+    if let Some(format) = given {
+        return Ok(format.into());
     }
+    ToolCallFormat::detect(&template.source).ok_or_else(|| {
+        let names: Vec<&str> = ToolCallFormat::ALL.iter().map(|f| f.name()).collect();
+        Error::input("cannot tell the template's native tool-call format (it may ignore tools)")
+            .with_hint(format!(
+                "pass --tool-format ({}), or a tool-capable --template / --chat-template-file",
+                names.join(", ")
+            ))
+    })
 }
 
 /// Sampling settings and the force policy from the command line.
@@ -241,7 +236,7 @@ pub fn sampling(args: &ToolSampling) -> Result<(Sampling, ForceTools)> {
         temperature: 0.0,
         seed: args.seed,
     };
-    Ok((sampling, ForceTools::parse(&args.force_tools)?))
+    Ok((sampling, args.force_tools.into()))
 }
 
 /// The arms named in `--arms` (json, native) on `target`.
@@ -286,7 +281,7 @@ pub fn build_arm(
             let arm = JsonArm::new(name, endpoint, &target.model_name, sampling, force)?;
             // A forced call starts with the family's opener when the format is known.
             let format = native_template(target_args, target)
-                .and_then(|t| native_format(target_args.format.as_deref(), &t))
+                .and_then(|t| native_format(target_args.tool_format, &t))
                 .ok();
             let is_llama = matches!(target.endpoint, Endpoint::LlamaServer(_));
             Ok(Box::new(match format {
@@ -296,7 +291,7 @@ pub fn build_arm(
         }
         "native" => {
             let template = native_template(target_args, target)?;
-            let format = native_format(target_args.format.as_deref(), &template)?;
+            let format = native_format(target_args.tool_format, &template)?;
             let mut arm = NativeArm::new(
                 name,
                 endpoint,

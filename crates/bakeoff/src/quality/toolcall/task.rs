@@ -3,6 +3,7 @@
 //! every arm sees the same world. Built-ins modelled on seed 001 ship in `data/toolcall/`.
 
 use crate::chat::{Message, ToolCall};
+use crate::formats::config_file;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -105,8 +106,7 @@ impl Task {
 
     /// Parse and check a task file; `source` names it in errors.
     pub fn parse(text: &str, source: &str) -> Result<Task> {
-        let task: Task = toml::from_str(text)
-            .map_err(|e| Error::input(format!("{source}: {}", toml_message(&e))))?;
+        let task: Task = config_file::parse(text, source)?;
         task.check()
             .map_err(|message| Error::input(format!("{source}: {message}")))?;
         Ok(task)
@@ -258,17 +258,6 @@ pub fn glob(pattern: &str, text: &str) -> bool {
     pattern[p..].iter().all(|&c| c == '*')
 }
 
-/// A TOML error as one line: its position and its message.
-pub fn toml_message(error: &toml::de::Error) -> String {
-    let text = error.to_string();
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let first = lines.next().unwrap_or("invalid TOML").to_string();
-    match lines.next_back() {
-        Some(last) if last != first => format!("{first}: {}", last.trim()),
-        _ => first,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,14 +324,14 @@ mod tests {
         let cases = [
             ("name = \"t\"\nuser = \"u\"\ntools = []\nstep_budget = 0\n", "step_budget must be at least 1"),
             ("name = \"t\"\nuser = \"u\"\ntools = []\n", "at least one [[tools]]"),
-            ("name = \"t\"\nuser = \"u\"\nbudget = 3\ntools = []\n", "unknown field `budget`"),
+            ("name = \"t\"\nuser = \"u\"\nbudget = 3\ntools = []\n", "bad.toml:3:1: unknown field 'budget'"),
             (&format!("{base}[[tools]]\nname = \"a\"\nparameters = {{ type = \"array\" }}\n"), "tools[0] (a): parameters.type must be \"object\""),
             (&format!("{base}[[tools]]\nname = \"a\"\nparameters = {{ type = \"object\", properties = {{ q = {{ type = \"string\" }} }} }}\n[[tools.results]]\nwhen = {{ query = \"x\" }}\nresult = {{}}\n"), "results[0].when: 'query' is not a parameter"),
             (&format!("{base}[[history]]\nrole = \"tool\"\ncontent = \"x\"\n[[tools]]\nname = \"a\"\nparameters = {{ type = \"object\" }}\n"), "history[0].role: 'tool'"),
         ];
         for (text, expected) in cases {
             let error = Task::parse(text, "bad.toml").unwrap_err().to_string();
-            assert!(error.starts_with("bad.toml: "), "{error}");
+            assert!(error.starts_with("bad.toml:"), "{error}");
             assert!(
                 error.contains(expected),
                 "expected '{expected}' in: {error}"

@@ -1,0 +1,321 @@
+//! Bench settings as one typed layer: an experiment file (`bench --config`) read through serde with
+//! unknown keys rejected, or the command line; layers merge with [`Combine`] (command line first).
+
+use crate::domain::Combine;
+use crate::formats::config_file;
+use crate::Result;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Which engine measures: through llama-server, or llama-bench in-process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BenchEngine {
+    LlamaServer,
+    LlamaBench,
+}
+
+impl BenchEngine {
+    /// The tool's name, as stored in plans and engine rows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BenchEngine::LlamaServer => "llama-server",
+            BenchEngine::LlamaBench => "llama-bench",
+        }
+    }
+}
+
+/// A comma list as text (`"f16,q8_0"`, `512-2048*2`); files may also give a number, a bool
+/// (`on`/`off`) or a list of those.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Values(pub String);
+
+/// One layer of bench settings; `None` where this source does not say.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Experiment {
+    pub model: Option<PathBuf>,
+    #[serde(default, alias = "repetitions", deserialize_with = "whole")]
+    pub reps: Option<u32>,
+    #[serde(default, deserialize_with = "whole")]
+    pub warmup: Option<u32>,
+    #[serde(default, deserialize_with = "whole")]
+    pub max_reps: Option<u32>,
+    /// Percent, `2` or `"2%"`.
+    pub ci_target: Option<Values>,
+    pub engine: Option<BenchEngine>,
+    pub tag: Option<String>,
+    #[serde(default)]
+    pub matrix: MatrixSettings,
+    /// Other llama-server flags to sweep, `FLAG = VALUES`, in the order given.
+    #[serde(default, deserialize_with = "flag_table")]
+    pub server_flags: Vec<(String, Values)>,
+}
+
+/// The swept parameters, keyed as llama-bench spells them (`[matrix]` in a file).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MatrixSettings {
+    pub kv: Option<Values>,
+    pub ctk: Option<Values>,
+    pub ctv: Option<Values>,
+    pub fa: Option<Values>,
+    pub b: Option<Values>,
+    pub ub: Option<Values>,
+    pub t: Option<Values>,
+    pub ngl: Option<Values>,
+    pub np: Option<Values>,
+    pub c: Option<Values>,
+    pub md: Option<Values>,
+    pub spec_type: Option<Values>,
+    pub spec_draft_n_max: Option<Values>,
+    pub p: Option<Values>,
+    pub n: Option<Values>,
+    pub d: Option<Values>,
+    pub prompts: Option<Values>,
+}
+
+impl Experiment {
+    /// Read an experiment file; errors name the key, the file and the line.
+    pub fn load(path: &Path) -> Result<Experiment> {
+        config_file::read(path)
+    }
+}
+
+impl MatrixSettings {
+    /// The engine flags with their values, in sweep order (the last varies fastest).
+    pub fn engine_flags(&self) -> Vec<(&'static str, Option<&Values>)> {
+        vec![
+            ("--kv", self.kv.as_ref()),
+            ("-ctk", self.ctk.as_ref()),
+            ("-ctv", self.ctv.as_ref()),
+            ("-fa", self.fa.as_ref()),
+            ("-b", self.b.as_ref()),
+            ("-ub", self.ub.as_ref()),
+            ("-t", self.t.as_ref()),
+            ("-ngl", self.ngl.as_ref()),
+            ("-np", self.np.as_ref()),
+            ("-c", self.c.as_ref()),
+            ("-md", self.md.as_ref()),
+            ("--spec-type", self.spec_type.as_ref()),
+            ("--spec-draft-n-max", self.spec_draft_n_max.as_ref()),
+        ]
+    }
+}
+
+impl Combine for Experiment {
+    fn combine(self, other: Experiment) -> Experiment {
+        Experiment {
+            model: self.model.combine(other.model),
+            reps: self.reps.combine(other.reps),
+            warmup: self.warmup.combine(other.warmup),
+            max_reps: self.max_reps.combine(other.max_reps),
+            ci_target: self.ci_target.combine(other.ci_target),
+            engine: self.engine.combine(other.engine),
+            tag: self.tag.combine(other.tag),
+            matrix: self.matrix.combine(other.matrix),
+            server_flags: self.server_flags.combine(other.server_flags),
+        }
+    }
+}
+
+impl Combine for MatrixSettings {
+    fn combine(self, other: MatrixSettings) -> MatrixSettings {
+        MatrixSettings {
+            kv: self.kv.combine(other.kv),
+            ctk: self.ctk.combine(other.ctk),
+            ctv: self.ctv.combine(other.ctv),
+            fa: self.fa.combine(other.fa),
+            b: self.b.combine(other.b),
+            ub: self.ub.combine(other.ub),
+            t: self.t.combine(other.t),
+            ngl: self.ngl.combine(other.ngl),
+            np: self.np.combine(other.np),
+            c: self.c.combine(other.c),
+            md: self.md.combine(other.md),
+            spec_type: self.spec_type.combine(other.spec_type),
+            spec_draft_n_max: self.spec_draft_n_max.combine(other.spec_draft_n_max),
+            p: self.p.combine(other.p),
+            n: self.n.combine(other.n),
+            d: self.d.combine(other.d),
+            prompts: self.prompts.combine(other.prompts),
+        }
+    }
+}
+
+struct ValuesVisitor;
+
+impl<'de> Visitor<'de> for ValuesVisitor {
+    type Value = Values;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string, number, bool or list of them")
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Values, E> {
+        Ok(Values(value.to_string()))
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Values, E> {
+        Ok(Values(value.to_string()))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Values, E> {
+        Ok(Values(value.to_string()))
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Values, E> {
+        Ok(Values(value.to_string()))
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Values, E> {
+        Ok(Values(if value { "on" } else { "off" }.to_string()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Values, A::Error> {
+        let mut texts = Vec::new();
+        while let Some(Values(text)) = items.next_element()? {
+            texts.push(text);
+        }
+        Ok(Values(texts.join(",")))
+    }
+}
+
+impl<'de> Deserialize<'de> for Values {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Values, D::Error> {
+        deserializer.deserialize_any(ValuesVisitor)
+    }
+}
+
+/// A whole number, written as one (`5`) or as text (`"5"`).
+fn whole<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    let Values(text) = Values::deserialize(deserializer)?;
+    text.trim()
+        .parse()
+        .map(Some)
+        .map_err(|_| de::Error::custom(format!("expected a whole number, got '{text}'")))
+}
+
+/// `[server-flags]`: a table of flag = values, kept in file order.
+fn flag_table<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<(String, Values)>, D::Error> {
+    struct FlagVisitor;
+    impl<'de> Visitor<'de> for FlagVisitor {
+        type Value = Vec<(String, Values)>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a table of FLAG = VALUES")
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut flags = Vec::new();
+            while let Some(entry) = map.next_entry::<String, Values>()? {
+                flags.push(entry);
+            }
+            Ok(flags)
+        }
+    }
+    deserializer.deserialize_map(FlagVisitor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Experiment> {
+        config_file::parse(text, "experiment.toml")
+    }
+
+    fn values(text: &str) -> Option<Values> {
+        Some(Values(text.into()))
+    }
+
+    #[test]
+    fn every_spelling_of_a_value_becomes_a_comma_list() {
+        let e = parse(
+            "model = \"m.gguf\"\nrepetitions = \"4\"\nmax-reps = 9\nci-target = \"2%\"\nengine = \"llama-bench\"\n\
+             [matrix]\nctk = [\"f16\", \"q8_0\"]\nfa = true\nb = 512\nspec-type = \"none,ngram-mod\"\n\
+             [server-flags]\n\"--spec-ngram-mod-n-min\" = [2, 4]\n",
+        )
+        .unwrap();
+        assert_eq!(e.model, Some(PathBuf::from("m.gguf")));
+        assert_eq!((e.reps, e.max_reps, e.warmup), (Some(4), Some(9), None));
+        assert_eq!(e.ci_target, values("2%"));
+        assert_eq!(e.engine, Some(BenchEngine::LlamaBench));
+        assert_eq!(e.matrix.ctk, values("f16,q8_0"));
+        assert_eq!(e.matrix.fa, values("on"));
+        assert_eq!(e.matrix.b, values("512"));
+        assert_eq!(e.matrix.spec_type, values("none,ngram-mod"));
+        assert_eq!(
+            e.server_flags,
+            vec![("--spec-ngram-mod-n-min".into(), Values("2,4".into()))]
+        );
+    }
+
+    #[test]
+    fn a_typo_names_the_key_file_and_line() {
+        // Regression: the hand walk listed the keys three times; a typo must still name its line.
+        let error = parse("model = \"m.gguf\"\nrep = 5\n").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("experiment.toml:2:1: unknown field 'rep', expected one of"),
+            "{error}"
+        );
+        assert_eq!(error.hint().as_deref(), Some("did you mean 'reps'?"));
+        let error = parse("[matrix]\nctkk = \"f16\"\n").unwrap_err();
+        assert!(error
+            .to_string()
+            .starts_with("experiment.toml:2:1: unknown field 'ctkk'"));
+    }
+
+    #[test]
+    fn bad_values_name_their_line() {
+        let error = parse("reps = 3\nwarmup = \"some\"\n").unwrap_err();
+        assert!(
+            error.to_string().starts_with("experiment.toml:2:"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("whole number"), "{error}");
+        let error = parse("engine = \"llama-cli\"\n").unwrap_err();
+        assert!(
+            error.to_string().contains("unknown variant 'llama-cli'"),
+            "{error}"
+        );
+        let error = parse("[matrix]\nb = { x = 1 }\n").unwrap_err();
+        assert!(
+            error.to_string().starts_with("experiment.toml:2:5:"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_command_line_wins_over_the_file() {
+        let cli = Experiment {
+            reps: Some(2),
+            matrix: MatrixSettings {
+                ctk: values("q4_0"),
+                ..Default::default()
+            },
+            server_flags: vec![("--x".into(), Values("1".into()))],
+            ..Default::default()
+        };
+        let file = parse(
+            "reps = 7\nwarmup = 3\n[matrix]\nctk = \"f16\"\nctv = \"f16\"\n\
+             [server-flags]\n\"--x\" = 9\n\"--y\" = 2\n",
+        )
+        .unwrap();
+        let merged = cli.combine(file);
+        assert_eq!((merged.reps, merged.warmup), (Some(2), Some(3)));
+        assert_eq!(merged.matrix.ctk, values("q4_0"));
+        assert_eq!(merged.matrix.ctv, values("f16"));
+        assert_eq!(
+            merged.server_flags,
+            vec![
+                ("--x".into(), Values("1".into())),
+                ("--y".into(), Values("2".into()))
+            ]
+        );
+    }
+}
