@@ -3,7 +3,7 @@
 
 use bakeoff::chat::ToolCallFormat;
 use bakeoff::measure::experiment::BenchEngine;
-use bakeoff::measure::journal::Verdict;
+use bakeoff::analysis::journal::Verdict;
 use bakeoff::quality::toolcall::ForceTools;
 use bakeoff::report::{table, ReportFormat};
 use clap::ValueEnum;
