@@ -310,7 +310,8 @@ const FAMILIES: &[Family] = &[
         header: "<|im_start|>assistant\n",
         trailer: "<|im_end|>",
         renders_ids: false,
-        renders_reasoning: false,
+        // It reads `thinking`, which transformers (and bakeoff) fill from `reasoning_content`.
+        renders_reasoning: true,
         parallel: true,
     },
 ];
