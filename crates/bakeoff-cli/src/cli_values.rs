@@ -1,9 +1,9 @@
 //! The closed choices of the command line as clap `ValueEnum`s (so `--help` lists them and a typo is
 //! an argument error), each mapped onto the library's own type, which knows nothing of clap.
 
+use bakeoff::analysis::journal::Verdict;
 use bakeoff::chat::ToolCallFormat;
 use bakeoff::measure::experiment::BenchEngine;
-use bakeoff::analysis::journal::Verdict;
 use bakeoff::quality::toolcall::ForceTools;
 use bakeoff::report::{table, ReportFormat};
 use clap::ValueEnum;

@@ -16,6 +16,7 @@ pub fn run(global: &Global, args: &CompareArgs) -> anyhow::Result<ExitCode> {
     }
     if comparison.rows.is_empty() {
         eprintln!("warning: runs {a} and {b} share no (config, test) cell to compare");
+        eprintln!("hint: measure both with the same swept flags and tests (e.g. --engine llama-bench and llama-server with the same -fa/-ctk/-p/-n/-d)");
     }
     Ok(ExitCode::SUCCESS)
 }

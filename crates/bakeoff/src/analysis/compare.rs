@@ -211,6 +211,9 @@ pub struct Comparison {
     pub a: i64,
     pub b: i64,
     pub rows: Vec<CompareRow>,
+    /// How many (configuration, test) cells each run holds; `rows` are those in both.
+    pub a_cells: usize,
+    pub b_cells: usize,
     /// Cells present in only one run.
     pub unmatched: Vec<String>,
     pub differences: Vec<Difference>,
@@ -280,9 +283,33 @@ pub fn compare(store: &Store, a: i64, b: i64) -> Result<Comparison> {
         a,
         b,
         rows,
+        a_cells: ca.len(),
+        b_cells: cb.len(),
         unmatched,
         differences: differences(&da, &db),
     })
+}
+
+impl Comparison {
+    /// What was matched, in words: cells pair up when their swept flags and test are the same
+    /// (the engine, its source of figures and pass-through flags may differ; they are listed below).
+    pub fn matching(&self) -> String {
+        let rule = "cells pair up by swept flags (config) and test";
+        if self.rows.is_empty() {
+            return format!(
+                "no cell matched: run {} (A) has {} cell(s), run {} (B) has {}; {rule}",
+                self.a, self.a_cells, self.b, self.b_cells
+            );
+        }
+        format!(
+            "matched {} cell(s) of run {} (A, {} cells) and run {} (B, {} cells); {rule}",
+            self.rows.len(),
+            self.a,
+            self.a_cells,
+            self.b,
+            self.b_cells
+        )
+    }
 }
 
 fn set_of(detail: &RunDetail, f: impl Fn(&TrialRow) -> Option<String>) -> String {
@@ -351,6 +378,24 @@ pub fn differences(a: &RunDetail, b: &RunDetail) -> Vec<Difference> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The README's `compare inproc kv` printed an empty table without saying why nothing matched.
+    #[test]
+    fn a_comparison_says_what_it_matched() {
+        let empty = Comparison {
+            a: 2,
+            b: 1,
+            rows: Vec::new(),
+            a_cells: 2,
+            b_cells: 8,
+            unmatched: Vec::new(),
+            differences: Vec::new(),
+        };
+        assert_eq!(
+            empty.matching(),
+            "no cell matched: run 2 (A) has 2 cell(s), run 1 (B) has 8; cells pair up by swept flags (config) and test"
+        );
+    }
 
     #[test]
     fn verdicts_need_both_ci_and_significance() {

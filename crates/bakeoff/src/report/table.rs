@@ -227,7 +227,10 @@ pub fn comparison_table(cmp: &Comparison) -> Table {
 
 /// A comparison as a Markdown table plus the list of differences.
 pub fn comparison_markdown(cmp: &Comparison) -> String {
-    let mut out = comparison_table(cmp).markdown();
+    let mut out = format!("{}.\n\n", markdown_cell(&cmp.matching()));
+    if !cmp.rows.is_empty() {
+        out.push_str(&comparison_table(cmp).markdown());
+    }
     for u in &cmp.unmatched {
         let _ = writeln!(out, "\n{}", markdown_cell(u));
     }
