@@ -3,7 +3,7 @@
 //! The library is layered as in `DESIGN.md`; each module depends only on those listed before it:
 //! [`domain`] (no I/O) → [`formats`] → [`model`] → [`chat`] → [`system`] → [`engines`] →
 //! [`measure`] → [`quality`] → [`store`] → [`report`]; [`serve`] (saved profiles started behind a
-//! readiness gate) sits beside [`report`].
+//! readiness gate) and [`session`] (one measuring command's run and engine) sit beside [`report`].
 
 pub mod chat;
 pub mod domain;
@@ -15,6 +15,7 @@ pub mod model;
 pub mod quality;
 pub mod report;
 pub mod serve;
+pub mod session;
 pub mod store;
 pub mod system;
 

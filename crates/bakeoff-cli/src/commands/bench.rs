@@ -4,13 +4,14 @@
 use crate::cli::{BenchArgs, Global};
 use crate::printer::Printer;
 use bakeoff::domain::units::human_bytes;
-use bakeoff::engines::discovery;
-use bakeoff::measure::bench::{self, BenchContext, BenchPlan, Event, ServerBench};
+use bakeoff::measure::bench::{self, BenchContext, BenchPlan, Event, ServerBench, TrialKey};
 use bakeoff::measure::compare;
 use bakeoff::measure::llama_bench::LlamaBenchRun;
 use bakeoff::measure::matrix::{parse_values, Matrix, PromptSet};
-use bakeoff::report::table::{self, Format, ModelInfo};
-use bakeoff::system::{lock, Fingerprint, MeasureLock};
+use bakeoff::report::bench_cells;
+use bakeoff::report::table::{self, Format};
+use bakeoff::session::{Engine, RunSpec, Session};
+use bakeoff::store::{ModelRow, Store};
 use bakeoff::Error;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -214,216 +215,176 @@ fn plan_from_args(args: &BenchArgs) -> bakeoff::Result<BenchPlan> {
     })
 }
 
-fn print_plan(plan: &BenchPlan) {
-    let configs = plan.configs();
-    let tests = plan.matrix.tests();
-    let runnable = configs.iter().filter(|c| c.rejected.is_none()).count();
-    println!(
-        "plan: {} on {} ({} configs, {} tests, {} reps{})",
-        plan.engine,
-        plan.model.display(),
-        configs.len(),
-        tests.len(),
-        plan.reps,
-        plan.ci_target_pct
-            .map(|t| format!(", adaptive to ±{t}% up to {}", plan.max_reps))
-            .unwrap_or_default()
-    );
-    for (i, c) in configs.iter().enumerate() {
-        match &c.rejected {
-            Some(reason) => println!("  config {}: {}  SKIP: {reason}", i + 1, c.config.label()),
-            None => println!(
-                "  config {}: {}  (engine start {})",
-                i + 1,
-                c.config.label(),
-                configs[..=i]
-                    .iter()
-                    .filter(|c| c.rejected.is_none())
-                    .count()
-            ),
-        }
+pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result<ExitCode> {
+    let args = with_experiment(args)?;
+    let format = output_format(&args.output)?;
+    let store = super::open_store(global)?;
+    let (plan, resume) = resolve_plan(&store, &args)?;
+    if args.dry_run {
+        print!("{}", plan.describe());
+        return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "  tests: {}",
-        tests
-            .iter()
-            .map(|t| t.name())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    if plan.engine == "llama-server" {
-        println!(
-            "  server flags added: -np 1 and -c {} unless swept",
-            plan.matrix.context_needed()
-        );
-    }
-    println!(
-        "  trials: {}; engine starts: {runnable} (restarts: {})",
-        runnable * tests.len() * plan.reps as usize,
-        runnable.saturating_sub(1)
-    );
+    check_model(&plan.model)?;
+    let engine = Engine::find(Some(&store), global.engine_path.as_deref(), &plan.engine)?;
+    let model = store.model(&plan.model)?;
+    let mut session = open_session(store, &plan, &args, resume, &model)?;
+    let done = announce(&session, resume, &engine, &model, printer)?;
+    let result = measure(&session, &args, &plan, engine, &model, done, printer);
+    printer.finish();
+    let code = session.finish(&result)?;
+    print_table(&session, &args, format, &plan, &model)?;
+    finish_lines(&session, code, result, printer)
 }
 
-pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result<ExitCode> {
-    let mut args = args;
+/// `--config FILE` applied under the command line's values.
+fn with_experiment(mut args: BenchArgs) -> bakeoff::Result<BenchArgs> {
     if let Some(path) = args.config.clone() {
         apply_experiment(&path, &mut args)?;
     }
-    let format = Format::parse(&args.output).ok_or_else(|| {
-        Error::input(format!(
-            "-o {}: expected md, csv, json or jsonl",
-            args.output
-        ))
-    })?;
-    let store = super::open_store(global)?;
-    let (plan, resume_run) = match &args.resume {
-        Some(reference) => {
-            let run_id = store.resolve_run(reference)?;
-            let detail = store.run_detail(run_id)?;
-            let plan: BenchPlan =
-                serde_json::from_value(detail.params["plan"].clone()).map_err(|e| {
-                    Error::input(format!("run {run_id} has no bench plan to resume ({e})"))
-                })?;
-            (plan, Some(run_id))
-        }
-        None => (plan_from_args(&args)?, None),
+    Ok(args)
+}
+
+fn output_format(text: &str) -> bakeoff::Result<Format> {
+    Format::parse(text)
+        .ok_or_else(|| Error::input(format!("-o {text}: expected md, csv, json or jsonl")))
+}
+
+/// The plan from the command line, or the stored one of the run `--resume` names.
+fn resolve_plan(store: &Store, args: &BenchArgs) -> bakeoff::Result<(BenchPlan, Option<i64>)> {
+    let Some(reference) = &args.resume else {
+        return Ok((plan_from_args(args)?, None));
     };
-    if args.dry_run {
-        print_plan(&plan);
-        return Ok(ExitCode::SUCCESS);
+    let run_id = store.resolve_run(reference)?;
+    let detail = store.run_detail(run_id)?;
+    let plan = serde_json::from_value(detail.params["plan"].clone())
+        .map_err(|e| Error::input(format!("run {run_id} has no bench plan to resume ({e})")))?;
+    Ok((plan, Some(run_id)))
+}
+
+fn check_model(model: &Path) -> bakeoff::Result<()> {
+    if model.is_file() {
+        return Ok(());
     }
-    if !plan.model.is_file() {
-        return Err(Error::input(format!("model file not found: {}", plan.model.display()))
-            .with_hint("`bakeoff doctor` lists installed models; scripts/setup installs two small ones")
-            .into());
+    Err(
+        Error::input(format!("model file not found: {}", model.display())).with_hint(
+            "`bakeoff doctor` lists installed models; scripts/setup installs two small ones",
+        ),
+    )
+}
+
+/// A new bench run holding the plan, or the resumed one reopened.
+fn open_session(
+    store: Store,
+    plan: &BenchPlan,
+    args: &BenchArgs,
+    resume: Option<i64>,
+    model: &ModelRow,
+) -> bakeoff::Result<Session> {
+    let command = super::command_line();
+    if let Some(run_id) = resume {
+        return Session::resume(store, run_id, &command);
     }
-    let _lock = MeasureLock::acquire(&lock::default_path(), &super::command_line())?;
-    if let Some(holder) = &_lock.took_over {
-        printer.status(format!(
-            "took over a stale lock left by pid {} (`{}`)",
-            holder.pid, holder.command
-        ));
-    }
-    let (install, binary) = discovery::find_tool(global.engine_path.as_deref(), &plan.engine)?;
-    let model = store.model(&plan.model)?;
-    let engine_id = store.engine_id(
-        &plan.engine,
-        &binary.display().to_string(),
-        Some(&install),
-        None,
-    )?;
-    let run_id = match resume_run {
-        Some(id) => id,
-        None => {
-            let system_id = store.system_id(&Fingerprint::collect())?;
-            let params = serde_json::json!({ "plan": plan, "model_sha256": model.sha256 });
-            store.begin_run(
-                "bench",
-                &super::command_line(),
-                system_id,
-                args.tag.as_deref(),
-                &params,
-            )?
-        }
+    let params = serde_json::json!({ "plan": plan, "model_sha256": model.sha256 });
+    let run = RunSpec {
+        kind: "bench",
+        command: &command,
+        tag: args.tag.as_deref(),
+        params,
     };
-    let done = if resume_run.is_some() {
-        bench::completed_trials(&store, run_id)?
-    } else {
-        HashSet::new()
-    };
-    if resume_run.is_some() {
-        store.reopen_run(run_id)?;
-        printer.status(format!(
-            "resuming run {run_id}: {} trials already stored",
-            done.len()
-        ));
+    Session::begin(store, run)
+}
+
+/// Status lines at the start; returns the trials a resumed run already holds.
+fn announce(
+    session: &Session,
+    resume: Option<i64>,
+    engine: &Engine,
+    model: &ModelRow,
+    printer: Printer,
+) -> bakeoff::Result<HashSet<TrialKey>> {
+    if let Some(note) = session.lock_note() {
+        printer.status(note);
     }
-    printer.status(format!(
-        "run {run_id}: {} on {} ({})",
-        install.label(),
-        model.path,
-        human_bytes(model.size)
-    ));
+    let run_id = session.run_id();
+    let mut done = HashSet::new();
+    if resume.is_some() {
+        done = bench::completed_trials(session.store(), run_id)?;
+        let stored = done.len();
+        printer.status(format!("resuming run {run_id}: {stored} trials already stored"));
+    }
+    let size = human_bytes(model.size);
+    let label = engine.label();
+    printer.status(format!("run {run_id}: {label} on {} ({size})", model.path));
+    Ok(done)
+}
+
+/// Run the plan through llama-server or llama-bench, reporting progress.
+fn measure(
+    session: &Session,
+    args: &BenchArgs,
+    plan: &BenchPlan,
+    engine: Engine,
+    model: &ModelRow,
+    done: HashSet<TrialKey>,
+    printer: Printer,
+) -> bakeoff::Result<()> {
     let mut progress = Progress::new(printer);
     let mut observe = |event: Event| progress.event(event);
     let ctx = BenchContext {
-        store: &store,
-        run_id,
-        plan: &plan,
-        binary,
-        engine_id,
+        store: session.store(),
+        run_id: session.run_id(),
+        plan,
+        binary: engine.binary,
+        engine_id: engine.engine_id.unwrap_or_default(),
         model_id: model.id,
         done,
     };
-    let result = if plan.engine == "llama-bench" {
-        LlamaBenchRun { ctx }.run(&mut observe)
-    } else {
-        let require_clean = args.require_clean.map(Duration::from_secs);
-        ServerBench { ctx, require_clean }.run(&mut observe)
-    };
-    printer.finish();
-    let status = match (&result, bakeoff::engines::process::interrupted()) {
-        (_, Some(_)) => "interrupted",
-        (Ok(()), None) => "ok",
-        (Err(_), None) => "failed",
-    };
-    store.end_run(
-        run_id,
-        status,
-        result.as_ref().err().map(|e| e.to_string()).as_deref(),
-    )?;
-    let detail = store.run_detail(run_id)?;
+    if plan.engine == "llama-bench" {
+        return LlamaBenchRun { ctx }.run(&mut observe);
+    }
+    let require_clean = args.require_clean.map(Duration::from_secs);
+    ServerBench { ctx, require_clean }.run(&mut observe)
+}
+
+/// The run's cells (with rooflines when the bandwidth is known) in the chosen format.
+fn print_table(
+    session: &Session,
+    args: &BenchArgs,
+    format: Format,
+    plan: &BenchPlan,
+    model: &ModelRow,
+) -> bakeoff::Result<()> {
+    let store = session.store();
+    let detail = store.run_detail(session.run_id())?;
     let mut cells = compare::cells(&detail);
     let bandwidth = match args.bandwidth {
         Some(gbs) => Some(gbs),
-        None => store.latest_system_measurement(
-            store.system_id(&Fingerprint::collect())?,
-            "memory_bandwidth",
-        )?,
+        None => store.latest_system_measurement(session.system_id(), "memory_bandwidth")?,
     };
-    add_roofline(&mut cells, &plan.model, bandwidth);
-    let name = Path::new(&model.path)
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let params = model.summary["parameters"]
-        .as_u64()
-        .map(|p| format!("{:.2} M", p as f64 / 1e6))
-        .unwrap_or_default();
-    let info = ModelInfo {
-        name,
-        size: human_bytes(model.size),
-        params,
-    };
-    print!("{}", table::render(format, &info, &cells));
+    bench_cells::add_roofline(&mut cells, &plan.model, bandwidth);
+    print!("{}", table::render(format, &bench_cells::model_info(model), &cells));
     if format == Format::Markdown {
         print!("{}", table::speculation_summary(&cells));
     }
-    if let Some(signal) = bakeoff::engines::process::interrupted() {
-        printer.status(format!(
-            "interrupted; resume with: bakeoff bench --resume {run_id}"
-        ));
-        return Ok(ExitCode::from((128 + signal) as u8));
-    }
-    result?;
-    printer.status(format!(
-        "stored as run {run_id} in {}",
-        store.path().display()
-    ));
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
-/// Fill in the tg roofline of each cell when the memory bandwidth is known.
-fn add_roofline(cells: &mut [compare::Cell], model: &Path, bandwidth_gbs: Option<f64>) {
-    let Some(gbs) = bandwidth_gbs else { return };
-    let Ok(file) = bakeoff::formats::gguf::GgufFile::open(model) else {
-        return;
-    };
-    let facts = bakeoff::model::ModelFacts::from_gguf(&file);
-    for cell in cells.iter_mut().filter(|c| c.kind == "tg") {
-        cell.roofline_tps =
-            bakeoff::model::plan::roofline_for_flags(&facts, &cell.flags, cell.depth, gbs * 1e9);
+/// The closing status line, and the exit code (128 + signal when interrupted).
+fn finish_lines(
+    session: &Session,
+    code: u8,
+    result: bakeoff::Result<()>,
+    printer: Printer,
+) -> anyhow::Result<ExitCode> {
+    let run_id = session.run_id();
+    if code >= 128 {
+        printer.status(format!("interrupted; resume with: bakeoff bench --resume {run_id}"));
+        return Ok(ExitCode::from(code));
     }
+    result?;
+    let path = session.store().path().display();
+    printer.status(format!("stored as run {run_id} in {path}"));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Progress lines on stderr with an ETA from the mean trial time so far.

@@ -3,14 +3,13 @@
 
 use crate::cli::{GateArgs, Global};
 use crate::printer::Printer;
-use bakeoff::engines::discovery;
 use bakeoff::quality::gate::GateSpec;
 use bakeoff::quality::readiness::{self, Event, GateFile, GateRun, Readiness};
 use bakeoff::quality::Status;
+use bakeoff::session::{Engine, RunSpec, Session};
 use bakeoff::store::Store;
-use bakeoff::system::lock::{self, MeasureLock};
-use bakeoff::system::{paths, Fingerprint};
 use bakeoff::Error;
+use std::path::Path;
 use std::process::ExitCode;
 
 pub fn run(global: &Global, args: &GateArgs, printer: Printer) -> anyhow::Result<ExitCode> {
@@ -22,7 +21,7 @@ pub fn run(global: &Global, args: &GateArgs, printer: Printer) -> anyhow::Result
     let store = super::open_store(global)?;
     let (run_id, rows, ctx) = match (&args.show, &args.file) {
         (Some(reference), _) => show(&store, reference)?,
-        (None, Some(path)) => measure(global, args, path, &store, &printer)?,
+        (None, Some(path)) => measure(global, args, path, store, &printer)?,
         (None, None) => return Err(Error::input("give a candidates file or --show RUN").into()),
     };
     if json {
@@ -56,57 +55,82 @@ fn show(store: &Store, reference: &str) -> anyhow::Result<(i64, Vec<Readiness>, 
 fn measure(
     global: &Global,
     args: &GateArgs,
-    path: &std::path::Path,
-    store: &Store,
+    path: &Path,
+    store: Store,
     printer: &Printer,
 ) -> anyhow::Result<(i64, Vec<Readiness>, u64)> {
+    let (file, spec) = load_files(args, path)?;
+    let engine = Engine::find(Some(&store), global.engine_path.as_deref(), "llama-server")?;
+    let command = super::command_line();
+    let params = serde_json::json!({ "file": file, "gate": spec });
+    let run = RunSpec {
+        kind: "gate",
+        command: &command,
+        tag: args.tag.as_deref(),
+        params,
+    };
+    let mut session = Session::begin(store, run)?;
+    let result = run_gate(&session, &file, &spec, engine, printer);
+    session.finish(&result)?;
+    let rows = result?;
+    let (run_id, path) = (session.run_id(), session.store().path().display());
+    printer.status(format!("stored as run {run_id} in {path}"));
+    Ok((run_id, rows, file.ctx))
+}
+
+/// The candidates file (and `--gate` over its gate), every model in it present.
+fn load_files(args: &GateArgs, path: &Path) -> bakeoff::Result<(GateFile, GateSpec)> {
     let (file, mut spec) = GateFile::load(path)?;
     if let Some(gate) = &args.gate {
         spec = GateSpec::load(gate)?;
     }
-    for model in
-        std::iter::once(&file.model).chain(file.candidates.iter().filter_map(|c| c.model.as_ref()))
-    {
-        if !model.is_file() {
-            return Err(Error::input(format!(
-                "{}: model file not found: {}",
-                path.display(),
-                model.display()
-            ))
-            .with_hint(
-                "`bakeoff doctor` lists installed models; scripts/setup installs two small ones",
-            )
-            .into());
-        }
+    let candidates = file.candidates.iter().filter_map(|c| c.model.as_ref());
+    match std::iter::once(&file.model).chain(candidates).find(|m| !m.is_file()) {
+        None => Ok((file, spec)),
+        Some(model) => Err(Error::input(format!(
+            "{}: model file not found: {}",
+            path.display(),
+            model.display()
+        ))
+        .with_hint(
+            "`bakeoff doctor` lists installed models; scripts/setup installs two small ones",
+        )),
     }
-    let _lock = MeasureLock::acquire(&lock::default_path(), &super::command_line())?;
-    let (install, server) = discovery::find_tool(global.engine_path.as_deref(), "llama-server")?;
-    let engine_id = store.engine_id(
-        "llama-server",
-        &server.display().to_string(),
-        Some(&install),
-        None,
-    )?;
-    let system_id = store.system_id(&Fingerprint::collect())?;
-    let params = serde_json::json!({ "file": file, "gate": spec });
-    let run_id = store.begin_run(
-        "gate",
-        &super::command_line(),
-        system_id,
-        args.tag.as_deref(),
-        &params,
-    )?;
-    let run_dir = paths::run_dir(store.path(), run_id);
+}
+
+fn run_gate(
+    session: &Session,
+    file: &GateFile,
+    spec: &GateSpec,
+    engine: Engine,
+    printer: &Printer,
+) -> bakeoff::Result<Vec<Readiness>> {
+    let run_id = session.run_id();
+    let run_dir = session.run_dir();
     std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
     printer.status(format!(
         "run {run_id}: {} candidate(s) against {} on {} ({})",
         file.candidates.len(),
         file.baseline.name,
         file.model.display(),
-        install.label()
+        engine.label()
     ));
+    let store = session.store();
+    let engine_id = engine.engine_id.unwrap_or_default();
     let mut record = |row: &Readiness| store.record_readiness(run_id, engine_id, row).map(drop);
-    let mut observe = |event: Event| match event {
+    GateRun {
+        file,
+        spec,
+        server: engine.binary,
+        perplexity: engine.install.tool("llama-perplexity"),
+        run_dir,
+        store: &mut record,
+    }
+    .run(&mut |event| observe(event, printer))
+}
+
+fn observe(event: Event, printer: &Printer) {
+    match event {
         Event::Stage { candidate, what } => printer.status(format!("{candidate}: {what}")),
         Event::Done(row) => printer.status(format!(
             "{}: {}{}",
@@ -117,30 +141,5 @@ fn measure(
                 .map(|b| format!(" ({b})"))
                 .unwrap_or_default()
         )),
-    };
-    let result = GateRun {
-        file: &file,
-        spec: &spec,
-        server,
-        perplexity: install.tool("llama-perplexity"),
-        run_dir,
-        store: &mut record,
     }
-    .run(&mut observe);
-    let status = match (&result, bakeoff::engines::process::interrupted()) {
-        (_, Some(_)) => "interrupted",
-        (Ok(_), None) => "ok",
-        (Err(_), None) => "failed",
-    };
-    store.end_run(
-        run_id,
-        status,
-        result.as_ref().err().map(|e| e.to_string()).as_deref(),
-    )?;
-    let rows = result?;
-    printer.status(format!(
-        "stored as run {run_id} in {}",
-        store.path().display()
-    ));
-    Ok((run_id, rows, file.ctx))
 }

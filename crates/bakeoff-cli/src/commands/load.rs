@@ -4,10 +4,8 @@
 use crate::cli::{Global, LoadArgs};
 use crate::printer::Printer;
 use bakeoff::domain::EngineConfig;
-use bakeoff::engines::http::Http;
-use bakeoff::engines::llama_server::{LlamaServer, ServerSpec};
-use bakeoff::engines::{attach, discovery, EngineKind};
-use bakeoff::measure::load::executor::{Shape, StepLimits};
+use bakeoff::engines::EngineKind;
+use bakeoff::measure::load::executor::{Progress, Shape, StepLimits};
 use bakeoff::measure::load::metrics::{parse_duration_ms, Slo};
 use bakeoff::measure::load::selftest;
 use bakeoff::measure::load::workload::{Generator, LengthDist, WorkloadSpec};
@@ -15,7 +13,7 @@ use bakeoff::measure::load::{LoadEvent, LoadPlan, LoadRunner, StepTable};
 use bakeoff::measure::matrix::{parse_values, PromptSet};
 use bakeoff::measure::prompts::TokenSource;
 use bakeoff::report::table::Format;
-use bakeoff::system::{lock, paths, Fingerprint, MeasureLock};
+use bakeoff::session::{self, Launch, RunSpec, Session, Target};
 use bakeoff::Error;
 use std::fmt::Write;
 use std::process::ExitCode;
@@ -119,234 +117,175 @@ fn plan(args: &LoadArgs) -> bakeoff::Result<LoadPlan> {
     })
 }
 
-/// The most concurrent requests any step can have (sizes the server's slots).
-fn peak_concurrency(plan: &LoadPlan) -> usize {
-    plan.shapes
-        .iter()
-        .map(|s| match s {
-            Shape::Concurrency(n) => *n,
-            _ => 4,
-        })
-        .max()
-        .unwrap_or(4)
-        .max(if plan.sweep_rates.is_some() { 4 } else { 1 })
-}
-
 pub fn run(global: &Global, args: LoadArgs, printer: Printer) -> anyhow::Result<ExitCode> {
-    let format = Format::parse(&args.output_format).ok_or_else(|| {
-        Error::input(format!(
-            "-o {}: expected md, csv, json or jsonl",
-            args.output_format
-        ))
-    })?;
-    // The scripted endpoint measures nothing itself: it takes no lock (the clients measuring it do).
+    let format = output_format(&args.output_format)?;
     if args.serve_scripted {
-        let endpoint = selftest::ScriptedEndpoint::start_on(
-            args.port.unwrap_or(0),
-            Duration::from_micros(args.pace_us),
-        )
-        .map_err(|e| {
-            Error::engine(format!(
-                "cannot listen on 127.0.0.1:{}: {e}",
-                args.port.unwrap_or(0)
-            ))
-        })?;
-        println!("ready {}", endpoint.url);
-        printer.status("serving the scripted endpoint until Ctrl-C");
-        while bakeoff::engines::process::interrupted().is_none() {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        return Ok(ExitCode::SUCCESS);
+        return serve_scripted(&args, printer);
     }
-    let _lock = MeasureLock::acquire(&lock::default_path(), &super::command_line())?;
     if args.self_test {
+        let _lock = session::take_lock(&super::command_line())?;
         return self_test(global, printer);
     }
+    if args.url.is_none() && args.model.is_none() {
+        return Err(Error::input("nothing to load-test: pass --model FILE or --url URL").into());
+    }
     let plan = plan(&args)?;
+    let mut session = begin(global, &args, &plan)?;
+    let ceiling = session
+        .store()
+        .latest_system_measurement(session.system_id(), "client_ceiling_tps")?;
+    let target = open_target(&session, global, &args, &plan, printer);
+    let target = session.guard(target)?;
+    let result = drive(&session, &args, &plan, &target, ceiling, printer);
+    printer.finish();
+    target.store_log(&session)?;
+    drop(target);
+    let code = session.finish(&result)?;
+    print!("{}", render(format, &result?));
+    closing_lines(&session, ceiling, printer);
+    Ok(ExitCode::from(code))
+}
+
+fn output_format(text: &str) -> bakeoff::Result<Format> {
+    Format::parse(text)
+        .ok_or_else(|| Error::input(format!("-o {text}: expected md, csv, json or jsonl")))
+}
+
+/// The scripted endpoint measures nothing itself: it takes no lock (the clients measuring it do).
+fn serve_scripted(args: &LoadArgs, printer: Printer) -> anyhow::Result<ExitCode> {
+    let port = args.port.unwrap_or(0);
+    let pace = Duration::from_micros(args.pace_us);
+    let endpoint = selftest::ScriptedEndpoint::start_on(port, pace)
+        .map_err(|e| Error::engine(format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
+    println!("ready {}", endpoint.url);
+    printer.status("serving the scripted endpoint until Ctrl-C");
+    while bakeoff::engines::process::interrupted().is_none() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn begin(global: &Global, args: &LoadArgs, plan: &LoadPlan) -> bakeoff::Result<Session> {
     let store = super::open_store(global)?;
-    let system_id = store.system_id(&Fingerprint::collect())?;
-    let ceiling = store.latest_system_measurement(system_id, "client_ceiling_tps")?;
+    let command = super::command_line();
     let params = serde_json::json!({ "plan": plan, "url": args.url, "model": args.model, "engine_args": args.engine_args });
-    let run_id = store.begin_run(
-        "load",
-        &super::command_line(),
-        system_id,
-        args.tag.as_deref(),
-        &params,
-    )?;
-    let mut server = None;
-    let (http, kind, engine_id, model_id, model_name) = match (&args.url, &args.model) {
-        (Some(url), _) => {
-            let detected = attach::detect(url)?;
-            let engine_id = store.engine_id(
-                detected.kind.as_str(),
-                url,
-                None,
-                detected.version.as_deref(),
-            )?;
-            (
-                Http::new(&detected.url, Duration::from_secs(600)),
-                detected.kind,
-                Some(engine_id),
-                None,
-                detected.models.first().cloned(),
-            )
-        }
-        (None, Some(model)) => {
-            let model = super::resolve_model(model);
-            let (install, binary) =
-                discovery::find_tool(global.engine_path.as_deref(), "llama-server")?;
-            let model_row = store.model(&model)?;
-            let engine_id = store.engine_id(
-                "llama-server",
-                &binary.display().to_string(),
-                Some(&install),
-                None,
-            )?;
-            let slots = peak_concurrency(&plan);
-            let ctx =
-                (slots as u32 * (plan.workload.max_tokens_per_request() + 64)).div_ceil(256) * 256;
-            let mut engine_args = vec![
-                "--metrics".to_string(),
-                "-np".into(),
-                slots.to_string(),
-                "-c".into(),
-                ctx.to_string(),
-            ];
-            engine_args.extend(args.engine_args.iter().cloned());
-            let log_path = paths::run_dir(store.path(), run_id).join("llama-server.log");
-            printer.status(format!(
-                "starting {} with {slots} slots, ctx {ctx} (log: {})",
-                install.label(),
-                log_path.display()
-            ));
-            let launched = LlamaServer::launch(ServerSpec {
-                binary,
-                model: model.clone(),
-                host: "127.0.0.1".into(),
-                port: None,
-                args: engine_args,
-                health_timeout: Duration::from_secs(args.health_timeout),
-                log_path,
-            });
-            let launched = match launched {
-                Ok(s) => s,
-                Err(e) => {
-                    store.end_run(run_id, "failed", Some(&e.to_string()))?;
-                    return Err(e.into());
-                }
-            };
-            let http = launched.http.clone();
-            server = Some(launched);
-            (
-                http,
-                EngineKind::LlamaServer,
-                Some(engine_id),
-                Some(model_row.id),
-                None,
-            )
-        }
-        (None, None) => {
-            return Err(Error::input("nothing to load-test: pass --model FILE or --url URL").into())
-        }
+    let run = RunSpec {
+        kind: "load",
+        command: &command,
+        tag: args.tag.as_deref(),
+        params,
     };
-    let source = if kind == EngineKind::LlamaServer && args.dataset.is_none() {
-        Some(TokenSource::new(&http, &PromptSet::Random)?)
-    } else {
-        None
+    Session::begin(store, run)
+}
+
+/// Attach to `--url`, or launch llama-server on `--model` with slots and context for the plan.
+fn open_target(
+    session: &Session,
+    global: &Global,
+    args: &LoadArgs,
+    plan: &LoadPlan,
+    printer: Printer,
+) -> bakeoff::Result<Target> {
+    let Some(model) = args.model.as_deref().filter(|_| args.url.is_none()) else {
+        let url = args.url.as_deref().unwrap_or_default();
+        return Target::attach(Some(session.store()), url);
     };
+    let model = super::resolve_model(model);
+    let mut launch = Launch::in_session(session, global.engine_path.as_deref(), &model)?;
+    let sizing = plan.server_sizing(&args.engine_args);
+    printer.status(format!(
+        "starting {} with {} slots, ctx {} (log: {})",
+        launch.engine.label(),
+        sizing.slots,
+        sizing.ctx,
+        launch.log_path.display()
+    ));
+    launch.args = sizing.args;
+    launch.health_timeout = Duration::from_secs(args.health_timeout);
+    launch.start(Some(session))
+}
+
+/// Run the plan's steps against `target`, printing each step's progress.
+fn drive(
+    session: &Session,
+    args: &LoadArgs,
+    plan: &LoadPlan,
+    target: &Target,
+    ceiling: Option<f64>,
+    printer: Printer,
+) -> bakeoff::Result<Vec<StepTable>> {
+    let synthetic_on_llama = target.kind == EngineKind::LlamaServer && args.dataset.is_none();
+    let source = synthetic_on_llama
+        .then(|| TokenSource::new(&target.http, &PromptSet::Random))
+        .transpose()?;
     let generator = Generator::new(plan.workload.clone(), plan.seed, source)?;
     let config = EngineConfig {
         extra: args.engine_args.clone(),
         ..Default::default()
     };
-    // Our engine, or an attached server on this machine: its CPU use is the work, not noise.
-    let attached_local = args
-        .url
-        .as_deref()
-        .and_then(|u| u.trim_end_matches('/').rsplit(':').next()?.parse().ok())
-        .and_then(bakeoff::system::listening_pid);
-    let tracked_pids: Vec<i32> = server
-        .as_ref()
-        .map(|s: &LlamaServer| s.pid())
-        .or(attached_local)
-        .into_iter()
-        .collect();
     let runner = LoadRunner {
-        store: &store,
-        run_id,
-        http: &http,
+        store: session.store(),
+        run_id: session.run_id(),
+        http: &target.http,
         generator: &generator,
         config: &config,
-        engine_id,
-        model_id,
-        model_name,
+        engine_id: target.engine_id,
+        model_id: target.model_id,
+        model_name: target.served_model(),
         ceiling_tps: ceiling,
-        tracked_pids,
+        tracked_pids: target.tracked_pids(),
     };
-    let result = runner.run(&plan, &mut |event| match event {
+    runner.run(plan, &mut |event| observe(plan, event, printer))
+}
+
+fn observe(plan: &LoadPlan, event: LoadEvent, printer: Printer) {
+    match event {
         LoadEvent::StepStart { label } => {
             printer.status(format!("step {label}: {}", plan.workload.describe()))
         }
-        LoadEvent::Progress { label, progress } => {
-            let line = format!(
-                "{label}: {} done, {} errors, {:.2} req/s, p50 TTFT {:.0} ms",
-                progress.done, progress.errors, progress.rate, progress.p50_ttft_ms
-            );
-            // The step's bound: requests, or seconds when the step is duration-bound.
-            let (done, total) = match (plan.limits.requests, plan.limits.duration) {
-                (Some(n), _) => (progress.done, n),
-                (None, Some(d)) => (progress.elapsed_s as usize, d.as_secs() as usize),
-                (None, None) => (0, 0),
-            };
-            let eta = if done > 0 {
-                progress.elapsed_s / done as f64 * total.saturating_sub(done) as f64
-            } else {
-                0.0
-            };
-            if printer.terminal {
-                printer.bar(done, total, eta, &line);
-            } else {
-                printer.status(format!("  {line} ({:.0}s)", progress.elapsed_s));
-            }
-        }
+        LoadEvent::Progress { label, progress } => show_progress(plan, label, progress, printer),
         LoadEvent::StepDone { summary } => {
             if let Some(note) = &summary.note {
                 printer.status(format!("  {}: {note}", summary.step));
             }
         }
         LoadEvent::Warning(message) => printer.warn(message),
-    });
-    printer.finish();
-    if let Some(server) = &server {
-        store.engine_log(run_id, None, server.log_path())?;
     }
-    drop(server);
-    let interrupted = bakeoff::engines::process::interrupted();
-    let status = if interrupted.is_some() {
-        "interrupted"
-    } else if result.is_ok() {
-        "ok"
-    } else {
-        "failed"
+}
+
+/// A bar on a terminal, else a line; the bound is the step's requests, or its seconds when the
+/// step is duration-bound.
+fn show_progress(plan: &LoadPlan, label: &str, progress: &Progress, printer: Printer) {
+    let line = format!(
+        "{label}: {} done, {} errors, {:.2} req/s, p50 TTFT {:.0} ms",
+        progress.done, progress.errors, progress.rate, progress.p50_ttft_ms
+    );
+    if !printer.terminal {
+        printer.status(format!("  {line} ({:.0}s)", progress.elapsed_s));
+        return;
+    }
+    let (done, total) = match (plan.limits.requests, plan.limits.duration) {
+        (Some(n), _) => (progress.done, n),
+        (None, Some(d)) => (progress.elapsed_s as usize, d.as_secs() as usize),
+        (None, None) => (0, 0),
     };
-    store.end_run(
-        run_id,
-        status,
-        result.as_ref().err().map(|e| e.to_string()).as_deref(),
-    )?;
-    let tables = result?;
-    print!("{}", render(format, &tables));
+    let left = total.saturating_sub(done) as f64;
+    let eta = if done > 0 {
+        progress.elapsed_s / done as f64 * left
+    } else {
+        0.0
+    };
+    printer.bar(done, total, eta, &line);
+}
+
+fn closing_lines(session: &Session, ceiling: Option<f64>, printer: Printer) {
     if ceiling.is_none() {
         printer.status(
             "note: the client's ceiling is unknown here; `bakeoff load --self-test` measures it",
         );
     }
-    printer.status(format!(
-        "stored as run {run_id} in {}",
-        store.path().display()
-    ));
-    Ok(interrupted.map_or(ExitCode::SUCCESS, |s| ExitCode::from((128 + s) as u8)))
+    let path = session.store().path().display();
+    printer.status(format!("stored as run {} in {path}", session.run_id()));
 }
 
 /// The step tables as Markdown, CSV, JSON or JSONL.
@@ -446,7 +385,7 @@ fn self_test(global: &Global, printer: Printer) -> anyhow::Result<ExitCode> {
     )?);
     let best = rows.iter().map(|r| r.streamed_tps).fold(0.0, f64::max);
     let store = super::open_store(global)?;
-    let system_id = store.system_id(&Fingerprint::collect())?;
+    let system_id = session::this_system(&store)?;
     store.system_measurement(system_id, "client_ceiling_tps", best, "tok/s")?;
     println!("| streams | pace | streamed tok/s | requests | errors | gap error p50 / p99 µs | client CPU |");
     println!("| ------: | ---: | -------------: | -------: | -----: | ---------------------: | ---------: |");

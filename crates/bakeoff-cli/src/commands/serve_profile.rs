@@ -5,11 +5,11 @@
 use crate::cli::{Global, ServeArgs};
 use crate::printer::Printer;
 use bakeoff::engines::llama_server::{LlamaServer, ServerSpec};
-use bakeoff::engines::{discovery, process};
+use bakeoff::engines::process;
 use bakeoff::quality::canary::{CanaryResult, Suite};
 use bakeoff::serve::readiness::{self, Canaries, Gate, GateReport};
-use bakeoff::store::{Profile, Store};
-use bakeoff::system::{paths, Fingerprint};
+use bakeoff::session::{Engine, RunSpec, Session};
+use bakeoff::store::Profile;
 use bakeoff::Error;
 use serde_json::json;
 use std::path::PathBuf;
@@ -19,7 +19,7 @@ use std::time::Duration;
 /// A profile that passed its gate and is serving.
 struct Serving {
     server: LlamaServer,
-    run_id: i64,
+    session: Session,
     log_path: PathBuf,
     report: GateReport,
 }
@@ -43,7 +43,7 @@ pub fn run(
         Some(path) => Suite::load(path)?,
         None => Suite::builtin(),
     };
-    let first = attempt(global, &store, &candidate, None, args, &suite, printer)?;
+    let first = attempt(global, &candidate, None, args, &suite, printer)?;
     let (profile, mut serving) = match first {
         Attempt::Ready(serving) => (&candidate, serving),
         Attempt::Interrupted(signal) => return Ok(ExitCode::from((128 + signal) as u8)),
@@ -57,7 +57,7 @@ pub fn run(
                 "profile '{name}' failed readiness ({failure}); starting fallback profile '{}'",
                 fallback.name
             ));
-            match attempt(global, &store, fallback, Some(name), args, &suite, printer)? {
+            match attempt(global, fallback, Some(name), args, &suite, printer)? {
                 Attempt::Ready(serving) => {
                     printer.warn(format!(
                         "serving fallback profile '{}' in place of '{name}'",
@@ -83,8 +83,7 @@ pub fn run(
         args.json,
     );
     super::serve::keep_serving(
-        &store,
-        serving.run_id,
+        &mut serving.session,
         &serving.log_path,
         &mut serving.server,
         printer,
@@ -104,7 +103,6 @@ enum Attempt {
 /// database error).
 fn attempt(
     global: &Global,
-    store: &Store,
     profile: &Profile,
     fallback_for: Option<&str>,
     args: &ServeArgs,
@@ -125,7 +123,7 @@ fn attempt(
         flags: &flags,
         checks: gate.names(),
     };
-    let (run_id, log_path) = begin_run(store, &start, args.tag.as_deref(), printer)?;
+    let (session, log_path) = begin_run(global, &start, args.tag.as_deref(), printer)?;
     let spec = ServerSpec {
         binary: binary.clone(),
         model: PathBuf::from(&profile.model_path),
@@ -133,37 +131,51 @@ fn attempt(
         port: args.port,
         args: flags,
         health_timeout: Duration::from_secs(args.health_timeout),
-        log_path: log_path.clone(),
+        log_path,
     };
+    gate_start(session, spec, &gate, profile, printer)
+}
+
+/// Launch, run the readiness checks, store them, and end the run unless it serves.
+fn gate_start(
+    mut session: Session,
+    spec: ServerSpec,
+    gate: &Gate,
+    profile: &Profile,
+    printer: Printer,
+) -> anyhow::Result<Attempt> {
+    let log_path = spec.log_path.clone();
     let mut report = GateReport::default();
     report
         .results
-        .push(bakeoff::serve::model_check(store, profile));
-    let outcome = bakeoff::serve::start(spec, &gate, report);
+        .push(bakeoff::serve::model_check(session.store(), profile));
+    let outcome = bakeoff::serve::start(spec, gate, report);
     let report = match &outcome {
         Ok((_, report)) | Err(report) => report,
     };
-    record_checks(store, run_id, profile, report, printer)?;
+    record_checks(&session, profile, report, printer)?;
     if let Some(signal) = process::interrupted() {
         if let Ok((mut server, _)) = outcome {
             server.stop();
         }
-        store.end_run(run_id, "interrupted", None)?;
+        session.finish(&Ok::<(), String>(()))?;
         return Ok(Attempt::Interrupted(signal));
     }
     match outcome {
         Ok((server, report)) => Ok(Attempt::Ready(Box::new(Serving {
             server,
-            run_id,
+            session,
             log_path,
             report,
         }))),
         Err(report) => {
             if log_path.exists() {
-                store.engine_log(run_id, None, &log_path)?;
+                session
+                    .store()
+                    .engine_log(session.run_id(), None, &log_path)?;
             }
             let line = report.failure_line();
-            store.end_run(run_id, "failed", Some(&format!("readiness: {line}")))?;
+            session.finish(&Err::<(), _>(format!("readiness: {line}")))?;
             Ok(Attempt::Failed(line))
         }
     }
@@ -180,46 +192,51 @@ struct Start<'a> {
 
 /// Record the start as a `serve` run (engine, model, flags, role); returns it and its log path.
 fn begin_run(
-    store: &Store,
+    global: &Global,
     start: &Start,
     tag: Option<&str>,
     printer: Printer,
-) -> anyhow::Result<(i64, PathBuf)> {
-    let (install, _) = discovery::find_tool(Some(start.binary), "llama-server")?;
-    let binary = start.binary.display().to_string();
-    let engine_id = store.engine_id("llama-server", &binary, Some(&install), None)?;
+) -> anyhow::Result<(Session, PathBuf)> {
+    let store = super::open_store(global)?;
+    let engine = Engine::find(Some(&store), Some(start.binary), "llama-server")?;
     let profile = start.profile;
     let params = json!({
         "profile": profile.name,
         "role": if start.fallback_for.is_some() { "fallback" } else { "candidate" },
         "fallback_for": start.fallback_for, "profile_run": profile.run_id,
         "profile_config": profile.config_id, "model": profile.model_path,
-        "model_sha256": profile.model_sha256, "engine_id": engine_id, "engine_args": start.flags,
+        "model_sha256": profile.model_sha256, "engine_id": engine.engine_id, "engine_args": start.flags,
         "readiness": start.checks,
     });
-    let system_id = store.system_id(&Fingerprint::collect())?;
     let command = super::command_line();
-    let run_id = store.begin_run("serve", &command, system_id, tag, &params)?;
-    let log_path = paths::run_dir(store.path(), run_id).join("llama-server.log");
+    let run = RunSpec {
+        kind: "serve",
+        command: &command,
+        tag,
+        params,
+    };
+    let session = Session::begin_unlocked(store, run)?;
+    let log_path = session.run_dir().join("llama-server.log");
     printer.status(format!(
-        "starting profile '{}' (run {run_id}): {} on {} (log: {})",
+        "starting profile '{}' (run {}): {} on {} (log: {})",
         profile.name,
-        install.label(),
+        session.run_id(),
+        engine.label(),
         profile.model_path,
         log_path.display()
     ));
-    Ok((run_id, log_path))
+    Ok((session, log_path))
 }
 
 /// Store each check (and each canary answer) with the run; a first ready start's passing
 /// canaries become the profile's reference.
 fn record_checks(
-    store: &Store,
-    run_id: i64,
+    session: &Session,
     profile: &Profile,
     report: &GateReport,
     printer: Printer,
 ) -> anyhow::Result<()> {
+    let (store, run_id) = (session.store(), session.run_id());
     for check in &report.results {
         let detail = json!({ "detail": check.detail, "elapsed_ms": check.elapsed_ms });
         store.record_readiness_check(run_id, &profile.name, &check.name, check.passed, &detail)?;
@@ -258,7 +275,7 @@ fn print_ready(serving: &Serving, profile: &Profile, fallback_for: Option<&str>,
             "{}",
             json!({
                 "ready": true, "url": server.url, "pid": server.pid(), "log": serving.log_path,
-                "run": serving.run_id, "profile": profile.name,
+                "run": serving.session.run_id(), "profile": profile.name,
                 "role": if fallback_for.is_some() { "fallback" } else { "candidate" },
                 "fallback_for": fallback_for, "readiness": serving.report.results,
             })
@@ -268,7 +285,7 @@ fn print_ready(serving: &Serving, profile: &Profile, fallback_for: Option<&str>,
             "ready {} pid={} run={} log={} profile={}{}",
             server.url,
             server.pid(),
-            serving.run_id,
+            serving.session.run_id(),
             serving.log_path.display(),
             profile.name,
             fallback_for

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod compare;
+mod describe;
 pub mod journal;
 pub mod llama_bench;
 pub mod load;

@@ -8,6 +8,7 @@ pub mod executor;
 pub mod metrics;
 pub mod scrape;
 pub mod selftest;
+mod sizing;
 pub mod workload;
 
 use crate::domain::{EngineConfig, Unit};
@@ -15,6 +16,7 @@ use crate::engines::http::Http;
 use crate::store::{NewTrial, Store, TrialRow};
 use crate::Result;
 use executor::{run_step, Progress, Shape, StepLimits};
+pub use sizing::ServerSizing;
 use metrics::{Distribution, RequestRecord, Slo};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
