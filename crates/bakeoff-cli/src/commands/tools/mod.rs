@@ -12,8 +12,8 @@ use crate::cli_tools::{
 use crate::printer::Printer;
 use bakeoff::quality::toolcall::bfcl::{self, Dataset, ItemResult, Verdict};
 use bakeoff::quality::toolcall::{diverge, episode, render, Arm, Task, Trace};
+use bakeoff::session::{RunSpec, Session};
 use bakeoff::store::{NewTrial, Store};
-use bakeoff::system::{lock, paths, Fingerprint, MeasureLock};
 use bakeoff::Error;
 use serde_json::json;
 use std::process::ExitCode;
@@ -36,113 +36,99 @@ pub fn run(global: &Global, command: ToolsCommand, printer: Printer) -> anyhow::
 }
 
 /// A stored run with its engines launched or attached, and its arms.
-struct Session {
-    store: Store,
-    run_id: i64,
+struct ToolRun {
+    session: Session,
     targets: Vec<Target>,
-    arms: Vec<(Box<dyn Arm>, usize)>,
-    _lock: MeasureLock,
+    arms: Arms,
+}
+
+type Arms = Vec<(Box<dyn Arm>, usize)>;
+
+/// What a tool-call run talks to and how it samples.
+struct Setup<'a> {
+    target: &'a ToolTarget,
+    sampling: &'a ToolSampling,
+    force_thinking: bool,
 }
 
 fn begin(
     global: &Global,
     kind: &str,
-    target_args: &ToolTarget,
-    sampling_args: &ToolSampling,
-    force_thinking: bool,
+    setup: &Setup,
     params: serde_json::Value,
     printer: Printer,
-) -> anyhow::Result<Session> {
-    let lock = MeasureLock::acquire(&lock::default_path(), &super::command_line())?;
+) -> anyhow::Result<ToolRun> {
     let store = super::open_store(global)?;
-    let system_id = store.system_id(&Fingerprint::collect())?;
-    let run_id = store.begin_run(
+    let command = super::command_line();
+    let run = RunSpec {
         kind,
-        &super::command_line(),
-        system_id,
-        sampling_args.tag.as_deref(),
-        &params,
-    )?;
-    match open_session(
-        global,
-        &store,
-        run_id,
-        target_args,
-        sampling_args,
-        force_thinking,
-        printer,
-    ) {
-        Ok((targets, arms)) => Ok(Session {
-            store,
-            run_id,
-            targets,
-            arms,
-            _lock: lock,
-        }),
-        Err(error) => {
-            let log = paths::run_dir(store.path(), run_id).join("llama-server.log");
-            if log.exists() {
-                store.engine_log(run_id, None, &log)?;
-            }
-            store.end_run(run_id, "failed", Some(&error.to_string()))?;
-            Err(error.into())
-        }
-    }
+        command: &command,
+        tag: setup.sampling.tag.as_deref(),
+        params,
+    };
+    let mut session = Session::begin(store, run)?;
+    let opened = open_targets(global, &session, setup, printer);
+    let (targets, arms) = session.guard(opened)?;
+    Ok(ToolRun {
+        session,
+        targets,
+        arms,
+    })
 }
 
-type Arms = Vec<(Box<dyn Arm>, usize)>;
-
-fn open_session(
+/// The main target and its arms, then the reference target and its arm when asked for.
+fn open_targets(
     global: &Global,
-    store: &Store,
-    run_id: i64,
-    target_args: &ToolTarget,
-    sampling_args: &ToolSampling,
-    force_thinking: bool,
+    session: &Session,
+    setup: &Setup,
     printer: Printer,
 ) -> bakeoff::Result<(Vec<Target>, Arms)> {
-    let (sampling, force) = target::sampling(sampling_args)?;
-    let log_dir = paths::run_dir(store.path(), run_id);
-    let main = target::open(global, target_args, &log_dir, Some(store))?;
-    printer.status(format!("run {run_id}: {}", main.label));
-    let mut arms: Arms = target::build_arms(
-        &sampling_args.arms,
-        target_args,
-        &main,
-        sampling,
-        force,
-        force_thinking,
-    )?
-    .into_iter()
-    .map(|arm| (arm, 0))
-    .collect();
+    let (sampling, force) = target::sampling(setup.sampling)?;
+    let main = target::open(global, setup.target, &session.run_dir(), Some(session))?;
+    printer.status(format!("run {}: {}", session.run_id(), main.engine.label));
+    let names = &setup.sampling.arms;
+    let arms = target::build_arms(names, setup.target, &main, sampling, force, setup.force_thinking)?;
+    let mut arms: Arms = arms.into_iter().map(|arm| (arm, 0)).collect();
     let mut targets = vec![main];
-    if let Some(url) = &sampling_args.reference {
-        let reference_args = ToolTarget {
-            model: None,
-            url: Some(url.clone()),
-            model_name: sampling_args.reference_model.clone(),
-            engine_args: Vec::new(),
-            ..target_args.clone()
-        };
-        let reference = target::open(global, &reference_args, &log_dir, Some(store))?;
-        printer.status(format!("reference: {}", reference.label));
-        let arm = target::build_arm(
-            "reference",
-            &sampling_args.reference_arm,
-            &reference_args,
-            &reference,
-            sampling,
-            force,
-            force_thinking,
-        )?;
+    if let Some(url) = &setup.sampling.reference {
+        let (reference, arm) = open_reference(global, session, setup, url, printer)?;
         arms.push((arm, 1));
         targets.push(reference);
     }
     Ok((targets, arms))
 }
 
-impl Session {
+/// `--reference URL`: an attached server and the arm on it.
+fn open_reference(
+    global: &Global,
+    session: &Session,
+    setup: &Setup,
+    url: &str,
+    printer: Printer,
+) -> bakeoff::Result<(Target, Box<dyn Arm>)> {
+    let (sampling, force) = target::sampling(setup.sampling)?;
+    let reference_args = ToolTarget {
+        model: None,
+        url: Some(url.to_string()),
+        model_name: setup.sampling.reference_model.clone(),
+        engine_args: Vec::new(),
+        ..setup.target.clone()
+    };
+    let reference = target::open(global, &reference_args, &session.run_dir(), Some(session))?;
+    printer.status(format!("reference: {}", reference.engine.label));
+    let arm = target::build_arm(
+        "reference",
+        &setup.sampling.reference_arm,
+        &reference_args,
+        &reference,
+        sampling,
+        force,
+        setup.force_thinking,
+    )?;
+    Ok((reference, arm))
+}
+
+impl ToolRun {
     fn trial(
         &self,
         arm: &dyn Arm,
@@ -150,33 +136,32 @@ impl Session {
         workload: &serde_json::Value,
     ) -> bakeoff::Result<i64> {
         let target = &self.targets[target];
-        self.store.begin_trial(
-            self.run_id,
+        self.session.store().begin_trial(
+            self.session.run_id(),
             &NewTrial {
                 config: Some(&target.config),
-                engine_id: target.engine_id,
-                model_id: target.model_id,
+                engine_id: target.engine.engine_id,
+                model_id: target.engine.model_id,
                 workload: &json!({ "arm": arm.info(), "work": workload }),
                 repetition: 0,
             },
         )
     }
 
-    fn finish(self, result: &bakeoff::Result<()>) -> bakeoff::Result<()> {
-        let status = match (result, bakeoff::engines::process::interrupted()) {
-            (_, Some(_)) => "interrupted",
-            (Ok(()), None) => "ok",
-            (Err(_), None) => "failed",
-        };
-        if let Some(server) = self.targets.iter().find_map(|t| t.server.as_ref()) {
-            self.store
-                .engine_log(self.run_id, None, server.log_path())?;
+    fn store(&self) -> &Store {
+        self.session.store()
+    }
+
+    fn run_id(&self) -> i64 {
+        self.session.run_id()
+    }
+
+    /// Store the launched engine's log and end the run; returns the exit code.
+    fn finish(&mut self, result: &bakeoff::Result<()>) -> bakeoff::Result<u8> {
+        if let Some(target) = self.targets.iter().find(|t| t.engine.server.is_some()) {
+            target.engine.store_log(&self.session)?;
         }
-        self.store.end_run(
-            self.run_id,
-            status,
-            result.as_ref().err().map(|e| e.to_string()).as_deref(),
-        )
+        self.session.finish(result)
     }
 }
 
@@ -194,19 +179,16 @@ fn run_tasks(global: &Global, args: &ToolsRunArgs, printer: Printer) -> anyhow::
     }
     let params = json!({ "tasks": tasks.iter().map(|t| &t.name).collect::<Vec<_>>(), "arms": args.sampling.arms,
         "force_tools": args.sampling.force_tools, "reference": args.sampling.reference });
-    let mut session = begin(
-        global,
-        "tools",
-        &args.target,
-        &args.sampling,
-        args.force_thinking,
-        params,
-        printer,
-    )?;
+    let setup = Setup {
+        target: &args.target,
+        sampling: &args.sampling,
+        force_thinking: args.force_thinking,
+    };
+    let mut session = begin(global, "tools", &setup, params, printer)?;
     let mut traces = Vec::new();
     let result = run_episodes(&mut session, &tasks, &mut traces, printer);
-    let run_id = session.run_id;
-    session.finish(&result)?;
+    let run_id = session.run_id();
+    let code = session.finish(&result)?;
     result?;
     let reports = divergences(&traces, None);
     if args.sampling.json {
@@ -224,11 +206,11 @@ fn run_tasks(global: &Global, args: &ToolsRunArgs, printer: Printer) -> anyhow::
     printer.status(format!(
         "stored as run {run_id}; `bakeoff tools diff {run_id}` or `bakeoff tools export {run_id}`"
     ));
-    Ok(interrupted_code())
+    Ok(ExitCode::from(code))
 }
 
 fn run_episodes(
-    session: &mut Session,
+    session: &mut ToolRun,
     tasks: &[Task],
     traces: &mut Vec<Trace>,
     printer: Printer,
@@ -261,10 +243,10 @@ fn run_episodes(
             };
             let trace = episode::run(session.arms[index].0.as_mut(), task, &mut observe);
             session
-                .store
-                .record_episode(session.run_id, Some(trial), &trace)?;
+                .store()
+                .record_episode(session.run_id(), Some(trial), &trace)?;
             session
-                .store
+                .store()
                 .end_trial(trial, "ok", Some(&trace.outcome.halt_reason))?;
             traces.push(trace);
         }
@@ -335,15 +317,12 @@ fn run_bfcl(global: &Global, args: &ToolsBfclArgs, printer: Printer) -> anyhow::
         .filter(|i| ids.as_ref().is_none_or(|ids| ids.contains(&i.id.as_str())))
         .collect();
     let params = json!({ "bfcl": "built-in", "items": items.len(), "arms": args.sampling.arms, "force_tools": args.sampling.force_tools });
-    let mut session = begin(
-        global,
-        "tools-bfcl",
-        &args.target,
-        &args.sampling,
-        false,
-        params,
-        printer,
-    )?;
+    let setup = Setup {
+        target: &args.target,
+        sampling: &args.sampling,
+        force_thinking: false,
+    };
+    let mut session = begin(global, "tools-bfcl", &setup, params, printer)?;
     let mut results = Vec::new();
     let result = (|| {
         for index in 0..session.arms.len() {
@@ -378,16 +357,16 @@ fn run_bfcl(global: &Global, args: &ToolsBfclArgs, printer: Printer) -> anyhow::
                     if scored.verdict.valid { "pass" } else { "fail" }
                 ));
                 session
-                    .store
-                    .record_bfcl(session.run_id, Some(trial), &scored)?;
+                    .store()
+                    .record_bfcl(session.run_id(), Some(trial), &scored)?;
                 results.push(scored);
             }
-            session.store.end_trial(trial, "ok", None)?;
+            session.store().end_trial(trial, "ok", None)?;
         }
         Ok(())
     })();
-    let run_id = session.run_id;
-    session.finish(&result)?;
+    let run_id = session.run_id();
+    let code = session.finish(&result)?;
     result?;
     if args.sampling.json {
         let summary: serde_json::Map<String, serde_json::Value> = ["json", "native", "reference"]
@@ -407,7 +386,7 @@ fn run_bfcl(global: &Global, args: &ToolsBfclArgs, printer: Printer) -> anyhow::
     } else {
         print::bfcl_results(&results);
     }
-    Ok(interrupted_code())
+    Ok(ExitCode::from(code))
 }
 
 fn render_diff(
@@ -422,7 +401,7 @@ fn render_diff(
         "rendering {} conversations of task {} on {}",
         render::cases(&task).len(),
         task.name,
-        target.label
+        target.engine.label
     ));
     let template = target::native_template(&args.target, &target)?;
     let results = render::compare(&template, &target.endpoint, &render::cases(&task));
@@ -430,7 +409,7 @@ fn render_diff(
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({ "engine": target.label, "task": task.name, "cases": results })
+                &json!({ "engine": target.engine.label, "task": task.name, "cases": results })
             )?
         );
     } else {
@@ -557,11 +536,4 @@ fn tasks(json: bool) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn interrupted_code() -> ExitCode {
-    match bakeoff::engines::process::interrupted() {
-        Some(signal) => ExitCode::from((128 + signal) as u8),
-        None => ExitCode::SUCCESS,
-    }
 }

@@ -5,39 +5,35 @@ use crate::cli::Global;
 use crate::cli_tools::{ToolSampling, ToolTarget};
 use bakeoff::chat::{ChatTemplate, ToolCallFormat};
 use bakeoff::domain::EngineConfig;
-use bakeoff::engines::llama_server::{LlamaServer, ServerSpec};
 use bakeoff::engines::ollama::Ollama;
-use bakeoff::engines::{attach, discovery, http::Http, EngineKind};
+use bakeoff::engines::EngineKind;
 use bakeoff::formats::gguf::GgufFile;
 use bakeoff::quality::toolcall::{Arm, Endpoint, ForceTools, JsonArm, NativeArm, Sampling};
+use bakeoff::session::{self, Engine, Launch, Session};
 use bakeoff::store::Store;
 use bakeoff::{Error, Result};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+/// The engine (launched or attached, registered with the run) and how the arms reach it.
 pub struct Target {
+    pub engine: session::Target,
     pub endpoint: Endpoint,
-    /// Kept alive for the command's duration; stopped on drop.
-    pub server: Option<LlamaServer>,
-    pub engine_id: Option<i64>,
-    pub model_id: Option<i64>,
     pub model_name: String,
-    pub model_path: Option<PathBuf>,
     pub config: EngineConfig,
-    pub label: String,
 }
 
-/// Launch or attach as `target` says; the engine and model are recorded when `store` is given.
+/// Launch or attach as `target` says; the engine and model are recorded with `session`'s run.
 pub fn open(
     global: &Global,
     target: &ToolTarget,
     log_dir: &Path,
-    store: Option<&Store>,
+    session: Option<&Session>,
 ) -> Result<Target> {
     match (&target.model, &target.url) {
-        (Some(model), _) => launch(global, target, model, log_dir, store),
-        (None, Some(url)) => attach_to(url, target.model_name.as_deref(), target.ctx, store),
+        (Some(model), _) => launch(global, target, model, log_dir, session),
+        (None, Some(url)) => attach_to(url, target, session.map(Session::store)),
         (None, None) => Err(Error::input("no engine: pass --model FILE or --url URL")),
     }
 }
@@ -47,49 +43,28 @@ fn launch(
     target: &ToolTarget,
     model: &Path,
     log_dir: &Path,
-    store: Option<&Store>,
+    session: Option<&Session>,
 ) -> Result<Target> {
     let model = crate::commands::resolve_model(model);
-    let (install, binary) = discovery::find_tool(global.engine_path.as_deref(), "llama-server")?;
-    let args = server_args(&target.engine_args, target.ctx);
+    let store = session.map(Session::store);
+    let engine = Engine::find(store, global.engine_path.as_deref(), "llama-server")?;
+    let model_row = store.map(|s| s.model(&model)).transpose()?;
+    let mut launch = Launch::new(engine, &model, model_row, log_dir);
+    launch.args = server_args(&target.engine_args, target.ctx);
+    launch.health_timeout = Duration::from_secs(target.health_timeout);
     let config = EngineConfig {
         flags: Default::default(),
-        extra: args.clone(),
+        extra: launch.args.clone(),
     };
-    let (engine_id, model_id) = match store {
-        Some(store) => (
-            Some(store.engine_id(
-                "llama-server",
-                &binary.display().to_string(),
-                Some(&install),
-                None,
-            )?),
-            Some(store.model(&model)?.id),
-        ),
-        None => (None, None),
-    };
-    let spec = ServerSpec {
-        binary,
-        model: model.clone(),
-        host: "127.0.0.1".into(),
-        port: None,
-        args,
-        health_timeout: Duration::from_secs(target.health_timeout),
-        log_path: log_dir.join("llama-server.log"),
-    };
-    let server = LlamaServer::launch(spec)?;
+    let engine = launch.start(session)?;
     let name = model
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     Ok(Target {
-        endpoint: Endpoint::llama_server(&server.url),
-        label: format!("{} on {}", install.label(), name),
-        server: Some(server),
-        engine_id,
-        model_id,
+        endpoint: Endpoint::llama_server(&engine.url),
+        engine,
         model_name: target.model_name.clone().unwrap_or(name),
-        model_path: Some(model),
         config,
     })
 }
@@ -110,63 +85,37 @@ fn server_args(user: &[String], ctx: u32) -> Vec<String> {
     args
 }
 
-fn attach_to(
-    url: &str,
-    model_name: Option<&str>,
-    ctx: u32,
-    store: Option<&Store>,
-) -> Result<Target> {
-    let detected = attach::detect(url)?;
-    let first_model = detected.models.first().cloned();
-    let model_name = model_name.map(str::to_string).or(first_model);
-    let endpoint = match detected.kind {
+fn attach_to(url: &str, target: &ToolTarget, store: Option<&Store>) -> Result<Target> {
+    let mut engine = session::Target::attach(store, url)?;
+    engine.register_served_file(store)?;
+    let model_name = target.model_name.clone().or(engine.served_model());
+    let endpoint = endpoint(&engine, model_name.clone(), target.ctx)?;
+    Ok(Target {
+        engine,
+        endpoint,
+        model_name: model_name.unwrap_or_else(|| "default".into()),
+        config: EngineConfig::default(),
+    })
+}
+
+/// How the arms talk to an attached server of each kind.
+fn endpoint(engine: &session::Target, model_name: Option<String>, ctx: u32) -> Result<Endpoint> {
+    Ok(match engine.kind {
         EngineKind::Ollama => {
-            let name = model_name.clone().ok_or_else(|| {
+            let name = model_name.ok_or_else(|| {
                 Error::input(format!(
-                    "{url} is Ollama: pass --model-name (e.g. gemma4:latest)"
+                    "{} is Ollama: pass --model-name (e.g. gemma4:latest)",
+                    engine.url
                 ))
                 .with_hint("`ollama list` shows the models it has")
             })?;
-            Endpoint::Ollama(Ollama::new(&detected.url, &name, ctx))
+            Endpoint::Ollama(Ollama::new(&engine.url, &name, ctx))
         }
-        EngineKind::LlamaServer => Endpoint::llama_server(&detected.url),
+        EngineKind::LlamaServer => Endpoint::llama_server(&engine.url),
         _ => Endpoint::OpenAi {
-            http: Http::new(&detected.url, Duration::from_secs(600)),
-            model: model_name.clone().unwrap_or_else(|| "default".into()),
+            http: engine.http.clone(),
+            model: model_name.unwrap_or_else(|| "default".into()),
         },
-    };
-    let model_path = match &endpoint {
-        Endpoint::LlamaServer(http) => http
-            .get_json("/props")
-            .ok()
-            .and_then(|p| p["model_path"].as_str().map(PathBuf::from))
-            .filter(|p| p.is_file()),
-        _ => None,
-    };
-    let (engine_id, model_id) = match store {
-        Some(store) => (
-            Some(store.engine_id(
-                detected.kind.as_str(),
-                &detected.url,
-                None,
-                detected.version.as_deref(),
-            )?),
-            model_path
-                .as_deref()
-                .map(|p| store.model(p).map(|m| m.id))
-                .transpose()?,
-        ),
-        None => (None, None),
-    };
-    Ok(Target {
-        label: format!("{} at {}", detected.kind.as_str(), detected.url),
-        endpoint,
-        server: None,
-        engine_id,
-        model_id,
-        model_name: model_name.unwrap_or_else(|| "default".into()),
-        model_path,
-        config: EngineConfig::default(),
     })
 }
 
@@ -178,6 +127,7 @@ pub fn native_template(args: &ToolTarget, target: &Target) -> Result<ChatTemplat
         _ => None,
     };
     let from_gguf = target
+        .engine
         .model_path
         .as_deref()
         .and_then(|p| GgufFile::open(p).ok())
@@ -200,7 +150,7 @@ pub fn native_template(args: &ToolTarget, target: &Target) -> Result<ChatTemplat
             .ok_or_else(|| {
                 Error::input(format!(
                     "{}: no Jinja chat template to render for the native arm",
-                    target.label
+                    target.engine.label
                 ))
                 .with_hint(
                     "pass --template FILE (Ollama's own templates are Go templates, not Jinja)",
