@@ -123,7 +123,7 @@ fn attempt(
         flags: &flags,
         checks: gate.names(),
     };
-    let (session, log_path) = begin_run(global, &start, args.tag.as_deref(), printer)?;
+    let (session, log_path) = begin_start(global, &start, args.tag.as_deref(), printer)?;
     let spec = ServerSpec {
         binary: binary.clone(),
         model: PathBuf::from(&profile.model_path),
@@ -191,7 +191,7 @@ struct Start<'a> {
 }
 
 /// Record the start as a `serve` run (engine, model, flags, role); returns it and its log path.
-fn begin_run(
+fn begin_start(
     global: &Global,
     start: &Start,
     tag: Option<&str>,
