@@ -22,47 +22,15 @@ pub fn run(global: &Global, command: JournalCommand, printer: Printer) -> anyhow
             note,
             json,
         } => {
-            let evidence = judge(&store, before.as_deref(), after.as_deref(), &gate, printer)?;
-            let entry = JournalEntry {
-                id: 0,
-                title,
-                change,
-                before_run: evidence.as_ref().map(|e| e.before.id),
-                after_run: evidence.as_ref().map(|e| e.after.id),
-                verdict: String::new(),
-                proposed: None,
-                verdict_by: String::new(),
-                evidence: serde_json::json!({}),
-                note,
-                created_at: String::new(),
-                updated_at: String::new(),
+            let runs = Runs {
+                before: before.as_deref(),
+                after: after.as_deref(),
+                gates: &gate,
             };
-            let entry = decide(entry, evidence, verdict.as_deref(), printer)?;
-            let id = store.add_journal_entry(&entry)?;
+            let id = add(&store, title, change, note, &runs, verdict.as_deref(), printer)?;
             print_entry(&store, id, json)
         }
-        JournalCommand::Show { ids, md, json } => {
-            let entries = match ids.as_slice() {
-                [] => store.journal_entries()?,
-                ids => ids
-                    .iter()
-                    .map(|&id| store.journal_entry(id))
-                    .collect::<bakeoff::Result<_>>()?,
-            };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&entries)?);
-            } else if md {
-                print!("{}", render::markdown(&entries));
-            } else if entries.is_empty() {
-                printer.status(format!(
-                    "no journal entries in {}; `bakeoff journal add --help` shows how to add one",
-                    store.path().display()
-                ));
-            } else {
-                print!("{}", render::text(&entries));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        JournalCommand::Show { ids, md, json } => show(&store, &ids, md, json, printer),
         JournalCommand::Set {
             id,
             verdict,
@@ -72,40 +40,119 @@ pub fn run(global: &Global, command: JournalCommand, printer: Printer) -> anyhow
             gate,
             json,
         } => {
-            if verdict.is_none() && note.is_none() && before.is_none() {
-                return Err(Error::input(format!("journal set {id}: nothing to change"))
-                    .with_hint("pass --verdict, --note, or --before RUN --after RUN")
-                    .into());
-            }
-            let mut entry = store.journal_entry(id)?;
-            if note.is_some() {
-                entry.note = note;
-            }
-            if before.is_some() || verdict.is_some() {
-                let judged = judge(&store, before.as_deref(), after.as_deref(), &gate, printer)?;
-                let evidence = match judged {
-                    Some(evidence) => Some(evidence),
-                    None => serde_json::from_value(entry.evidence.clone()).ok(),
-                };
-                entry.before_run = evidence.as_ref().map(|e| e.before.id);
-                entry.after_run = evidence.as_ref().map(|e| e.after.id);
-                entry = decide(entry, evidence, verdict.as_deref(), printer)?;
-            }
-            store.update_journal_entry(&entry)?;
+            let runs = Runs {
+                before: before.as_deref(),
+                after: after.as_deref(),
+                gates: &gate,
+            };
+            set(&store, id, note, &runs, verdict.as_deref(), printer)?;
             print_entry(&store, id, json)
         }
     }
 }
 
-/// The evidence of `before` → `after`, when both are given.
-fn judge(
+/// The runs an entry is judged from, as the user named them.
+struct Runs<'a> {
+    before: Option<&'a str>,
+    after: Option<&'a str>,
+    gates: &'a [String],
+}
+
+fn add(
     store: &Store,
-    before: Option<&str>,
-    after: Option<&str>,
-    gates: &[String],
+    title: String,
+    change: String,
+    note: Option<String>,
+    runs: &Runs,
+    verdict: Option<&str>,
     printer: Printer,
-) -> anyhow::Result<Option<Evidence>> {
-    let (Some(before), Some(after)) = (before, after) else {
+) -> anyhow::Result<i64> {
+    let evidence = judge(store, runs, printer)?;
+    let entry = JournalEntry {
+        id: 0,
+        title,
+        change,
+        before_run: evidence.as_ref().map(|e| e.before.id),
+        after_run: evidence.as_ref().map(|e| e.after.id),
+        verdict: String::new(),
+        proposed: None,
+        verdict_by: String::new(),
+        evidence: serde_json::json!({}),
+        note,
+        created_at: String::new(),
+        updated_at: String::new(),
+    };
+    let entry = decide(entry, evidence, verdict, printer)?;
+    Ok(store.add_journal_entry(&entry)?)
+}
+
+fn show(store: &Store, ids: &[i64], md: bool, json: bool, printer: Printer) -> anyhow::Result<ExitCode> {
+    let entries = match ids {
+        [] => store.journal_entries()?,
+        ids => ids
+            .iter()
+            .map(|&id| store.journal_entry(id))
+            .collect::<bakeoff::Result<_>>()?,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+    } else if md {
+        print!("{}", render::markdown(&entries));
+    } else if entries.is_empty() {
+        printer.status(format!(
+            "no journal entries in {}; `bakeoff journal add --help` shows how to add one",
+            store.path().display()
+        ));
+    } else {
+        print!("{}", render::text(&entries));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn set(
+    store: &Store,
+    id: i64,
+    note: Option<String>,
+    runs: &Runs,
+    verdict: Option<&str>,
+    printer: Printer,
+) -> anyhow::Result<()> {
+    if verdict.is_none() && note.is_none() && runs.before.is_none() {
+        return Err(Error::input(format!("journal set {id}: nothing to change"))
+            .with_hint("pass --verdict, --note, or --before RUN --after RUN")
+            .into());
+    }
+    let mut entry = store.journal_entry(id)?;
+    if note.is_some() {
+        entry.note = note;
+    }
+    if runs.before.is_some() || verdict.is_some() {
+        entry = rejudge(store, entry, runs, verdict, printer)?;
+    }
+    Ok(store.update_journal_entry(&entry)?)
+}
+
+/// Judge again from the runs given, else from the evidence the entry already holds.
+fn rejudge(
+    store: &Store,
+    mut entry: JournalEntry,
+    runs: &Runs,
+    verdict: Option<&str>,
+    printer: Printer,
+) -> anyhow::Result<JournalEntry> {
+    let evidence = match judge(store, runs, printer)? {
+        Some(evidence) => Some(evidence),
+        None => serde_json::from_value(entry.evidence.clone()).ok(),
+    };
+    entry.before_run = evidence.as_ref().map(|e| e.before.id);
+    entry.after_run = evidence.as_ref().map(|e| e.after.id);
+    decide(entry, evidence, verdict, printer)
+}
+
+/// The evidence of `before` → `after`, when both are given.
+fn judge(store: &Store, runs: &Runs, printer: Printer) -> anyhow::Result<Option<Evidence>> {
+    let gates = runs.gates;
+    let (Some(before), Some(after)) = (runs.before, runs.after) else {
         return Ok(None);
     };
     let (before, after) = (store.resolve_run(before)?, store.resolve_run(after)?);

@@ -5,9 +5,9 @@ use crate::cli::{Global, ProfileCommand};
 use crate::printer::Printer;
 use bakeoff::engines::discovery;
 use bakeoff::serve::profile as serving;
-use bakeoff::store::Profile;
+use bakeoff::store::{Profile, Store};
 use bakeoff::Error;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub fn run(global: &Global, command: ProfileCommand, printer: Printer) -> anyhow::Result<ExitCode> {
@@ -21,60 +21,16 @@ pub fn run(global: &Global, command: ProfileCommand, printer: Printer) -> anyhow
             json,
             engine_args,
         } => {
-            let (run_id, selector) = super::resolve_run_and_suffix(&store, &from)?;
-            let draft = serving::draft(
-                &store,
-                &name,
-                run_id,
-                selector.as_deref(),
-                &engine_args,
-                fallback.as_deref(),
-            )?;
-            store.save_profile(&draft.profile, force)?;
-            printer.status(format!(
-                "saved profile '{name}': config {} of run {run_id} ({}), {}",
-                draft.chosen.config.config_id, draft.chosen.label, draft.reason
-            ));
-            if !draft.bench_only.is_empty() {
-                printer.status(format!(
-                    "not stored: {} (added by bakeoff to measure one request at a time); add serving values after `--`, e.g. -- -c 8192 -np 2",
-                    draft.bench_only.join(", ")
-                ));
-            }
-            if draft.profile.engine_path.is_none() {
-                printer.warn(
-                    "no llama-server beside the run's engine; `serve` will use the one it finds",
-                );
-            }
+            let draft = Draft {
+                name: &name,
+                from: &from,
+                fallback: fallback.as_deref(),
+                engine_args: &engine_args,
+            };
+            save(&store, &draft, force, printer)?;
             print_profile(&store.profile(&name)?, json)
         }
-        ProfileCommand::List { json } => {
-            let profiles = store.profiles()?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&profiles)?);
-            } else if profiles.is_empty() {
-                printer.status(format!(
-                    "no profiles in {}; `bakeoff profile save NAME --from RUN` saves one",
-                    store.path().display()
-                ));
-            } else {
-                println!(
-                    "{:<20} {:>5} {:>7}  {:<12} FLAGS",
-                    "NAME", "RUN", "CONFIG", "FALLBACK"
-                );
-                for p in profiles {
-                    println!(
-                        "{:<20} {:>5} {:>7}  {:<12} {}",
-                        p.name,
-                        p.run_id.map(|r| r.to_string()).unwrap_or_default(),
-                        p.config_id.map(|c| c.to_string()).unwrap_or_default(),
-                        p.fallback.as_deref().unwrap_or("-"),
-                        serving::shell_command(&p.flags)
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        ProfileCommand::List { json } => list(&store, json, printer),
         ProfileCommand::Show { name, json } => print_profile(&store.profile(&name)?, json),
         ProfileCommand::Delete { name } => {
             store.delete_profile(&name)?;
@@ -90,27 +46,95 @@ pub fn run(global: &Global, command: ProfileCommand, printer: Printer) -> anyhow
             host,
         } => {
             let profile = store.profile(&name)?;
-            let argv = serving::command(
-                &profile,
-                &engine_binary(global, &profile, printer)?,
-                &host,
-                port,
-            );
+            let binary = engine_binary(global, &profile, printer)?;
+            let argv = serving::command(&profile, &binary, &host, port);
             let text = if systemd {
                 serving::systemd_unit(&profile, &argv)
             } else {
                 format!("{}\n", serving::shell_command(&argv))
             };
-            match output {
-                Some(path) => {
-                    std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
-                    printer.status(format!("wrote {}", path.display()));
-                }
-                None => print!("{text}"),
-            }
-            Ok(ExitCode::SUCCESS)
+            write_or_print(output.as_deref(), &text, printer)
         }
     }
+}
+
+/// What `profile save` drafts a profile from.
+struct Draft<'a> {
+    name: &'a str,
+    from: &'a str,
+    fallback: Option<&'a str>,
+    engine_args: &'a [String],
+}
+
+fn save(store: &Store, draft: &Draft, force: bool, printer: Printer) -> anyhow::Result<()> {
+    let (run_id, selector) = super::resolve_run_and_suffix(store, draft.from)?;
+    let name = draft.name;
+    let drafted = serving::draft(
+        store,
+        name,
+        run_id,
+        selector.as_deref(),
+        draft.engine_args,
+        draft.fallback,
+    )?;
+    store.save_profile(&drafted.profile, force)?;
+    printer.status(format!(
+        "saved profile '{name}': config {} of run {run_id} ({}), {}",
+        drafted.chosen.config.config_id, drafted.chosen.label, drafted.reason
+    ));
+    if !drafted.bench_only.is_empty() {
+        printer.status(format!(
+            "not stored: {} (added by bakeoff to measure one request at a time); add serving values after `--`, e.g. -- -c 8192 -np 2",
+            drafted.bench_only.join(", ")
+        ));
+    }
+    if drafted.profile.engine_path.is_none() {
+        printer.warn("no llama-server beside the run's engine; `serve` will use the one it finds");
+    }
+    Ok(())
+}
+
+fn list(store: &Store, json: bool, printer: Printer) -> anyhow::Result<ExitCode> {
+    let profiles = store.profiles()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&profiles)?);
+    } else if profiles.is_empty() {
+        printer.status(format!(
+            "no profiles in {}; `bakeoff profile save NAME --from RUN` saves one",
+            store.path().display()
+        ));
+    } else {
+        print_list(&profiles);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_list(profiles: &[Profile]) {
+    println!(
+        "{:<20} {:>5} {:>7}  {:<12} FLAGS",
+        "NAME", "RUN", "CONFIG", "FALLBACK"
+    );
+    for p in profiles {
+        println!(
+            "{:<20} {:>5} {:>7}  {:<12} {}",
+            p.name,
+            p.run_id.map(|r| r.to_string()).unwrap_or_default(),
+            p.config_id.map(|c| c.to_string()).unwrap_or_default(),
+            p.fallback.as_deref().unwrap_or("-"),
+            serving::shell_command(&p.flags)
+        );
+    }
+}
+
+fn write_or_print(output: Option<&Path>, text: &str, printer: Printer) -> anyhow::Result<ExitCode> {
+    match output {
+        Some(path) => {
+            std::fs::write(path, text).map_err(|e| Error::io(path, e))?;
+            printer.status(format!("wrote {}", path.display()));
+        }
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The absolute llama-server to run a profile with: `--engine-path`, else the profile's own,
