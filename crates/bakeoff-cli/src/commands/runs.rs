@@ -1,37 +1,16 @@
 //! `bakeoff runs list|show`: what the store holds.
 
 use crate::cli::{Global, RunsCommand};
+use bakeoff::store::{LogRow, RunDetail, RunRow, Store, TrialRow};
 use std::process::ExitCode;
+
+/// Samples shown per trial; `--json` shows them all.
+const SAMPLES_SHOWN: usize = 12;
 
 pub fn run(global: &Global, command: RunsCommand) -> anyhow::Result<ExitCode> {
     let store = super::open_store(global)?;
     match command {
-        RunsCommand::List { limit, json } => {
-            let runs = store.runs(limit)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&runs)?);
-            } else if runs.is_empty() {
-                eprintln!("no runs stored in {}", store.path().display());
-            } else {
-                println!(
-                    "{:>5}  {:<8} {:<11} {:<24} {:>6} {:>8}  {:<10} COMMAND",
-                    "RUN", "KIND", "STATUS", "STARTED", "TRIALS", "SAMPLES", "TAG"
-                );
-                for r in runs {
-                    println!(
-                        "{:>5}  {:<8} {:<11} {:<24} {:>6} {:>8}  {:<10} {}",
-                        r.id,
-                        r.kind,
-                        r.status,
-                        r.started_at,
-                        r.trials,
-                        r.samples,
-                        r.tag.unwrap_or_default(),
-                        r.command
-                    );
-                }
-            }
-        }
+        RunsCommand::List { limit, json } => list(&store, limit, json)?,
         RunsCommand::Show { run, json } => {
             let id = store.resolve_run(&run)?;
             let detail = store.run_detail(id)?;
@@ -45,22 +24,40 @@ pub fn run(global: &Global, command: RunsCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_detail(d: &bakeoff::store::RunDetail) {
-    let r = &d.run;
-    println!("run {} ({}) {}", r.id, r.kind, r.status);
-    println!("  command  {}", r.command);
-    println!("  bakeoff  {}", r.bakeoff_version);
+fn list(store: &Store, limit: usize, json: bool) -> anyhow::Result<()> {
+    let runs = store.runs(limit)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+    } else if runs.is_empty() {
+        eprintln!("no runs stored in {}", store.path().display());
+    } else {
+        print_list(runs);
+    }
+    Ok(())
+}
+
+fn print_list(runs: Vec<RunRow>) {
     println!(
-        "  started  {}  ended {}",
-        r.started_at,
-        r.ended_at.as_deref().unwrap_or("-")
+        "{:>5}  {:<8} {:<11} {:<24} {:>6} {:>8}  {:<10} COMMAND",
+        "RUN", "KIND", "STATUS", "STARTED", "TRIALS", "SAMPLES", "TAG"
     );
-    if let Some(tag) = &r.tag {
-        println!("  tag      {tag}");
+    for r in runs {
+        println!(
+            "{:>5}  {:<8} {:<11} {:<24} {:>6} {:>8}  {:<10} {}",
+            r.id,
+            r.kind,
+            r.status,
+            r.started_at,
+            r.trials,
+            r.samples,
+            r.tag.unwrap_or_default(),
+            r.command
+        );
     }
-    if let Some(error) = &r.error {
-        println!("  error    {error}");
-    }
+}
+
+fn print_detail(d: &RunDetail) {
+    print_run(&d.run);
     if let Some(system) = &d.system {
         println!(
             "  system   {} / {} cores / kernel {}",
@@ -69,36 +66,53 @@ fn print_detail(d: &bakeoff::store::RunDetail) {
             system["kernel"].as_str().unwrap_or("?")
         );
     }
-    for t in &d.trials {
-        let flags = t.flags.as_ref().map(|f| f.to_string()).unwrap_or_default();
-        println!(
-            "  trial {} rep {} [{}] {} {}",
-            t.id, t.repetition, t.status, flags, t.workload
-        );
-        if let Some(note) = &t.note {
-            println!("    note: {note}");
-        }
-        for s in t.samples.iter().take(12) {
-            println!(
-                "    {:<24} {:>12.3} {:<7} ({})",
-                s.metric, s.value, s.unit, s.source
-            );
-        }
-        if t.samples.len() > 12 {
-            println!(
-                "    … {} more samples (--json shows all)",
-                t.samples.len() - 12
-            );
-        }
+    d.trials.iter().for_each(print_trial);
+    d.logs.iter().for_each(print_log);
+}
+
+fn print_run(r: &RunRow) {
+    println!("run {} ({}) {}", r.id, r.kind, r.status);
+    println!("  command  {}", r.command);
+    println!("  bakeoff  {}", r.bakeoff_version);
+    let ended = r.ended_at.as_deref().unwrap_or("-");
+    println!("  started  {}  ended {ended}", r.started_at);
+    if let Some(tag) = &r.tag {
+        println!("  tag      {tag}");
     }
-    for log in &d.logs {
-        println!("  engine log {}", log.path);
-        for line in log.fatal_lines.as_array().into_iter().flatten() {
-            println!(
-                "    FATAL line {}: {}",
-                line["line"],
-                line["text"].as_str().unwrap_or("")
-            );
-        }
+    if let Some(error) = &r.error {
+        println!("  error    {error}");
+    }
+}
+
+/// A trial and its first samples.
+fn print_trial(t: &TrialRow) {
+    let flags = t.flags.as_ref().map(|f| f.to_string()).unwrap_or_default();
+    println!(
+        "  trial {} rep {} [{}] {} {}",
+        t.id, t.repetition, t.status, flags, t.workload
+    );
+    if let Some(note) = &t.note {
+        println!("    note: {note}");
+    }
+    for s in t.samples.iter().take(SAMPLES_SHOWN) {
+        println!(
+            "    {:<24} {:>12.3} {:<7} ({})",
+            s.metric, s.value, s.unit, s.source
+        );
+    }
+    if t.samples.len() > SAMPLES_SHOWN {
+        let more = t.samples.len() - SAMPLES_SHOWN;
+        println!("    … {more} more samples (--json shows all)");
+    }
+}
+
+fn print_log(log: &LogRow) {
+    println!("  engine log {}", log.path);
+    for line in log.fatal_lines.as_array().into_iter().flatten() {
+        println!(
+            "    FATAL line {}: {}",
+            line["line"],
+            line["text"].as_str().unwrap_or("")
+        );
     }
 }
