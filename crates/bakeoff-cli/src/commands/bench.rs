@@ -155,7 +155,23 @@ fn plan_from_args(args: &BenchArgs) -> bakeoff::Result<BenchPlan> {
         .model
         .as_deref()
         .ok_or_else(|| Error::input("no model: pass --model FILE (or `model` in --config)"))?;
-    let model = super::resolve_model(model);
+    let ci_target_pct = ci_target(args.ci_target.as_deref())?;
+    let default_reps = if ci_target_pct.is_some() { 3 } else { 5 };
+    Ok(BenchPlan {
+        model: super::resolve_model(model),
+        matrix: matrix_from_args(args)?,
+        reps: args.reps.unwrap_or(default_reps),
+        warmup: args.warmup.unwrap_or(1),
+        ci_target_pct,
+        max_reps: args.max_reps.unwrap_or(20),
+        engine: engine_name(args.engine.as_deref())?,
+        extra_args: args.engine_args.clone(),
+        health_timeout_s: args.health_timeout,
+    })
+}
+
+/// The swept flags, `--server-flag`s and tests; `-p 64` when neither `-p` nor `-n` is given.
+fn matrix_from_args(args: &BenchArgs) -> bakeoff::Result<Matrix> {
     let mut matrix = Matrix::default();
     for (_, flag, value) in flag_args(args) {
         if let Some(value) = value {
@@ -163,56 +179,51 @@ fn plan_from_args(args: &BenchArgs) -> bakeoff::Result<BenchPlan> {
         }
     }
     for entry in &args.server_flags {
-        let (flag, values) = entry
-            .split_once('=')
-            .ok_or_else(|| Error::input(format!("--server-flag {entry}: expected FLAG=VALUES")))?;
-        if !flag.starts_with('-') {
-            return Err(Error::input(format!(
-                "--server-flag {entry}: '{flag}' does not look like a flag"
-            )));
-        }
+        let (flag, values) = server_flag(entry)?;
         matrix.set(flag, parse_values(flag, values)?);
     }
     matrix.prompt_tokens = numbers("-p", args.prompt.as_deref().unwrap_or("0"))?;
     matrix.gen_tokens = numbers("-n", args.gen.as_deref().unwrap_or("32"))?;
     matrix.depths = numbers("-d", args.depth.as_deref().unwrap_or("0"))?;
-    matrix.prompts = parse_values("--prompts", args.prompts.as_deref().unwrap_or("random"))?
-        .iter()
-        .map(|p| PromptSet::parse(p))
-        .collect();
+    let prompts = parse_values("--prompts", args.prompts.as_deref().unwrap_or("random"))?;
+    matrix.prompts = prompts.iter().map(|p| PromptSet::parse(p)).collect();
     if args.prompt.is_none() && args.gen.is_none() {
         matrix.prompt_tokens = vec![64];
     }
-    let ci_target_pct = args
-        .ci_target
-        .as_deref()
-        .map(|t| {
-            t.trim_end_matches('%').parse::<f64>().map_err(|_| {
-                Error::input(format!(
-                    "--ci-target {t}: expected a percentage such as 2 or 2%"
-                ))
-            })
-        })
-        .transpose()?;
-    let engine = args.engine.clone().unwrap_or_else(|| "llama-server".into());
-    if !matches!(engine.as_str(), "llama-server" | "llama-bench") {
-        return Err(Error::input(format!(
-            "--engine {engine}: expected llama-server or llama-bench"
-        )));
+    Ok(matrix)
+}
+
+/// `--server-flag FLAG=VALUES`.
+fn server_flag(entry: &str) -> bakeoff::Result<(&str, &str)> {
+    let (flag, values) = entry
+        .split_once('=')
+        .ok_or_else(|| Error::input(format!("--server-flag {entry}: expected FLAG=VALUES")))?;
+    if !flag.starts_with('-') {
+        let message = format!("--server-flag {entry}: '{flag}' does not look like a flag");
+        return Err(Error::input(message));
     }
-    Ok(BenchPlan {
-        model,
-        matrix,
-        reps: args
-            .reps
-            .unwrap_or(if ci_target_pct.is_some() { 3 } else { 5 }),
-        warmup: args.warmup.unwrap_or(1),
-        ci_target_pct,
-        max_reps: args.max_reps.unwrap_or(20),
-        engine,
-        extra_args: args.engine_args.clone(),
-        health_timeout_s: args.health_timeout,
-    })
+    Ok((flag, values))
+}
+
+/// `--ci-target 2` or `2%`.
+fn ci_target(text: Option<&str>) -> bakeoff::Result<Option<f64>> {
+    let parse = |t: &str| {
+        t.trim_end_matches('%').parse::<f64>().map_err(|_| {
+            Error::input(format!(
+                "--ci-target {t}: expected a percentage such as 2 or 2%"
+            ))
+        })
+    };
+    text.map(parse).transpose()
+}
+
+fn engine_name(name: Option<&str>) -> bakeoff::Result<String> {
+    let engine = name.unwrap_or("llama-server");
+    if !matches!(engine, "llama-server" | "llama-bench") {
+        let message = format!("--engine {engine}: expected llama-server or llama-bench");
+        return Err(Error::input(message));
+    }
+    Ok(engine.to_string())
 }
 
 pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result<ExitCode> {
@@ -227,13 +238,15 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
     check_model(&plan.model)?;
     let engine = Engine::find(Some(&store), global.engine_path.as_deref(), &plan.engine)?;
     let model = store.model(&plan.model)?;
-    let mut session = open_session(store, &plan, &args, resume, &model)?;
-    let done = announce(&session, resume, &engine, &model, printer)?;
-    let result = measure(&session, &args, &plan, engine, &model, done, printer);
-    printer.finish();
-    let code = session.finish(&result)?;
-    print_table(&session, &args, format, &plan, &model)?;
-    finish_lines(&session, code, result, printer)
+    let session = open_session(store, &plan, &args, resume, &model)?;
+    let mut bench = BenchRun {
+        session,
+        args: &args,
+        plan: &plan,
+        model,
+        printer,
+    };
+    bench.run(engine, resume.is_some(), format)
 }
 
 /// `--config FILE` applied under the command line's values.
@@ -265,11 +278,9 @@ fn check_model(model: &Path) -> bakeoff::Result<()> {
     if model.is_file() {
         return Ok(());
     }
-    Err(
-        Error::input(format!("model file not found: {}", model.display())).with_hint(
-            "`bakeoff doctor` lists installed models; scripts/setup installs two small ones",
-        ),
-    )
+    let hint = "`bakeoff doctor` lists installed models; scripts/setup installs two small ones";
+    let message = format!("model file not found: {}", model.display());
+    Err(Error::input(message).with_hint(hint))
 }
 
 /// A new bench run holding the plan, or the resumed one reopened.
@@ -285,106 +296,108 @@ fn open_session(
         return Session::resume(store, run_id, &command);
     }
     let params = serde_json::json!({ "plan": plan, "model_sha256": model.sha256 });
-    let run = RunSpec {
-        kind: "bench",
-        command: &command,
-        tag: args.tag.as_deref(),
-        params,
-    };
-    Session::begin(store, run)
+    let tag = args.tag.as_deref();
+    Session::begin(store, RunSpec::new("bench", &command, tag, params))
 }
 
-/// Status lines at the start; returns the trials a resumed run already holds.
-fn announce(
-    session: &Session,
-    resume: Option<i64>,
-    engine: &Engine,
-    model: &ModelRow,
+/// One bench run under way.
+struct BenchRun<'a> {
+    session: Session,
+    args: &'a BenchArgs,
+    plan: &'a BenchPlan,
+    model: ModelRow,
     printer: Printer,
-) -> bakeoff::Result<HashSet<TrialKey>> {
-    if let Some(note) = session.lock_note() {
-        printer.status(note);
-    }
-    let run_id = session.run_id();
-    let mut done = HashSet::new();
-    if resume.is_some() {
-        done = bench::completed_trials(session.store(), run_id)?;
-        let stored = done.len();
-        printer.status(format!("resuming run {run_id}: {stored} trials already stored"));
-    }
-    let size = human_bytes(model.size);
-    let label = engine.label();
-    printer.status(format!("run {run_id}: {label} on {} ({size})", model.path));
-    Ok(done)
 }
 
-/// Run the plan through llama-server or llama-bench, reporting progress.
-fn measure(
-    session: &Session,
-    args: &BenchArgs,
-    plan: &BenchPlan,
-    engine: Engine,
-    model: &ModelRow,
-    done: HashSet<TrialKey>,
-    printer: Printer,
-) -> bakeoff::Result<()> {
-    let mut progress = Progress::new(printer);
-    let mut observe = |event: Event| progress.event(event);
-    let ctx = BenchContext {
-        store: session.store(),
-        run_id: session.run_id(),
-        plan,
-        binary: engine.binary,
-        engine_id: engine.engine_id.unwrap_or_default(),
-        model_id: model.id,
-        done,
-    };
-    if plan.engine == "llama-bench" {
-        return LlamaBenchRun { ctx }.run(&mut observe);
+impl BenchRun<'_> {
+    fn run(&mut self, engine: Engine, resumed: bool, format: Format) -> anyhow::Result<ExitCode> {
+        let done = self.announce(&engine, resumed)?;
+        let result = self.measure(engine, done);
+        self.printer.finish();
+        let code = self.session.finish(&result)?;
+        self.print_table(format)?;
+        self.finish_lines(code, result)
     }
-    let require_clean = args.require_clean.map(Duration::from_secs);
-    ServerBench { ctx, require_clean }.run(&mut observe)
-}
 
-/// The run's cells (with rooflines when the bandwidth is known) in the chosen format.
-fn print_table(
-    session: &Session,
-    args: &BenchArgs,
-    format: Format,
-    plan: &BenchPlan,
-    model: &ModelRow,
-) -> bakeoff::Result<()> {
-    let store = session.store();
-    let detail = store.run_detail(session.run_id())?;
-    let mut cells = compare::cells(&detail);
-    let bandwidth = match args.bandwidth {
-        Some(gbs) => Some(gbs),
-        None => store.latest_system_measurement(session.system_id(), "memory_bandwidth")?,
-    };
-    bench_cells::add_roofline(&mut cells, &plan.model, bandwidth);
-    print!("{}", table::render(format, &bench_cells::model_info(model), &cells));
-    if format == Format::Markdown {
-        print!("{}", table::speculation_summary(&cells));
+    /// Status lines at the start; returns the trials a resumed run already holds.
+    fn announce(&self, engine: &Engine, resumed: bool) -> bakeoff::Result<HashSet<TrialKey>> {
+        if let Some(note) = self.session.lock_note() {
+            self.printer.status(note);
+        }
+        let run_id = self.session.run_id();
+        let mut done = HashSet::new();
+        if resumed {
+            done = bench::completed_trials(self.session.store(), run_id)?;
+            let stored = done.len();
+            let line = format!("resuming run {run_id}: {stored} trials already stored");
+            self.printer.status(line);
+        }
+        let (label, size) = (engine.label(), human_bytes(self.model.size));
+        let line = format!("run {run_id}: {label} on {} ({size})", self.model.path);
+        self.printer.status(line);
+        Ok(done)
     }
-    Ok(())
-}
 
-/// The closing status line, and the exit code (128 + signal when interrupted).
-fn finish_lines(
-    session: &Session,
-    code: u8,
-    result: bakeoff::Result<()>,
-    printer: Printer,
-) -> anyhow::Result<ExitCode> {
-    let run_id = session.run_id();
-    if code >= 128 {
-        printer.status(format!("interrupted; resume with: bakeoff bench --resume {run_id}"));
-        return Ok(ExitCode::from(code));
+    /// Run the plan through llama-server or llama-bench, reporting progress.
+    fn measure(&self, engine: Engine, done: HashSet<TrialKey>) -> bakeoff::Result<()> {
+        let mut progress = Progress::new(self.printer);
+        let mut observe = |event: Event| progress.event(event);
+        let ctx = self.context(engine, done);
+        if self.plan.engine == "llama-bench" {
+            return LlamaBenchRun { ctx }.run(&mut observe);
+        }
+        let require_clean = self.args.require_clean.map(Duration::from_secs);
+        ServerBench { ctx, require_clean }.run(&mut observe)
     }
-    result?;
-    let path = session.store().path().display();
-    printer.status(format!("stored as run {run_id} in {path}"));
-    Ok(ExitCode::SUCCESS)
+
+    fn context(&self, engine: Engine, done: HashSet<TrialKey>) -> BenchContext<'_> {
+        BenchContext {
+            store: self.session.store(),
+            run_id: self.session.run_id(),
+            plan: self.plan,
+            binary: engine.binary,
+            engine_id: engine.engine_id.unwrap_or_default(),
+            model_id: self.model.id,
+            done,
+        }
+    }
+
+    /// The run's cells (with rooflines when the bandwidth is known) in the chosen format.
+    fn print_table(&self, format: Format) -> bakeoff::Result<()> {
+        let detail = self.session.store().run_detail(self.session.run_id())?;
+        let mut cells = compare::cells(&detail);
+        bench_cells::add_roofline(&mut cells, &self.plan.model, self.bandwidth()?);
+        let info = bench_cells::model_info(&self.model);
+        print!("{}", table::render(format, &info, &cells));
+        if format == Format::Markdown {
+            print!("{}", table::speculation_summary(&cells));
+        }
+        Ok(())
+    }
+
+    /// `--bandwidth`, else the one `doctor --bandwidth` stored for this machine.
+    fn bandwidth(&self) -> bakeoff::Result<Option<f64>> {
+        if let Some(gbs) = self.args.bandwidth {
+            return Ok(Some(gbs));
+        }
+        let system = self.session.system_id();
+        let store = self.session.store();
+        store.latest_system_measurement(system, "memory_bandwidth")
+    }
+
+    /// The closing status line, and the exit code (128 + signal when interrupted).
+    fn finish_lines(&self, code: u8, result: bakeoff::Result<()>) -> anyhow::Result<ExitCode> {
+        let run_id = self.session.run_id();
+        if code >= 128 {
+            let line = format!("interrupted; resume with: bakeoff bench --resume {run_id}");
+            self.printer.status(line);
+            return Ok(ExitCode::from(code));
+        }
+        result?;
+        let path = self.session.store().path().display();
+        self.printer.status(format!("stored as run {run_id} in {path}"));
+        Ok(ExitCode::SUCCESS)
+    }
 }
 
 /// Progress lines on stderr with an ETA from the mean trial time so far.
@@ -407,40 +420,49 @@ impl Progress {
                 index,
                 total,
                 label,
-            } => self
-                .printer
-                .status(format!("config {}/{total}: {label}", index + 1)),
-            Event::Skipped { label, reason } => {
-                self.printer.status(format!("  skipped {label}: {reason}"))
-            }
-            Event::Trial {
-                done,
-                total,
-                test,
-                rep,
-                value,
-                unit,
-                flags,
-                ..
-            } => {
-                let elapsed = self.started.elapsed().as_secs_f64();
-                let eta = if done > 0 && total >= done {
-                    elapsed / done as f64 * (total - done) as f64
-                } else {
-                    0.0
-                };
-                let note = if flags.is_empty() {
-                    String::new()
-                } else {
-                    format!("  [{}]", flags.join("; "))
-                };
-                self.printer.status(format!(
-                    "  [{done}/{total} eta {eta:.0}s] {test} rep {}: {value:.2} {unit}{note}",
-                    rep + 1
-                ));
-                self.printer.bar(done, total, eta, test);
-            }
+            } => self.status(format!("config {}/{total}: {label}", index + 1)),
+            Event::Skipped { label, reason } => self.status(format!("  skipped {label}: {reason}")),
+            Event::Trial { .. } => self.trial(&event),
             Event::Warning(message) => self.printer.warn(message),
         }
+    }
+
+    fn status(&self, line: String) {
+        self.printer.status(line);
+    }
+
+    /// `[done/total eta Ns] test rep R: value unit  [noise notes]`, and the bar.
+    fn trial(&self, event: &Event) {
+        let Event::Trial {
+            done,
+            total,
+            test,
+            rep,
+            value,
+            unit,
+            flags,
+            ..
+        } = *event
+        else {
+            return;
+        };
+        let eta = self.eta(done, total);
+        let note = match flags.is_empty() {
+            true => String::new(),
+            false => format!("  [{}]", flags.join("; ")),
+        };
+        let rep = rep + 1;
+        let line = format!("  [{done}/{total} eta {eta:.0}s] {test} rep {rep}: {value:.2} {unit}{note}");
+        self.printer.status(line);
+        self.printer.bar(done, total, eta, test);
+    }
+
+    /// Seconds left at the mean trial time so far.
+    fn eta(&self, done: usize, total: usize) -> f64 {
+        if done == 0 || total < done {
+            return 0.0;
+        }
+        let elapsed = self.started.elapsed().as_secs_f64();
+        elapsed / done as f64 * (total - done) as f64
     }
 }

@@ -24,6 +24,22 @@ pub struct RunSpec<'a> {
     pub params: serde_json::Value,
 }
 
+impl<'a> RunSpec<'a> {
+    pub fn new(
+        kind: &'a str,
+        command: &'a str,
+        tag: Option<&'a str>,
+        params: serde_json::Value,
+    ) -> Self {
+        RunSpec {
+            kind,
+            command,
+            tag,
+            params,
+        }
+    }
+}
+
 /// A stored run in progress. Dropped while still open (an early `?`), it ends as failed, so no
 /// run is left `running`.
 pub struct Session {
