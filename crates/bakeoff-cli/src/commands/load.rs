@@ -9,7 +9,7 @@ use bakeoff::measure::load::executor::{Progress, Shape, StepLimits};
 use bakeoff::measure::load::metrics::{parse_duration_ms, Slo};
 use bakeoff::measure::load::selftest;
 use bakeoff::measure::load::workload::{Generator, LengthDist, WorkloadSpec};
-use bakeoff::measure::load::{LoadEvent, LoadPlan, LoadRunner, StepTable};
+use bakeoff::measure::load::{LoadEvent, LoadPlan, LoadRunner, ServerSizing, StepTable};
 use bakeoff::measure::matrix::{parse_values, PromptSet};
 use bakeoff::measure::prompts::TokenSource;
 use bakeoff::report::table::Format;
@@ -32,36 +32,16 @@ fn parse_duration(flag: &str, text: &str) -> bakeoff::Result<Duration> {
 fn shapes(args: &LoadArgs) -> bakeoff::Result<Vec<Shape>> {
     let mut shapes = Vec::new();
     if let Some(list) = &args.concurrency {
-        for v in parse_values("--concurrency", list)? {
-            let n: usize = v.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
-                Error::input(format!(
-                    "--concurrency: '{v}' is not a positive whole number"
-                ))
-            })?;
-            shapes.push(Shape::Concurrency(n));
-        }
+        shapes.extend(concurrency_shapes(list)?);
     }
     if let Some(list) = &args.rate {
-        for v in list.split(',').map(str::trim) {
-            let rate: f64 =
-                v.parse().ok().filter(|r: &f64| *r > 0.0).ok_or_else(|| {
-                    Error::input(format!("--rate: '{v}' is not a positive number"))
-                })?;
-            shapes.push(Shape::Rate {
-                rate,
-                burstiness: args.burstiness,
-            });
-        }
+        shapes.extend(rate_shapes(list, args.burstiness)?);
     }
     if args.max_throughput {
         shapes.push(Shape::MaxThroughput);
     }
     if shapes.is_empty() && args.sweep.is_none() {
-        shapes = vec![
-            Shape::Concurrency(1),
-            Shape::Concurrency(2),
-            Shape::Concurrency(4),
-        ];
+        shapes = [1, 2, 4].map(Shape::Concurrency).to_vec();
     }
     if let Some(k) = args.burstiness.filter(|k| *k <= 0.0) {
         return Err(Error::input(format!("--burstiness {k}: must be above 0")));
@@ -69,10 +49,53 @@ fn shapes(args: &LoadArgs) -> bakeoff::Result<Vec<Shape>> {
     Ok(shapes)
 }
 
+fn concurrency_shapes(list: &str) -> bakeoff::Result<Vec<Shape>> {
+    let positive = |v: &String| {
+        let n = v.parse().ok().filter(|&n: &usize| n > 0);
+        n.map(Shape::Concurrency).ok_or_else(|| {
+            Error::input(format!(
+                "--concurrency: '{v}' is not a positive whole number"
+            ))
+        })
+    };
+    parse_values("--concurrency", list)?
+        .iter()
+        .map(positive)
+        .collect()
+}
+
+fn rate_shapes(list: &str, burstiness: Option<f64>) -> bakeoff::Result<Vec<Shape>> {
+    let rate = |v: &str| {
+        let rate = v.parse().ok().filter(|r: &f64| *r > 0.0);
+        rate.map(|rate| Shape::Rate { rate, burstiness })
+            .ok_or_else(|| Error::input(format!("--rate: '{v}' is not a positive number")))
+    };
+    list.split(',').map(str::trim).map(rate).collect()
+}
+
 fn plan(args: &LoadArgs) -> bakeoff::Result<LoadPlan> {
+    let slo = args
+        .slo
+        .as_deref()
+        .map(Slo::parse)
+        .transpose()
+        .map_err(Error::input)?
+        .unwrap_or_default();
+    Ok(LoadPlan {
+        shapes: shapes(args)?,
+        sweep_rates: args.sweep,
+        workload: workload(args)?,
+        limits: limits(args)?,
+        seed: args.seed,
+        slo,
+    })
+}
+
+/// A JSONL dataset, multi-turn conversations, or synthetic prompts.
+fn workload(args: &LoadArgs) -> bakeoff::Result<WorkloadSpec> {
     let input = LengthDist::parse("--input", &args.input)?;
     let output = LengthDist::parse("--output", &args.output)?;
-    let workload = match (&args.dataset, args.turns) {
+    Ok(match (&args.dataset, args.turns) {
         (Some(path), _) => WorkloadSpec::Jsonl {
             path: path.clone(),
             output,
@@ -84,36 +107,24 @@ fn plan(args: &LoadArgs) -> bakeoff::Result<LoadPlan> {
             output,
         },
         _ => WorkloadSpec::Synthetic { input, output },
-    };
+    })
+}
+
+/// Each step's bounds: 32 requests unless a duration or a request count is given.
+fn limits(args: &LoadArgs) -> bakeoff::Result<StepLimits> {
     let duration = args
         .duration
         .as_deref()
         .map(|d| parse_duration("--duration", d))
         .transpose()?;
-    let requests = args
-        .requests
-        .or(if duration.is_none() { Some(32) } else { None });
-    let slo = args
-        .slo
-        .as_deref()
-        .map(Slo::parse)
-        .transpose()
-        .map_err(Error::input)?
-        .unwrap_or_default();
-    Ok(LoadPlan {
-        shapes: shapes(args)?,
-        sweep_rates: args.sweep,
-        workload,
-        limits: StepLimits {
-            duration,
-            requests,
-            warmup: parse_duration("--warmup", &args.warmup)?,
-            cooldown: parse_duration("--cooldown", &args.cooldown)?,
-            max_inflight: args.max_inflight.max(1),
-            stop_on_saturation: !args.no_stop_on_saturation,
-        },
-        seed: args.seed,
-        slo,
+    let default_requests = duration.is_none().then_some(32);
+    Ok(StepLimits {
+        duration,
+        requests: args.requests.or(default_requests),
+        warmup: parse_duration("--warmup", &args.warmup)?,
+        cooldown: parse_duration("--cooldown", &args.cooldown)?,
+        max_inflight: args.max_inflight.max(1),
+        stop_on_saturation: !args.no_stop_on_saturation,
     })
 }
 
@@ -130,20 +141,15 @@ pub fn run(global: &Global, args: LoadArgs, printer: Printer) -> anyhow::Result<
         return Err(Error::input("nothing to load-test: pass --model FILE or --url URL").into());
     }
     let plan = plan(&args)?;
-    let mut session = begin(global, &args, &plan)?;
-    let ceiling = session
-        .store()
-        .latest_system_measurement(session.system_id(), "client_ceiling_tps")?;
-    let target = open_target(&session, global, &args, &plan, printer);
-    let target = session.guard(target)?;
-    let result = drive(&session, &args, &plan, &target, ceiling, printer);
-    printer.finish();
-    target.store_log(&session)?;
-    drop(target);
-    let code = session.finish(&result)?;
-    print!("{}", render(format, &result?));
-    closing_lines(&session, ceiling, printer);
-    Ok(ExitCode::from(code))
+    let session = begin(global, &args, &plan)?;
+    let run = LoadRun {
+        session,
+        global,
+        args: &args,
+        plan: &plan,
+        printer,
+    };
+    run.run(format)
 }
 
 fn output_format(text: &str) -> bakeoff::Result<Format> {
@@ -169,123 +175,147 @@ fn begin(global: &Global, args: &LoadArgs, plan: &LoadPlan) -> bakeoff::Result<S
     let store = super::open_store(global)?;
     let command = super::command_line();
     let params = serde_json::json!({ "plan": plan, "url": args.url, "model": args.model, "engine_args": args.engine_args });
-    let run = RunSpec {
-        kind: "load",
-        command: &command,
-        tag: args.tag.as_deref(),
-        params,
-    };
-    Session::begin(store, run)
+    let tag = args.tag.as_deref();
+    Session::begin(store, RunSpec::new("load", &command, tag, params))
 }
 
-/// Attach to `--url`, or launch llama-server on `--model` with slots and context for the plan.
-fn open_target(
-    session: &Session,
-    global: &Global,
-    args: &LoadArgs,
-    plan: &LoadPlan,
+/// One load run under way.
+struct LoadRun<'a> {
+    session: Session,
+    global: &'a Global,
+    args: &'a LoadArgs,
+    plan: &'a LoadPlan,
     printer: Printer,
-) -> bakeoff::Result<Target> {
-    let Some(model) = args.model.as_deref().filter(|_| args.url.is_none()) else {
-        let url = args.url.as_deref().unwrap_or_default();
-        return Target::attach(Some(session.store()), url);
-    };
-    let model = super::resolve_model(model);
-    let mut launch = Launch::in_session(session, global.engine_path.as_deref(), &model)?;
-    let sizing = plan.server_sizing(&args.engine_args);
-    printer.status(format!(
-        "starting {} with {} slots, ctx {} (log: {})",
-        launch.engine.label(),
-        sizing.slots,
-        sizing.ctx,
-        launch.log_path.display()
-    ));
-    launch.args = sizing.args;
-    launch.health_timeout = Duration::from_secs(args.health_timeout);
-    launch.start(Some(session))
 }
 
-/// Run the plan's steps against `target`, printing each step's progress.
-fn drive(
-    session: &Session,
-    args: &LoadArgs,
-    plan: &LoadPlan,
-    target: &Target,
-    ceiling: Option<f64>,
-    printer: Printer,
-) -> bakeoff::Result<Vec<StepTable>> {
-    let synthetic_on_llama = target.kind == EngineKind::LlamaServer && args.dataset.is_none();
-    let source = synthetic_on_llama
-        .then(|| TokenSource::new(&target.http, &PromptSet::Random))
-        .transpose()?;
-    let generator = Generator::new(plan.workload.clone(), plan.seed, source)?;
-    let config = EngineConfig {
-        extra: args.engine_args.clone(),
-        ..Default::default()
-    };
-    let runner = LoadRunner {
-        store: session.store(),
-        run_id: session.run_id(),
-        http: &target.http,
-        generator: &generator,
-        config: &config,
-        engine_id: target.engine_id,
-        model_id: target.model_id,
-        model_name: target.served_model(),
-        ceiling_tps: ceiling,
-        tracked_pids: target.tracked_pids(),
-    };
-    runner.run(plan, &mut |event| observe(plan, event, printer))
-}
+impl LoadRun<'_> {
+    fn run(mut self, format: Format) -> anyhow::Result<ExitCode> {
+        let system = self.session.system_id();
+        let store = self.session.store();
+        let ceiling = store.latest_system_measurement(system, "client_ceiling_tps")?;
+        let target = self.open_target();
+        let target = self.session.guard(target)?;
+        let result = self.drive(&target, ceiling);
+        self.printer.finish();
+        target.store_log(&self.session)?;
+        drop(target);
+        let code = self.session.finish(&result)?;
+        print!("{}", render(format, &result?));
+        self.closing_lines(ceiling);
+        Ok(ExitCode::from(code))
+    }
 
-fn observe(plan: &LoadPlan, event: LoadEvent, printer: Printer) {
-    match event {
-        LoadEvent::StepStart { label } => {
-            printer.status(format!("step {label}: {}", plan.workload.describe()))
-        }
-        LoadEvent::Progress { label, progress } => show_progress(plan, label, progress, printer),
-        LoadEvent::StepDone { summary } => {
-            if let Some(note) = &summary.note {
-                printer.status(format!("  {}: {note}", summary.step));
+    /// Attach to `--url`, or launch llama-server on `--model` sized for the plan.
+    fn open_target(&self) -> bakeoff::Result<Target> {
+        let args = self.args;
+        let Some(model) = args.model.as_deref().filter(|_| args.url.is_none()) else {
+            let url = args.url.as_deref().unwrap_or_default();
+            return Target::attach(Some(self.session.store()), url);
+        };
+        let model = super::resolve_model(model);
+        let engine_path = self.global.engine_path.as_deref();
+        let mut launch = Launch::in_session(&self.session, engine_path, &model)?;
+        let sizing = self.plan.server_sizing(&args.engine_args);
+        self.announce(&launch, &sizing);
+        launch.args = sizing.args;
+        launch.health_timeout = Duration::from_secs(args.health_timeout);
+        launch.start(Some(&self.session))
+    }
+
+    fn announce(&self, launch: &Launch, sizing: &ServerSizing) {
+        let (slots, ctx) = (sizing.slots, sizing.ctx);
+        let (label, log) = (launch.engine.label(), launch.log_path.display());
+        let line = format!("starting {label} with {slots} slots, ctx {ctx} (log: {log})");
+        self.printer.status(line);
+    }
+
+    /// Run the plan's steps against `target`, printing each step's progress.
+    fn drive(&self, target: &Target, ceiling: Option<f64>) -> bakeoff::Result<Vec<StepTable>> {
+        let generator = self.generator(target)?;
+        let config = EngineConfig {
+            extra: self.args.engine_args.clone(),
+            ..Default::default()
+        };
+        let runner = LoadRunner {
+            store: self.session.store(),
+            run_id: self.session.run_id(),
+            http: &target.http,
+            generator: &generator,
+            config: &config,
+            engine_id: target.engine_id,
+            model_id: target.model_id,
+            model_name: target.served_model(),
+            ceiling_tps: ceiling,
+            tracked_pids: target.tracked_pids(),
+        };
+        runner.run(self.plan, &mut |event| self.observe(event))
+    }
+
+    /// Synthetic prompts on llama-server are built from its own tokenizer.
+    fn generator(&self, target: &Target) -> bakeoff::Result<Generator> {
+        let synthetic = target.kind == EngineKind::LlamaServer && self.args.dataset.is_none();
+        let source = synthetic
+            .then(|| TokenSource::new(&target.http, &PromptSet::Random))
+            .transpose()?;
+        Generator::new(self.plan.workload.clone(), self.plan.seed, source)
+    }
+
+    fn observe(&self, event: LoadEvent) {
+        let printer = self.printer;
+        match event {
+            LoadEvent::StepStart { label } => {
+                printer.status(format!("step {label}: {}", self.plan.workload.describe()))
             }
+            LoadEvent::Progress { label, progress } => self.show_progress(label, progress),
+            LoadEvent::StepDone { summary } => {
+                if let Some(note) = &summary.note {
+                    printer.status(format!("  {}: {note}", summary.step));
+                }
+            }
+            LoadEvent::Warning(message) => printer.warn(message),
         }
-        LoadEvent::Warning(message) => printer.warn(message),
     }
-}
 
-/// A bar on a terminal, else a line; the bound is the step's requests, or its seconds when the
-/// step is duration-bound.
-fn show_progress(plan: &LoadPlan, label: &str, progress: &Progress, printer: Printer) {
-    let line = format!(
-        "{label}: {} done, {} errors, {:.2} req/s, p50 TTFT {:.0} ms",
-        progress.done, progress.errors, progress.rate, progress.p50_ttft_ms
-    );
-    if !printer.terminal {
-        printer.status(format!("  {line} ({:.0}s)", progress.elapsed_s));
-        return;
-    }
-    let (done, total) = match (plan.limits.requests, plan.limits.duration) {
-        (Some(n), _) => (progress.done, n),
-        (None, Some(d)) => (progress.elapsed_s as usize, d.as_secs() as usize),
-        (None, None) => (0, 0),
-    };
-    let left = total.saturating_sub(done) as f64;
-    let eta = if done > 0 {
-        progress.elapsed_s / done as f64 * left
-    } else {
-        0.0
-    };
-    printer.bar(done, total, eta, &line);
-}
-
-fn closing_lines(session: &Session, ceiling: Option<f64>, printer: Printer) {
-    if ceiling.is_none() {
-        printer.status(
-            "note: the client's ceiling is unknown here; `bakeoff load --self-test` measures it",
+    /// A bar on a terminal, else a line.
+    fn show_progress(&self, label: &str, progress: &Progress) {
+        let line = format!(
+            "{label}: {} done, {} errors, {:.2} req/s, p50 TTFT {:.0} ms",
+            progress.done, progress.errors, progress.rate, progress.p50_ttft_ms
         );
+        if !self.printer.terminal {
+            let line = format!("  {line} ({:.0}s)", progress.elapsed_s);
+            return self.printer.status(line);
+        }
+        let (done, total) = self.bound(progress);
+        let left = total.saturating_sub(done) as f64;
+        let eta = match done {
+            0 => 0.0,
+            done => progress.elapsed_s / done as f64 * left,
+        };
+        self.printer.bar(done, total, eta, &line);
     }
-    let path = session.store().path().display();
-    printer.status(format!("stored as run {} in {path}", session.run_id()));
+
+    /// The step's bound: requests, or seconds when the step is duration-bound.
+    fn bound(&self, progress: &Progress) -> (usize, usize) {
+        let limits = &self.plan.limits;
+        match (limits.requests, limits.duration) {
+            (Some(n), _) => (progress.done, n),
+            (None, Some(d)) => (progress.elapsed_s as usize, d.as_secs() as usize),
+            (None, None) => (0, 0),
+        }
+    }
+
+    fn closing_lines(&self, ceiling: Option<f64>) {
+        if ceiling.is_none() {
+            self.printer.status(
+                "note: the client's ceiling is unknown here; `bakeoff load --self-test` measures it",
+            );
+        }
+        let path = self.session.store().path().display();
+        let run_id = self.session.run_id();
+        self.printer
+            .status(format!("stored as run {run_id} in {path}"));
+    }
 }
 
 /// The step tables as Markdown, CSV, JSON or JSONL.
