@@ -10,7 +10,7 @@ use crate::cli_tools::{
     RenderDiffArgs, ToolSampling, ToolTarget, ToolsBfclArgs, ToolsCommand, ToolsRunArgs,
 };
 use crate::printer::Printer;
-use bakeoff::quality::toolcall::bfcl::{self, Dataset, ItemResult, Verdict};
+use bakeoff::quality::toolcall::bfcl::{self, Dataset, Item, ItemResult};
 use bakeoff::quality::toolcall::{diverge, episode, render, Arm, Task, Trace};
 use bakeoff::session::{RunSpec, Session};
 use bakeoff::store::{NewTrial, Store};
@@ -157,7 +157,7 @@ impl ToolRun {
     }
 
     /// Store the launched engine's log and end the run; returns the exit code.
-    fn finish(&mut self, result: &bakeoff::Result<()>) -> bakeoff::Result<u8> {
+    fn finish<T>(&mut self, result: &bakeoff::Result<T>) -> bakeoff::Result<u8> {
         if let Some(target) = self.targets.iter().find(|t| t.engine.server.is_some()) {
             target.engine.store_log(&self.session)?;
         }
@@ -166,227 +166,199 @@ impl ToolRun {
 }
 
 fn run_tasks(global: &Global, args: &ToolsRunArgs, printer: Printer) -> anyhow::Result<ExitCode> {
-    let mut tasks = args
-        .task
-        .split(',')
-        .map(|t| Task::resolve(t.trim()))
-        .collect::<bakeoff::Result<Vec<_>>>()?;
-    if let Some(budget) = args.budget {
-        if budget == 0 {
-            return Err(Error::input("--budget must be at least 1").into());
-        }
-        tasks.iter_mut().for_each(|t| t.step_budget = budget);
-    }
-    let params = json!({ "tasks": tasks.iter().map(|t| &t.name).collect::<Vec<_>>(), "arms": args.sampling.arms,
-        "force_tools": args.sampling.force_tools, "reference": args.sampling.reference });
+    let tasks = resolve_tasks(&args.task, args.budget)?;
+    let names: Vec<&String> = tasks.iter().map(|t| &t.name).collect();
+    let sampling = &args.sampling;
+    let params = json!({ "tasks": names, "arms": sampling.arms,
+        "force_tools": sampling.force_tools, "reference": sampling.reference });
     let setup = Setup {
         target: &args.target,
-        sampling: &args.sampling,
+        sampling,
         force_thinking: args.force_thinking,
     };
     let mut session = begin(global, "tools", &setup, params, printer)?;
     let mut traces = Vec::new();
-    let result = run_episodes(&mut session, &tasks, &mut traces, printer);
-    let run_id = session.run_id();
+    let result = session.run_episodes(&tasks, &mut traces, printer);
     let code = session.finish(&result)?;
     result?;
-    let reports = divergences(&traces, None);
-    if args.sampling.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({ "run": run_id, "traces": traces, "divergence": reports })
-            )?
-        );
-    } else {
-        print::episodes(&traces);
-        println!();
-        reports.iter().for_each(print::divergence);
-    }
+    print_episodes(session.run_id(), &traces, sampling.json)?;
+    let run_id = session.run_id();
     printer.status(format!(
         "stored as run {run_id}; `bakeoff tools diff {run_id}` or `bakeoff tools export {run_id}`"
     ));
     Ok(ExitCode::from(code))
 }
 
-fn run_episodes(
-    session: &mut ToolRun,
-    tasks: &[Task],
-    traces: &mut Vec<Trace>,
-    printer: Printer,
-) -> bakeoff::Result<()> {
-    for task in tasks {
-        for index in 0..session.arms.len() {
-            if bakeoff::engines::process::interrupted().is_some() {
-                return Ok(());
-            }
-            let (arm, target) = &session.arms[index];
-            let trial = session.trial(arm.as_ref(), *target, &json!({ "tool_task": task.name }))?;
-            let name = arm.info().name.clone();
-            let mut observe = |turn: &episode::Turn| {
-                let calls: Vec<String> = turn
-                    .tool_calls
-                    .iter()
-                    .map(|c| format!("{}({})", c.name, target::short(&c.arguments)))
-                    .collect();
-                let what = turn.error.clone().unwrap_or_else(|| {
-                    if calls.is_empty() {
-                        "answer".into()
-                    } else {
-                        calls.join(", ")
-                    }
-                });
-                printer.status(format!(
-                    "[{}] {name} step {}: {what} ({:.2}s)",
-                    task.name, turn.step, turn.elapsed_s
-                ));
-            };
-            let trace = episode::run(session.arms[index].0.as_mut(), task, &mut observe);
-            session
-                .store()
-                .record_episode(session.run_id(), Some(trial), &trace)?;
-            session
-                .store()
-                .end_trial(trial, "ok", Some(&trace.outcome.halt_reason))?;
-            traces.push(trace);
+/// `--task a,b` with `--budget` steps each.
+fn resolve_tasks(names: &str, budget: Option<u32>) -> bakeoff::Result<Vec<Task>> {
+    let resolve = |name: &str| Task::resolve(name.trim());
+    let mut tasks = names.split(',').map(resolve).collect::<bakeoff::Result<Vec<_>>>()?;
+    if let Some(budget) = budget {
+        if budget == 0 {
+            return Err(Error::input("--budget must be at least 1"));
         }
+        tasks.iter_mut().for_each(|t| t.step_budget = budget);
+    }
+    Ok(tasks)
+}
+
+fn print_episodes(run_id: i64, traces: &[Trace], as_json: bool) -> anyhow::Result<()> {
+    let reports = diverge::per_task(traces, None);
+    if as_json {
+        let document = json!({ "run": run_id, "traces": traces, "divergence": reports });
+        println!("{}", serde_json::to_string_pretty(&document)?);
+    } else {
+        print::episodes(traces);
+        println!();
+        reports.iter().for_each(print::divergence);
     }
     Ok(())
 }
 
-/// Divergence reports per task: json vs native, and each arm against the reference (or the pair given).
-fn divergences(traces: &[Trace], pair: Option<(&str, &str)>) -> Vec<diverge::Divergence> {
-    let mut reports = Vec::new();
-    let mut tasks: Vec<&str> = traces.iter().map(|t| t.task.as_str()).collect();
-    tasks.dedup();
-    let find = |task: &str, arm: &str| traces.iter().find(|t| t.task == task && t.arm == arm);
-    for task in tasks {
-        let pairs: Vec<(&str, &str)> = match pair {
-            Some(pair) => vec![pair],
-            None => vec![
-                ("json", "native"),
-                ("json", "reference"),
-                ("native", "reference"),
-            ],
-        };
-        for (a, b) in pairs {
-            if let (Some(ta), Some(tb)) = (find(task, a), find(task, b)) {
-                reports.push(diverge::compare(ta, tb));
+impl ToolRun {
+    /// Every task on every arm, each episode a stored trial; stops early on Ctrl-C.
+    fn run_episodes(
+        &mut self,
+        tasks: &[Task],
+        traces: &mut Vec<Trace>,
+        printer: Printer,
+    ) -> bakeoff::Result<()> {
+        for task in tasks {
+            for index in 0..self.arms.len() {
+                if bakeoff::engines::process::interrupted().is_some() {
+                    return Ok(());
+                }
+                traces.push(self.episode(task, index, printer)?);
             }
         }
+        Ok(())
     }
-    reports
-}
 
-fn run_bfcl(global: &Global, args: &ToolsBfclArgs, printer: Printer) -> anyhow::Result<ExitCode> {
-    let dataset = Dataset::builtin()?;
-    let categories: Option<Vec<String>> = args
-        .category
-        .as_ref()
-        .map(|c| c.split(',').map(|s| s.trim().to_string()).collect());
-    if let Some(bad) = categories
-        .iter()
-        .flatten()
-        .find(|c| !bfcl::CATEGORIES.contains(&c.as_str()))
-    {
-        return Err(Error::input(format!(
-            "--category {bad}: expected {}",
-            bfcl::CATEGORIES.join(", ")
-        ))
-        .into());
+    fn episode(&mut self, task: &Task, index: usize, printer: Printer) -> bakeoff::Result<Trace> {
+        let (arm, target) = &self.arms[index];
+        let trial = self.trial(arm.as_ref(), *target, &json!({ "tool_task": task.name }))?;
+        let name = arm.info().name.clone();
+        let mut observe = |turn: &episode::Turn| show_turn(&task.name, &name, turn, printer);
+        let trace = episode::run(self.arms[index].0.as_mut(), task, &mut observe);
+        let store = self.session.store();
+        store.record_episode(self.session.run_id(), Some(trial), &trace)?;
+        store.end_trial(trial, "ok", Some(&trace.outcome.halt_reason))?;
+        Ok(trace)
     }
-    let ids: Option<Vec<&str>> = args
-        .item
-        .as_deref()
-        .map(|i| i.split(',').map(str::trim).collect());
-    if let Some(bad) = ids
-        .iter()
-        .flatten()
-        .find(|id| !dataset.items.iter().any(|i| i.id == **id))
-    {
-        return Err(
-            Error::input(format!("--item {bad}: no such item in the built-in set"))
-                .with_hint("`bakeoff tools bfcl --json` lists every item id with its result")
-                .into(),
-        );
-    }
-    let items: Vec<_> = dataset
-        .items
-        .iter()
-        .filter(|i| categories.as_ref().is_none_or(|c| c.contains(&i.category)))
-        .filter(|i| ids.as_ref().is_none_or(|ids| ids.contains(&i.id.as_str())))
-        .collect();
-    let params = json!({ "bfcl": "built-in", "items": items.len(), "arms": args.sampling.arms, "force_tools": args.sampling.force_tools });
-    let setup = Setup {
-        target: &args.target,
-        sampling: &args.sampling,
-        force_thinking: false,
-    };
-    let mut session = begin(global, "tools-bfcl", &setup, params, printer)?;
-    let mut results = Vec::new();
-    let result = (|| {
-        for index in 0..session.arms.len() {
-            let (arm, target) = &session.arms[index];
-            let trial = session.trial(arm.as_ref(), *target, &json!({ "bfcl": "built-in" }))?;
-            for item in &items {
+
+    /// The built-in single-turn set on every arm, each arm one stored trial.
+    fn run_bfcl(&mut self, set: &BfclSet, printer: Printer) -> bakeoff::Result<Vec<ItemResult>> {
+        let mut results = Vec::new();
+        for index in 0..self.arms.len() {
+            let (arm, target) = &self.arms[index];
+            let trial = self.trial(arm.as_ref(), *target, &json!({ "bfcl": "built-in" }))?;
+            for item in &set.items {
                 if bakeoff::engines::process::interrupted().is_some() {
                     break;
                 }
-                let scored = bfcl::run_item(session.arms[index].0.as_mut(), &dataset, item)
-                    .unwrap_or_else(|failure| ItemResult {
-                        id: item.id.clone(),
-                        category: item.category.clone(),
-                        arm: session.arms[index].0.info().name.clone(),
-                        calls: Vec::new(),
-                        content: String::new(),
-                        verdict: Verdict {
-                            valid: false,
-                            error_type: Some(format!("error:{}", failure.stage)),
-                            errors: vec![failure.error.to_string()],
-                        },
-                        elapsed_s: 0.0,
-                        prompt_eval_count: None,
-                        eval_count: None,
-                        prompt: None,
-                        raw: None,
-                    });
-                printer.status(format!(
-                    "{} {}: {}",
-                    scored.arm,
-                    scored.id,
-                    if scored.verdict.valid { "pass" } else { "fail" }
-                ));
-                session
-                    .store()
-                    .record_bfcl(session.run_id(), Some(trial), &scored)?;
+                let scored = bfcl::score_item(self.arms[index].0.as_mut(), &set.dataset, item);
+                let verdict = if scored.verdict.valid { "pass" } else { "fail" };
+                printer.status(format!("{} {}: {verdict}", scored.arm, scored.id));
+                self.store().record_bfcl(self.run_id(), Some(trial), &scored)?;
                 results.push(scored);
             }
-            session.store().end_trial(trial, "ok", None)?;
+            self.store().end_trial(trial, "ok", None)?;
         }
-        Ok(())
-    })();
-    let run_id = session.run_id();
-    let code = session.finish(&result)?;
-    result?;
-    if args.sampling.json {
-        let summary: serde_json::Map<String, serde_json::Value> = ["json", "native", "reference"]
-            .iter()
-            .filter_map(|arm| {
-                let own: Vec<ItemResult> =
-                    results.iter().filter(|r| r.arm == *arm).cloned().collect();
-                (!own.is_empty()).then(|| (arm.to_string(), json!(bfcl::summary(&own))))
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({ "run": run_id, "results": results, "summary": summary })
-            )?
-        );
-    } else {
-        print::bfcl_results(&results);
+        Ok(results)
     }
+}
+
+/// `[task] arm step N: calls or answer (seconds)`.
+fn show_turn(task: &str, arm: &str, turn: &episode::Turn, printer: Printer) {
+    let calls: Vec<String> = turn
+        .tool_calls
+        .iter()
+        .map(|c| format!("{}({})", c.name, target::short(&c.arguments)))
+        .collect();
+    let what = turn.error.clone().unwrap_or_else(|| match calls.is_empty() {
+        true => "answer".into(),
+        false => calls.join(", "),
+    });
+    let (step, seconds) = (turn.step, turn.elapsed_s);
+    printer.status(format!("[{task}] {arm} step {step}: {what} ({seconds:.2}s)"));
+}
+
+/// The built-in BFCL-style items the command line selects.
+struct BfclSet {
+    dataset: Dataset,
+    items: Vec<Item>,
+}
+
+fn run_bfcl(global: &Global, args: &ToolsBfclArgs, printer: Printer) -> anyhow::Result<ExitCode> {
+    let set = bfcl_set(args.category.as_deref(), args.item.as_deref())?;
+    let sampling = &args.sampling;
+    let params = json!({ "bfcl": "built-in", "items": set.items.len(), "arms": sampling.arms, "force_tools": sampling.force_tools });
+    let setup = Setup {
+        target: &args.target,
+        sampling,
+        force_thinking: false,
+    };
+    let mut session = begin(global, "tools-bfcl", &setup, params, printer)?;
+    let result = session.run_bfcl(&set, printer);
+    let code = session.finish(&result)?;
+    print_bfcl(session.run_id(), &result?, sampling.json)?;
     Ok(ExitCode::from(code))
+}
+
+/// `--category a,b` and `--item id,...`, each name checked.
+fn bfcl_set(categories: Option<&str>, ids: Option<&str>) -> bakeoff::Result<BfclSet> {
+    let dataset = Dataset::builtin()?;
+    let split = |text: &str| text.split(',').map(|s| s.trim().to_string()).collect();
+    let categories: Option<Vec<String>> = categories.map(split);
+    let ids: Option<Vec<String>> = ids.map(split);
+    check_categories(categories.iter().flatten())?;
+    check_items(&dataset, ids.iter().flatten())?;
+    let wanted = |item: &&Item| {
+        let category = categories.as_ref().is_none_or(|c| c.contains(&item.category));
+        category && ids.as_ref().is_none_or(|ids| ids.contains(&item.id))
+    };
+    let items = dataset.items.iter().filter(wanted).cloned().collect();
+    Ok(BfclSet { dataset, items })
+}
+
+fn check_categories<'a>(mut names: impl Iterator<Item = &'a String>) -> bakeoff::Result<()> {
+    match names.find(|c| !bfcl::CATEGORIES.contains(&c.as_str())) {
+        None => Ok(()),
+        Some(bad) => Err(Error::input(format!(
+            "--category {bad}: expected {}",
+            bfcl::CATEGORIES.join(", ")
+        ))),
+    }
+}
+
+fn check_items<'a>(dataset: &Dataset, mut ids: impl Iterator<Item = &'a String>) -> bakeoff::Result<()> {
+    match ids.find(|id| !dataset.items.iter().any(|i| &i.id == *id)) {
+        None => Ok(()),
+        Some(bad) => Err(
+            Error::input(format!("--item {bad}: no such item in the built-in set"))
+                .with_hint("`bakeoff tools bfcl --json` lists every item id with its result"),
+        ),
+    }
+}
+
+fn print_bfcl(run_id: i64, results: &[ItemResult], as_json: bool) -> anyhow::Result<()> {
+    if !as_json {
+        print::bfcl_results(results);
+        return Ok(());
+    }
+    let summary = bfcl_summary(results);
+    let document = json!({ "run": run_id, "results": results, "summary": summary });
+    println!("{}", serde_json::to_string_pretty(&document)?);
+    Ok(())
+}
+
+/// Accuracy per category for each arm that answered.
+fn bfcl_summary(results: &[ItemResult]) -> serde_json::Map<String, serde_json::Value> {
+    let of_arm = |arm: &&str| {
+        let own: Vec<ItemResult> = results.iter().filter(|r| r.arm == *arm).cloned().collect();
+        (!own.is_empty()).then(|| (arm.to_string(), json!(bfcl::summary(&own))))
+    };
+    ["json", "native", "reference"].iter().filter_map(of_arm).collect()
 }
 
 fn render_diff(
@@ -473,7 +445,7 @@ fn diff(
         },
         None => None,
     };
-    let reports = divergences(&traces, pair);
+    let reports = diverge::per_task(&traces, pair);
     if json {
         println!(
             "{}",
