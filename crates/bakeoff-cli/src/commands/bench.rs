@@ -9,7 +9,7 @@ use bakeoff::measure::compare;
 use bakeoff::measure::llama_bench::LlamaBenchRun;
 use bakeoff::measure::matrix::{parse_values, Matrix, PromptSet};
 use bakeoff::report::bench_cells;
-use bakeoff::report::table::{self, Format};
+use bakeoff::report::table::{self, Format, ModelInfo};
 use bakeoff::session::{Engine, RunSpec, Session};
 use bakeoff::store::{ModelRow, Store};
 use bakeoff::Error;
@@ -292,12 +292,22 @@ fn open_session(
     model: &ModelRow,
 ) -> bakeoff::Result<Session> {
     let command = super::command_line();
-    if let Some(run_id) = resume {
-        return Session::resume(store, run_id, &command);
-    }
     let params = serde_json::json!({ "plan": plan, "model_sha256": model.sha256 });
-    let tag = args.tag.as_deref();
-    Session::begin(store, RunSpec::new("bench", &command, tag, params))
+    match resume {
+        Some(run_id) => Session::resume(store, run_id, &command),
+        None => Session::begin(
+            store,
+            RunSpec::new("bench", &command, args.tag.as_deref(), params),
+        ),
+    }
+}
+
+/// The table, and under Markdown the speculation summary.
+fn print_cells(format: Format, info: &ModelInfo, cells: &[compare::Cell]) {
+    print!("{}", table::render(format, info, cells));
+    if format == Format::Markdown {
+        print!("{}", table::speculation_summary(cells));
+    }
 }
 
 /// One bench run under way.
@@ -324,16 +334,24 @@ impl BenchRun<'_> {
         if let Some(note) = self.session.lock_note() {
             self.printer.status(note);
         }
-        let run_id = self.session.run_id();
-        let mut done = HashSet::new();
-        if resumed {
-            done = bench::completed_trials(self.session.store(), run_id)?;
-            let stored = done.len();
-            let line = format!("resuming run {run_id}: {stored} trials already stored");
-            self.printer.status(line);
-        }
+        let done = if resumed {
+            self.stored_trials()?
+        } else {
+            HashSet::new()
+        };
         let (label, size) = (engine.label(), human_bytes(self.model.size));
+        let run_id = self.session.run_id();
         let line = format!("run {run_id}: {label} on {} ({size})", self.model.path);
+        self.printer.status(line);
+        Ok(done)
+    }
+
+    /// The trials a resumed run already holds (they are not measured again).
+    fn stored_trials(&self) -> bakeoff::Result<HashSet<TrialKey>> {
+        let run_id = self.session.run_id();
+        let done = bench::completed_trials(self.session.store(), run_id)?;
+        let stored = done.len();
+        let line = format!("resuming run {run_id}: {stored} trials already stored");
         self.printer.status(line);
         Ok(done)
     }
@@ -367,11 +385,7 @@ impl BenchRun<'_> {
         let detail = self.session.store().run_detail(self.session.run_id())?;
         let mut cells = compare::cells(&detail);
         bench_cells::add_roofline(&mut cells, &self.plan.model, self.bandwidth()?);
-        let info = bench_cells::model_info(&self.model);
-        print!("{}", table::render(format, &info, &cells));
-        if format == Format::Markdown {
-            print!("{}", table::speculation_summary(&cells));
-        }
+        print_cells(format, &bench_cells::model_info(&self.model), &cells);
         Ok(())
     }
 
@@ -389,13 +403,15 @@ impl BenchRun<'_> {
     fn finish_lines(&self, code: u8, result: bakeoff::Result<()>) -> anyhow::Result<ExitCode> {
         let run_id = self.session.run_id();
         if code >= 128 {
-            let line = format!("interrupted; resume with: bakeoff bench --resume {run_id}");
-            self.printer.status(line);
+            self.printer.status(format!(
+                "interrupted; resume with: bakeoff bench --resume {run_id}"
+            ));
             return Ok(ExitCode::from(code));
         }
         result?;
         let path = self.session.store().path().display();
-        self.printer.status(format!("stored as run {run_id} in {path}"));
+        self.printer
+            .status(format!("stored as run {run_id} in {path}"));
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -452,7 +468,8 @@ impl Progress {
             false => format!("  [{}]", flags.join("; ")),
         };
         let rep = rep + 1;
-        let line = format!("  [{done}/{total} eta {eta:.0}s] {test} rep {rep}: {value:.2} {unit}{note}");
+        let line =
+            format!("  [{done}/{total} eta {eta:.0}s] {test} rep {rep}: {value:.2} {unit}{note}");
         self.printer.status(line);
         self.printer.bar(done, total, eta, test);
     }

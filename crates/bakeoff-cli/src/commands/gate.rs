@@ -85,7 +85,10 @@ fn load_files(args: &GateArgs, path: &Path) -> bakeoff::Result<(GateFile, GateSp
         spec = GateSpec::load(gate)?;
     }
     let candidates = file.candidates.iter().filter_map(|c| c.model.as_ref());
-    match std::iter::once(&file.model).chain(candidates).find(|m| !m.is_file()) {
+    match std::iter::once(&file.model)
+        .chain(candidates)
+        .find(|m| !m.is_file())
+    {
         None => Ok((file, spec)),
         Some(model) => Err(Error::input(format!(
             "{}: model file not found: {}",

@@ -27,7 +27,15 @@ pub fn run(global: &Global, command: JournalCommand, printer: Printer) -> anyhow
                 after: after.as_deref(),
                 gates: &gate,
             };
-            let id = add(&store, title, change, note, &runs, verdict.as_deref(), printer)?;
+            let id = add(
+                &store,
+                title,
+                change,
+                note,
+                &runs,
+                verdict.as_deref(),
+                printer,
+            )?;
             print_entry(&store, id, json)
         }
         JournalCommand::Show { ids, md, json } => show(&store, &ids, md, json, printer),
@@ -86,7 +94,13 @@ fn add(
     Ok(store.add_journal_entry(&entry)?)
 }
 
-fn show(store: &Store, ids: &[i64], md: bool, json: bool, printer: Printer) -> anyhow::Result<ExitCode> {
+fn show(
+    store: &Store,
+    ids: &[i64],
+    md: bool,
+    json: bool,
+    printer: Printer,
+) -> anyhow::Result<ExitCode> {
     let entries = match ids {
         [] => store.journal_entries()?,
         ids => ids

@@ -3,9 +3,9 @@
 use crate::cli::{Global, ModelCommand, PlanArgs, SynthArgs};
 use crate::printer::Printer;
 use bakeoff::domain::units::{human_bytes, parse_bytes};
+use bakeoff::engines::process::Supervised;
 use bakeoff::formats::gguf::{GgmlType, GgufFile};
 use bakeoff::model::plan::{self, KvSettings, TABLE_TYPES};
-use bakeoff::engines::process::Supervised;
 use bakeoff::model::synth::{self as synthesis, SynthReport, SynthShape, SynthSpec};
 use bakeoff::model::ModelFacts;
 use bakeoff::Error;
@@ -180,7 +180,9 @@ fn quantize(
     let (_, quantize) = bakeoff::engines::discovery::find_tool(engine_path, "llama-quantize")?;
     let log = to.with_extension("quantize.log");
     let (tool, log_text) = (quantize.display(), log.display());
-    printer.status(format!("quantizing to {kind} with {tool} (log: {log_text})"));
+    printer.status(format!(
+        "quantizing to {kind} with {tool} (log: {log_text})"
+    ));
     let argv = [from, to].map(|p| p.display().to_string()).to_vec();
     let argv = [argv, vec![kind.to_string()]].concat();
     let mut child = Supervised::spawn(&quantize, &argv, &log)?;

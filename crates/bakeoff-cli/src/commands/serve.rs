@@ -37,7 +37,10 @@ pub fn run(global: &Global, args: &ServeArgs, printer: Printer) -> anyhow::Resul
     let log_path = launch.log_path.clone();
     let started = launch.start(Some(&session));
     let mut target = session.guard(started)?;
-    let server = target.server.as_mut().ok_or_else(|| anyhow::anyhow!("no engine"))?;
+    let server = target
+        .server
+        .as_mut()
+        .ok_or_else(|| anyhow::anyhow!("no engine"))?;
     print_ready(server, session.run_id(), &log_path, args.json);
     keep_serving(&mut session, &log_path, server, printer)
 }
@@ -89,7 +92,9 @@ pub(super) fn keep_serving(
 ) -> anyhow::Result<ExitCode> {
     inject_fault_for_tests()?;
     let outcome = supervise(server);
-    session.store().engine_log(session.run_id(), None, log_path)?;
+    session
+        .store()
+        .engine_log(session.run_id(), None, log_path)?;
     match outcome {
         Outcome::Interrupted => {
             server.stop();

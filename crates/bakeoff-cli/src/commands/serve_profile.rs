@@ -51,7 +51,11 @@ pub fn run(
 }
 
 /// `--fallback`, else the profile's own; never the profile itself.
-fn fallback_of(store: &Store, args: &ServeArgs, candidate: &Profile) -> anyhow::Result<Option<Profile>> {
+fn fallback_of(
+    store: &Store,
+    args: &ServeArgs,
+    candidate: &Profile,
+) -> anyhow::Result<Option<Profile>> {
     let name = &candidate.name;
     match args.fallback.as_deref().or(candidate.fallback.as_deref()) {
         Some(other) if other == name => {
@@ -87,7 +91,11 @@ struct Starter<'a> {
 
 impl Starter<'_> {
     /// The candidate; when it fails readiness, the fallback in its place.
-    fn start<'p>(&self, candidate: &'p Profile, fallback: Option<&'p Profile>) -> anyhow::Result<Started<'p>> {
+    fn start<'p>(
+        &self,
+        candidate: &'p Profile,
+        fallback: Option<&'p Profile>,
+    ) -> anyhow::Result<Started<'p>> {
         let name = &candidate.name;
         let failure = match self.attempt(candidate, None)? {
             Attempt::Ready(serving) => return Ok(Started::Serving(candidate, serving)),
@@ -106,7 +114,12 @@ impl Starter<'_> {
         self.start_fallback(name, &failure, fallback)
     }
 
-    fn start_fallback<'p>(&self, name: &str, failure: &str, fallback: &'p Profile) -> anyhow::Result<Started<'p>> {
+    fn start_fallback<'p>(
+        &self,
+        name: &str,
+        failure: &str,
+        fallback: &'p Profile,
+    ) -> anyhow::Result<Started<'p>> {
         let other = &fallback.name;
         match self.attempt(fallback, Some(name))? {
             Attempt::Ready(serving) => {
@@ -124,7 +137,12 @@ impl Starter<'_> {
     }
 
     /// Print the ready line and supervise until Ctrl-C or the engine's exit.
-    fn serve(&self, profile: &Profile, asked: &str, mut serving: Serving) -> anyhow::Result<ExitCode> {
+    fn serve(
+        &self,
+        profile: &Profile,
+        asked: &str,
+        mut serving: Serving,
+    ) -> anyhow::Result<ExitCode> {
         let fallback_for = (profile.name != asked).then_some(asked);
         print_ready(&serving, profile, fallback_for, self.args.json);
         let (log_path, printer) = (&serving.log_path, self.printer);
@@ -224,7 +242,9 @@ fn gate_start(
 /// A start that failed readiness: its log stored, its run ended with the failing check.
 fn failed(mut session: Session, log_path: &Path, report: &GateReport) -> anyhow::Result<Attempt> {
     if log_path.exists() {
-        session.store().engine_log(session.run_id(), None, log_path)?;
+        session
+            .store()
+            .engine_log(session.run_id(), None, log_path)?;
     }
     let line = report.failure_line();
     session.finish(&Err::<(), _>(format!("readiness: {line}")))?;

@@ -9,7 +9,11 @@ impl ModelFacts {
     /// The inspect lines, each starting with two spaces and a padded label.
     pub fn describe(&self) -> Vec<String> {
         let mut lines = vec![
-            format!("  architecture   {}{}", self.architecture, self.display_name()),
+            format!(
+                "  architecture   {}{}",
+                self.architecture,
+                self.display_name()
+            ),
             format!("  parameters     {}", self.parameter_text()),
             format!(
                 "  file size      {} (tensor data {})",
@@ -24,7 +28,10 @@ impl ModelFacts {
         lines.extend(self.optional_lines());
         lines.push(self.tokenizer_line());
         lines.push(format!("  chat template  {}", self.template_text()));
-        lines.extend(self.split_count.map(|n| format!("  split          {n} files")));
+        lines.extend(
+            self.split_count
+                .map(|n| format!("  split          {n} files")),
+        );
         lines.extend(self.notes.iter().map(|note| format!("  note: {note}")));
         lines
     }
@@ -69,7 +76,9 @@ impl ModelFacts {
         }
         if let Some(rank) = self.kv_lora_rank {
             let q = self.q_lora_rank.map_or("-".into(), |r| r.to_string());
-            lines.push(format!("  MLA            kv_lora_rank {rank}, q_lora_rank {q}"));
+            lines.push(format!(
+                "  MLA            kv_lora_rank {rank}, q_lora_rank {q}"
+            ));
         }
         if let (Some(n), Some(k)) = (self.expert_count, self.expert_used_count) {
             lines.push(format!("  experts        {k} of {n} per token"));

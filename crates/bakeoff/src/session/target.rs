@@ -60,7 +60,12 @@ pub struct Launch {
 impl Launch {
     /// llama-server `engine` on `model` (its stored record when there is one), logging to
     /// `log_dir/llama-server.log`. Loopback, a free port, no flags, a 120 s health timeout.
-    pub fn new(engine: Engine, model: &Path, model_row: Option<ModelRow>, log_dir: &Path) -> Launch {
+    pub fn new(
+        engine: Engine,
+        model: &Path,
+        model_row: Option<ModelRow>,
+        log_dir: &Path,
+    ) -> Launch {
         Launch {
             engine,
             model: model.to_path_buf(),
@@ -83,7 +88,12 @@ impl Launch {
         let store = session.store();
         let engine = Engine::find(Some(store), engine_path, "llama-server")?;
         let model_row = store.model(model)?;
-        Ok(Self::new(engine, model, Some(model_row), &session.run_dir()))
+        Ok(Self::new(
+            engine,
+            model,
+            Some(model_row),
+            &session.run_dir(),
+        ))
     }
 
     /// Start it and wait for health. With a session, the engine log is stored with the run even

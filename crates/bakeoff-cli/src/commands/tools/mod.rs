@@ -87,7 +87,14 @@ fn open_targets(
     let main = target::open(global, setup.target, &session.run_dir(), Some(session))?;
     printer.status(format!("run {}: {}", session.run_id(), main.engine.label));
     let names = &setup.sampling.arms;
-    let arms = target::build_arms(names, setup.target, &main, sampling, force, setup.force_thinking)?;
+    let arms = target::build_arms(
+        names,
+        setup.target,
+        &main,
+        sampling,
+        force,
+        setup.force_thinking,
+    )?;
     let mut arms: Arms = arms.into_iter().map(|arm| (arm, 0)).collect();
     let mut targets = vec![main];
     if let Some(url) = &setup.sampling.reference {
@@ -192,7 +199,10 @@ fn run_tasks(global: &Global, args: &ToolsRunArgs, printer: Printer) -> anyhow::
 /// `--task a,b` with `--budget` steps each.
 fn resolve_tasks(names: &str, budget: Option<u32>) -> bakeoff::Result<Vec<Task>> {
     let resolve = |name: &str| Task::resolve(name.trim());
-    let mut tasks = names.split(',').map(resolve).collect::<bakeoff::Result<Vec<_>>>()?;
+    let mut tasks = names
+        .split(',')
+        .map(resolve)
+        .collect::<bakeoff::Result<Vec<_>>>()?;
     if let Some(budget) = budget {
         if budget == 0 {
             return Err(Error::input("--budget must be at least 1"));
@@ -259,7 +269,8 @@ impl ToolRun {
                 let scored = bfcl::score_item(self.arms[index].0.as_mut(), &set.dataset, item);
                 let verdict = if scored.verdict.valid { "pass" } else { "fail" };
                 printer.status(format!("{} {}: {verdict}", scored.arm, scored.id));
-                self.store().record_bfcl(self.run_id(), Some(trial), &scored)?;
+                self.store()
+                    .record_bfcl(self.run_id(), Some(trial), &scored)?;
                 results.push(scored);
             }
             self.store().end_trial(trial, "ok", None)?;
@@ -275,12 +286,17 @@ fn show_turn(task: &str, arm: &str, turn: &episode::Turn, printer: Printer) {
         .iter()
         .map(|c| format!("{}({})", c.name, target::short(&c.arguments)))
         .collect();
-    let what = turn.error.clone().unwrap_or_else(|| match calls.is_empty() {
-        true => "answer".into(),
-        false => calls.join(", "),
-    });
+    let what = turn
+        .error
+        .clone()
+        .unwrap_or_else(|| match calls.is_empty() {
+            true => "answer".into(),
+            false => calls.join(", "),
+        });
     let (step, seconds) = (turn.step, turn.elapsed_s);
-    printer.status(format!("[{task}] {arm} step {step}: {what} ({seconds:.2}s)"));
+    printer.status(format!(
+        "[{task}] {arm} step {step}: {what} ({seconds:.2}s)"
+    ));
 }
 
 /// The built-in BFCL-style items the command line selects.
@@ -314,7 +330,9 @@ fn bfcl_set(categories: Option<&str>, ids: Option<&str>) -> bakeoff::Result<Bfcl
     check_categories(categories.iter().flatten())?;
     check_items(&dataset, ids.iter().flatten())?;
     let wanted = |item: &&Item| {
-        let category = categories.as_ref().is_none_or(|c| c.contains(&item.category));
+        let category = categories
+            .as_ref()
+            .is_none_or(|c| c.contains(&item.category));
         category && ids.as_ref().is_none_or(|ids| ids.contains(&item.id))
     };
     let items = dataset.items.iter().filter(wanted).cloned().collect();
@@ -331,7 +349,10 @@ fn check_categories<'a>(mut names: impl Iterator<Item = &'a String>) -> bakeoff:
     }
 }
 
-fn check_items<'a>(dataset: &Dataset, mut ids: impl Iterator<Item = &'a String>) -> bakeoff::Result<()> {
+fn check_items<'a>(
+    dataset: &Dataset,
+    mut ids: impl Iterator<Item = &'a String>,
+) -> bakeoff::Result<()> {
     match ids.find(|id| !dataset.items.iter().any(|i| &i.id == *id)) {
         None => Ok(()),
         Some(bad) => Err(
@@ -358,7 +379,10 @@ fn bfcl_summary(results: &[ItemResult]) -> serde_json::Map<String, serde_json::V
         let own: Vec<ItemResult> = results.iter().filter(|r| r.arm == *arm).cloned().collect();
         (!own.is_empty()).then(|| (arm.to_string(), json!(bfcl::summary(&own))))
     };
-    ["json", "native", "reference"].iter().filter_map(of_arm).collect()
+    ["json", "native", "reference"]
+        .iter()
+        .filter_map(of_arm)
+        .collect()
 }
 
 fn render_diff(

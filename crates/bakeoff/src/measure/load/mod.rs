@@ -16,10 +16,10 @@ use crate::engines::http::Http;
 use crate::store::{NewTrial, Store, TrialRow};
 use crate::Result;
 use executor::{run_step, Progress, Shape, StepLimits};
-pub use sizing::ServerSizing;
 use metrics::{Distribution, RequestRecord, Slo};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+pub use sizing::ServerSizing;
 use std::collections::BTreeMap;
 use workload::{Generator, WorkloadSpec};
 

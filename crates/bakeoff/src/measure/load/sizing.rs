@@ -41,7 +41,12 @@ impl LoadPlan {
         let per_slot = self.workload.max_tokens_per_request() + 64;
         let ctx = (slots as u32 * per_slot).div_ceil(256) * 256;
         let mut args = vec!["--metrics".to_string()];
-        args.extend(["-np".into(), slots.to_string(), "-c".into(), ctx.to_string()]);
+        args.extend([
+            "-np".into(),
+            slots.to_string(),
+            "-c".into(),
+            ctx.to_string(),
+        ]);
         args.extend(user.iter().cloned());
         ServerSizing { slots, ctx, args }
     }

@@ -82,7 +82,8 @@ pub fn per_task(traces: &[Trace], pair: Option<(&str, &str)>) -> Vec<Divergence>
     let mut tasks: Vec<&str> = traces.iter().map(|t| t.task.as_str()).collect();
     tasks.dedup();
     let find = |task: &str, arm: &str| traces.iter().find(|t| t.task == task && t.arm == arm);
-    let compare_pair = |task: &str, (a, b): (&str, &str)| Some(compare(find(task, a)?, find(task, b)?));
+    let compare_pair =
+        |task: &str, (a, b): (&str, &str)| Some(compare(find(task, a)?, find(task, b)?));
     tasks
         .iter()
         .flat_map(|task| pairs.iter().filter_map(move |p| compare_pair(task, *p)))
