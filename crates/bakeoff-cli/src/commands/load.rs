@@ -29,39 +29,39 @@ fn parse_duration(flag: &str, text: &str) -> bakeoff::Result<Duration> {
         })
 }
 
+/// The shapes asked for; concurrency 1, 2 and 4 when none is (and no sweep).
 fn shapes(args: &LoadArgs) -> bakeoff::Result<Vec<Shape>> {
-    let mut shapes = Vec::new();
-    if let Some(list) = &args.concurrency {
-        shapes.extend(concurrency_shapes(list)?);
-    }
-    if let Some(list) = &args.rate {
-        shapes.extend(rate_shapes(list, args.burstiness)?);
-    }
-    if args.max_throughput {
-        shapes.push(Shape::MaxThroughput);
-    }
-    if shapes.is_empty() && args.sweep.is_none() {
-        shapes = [1, 2, 4].map(Shape::Concurrency).to_vec();
-    }
     if let Some(k) = args.burstiness.filter(|k| *k <= 0.0) {
         return Err(Error::input(format!("--burstiness {k}: must be above 0")));
     }
+    let mut shapes = requested_shapes(args)?;
+    if shapes.is_empty() && args.sweep.is_none() {
+        shapes = [1, 2, 4].map(Shape::Concurrency).to_vec();
+    }
+    Ok(shapes)
+}
+
+fn requested_shapes(args: &LoadArgs) -> bakeoff::Result<Vec<Shape>> {
+    let concurrency = args.concurrency.as_deref().map(concurrency_shapes);
+    let rates = args
+        .rate
+        .as_deref()
+        .map(|r| rate_shapes(r, args.burstiness));
+    let mut shapes = concurrency.unwrap_or(Ok(Vec::new()))?;
+    shapes.extend(rates.unwrap_or(Ok(Vec::new()))?);
+    shapes.extend(args.max_throughput.then_some(Shape::MaxThroughput));
     Ok(shapes)
 }
 
 fn concurrency_shapes(list: &str) -> bakeoff::Result<Vec<Shape>> {
     let positive = |v: &String| {
         let n = v.parse().ok().filter(|&n: &usize| n > 0);
-        n.map(Shape::Concurrency).ok_or_else(|| {
-            Error::input(format!(
-                "--concurrency: '{v}' is not a positive whole number"
-            ))
-        })
+        let message = || format!("--concurrency: '{v}' is not a positive whole number");
+        n.map(Shape::Concurrency)
+            .ok_or_else(|| Error::input(message()))
     };
-    parse_values("--concurrency", list)?
-        .iter()
-        .map(positive)
-        .collect()
+    let values = parse_values("--concurrency", list)?;
+    values.iter().map(positive).collect()
 }
 
 fn rate_shapes(list: &str, burstiness: Option<f64>) -> bakeoff::Result<Vec<Shape>> {
@@ -74,13 +74,8 @@ fn rate_shapes(list: &str, burstiness: Option<f64>) -> bakeoff::Result<Vec<Shape
 }
 
 fn plan(args: &LoadArgs) -> bakeoff::Result<LoadPlan> {
-    let slo = args
-        .slo
-        .as_deref()
-        .map(Slo::parse)
-        .transpose()
-        .map_err(Error::input)?
-        .unwrap_or_default();
+    let slo = args.slo.as_deref().map(Slo::parse).transpose();
+    let slo = slo.map_err(Error::input)?.unwrap_or_default();
     Ok(LoadPlan {
         shapes: shapes(args)?,
         sweep_rates: args.sweep,
@@ -112,9 +107,8 @@ fn workload(args: &LoadArgs) -> bakeoff::Result<WorkloadSpec> {
 
 /// Each step's bounds: 32 requests unless a duration or a request count is given.
 fn limits(args: &LoadArgs) -> bakeoff::Result<StepLimits> {
-    let duration = args
-        .duration
-        .as_deref()
+    let duration = args.duration.as_deref();
+    let duration = duration
         .map(|d| parse_duration("--duration", d))
         .transpose()?;
     let default_requests = duration.is_none().then_some(32);
@@ -161,8 +155,8 @@ fn output_format(text: &str) -> bakeoff::Result<Format> {
 fn serve_scripted(args: &LoadArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     let port = args.port.unwrap_or(0);
     let pace = Duration::from_micros(args.pace_us);
-    let endpoint = selftest::ScriptedEndpoint::start_on(port, pace)
-        .map_err(|e| Error::engine(format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
+    let listen_error = |e| Error::engine(format!("cannot listen on 127.0.0.1:{port}: {e}"));
+    let endpoint = selftest::ScriptedEndpoint::start_on(port, pace).map_err(listen_error)?;
     println!("ready {}", endpoint.url);
     printer.status("serving the scripted endpoint until Ctrl-C");
     while bakeoff::engines::process::interrupted().is_none() {
@@ -178,6 +172,9 @@ fn begin(global: &Global, args: &LoadArgs, plan: &LoadPlan) -> bakeoff::Result<S
     let tag = args.tag.as_deref();
     Session::begin(store, RunSpec::new("load", &command, tag, params))
 }
+
+const CEILING_UNKNOWN: &str =
+    "note: the client's ceiling is unknown here; `bakeoff load --self-test` measures it";
 
 /// One load run under way.
 struct LoadRun<'a> {
@@ -261,18 +258,22 @@ impl LoadRun<'_> {
     }
 
     fn observe(&self, event: LoadEvent) {
-        let printer = self.printer;
         match event {
-            LoadEvent::StepStart { label } => {
-                printer.status(format!("step {label}: {}", self.plan.workload.describe()))
-            }
+            LoadEvent::StepStart { label } => self.step_start(label),
             LoadEvent::Progress { label, progress } => self.show_progress(label, progress),
-            LoadEvent::StepDone { summary } => {
-                if let Some(note) = &summary.note {
-                    printer.status(format!("  {}: {note}", summary.step));
-                }
-            }
-            LoadEvent::Warning(message) => printer.warn(message),
+            LoadEvent::StepDone { summary } => self.step_note(summary),
+            LoadEvent::Warning(message) => self.printer.warn(message),
+        }
+    }
+
+    fn step_start(&self, label: &str) {
+        let workload = self.plan.workload.describe();
+        self.printer.status(format!("step {label}: {workload}"));
+    }
+
+    fn step_note(&self, summary: &StepTable) {
+        if let Some(note) = &summary.note {
+            self.printer.status(format!("  {}: {note}", summary.step));
         }
     }
 
@@ -307,9 +308,7 @@ impl LoadRun<'_> {
 
     fn closing_lines(&self, ceiling: Option<f64>) {
         if ceiling.is_none() {
-            self.printer.status(
-                "note: the client's ceiling is unknown here; `bakeoff load --self-test` measures it",
-            );
+            self.printer.status(CEILING_UNKNOWN);
         }
         let path = self.session.store().path().display();
         let run_id = self.session.run_id();
