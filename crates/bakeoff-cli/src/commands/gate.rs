@@ -13,43 +13,60 @@ use std::path::Path;
 use std::process::ExitCode;
 
 pub fn run(global: &Global, args: &GateArgs, printer: Printer) -> anyhow::Result<ExitCode> {
-    let json = match args.output.as_str() {
-        "md" | "markdown" => false,
-        "json" => true,
-        other => return Err(Error::input(format!("-o {other}: expected md or json")).into()),
-    };
+    let json = json_output(&args.output)?;
     let store = super::open_store(global)?;
-    let (run_id, rows, ctx) = match (&args.show, &args.file) {
+    let table = match (&args.show, &args.file) {
         (Some(reference), _) => show(&store, reference)?,
         (None, Some(path)) => measure(global, args, path, store, &printer)?,
         (None, None) => return Err(Error::input("give a candidates file or --show RUN").into()),
     };
-    if json {
-        let value = serde_json::json!({"run": run_id, "ctx": ctx, "candidates": rows});
-        println!("{}", serde_json::to_string_pretty(&value)?);
-    } else {
-        print!("{}", readiness::markdown(&rows, ctx));
-    }
-    let failed = rows.iter().any(|r| r.overall == Some(Status::Fail));
-    Ok(if args.strict && failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+    table.print(json)?;
+    let failed = table.rows.iter().any(|r| r.overall == Some(Status::Fail));
+    Ok(match args.strict && failed {
+        true => ExitCode::FAILURE,
+        false => ExitCode::SUCCESS,
     })
 }
 
-fn show(store: &Store, reference: &str) -> anyhow::Result<(i64, Vec<Readiness>, u64)> {
+/// `-o md` or `-o json`.
+fn json_output(format: &str) -> bakeoff::Result<bool> {
+    match format {
+        "md" | "markdown" => Ok(false),
+        "json" => Ok(true),
+        other => Err(Error::input(format!("-o {other}: expected md or json"))),
+    }
+}
+
+/// A gate run's readiness rows.
+struct Table {
+    run_id: i64,
+    rows: Vec<Readiness>,
+    ctx: u64,
+}
+
+impl Table {
+    fn print(&self, json: bool) -> anyhow::Result<()> {
+        let (run, ctx, rows) = (self.run_id, self.ctx, &self.rows);
+        if json {
+            let value = serde_json::json!({"run": run, "ctx": ctx, "candidates": rows});
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        } else {
+            print!("{}", readiness::markdown(rows, ctx));
+        }
+        Ok(())
+    }
+}
+
+fn show(store: &Store, reference: &str) -> anyhow::Result<Table> {
     let run_id = store.resolve_run(reference)?;
     let rows = store.readiness(run_id)?;
     if rows.is_empty() {
-        return Err(Error::input(format!(
-            "run {run_id} has no readiness rows (not a `bakeoff gate` run)"
-        ))
-        .into());
+        let message = format!("run {run_id} has no readiness rows (not a `bakeoff gate` run)");
+        return Err(Error::input(message).into());
     }
     let detail = store.run_detail(run_id)?;
     let ctx = detail.params["file"]["ctx"].as_u64().unwrap_or(0);
-    Ok((run_id, rows, ctx))
+    Ok(Table { run_id, rows, ctx })
 }
 
 fn measure(
@@ -58,24 +75,23 @@ fn measure(
     path: &Path,
     store: Store,
     printer: &Printer,
-) -> anyhow::Result<(i64, Vec<Readiness>, u64)> {
+) -> anyhow::Result<Table> {
     let (file, spec) = load_files(args, path)?;
     let engine = Engine::find(Some(&store), global.engine_path.as_deref(), "llama-server")?;
     let command = super::command_line();
     let params = serde_json::json!({ "file": file, "gate": spec });
-    let run = RunSpec {
-        kind: "gate",
-        command: &command,
-        tag: args.tag.as_deref(),
-        params,
-    };
-    let mut session = Session::begin(store, run)?;
+    let tag = args.tag.as_deref();
+    let mut session = Session::begin(store, RunSpec::new("gate", &command, tag, params))?;
     let result = run_gate(&session, &file, &spec, engine, printer);
     session.finish(&result)?;
     let rows = result?;
     let (run_id, path) = (session.run_id(), session.store().path().display());
     printer.status(format!("stored as run {run_id} in {path}"));
-    Ok((run_id, rows, file.ctx))
+    Ok(Table {
+        run_id,
+        rows,
+        ctx: file.ctx,
+    })
 }
 
 /// The candidates file (and `--gate` over its gate), every model in it present.
@@ -85,20 +101,17 @@ fn load_files(args: &GateArgs, path: &Path) -> bakeoff::Result<(GateFile, GateSp
         spec = GateSpec::load(gate)?;
     }
     let candidates = file.candidates.iter().filter_map(|c| c.model.as_ref());
-    match std::iter::once(&file.model)
-        .chain(candidates)
-        .find(|m| !m.is_file())
-    {
+    let mut models = std::iter::once(&file.model).chain(candidates);
+    match models.find(|m| !m.is_file()) {
         None => Ok((file, spec)),
-        Some(model) => Err(Error::input(format!(
-            "{}: model file not found: {}",
-            path.display(),
-            model.display()
-        ))
-        .with_hint(
-            "`bakeoff doctor` lists installed models; scripts/setup installs two small ones",
-        )),
+        Some(model) => Err(missing_model(path, model)),
     }
+}
+
+fn missing_model(file: &Path, model: &Path) -> Error {
+    let hint = "`bakeoff doctor` lists installed models; scripts/setup installs two small ones";
+    let (file, model) = (file.display(), model.display());
+    Error::input(format!("{file}: model file not found: {model}")).with_hint(hint)
 }
 
 fn run_gate(
@@ -108,16 +121,9 @@ fn run_gate(
     engine: Engine,
     printer: &Printer,
 ) -> bakeoff::Result<Vec<Readiness>> {
-    let run_id = session.run_id();
-    let run_dir = session.run_dir();
+    let (run_id, run_dir) = (session.run_id(), session.run_dir());
     std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
-    printer.status(format!(
-        "run {run_id}: {} candidate(s) against {} on {} ({})",
-        file.candidates.len(),
-        file.baseline.name,
-        file.model.display(),
-        engine.label()
-    ));
+    announce(run_id, file, &engine, printer);
     let store = session.store();
     let engine_id = engine.engine_id.unwrap_or_default();
     let mut record = |row: &Readiness| store.record_readiness(run_id, engine_id, row).map(drop);
@@ -132,17 +138,30 @@ fn run_gate(
     .run(&mut |event| observe(event, printer))
 }
 
+fn announce(run_id: i64, file: &GateFile, engine: &Engine, printer: &Printer) {
+    printer.status(format!(
+        "run {run_id}: {} candidate(s) against {} on {} ({})",
+        file.candidates.len(),
+        file.baseline.name,
+        file.model.display(),
+        engine.label()
+    ));
+}
+
 fn observe(event: Event, printer: &Printer) {
     match event {
         Event::Stage { candidate, what } => printer.status(format!("{candidate}: {what}")),
-        Event::Done(row) => printer.status(format!(
-            "{}: {}{}",
-            row.candidate,
-            row.overall.map_or("done", Status::label),
-            row.blocker
-                .as_ref()
-                .map(|b| format!(" ({b})"))
-                .unwrap_or_default()
-        )),
+        Event::Done(row) => printer.status(done_line(&row)),
     }
+}
+
+/// `candidate: PASS (blocker)`.
+fn done_line(row: &Readiness) -> String {
+    let overall = row.overall.map_or("done", Status::label);
+    let blocker = row.blocker.as_ref().map(|b| format!(" ({b})"));
+    format!(
+        "{}: {overall}{}",
+        row.candidate,
+        blocker.unwrap_or_default()
+    )
 }
