@@ -16,6 +16,7 @@ use bakeoff::session::{RunSpec, Session};
 use bakeoff::store::{NewTrial, Store};
 use bakeoff::Error;
 use serde_json::json;
+use std::path::Path;
 use std::process::ExitCode;
 use target::Target;
 
@@ -60,12 +61,7 @@ fn begin(
 ) -> anyhow::Result<ToolRun> {
     let store = super::open_store(global)?;
     let command = super::command_line();
-    let run = RunSpec {
-        kind,
-        command: &command,
-        tag: setup.sampling.tag.as_deref(),
-        params,
-    };
+    let run = RunSpec::new(kind, &command, setup.sampling.tag.as_deref(), params);
     let mut session = Session::begin(store, run)?;
     let opened = open_targets(global, &session, setup, printer);
     let (targets, arms) = session.guard(opened)?;
@@ -393,21 +389,18 @@ fn render_diff(
     let task = Task::resolve(&args.task)?;
     let log_dir = tempfile_dir()?;
     let target = target::open(global, &args.target, log_dir.path(), None)?;
-    printer.status(format!(
-        "rendering {} conversations of task {} on {}",
-        render::cases(&task).len(),
-        task.name,
-        target.engine.label
-    ));
+    let (cases, label) = (render::cases(&task), &target.engine.label);
+    let line = format!(
+        "rendering {} conversations of task {} on {label}",
+        cases.len(),
+        task.name
+    );
+    printer.status(line);
     let template = target::native_template(&args.target, &target)?;
-    let results = render::compare(&template, &target.endpoint, &render::cases(&task));
+    let results = render::compare(&template, &target.endpoint, &cases);
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({ "engine": target.engine.label, "task": task.name, "cases": results })
-            )?
-        );
+        let document = json!({ "engine": label, "task": task.name, "cases": results });
+        println!("{}", serde_json::to_string_pretty(&document)?);
     } else {
         print::renderings(&results);
     }
@@ -444,37 +437,12 @@ fn diff(
 ) -> anyhow::Result<ExitCode> {
     let store = super::open_store(global)?;
     let run_id = store.resolve_run(run)?;
-    let traces: Vec<Trace> = store
-        .episodes(run_id)?
-        .into_iter()
-        .filter(|t| task.is_none_or(|name| t.task == name))
-        .collect();
-    if traces.is_empty() {
-        return Err(Error::input(format!(
-            "run {run_id} has no tool-call episodes{}",
-            task.map(|t| format!(" of task {t}")).unwrap_or_default()
-        ))
-        .with_hint("`bakeoff tools run` stores them; `bakeoff runs list` shows the runs")
-        .into());
-    }
-    let pair = match arms {
-        Some(text) => match text.split_once(',') {
-            Some((a, b)) => Some((a.trim(), b.trim())),
-            None => {
-                return Err(Error::input(format!(
-                    "--arms {text}: expected two arms, e.g. json,native"
-                ))
-                .into())
-            }
-        },
-        None => None,
-    };
+    let traces = stored_episodes(&store, run_id, task)?;
+    let pair = arms.map(arm_pair).transpose()?;
     let reports = diverge::per_task(&traces, pair);
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "run": run_id, "divergence": reports }))?
-        );
+        let document = json!({ "run": run_id, "divergence": reports });
+        println!("{}", serde_json::to_string_pretty(&document)?);
     } else if reports.is_empty() {
         eprintln!("run {run_id}: no task has both arms to compare");
     } else {
@@ -483,25 +451,39 @@ fn diff(
     Ok(ExitCode::SUCCESS)
 }
 
-fn export(
-    global: &Global,
-    run: &str,
-    output: Option<&std::path::Path>,
-) -> anyhow::Result<ExitCode> {
+/// The run's episodes (of `task` only, when given); an error when there are none.
+fn stored_episodes(store: &Store, run_id: i64, task: Option<&str>) -> bakeoff::Result<Vec<Trace>> {
+    let wanted = |t: &Trace| task.is_none_or(|name| t.task == name);
+    let traces: Vec<Trace> = store.episodes(run_id)?.into_iter().filter(wanted).collect();
+    if !traces.is_empty() {
+        return Ok(traces);
+    }
+    let of_task = task.map(|t| format!(" of task {t}")).unwrap_or_default();
+    let hint = "`bakeoff tools run` stores them; `bakeoff runs list` shows the runs";
+    Err(Error::input(format!("run {run_id} has no tool-call episodes{of_task}")).with_hint(hint))
+}
+
+/// `--arms a,b`.
+fn arm_pair(text: &str) -> bakeoff::Result<(&str, &str)> {
+    let message = || format!("--arms {text}: expected two arms, e.g. json,native");
+    let (a, b) = text
+        .split_once(',')
+        .ok_or_else(|| Error::input(message()))?;
+    Ok((a.trim(), b.trim()))
+}
+
+fn export(global: &Global, run: &str, output: Option<&Path>) -> anyhow::Result<ExitCode> {
     let store = super::open_store(global)?;
     let run_id = store.resolve_run(run)?;
     let detail = store.run_detail(run_id)?;
     let rows = store.tool_traces(run_id)?;
-    let traces: Vec<_> = rows
-        .iter()
-        .filter(|r| r.kind == "episode")
-        .map(|r| &r.trace)
-        .collect();
-    let bfcl: Vec<_> = rows
-        .iter()
-        .filter(|r| r.kind == "bfcl")
-        .map(|r| &r.trace)
-        .collect();
+    let of_kind = |kind: &str| -> Vec<&serde_json::Value> {
+        rows.iter()
+            .filter(|r| r.kind == kind)
+            .map(|r| &r.trace)
+            .collect()
+    };
+    let (traces, bfcl) = (of_kind("episode"), of_kind("bfcl"));
     let document = json!({ "run": detail.run, "params": detail.params, "system": detail.system, "traces": traces, "bfcl": bfcl });
     let text = serde_json::to_string_pretty(&document)?;
     match output {
@@ -512,24 +494,19 @@ fn export(
 }
 
 fn tasks(json: bool) -> anyhow::Result<ExitCode> {
-    let tasks: Vec<Task> = Task::builtin_names()
-        .into_iter()
-        .filter_map(Task::builtin)
-        .collect();
+    let names = Task::builtin_names().into_iter();
+    let tasks: Vec<Task> = names.filter_map(Task::builtin).collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&tasks)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    for task in tasks {
-        let tools: Vec<&str> = task.tools.iter().map(|t| t.name.as_str()).collect();
-        println!(
-            "{:<10} budget {:>2}  {}\n{:<10} tools: {}",
-            task.name,
-            task.step_budget,
-            task.description,
-            "",
-            tools.join(", ")
-        );
+    } else {
+        tasks.iter().for_each(print_task);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_task(task: &Task) {
+    let tools: Vec<&str> = task.tools.iter().map(|t| t.name.as_str()).collect();
+    let (name, budget, description) = (&task.name, task.step_budget, &task.description);
+    println!("{name:<10} budget {budget:>2}  {description}");
+    println!("{:<10} tools: {}", "", tools.join(", "));
 }
