@@ -18,7 +18,11 @@ pub fn run(global: &Global, args: &DoctorArgs, printer: Printer) -> anyhow::Resu
     let models = installed_models(&store, &models_dir, printer)?;
     let fingerprint = Fingerprint::collect();
     let bandwidth = match args.bandwidth {
-        true => Some(measure_bandwidth(&store, &fingerprint, printer)?),
+        true => Some(measure_bandwidth(
+            &store,
+            store.system_id(&fingerprint)?,
+            printer,
+        )?),
         false => None,
     };
     let found = Found {
@@ -73,14 +77,14 @@ fn installed_models(store: &Store, dir: &Path, printer: Printer) -> bakeoff::Res
     paths.iter().map(hash).collect()
 }
 
+/// Measure and store this machine's memory bandwidth (the roofline's denominator).
 fn measure_bandwidth(
     store: &Store,
-    fingerprint: &Fingerprint,
+    system_id: i64,
     printer: Printer,
 ) -> bakeoff::Result<Bandwidth> {
     printer.status("measuring memory bandwidth (in-process copy, all cores)…");
     let measured = bakeoff::system::bandwidth::measure();
-    let system_id = store.system_id(fingerprint)?;
     store.system_measurement(system_id, "memory_bandwidth", measured.gb_per_s, "GB/s")?;
     Ok(measured)
 }

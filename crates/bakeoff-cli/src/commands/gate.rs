@@ -64,9 +64,12 @@ fn show(store: &Store, reference: &str) -> anyhow::Result<Table> {
         let message = format!("run {run_id} has no readiness rows (not a `bakeoff gate` run)");
         return Err(Error::input(message).into());
     }
-    let detail = store.run_detail(run_id)?;
-    let ctx = detail.params["file"]["ctx"].as_u64().unwrap_or(0);
-    Ok(Table { run_id, rows, ctx })
+    let ctx = store.run_detail(run_id)?.params["file"]["ctx"].as_u64();
+    Ok(Table {
+        run_id,
+        rows,
+        ctx: ctx.unwrap_or(0),
+    })
 }
 
 fn measure(

@@ -42,13 +42,15 @@ fn shapes(args: &LoadArgs) -> bakeoff::Result<Vec<Shape>> {
 }
 
 fn requested_shapes(args: &LoadArgs) -> bakeoff::Result<Vec<Shape>> {
-    let concurrency = args.concurrency.as_deref().map(concurrency_shapes);
-    let rates = args
-        .rate
+    let rates = |list| rate_shapes(list, args.burstiness);
+    let concurrency = args
+        .concurrency
         .as_deref()
-        .map(|r| rate_shapes(r, args.burstiness));
-    let mut shapes = concurrency.unwrap_or(Ok(Vec::new()))?;
-    shapes.extend(rates.unwrap_or(Ok(Vec::new()))?);
+        .map(concurrency_shapes)
+        .transpose()?;
+    let rates = args.rate.as_deref().map(rates).transpose()?;
+    let mut shapes = concurrency.unwrap_or_default();
+    shapes.extend(rates.into_iter().flatten());
     shapes.extend(args.max_throughput.then_some(Shape::MaxThroughput));
     Ok(shapes)
 }

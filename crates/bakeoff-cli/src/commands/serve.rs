@@ -79,11 +79,9 @@ fn with_serve_args(mut launch: Launch, args: &ServeArgs) -> Launch {
 
 fn print_ready(server: &LlamaServer, run_id: i64, log_path: &Path, as_json: bool) {
     let (url, pid) = (&server.url, server.pid());
+    let ready = json!({ "ready": true, "url": url, "pid": pid, "log": log_path, "run": run_id });
     if as_json {
-        println!(
-            "{}",
-            json!({ "ready": true, "url": url, "pid": pid, "log": log_path, "run": run_id })
-        );
+        println!("{ready}");
     } else {
         let log = log_path.display();
         println!("ready {url} pid={pid} run={run_id} log={log}");
@@ -119,15 +117,13 @@ enum Outcome {
 
 /// Wait until we are interrupted or the engine exits on its own.
 fn supervise(server: &mut LlamaServer) -> Outcome {
-    loop {
-        if process::interrupted().is_some() {
-            return Outcome::Interrupted;
-        }
+    while process::interrupted().is_none() {
         if let Some(status) = server.exited() {
             return Outcome::Exited(exit_message(server, status));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    Outcome::Interrupted
 }
 
 /// `llama-server exited unexpectedly (STATUS): first fatal log line`.
