@@ -97,20 +97,23 @@ fn print_bandwidth(bandwidth: Option<&Bandwidth>) {
 
 /// Exit 1 with an error and a hint when no llama-server or no model was found.
 fn verdict(found: &Found, models_dir: &Path) -> ExitCode {
-    if !found.server {
-        eprintln!("error: no usable engine: llama-server was not found");
-        eprintln!(
-            "hint: run scripts/setup (builds llama.cpp into {}), or pass --engine-path",
-            bakeoff::system::paths::engines_dir().display()
-        );
-        return ExitCode::from(1);
-    }
-    if !found.models {
-        eprintln!("error: no model found in {}", models_dir.display());
-        eprintln!("hint: run scripts/setup to install SmolLM2-135M and Gemma 3 270M");
-        return ExitCode::from(1);
-    }
-    ExitCode::SUCCESS
+    let engines = bakeoff::system::paths::engines_dir();
+    let problem = match (found.server, found.models) {
+        (false, _) => (
+            "no usable engine: llama-server was not found".to_string(),
+            format!(
+                "run scripts/setup (builds llama.cpp into {}), or pass --engine-path",
+                engines.display()
+            ),
+        ),
+        (true, false) => (
+            format!("no model found in {}", models_dir.display()),
+            "run scripts/setup to install SmolLM2-135M and Gemma 3 270M".to_string(),
+        ),
+        (true, true) => return ExitCode::SUCCESS,
+    };
+    eprintln!("error: {}\nhint: {}", problem.0, problem.1);
+    ExitCode::from(1)
 }
 
 fn print_engines(engines: &[discovery::LlamaCppInstall]) {

@@ -154,10 +154,8 @@ fn rejudge(
     verdict: Option<&str>,
     printer: Printer,
 ) -> anyhow::Result<JournalEntry> {
-    let evidence = match judge(store, runs, printer)? {
-        Some(evidence) => Some(evidence),
-        None => serde_json::from_value(entry.evidence.clone()).ok(),
-    };
+    let stored = || serde_json::from_value(entry.evidence.clone()).ok();
+    let evidence = judge(store, runs, printer)?.or_else(stored);
     entry.before_run = evidence.as_ref().map(|e| e.before.id);
     entry.after_run = evidence.as_ref().map(|e| e.after.id);
     decide(entry, evidence, verdict, printer)
@@ -199,35 +197,11 @@ fn decide(
 ) -> anyhow::Result<JournalEntry> {
     let by_hand = by_hand.map(Verdict::parse).transpose()?;
     let proposed = evidence.as_ref().and_then(|e| e.proposed);
-    let verdict = match (by_hand, proposed, &evidence) {
-        (Some(verdict), _, _) => verdict,
-        (None, Some(proposed), _) => proposed,
-        (None, None, Some(e)) => {
-            return Err(Error::input(format!(
-                "nothing to judge between {} and {}: {}",
-                e.before.label(),
-                e.after.label(),
-                e.reason
-            ))
-            .with_hint(
-                "compare runs that measured the same tests, or pass --verdict to record the entry anyway",
-            )
-            .into())
-        }
-        (None, None, None) => {
-            return Err(Error::input("no evidence and no verdict")
-                .with_hint("pass --before RUN --after RUN to judge the change, or --verdict PENDING|BLOCKED for an untested one")
-                .into())
-        }
-    };
+    let verdict = by_hand
+        .or(proposed)
+        .ok_or_else(|| nothing_to_judge(evidence.as_ref()))?;
     if let (Some(e), Some(proposed)) = (&evidence, proposed) {
-        match by_hand {
-            Some(verdict) if verdict != proposed => printer.warn(format!(
-                "verdict {verdict} set by hand overrides the proposed {proposed} ({})",
-                e.reason
-            )),
-            _ => printer.status(format!("proposed {proposed}: {}", e.reason)),
-        }
+        explain(e, proposed, by_hand, printer);
     }
     entry.verdict = verdict.as_str().to_string();
     entry.proposed = proposed.map(|p| p.as_str().to_string());
@@ -237,11 +211,35 @@ fn decide(
         "proposal"
     }
     .to_string();
-    entry.evidence = match evidence {
-        Some(e) => serde_json::to_value(e)?,
-        None => serde_json::json!({}),
-    };
+    entry.evidence = evidence.map_or(Ok(serde_json::json!({})), serde_json::to_value)?;
     Ok(entry)
+}
+
+/// No verdict given and none proposed: say why the evidence judged nothing, or that there is none.
+fn nothing_to_judge(evidence: Option<&Evidence>) -> Error {
+    let Some(e) = evidence else {
+        return Error::input("no evidence and no verdict")
+            .with_hint("pass --before RUN --after RUN to judge the change, or --verdict PENDING|BLOCKED for an untested one");
+    };
+    let (before, after) = (e.before.label(), e.after.label());
+    Error::input(format!(
+        "nothing to judge between {before} and {after}: {}",
+        e.reason
+    ))
+    .with_hint(
+        "compare runs that measured the same tests, or pass --verdict to record the entry anyway",
+    )
+}
+
+/// The proposal and its reason, or a warning when a hand verdict overrides it.
+fn explain(evidence: &Evidence, proposed: Verdict, by_hand: Option<Verdict>, printer: Printer) {
+    let reason = &evidence.reason;
+    match by_hand {
+        Some(verdict) if verdict != proposed => printer.warn(format!(
+            "verdict {verdict} set by hand overrides the proposed {proposed} ({reason})"
+        )),
+        _ => printer.status(format!("proposed {proposed}: {reason}")),
+    }
 }
 
 fn print_entry(store: &Store, id: i64, json: bool) -> anyhow::Result<ExitCode> {

@@ -2,6 +2,7 @@
 
 use crate::cli::{Global, ModelCommand, PlanArgs, SynthArgs};
 use crate::printer::Printer;
+use bakeoff::chat::{ChatTemplate, Message, ToolCallFormat};
 use bakeoff::domain::units::{human_bytes, parse_bytes};
 use bakeoff::engines::process::Supervised;
 use bakeoff::formats::gguf::{GgmlType, GgufFile};
@@ -39,53 +40,64 @@ pub fn run(global: &Global, command: ModelCommand, printer: Printer) -> anyhow::
 
 /// `bakeoff model template`: the prompt the model's chat template makes of a conversation.
 fn template(args: &crate::cli::TemplateArgs) -> anyhow::Result<ExitCode> {
-    use bakeoff::chat::{ChatTemplate, Message, ToolCallFormat};
     let gguf = GgufFile::open(&super::resolve_model(&args.file))?;
     let mut template = ChatTemplate::from_gguf(&gguf)?;
     if let Some(path) = &args.template {
         template.source = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     }
-    let messages: Vec<Message> = match &args.messages {
-        Some(path) => read_json_file(path, "a JSON array of messages", |text| {
-            serde_json::from_str(text)
+    let (messages, tools, extra) = conversation(args)?;
+    let generation_prompt = !args.no_generation_prompt;
+    let prompt = template.render(&messages, &tools, generation_prompt, &extra);
+    print_prompt(&template, &prompt.map_err(Error::from)?, args.json)
+}
+
+/// The messages (one "Hello!" by default), tools and extra template variables.
+fn conversation(args: &crate::cli::TemplateArgs) -> bakeoff::Result<Conversation> {
+    let messages = match &args.messages {
+        Some(path) => read_json_file(path, "a JSON array of messages", |t| {
+            serde_json::from_str(t)
         })?,
         None => vec![Message::user("Hello!")],
     };
-    let tools: Vec<serde_json::Value> = match &args.tools {
-        Some(path) => read_json_file(path, "a JSON array of tool definitions", |text| {
-            serde_json::from_str(text)
+    let tools = match &args.tools {
+        Some(path) => read_json_file(path, "a JSON array of tool definitions", |t| {
+            serde_json::from_str(t)
         })?,
         None => Vec::new(),
     };
-    let mut extra = serde_json::Map::new();
-    for var in &args.vars {
-        let (name, value) = parse_var(var)?;
-        extra.insert(name, value);
-    }
-    let prompt = template
-        .render(&messages, &tools, !args.no_generation_prompt, &extra)
-        .map_err(Error::from)?;
-    if args.json {
-        let format = ToolCallFormat::detect(&template.source).map(ToolCallFormat::name);
-        let out = json!({"prompt": prompt, "tool_call_format": format, "bos_token": template.bos_token, "eos_token": template.eos_token});
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
+    let extra = args
+        .vars
+        .iter()
+        .map(|v| parse_var(v))
+        .collect::<bakeoff::Result<_>>()?;
+    Ok((messages, tools, extra))
+}
+
+type Conversation = (
+    Vec<Message>,
+    Vec<serde_json::Value>,
+    serde_json::Map<String, serde_json::Value>,
+);
+
+fn print_prompt(template: &ChatTemplate, prompt: &str, as_json: bool) -> anyhow::Result<ExitCode> {
+    if !as_json {
         print!("{prompt}");
+        return Ok(ExitCode::SUCCESS);
     }
+    let format = ToolCallFormat::detect(&template.source).map(ToolCallFormat::name);
+    let out = json!({"prompt": prompt, "tool_call_format": format, "bos_token": template.bos_token, "eos_token": template.eos_token});
+    println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_json_file<T>(
-    path: &std::path::Path,
-    what: &str,
-    parse: impl FnOnce(&str) -> serde_json::Result<T>,
-) -> bakeoff::Result<T> {
+/// `path` parsed by `parse`; a parse error names the file and says what it should hold.
+fn read_json_file<T>(path: &Path, what: &str, parse: JsonParser<T>) -> bakeoff::Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    parse(&text).map_err(|e| {
-        Error::input(format!("{}: {e}", path.display()))
-            .with_hint(format!("the file should hold {what}"))
-    })
+    let hint = format!("the file should hold {what}");
+    parse(&text).map_err(|e| Error::input(format!("{}: {e}", path.display())).with_hint(hint))
 }
+
+type JsonParser<T> = fn(&str) -> serde_json::Result<T>;
 
 /// `NAME=JSON`; a value that is not JSON is taken as a string.
 fn parse_var(var: &str) -> bakeoff::Result<(String, serde_json::Value)> {

@@ -68,20 +68,28 @@ struct Draft<'a> {
 
 fn save(store: &Store, draft: &Draft, force: bool, printer: Printer) -> anyhow::Result<()> {
     let (run_id, selector) = super::resolve_run_and_suffix(store, draft.from)?;
-    let name = draft.name;
+    let (name, args) = (draft.name, draft.engine_args);
     let drafted = serving::draft(
         store,
         name,
         run_id,
         selector.as_deref(),
-        draft.engine_args,
+        args,
         draft.fallback,
     )?;
     store.save_profile(&drafted.profile, force)?;
-    printer.status(format!(
-        "saved profile '{name}': config {} of run {run_id} ({}), {}",
-        drafted.chosen.config.config_id, drafted.chosen.label, drafted.reason
-    ));
+    let (config, label) = (drafted.chosen.config.config_id, &drafted.chosen.label);
+    let line = format!(
+        "saved profile '{name}': config {config} of run {run_id} ({label}), {}",
+        drafted.reason
+    );
+    printer.status(line);
+    notes(&drafted, printer);
+    Ok(())
+}
+
+/// What the profile leaves out, and a missing engine.
+fn notes(drafted: &serving::Draft, printer: Printer) {
     if !drafted.bench_only.is_empty() {
         printer.status(format!(
             "not stored: {} (added by bakeoff to measure one request at a time); add serving values after `--`, e.g. -- -c 8192 -np 2",
@@ -91,17 +99,16 @@ fn save(store: &Store, draft: &Draft, force: bool, printer: Printer) -> anyhow::
     if drafted.profile.engine_path.is_none() {
         printer.warn("no llama-server beside the run's engine; `serve` will use the one it finds");
     }
-    Ok(())
 }
 
 fn list(store: &Store, json: bool, printer: Printer) -> anyhow::Result<ExitCode> {
     let profiles = store.profiles()?;
+    let path = store.path().display();
     if json {
         println!("{}", serde_json::to_string_pretty(&profiles)?);
     } else if profiles.is_empty() {
         printer.status(format!(
-            "no profiles in {}; `bakeoff profile save NAME --from RUN` saves one",
-            store.path().display()
+            "no profiles in {path}; `bakeoff profile save NAME --from RUN` saves one"
         ));
     } else {
         print_list(&profiles);
@@ -164,41 +171,53 @@ pub fn engine_binary(
 fn print_profile(profile: &Profile, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(profile)?);
-        return Ok(ExitCode::SUCCESS);
+    } else {
+        profile_lines(profile)
+            .iter()
+            .for_each(|line| println!("{line}"));
     }
-    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-    println!("profile {}", profile.name);
-    println!(
-        "  from      run {}, config {} ({})",
-        or_dash(profile.run_id.map(|r| r.to_string())),
-        or_dash(profile.config_id.map(|c| c.to_string())),
-        or_dash(profile.config_hash.clone())
-    );
-    println!(
-        "  model     {} (sha256 {})",
-        profile.model_path,
-        or_dash(profile.model_sha256.clone())
-    );
-    println!(
-        "  engine    {} ({})",
-        or_dash(profile.engine_path.clone()),
-        or_dash(profile.engine_version.clone())
-    );
-    println!("  flags     {}", serving::shell_command(&profile.flags));
-    println!("  fallback  {}", or_dash(profile.fallback.clone()));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `profile NAME` and one indented line per field, `-` for what is not recorded.
+fn profile_lines(profile: &Profile) -> Vec<String> {
+    let p = profile;
+    vec![
+        format!("profile {}", p.name),
+        format!(
+            "  from      run {}, config {} ({})",
+            or_dash(&p.run_id),
+            or_dash(&p.config_id),
+            or_dash(&p.config_hash)
+        ),
+        format!(
+            "  model     {} (sha256 {})",
+            p.model_path,
+            or_dash(&p.model_sha256)
+        ),
+        format!(
+            "  engine    {} ({})",
+            or_dash(&p.engine_path),
+            or_dash(&p.engine_version)
+        ),
+        format!("  flags     {}", serving::shell_command(&p.flags)),
+        format!("  fallback  {}", or_dash(&p.fallback)),
+        canaries_line(p),
+        format!("  saved     {} (updated {})", p.created_at, p.updated_at),
+    ]
+}
+
+fn or_dash<T: ToString>(value: &Option<T>) -> String {
+    value.as_ref().map_or("-".into(), T::to_string)
+}
+
+fn canaries_line(profile: &Profile) -> String {
     match &profile.canary_reference {
-        Some(names) => println!(
+        Some(names) => format!(
             "  canaries  {} in the reference: {}",
             names.len(),
             names.join(", ")
         ),
-        None => {
-            println!("  canaries  no reference yet (the first ready `bakeoff serve` records one)")
-        }
+        None => "  canaries  no reference yet (the first ready `bakeoff serve` records one)".into(),
     }
-    println!(
-        "  saved     {} (updated {})",
-        profile.created_at, profile.updated_at
-    );
-    Ok(ExitCode::SUCCESS)
 }

@@ -11,17 +11,18 @@ pub fn run(global: &Global, command: RunsCommand) -> anyhow::Result<ExitCode> {
     let store = super::open_store(global)?;
     match command {
         RunsCommand::List { limit, json } => list(&store, limit, json)?,
-        RunsCommand::Show { run, json } => {
-            let id = store.resolve_run(&run)?;
-            let detail = store.run_detail(id)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&detail)?);
-            } else {
-                print_detail(&detail);
-            }
-        }
+        RunsCommand::Show { run, json } => show(&store, &run, json)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn show(store: &Store, run: &str, json: bool) -> anyhow::Result<()> {
+    let detail = store.run_detail(store.resolve_run(run)?)?;
+    match json {
+        true => println!("{}", serde_json::to_string_pretty(&detail)?),
+        false => print_detail(&detail),
+    }
+    Ok(())
 }
 
 fn list(store: &Store, limit: usize, json: bool) -> anyhow::Result<()> {
@@ -58,16 +59,18 @@ fn print_list(runs: Vec<RunRow>) {
 
 fn print_detail(d: &RunDetail) {
     print_run(&d.run);
-    if let Some(system) = &d.system {
-        println!(
-            "  system   {} / {} cores / kernel {}",
-            system["cpu_model"].as_str().unwrap_or("?"),
-            system["cpu_cores"],
-            system["kernel"].as_str().unwrap_or("?")
-        );
-    }
+    d.system.iter().for_each(print_system);
     d.trials.iter().for_each(print_trial);
     d.logs.iter().for_each(print_log);
+}
+
+fn print_system(system: &serde_json::Value) {
+    let cpu = system["cpu_model"].as_str().unwrap_or("?");
+    let kernel = system["kernel"].as_str().unwrap_or("?");
+    println!(
+        "  system   {cpu} / {} cores / kernel {kernel}",
+        system["cpu_cores"]
+    );
 }
 
 fn print_run(r: &RunRow) {
@@ -76,12 +79,10 @@ fn print_run(r: &RunRow) {
     println!("  bakeoff  {}", r.bakeoff_version);
     let ended = r.ended_at.as_deref().unwrap_or("-");
     println!("  started  {}  ended {ended}", r.started_at);
-    if let Some(tag) = &r.tag {
-        println!("  tag      {tag}");
-    }
-    if let Some(error) = &r.error {
-        println!("  error    {error}");
-    }
+    r.tag.iter().for_each(|tag| println!("  tag      {tag}"));
+    r.error
+        .iter()
+        .for_each(|error| println!("  error    {error}"));
 }
 
 /// A trial and its first samples.

@@ -18,7 +18,7 @@ use bakeoff::Error;
 use serde_json::json;
 use std::path::Path;
 use std::process::ExitCode;
-use target::Target;
+use target::{ArmMaker, Target};
 
 pub fn run(global: &Global, command: ToolsCommand, printer: Printer) -> anyhow::Result<ExitCode> {
     match command {
@@ -52,6 +52,28 @@ struct Setup<'a> {
     force_thinking: bool,
 }
 
+impl<'a> Setup<'a> {
+    fn new(target: &'a ToolTarget, sampling: &'a ToolSampling, force_thinking: bool) -> Self {
+        Setup {
+            target,
+            sampling,
+            force_thinking,
+        }
+    }
+
+    /// Arms on `target` with this run's sampling and force policy.
+    fn arms<'t>(&self, args: &'t ToolTarget, target: &'t Target) -> bakeoff::Result<ArmMaker<'t>> {
+        let (sampling, force) = target::sampling(self.sampling)?;
+        Ok(ArmMaker {
+            args,
+            target,
+            sampling,
+            force,
+            force_thinking: self.force_thinking,
+        })
+    }
+}
+
 fn begin(
     global: &Global,
     kind: &str,
@@ -79,18 +101,11 @@ fn open_targets(
     setup: &Setup,
     printer: Printer,
 ) -> bakeoff::Result<(Vec<Target>, Arms)> {
-    let (sampling, force) = target::sampling(setup.sampling)?;
     let main = target::open(global, setup.target, &session.run_dir(), Some(session))?;
     printer.status(format!("run {}: {}", session.run_id(), main.engine.label));
-    let names = &setup.sampling.arms;
-    let arms = target::build_arms(
-        names,
-        setup.target,
-        &main,
-        sampling,
-        force,
-        setup.force_thinking,
-    )?;
+    let arms = setup
+        .arms(setup.target, &main)?
+        .named(&setup.sampling.arms)?;
     let mut arms: Arms = arms.into_iter().map(|arm| (arm, 0)).collect();
     let mut targets = vec![main];
     if let Some(url) = &setup.sampling.reference {
@@ -109,7 +124,6 @@ fn open_reference(
     url: &str,
     printer: Printer,
 ) -> bakeoff::Result<(Target, Box<dyn Arm>)> {
-    let (sampling, force) = target::sampling(setup.sampling)?;
     let reference_args = ToolTarget {
         model: None,
         url: Some(url.to_string()),
@@ -119,15 +133,8 @@ fn open_reference(
     };
     let reference = target::open(global, &reference_args, &session.run_dir(), Some(session))?;
     printer.status(format!("reference: {}", reference.engine.label));
-    let arm = target::build_arm(
-        "reference",
-        &setup.sampling.reference_arm,
-        &reference_args,
-        &reference,
-        sampling,
-        force,
-        setup.force_thinking,
-    )?;
+    let maker = setup.arms(&reference_args, &reference)?;
+    let arm = maker.build("reference", &setup.sampling.reference_arm)?;
     Ok((reference, arm))
 }
 
@@ -174,11 +181,7 @@ fn run_tasks(global: &Global, args: &ToolsRunArgs, printer: Printer) -> anyhow::
     let sampling = &args.sampling;
     let params = json!({ "tasks": names, "arms": sampling.arms,
         "force_tools": sampling.force_tools, "reference": sampling.reference });
-    let setup = Setup {
-        target: &args.target,
-        sampling,
-        force_thinking: args.force_thinking,
-    };
+    let setup = Setup::new(&args.target, sampling, args.force_thinking);
     let mut session = begin(global, "tools", &setup, params, printer)?;
     let mut traces = Vec::new();
     let result = session.run_episodes(&tasks, &mut traces, printer);
@@ -194,17 +197,14 @@ fn run_tasks(global: &Global, args: &ToolsRunArgs, printer: Printer) -> anyhow::
 
 /// `--task a,b` with `--budget` steps each.
 fn resolve_tasks(names: &str, budget: Option<u32>) -> bakeoff::Result<Vec<Task>> {
-    let resolve = |name: &str| Task::resolve(name.trim());
-    let mut tasks = names
-        .split(',')
-        .map(resolve)
-        .collect::<bakeoff::Result<Vec<_>>>()?;
-    if let Some(budget) = budget {
-        if budget == 0 {
-            return Err(Error::input("--budget must be at least 1"));
-        }
-        tasks.iter_mut().for_each(|t| t.step_budget = budget);
+    let tasks: bakeoff::Result<Vec<Task>> =
+        names.split(',').map(|n| Task::resolve(n.trim())).collect();
+    let mut tasks = tasks?;
+    if budget == Some(0) {
+        return Err(Error::input("--budget must be at least 1"));
     }
+    let with_budget = |t: &mut Task| t.step_budget = budget.unwrap_or(t.step_budget);
+    tasks.iter_mut().for_each(with_budget);
     Ok(tasks)
 }
 
@@ -229,13 +229,15 @@ impl ToolRun {
         traces: &mut Vec<Trace>,
         printer: Printer,
     ) -> bakeoff::Result<()> {
-        for task in tasks {
-            for index in 0..self.arms.len() {
-                if bakeoff::engines::process::interrupted().is_some() {
-                    return Ok(());
-                }
-                traces.push(self.episode(task, index, printer)?);
+        let arms = self.arms.len();
+        let runs = tasks
+            .iter()
+            .flat_map(|task| (0..arms).map(move |arm| (task, arm)));
+        for (task, arm) in runs {
+            if bakeoff::engines::process::interrupted().is_some() {
+                break;
             }
+            traces.push(self.episode(task, arm, printer)?);
         }
         Ok(())
     }
@@ -305,11 +307,7 @@ fn run_bfcl(global: &Global, args: &ToolsBfclArgs, printer: Printer) -> anyhow::
     let set = bfcl_set(args.category.as_deref(), args.item.as_deref())?;
     let sampling = &args.sampling;
     let params = json!({ "bfcl": "built-in", "items": set.items.len(), "arms": sampling.arms, "force_tools": sampling.force_tools });
-    let setup = Setup {
-        target: &args.target,
-        sampling,
-        force_thinking: false,
-    };
+    let setup = Setup::new(&args.target, sampling, false);
     let mut session = begin(global, "tools-bfcl", &setup, params, printer)?;
     let result = session.run_bfcl(&set, printer);
     let code = session.finish(&result)?;
@@ -325,12 +323,13 @@ fn bfcl_set(categories: Option<&str>, ids: Option<&str>) -> bakeoff::Result<Bfcl
     let ids: Option<Vec<String>> = ids.map(split);
     check_categories(categories.iter().flatten())?;
     check_items(&dataset, ids.iter().flatten())?;
-    let wanted = |item: &&Item| {
-        let category = categories
+    let in_category = |item: &Item| {
+        categories
             .as_ref()
-            .is_none_or(|c| c.contains(&item.category));
-        category && ids.as_ref().is_none_or(|ids| ids.contains(&item.id))
+            .is_none_or(|c| c.contains(&item.category))
     };
+    let wanted =
+        |item: &&Item| in_category(item) && ids.as_ref().is_none_or(|i| i.contains(&item.id));
     let items = dataset.items.iter().filter(wanted).cloned().collect();
     Ok(BfclSet { dataset, items })
 }

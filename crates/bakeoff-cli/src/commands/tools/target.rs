@@ -52,37 +52,46 @@ fn launch(
     let mut launch = Launch::new(engine, &model, model_row, log_dir);
     launch.args = server_args(&target.engine_args, target.ctx);
     launch.health_timeout = Duration::from_secs(target.health_timeout);
+    let extra = launch.args.clone();
+    let engine = launch.start(session)?;
+    Ok(launched(engine, target, &model, extra))
+}
+
+/// The arms reach a launched llama-server at its URL, naming the model by its file.
+fn launched(
+    engine: session::Target,
+    target: &ToolTarget,
+    model: &Path,
+    extra: Vec<String>,
+) -> Target {
+    let file_name = model.file_name().map(|n| n.to_string_lossy().to_string());
     let config = EngineConfig {
         flags: Default::default(),
-        extra: launch.args.clone(),
+        extra,
     };
-    let engine = launch.start(session)?;
-    let name = model
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    Ok(Target {
+    Target {
         endpoint: Endpoint::llama_server(&engine.url),
         engine,
-        model_name: target.model_name.clone().unwrap_or(name),
+        model_name: target
+            .model_name
+            .clone()
+            .unwrap_or(file_name.unwrap_or_default()),
         config,
-    })
+    }
 }
 
 /// `--jinja`, one slot and `-c CTX` unless the user's flags say otherwise.
 fn server_args(user: &[String], ctx: u32) -> Vec<String> {
-    let has = |names: &[&str]| user.iter().any(|a| names.contains(&a.as_str()));
-    let mut args = user.to_vec();
-    if !has(&["--jinja", "--no-jinja"]) {
-        args.insert(0, "--jinja".into());
-    }
-    if !has(&["-np", "--parallel"]) {
-        args.extend(["-np".into(), "1".into()]);
-    }
-    if !has(&["-c", "--ctx-size"]) {
-        args.extend(["-c".into(), ctx.to_string()]);
-    }
-    args
+    let lacks = |names: [&str; 2]| !user.iter().any(|a| names.contains(&a.as_str()));
+    let jinja = lacks(["--jinja", "--no-jinja"]).then(|| "--jinja".to_string());
+    let slots = lacks(["-np", "--parallel"]).then(|| ["-np".to_string(), "1".into()]);
+    let context = lacks(["-c", "--ctx-size"]).then(|| ["-c".to_string(), ctx.to_string()]);
+    let defaults = slots.into_iter().chain(context).flatten();
+    jinja
+        .into_iter()
+        .chain(user.iter().cloned())
+        .chain(defaults)
+        .collect()
 }
 
 fn attach_to(url: &str, target: &ToolTarget, store: Option<&Store>) -> Result<Target> {
@@ -126,62 +135,65 @@ pub fn native_template(args: &ToolTarget, target: &Target) -> Result<ChatTemplat
         Endpoint::LlamaServer(http) => http.get_json("/props").ok(),
         _ => None,
     };
-    let from_gguf = target
-        .engine
-        .model_path
-        .as_deref()
-        .and_then(|p| GgufFile::open(p).ok())
-        .and_then(|g| ChatTemplate::from_gguf(&g).ok());
-    let token = |key: &str, fallback: Option<&String>| {
+    let gguf_path = target.engine.model_path.as_deref();
+    let gguf = gguf_path.and_then(|p| GgufFile::open(p).ok());
+    let from_gguf = gguf.and_then(|g| ChatTemplate::from_gguf(&g).ok());
+    let prop = |key: &str| {
         props
             .as_ref()
             .and_then(|p| p[key].as_str().map(str::to_string))
-            .or_else(|| fallback.cloned())
-            .unwrap_or_default()
     };
-    let bos = token("bos_token", from_gguf.as_ref().map(|t| &t.bos_token));
-    let eos = token("eos_token", from_gguf.as_ref().map(|t| &t.eos_token));
+    let from_file =
+        |pick: fn(&ChatTemplate) -> &String| from_gguf.as_ref().map(|t| pick(t).clone());
+    let bos = prop("bos_token").or_else(|| from_file(|t| &t.bos_token));
+    let eos = prop("eos_token").or_else(|| from_file(|t| &t.eos_token));
     let source = match &args.template {
         Some(path) => std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?,
-        None => props
-            .as_ref()
-            .and_then(|p| p["chat_template"].as_str().map(str::to_string))
-            .or_else(|| from_gguf.as_ref().map(|t| t.source.clone()))
-            .ok_or_else(|| {
-                Error::input(format!(
-                    "{}: no Jinja chat template to render for the native arm",
-                    target.engine.label
-                ))
-                .with_hint(
-                    "pass --template FILE (Ollama's own templates are Go templates, not Jinja)",
-                )
-            })?,
+        None => prop("chat_template")
+            .or_else(|| from_file(|t| &t.source))
+            .ok_or_else(|| no_template(target))?,
     };
-    Ok(ChatTemplate::new(source, bos, eos))
+    Ok(ChatTemplate::new(
+        source,
+        bos.unwrap_or_default(),
+        eos.unwrap_or_default(),
+    ))
+}
+
+fn no_template(target: &Target) -> Error {
+    let label = &target.engine.label;
+    Error::input(format!(
+        "{label}: no Jinja chat template to render for the native arm"
+    ))
+    .with_hint("pass --template FILE (Ollama's own templates are Go templates, not Jinja)")
 }
 
 /// `--format NAME`, else the format the template's source shows.
 pub fn native_format(name: Option<&str>, template: &ChatTemplate) -> Result<ToolCallFormat> {
-    let names = || {
-        ToolCallFormat::ALL
-            .iter()
-            .map(|f| f.name())
-            .collect::<Vec<_>>()
-            .join(", ")
+    let Some(name) = name else {
+        return ToolCallFormat::detect(&template.source).ok_or_else(undetected_format);
     };
-    match name {
-        Some(name) => ToolCallFormat::ALL
-            .into_iter()
-            .find(|f| f.name() == name)
-            .ok_or_else(|| Error::input(format!("--format {name}: expected one of {}", names()))),
-        None => ToolCallFormat::detect(&template.source).ok_or_else(|| {
-            Error::input("cannot tell the template's native tool-call format (it may ignore tools)")
-                .with_hint(format!(
-                    "pass --format ({}), or a tool-capable --template / --chat-template-file",
-                    names()
-                ))
-        }),
-    }
+    let mut formats = ToolCallFormat::ALL.into_iter();
+    let unknown = || {
+        Error::input(format!(
+            "--format {name}: expected one of {}",
+            format_names()
+        ))
+    };
+    formats.find(|f| f.name() == name).ok_or_else(unknown)
+}
+
+fn format_names() -> String {
+    let names: Vec<&str> = ToolCallFormat::ALL.iter().map(|f| f.name()).collect();
+    names.join(", ")
+}
+
+fn undetected_format() -> Error {
+    Error::input("cannot tell the template's native tool-call format (it may ignore tools)")
+        .with_hint(format!(
+            "pass --format ({}), or a tool-capable --template / --chat-template-file",
+            format_names()
+        ))
 }
 
 /// Sampling settings and the force policy from the command line.
@@ -194,74 +206,69 @@ pub fn sampling(args: &ToolSampling) -> Result<(Sampling, ForceTools)> {
     Ok((sampling, ForceTools::parse(&args.force_tools)?))
 }
 
-/// The arms named in `--arms` (json, native) on `target`.
-pub fn build_arms(
-    names: &str,
-    target_args: &ToolTarget,
-    target: &Target,
-    sampling: Sampling,
-    force: ForceTools,
-    force_thinking: bool,
-) -> Result<Vec<Box<dyn Arm>>> {
-    let mut arms: Vec<Box<dyn Arm>> = Vec::new();
-    for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        arms.push(build_arm(
-            name,
-            name,
-            target_args,
-            target,
-            sampling,
-            force,
-            force_thinking,
-        )?);
-    }
-    if arms.is_empty() {
-        return Err(Error::input("--arms: name at least one of json, native"));
-    }
-    Ok(arms)
+/// Builds arms on one target with one sampling policy.
+pub struct ArmMaker<'a> {
+    pub args: &'a ToolTarget,
+    pub target: &'a Target,
+    pub sampling: Sampling,
+    pub force: ForceTools,
+    pub force_thinking: bool,
 }
 
-pub fn build_arm(
-    name: &str,
-    path: &str,
-    target_args: &ToolTarget,
-    target: &Target,
-    sampling: Sampling,
-    force: ForceTools,
-    force_thinking: bool,
-) -> Result<Box<dyn Arm>> {
-    let endpoint = target.endpoint.clone();
-    match path {
-        "json" => {
-            let arm = JsonArm::new(name, endpoint, &target.model_name, sampling, force)?;
-            // A forced call starts with the family's opener when the format is known.
-            let format = native_template(target_args, target)
-                .and_then(|t| native_format(target_args.format.as_deref(), &t))
-                .ok();
-            let is_llama = matches!(target.endpoint, Endpoint::LlamaServer(_));
-            Ok(Box::new(match format {
-                Some(format) if is_llama => arm.prefill_calls(format),
-                _ => arm,
-            }))
+impl ArmMaker<'_> {
+    /// The arms named in `--arms` (json, native).
+    pub fn named(&self, names: &str) -> Result<Vec<Box<dyn Arm>>> {
+        let names = names.split(',').map(str::trim).filter(|n| !n.is_empty());
+        let arms = names
+            .map(|name| self.build(name, name))
+            .collect::<Result<Vec<_>>>()?;
+        if arms.is_empty() {
+            return Err(Error::input("--arms: name at least one of json, native"));
         }
-        "native" => {
-            let template = native_template(target_args, target)?;
-            let format = native_format(target_args.format.as_deref(), &template)?;
-            let mut arm = NativeArm::new(
-                name,
-                endpoint,
-                &target.model_name,
-                template,
-                format,
-                sampling,
-                force,
-            )?;
-            arm.force_thinking = force_thinking;
-            Ok(Box::new(arm))
+        Ok(arms)
+    }
+
+    /// An arm called `name` taking the `path` (json or native).
+    pub fn build(&self, name: &str, path: &str) -> Result<Box<dyn Arm>> {
+        match path {
+            "json" => self.json(name),
+            "native" => self.native(name),
+            other => Err(Error::input(format!(
+                "arm '{other}': expected json or native"
+            ))),
         }
-        other => Err(Error::input(format!(
-            "arm '{other}': expected json or native"
-        ))),
+    }
+
+    fn json(&self, name: &str) -> Result<Box<dyn Arm>> {
+        let (target, endpoint) = (self.target, self.target.endpoint.clone());
+        let arm = JsonArm::new(
+            name,
+            endpoint,
+            &target.model_name,
+            self.sampling,
+            self.force,
+        )?;
+        // A forced call starts with the family's opener when the format is known.
+        let format = native_template(self.args, target).and_then(|t| self.format(&t));
+        let is_llama = matches!(target.endpoint, Endpoint::LlamaServer(_));
+        Ok(Box::new(match format.ok() {
+            Some(format) if is_llama => arm.prefill_calls(format),
+            _ => arm,
+        }))
+    }
+
+    fn native(&self, name: &str) -> Result<Box<dyn Arm>> {
+        let template = native_template(self.args, self.target)?;
+        let format = self.format(&template)?;
+        let (endpoint, model) = (self.target.endpoint.clone(), &self.target.model_name);
+        let (sampling, force) = (self.sampling, self.force);
+        let mut arm = NativeArm::new(name, endpoint, model, template, format, sampling, force)?;
+        arm.force_thinking = self.force_thinking;
+        Ok(Box::new(arm))
+    }
+
+    fn format(&self, template: &ChatTemplate) -> Result<ToolCallFormat> {
+        native_format(self.args.format.as_deref(), template)
     }
 }
 
