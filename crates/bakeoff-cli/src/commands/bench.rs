@@ -436,11 +436,15 @@ impl Progress {
                 index,
                 total,
                 label,
-            } => self.status(format!("config {}/{total}: {label}", index + 1)),
+            } => self.config(index, total, label),
             Event::Skipped { label, reason } => self.status(format!("  skipped {label}: {reason}")),
             Event::Trial { .. } => self.trial(&event),
             Event::Warning(message) => self.printer.warn(message),
         }
+    }
+
+    fn config(&self, index: usize, total: usize, label: &str) {
+        self.status(format!("config {}/{total}: {label}", index + 1));
     }
 
     fn status(&self, line: String) {

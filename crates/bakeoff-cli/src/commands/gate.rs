@@ -103,10 +103,15 @@ fn load_files(args: &GateArgs, path: &Path) -> bakeoff::Result<(GateFile, GateSp
     if let Some(gate) = &args.gate {
         spec = GateSpec::load(gate)?;
     }
+    check_models(path, &file)?;
+    Ok((file, spec))
+}
+
+fn check_models(path: &Path, file: &GateFile) -> bakeoff::Result<()> {
     let candidates = file.candidates.iter().filter_map(|c| c.model.as_ref());
     let mut models = std::iter::once(&file.model).chain(candidates);
     match models.find(|m| !m.is_file()) {
-        None => Ok((file, spec)),
+        None => Ok(()),
         Some(model) => Err(missing_model(path, model)),
     }
 }

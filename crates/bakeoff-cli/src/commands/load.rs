@@ -76,16 +76,20 @@ fn rate_shapes(list: &str, burstiness: Option<f64>) -> bakeoff::Result<Vec<Shape
 }
 
 fn plan(args: &LoadArgs) -> bakeoff::Result<LoadPlan> {
-    let slo = args.slo.as_deref().map(Slo::parse).transpose();
-    let slo = slo.map_err(Error::input)?.unwrap_or_default();
     Ok(LoadPlan {
         shapes: shapes(args)?,
         sweep_rates: args.sweep,
         workload: workload(args)?,
         limits: limits(args)?,
         seed: args.seed,
-        slo,
+        slo: slo(args.slo.as_deref())?,
     })
+}
+
+/// `--slo ttft=500ms,...`; none by default.
+fn slo(text: Option<&str>) -> bakeoff::Result<Slo> {
+    let slo = text.map(Slo::parse).transpose().map_err(Error::input)?;
+    Ok(slo.unwrap_or_default())
 }
 
 /// A JSONL dataset, multi-turn conversations, or synthetic prompts.
@@ -161,10 +165,14 @@ fn serve_scripted(args: &LoadArgs, printer: Printer) -> anyhow::Result<ExitCode>
     let endpoint = selftest::ScriptedEndpoint::start_on(port, pace).map_err(listen_error)?;
     println!("ready {}", endpoint.url);
     printer.status("serving the scripted endpoint until Ctrl-C");
+    wait_for_interrupt();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn wait_for_interrupt() {
     while bakeoff::engines::process::interrupted().is_none() {
         std::thread::sleep(Duration::from_millis(100));
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn begin(global: &Global, args: &LoadArgs, plan: &LoadPlan) -> bakeoff::Result<Session> {

@@ -46,8 +46,7 @@ fn template(args: &crate::cli::TemplateArgs) -> anyhow::Result<ExitCode> {
         template.source = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     }
     let (messages, tools, extra) = conversation(args)?;
-    let generation_prompt = !args.no_generation_prompt;
-    let prompt = template.render(&messages, &tools, generation_prompt, &extra);
+    let prompt = template.render(&messages, &tools, !args.no_generation_prompt, &extra);
     print_prompt(&template, &prompt.map_err(Error::from)?, args.json)
 }
 

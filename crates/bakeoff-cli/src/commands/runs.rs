@@ -27,12 +27,10 @@ fn show(store: &Store, run: &str, json: bool) -> anyhow::Result<()> {
 
 fn list(store: &Store, limit: usize, json: bool) -> anyhow::Result<()> {
     let runs = store.runs(limit)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
-    } else if runs.is_empty() {
-        eprintln!("no runs stored in {}", store.path().display());
-    } else {
-        print_list(runs);
+    match (json, runs.is_empty()) {
+        (true, _) => println!("{}", serde_json::to_string_pretty(&runs)?),
+        (false, true) => eprintln!("no runs stored in {}", store.path().display()),
+        (false, false) => print_list(runs),
     }
     Ok(())
 }
@@ -80,9 +78,7 @@ fn print_run(r: &RunRow) {
     let ended = r.ended_at.as_deref().unwrap_or("-");
     println!("  started  {}  ended {ended}", r.started_at);
     r.tag.iter().for_each(|tag| println!("  tag      {tag}"));
-    r.error
-        .iter()
-        .for_each(|error| println!("  error    {error}"));
+    r.error.iter().for_each(|e| println!("  error    {e}"));
 }
 
 /// A trial and its first samples.

@@ -197,15 +197,15 @@ fn run_tasks(global: &Global, args: &ToolsRunArgs, printer: Printer) -> anyhow::
 
 /// `--task a,b` with `--budget` steps each.
 fn resolve_tasks(names: &str, budget: Option<u32>) -> bakeoff::Result<Vec<Task>> {
-    let tasks: bakeoff::Result<Vec<Task>> =
-        names.split(',').map(|n| Task::resolve(n.trim())).collect();
-    let mut tasks = tasks?;
     if budget == Some(0) {
         return Err(Error::input("--budget must be at least 1"));
     }
-    let with_budget = |t: &mut Task| t.step_budget = budget.unwrap_or(t.step_budget);
-    tasks.iter_mut().for_each(with_budget);
-    Ok(tasks)
+    let with_budget = |mut task: Task| {
+        task.step_budget = budget.unwrap_or(task.step_budget);
+        task
+    };
+    let resolve = |name: &str| Task::resolve(name.trim()).map(with_budget);
+    names.split(',').map(resolve).collect()
 }
 
 fn print_episodes(run_id: i64, traces: &[Trace], as_json: bool) -> anyhow::Result<()> {
@@ -248,10 +248,14 @@ impl ToolRun {
         let name = arm.info().name.clone();
         let mut observe = |turn: &episode::Turn| show_turn(&task.name, &name, turn, printer);
         let trace = episode::run(self.arms[index].0.as_mut(), task, &mut observe);
-        let store = self.session.store();
-        store.record_episode(self.session.run_id(), Some(trial), &trace)?;
-        store.end_trial(trial, "ok", Some(&trace.outcome.halt_reason))?;
+        self.store_episode(trial, &trace)?;
         Ok(trace)
+    }
+
+    fn store_episode(&self, trial: i64, trace: &Trace) -> bakeoff::Result<()> {
+        let store = self.session.store();
+        store.record_episode(self.session.run_id(), Some(trial), trace)?;
+        store.end_trial(trial, "ok", Some(&trace.outcome.halt_reason))
     }
 
     /// The built-in single-turn set on every arm, each arm one stored trial.
@@ -305,13 +309,12 @@ struct BfclSet {
 
 fn run_bfcl(global: &Global, args: &ToolsBfclArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     let set = bfcl_set(args.category.as_deref(), args.item.as_deref())?;
-    let sampling = &args.sampling;
-    let params = json!({ "bfcl": "built-in", "items": set.items.len(), "arms": sampling.arms, "force_tools": sampling.force_tools });
-    let setup = Setup::new(&args.target, sampling, false);
+    let params = json!({ "bfcl": "built-in", "items": set.items.len(), "arms": args.sampling.arms, "force_tools": args.sampling.force_tools });
+    let setup = Setup::new(&args.target, &args.sampling, false);
     let mut session = begin(global, "tools-bfcl", &setup, params, printer)?;
     let result = session.run_bfcl(&set, printer);
     let code = session.finish(&result)?;
-    print_bfcl(session.run_id(), &result?, sampling.json)?;
+    print_bfcl(session.run_id(), &result?, args.sampling.json)?;
     Ok(ExitCode::from(code))
 }
 
