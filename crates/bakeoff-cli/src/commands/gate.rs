@@ -159,7 +159,7 @@ fn announce(run_id: i64, file: &GateFile, engine: &Engine, printer: &Printer) {
 fn observe(event: Event, printer: &Printer) {
     match event {
         Event::Stage { candidate, what } => printer.status(format!("{candidate}: {what}")),
-        Event::Done(row) => printer.status(done_line(&row)),
+        Event::Done(row) => printer.status(done_line(row)),
     }
 }
 
