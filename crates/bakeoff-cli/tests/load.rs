@@ -378,3 +378,21 @@ fn a_second_run_with_the_same_seed_is_not_answered_from_the_prompt_cache() {
     signal(served.child.id(), libc::SIGINT);
     wait_exit(&mut served.child, LIMIT);
 }
+
+#[test]
+fn an_unreachable_url_ends_the_run_failed_not_running() {
+    // Regression: an attach error after the run began returned early and left it `running`.
+    let sandbox = Sandbox::new();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let (status, _, stderr) = load(&sandbox, &["--url", &url, "--requests", "1"]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let detail = last_run(&sandbox);
+    assert_eq!(detail["run"]["kind"], "load");
+    assert_eq!(detail["run"]["status"], "failed", "{detail}");
+    assert!(detail["run"]["error"].as_str().unwrap().contains(&url));
+}

@@ -3,8 +3,9 @@
 //! The library is layered as in `DESIGN.md`; a module may use only its own layer and those below
 //! (`tests/layers.rs` enforces it): [`domain`] and [`error`] (no I/O) → [`formats`] → [`model`]
 //! and [`chat`] → [`system`] → [`engines`] → [`measure`] (results go to a
-//! [`measure::sink::TrialSink`]) → [`quality`] → [`store`] → [`analysis`], [`report`] and
-//! [`serve`] (analysis of stored runs, reports, saved profiles started behind a readiness gate).
+//! [`measure::sink::TrialSink`]) → [`quality`] → [`store`] → [`analysis`], [`report`], [`serve`]
+//! and [`session`] (analysis of stored runs, reports, saved profiles started behind a readiness
+//! gate, and one measuring command's run and engine).
 
 pub mod analysis;
 pub mod chat;
@@ -17,6 +18,7 @@ pub mod model;
 pub mod quality;
 pub mod report;
 pub mod serve;
+pub mod session;
 pub mod store;
 pub mod system;
 

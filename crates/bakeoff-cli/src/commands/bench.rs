@@ -6,13 +6,14 @@ use crate::printer::Printer;
 use bakeoff::analysis::compare;
 use bakeoff::domain::units::human_bytes;
 use bakeoff::domain::Combine;
-use bakeoff::engines::discovery;
-use bakeoff::measure::bench::{self, BenchContext, BenchPlan, Event, ServerBench};
+use bakeoff::measure::bench::{self, BenchContext, BenchPlan, Event, ServerBench, TrialKey};
 use bakeoff::measure::experiment::{BenchEngine, Experiment, MatrixSettings, Values};
 use bakeoff::measure::llama_bench::LlamaBenchRun;
 use bakeoff::measure::matrix::{parse_values, Matrix, PromptSet};
+use bakeoff::report::bench_cells;
 use bakeoff::report::table::{self, Format, ModelInfo};
-use bakeoff::system::{lock, Fingerprint, MeasureLock};
+use bakeoff::session::{Engine, RunSpec, Session};
+use bakeoff::store::{ModelRow, Store};
 use bakeoff::Error;
 use std::collections::HashSet;
 use std::path::Path;
@@ -160,56 +161,6 @@ fn plan_from_settings(settings: &Experiment, args: &BenchArgs) -> bakeoff::Resul
     })
 }
 
-fn print_plan(plan: &BenchPlan) {
-    let configs = plan.configs();
-    let tests = plan.matrix.tests();
-    let runnable = configs.iter().filter(|c| c.rejected.is_none()).count();
-    println!(
-        "plan: {} on {} ({} configs, {} tests, {} reps{})",
-        plan.engine,
-        plan.model.display(),
-        configs.len(),
-        tests.len(),
-        plan.reps,
-        plan.ci_target_pct
-            .map(|t| format!(", adaptive to ±{t}% up to {}", plan.max_reps))
-            .unwrap_or_default()
-    );
-    for (i, c) in configs.iter().enumerate() {
-        match &c.rejected {
-            Some(reason) => println!("  config {}: {}  SKIP: {reason}", i + 1, c.config.label()),
-            None => println!(
-                "  config {}: {}  (engine start {})",
-                i + 1,
-                c.config.label(),
-                configs[..=i]
-                    .iter()
-                    .filter(|c| c.rejected.is_none())
-                    .count()
-            ),
-        }
-    }
-    println!(
-        "  tests: {}",
-        tests
-            .iter()
-            .map(|t| t.name())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    if plan.engine == "llama-server" {
-        println!(
-            "  server flags added: -np 1 and -c {} unless swept",
-            plan.matrix.context_needed()
-        );
-    }
-    println!(
-        "  trials: {}; engine starts: {runnable} (restarts: {})",
-        runnable * tests.len() * plan.reps as usize,
-        runnable.saturating_sub(1)
-    );
-}
-
 pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     let settings = resolve(&args)?;
     let format = Format::from(args.format);
@@ -218,153 +169,180 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
         ..args
     };
     let store = super::open_store(global)?;
-    let (plan, resume_run) = match &args.resume {
-        Some(reference) => {
-            let run_id = store.resolve_run(reference)?;
-            let detail = store.run_detail(run_id)?;
-            let plan: BenchPlan =
-                serde_json::from_value(detail.params["plan"].clone()).map_err(|e| {
-                    Error::input(format!("run {run_id} has no bench plan to resume ({e})"))
-                })?;
-            (plan, Some(run_id))
-        }
-        None => (plan_from_settings(&settings, &args)?, None),
-    };
+    let (plan, resume) = resolve_plan(&store, &settings, &args)?;
     if args.dry_run {
-        print_plan(&plan);
+        print!("{}", plan.describe());
         return Ok(ExitCode::SUCCESS);
     }
-    if !plan.model.is_file() {
-        return Err(Error::input(format!("model file not found: {}", plan.model.display()))
-            .with_hint("`bakeoff doctor` lists installed models; scripts/setup installs two small ones")
-            .into());
-    }
-    let _lock = MeasureLock::acquire(&lock::default_path(), &super::command_line())?;
-    if let Some(holder) = &_lock.took_over {
-        printer.status(format!(
-            "took over a stale lock left by pid {} (`{}`)",
-            holder.pid, holder.command
-        ));
-    }
-    let (install, binary) = discovery::find_tool(global.engine_path.as_deref(), &plan.engine)?;
+    check_model(&plan.model)?;
+    let engine = Engine::find(Some(&store), global.engine_path.as_deref(), &plan.engine)?;
     let model = store.model(&plan.model)?;
-    let engine_id = store.engine_id(
-        &plan.engine,
-        &binary.display().to_string(),
-        Some(&install),
-        None,
-    )?;
-    let run_id = match resume_run {
-        Some(id) => id,
-        None => {
-            let system_id = store.system_id(&Fingerprint::collect())?;
-            let params = serde_json::json!({ "plan": plan, "model_sha256": model.sha256 });
-            store.begin_run(
-                "bench",
-                &super::command_line(),
-                system_id,
-                args.tag.as_deref(),
-                &params,
-            )?
-        }
-    };
-    let done = if resume_run.is_some() {
-        bench::completed_trials(&store, run_id)?
-    } else {
-        HashSet::new()
-    };
-    if resume_run.is_some() {
-        store.reopen_run(run_id)?;
-        printer.status(format!(
-            "resuming run {run_id}: {} trials already stored",
-            done.len()
-        ));
-    }
-    printer.status(format!(
-        "run {run_id}: {} on {} ({})",
-        install.label(),
-        model.path,
-        human_bytes(model.size)
-    ));
-    let mut progress = Progress::new(printer);
-    let mut observe = |event: Event| progress.event(event);
-    let ctx = BenchContext {
-        sink: &store,
-        run_id,
+    let session = open_session(store, &plan, &args, resume, &model)?;
+    let mut bench = BenchRun {
+        session,
+        args: &args,
         plan: &plan,
-        binary,
-        engine_id,
-        model_id: model.id,
-        done,
+        model,
+        printer,
     };
-    let result = if plan.engine == "llama-bench" {
-        LlamaBenchRun { ctx }.run(&mut observe)
-    } else {
-        let require_clean = args.require_clean.map(Duration::from_secs);
-        ServerBench { ctx, require_clean }.run(&mut observe)
-    };
-    printer.finish();
-    let status = match (&result, bakeoff::engines::process::interrupted()) {
-        (_, Some(_)) => "interrupted",
-        (Ok(()), None) => "ok",
-        (Err(_), None) => "failed",
-    };
-    store.end_run(
-        run_id,
-        status,
-        result.as_ref().err().map(|e| e.to_string()).as_deref(),
-    )?;
-    let detail = store.run_detail(run_id)?;
-    let mut cells = compare::cells(&detail);
-    let bandwidth = match args.bandwidth {
-        Some(gbs) => Some(gbs),
-        None => store.latest_system_measurement(
-            store.system_id(&Fingerprint::collect())?,
-            "memory_bandwidth",
-        )?,
-    };
-    add_roofline(&mut cells, &plan.model, bandwidth);
-    let name = Path::new(&model.path)
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let params = model.summary["parameters"]
-        .as_u64()
-        .map(|p| format!("{:.2} M", p as f64 / 1e6))
-        .unwrap_or_default();
-    let info = ModelInfo {
-        name,
-        size: human_bytes(model.size),
-        params,
-    };
-    print!("{}", table::render(format, &info, &cells));
-    if format == Format::Markdown {
-        print!("{}", table::speculation_summary(&cells));
-    }
-    if let Some(signal) = bakeoff::engines::process::interrupted() {
-        printer.status(format!(
-            "interrupted; resume with: bakeoff bench --resume {run_id}"
-        ));
-        return Ok(ExitCode::from((128 + signal) as u8));
-    }
-    result?;
-    printer.status(format!(
-        "stored as run {run_id} in {}",
-        store.path().display()
-    ));
-    Ok(ExitCode::SUCCESS)
+    bench.run(engine, resume.is_some(), format)
 }
 
-/// Fill in the tg roofline of each cell when the memory bandwidth is known.
-fn add_roofline(cells: &mut [compare::Cell], model: &Path, bandwidth_gbs: Option<f64>) {
-    let Some(gbs) = bandwidth_gbs else { return };
-    let Ok(file) = bakeoff::formats::gguf::GgufFile::open(model) else {
-        return;
+/// The plan from the command line, or the stored one of the run `--resume` names.
+fn resolve_plan(
+    store: &Store,
+    settings: &Experiment,
+    args: &BenchArgs,
+) -> bakeoff::Result<(BenchPlan, Option<i64>)> {
+    let Some(reference) = &args.resume else {
+        return Ok((plan_from_settings(settings, args)?, None));
     };
-    let facts = bakeoff::model::ModelFacts::from_gguf(&file);
-    for cell in cells.iter_mut().filter(|c| c.kind == "tg") {
-        cell.roofline_tps =
-            bakeoff::model::plan::roofline_for_flags(&facts, &cell.flags, cell.depth, gbs * 1e9);
+    let run_id = store.resolve_run(reference)?;
+    let detail = store.run_detail(run_id)?;
+    let plan = serde_json::from_value(detail.params["plan"].clone())
+        .map_err(|e| Error::input(format!("run {run_id} has no bench plan to resume ({e})")))?;
+    Ok((plan, Some(run_id)))
+}
+
+fn check_model(model: &Path) -> bakeoff::Result<()> {
+    if model.is_file() {
+        return Ok(());
+    }
+    let hint = "`bakeoff doctor` lists installed models; scripts/setup installs two small ones";
+    let message = format!("model file not found: {}", model.display());
+    Err(Error::input(message).with_hint(hint))
+}
+
+/// A new bench run holding the plan, or the resumed one reopened.
+fn open_session(
+    store: Store,
+    plan: &BenchPlan,
+    args: &BenchArgs,
+    resume: Option<i64>,
+    model: &ModelRow,
+) -> bakeoff::Result<Session> {
+    let command = super::command_line();
+    let params = serde_json::json!({ "plan": plan, "model_sha256": model.sha256 });
+    match resume {
+        Some(run_id) => Session::resume(store, run_id, &command),
+        None => Session::begin(
+            store,
+            RunSpec::new("bench", &command, args.tag.as_deref(), params),
+        ),
+    }
+}
+
+/// The table, and under Markdown the speculation summary.
+fn print_cells(format: Format, info: &ModelInfo, cells: &[compare::Cell]) {
+    print!("{}", table::render(format, info, cells));
+    if format == Format::Markdown {
+        print!("{}", table::speculation_summary(cells));
+    }
+}
+
+/// One bench run under way.
+struct BenchRun<'a> {
+    session: Session,
+    args: &'a BenchArgs,
+    plan: &'a BenchPlan,
+    model: ModelRow,
+    printer: Printer,
+}
+
+impl BenchRun<'_> {
+    fn run(&mut self, engine: Engine, resumed: bool, format: Format) -> anyhow::Result<ExitCode> {
+        let done = self.announce(&engine, resumed)?;
+        let result = self.measure(engine, done);
+        self.printer.finish();
+        let code = self.session.finish(&result)?;
+        self.print_table(format)?;
+        self.finish_lines(code, result)
+    }
+
+    /// Status lines at the start; returns the trials a resumed run already holds.
+    fn announce(&self, engine: &Engine, resumed: bool) -> bakeoff::Result<HashSet<TrialKey>> {
+        if let Some(note) = self.session.lock_note() {
+            self.printer.status(note);
+        }
+        let done = if resumed {
+            self.stored_trials()?
+        } else {
+            HashSet::new()
+        };
+        let (label, size) = (engine.label(), human_bytes(self.model.size));
+        let run_id = self.session.run_id();
+        let line = format!("run {run_id}: {label} on {} ({size})", self.model.path);
+        self.printer.status(line);
+        Ok(done)
+    }
+
+    /// The trials a resumed run already holds (they are not measured again).
+    fn stored_trials(&self) -> bakeoff::Result<HashSet<TrialKey>> {
+        let run_id = self.session.run_id();
+        let done = bench::completed_trials(self.session.store(), run_id)?;
+        let stored = done.len();
+        let line = format!("resuming run {run_id}: {stored} trials already stored");
+        self.printer.status(line);
+        Ok(done)
+    }
+
+    /// Run the plan through llama-server or llama-bench, reporting progress.
+    fn measure(&self, engine: Engine, done: HashSet<TrialKey>) -> bakeoff::Result<()> {
+        let mut progress = Progress::new(self.printer);
+        let mut observe = |event: Event| progress.event(event);
+        let ctx = self.context(engine, done);
+        if self.plan.engine == "llama-bench" {
+            return LlamaBenchRun { ctx }.run(&mut observe);
+        }
+        let require_clean = self.args.require_clean.map(Duration::from_secs);
+        ServerBench { ctx, require_clean }.run(&mut observe)
+    }
+
+    fn context(&self, engine: Engine, done: HashSet<TrialKey>) -> BenchContext<'_> {
+        BenchContext {
+            sink: self.session.store(),
+            run_id: self.session.run_id(),
+            plan: self.plan,
+            binary: engine.binary,
+            engine_id: engine.engine_id.unwrap_or_default(),
+            model_id: self.model.id,
+            done,
+        }
+    }
+
+    /// The run's cells (with rooflines when the bandwidth is known) in the chosen format.
+    fn print_table(&self, format: Format) -> bakeoff::Result<()> {
+        let detail = self.session.store().run_detail(self.session.run_id())?;
+        let mut cells = compare::cells(&detail);
+        bench_cells::add_roofline(&mut cells, &self.plan.model, self.bandwidth()?);
+        print_cells(format, &bench_cells::model_info(&self.model), &cells);
+        Ok(())
+    }
+
+    /// `--bandwidth`, else the one `doctor --bandwidth` stored for this machine.
+    fn bandwidth(&self) -> bakeoff::Result<Option<f64>> {
+        if let Some(gbs) = self.args.bandwidth {
+            return Ok(Some(gbs));
+        }
+        let system = self.session.system_id();
+        let store = self.session.store();
+        store.latest_system_measurement(system, "memory_bandwidth")
+    }
+
+    /// The closing status line, and the exit code (128 + signal when interrupted).
+    fn finish_lines(&self, code: u8, result: bakeoff::Result<()>) -> anyhow::Result<ExitCode> {
+        let run_id = self.session.run_id();
+        if code >= 128 {
+            self.printer.status(format!(
+                "interrupted; resume with: bakeoff bench --resume {run_id}"
+            ));
+            return Ok(ExitCode::from(code));
+        }
+        result?;
+        let path = self.session.store().path().display();
+        self.printer
+            .status(format!("stored as run {run_id} in {path}"));
+        Ok(ExitCode::SUCCESS)
     }
 }
 
@@ -388,40 +366,54 @@ impl Progress {
                 index,
                 total,
                 label,
-            } => self
-                .printer
-                .status(format!("config {}/{total}: {label}", index + 1)),
-            Event::Skipped { label, reason } => {
-                self.printer.status(format!("  skipped {label}: {reason}"))
-            }
-            Event::Trial {
-                done,
-                total,
-                test,
-                rep,
-                value,
-                unit,
-                flags,
-                ..
-            } => {
-                let elapsed = self.started.elapsed().as_secs_f64();
-                let eta = if done > 0 && total >= done {
-                    elapsed / done as f64 * (total - done) as f64
-                } else {
-                    0.0
-                };
-                let note = if flags.is_empty() {
-                    String::new()
-                } else {
-                    format!("  [{}]", flags.join("; "))
-                };
-                self.printer.status(format!(
-                    "  [{done}/{total} eta {eta:.0}s] {test} rep {}: {value:.2} {unit}{note}",
-                    rep + 1
-                ));
-                self.printer.bar(done, total, eta, test);
-            }
+            } => self.config(index, total, label),
+            Event::Skipped { label, reason } => self.status(format!("  skipped {label}: {reason}")),
+            Event::Trial { .. } => self.trial(&event),
             Event::Warning(message) => self.printer.warn(message),
         }
+    }
+
+    fn config(&self, index: usize, total: usize, label: &str) {
+        self.status(format!("config {}/{total}: {label}", index + 1));
+    }
+
+    fn status(&self, line: String) {
+        self.printer.status(line);
+    }
+
+    /// `[done/total eta Ns] test rep R: value unit  [noise notes]`, and the bar.
+    fn trial(&self, event: &Event) {
+        let Event::Trial {
+            done,
+            total,
+            test,
+            rep,
+            value,
+            unit,
+            flags,
+            ..
+        } = *event
+        else {
+            return;
+        };
+        let eta = self.eta(done, total);
+        let note = match flags.is_empty() {
+            true => String::new(),
+            false => format!("  [{}]", flags.join("; ")),
+        };
+        let rep = rep + 1;
+        let line =
+            format!("  [{done}/{total} eta {eta:.0}s] {test} rep {rep}: {value:.2} {unit}{note}");
+        self.printer.status(line);
+        self.printer.bar(done, total, eta, test);
+    }
+
+    /// Seconds left at the mean trial time so far.
+    fn eta(&self, done: usize, total: usize) -> f64 {
+        if done == 0 || total < done {
+            return 0.0;
+        }
+        let elapsed = self.started.elapsed().as_secs_f64();
+        elapsed / done as f64 * (total - done) as f64
     }
 }

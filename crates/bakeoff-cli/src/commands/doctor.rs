@@ -4,44 +4,33 @@ use crate::cli::{DoctorArgs, Global};
 use crate::printer::Printer;
 use bakeoff::domain::units::human_bytes;
 use bakeoff::engines::discovery;
+use bakeoff::store::{ModelRow, Store};
+use bakeoff::system::bandwidth::Bandwidth;
 use bakeoff::system::Fingerprint;
 use serde_json::json;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub fn run(global: &Global, args: &DoctorArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     let engines = discovery::discover(global.engine_path.as_deref());
     let store = super::open_store(global)?;
     let models_dir = bakeoff::system::paths::models_dir();
-    let mut models = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&models_dir) {
-        let mut paths: Vec<_> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
-            .collect();
-        paths.sort();
-        for path in paths {
-            printer.status(format!(
-                "hashing {} (cached after the first time)",
-                path.display()
-            ));
-            models.push(store.model(&path)?);
-        }
-    }
+    let models = installed_models(&store, &models_dir, printer)?;
     let fingerprint = Fingerprint::collect();
-    let bandwidth = if args.bandwidth {
-        printer.status("measuring memory bandwidth (in-process copy, all cores)…");
-        let measured = bakeoff::system::bandwidth::measure();
-        let system_id = store.system_id(&fingerprint)?;
-        store.system_measurement(system_id, "memory_bandwidth", measured.gb_per_s, "GB/s")?;
-        Some(measured)
-    } else {
-        None
+    let bandwidth = match args.bandwidth {
+        true => Some(measure_bandwidth(
+            &store,
+            store.system_id(&fingerprint)?,
+            printer,
+        )?),
+        false => None,
     };
-    let server_found = engines
-        .iter()
-        .any(|e| e.tools.iter().any(|t| t == "llama-server"));
-
+    let found = Found {
+        server: engines
+            .iter()
+            .any(|e| e.tools.iter().any(|t| t == "llama-server")),
+        models: !models.is_empty(),
+    };
     if args.json {
         let doc = json!({
             "engines": engines,
@@ -50,32 +39,81 @@ pub fn run(global: &Global, args: &DoctorArgs, printer: Printer) -> anyhow::Resu
             "database": store.path(),
             "system": fingerprint,
             "bandwidth": bandwidth,
-            "ok": server_found && !models.is_empty(),
+            "ok": found.server && found.models,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print_engines(&engines);
         print_models(&models, &models_dir);
         print_system(&fingerprint);
-        if let Some(b) = &bandwidth {
-            println!("  bandwidth  {:.1} GB/s (copy, read+write, {} threads, best of {}; stored for the roofline)", b.gb_per_s, b.threads, b.passes);
-        }
+        print_bandwidth(bandwidth.as_ref());
         println!("\nDatabase: {}", store.path().display());
     }
-    if !server_found {
-        eprintln!("error: no usable engine: llama-server was not found");
-        eprintln!(
-            "hint: run scripts/setup (builds llama.cpp into {}), or pass --engine-path",
-            bakeoff::system::paths::engines_dir().display()
-        );
-        return Ok(ExitCode::from(1));
+    Ok(verdict(&found, &models_dir))
+}
+
+/// Whether the two things every measurement needs are present.
+struct Found {
+    server: bool,
+    models: bool,
+}
+
+/// The GGUF files in the model cache, hashed into the store (once per file version).
+fn installed_models(store: &Store, dir: &Path, printer: Printer) -> bakeoff::Result<Vec<ModelRow>> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut paths: Vec<_> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+        .collect();
+    paths.sort();
+    let hash = |path: &PathBuf| {
+        let shown = path.display();
+        printer.status(format!("hashing {shown} (cached after the first time)"));
+        store.model(path)
+    };
+    paths.iter().map(hash).collect()
+}
+
+/// Measure and store this machine's memory bandwidth (the roofline's denominator).
+fn measure_bandwidth(
+    store: &Store,
+    system_id: i64,
+    printer: Printer,
+) -> bakeoff::Result<Bandwidth> {
+    printer.status("measuring memory bandwidth (in-process copy, all cores)…");
+    let measured = bakeoff::system::bandwidth::measure();
+    store.system_measurement(system_id, "memory_bandwidth", measured.gb_per_s, "GB/s")?;
+    Ok(measured)
+}
+
+fn print_bandwidth(bandwidth: Option<&Bandwidth>) {
+    if let Some(b) = bandwidth {
+        println!("  bandwidth  {:.1} GB/s (copy, read+write, {} threads, best of {}; stored for the roofline)", b.gb_per_s, b.threads, b.passes);
     }
-    if models.is_empty() {
-        eprintln!("error: no model found in {}", models_dir.display());
-        eprintln!("hint: run scripts/setup to install SmolLM2-135M and Gemma 3 270M");
-        return Ok(ExitCode::from(1));
-    }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// Exit 1 with an error and a hint when no llama-server or no model was found.
+fn verdict(found: &Found, models_dir: &Path) -> ExitCode {
+    let engines = bakeoff::system::paths::engines_dir();
+    let problem = match (found.server, found.models) {
+        (false, _) => (
+            "no usable engine: llama-server was not found".to_string(),
+            format!(
+                "run scripts/setup (builds llama.cpp into {}), or pass --engine-path",
+                engines.display()
+            ),
+        ),
+        (true, false) => (
+            format!("no model found in {}", models_dir.display()),
+            "run scripts/setup to install SmolLM2-135M and Gemma 3 270M".to_string(),
+        ),
+        (true, true) => return ExitCode::SUCCESS,
+    };
+    eprintln!("error: {}\nhint: {}", problem.0, problem.1);
+    ExitCode::from(1)
 }
 
 fn print_engines(engines: &[discovery::LlamaCppInstall]) {
@@ -102,13 +140,13 @@ fn print_engines(engines: &[discovery::LlamaCppInstall]) {
     }
 }
 
-fn print_models(models: &[bakeoff::store::ModelRow], dir: &std::path::Path) {
+fn print_models(models: &[ModelRow], dir: &Path) {
     println!("\nModels ({}):", dir.display());
     if models.is_empty() {
         println!("  (none)");
     }
     for model in models {
-        let name = std::path::Path::new(&model.path)
+        let name = Path::new(&model.path)
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();

@@ -4,140 +4,164 @@
 use crate::cli::{GateArgs, Global};
 use crate::cli_values::GateFormat;
 use crate::printer::Printer;
-use bakeoff::engines::discovery;
 use bakeoff::quality::gate::GateSpec;
 use bakeoff::quality::readiness::{Event, GateFile, GateRun, Readiness};
 use bakeoff::quality::Status;
+use bakeoff::session::{Engine, RunSpec, Session};
 use bakeoff::store::Store;
-use bakeoff::system::lock::{self, MeasureLock};
-use bakeoff::system::{paths, Fingerprint};
 use bakeoff::Error;
+use std::path::Path;
 use std::process::ExitCode;
 
 pub fn run(global: &Global, args: &GateArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     let json = args.format == GateFormat::Json;
     let store = super::open_store(global)?;
-    let (run_id, rows, ctx) = match (&args.show, &args.file) {
+    let table = match (&args.show, &args.file) {
         (Some(reference), _) => show(&store, reference)?,
-        (None, Some(path)) => measure(global, args, path, &store, &printer)?,
+        (None, Some(path)) => measure(global, args, path, store, &printer)?,
         (None, None) => return Err(Error::input("give a candidates file or --show RUN").into()),
     };
-    if json {
-        let value = serde_json::json!({"run": run_id, "ctx": ctx, "candidates": rows});
-        println!("{}", serde_json::to_string_pretty(&value)?);
-    } else {
-        print!("{}", bakeoff::report::readiness::markdown(&rows, ctx));
-    }
-    let failed = rows.iter().any(|r| r.overall == Some(Status::Fail));
-    Ok(if args.strict && failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+    table.print(json)?;
+    let failed = table.rows.iter().any(|r| r.overall == Some(Status::Fail));
+    Ok(match args.strict && failed {
+        true => ExitCode::FAILURE,
+        false => ExitCode::SUCCESS,
     })
 }
 
-fn show(store: &Store, reference: &str) -> anyhow::Result<(i64, Vec<Readiness>, u64)> {
+/// A gate run's readiness rows.
+struct Table {
+    run_id: i64,
+    rows: Vec<Readiness>,
+    ctx: u64,
+}
+
+impl Table {
+    fn print(&self, json: bool) -> anyhow::Result<()> {
+        let (run, ctx, rows) = (self.run_id, self.ctx, &self.rows);
+        if json {
+            let value = serde_json::json!({"run": run, "ctx": ctx, "candidates": rows});
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        } else {
+            print!("{}", bakeoff::report::readiness::markdown(rows, ctx));
+        }
+        Ok(())
+    }
+}
+
+fn show(store: &Store, reference: &str) -> anyhow::Result<Table> {
     let run_id = store.resolve_run(reference)?;
     let rows = store.readiness(run_id)?;
     if rows.is_empty() {
-        return Err(Error::input(format!(
-            "run {run_id} has no readiness rows (not a `bakeoff gate` run)"
-        ))
-        .into());
+        let message = format!("run {run_id} has no readiness rows (not a `bakeoff gate` run)");
+        return Err(Error::input(message).into());
     }
-    let detail = store.run_detail(run_id)?;
-    let ctx = detail.params["file"]["ctx"].as_u64().unwrap_or(0);
-    Ok((run_id, rows, ctx))
+    let ctx = store.run_detail(run_id)?.params["file"]["ctx"].as_u64();
+    Ok(Table {
+        run_id,
+        rows,
+        ctx: ctx.unwrap_or(0),
+    })
 }
 
 fn measure(
     global: &Global,
     args: &GateArgs,
-    path: &std::path::Path,
-    store: &Store,
+    path: &Path,
+    store: Store,
     printer: &Printer,
-) -> anyhow::Result<(i64, Vec<Readiness>, u64)> {
+) -> anyhow::Result<Table> {
+    let (file, spec) = load_files(args, path)?;
+    let engine = Engine::find(Some(&store), global.engine_path.as_deref(), "llama-server")?;
+    let command = super::command_line();
+    let params = serde_json::json!({ "file": file, "gate": spec });
+    let tag = args.tag.as_deref();
+    let mut session = Session::begin(store, RunSpec::new("gate", &command, tag, params))?;
+    let result = run_gate(&session, &file, &spec, engine, printer);
+    session.finish(&result)?;
+    let rows = result?;
+    let (run_id, path) = (session.run_id(), session.store().path().display());
+    printer.status(format!("stored as run {run_id} in {path}"));
+    Ok(Table {
+        run_id,
+        rows,
+        ctx: file.ctx,
+    })
+}
+
+/// The candidates file (and `--gate` over its gate), every model in it present.
+fn load_files(args: &GateArgs, path: &Path) -> bakeoff::Result<(GateFile, GateSpec)> {
     let (file, mut spec) = GateFile::load(path)?;
     if let Some(gate) = &args.gate {
         spec = GateSpec::load(gate)?;
     }
-    for model in
-        std::iter::once(&file.model).chain(file.candidates.iter().filter_map(|c| c.model.as_ref()))
-    {
-        if !model.is_file() {
-            return Err(Error::input(format!(
-                "{}: model file not found: {}",
-                path.display(),
-                model.display()
-            ))
-            .with_hint(
-                "`bakeoff doctor` lists installed models; scripts/setup installs two small ones",
-            )
-            .into());
-        }
+    check_models(path, &file)?;
+    Ok((file, spec))
+}
+
+fn check_models(path: &Path, file: &GateFile) -> bakeoff::Result<()> {
+    let candidates = file.candidates.iter().filter_map(|c| c.model.as_ref());
+    let mut models = std::iter::once(&file.model).chain(candidates);
+    match models.find(|m| !m.is_file()) {
+        None => Ok(()),
+        Some(model) => Err(missing_model(path, model)),
     }
-    let _lock = MeasureLock::acquire(&lock::default_path(), &super::command_line())?;
-    let (install, server) = discovery::find_tool(global.engine_path.as_deref(), "llama-server")?;
-    let engine_id = store.engine_id(
-        "llama-server",
-        &server.display().to_string(),
-        Some(&install),
-        None,
-    )?;
-    let system_id = store.system_id(&Fingerprint::collect())?;
-    let params = serde_json::json!({ "file": file, "gate": spec });
-    let run_id = store.begin_run(
-        "gate",
-        &super::command_line(),
-        system_id,
-        args.tag.as_deref(),
-        &params,
-    )?;
-    let run_dir = paths::run_dir(store.path(), run_id);
+}
+
+fn missing_model(file: &Path, model: &Path) -> Error {
+    let hint = "`bakeoff doctor` lists installed models; scripts/setup installs two small ones";
+    let (file, model) = (file.display(), model.display());
+    Error::input(format!("{file}: model file not found: {model}")).with_hint(hint)
+}
+
+fn run_gate(
+    session: &Session,
+    file: &GateFile,
+    spec: &GateSpec,
+    engine: Engine,
+    printer: &Printer,
+) -> bakeoff::Result<Vec<Readiness>> {
+    let (run_id, run_dir) = (session.run_id(), session.run_dir());
     std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
+    announce(run_id, file, &engine, printer);
+    let store = session.store();
+    let engine_id = engine.engine_id.unwrap_or_default();
+    let mut record = |row: &Readiness| store.record_readiness(run_id, engine_id, row).map(drop);
+    GateRun {
+        file,
+        spec,
+        server: engine.binary,
+        perplexity: engine.install.tool("llama-perplexity"),
+        run_dir,
+        store: &mut record,
+    }
+    .run(&mut |event| observe(event, printer))
+}
+
+fn announce(run_id: i64, file: &GateFile, engine: &Engine, printer: &Printer) {
     printer.status(format!(
         "run {run_id}: {} candidate(s) against {} on {} ({})",
         file.candidates.len(),
         file.baseline.name,
         file.model.display(),
-        install.label()
+        engine.label()
     ));
-    let mut record = |row: &Readiness| store.record_readiness(run_id, engine_id, row).map(drop);
-    let mut observe = |event: Event| match event {
+}
+
+fn observe(event: Event, printer: &Printer) {
+    match event {
         Event::Stage { candidate, what } => printer.status(format!("{candidate}: {what}")),
-        Event::Done(row) => printer.status(format!(
-            "{}: {}{}",
-            row.candidate,
-            row.overall.map_or("done", Status::label),
-            row.blocker
-                .as_ref()
-                .map(|b| format!(" ({b})"))
-                .unwrap_or_default()
-        )),
-    };
-    let result = GateRun {
-        file: &file,
-        spec: &spec,
-        server,
-        perplexity: install.tool("llama-perplexity"),
-        run_dir,
-        store: &mut record,
+        Event::Done(row) => printer.status(done_line(row)),
     }
-    .run(&mut observe);
-    let status = match (&result, bakeoff::engines::process::interrupted()) {
-        (_, Some(_)) => "interrupted",
-        (Ok(_), None) => "ok",
-        (Err(_), None) => "failed",
-    };
-    store.end_run(
-        run_id,
-        status,
-        result.as_ref().err().map(|e| e.to_string()).as_deref(),
-    )?;
-    let rows = result?;
-    printer.status(format!(
-        "stored as run {run_id} in {}",
-        store.path().display()
-    ));
-    Ok((run_id, rows, file.ctx))
+}
+
+/// `candidate: PASS (blocker)`.
+fn done_line(row: &Readiness) -> String {
+    let overall = row.overall.map_or("done", Status::label);
+    let blocker = row.blocker.as_ref().map(|b| format!(" ({b})"));
+    format!(
+        "{}: {overall}{}",
+        row.candidate,
+        blocker.unwrap_or_default()
+    )
 }

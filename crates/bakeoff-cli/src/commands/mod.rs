@@ -62,29 +62,29 @@ pub fn open_store(global: &Global) -> bakeoff::Result<Store> {
 
 /// A model argument: a path, or a bare file name found in the model cache.
 pub fn resolve_model(path: &Path) -> PathBuf {
-    if path.exists() || path.components().count() > 1 {
-        return path.to_path_buf();
-    }
     let cached = bakeoff::system::paths::models_dir().join(path);
-    if cached.exists() {
-        cached
-    } else {
-        path.to_path_buf()
+    let bare = !path.exists() && path.components().count() == 1;
+    match bare && cached.exists() {
+        true => cached,
+        false => path.to_path_buf(),
     }
 }
 
 /// `RUN` or `RUN:SUFFIX` (a config, a candidate); a tag that itself holds `:` still resolves whole.
 pub fn resolve_run_and_suffix(store: &Store, text: &str) -> bakeoff::Result<(i64, Option<String>)> {
-    if let Some((run, suffix)) = text.rsplit_once(':') {
-        return match store.resolve_run(run) {
-            Ok(id) => Ok((id, Some(suffix.to_string()))),
-            Err(error) => store
-                .resolve_run(text)
-                .map(|id| (id, None))
-                .map_err(|_| error),
-        };
-    }
-    Ok((store.resolve_run(text)?, None))
+    let Some((run, suffix)) = text.rsplit_once(':') else {
+        return Ok((store.resolve_run(text)?, None));
+    };
+    let whole = |error| {
+        store
+            .resolve_run(text)
+            .map(|id| (id, None))
+            .map_err(|_| error)
+    };
+    let split = store
+        .resolve_run(run)
+        .map(|id| (id, Some(suffix.to_string())));
+    split.or_else(whole)
 }
 
 /// The command line as typed, for the runs table.

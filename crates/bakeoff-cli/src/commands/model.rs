@@ -1,14 +1,19 @@
 //! `bakeoff model inspect` and `bakeoff plan`: what a GGUF file says, and what it will need.
 
-use crate::cli::{ModelCommand, PlanArgs};
+use crate::cli::{Global, ModelCommand, PlanArgs, SynthArgs};
 use crate::cli_values::ArchArg;
+use crate::printer::Printer;
+use bakeoff::chat::{ChatTemplate, Message, ToolCallFormat};
 use bakeoff::domain::units::{human_bytes, parse_bytes};
+use bakeoff::engines::process::Supervised;
 use bakeoff::formats::gguf::{GgmlType, GgufFile};
 use bakeoff::model::plan::{self, KvSettings, TABLE_TYPES};
+use bakeoff::model::synth::{self as synthesis, SynthReport, SynthShape, SynthSpec};
 use bakeoff::model::ModelFacts;
 use bakeoff::report::plan::{kv_types_table, KvTypeRow};
 use bakeoff::Error;
 use serde_json::json;
+use std::path::Path;
 use std::process::ExitCode;
 
 fn load(file: &std::path::Path) -> bakeoff::Result<(std::path::PathBuf, ModelFacts)> {
@@ -17,11 +22,7 @@ fn load(file: &std::path::Path) -> bakeoff::Result<(std::path::PathBuf, ModelFac
     Ok((path, ModelFacts::from_gguf(&gguf)))
 }
 
-pub fn run(
-    global: &crate::cli::Global,
-    command: ModelCommand,
-    printer: crate::printer::Printer,
-) -> anyhow::Result<ExitCode> {
+pub fn run(global: &Global, command: ModelCommand, printer: Printer) -> anyhow::Result<ExitCode> {
     match command {
         ModelCommand::Inspect { file, json } => inspect(&file, json),
         ModelCommand::Synth(args) => synth(global, &args, printer),
@@ -41,53 +42,63 @@ pub fn run(
 
 /// `bakeoff model template`: the prompt the model's chat template makes of a conversation.
 fn template(args: &crate::cli::TemplateArgs) -> anyhow::Result<ExitCode> {
-    use bakeoff::chat::{ChatTemplate, Message, ToolCallFormat};
     let gguf = GgufFile::open(&super::resolve_model(&args.file))?;
     let mut template = ChatTemplate::from_gguf(&gguf)?;
     if let Some(path) = &args.template {
         template.source = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     }
-    let messages: Vec<Message> = match &args.messages {
-        Some(path) => read_json_file(path, "a JSON array of messages", |text| {
-            serde_json::from_str(text)
+    let (messages, tools, extra) = conversation(args)?;
+    let prompt = template.render(&messages, &tools, !args.no_generation_prompt, &extra);
+    print_prompt(&template, &prompt.map_err(Error::from)?, args.json)
+}
+
+/// The messages (one "Hello!" by default), tools and extra template variables.
+fn conversation(args: &crate::cli::TemplateArgs) -> bakeoff::Result<Conversation> {
+    let messages = match &args.messages {
+        Some(path) => read_json_file(path, "a JSON array of messages", |t| {
+            serde_json::from_str(t)
         })?,
         None => vec![Message::user("Hello!")],
     };
-    let tools: Vec<serde_json::Value> = match &args.tools {
-        Some(path) => read_json_file(path, "a JSON array of tool definitions", |text| {
-            serde_json::from_str(text)
+    let tools = match &args.tools {
+        Some(path) => read_json_file(path, "a JSON array of tool definitions", |t| {
+            serde_json::from_str(t)
         })?,
         None => Vec::new(),
     };
-    let mut extra = serde_json::Map::new();
-    for var in &args.vars {
-        let (name, value) = parse_var(var)?;
-        extra.insert(name, value);
-    }
-    let prompt = template
-        .render(&messages, &tools, !args.no_generation_prompt, &extra)
-        .map_err(Error::from)?;
-    if args.json {
-        let format = ToolCallFormat::detect(&template.source).map(ToolCallFormat::name);
-        let out = json!({"prompt": prompt, "tool_call_format": format, "bos_token": template.bos_token, "eos_token": template.eos_token});
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
+    let extra = args
+        .vars
+        .iter()
+        .map(|v| parse_var(v))
+        .collect::<bakeoff::Result<_>>()?;
+    Ok((messages, tools, extra))
+}
+
+type Conversation = (
+    Vec<Message>,
+    Vec<serde_json::Value>,
+    serde_json::Map<String, serde_json::Value>,
+);
+
+fn print_prompt(template: &ChatTemplate, prompt: &str, as_json: bool) -> anyhow::Result<ExitCode> {
+    if !as_json {
         print!("{prompt}");
+        return Ok(ExitCode::SUCCESS);
     }
+    let format = ToolCallFormat::detect(&template.source).map(ToolCallFormat::name);
+    let out = json!({"prompt": prompt, "tool_call_format": format, "bos_token": template.bos_token, "eos_token": template.eos_token});
+    println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_json_file<T>(
-    path: &std::path::Path,
-    what: &str,
-    parse: impl FnOnce(&str) -> serde_json::Result<T>,
-) -> bakeoff::Result<T> {
+/// `path` parsed by `parse`; a parse error names the file and says what it should hold.
+fn read_json_file<T>(path: &Path, what: &str, parse: JsonParser<T>) -> bakeoff::Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    parse(&text).map_err(|e| {
-        Error::input(format!("{}: {e}", path.display()))
-            .with_hint(format!("the file should hold {what}"))
-    })
+    let hint = format!("the file should hold {what}");
+    parse(&text).map_err(|e| Error::input(format!("{}: {e}", path.display())).with_hint(hint))
 }
+
+type JsonParser<T> = fn(&str) -> serde_json::Result<T>;
 
 /// `NAME=JSON`; a value that is not JSON is taken as a string.
 fn parse_var(var: &str) -> bakeoff::Result<(String, serde_json::Value)> {
@@ -101,105 +112,127 @@ fn parse_var(var: &str) -> bakeoff::Result<(String, serde_json::Value)> {
     Ok((name.to_string(), value))
 }
 
-fn synth(
-    global: &crate::cli::Global,
-    args: &crate::cli::SynthArgs,
-    printer: crate::printer::Printer,
-) -> anyhow::Result<ExitCode> {
-    use bakeoff::model::synth::{synth, SynthShape, SynthSpec};
-    let shape = match (&args.like, &args.arch) {
-        (Some(like), _) => SynthShape::Like(super::resolve_model(like)),
-        (None, Some(ArchArg::Llama)) => SynthShape::Llama {
-            layers: args.layers.unwrap_or(0),
-            embd: args.embd.unwrap_or(0),
-            heads: args.heads.unwrap_or(0),
-            kv_heads: args.kv_heads.or(args.heads).unwrap_or(0),
-            ff: args.ff.unwrap_or(0),
-            vocab_from: super::resolve_model(
-                args.vocab_from
-                    .as_deref()
-                    .unwrap_or(std::path::Path::new("")),
-            ),
-            context: args.ctx,
-        },
-        (None, None) => {
-            return Err(Error::input(
-                "say what to synthesise: --like FILE, or --arch llama with its dimensions",
-            )
-            .into())
-        }
-    };
-    let dtype = GgmlType::from_name(args.dtype.name())
-        .ok_or_else(|| Error::input(format!("--dtype {}: unknown type", args.dtype.name())))?;
+fn synth(global: &Global, args: &SynthArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     let unquantized = match &args.quantize {
         Some(_) => args.out.with_extension("f16.gguf"),
         None => args.out.clone(),
     };
     let spec = SynthSpec {
-        shape,
+        shape: synth_shape(args)?,
         out: unquantized.clone(),
-        dtype,
+        dtype: synth_dtype(args.dtype.name())?,
         seed: args.seed,
     };
-    let mut last_report = 0;
-    let report = synth(&spec, &mut |done, total| {
-        let pct = done * 100 / total.max(1);
-        if pct >= last_report + 10 || done == total {
-            last_report = pct;
-            printer.status(format!(
-                "writing {}: {pct}% of {}",
-                unquantized.display(),
-                human_bytes(total)
-            ));
-        }
-    })?;
+    let report = write_synth(&spec, printer)?;
     let mut final_path = report.out.clone();
     if let Some(kind) = &args.quantize {
-        let (_, quantize) = bakeoff::engines::discovery::find_tool(
-            global.engine_path.as_deref(),
-            "llama-quantize",
-        )?;
-        let log = args.out.with_extension("quantize.log");
-        printer.status(format!(
-            "quantizing to {kind} with {} (log: {})",
-            quantize.display(),
-            log.display()
-        ));
-        let argv = vec![
-            unquantized.display().to_string(),
-            args.out.display().to_string(),
-            kind.clone(),
-        ];
-        let mut child = bakeoff::engines::process::Supervised::spawn(&quantize, &argv, &log)?;
-        let status = loop {
-            if let Some(status) = child.try_wait() {
-                break status;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        };
-        if !status.success() {
-            let reason = bakeoff::engines::fatal::tail(&log, 1)
-                .pop()
-                .unwrap_or_default();
-            return Err(Error::engine(format!(
-                "llama-quantize {kind} failed ({status}): {reason}"
-            ))
-            .with_hint(format!("full log: {}", log.display()))
-            .into());
-        }
+        quantize(global, &unquantized, &args.out, kind, printer)?;
         let _ = std::fs::remove_file(&unquantized);
         final_path = args.out.clone();
     }
-    let size = std::fs::metadata(&final_path).map(|m| m.len()).unwrap_or(0);
+    print_synth(args, &final_path, &report)
+}
+
+/// `--like FILE`, or a llama shape from its dimensions.
+fn synth_shape(args: &SynthArgs) -> bakeoff::Result<SynthShape> {
+    match (&args.like, &args.arch) {
+        (Some(like), _) => Ok(SynthShape::Like(super::resolve_model(like))),
+        (None, Some(ArchArg::Llama)) => Ok(llama_shape(args)),
+        (None, None) => Err(Error::input(
+            "say what to synthesise: --like FILE, or --arch llama with its dimensions",
+        )),
+    }
+}
+
+fn llama_shape(args: &SynthArgs) -> SynthShape {
+    let vocab_from = args.vocab_from.as_deref().unwrap_or(Path::new(""));
+    SynthShape::Llama {
+        layers: args.layers.unwrap_or(0),
+        embd: args.embd.unwrap_or(0),
+        heads: args.heads.unwrap_or(0),
+        kv_heads: args.kv_heads.or(args.heads).unwrap_or(0),
+        ff: args.ff.unwrap_or(0),
+        vocab_from: super::resolve_model(vocab_from),
+        context: args.ctx,
+    }
+}
+
+fn synth_dtype(name: &str) -> bakeoff::Result<GgmlType> {
+    let lower = name.to_ascii_lowercase();
+    GgmlType::from_name(&lower)
+        .filter(|_| matches!(lower.as_str(), "f16" | "f32"))
+        .ok_or_else(|| {
+            Error::input(format!(
+                "--dtype {lower}: expected f16 or f32 (then --quantize for others)"
+            ))
+        })
+}
+
+/// Write the file, reporting every tenth of it.
+fn write_synth(spec: &SynthSpec, printer: Printer) -> bakeoff::Result<SynthReport> {
+    let mut last_report = 0;
+    let out = spec.out.display();
+    synthesis::synth(spec, &mut |done, total| {
+        let pct = done * 100 / total.max(1);
+        if pct >= last_report + 10 || done == total {
+            last_report = pct;
+            let size = human_bytes(total);
+            printer.status(format!("writing {out}: {pct}% of {size}"));
+        }
+    })
+}
+
+/// `llama-quantize FROM TO KIND`, supervised, its log beside the output.
+fn quantize(
+    global: &Global,
+    from: &Path,
+    to: &Path,
+    kind: &str,
+    printer: Printer,
+) -> bakeoff::Result<()> {
+    let engine_path = global.engine_path.as_deref();
+    let (_, quantize) = bakeoff::engines::discovery::find_tool(engine_path, "llama-quantize")?;
+    let log = to.with_extension("quantize.log");
+    let (tool, log_text) = (quantize.display(), log.display());
+    printer.status(format!(
+        "quantizing to {kind} with {tool} (log: {log_text})"
+    ));
+    let argv = [from, to].map(|p| p.display().to_string()).to_vec();
+    let argv = [argv, vec![kind.to_string()]].concat();
+    let mut child = Supervised::spawn(&quantize, &argv, &log)?;
+    let status = wait_for(&mut child);
+    if status.success() {
+        return Ok(());
+    }
+    let reason = bakeoff::engines::fatal::tail(&log, 1)
+        .pop()
+        .unwrap_or_default();
+    Err(
+        Error::engine(format!("llama-quantize {kind} failed ({status}): {reason}"))
+            .with_hint(format!("full log: {}", log.display())),
+    )
+}
+
+fn wait_for(child: &mut Supervised) -> std::process::ExitStatus {
+    loop {
+        if let Some(status) = child.try_wait() {
+            return status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn print_synth(args: &SynthArgs, path: &Path, report: &SynthReport) -> anyhow::Result<ExitCode> {
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     if args.json {
         println!(
             "{}",
-            serde_json::json!({ "out": final_path, "architecture": report.architecture, "tensors": report.tensors, "parameters": report.parameters, "bytes": size, "quantized": args.quantize })
+            serde_json::json!({ "out": path, "architecture": report.architecture, "tensors": report.tensors, "parameters": report.parameters, "bytes": size, "quantized": args.quantize })
         );
     } else {
         println!(
             "{}: {} ({} tensors, {:.2} M parameters, {})",
-            final_path.display(),
+            path.display(),
             report.architecture,
             report.tensors,
             report.parameters as f64 / 1e6,
@@ -215,117 +248,8 @@ fn inspect(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&facts)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let f = &facts;
     println!("{}", path.display());
-    println!(
-        "  architecture   {}{}",
-        f.architecture,
-        f.name
-            .as_ref()
-            .map(|n| format!(" ({n})"))
-            .unwrap_or_default()
-    );
-    let active = if f.active_parameters != f.parameters {
-        format!(
-            ", {:.2} M active per token",
-            f.active_parameters as f64 / 1e6
-        )
-    } else {
-        String::new()
-    };
-    println!(
-        "  parameters     {:.2} M{active}",
-        f.parameters as f64 / 1e6
-    );
-    println!(
-        "  file size      {} (tensor data {})",
-        human_bytes(f.file_size),
-        human_bytes(f.tensor_bytes)
-    );
-    println!(
-        "  context length {}",
-        f.context_length
-            .map(|c| c.to_string())
-            .unwrap_or_else(|| "?".into())
-    );
-    println!(
-        "  by type        {}",
-        f.bytes_by_type
-            .iter()
-            .map(|(t, b)| format!("{t} {}", human_bytes(*b)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    println!(
-        "  by role        {}",
-        f.bytes_by_role
-            .iter()
-            .map(|(r, b)| format!("{r} {}", human_bytes(*b)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let first = f.layers.first();
-    let kv_heads: std::collections::BTreeSet<u64> = f.layers.iter().map(|l| l.n_head_kv).collect();
-    println!(
-        "  attention      {} layers, {} heads, KV heads {:?}, head dims K {} / V {}",
-        f.n_layer,
-        first.map(|l| l.n_head).unwrap_or(0),
-        kv_heads,
-        first.map(|l| l.key_length).unwrap_or(0),
-        first.map(|l| l.value_length).unwrap_or(0)
-    );
-    if let Some(window) = f.sliding_window {
-        let pattern: String = f
-            .layers
-            .iter()
-            .map(|l| if l.sliding_window { 'S' } else { 'F' })
-            .collect();
-        println!("  sliding window {window} tokens; layers (S=windowed, F=full): {pattern}");
-    }
-    if f.shared_kv_layers > 0 {
-        println!(
-            "  shared KV      last {} layers reuse earlier layers' KV",
-            f.shared_kv_layers
-        );
-    }
-    if let Some(rank) = f.kv_lora_rank {
-        println!(
-            "  MLA            kv_lora_rank {rank}, q_lora_rank {}",
-            f.q_lora_rank
-                .map(|r| r.to_string())
-                .unwrap_or_else(|| "-".into())
-        );
-    }
-    if let (Some(n), Some(k)) = (f.expert_count, f.expert_used_count) {
-        println!("  experts        {k} of {n} per token");
-    }
-    let recurrent = f.layers.iter().filter(|l| l.recurrent).count();
-    if recurrent > 0 || f.ssm_state_size.is_some() {
-        println!(
-            "  recurrent      {recurrent} SSM layers (state size {})",
-            f.ssm_state_size.unwrap_or(0)
-        );
-    }
-    println!(
-        "  tokenizer      {} ({} tokens)",
-        f.tokenizer_model.as_deref().unwrap_or("?"),
-        f.n_vocab
-            .map(|v| v.to_string())
-            .unwrap_or_else(|| "?".into())
-    );
-    println!(
-        "  chat template  {}",
-        f.chat_template_sha256
-            .as_ref()
-            .map(|h| format!("present (sha256 {h}…)"))
-            .unwrap_or_else(|| "none".into())
-    );
-    if let Some(count) = f.split_count {
-        println!("  split          {count} files");
-    }
-    for note in &f.notes {
-        println!("  note: {note}");
-    }
+    facts.describe().iter().for_each(|line| println!("{line}"));
     Ok(ExitCode::SUCCESS)
 }
 

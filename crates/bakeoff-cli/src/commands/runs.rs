@@ -1,104 +1,115 @@
 //! `bakeoff runs list|show`: what the store holds.
 
 use crate::cli::{Global, RunsCommand};
+use bakeoff::store::{LogRow, RunDetail, RunRow, Store, TrialRow};
 use std::process::ExitCode;
+
+/// Samples shown per trial; `-o json` shows them all.
+const SAMPLES_SHOWN: usize = 12;
 
 pub fn run(global: &Global, command: RunsCommand) -> anyhow::Result<ExitCode> {
     let store = super::open_store(global)?;
     match command {
-        RunsCommand::List { limit, output } => {
-            let runs = store.runs(limit)?;
-            if output.wants_json() {
-                println!("{}", serde_json::to_string_pretty(&runs)?);
-            } else if runs.is_empty() {
-                eprintln!("no runs stored in {}", store.path().display());
-            } else {
-                println!(
-                    "{:>5}  {:<8} {:<11} {:<24} {:>6} {:>8}  {:<10} COMMAND",
-                    "RUN", "KIND", "STATUS", "STARTED", "TRIALS", "SAMPLES", "TAG"
-                );
-                for r in runs {
-                    println!(
-                        "{:>5}  {:<8} {:<11} {:<24} {:>6} {:>8}  {:<10} {}",
-                        r.id,
-                        r.kind,
-                        r.status,
-                        r.started_at,
-                        r.trials,
-                        r.samples,
-                        r.tag.unwrap_or_default(),
-                        r.command
-                    );
-                }
-            }
-        }
-        RunsCommand::Show { run, output } => {
-            let id = store.resolve_run(&run)?;
-            let detail = store.run_detail(id)?;
-            if output.wants_json() {
-                println!("{}", serde_json::to_string_pretty(&detail)?);
-            } else {
-                print_detail(&detail);
-            }
-        }
+        RunsCommand::List { limit, output } => list(&store, limit, output.wants_json())?,
+        RunsCommand::Show { run, output } => show(&store, &run, output.wants_json())?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_detail(d: &bakeoff::store::RunDetail) {
-    let r = &d.run;
+fn show(store: &Store, run: &str, json: bool) -> anyhow::Result<()> {
+    let detail = store.run_detail(store.resolve_run(run)?)?;
+    match json {
+        true => println!("{}", serde_json::to_string_pretty(&detail)?),
+        false => print_detail(&detail),
+    }
+    Ok(())
+}
+
+fn list(store: &Store, limit: usize, json: bool) -> anyhow::Result<()> {
+    let runs = store.runs(limit)?;
+    match (json, runs.is_empty()) {
+        (true, _) => println!("{}", serde_json::to_string_pretty(&runs)?),
+        (false, true) => eprintln!("no runs stored in {}", store.path().display()),
+        (false, false) => print_list(runs),
+    }
+    Ok(())
+}
+
+fn print_list(runs: Vec<RunRow>) {
+    println!(
+        "{:>5}  {:<8} {:<11} {:<24} {:>6} {:>8}  {:<10} COMMAND",
+        "RUN", "KIND", "STATUS", "STARTED", "TRIALS", "SAMPLES", "TAG"
+    );
+    for r in runs {
+        println!(
+            "{:>5}  {:<8} {:<11} {:<24} {:>6} {:>8}  {:<10} {}",
+            r.id,
+            r.kind,
+            r.status,
+            r.started_at,
+            r.trials,
+            r.samples,
+            r.tag.unwrap_or_default(),
+            r.command
+        );
+    }
+}
+
+fn print_detail(d: &RunDetail) {
+    print_run(&d.run);
+    d.system.iter().for_each(print_system);
+    d.trials.iter().for_each(print_trial);
+    d.logs.iter().for_each(print_log);
+}
+
+fn print_system(system: &serde_json::Value) {
+    let cpu = system["cpu_model"].as_str().unwrap_or("?");
+    let kernel = system["kernel"].as_str().unwrap_or("?");
+    println!(
+        "  system   {cpu} / {} cores / kernel {kernel}",
+        system["cpu_cores"]
+    );
+}
+
+fn print_run(r: &RunRow) {
     println!("run {} ({}) {}", r.id, r.kind, r.status);
     println!("  command  {}", r.command);
     println!("  bakeoff  {}", r.bakeoff_version);
+    let ended = r.ended_at.as_deref().unwrap_or("-");
+    println!("  started  {}  ended {ended}", r.started_at);
+    r.tag.iter().for_each(|tag| println!("  tag      {tag}"));
+    r.error.iter().for_each(|e| println!("  error    {e}"));
+}
+
+/// A trial and its first samples.
+fn print_trial(t: &TrialRow) {
+    let flags = t.flags.as_ref().map(|f| f.to_string()).unwrap_or_default();
     println!(
-        "  started  {}  ended {}",
-        r.started_at,
-        r.ended_at.as_deref().unwrap_or("-")
+        "  trial {} rep {} [{}] {} {}",
+        t.id, t.repetition, t.status, flags, t.workload
     );
-    if let Some(tag) = &r.tag {
-        println!("  tag      {tag}");
+    if let Some(note) = &t.note {
+        println!("    note: {note}");
     }
-    if let Some(error) = &r.error {
-        println!("  error    {error}");
-    }
-    if let Some(system) = &d.system {
+    for s in t.samples.iter().take(SAMPLES_SHOWN) {
         println!(
-            "  system   {} / {} cores / kernel {}",
-            system["cpu_model"].as_str().unwrap_or("?"),
-            system["cpu_cores"],
-            system["kernel"].as_str().unwrap_or("?")
+            "    {:<24} {:>12.3} {:<7} ({})",
+            s.metric, s.value, s.unit, s.source
         );
     }
-    for t in &d.trials {
-        let flags = t.flags.as_ref().map(|f| f.to_string()).unwrap_or_default();
-        println!(
-            "  trial {} rep {} [{}] {} {}",
-            t.id, t.repetition, t.status, flags, t.workload
-        );
-        if let Some(note) = &t.note {
-            println!("    note: {note}");
-        }
-        for s in t.samples.iter().take(12) {
-            println!(
-                "    {:<24} {:>12.3} {:<7} ({})",
-                s.metric, s.value, s.unit, s.source
-            );
-        }
-        if t.samples.len() > 12 {
-            println!(
-                "    … {} more samples (-o json shows all)",
-                t.samples.len() - 12
-            );
-        }
+    if t.samples.len() > SAMPLES_SHOWN {
+        let more = t.samples.len() - SAMPLES_SHOWN;
+        println!("    … {more} more samples (-o json shows all)");
     }
-    for log in &d.logs {
-        println!("  engine log {}", log.path);
-        for line in log.fatal_lines.as_array().into_iter().flatten() {
-            println!(
-                "    FATAL line {}: {}",
-                line["line"],
-                line["text"].as_str().unwrap_or("")
-            );
-        }
+}
+
+fn print_log(log: &LogRow) {
+    println!("  engine log {}", log.path);
+    for line in log.fatal_lines.as_array().into_iter().flatten() {
+        println!(
+            "    FATAL line {}: {}",
+            line["line"],
+            line["text"].as_str().unwrap_or("")
+        );
     }
 }

@@ -3,10 +3,11 @@
 
 use crate::cli::{Global, ServeArgs};
 use crate::printer::Printer;
-use bakeoff::engines::llama_server::{LlamaServer, ServerSpec};
-use bakeoff::engines::{attach, discovery, process};
+use bakeoff::engines::attach::{self, Detected};
+use bakeoff::engines::llama_server::LlamaServer;
+use bakeoff::engines::process;
+use bakeoff::session::{Engine, Launch, RunSpec, Session};
 use bakeoff::store::Store;
-use bakeoff::system::{paths, Fingerprint};
 use serde_json::json;
 use std::path::Path;
 use std::process::ExitCode;
@@ -19,122 +20,118 @@ pub fn run(global: &Global, args: &ServeArgs, printer: Printer) -> anyhow::Resul
     if let Some(name) = &args.profile {
         return super::serve_profile::run(global, args, name, printer);
     }
-    let model = super::resolve_model(args.model.as_deref().unwrap_or(std::path::Path::new("")));
-    if !model.is_file() {
-        return Err(bakeoff::Error::input(format!("model file not found: {}", model.display()))
-            .with_hint("`bakeoff doctor` lists installed models; scripts/setup installs two small ones")
-            .into());
-    }
-    let (install, binary) = discovery::find_tool(global.engine_path.as_deref(), "llama-server")?;
+    let model = super::resolve_model(args.model.as_deref().unwrap_or(Path::new("")));
+    check_model(&model)?;
     let store = super::open_store(global)?;
-    let model_row = store.model(&model)?;
-    let engine_id = store.engine_id(
-        "llama-server",
-        &binary.display().to_string(),
-        Some(&install),
-        None,
-    )?;
-    let system_id = store.system_id(&Fingerprint::collect())?;
-    let params = json!({ "model": model_row.path, "model_sha256": model_row.sha256, "engine_id": engine_id, "engine_args": args.engine_args });
-    let run_id = store.begin_run(
-        "serve",
-        &super::command_line(),
-        system_id,
-        args.tag.as_deref(),
-        &params,
-    )?;
-    let log_path = paths::run_dir(store.path(), run_id).join("llama-server.log");
-    printer.status(format!(
-        "starting {} on {} (log: {})",
-        install.label(),
-        model.display(),
-        log_path.display()
-    ));
+    let engine = Engine::find(Some(&store), global.engine_path.as_deref(), "llama-server")?;
+    let (mut session, launch) = begin(store, args, engine, &model)?;
+    let log_path = launch.log_path.clone();
+    announce(&launch, printer);
+    let started = launch.start(Some(&session));
+    let mut target = session.guard(started)?;
+    let server = target
+        .server
+        .as_mut()
+        .ok_or_else(|| anyhow::anyhow!("no engine"))?;
+    print_ready(server, session.run_id(), &log_path, args.json);
+    keep_serving(&mut session, &log_path, server, printer)
+}
 
-    let spec = ServerSpec {
-        binary,
-        model,
-        host: args.host.clone(),
-        port: args.port,
-        args: args.engine_args.clone(),
-        health_timeout: Duration::from_secs(args.health_timeout),
-        log_path: log_path.clone(),
-    };
-    let mut server = match LlamaServer::launch(spec) {
-        Ok(server) => server,
-        Err(error) => {
-            store.engine_log(run_id, None, &log_path)?;
-            store.end_run(run_id, "failed", Some(&error.to_string()))?;
-            return Err(error.into());
-        }
-    };
-    if args.json {
-        println!(
-            "{}",
-            json!({ "ready": true, "url": server.url, "pid": server.pid(), "log": log_path, "run": run_id })
-        );
-    } else {
-        println!(
-            "ready {} pid={} run={} log={}",
-            server.url,
-            server.pid(),
-            run_id,
-            log_path.display()
-        );
+fn check_model(model: &Path) -> bakeoff::Result<()> {
+    if model.is_file() {
+        return Ok(());
     }
-    keep_serving(&store, run_id, &log_path, &mut server, printer)
+    let hint = "`bakeoff doctor` lists installed models; scripts/setup installs two small ones";
+    let message = format!("model file not found: {}", model.display());
+    Err(bakeoff::Error::input(message).with_hint(hint))
+}
+
+fn announce(launch: &Launch, printer: Printer) {
+    let (label, log) = (launch.engine.label(), launch.log_path.display());
+    let model = launch.model.display();
+    printer.status(format!("starting {label} on {model} (log: {log})"));
+}
+
+/// The `serve` run (unlocked: measuring commands may run against this server) and its launch.
+fn begin(
+    store: Store,
+    args: &ServeArgs,
+    engine: Engine,
+    model: &Path,
+) -> bakeoff::Result<(Session, Launch)> {
+    let model_row = store.model(model)?;
+    let params = json!({ "model": model_row.path, "model_sha256": model_row.sha256, "engine_id": engine.engine_id, "engine_args": args.engine_args });
+    let command = super::command_line();
+    let run = RunSpec::new("serve", &command, args.tag.as_deref(), params);
+    let session = Session::begin_unlocked(store, run)?;
+    let launch = Launch::new(engine, model, Some(model_row), &session.run_dir());
+    Ok((session, with_serve_args(launch, args)))
+}
+
+/// Host, port, flags and health timeout from the command line.
+fn with_serve_args(mut launch: Launch, args: &ServeArgs) -> Launch {
+    launch.host = args.host.clone();
+    launch.port = args.port;
+    launch.args = args.engine_args.clone();
+    launch.health_timeout = Duration::from_secs(args.health_timeout);
+    launch
+}
+
+fn print_ready(server: &LlamaServer, run_id: i64, log_path: &Path, as_json: bool) {
+    let (url, pid) = (&server.url, server.pid());
+    let ready = json!({ "ready": true, "url": url, "pid": pid, "log": log_path, "run": run_id });
+    if as_json {
+        println!("{ready}");
+    } else {
+        let log = log_path.display();
+        println!("ready {url} pid={pid} run={run_id} log={log}");
+    }
 }
 
 /// After the ready line: supervise until Ctrl-C or the engine's own exit, and record the end.
 pub(super) fn keep_serving(
-    store: &Store,
-    run_id: i64,
+    session: &mut Session,
     log_path: &Path,
     server: &mut LlamaServer,
     printer: Printer,
 ) -> anyhow::Result<ExitCode> {
     inject_fault_for_tests()?;
     let outcome = supervise(server);
-    store.engine_log(run_id, None, log_path)?;
-    match outcome {
-        Outcome::Interrupted(signal) => {
-            server.stop();
-            store.end_run(run_id, "interrupted", None)?;
-            printer.status("stopped");
-            Ok(ExitCode::from((128 + signal) as u8))
-        }
-        Outcome::Exited(message) => {
-            store.end_run(run_id, "failed", Some(&message))?;
-            Err(bakeoff::Error::engine(message)
-                .with_hint(format!("full engine log: {}", log_path.display()))
-                .into())
-        }
-    }
+    let run_id = session.run_id();
+    session.store().engine_log(run_id, None, log_path)?;
+    let Outcome::Exited(message) = outcome else {
+        server.stop();
+        let code = session.finish(&Ok::<(), String>(()))?;
+        printer.status("stopped");
+        return Ok(ExitCode::from(code));
+    };
+    session.finish(&Err::<(), _>(&message))?;
+    let hint = format!("full engine log: {}", log_path.display());
+    Err(bakeoff::Error::engine(message).with_hint(hint).into())
 }
 
 enum Outcome {
-    Interrupted(i32),
+    Interrupted,
     Exited(String),
 }
 
 /// Wait until we are interrupted or the engine exits on its own.
 fn supervise(server: &mut LlamaServer) -> Outcome {
-    loop {
-        if let Some(signal) = process::interrupted() {
-            return Outcome::Interrupted(signal);
-        }
+    while process::interrupted().is_none() {
         if let Some(status) = server.exited() {
-            let reason = server
-                .fatal_lines()
-                .first()
-                .map(|f| format!(": {}", f.text))
-                .unwrap_or_default();
-            return Outcome::Exited(format!(
-                "llama-server exited unexpectedly ({status}){reason}"
-            ));
+            return Outcome::Exited(exit_message(server, status));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    Outcome::Interrupted
+}
+
+/// `llama-server exited unexpectedly (STATUS): first fatal log line`.
+fn exit_message(server: &LlamaServer, status: std::process::ExitStatus) -> String {
+    let fatal = server.fatal_lines();
+    let reason = fatal.first().map(|f| format!(": {}", f.text));
+    let reason = reason.unwrap_or_default();
+    format!("llama-server exited unexpectedly ({status}){reason}")
 }
 
 /// Test hook: `BAKEOFF_FAULT=panic-after-ready|error-after-ready` lets the integration tests prove
@@ -161,17 +158,17 @@ fn attach_only(url: &str, as_json: bool) -> anyhow::Result<ExitCode> {
     if as_json {
         println!("{}", serde_json::to_string_pretty(&detected)?);
     } else {
-        println!(
-            "attached {} at {} (version {}); models: {}; bakeoff does not manage it",
-            detected.kind.as_str(),
-            detected.url,
-            detected.version.as_deref().unwrap_or("?"),
-            if detected.models.is_empty() {
-                "none listed".to_string()
-            } else {
-                detected.models.join(", ")
-            }
-        );
+        println!("{}", attached_line(&detected));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn attached_line(detected: &Detected) -> String {
+    let models = match detected.models.is_empty() {
+        true => "none listed".to_string(),
+        false => detected.models.join(", "),
+    };
+    let (kind, url) = (detected.kind.as_str(), &detected.url);
+    let version = detected.version.as_deref().unwrap_or("?");
+    format!("attached {kind} at {url} (version {version}); models: {models}; bakeoff does not manage it")
 }

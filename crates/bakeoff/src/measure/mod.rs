@@ -3,6 +3,7 @@
 //! results go to a [`sink::TrialSink`].
 
 pub mod bench;
+mod describe;
 pub mod experiment;
 pub mod llama_bench;
 pub mod load;

@@ -10,14 +10,15 @@ use crate::cli_tools::{
     RenderDiffArgs, ToolSampling, ToolTarget, ToolsBfclArgs, ToolsCommand, ToolsRunArgs,
 };
 use crate::printer::Printer;
-use bakeoff::quality::toolcall::bfcl::{self, Dataset, ItemResult, Verdict};
+use bakeoff::quality::toolcall::bfcl::{self, Dataset, Item, ItemResult};
 use bakeoff::quality::toolcall::{diverge, episode, render, Arm, Task, Trace};
+use bakeoff::session::{RunSpec, Session};
 use bakeoff::store::{NewTrial, Store};
-use bakeoff::system::{lock, paths, Fingerprint, MeasureLock};
 use bakeoff::Error;
 use serde_json::json;
+use std::path::Path;
 use std::process::ExitCode;
-use target::Target;
+use target::{ArmMaker, Target};
 
 pub fn run(global: &Global, command: ToolsCommand, printer: Printer) -> anyhow::Result<ExitCode> {
     match command {
@@ -36,113 +37,108 @@ pub fn run(global: &Global, command: ToolsCommand, printer: Printer) -> anyhow::
 }
 
 /// A stored run with its engines launched or attached, and its arms.
-struct Session {
-    store: Store,
-    run_id: i64,
+struct ToolRun {
+    session: Session,
     targets: Vec<Target>,
-    arms: Vec<(Box<dyn Arm>, usize)>,
-    _lock: MeasureLock,
+    arms: Arms,
+}
+
+type Arms = Vec<(Box<dyn Arm>, usize)>;
+
+/// What a tool-call run talks to and how it samples.
+struct Setup<'a> {
+    target: &'a ToolTarget,
+    sampling: &'a ToolSampling,
+    force_thinking: bool,
+}
+
+impl<'a> Setup<'a> {
+    fn new(target: &'a ToolTarget, sampling: &'a ToolSampling, force_thinking: bool) -> Self {
+        Setup {
+            target,
+            sampling,
+            force_thinking,
+        }
+    }
+
+    /// Arms on `target` with this run's sampling and force policy.
+    fn arms<'t>(&self, args: &'t ToolTarget, target: &'t Target) -> bakeoff::Result<ArmMaker<'t>> {
+        let (sampling, force) = target::sampling(self.sampling)?;
+        Ok(ArmMaker {
+            args,
+            target,
+            sampling,
+            force,
+            force_thinking: self.force_thinking,
+        })
+    }
 }
 
 fn begin(
     global: &Global,
     kind: &str,
-    target_args: &ToolTarget,
-    sampling_args: &ToolSampling,
-    force_thinking: bool,
+    setup: &Setup,
     params: serde_json::Value,
     printer: Printer,
-) -> anyhow::Result<Session> {
-    let lock = MeasureLock::acquire(&lock::default_path(), &super::command_line())?;
+) -> anyhow::Result<ToolRun> {
     let store = super::open_store(global)?;
-    let system_id = store.system_id(&Fingerprint::collect())?;
-    let run_id = store.begin_run(
-        kind,
-        &super::command_line(),
-        system_id,
-        sampling_args.tag.as_deref(),
-        &params,
-    )?;
-    match open_session(
-        global,
-        &store,
-        run_id,
-        target_args,
-        sampling_args,
-        force_thinking,
-        printer,
-    ) {
-        Ok((targets, arms)) => Ok(Session {
-            store,
-            run_id,
-            targets,
-            arms,
-            _lock: lock,
-        }),
-        Err(error) => {
-            let log = paths::run_dir(store.path(), run_id).join("llama-server.log");
-            if log.exists() {
-                store.engine_log(run_id, None, &log)?;
-            }
-            store.end_run(run_id, "failed", Some(&error.to_string()))?;
-            Err(error.into())
-        }
-    }
+    let command = super::command_line();
+    let run = RunSpec::new(kind, &command, setup.sampling.tag.as_deref(), params);
+    let mut session = Session::begin(store, run)?;
+    let opened = open_targets(global, &session, setup, printer);
+    let (targets, arms) = session.guard(opened)?;
+    Ok(ToolRun {
+        session,
+        targets,
+        arms,
+    })
 }
 
-type Arms = Vec<(Box<dyn Arm>, usize)>;
-
-fn open_session(
+/// The main target and its arms, then the reference target and its arm when asked for.
+fn open_targets(
     global: &Global,
-    store: &Store,
-    run_id: i64,
-    target_args: &ToolTarget,
-    sampling_args: &ToolSampling,
-    force_thinking: bool,
+    session: &Session,
+    setup: &Setup,
     printer: Printer,
 ) -> bakeoff::Result<(Vec<Target>, Arms)> {
-    let (sampling, force) = target::sampling(sampling_args)?;
-    let log_dir = paths::run_dir(store.path(), run_id);
-    let main = target::open(global, target_args, &log_dir, Some(store))?;
-    printer.status(format!("run {run_id}: {}", main.label));
-    let mut arms: Arms = target::build_arms(
-        &sampling_args.arms,
-        target_args,
-        &main,
-        sampling,
-        force,
-        force_thinking,
-    )?
-    .into_iter()
-    .map(|arm| (arm, 0))
-    .collect();
+    let main = target::open(global, setup.target, &session.run_dir(), Some(session))?;
+    printer.status(format!("run {}: {}", session.run_id(), main.engine.label));
+    let arms = setup
+        .arms(setup.target, &main)?
+        .named(&setup.sampling.arms)?;
+    let mut arms: Arms = arms.into_iter().map(|arm| (arm, 0)).collect();
     let mut targets = vec![main];
-    if let Some(url) = &sampling_args.reference {
-        let reference_args = ToolTarget {
-            model: None,
-            url: Some(url.clone()),
-            model_name: sampling_args.reference_model.clone(),
-            engine_args: Vec::new(),
-            ..target_args.clone()
-        };
-        let reference = target::open(global, &reference_args, &log_dir, Some(store))?;
-        printer.status(format!("reference: {}", reference.label));
-        let arm = target::build_arm(
-            "reference",
-            sampling_args.reference_arm.name(),
-            &reference_args,
-            &reference,
-            sampling,
-            force,
-            force_thinking,
-        )?;
+    if let Some(url) = &setup.sampling.reference {
+        let (reference, arm) = open_reference(global, session, setup, url, printer)?;
         arms.push((arm, 1));
         targets.push(reference);
     }
     Ok((targets, arms))
 }
 
-impl Session {
+/// `--reference URL`: an attached server and the arm on it.
+fn open_reference(
+    global: &Global,
+    session: &Session,
+    setup: &Setup,
+    url: &str,
+    printer: Printer,
+) -> bakeoff::Result<(Target, Box<dyn Arm>)> {
+    let reference_args = ToolTarget {
+        model: None,
+        url: Some(url.to_string()),
+        model_name: setup.sampling.reference_model.clone(),
+        engine_args: Vec::new(),
+        ..setup.target.clone()
+    };
+    let reference = target::open(global, &reference_args, &session.run_dir(), Some(session))?;
+    printer.status(format!("reference: {}", reference.engine.label));
+    let maker = setup.arms(&reference_args, &reference)?;
+    let arm = maker.build("reference", setup.sampling.reference_arm.name())?;
+    Ok((reference, arm))
+}
+
+impl ToolRun {
     fn trial(
         &self,
         arm: &dyn Arm,
@@ -150,264 +146,241 @@ impl Session {
         workload: &serde_json::Value,
     ) -> bakeoff::Result<i64> {
         let target = &self.targets[target];
-        self.store.begin_trial(
-            self.run_id,
+        self.session.store().begin_trial(
+            self.session.run_id(),
             &NewTrial {
                 config: Some(&target.config),
-                engine_id: target.engine_id,
-                model_id: target.model_id,
+                engine_id: target.engine.engine_id,
+                model_id: target.engine.model_id,
                 workload: &json!({ "arm": arm.info(), "work": workload }),
                 repetition: 0,
             },
         )
     }
 
-    fn finish(self, result: &bakeoff::Result<()>) -> bakeoff::Result<()> {
-        let status = match (result, bakeoff::engines::process::interrupted()) {
-            (_, Some(_)) => "interrupted",
-            (Ok(()), None) => "ok",
-            (Err(_), None) => "failed",
-        };
-        if let Some(server) = self.targets.iter().find_map(|t| t.server.as_ref()) {
-            self.store
-                .engine_log(self.run_id, None, server.log_path())?;
+    fn store(&self) -> &Store {
+        self.session.store()
+    }
+
+    fn run_id(&self) -> i64 {
+        self.session.run_id()
+    }
+
+    /// Store the launched engine's log and end the run; returns the exit code.
+    fn finish<T>(&mut self, result: &bakeoff::Result<T>) -> bakeoff::Result<u8> {
+        if let Some(target) = self.targets.iter().find(|t| t.engine.server.is_some()) {
+            target.engine.store_log(&self.session)?;
         }
-        self.store.end_run(
-            self.run_id,
-            status,
-            result.as_ref().err().map(|e| e.to_string()).as_deref(),
-        )
+        self.session.finish(result)
     }
 }
 
 fn run_tasks(global: &Global, args: &ToolsRunArgs, printer: Printer) -> anyhow::Result<ExitCode> {
-    let mut tasks = args
-        .task
-        .split(',')
-        .map(|t| Task::resolve(t.trim()))
-        .collect::<bakeoff::Result<Vec<_>>>()?;
-    if let Some(budget) = args.budget {
-        if budget == 0 {
-            return Err(Error::input("--budget must be at least 1").into());
-        }
-        tasks.iter_mut().for_each(|t| t.step_budget = budget);
-    }
-    let params = json!({ "tasks": tasks.iter().map(|t| &t.name).collect::<Vec<_>>(), "arms": args.sampling.arms,
-        "force_tools": args.sampling.force_tools.name(), "reference": args.sampling.reference });
-    let mut session = begin(
-        global,
-        "tools",
-        &args.target,
-        &args.sampling,
-        args.force_thinking,
-        params,
-        printer,
-    )?;
+    let tasks = resolve_tasks(&args.task, args.budget)?;
+    let names: Vec<&String> = tasks.iter().map(|t| &t.name).collect();
+    let sampling = &args.sampling;
+    let params = json!({ "tasks": names, "arms": sampling.arms,
+        "force_tools": sampling.force_tools.name(), "reference": sampling.reference });
+    let setup = Setup::new(&args.target, sampling, args.force_thinking);
+    let mut session = begin(global, "tools", &setup, params, printer)?;
     let mut traces = Vec::new();
-    let result = run_episodes(&mut session, &tasks, &mut traces, printer);
-    let run_id = session.run_id;
-    session.finish(&result)?;
+    let result = session.run_episodes(&tasks, &mut traces, printer);
+    let code = session.finish(&result)?;
     result?;
-    let reports = divergences(&traces, None);
-    if args.sampling.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({ "run": run_id, "traces": traces, "divergence": reports })
-            )?
-        );
-    } else {
-        print::episodes(&traces);
-        println!();
-        reports.iter().for_each(print::divergence);
-    }
+    print_episodes(session.run_id(), &traces, sampling.json)?;
+    let run_id = session.run_id();
     printer.status(format!(
         "stored as run {run_id}; `bakeoff tools diff {run_id}` or `bakeoff tools export {run_id}`"
     ));
-    Ok(interrupted_code())
+    Ok(ExitCode::from(code))
 }
 
-fn run_episodes(
-    session: &mut Session,
-    tasks: &[Task],
-    traces: &mut Vec<Trace>,
-    printer: Printer,
-) -> bakeoff::Result<()> {
-    for task in tasks {
-        for index in 0..session.arms.len() {
-            if bakeoff::engines::process::interrupted().is_some() {
-                return Ok(());
-            }
-            let (arm, target) = &session.arms[index];
-            let trial = session.trial(arm.as_ref(), *target, &json!({ "tool_task": task.name }))?;
-            let name = arm.info().name.clone();
-            let mut observe = |turn: &episode::Turn| {
-                let calls: Vec<String> = turn
-                    .tool_calls
-                    .iter()
-                    .map(|c| format!("{}({})", c.name, target::short(&c.arguments)))
-                    .collect();
-                let what = turn.error.clone().unwrap_or_else(|| {
-                    if calls.is_empty() {
-                        "answer".into()
-                    } else {
-                        calls.join(", ")
-                    }
-                });
-                printer.status(format!(
-                    "[{}] {name} step {}: {what} ({:.2}s)",
-                    task.name, turn.step, turn.elapsed_s
-                ));
-            };
-            let trace = episode::run(session.arms[index].0.as_mut(), task, &mut observe);
-            session
-                .store
-                .record_episode(session.run_id, Some(trial), &trace)?;
-            session
-                .store
-                .end_trial(trial, "ok", Some(&trace.outcome.halt_reason))?;
-            traces.push(trace);
-        }
+/// `--task a,b` with `--budget` steps each.
+fn resolve_tasks(names: &str, budget: Option<u32>) -> bakeoff::Result<Vec<Task>> {
+    if budget == Some(0) {
+        return Err(Error::input("--budget must be at least 1"));
+    }
+    let with_budget = |mut task: Task| {
+        task.step_budget = budget.unwrap_or(task.step_budget);
+        task
+    };
+    let resolve = |name: &str| Task::resolve(name.trim()).map(with_budget);
+    names.split(',').map(resolve).collect()
+}
+
+fn print_episodes(run_id: i64, traces: &[Trace], as_json: bool) -> anyhow::Result<()> {
+    let reports = diverge::per_task(traces, None);
+    if as_json {
+        let document = json!({ "run": run_id, "traces": traces, "divergence": reports });
+        println!("{}", serde_json::to_string_pretty(&document)?);
+    } else {
+        print::episodes(traces);
+        println!();
+        reports.iter().for_each(print::divergence);
     }
     Ok(())
 }
 
-/// Divergence reports per task: json vs native, and each arm against the reference (or the pair given).
-fn divergences(traces: &[Trace], pair: Option<(&str, &str)>) -> Vec<diverge::Divergence> {
-    let mut reports = Vec::new();
-    let mut tasks: Vec<&str> = traces.iter().map(|t| t.task.as_str()).collect();
-    tasks.dedup();
-    let find = |task: &str, arm: &str| traces.iter().find(|t| t.task == task && t.arm == arm);
-    for task in tasks {
-        let pairs: Vec<(&str, &str)> = match pair {
-            Some(pair) => vec![pair],
-            None => vec![
-                ("json", "native"),
-                ("json", "reference"),
-                ("native", "reference"),
-            ],
-        };
-        for (a, b) in pairs {
-            if let (Some(ta), Some(tb)) = (find(task, a), find(task, b)) {
-                reports.push(diverge::compare(ta, tb));
+impl ToolRun {
+    /// Every task on every arm, each episode a stored trial; stops early on Ctrl-C.
+    fn run_episodes(
+        &mut self,
+        tasks: &[Task],
+        traces: &mut Vec<Trace>,
+        printer: Printer,
+    ) -> bakeoff::Result<()> {
+        let arms = self.arms.len();
+        let runs = tasks
+            .iter()
+            .flat_map(|task| (0..arms).map(move |arm| (task, arm)));
+        for (task, arm) in runs {
+            if bakeoff::engines::process::interrupted().is_some() {
+                break;
             }
+            traces.push(self.episode(task, arm, printer)?);
         }
+        Ok(())
     }
-    reports
-}
 
-fn run_bfcl(global: &Global, args: &ToolsBfclArgs, printer: Printer) -> anyhow::Result<ExitCode> {
-    let dataset = Dataset::builtin()?;
-    let categories: Option<Vec<String>> = args
-        .category
-        .as_ref()
-        .map(|c| c.split(',').map(|s| s.trim().to_string()).collect());
-    if let Some(bad) = categories
-        .iter()
-        .flatten()
-        .find(|c| !bfcl::CATEGORIES.contains(&c.as_str()))
-    {
-        return Err(Error::input(format!(
-            "--category {bad}: expected {}",
-            bfcl::CATEGORIES.join(", ")
-        ))
-        .into());
+    fn episode(&mut self, task: &Task, index: usize, printer: Printer) -> bakeoff::Result<Trace> {
+        let (arm, target) = &self.arms[index];
+        let trial = self.trial(arm.as_ref(), *target, &json!({ "tool_task": task.name }))?;
+        let name = arm.info().name.clone();
+        let mut observe = |turn: &episode::Turn| show_turn(&task.name, &name, turn, printer);
+        let trace = episode::run(self.arms[index].0.as_mut(), task, &mut observe);
+        self.store_episode(trial, &trace)?;
+        Ok(trace)
     }
-    let ids: Option<Vec<&str>> = args
-        .item
-        .as_deref()
-        .map(|i| i.split(',').map(str::trim).collect());
-    if let Some(bad) = ids
-        .iter()
-        .flatten()
-        .find(|id| !dataset.items.iter().any(|i| i.id == **id))
-    {
-        return Err(
-            Error::input(format!("--item {bad}: no such item in the built-in set"))
-                .with_hint("`bakeoff tools bfcl --json` lists every item id with its result")
-                .into(),
-        );
+
+    fn store_episode(&self, trial: i64, trace: &Trace) -> bakeoff::Result<()> {
+        let store = self.session.store();
+        store.record_episode(self.session.run_id(), Some(trial), trace)?;
+        store.end_trial(trial, "ok", Some(&trace.outcome.halt_reason))
     }
-    let items: Vec<_> = dataset
-        .items
-        .iter()
-        .filter(|i| categories.as_ref().is_none_or(|c| c.contains(&i.category)))
-        .filter(|i| ids.as_ref().is_none_or(|ids| ids.contains(&i.id.as_str())))
-        .collect();
-    let params = json!({ "bfcl": "built-in", "items": items.len(), "arms": args.sampling.arms, "force_tools": args.sampling.force_tools.name() });
-    let mut session = begin(
-        global,
-        "tools-bfcl",
-        &args.target,
-        &args.sampling,
-        false,
-        params,
-        printer,
-    )?;
-    let mut results = Vec::new();
-    let result = (|| {
-        for index in 0..session.arms.len() {
-            let (arm, target) = &session.arms[index];
-            let trial = session.trial(arm.as_ref(), *target, &json!({ "bfcl": "built-in" }))?;
-            for item in &items {
+
+    /// The built-in single-turn set on every arm, each arm one stored trial.
+    fn run_bfcl(&mut self, set: &BfclSet, printer: Printer) -> bakeoff::Result<Vec<ItemResult>> {
+        let mut results = Vec::new();
+        for index in 0..self.arms.len() {
+            let (arm, target) = &self.arms[index];
+            let trial = self.trial(arm.as_ref(), *target, &json!({ "bfcl": "built-in" }))?;
+            for item in &set.items {
                 if bakeoff::engines::process::interrupted().is_some() {
                     break;
                 }
-                let scored = bfcl::run_item(session.arms[index].0.as_mut(), &dataset, item)
-                    .unwrap_or_else(|failure| ItemResult {
-                        id: item.id.clone(),
-                        category: item.category.clone(),
-                        arm: session.arms[index].0.info().name.clone(),
-                        calls: Vec::new(),
-                        content: String::new(),
-                        verdict: Verdict {
-                            valid: false,
-                            error_type: Some(format!("error:{}", failure.stage)),
-                            errors: vec![failure.error.to_string()],
-                        },
-                        elapsed_s: 0.0,
-                        prompt_eval_count: None,
-                        eval_count: None,
-                        prompt: None,
-                        raw: None,
-                    });
-                printer.status(format!(
-                    "{} {}: {}",
-                    scored.arm,
-                    scored.id,
-                    if scored.verdict.valid { "pass" } else { "fail" }
-                ));
-                session
-                    .store
-                    .record_bfcl(session.run_id, Some(trial), &scored)?;
+                let scored = bfcl::score_item(self.arms[index].0.as_mut(), &set.dataset, item);
+                let verdict = if scored.verdict.valid { "pass" } else { "fail" };
+                printer.status(format!("{} {}: {verdict}", scored.arm, scored.id));
+                self.store()
+                    .record_bfcl(self.run_id(), Some(trial), &scored)?;
                 results.push(scored);
             }
-            session.store.end_trial(trial, "ok", None)?;
+            self.store().end_trial(trial, "ok", None)?;
         }
-        Ok(())
-    })();
-    let run_id = session.run_id;
-    session.finish(&result)?;
-    result?;
-    if args.sampling.json {
-        let summary: serde_json::Map<String, serde_json::Value> = ["json", "native", "reference"]
-            .iter()
-            .filter_map(|arm| {
-                let own: Vec<ItemResult> =
-                    results.iter().filter(|r| r.arm == *arm).cloned().collect();
-                (!own.is_empty()).then(|| (arm.to_string(), json!(bfcl::summary(&own))))
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({ "run": run_id, "results": results, "summary": summary })
-            )?
-        );
-    } else {
-        print::bfcl_results(&results);
+        Ok(results)
     }
-    Ok(interrupted_code())
+}
+
+/// `[task] arm step N: calls or answer (seconds)`.
+fn show_turn(task: &str, arm: &str, turn: &episode::Turn, printer: Printer) {
+    let calls: Vec<String> = turn
+        .tool_calls
+        .iter()
+        .map(|c| format!("{}({})", c.name, target::short(&c.arguments)))
+        .collect();
+    let what = turn
+        .error
+        .clone()
+        .unwrap_or_else(|| match calls.is_empty() {
+            true => "answer".into(),
+            false => calls.join(", "),
+        });
+    let (step, seconds) = (turn.step, turn.elapsed_s);
+    printer.status(format!(
+        "[{task}] {arm} step {step}: {what} ({seconds:.2}s)"
+    ));
+}
+
+/// The built-in BFCL-style items the command line selects.
+struct BfclSet {
+    dataset: Dataset,
+    items: Vec<Item>,
+}
+
+fn run_bfcl(global: &Global, args: &ToolsBfclArgs, printer: Printer) -> anyhow::Result<ExitCode> {
+    let set = bfcl_set(args.category.as_deref(), args.item.as_deref())?;
+    let params = json!({ "bfcl": "built-in", "items": set.items.len(), "arms": args.sampling.arms, "force_tools": args.sampling.force_tools.name() });
+    let setup = Setup::new(&args.target, &args.sampling, false);
+    let mut session = begin(global, "tools-bfcl", &setup, params, printer)?;
+    let result = session.run_bfcl(&set, printer);
+    let code = session.finish(&result)?;
+    print_bfcl(session.run_id(), &result?, args.sampling.json)?;
+    Ok(ExitCode::from(code))
+}
+
+/// `--category a,b` and `--item id,...`, each name checked.
+fn bfcl_set(categories: Option<&str>, ids: Option<&str>) -> bakeoff::Result<BfclSet> {
+    let dataset = Dataset::builtin()?;
+    let split = |text: &str| text.split(',').map(|s| s.trim().to_string()).collect();
+    let categories: Option<Vec<String>> = categories.map(split);
+    let ids: Option<Vec<String>> = ids.map(split);
+    check_categories(categories.iter().flatten())?;
+    check_items(&dataset, ids.iter().flatten())?;
+    let in_category = |item: &Item| {
+        categories
+            .as_ref()
+            .is_none_or(|c| c.contains(&item.category))
+    };
+    let wanted =
+        |item: &&Item| in_category(item) && ids.as_ref().is_none_or(|i| i.contains(&item.id));
+    let items = dataset.items.iter().filter(wanted).cloned().collect();
+    Ok(BfclSet { dataset, items })
+}
+
+fn check_categories<'a>(mut names: impl Iterator<Item = &'a String>) -> bakeoff::Result<()> {
+    match names.find(|c| !bfcl::CATEGORIES.contains(&c.as_str())) {
+        None => Ok(()),
+        Some(bad) => Err(Error::input(format!(
+            "--category {bad}: expected {}",
+            bfcl::CATEGORIES.join(", ")
+        ))),
+    }
+}
+
+fn check_items<'a>(
+    dataset: &Dataset,
+    mut ids: impl Iterator<Item = &'a String>,
+) -> bakeoff::Result<()> {
+    match ids.find(|id| !dataset.items.iter().any(|i| &i.id == *id)) {
+        None => Ok(()),
+        Some(bad) => Err(
+            Error::input(format!("--item {bad}: no such item in the built-in set"))
+                .with_hint("`bakeoff tools bfcl --json` lists every item id with its result"),
+        ),
+    }
+}
+
+fn print_bfcl(run_id: i64, results: &[ItemResult], as_json: bool) -> anyhow::Result<()> {
+    if !as_json {
+        print::bfcl_results(results);
+        return Ok(());
+    }
+    let summary = bfcl_summary(results);
+    let document = json!({ "run": run_id, "results": results, "summary": summary });
+    println!("{}", serde_json::to_string_pretty(&document)?);
+    Ok(())
+}
+
+/// Accuracy per category for each arm that answered.
+fn bfcl_summary(results: &[ItemResult]) -> serde_json::Map<String, serde_json::Value> {
+    let of_arm = |arm: &&str| {
+        let own: Vec<ItemResult> = results.iter().filter(|r| r.arm == *arm).cloned().collect();
+        (!own.is_empty()).then(|| (arm.to_string(), json!(bfcl::summary(&own))))
+    };
+    ["json", "native", "reference"]
+        .iter()
+        .filter_map(of_arm)
+        .collect()
 }
 
 fn render_diff(
@@ -418,21 +391,18 @@ fn render_diff(
     let task = Task::resolve(&args.task)?;
     let log_dir = tempfile_dir()?;
     let target = target::open(global, &args.target, log_dir.path(), None)?;
-    printer.status(format!(
-        "rendering {} conversations of task {} on {}",
-        render::cases(&task).len(),
-        task.name,
-        target.label
-    ));
+    let (cases, label) = (render::cases(&task), &target.engine.label);
+    let line = format!(
+        "rendering {} conversations of task {} on {label}",
+        cases.len(),
+        task.name
+    );
+    printer.status(line);
     let template = target::native_template(&args.target, &target)?;
-    let results = render::compare(&template, &target.endpoint, &render::cases(&task));
+    let results = render::compare(&template, &target.endpoint, &cases);
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({ "engine": target.label, "task": task.name, "cases": results })
-            )?
-        );
+        let document = json!({ "engine": label, "task": task.name, "cases": results });
+        println!("{}", serde_json::to_string_pretty(&document)?);
     } else {
         print::renderings(&results);
     }
@@ -469,37 +439,12 @@ fn diff(
 ) -> anyhow::Result<ExitCode> {
     let store = super::open_store(global)?;
     let run_id = store.resolve_run(run)?;
-    let traces: Vec<Trace> = store
-        .episodes(run_id)?
-        .into_iter()
-        .filter(|t| task.is_none_or(|name| t.task == name))
-        .collect();
-    if traces.is_empty() {
-        return Err(Error::input(format!(
-            "run {run_id} has no tool-call episodes{}",
-            task.map(|t| format!(" of task {t}")).unwrap_or_default()
-        ))
-        .with_hint("`bakeoff tools run` stores them; `bakeoff runs list` shows the runs")
-        .into());
-    }
-    let pair = match arms {
-        Some(text) => match text.split_once(',') {
-            Some((a, b)) => Some((a.trim(), b.trim())),
-            None => {
-                return Err(Error::input(format!(
-                    "--arms {text}: expected two arms, e.g. json,native"
-                ))
-                .into())
-            }
-        },
-        None => None,
-    };
-    let reports = divergences(&traces, pair);
+    let traces = stored_episodes(&store, run_id, task)?;
+    let pair = arms.map(arm_pair).transpose()?;
+    let reports = diverge::per_task(&traces, pair);
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "run": run_id, "divergence": reports }))?
-        );
+        let document = json!({ "run": run_id, "divergence": reports });
+        println!("{}", serde_json::to_string_pretty(&document)?);
     } else if reports.is_empty() {
         eprintln!("run {run_id}: no task has both arms to compare");
     } else {
@@ -508,25 +453,39 @@ fn diff(
     Ok(ExitCode::SUCCESS)
 }
 
-fn export(
-    global: &Global,
-    run: &str,
-    output: Option<&std::path::Path>,
-) -> anyhow::Result<ExitCode> {
+/// The run's episodes (of `task` only, when given); an error when there are none.
+fn stored_episodes(store: &Store, run_id: i64, task: Option<&str>) -> bakeoff::Result<Vec<Trace>> {
+    let wanted = |t: &Trace| task.is_none_or(|name| t.task == name);
+    let traces: Vec<Trace> = store.episodes(run_id)?.into_iter().filter(wanted).collect();
+    if !traces.is_empty() {
+        return Ok(traces);
+    }
+    let of_task = task.map(|t| format!(" of task {t}")).unwrap_or_default();
+    let hint = "`bakeoff tools run` stores them; `bakeoff runs list` shows the runs";
+    Err(Error::input(format!("run {run_id} has no tool-call episodes{of_task}")).with_hint(hint))
+}
+
+/// `--arms a,b`.
+fn arm_pair(text: &str) -> bakeoff::Result<(&str, &str)> {
+    let message = || format!("--arms {text}: expected two arms, e.g. json,native");
+    let (a, b) = text
+        .split_once(',')
+        .ok_or_else(|| Error::input(message()))?;
+    Ok((a.trim(), b.trim()))
+}
+
+fn export(global: &Global, run: &str, output: Option<&Path>) -> anyhow::Result<ExitCode> {
     let store = super::open_store(global)?;
     let run_id = store.resolve_run(run)?;
     let detail = store.run_detail(run_id)?;
     let rows = store.tool_traces(run_id)?;
-    let traces: Vec<_> = rows
-        .iter()
-        .filter(|r| r.kind == "episode")
-        .map(|r| &r.trace)
-        .collect();
-    let bfcl: Vec<_> = rows
-        .iter()
-        .filter(|r| r.kind == "bfcl")
-        .map(|r| &r.trace)
-        .collect();
+    let of_kind = |kind: &str| -> Vec<&serde_json::Value> {
+        rows.iter()
+            .filter(|r| r.kind == kind)
+            .map(|r| &r.trace)
+            .collect()
+    };
+    let (traces, bfcl) = (of_kind("episode"), of_kind("bfcl"));
     let document = json!({ "run": detail.run, "params": detail.params, "system": detail.system, "traces": traces, "bfcl": bfcl });
     let text = serde_json::to_string_pretty(&document)?;
     match output {
@@ -537,31 +496,19 @@ fn export(
 }
 
 fn tasks(json: bool) -> anyhow::Result<ExitCode> {
-    let tasks: Vec<Task> = Task::builtin_names()
-        .into_iter()
-        .filter_map(Task::builtin)
-        .collect();
+    let names = Task::builtin_names().into_iter();
+    let tasks: Vec<Task> = names.filter_map(Task::builtin).collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&tasks)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    for task in tasks {
-        let tools: Vec<&str> = task.tools.iter().map(|t| t.name.as_str()).collect();
-        println!(
-            "{:<10} budget {:>2}  {}\n{:<10} tools: {}",
-            task.name,
-            task.step_budget,
-            task.description,
-            "",
-            tools.join(", ")
-        );
+    } else {
+        tasks.iter().for_each(print_task);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn interrupted_code() -> ExitCode {
-    match bakeoff::engines::process::interrupted() {
-        Some(signal) => ExitCode::from((128 + signal) as u8),
-        None => ExitCode::SUCCESS,
-    }
+fn print_task(task: &Task) {
+    let tools: Vec<&str> = task.tools.iter().map(|t| t.name.as_str()).collect();
+    let (name, budget, description) = (&task.name, task.step_budget, &task.description);
+    println!("{name:<10} budget {budget:>2}  {description}");
+    println!("{:<10} tools: {}", "", tools.join(", "));
 }

@@ -2,7 +2,7 @@
 //! rendering comparisons (stdout; `--json` prints the same data as JSON instead).
 
 use bakeoff::quality::toolcall::bfcl::{self, ItemResult};
-use bakeoff::quality::toolcall::diverge::Divergence;
+use bakeoff::quality::toolcall::diverge::{CallDiff, Divergence, StepDiff};
 use bakeoff::quality::toolcall::render::RenderComparison;
 use bakeoff::quality::toolcall::textdiff::TextDiff;
 use bakeoff::quality::toolcall::Trace;
@@ -29,58 +29,56 @@ pub fn episodes(traces: &[Trace]) {
 
 pub fn divergence(report: &Divergence) {
     let (a, b) = (&report.a.arm, &report.b.arm);
-    let verdict = match (report.same_behaviour, report.first_divergent_step) {
-        (true, _) => format!(
-            "same behaviour ({} steps, {} tool calls, halt {})",
-            report.a.steps_used, report.a.tool_calls_total, report.a.halt_reason
-        ),
-        (false, Some(step)) => format!("diverge at step {step}"),
-        (false, None) => "same calls, different halt".into(),
-    };
-    println!("{}: {a} vs {b}: {verdict}", report.task);
-    for step in &report.steps {
-        for call in &step.calls {
-            let names = format!(
-                "{} / {}",
-                call.a.as_deref().unwrap_or("-"),
-                call.b.as_deref().unwrap_or("-")
-            );
-            println!(
-                "  step {} call {}: {} ({names})",
-                step.step, call.index, call.kind
-            );
-            for value in &call.arguments {
-                let show = |v: &Option<serde_json::Value>| {
-                    v.as_ref().map_or("(absent)".to_string(), |v| v.to_string())
-                };
-                println!(
-                    "    {}: {} vs {}",
-                    if value.path.is_empty() {
-                        "/"
-                    } else {
-                        &value.path
-                    },
-                    show(&value.a),
-                    show(&value.b)
-                );
-            }
-        }
-        if step.answers_differ {
-            println!("  step {}: both answered, in different words", step.step);
-        } else if step.calls.is_empty() {
-            let who = if step.a_calls.is_empty() && step.b_calls.is_empty() {
-                "only one arm reached it"
-            } else {
-                "calls differ"
-            };
-            println!("  step {}: {who}", step.step);
-        }
-    }
+    println!("{}: {a} vs {b}: {}", report.task, verdict(report));
+    report.steps.iter().for_each(step);
     if let Some((ha, hb)) = &report.halt {
         println!("  halt: {ha} vs {hb}");
     }
     for prompt in &report.prompts {
         println!("  step {} prompt: {}", prompt.step, text_diff(&prompt.diff));
+    }
+}
+
+fn verdict(report: &Divergence) -> String {
+    let a = &report.a;
+    match (report.same_behaviour, report.first_divergent_step) {
+        (true, _) => format!(
+            "same behaviour ({} steps, {} tool calls, halt {})",
+            a.steps_used, a.tool_calls_total, a.halt_reason
+        ),
+        (false, Some(step)) => format!("diverge at step {step}"),
+        (false, None) => "same calls, different halt".into(),
+    }
+}
+
+fn step(step: &StepDiff) {
+    step.calls.iter().for_each(|c| call(step.step, c));
+    if step.answers_differ {
+        println!("  step {}: both answered, in different words", step.step);
+    } else if step.calls.is_empty() {
+        let neither_called = step.a_calls.is_empty() && step.b_calls.is_empty();
+        let who = match neither_called {
+            true => "only one arm reached it",
+            false => "calls differ",
+        };
+        println!("  step {}: {who}", step.step);
+    }
+}
+
+fn call(step: u32, call: &CallDiff) {
+    let (a, b) = (call.a.as_deref(), call.b.as_deref());
+    let names = format!("{} / {}", a.unwrap_or("-"), b.unwrap_or("-"));
+    println!("  step {step} call {}: {} ({names})", call.index, call.kind);
+    for value in &call.arguments {
+        let show = |v: &Option<serde_json::Value>| {
+            v.as_ref().map_or("(absent)".to_string(), |v| v.to_string())
+        };
+        let path = if value.path.is_empty() {
+            "/"
+        } else {
+            &value.path
+        };
+        println!("    {path}: {} vs {}", show(&value.a), show(&value.b));
     }
 }
 

@@ -6,39 +6,35 @@ use crate::cli_tools::{ToolSampling, ToolTarget};
 use crate::cli_values::ToolFormatArg;
 use bakeoff::chat::{ChatTemplate, ToolCallFormat};
 use bakeoff::domain::EngineConfig;
-use bakeoff::engines::llama_server::{LlamaServer, ServerSpec};
 use bakeoff::engines::ollama::Ollama;
-use bakeoff::engines::{attach, discovery, http::Http, EngineKind};
+use bakeoff::engines::EngineKind;
 use bakeoff::formats::gguf::GgufFile;
 use bakeoff::quality::toolcall::{Arm, Endpoint, ForceTools, JsonArm, NativeArm, Sampling};
+use bakeoff::session::{self, Engine, Launch, Session};
 use bakeoff::store::Store;
 use bakeoff::{Error, Result};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+/// The engine (launched or attached, registered with the run) and how the arms reach it.
 pub struct Target {
+    pub engine: session::Target,
     pub endpoint: Endpoint,
-    /// Kept alive for the command's duration; stopped on drop.
-    pub server: Option<LlamaServer>,
-    pub engine_id: Option<i64>,
-    pub model_id: Option<i64>,
     pub model_name: String,
-    pub model_path: Option<PathBuf>,
     pub config: EngineConfig,
-    pub label: String,
 }
 
-/// Launch or attach as `target` says; the engine and model are recorded when `store` is given.
+/// Launch or attach as `target` says; the engine and model are recorded with `session`'s run.
 pub fn open(
     global: &Global,
     target: &ToolTarget,
     log_dir: &Path,
-    store: Option<&Store>,
+    session: Option<&Session>,
 ) -> Result<Target> {
     match (&target.model, &target.url) {
-        (Some(model), _) => launch(global, target, model, log_dir, store),
-        (None, Some(url)) => attach_to(url, target.model_name.as_deref(), target.ctx, store),
+        (Some(model), _) => launch(global, target, model, log_dir, session),
+        (None, Some(url)) => attach_to(url, target, session.map(Session::store)),
         (None, None) => Err(Error::input("no engine: pass --model FILE or --url URL")),
     }
 }
@@ -48,126 +44,88 @@ fn launch(
     target: &ToolTarget,
     model: &Path,
     log_dir: &Path,
-    store: Option<&Store>,
+    session: Option<&Session>,
 ) -> Result<Target> {
     let model = crate::commands::resolve_model(model);
-    let (install, binary) = discovery::find_tool(global.engine_path.as_deref(), "llama-server")?;
-    let args = server_args(&target.engine_args, target.ctx);
+    let store = session.map(Session::store);
+    let engine = Engine::find(store, global.engine_path.as_deref(), "llama-server")?;
+    let model_row = store.map(|s| s.model(&model)).transpose()?;
+    let mut launch = Launch::new(engine, &model, model_row, log_dir);
+    launch.args = server_args(&target.engine_args, target.ctx);
+    launch.health_timeout = Duration::from_secs(target.health_timeout);
+    let extra = launch.args.clone();
+    let engine = launch.start(session)?;
+    Ok(launched(engine, target, &model, extra))
+}
+
+/// The arms reach a launched llama-server at its URL, naming the model by its file.
+fn launched(
+    engine: session::Target,
+    target: &ToolTarget,
+    model: &Path,
+    extra: Vec<String>,
+) -> Target {
+    let file_name = model.file_name().map(|n| n.to_string_lossy().to_string());
     let config = EngineConfig {
         flags: Default::default(),
-        extra: args.clone(),
+        extra,
     };
-    let (engine_id, model_id) = match store {
-        Some(store) => (
-            Some(store.engine_id(
-                "llama-server",
-                &binary.display().to_string(),
-                Some(&install),
-                None,
-            )?),
-            Some(store.model(&model)?.id),
-        ),
-        None => (None, None),
-    };
-    let spec = ServerSpec {
-        binary,
-        model: model.clone(),
-        host: "127.0.0.1".into(),
-        port: None,
-        args,
-        health_timeout: Duration::from_secs(target.health_timeout),
-        log_path: log_dir.join("llama-server.log"),
-    };
-    let server = LlamaServer::launch(spec)?;
-    let name = model
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    Ok(Target {
-        endpoint: Endpoint::llama_server(&server.url),
-        label: format!("{} on {}", install.label(), name),
-        server: Some(server),
-        engine_id,
-        model_id,
-        model_name: target.model_name.clone().unwrap_or(name),
-        model_path: Some(model),
+    Target {
+        endpoint: Endpoint::llama_server(&engine.url),
+        engine,
+        model_name: target
+            .model_name
+            .clone()
+            .unwrap_or(file_name.unwrap_or_default()),
         config,
-    })
+    }
 }
 
 /// `--jinja`, one slot and `-c CTX` unless the user's flags say otherwise.
 fn server_args(user: &[String], ctx: u32) -> Vec<String> {
-    let has = |names: &[&str]| user.iter().any(|a| names.contains(&a.as_str()));
-    let mut args = user.to_vec();
-    if !has(&["--jinja", "--no-jinja"]) {
-        args.insert(0, "--jinja".into());
-    }
-    if !has(&["-np", "--parallel"]) {
-        args.extend(["-np".into(), "1".into()]);
-    }
-    if !has(&["-c", "--ctx-size"]) {
-        args.extend(["-c".into(), ctx.to_string()]);
-    }
-    args
+    let lacks = |names: [&str; 2]| !user.iter().any(|a| names.contains(&a.as_str()));
+    let jinja = lacks(["--jinja", "--no-jinja"]).then(|| "--jinja".to_string());
+    let slots = lacks(["-np", "--parallel"]).then(|| ["-np".to_string(), "1".into()]);
+    let context = lacks(["-c", "--ctx-size"]).then(|| ["-c".to_string(), ctx.to_string()]);
+    let defaults = slots.into_iter().chain(context).flatten();
+    jinja
+        .into_iter()
+        .chain(user.iter().cloned())
+        .chain(defaults)
+        .collect()
 }
 
-fn attach_to(
-    url: &str,
-    model_name: Option<&str>,
-    ctx: u32,
-    store: Option<&Store>,
-) -> Result<Target> {
-    let detected = attach::detect(url)?;
-    let first_model = detected.models.first().cloned();
-    let model_name = model_name.map(str::to_string).or(first_model);
-    let endpoint = match detected.kind {
+fn attach_to(url: &str, target: &ToolTarget, store: Option<&Store>) -> Result<Target> {
+    let mut engine = session::Target::attach(store, url)?;
+    engine.register_served_file(store)?;
+    let model_name = target.model_name.clone().or(engine.served_model());
+    let endpoint = endpoint(&engine, model_name.clone(), target.ctx)?;
+    Ok(Target {
+        engine,
+        endpoint,
+        model_name: model_name.unwrap_or_else(|| "default".into()),
+        config: EngineConfig::default(),
+    })
+}
+
+/// How the arms talk to an attached server of each kind.
+fn endpoint(engine: &session::Target, model_name: Option<String>, ctx: u32) -> Result<Endpoint> {
+    Ok(match engine.kind {
         EngineKind::Ollama => {
-            let name = model_name.clone().ok_or_else(|| {
+            let name = model_name.ok_or_else(|| {
                 Error::input(format!(
-                    "{url} is Ollama: pass --model-name (e.g. gemma4:latest)"
+                    "{} is Ollama: pass --model-name (e.g. gemma4:latest)",
+                    engine.url
                 ))
                 .with_hint("`ollama list` shows the models it has")
             })?;
-            Endpoint::Ollama(Ollama::new(&detected.url, &name, ctx))
+            Endpoint::Ollama(Ollama::new(&engine.url, &name, ctx))
         }
-        EngineKind::LlamaServer => Endpoint::llama_server(&detected.url),
+        EngineKind::LlamaServer => Endpoint::llama_server(&engine.url),
         _ => Endpoint::OpenAi {
-            http: Http::new(&detected.url, Duration::from_secs(600)),
-            model: model_name.clone().unwrap_or_else(|| "default".into()),
+            http: engine.http.clone(),
+            model: model_name.unwrap_or_else(|| "default".into()),
         },
-    };
-    let model_path = match &endpoint {
-        Endpoint::LlamaServer(http) => http
-            .get_json("/props")
-            .ok()
-            .and_then(|p| p["model_path"].as_str().map(PathBuf::from))
-            .filter(|p| p.is_file()),
-        _ => None,
-    };
-    let (engine_id, model_id) = match store {
-        Some(store) => (
-            Some(store.engine_id(
-                detected.kind.as_str(),
-                &detected.url,
-                None,
-                detected.version.as_deref(),
-            )?),
-            model_path
-                .as_deref()
-                .map(|p| store.model(p).map(|m| m.id))
-                .transpose()?,
-        ),
-        None => (None, None),
-    };
-    Ok(Target {
-        label: format!("{} at {}", detected.kind.as_str(), detected.url),
-        endpoint,
-        server: None,
-        engine_id,
-        model_id,
-        model_name: model_name.unwrap_or_else(|| "default".into()),
-        model_path,
-        config: EngineConfig::default(),
     })
 }
 
@@ -178,37 +136,37 @@ pub fn native_template(args: &ToolTarget, target: &Target) -> Result<ChatTemplat
         Endpoint::LlamaServer(http) => http.get_json("/props").ok(),
         _ => None,
     };
-    let from_gguf = target
-        .model_path
-        .as_deref()
-        .and_then(|p| GgufFile::open(p).ok())
-        .and_then(|g| ChatTemplate::from_gguf(&g).ok());
-    let token = |key: &str, fallback: Option<&String>| {
+    let gguf_path = target.engine.model_path.as_deref();
+    let gguf = gguf_path.and_then(|p| GgufFile::open(p).ok());
+    let from_gguf = gguf.and_then(|g| ChatTemplate::from_gguf(&g).ok());
+    let prop = |key: &str| {
         props
             .as_ref()
             .and_then(|p| p[key].as_str().map(str::to_string))
-            .or_else(|| fallback.cloned())
-            .unwrap_or_default()
     };
-    let bos = token("bos_token", from_gguf.as_ref().map(|t| &t.bos_token));
-    let eos = token("eos_token", from_gguf.as_ref().map(|t| &t.eos_token));
+    let from_file =
+        |pick: fn(&ChatTemplate) -> &String| from_gguf.as_ref().map(|t| pick(t).clone());
+    let bos = prop("bos_token").or_else(|| from_file(|t| &t.bos_token));
+    let eos = prop("eos_token").or_else(|| from_file(|t| &t.eos_token));
     let source = match &args.template {
         Some(path) => std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?,
-        None => props
-            .as_ref()
-            .and_then(|p| p["chat_template"].as_str().map(str::to_string))
-            .or_else(|| from_gguf.as_ref().map(|t| t.source.clone()))
-            .ok_or_else(|| {
-                Error::input(format!(
-                    "{}: no Jinja chat template to render for the native arm",
-                    target.label
-                ))
-                .with_hint(
-                    "pass --template FILE (Ollama's own templates are Go templates, not Jinja)",
-                )
-            })?,
+        None => prop("chat_template")
+            .or_else(|| from_file(|t| &t.source))
+            .ok_or_else(|| no_template(target))?,
     };
-    Ok(ChatTemplate::new(source, bos, eos))
+    Ok(ChatTemplate::new(
+        source,
+        bos.unwrap_or_default(),
+        eos.unwrap_or_default(),
+    ))
+}
+
+fn no_template(target: &Target) -> Error {
+    let label = &target.engine.label;
+    Error::input(format!(
+        "{label}: no Jinja chat template to render for the native arm"
+    ))
+    .with_hint("pass --template FILE (Ollama's own templates are Go templates, not Jinja)")
 }
 
 /// `--tool-format NAME`, else the format the template's source shows.
@@ -216,17 +174,19 @@ pub fn native_format(
     given: Option<ToolFormatArg>,
     template: &ChatTemplate,
 ) -> Result<ToolCallFormat> {
-    if let Some(format) = given {
-        return Ok(format.into());
+    match given {
+        Some(format) => Ok(format.into()),
+        None => ToolCallFormat::detect(&template.source).ok_or_else(undetected_format),
     }
-    ToolCallFormat::detect(&template.source).ok_or_else(|| {
-        let names: Vec<&str> = ToolCallFormat::ALL.iter().map(|f| f.name()).collect();
-        Error::input("cannot tell the template's native tool-call format (it may ignore tools)")
-            .with_hint(format!(
-                "pass --tool-format ({}), or a tool-capable --template / --chat-template-file",
-                names.join(", ")
-            ))
-    })
+}
+
+fn undetected_format() -> Error {
+    let names: Vec<&str> = ToolCallFormat::ALL.iter().map(|f| f.name()).collect();
+    Error::input("cannot tell the template's native tool-call format (it may ignore tools)")
+        .with_hint(format!(
+            "pass --tool-format ({}), or a tool-capable --template / --chat-template-file",
+            names.join(", ")
+        ))
 }
 
 /// Sampling settings and the force policy from the command line.
@@ -239,74 +199,69 @@ pub fn sampling(args: &ToolSampling) -> Result<(Sampling, ForceTools)> {
     Ok((sampling, args.force_tools.into()))
 }
 
-/// The arms named in `--arms` (json, native) on `target`.
-pub fn build_arms(
-    names: &str,
-    target_args: &ToolTarget,
-    target: &Target,
-    sampling: Sampling,
-    force: ForceTools,
-    force_thinking: bool,
-) -> Result<Vec<Box<dyn Arm>>> {
-    let mut arms: Vec<Box<dyn Arm>> = Vec::new();
-    for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        arms.push(build_arm(
-            name,
-            name,
-            target_args,
-            target,
-            sampling,
-            force,
-            force_thinking,
-        )?);
-    }
-    if arms.is_empty() {
-        return Err(Error::input("--arms: name at least one of json, native"));
-    }
-    Ok(arms)
+/// Builds arms on one target with one sampling policy.
+pub struct ArmMaker<'a> {
+    pub args: &'a ToolTarget,
+    pub target: &'a Target,
+    pub sampling: Sampling,
+    pub force: ForceTools,
+    pub force_thinking: bool,
 }
 
-pub fn build_arm(
-    name: &str,
-    path: &str,
-    target_args: &ToolTarget,
-    target: &Target,
-    sampling: Sampling,
-    force: ForceTools,
-    force_thinking: bool,
-) -> Result<Box<dyn Arm>> {
-    let endpoint = target.endpoint.clone();
-    match path {
-        "json" => {
-            let arm = JsonArm::new(name, endpoint, &target.model_name, sampling, force)?;
-            // A forced call starts with the family's opener when the format is known.
-            let format = native_template(target_args, target)
-                .and_then(|t| native_format(target_args.tool_format, &t))
-                .ok();
-            let is_llama = matches!(target.endpoint, Endpoint::LlamaServer(_));
-            Ok(Box::new(match format {
-                Some(format) if is_llama => arm.prefill_calls(format),
-                _ => arm,
-            }))
+impl ArmMaker<'_> {
+    /// The arms named in `--arms` (json, native).
+    pub fn named(&self, names: &str) -> Result<Vec<Box<dyn Arm>>> {
+        let names = names.split(',').map(str::trim).filter(|n| !n.is_empty());
+        let arms = names
+            .map(|name| self.build(name, name))
+            .collect::<Result<Vec<_>>>()?;
+        if arms.is_empty() {
+            return Err(Error::input("--arms: name at least one of json, native"));
         }
-        "native" => {
-            let template = native_template(target_args, target)?;
-            let format = native_format(target_args.tool_format, &template)?;
-            let mut arm = NativeArm::new(
-                name,
-                endpoint,
-                &target.model_name,
-                template,
-                format,
-                sampling,
-                force,
-            )?;
-            arm.force_thinking = force_thinking;
-            Ok(Box::new(arm))
+        Ok(arms)
+    }
+
+    /// An arm called `name` taking the `path` (json or native).
+    pub fn build(&self, name: &str, path: &str) -> Result<Box<dyn Arm>> {
+        match path {
+            "json" => self.json(name),
+            "native" => self.native(name),
+            other => Err(Error::input(format!(
+                "arm '{other}': expected json or native"
+            ))),
         }
-        other => Err(Error::input(format!(
-            "arm '{other}': expected json or native"
-        ))),
+    }
+
+    fn json(&self, name: &str) -> Result<Box<dyn Arm>> {
+        let (target, endpoint) = (self.target, self.target.endpoint.clone());
+        let arm = JsonArm::new(
+            name,
+            endpoint,
+            &target.model_name,
+            self.sampling,
+            self.force,
+        )?;
+        // A forced call starts with the family's opener when the format is known.
+        let format = native_template(self.args, target).and_then(|t| self.format(&t));
+        let is_llama = matches!(target.endpoint, Endpoint::LlamaServer(_));
+        Ok(Box::new(match format.ok() {
+            Some(format) if is_llama => arm.prefill_calls(format),
+            _ => arm,
+        }))
+    }
+
+    fn native(&self, name: &str) -> Result<Box<dyn Arm>> {
+        let template = native_template(self.args, self.target)?;
+        let format = self.format(&template)?;
+        let (endpoint, model) = (self.target.endpoint.clone(), &self.target.model_name);
+        let (sampling, force) = (self.sampling, self.force);
+        let mut arm = NativeArm::new(name, endpoint, model, template, format, sampling, force)?;
+        arm.force_thinking = self.force_thinking;
+        Ok(Box::new(arm))
+    }
+
+    fn format(&self, template: &ChatTemplate) -> Result<ToolCallFormat> {
+        native_format(self.args.tool_format, template)
     }
 }
 

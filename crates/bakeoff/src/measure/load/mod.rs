@@ -8,6 +8,7 @@ pub mod executor;
 pub mod metrics;
 pub mod scrape;
 pub mod selftest;
+mod sizing;
 pub mod workload;
 
 use crate::domain::{EngineConfig, Unit};
@@ -18,6 +19,7 @@ use executor::{run_step, Progress, Shape, StepLimits};
 use metrics::{Distribution, RequestRecord, Slo};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+pub use sizing::ServerSizing;
 use std::collections::BTreeMap;
 use workload::{Generator, WorkloadSpec};
 

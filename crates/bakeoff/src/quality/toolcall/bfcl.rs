@@ -409,6 +409,28 @@ pub fn run_item(
     })
 }
 
+/// [`run_item`], with a failed request scored as an invalid answer (`error:STAGE`) so that one
+/// engine error does not end the set.
+pub fn score_item(arm: &mut dyn Arm, dataset: &Dataset, item: &Item) -> ItemResult {
+    run_item(arm, dataset, item).unwrap_or_else(|failure| ItemResult {
+        id: item.id.clone(),
+        category: item.category.clone(),
+        arm: arm.info().name.clone(),
+        calls: Vec::new(),
+        content: String::new(),
+        verdict: Verdict {
+            valid: false,
+            error_type: Some(format!("error:{}", failure.stage)),
+            errors: vec![failure.error.to_string()],
+        },
+        elapsed_s: 0.0,
+        prompt_eval_count: None,
+        eval_count: None,
+        prompt: None,
+        raw: None,
+    })
+}
+
 /// Accuracy per category: (passed, total).
 pub fn summary(results: &[ItemResult]) -> BTreeMap<String, (usize, usize)> {
     let mut out = BTreeMap::new();

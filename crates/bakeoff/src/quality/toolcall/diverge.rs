@@ -71,6 +71,25 @@ pub struct PromptDiff {
     pub diff: TextDiff,
 }
 
+/// Divergence reports per task: json vs native and each against the reference, or only `pair`.
+pub fn per_task(traces: &[Trace], pair: Option<(&str, &str)>) -> Vec<Divergence> {
+    const PAIRS: [(&str, &str); 3] = [
+        ("json", "native"),
+        ("json", "reference"),
+        ("native", "reference"),
+    ];
+    let pairs: Vec<(&str, &str)> = pair.map_or(PAIRS.to_vec(), |p| vec![p]);
+    let mut tasks: Vec<&str> = traces.iter().map(|t| t.task.as_str()).collect();
+    tasks.dedup();
+    let find = |task: &str, arm: &str| traces.iter().find(|t| t.task == task && t.arm == arm);
+    let compare_pair =
+        |task: &str, (a, b): (&str, &str)| Some(compare(find(task, a)?, find(task, b)?));
+    tasks
+        .iter()
+        .flat_map(|task| pairs.iter().filter_map(move |p| compare_pair(task, *p)))
+        .collect()
+}
+
 pub fn compare(a: &Trace, b: &Trace) -> Divergence {
     let steps_total = a.turns.len().max(b.turns.len());
     let mut steps = Vec::new();

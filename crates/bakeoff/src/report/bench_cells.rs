@@ -1,0 +1,39 @@
+//! What a bench table shows beside the measured cells: the model line (file name, size,
+//! parameters) and each tg cell's memory-bandwidth roofline.
+
+use super::table::ModelInfo;
+use crate::analysis::compare::Cell;
+use crate::domain::units::human_bytes;
+use crate::store::ModelRow;
+use std::path::Path;
+
+/// The model columns of a bench table, from its stored record.
+pub fn model_info(model: &ModelRow) -> ModelInfo {
+    let name = Path::new(&model.path)
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let params = model.summary["parameters"]
+        .as_u64()
+        .map(|p| format!("{:.2} M", p as f64 / 1e6))
+        .unwrap_or_default();
+    ModelInfo {
+        name,
+        size: human_bytes(model.size),
+        params,
+    }
+}
+
+/// Fill in the tg roofline of each cell when the memory bandwidth (GB/s) is known; a model that
+/// cannot be read as GGUF leaves the cells without one.
+pub fn add_roofline(cells: &mut [Cell], model: &Path, bandwidth_gbs: Option<f64>) {
+    let Some(gbs) = bandwidth_gbs else { return };
+    let Ok(file) = crate::formats::gguf::GgufFile::open(model) else {
+        return;
+    };
+    let facts = crate::model::ModelFacts::from_gguf(&file);
+    for cell in cells.iter_mut().filter(|c| c.kind == "tg") {
+        cell.roofline_tps =
+            crate::model::plan::roofline_for_flags(&facts, &cell.flags, cell.depth, gbs * 1e9);
+    }
+}
