@@ -223,10 +223,14 @@ const BENCH_EXAMPLES: &str = "Examples:
   bakeoff bench -m model.gguf --spec-type none,ngram-mod --prompts natural,code -n 128
   bakeoff bench -m model.gguf -t 1-2 -b 128-512*2 --dry-run
   bakeoff bench -m model.gguf -ctk f16,q8_0 --engine llama-bench -p 64 -n 32
-  bakeoff bench --config experiment.toml --ci-target 2 --max-reps 20
+  bakeoff bench --config experiment.toml --ci-target 2 --max-reps 20 -o csv > sweep.csv
   bakeoff bench --resume 12
 
-Every parameter takes a comma list or a llama-bench range (first-last, first-last+step, first-last*mult).";
+Every parameter takes a comma list or a llama-bench range (first-last, first-last+step, first-last*mult).
+An experiment file (--config) holds the same settings: model, reps, warmup, max-reps, ci-target,
+engine, tag, a [matrix] table keyed kv ctk ctv fa b ub t ngl np c md spec-type spec-draft-n-max p n d
+prompts, and [server-flags]; the command line wins over it, and an unknown key is an error naming
+its line.";
 
 #[derive(Args, Debug, Default)]
 pub struct BenchArgs {

@@ -308,7 +308,7 @@ fn save_show_and_export_a_sweep_winner() {
             "export",
             "q8",
             "--systemd",
-            "-o",
+            "--out",
             unit_path.to_str().unwrap(),
         ],
     );

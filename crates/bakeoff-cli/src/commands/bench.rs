@@ -20,10 +20,13 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-/// The command line as one layer of bench settings (`None` where a flag was not given).
-fn settings_from_args(args: &BenchArgs) -> bakeoff::Result<Experiment> {
-    let text = |value: &Option<String>| value.clone().map(Values);
-    let matrix = MatrixSettings {
+fn text(value: &Option<String>) -> Option<Values> {
+    value.clone().map(Values)
+}
+
+/// The swept flags of the command line, as the experiment file's `[matrix]` spells them.
+fn matrix_from_args(args: &BenchArgs) -> MatrixSettings {
+    MatrixSettings {
         kv: text(&args.kv),
         ctk: text(&args.cache_type_k),
         ctv: text(&args.cache_type_v),
@@ -41,7 +44,11 @@ fn settings_from_args(args: &BenchArgs) -> bakeoff::Result<Experiment> {
         n: text(&args.gen),
         d: text(&args.depth),
         prompts: text(&args.prompts),
-    };
+    }
+}
+
+/// The command line as one layer of bench settings (`None` where a flag was not given).
+fn settings_from_args(args: &BenchArgs) -> bakeoff::Result<Experiment> {
     Ok(Experiment {
         model: args.model.clone(),
         reps: args.reps,
@@ -50,7 +57,7 @@ fn settings_from_args(args: &BenchArgs) -> bakeoff::Result<Experiment> {
         ci_target: text(&args.ci_target),
         engine: args.engine.map(Into::into),
         tag: args.tag.clone(),
-        matrix,
+        matrix: matrix_from_args(args),
         server_flags: args
             .server_flags
             .iter()

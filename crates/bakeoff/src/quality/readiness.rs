@@ -769,7 +769,38 @@ mod tests {
         )
         .unwrap();
         let err = GateFile::load(&path).unwrap_err().to_string();
-        assert!(err.contains("c.toml") && err.contains("bogus"), "{err}");
+        assert!(err.contains("c.toml:2:1: unknown field 'bogus'"), "{err}");
+    }
+
+    #[test]
+    fn typos_in_a_candidates_file_name_the_line_and_the_close_key() {
+        // Regression: a typo said which file but not where, and offered no spelling.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let head = "model = \"m\"\n[baseline]\nname = \"b\"\n[[candidate]]\nname = \"c\"\n";
+        let cases = [
+            (
+                "flag = \"-fa on\"\n",
+                "c.toml:6:1: unknown field 'flag'",
+                "'flags'",
+            ),
+            (
+                "[checks]\nkld = \"perplexty\"\n",
+                "c.toml:7:7: unknown variant 'perplexty'",
+                "'perplexity'",
+            ),
+            (
+                "[gate.same_topp]\npass = 1\nwarn = 1\n",
+                "c.toml:6:7: unknown field 'same_topp'",
+                "'same_top'",
+            ),
+        ];
+        for (tail, message, close) in cases {
+            std::fs::write(&path, format!("{head}{tail}")).unwrap();
+            let err = GateFile::load(&path).unwrap_err();
+            assert!(err.to_string().contains(message), "{err}");
+            assert_eq!(err.hint(), Some(format!("did you mean {close}?")), "{err}");
+        }
     }
 
     #[test]
