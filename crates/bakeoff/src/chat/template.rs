@@ -714,6 +714,8 @@ mod tests {
         assert_eq!(out, "xNoneTrue['a']{'k': 'v'}1.0None");
     }
 
+    // Regression: gpt-oss rendered no analysis channel for a reasoning_content that transformers
+    // 5 shows (it passes the reasoning as `thinking` too).
     #[test]
     fn reasoning_is_aliased_as_thinking_first() {
         let mut message = Message::assistant("4");
