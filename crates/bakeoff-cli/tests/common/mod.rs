@@ -8,6 +8,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod shared;
+pub mod snapshot;
+pub use shared::shared_server;
+
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
 }
