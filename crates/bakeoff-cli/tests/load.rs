@@ -114,8 +114,8 @@ fn open_loop_rates_follow_a_fixed_schedule_and_multi_turn_reuses_the_prefix() {
     let (status, stdout, stderr) = load(
         &sandbox,
         &[
-            "-m",
-            model.to_str().unwrap(),
+            "--url",
+            &shared_server(SHARED_FLAGS).url,
             "--rate",
             "4",
             "--burstiness",
@@ -185,8 +185,8 @@ fn chat_datasets_go_through_the_openai_endpoint() {
     let (status, stdout, stderr) = load(
         &sandbox,
         &[
-            "-m",
-            model.to_str().unwrap(),
+            "--url",
+            &shared_server(SHARED_FLAGS).url,
             "--dataset",
             dataset.to_str().unwrap(),
             "--concurrency",

@@ -12,8 +12,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// One sandbox holding stored runs of every kind, made once for the tests that show them: two
-/// tiny bench runs (tags `base` and `batch`), a load run, a gate run and a journal entry.
+/// One sandbox holding stored runs of every kind, made once for the tests that show them: three
+/// tiny bench runs (tags `base`, `batch` with `-b 256`, `again` as `base`), a load run, a gate run
+/// and a journal entry.
 struct Stored {
     sandbox: Sandbox,
 }
@@ -24,6 +25,7 @@ fn stored() -> &'static Stored {
         let sandbox = Sandbox::new();
         must(tiny_bench(&sandbox, "base", &[]));
         must(tiny_bench(&sandbox, "batch", &["-b", "256"]));
+        must(tiny_bench(&sandbox, "again", &[]));
         must(tiny_load(&sandbox));
         must(tiny_gate(&sandbox));
         let mut journal = sandbox.cmd();
@@ -146,14 +148,32 @@ fn bench_dry_run() {
 fn bench_tiny() {
     let sandbox = Sandbox::new();
     let cmd = tiny_bench(&sandbox, "tiny", &[]);
-    bakeoff_snapshot!("bench_tiny", measured_filters(&sandbox), cmd);
+    let mut filters = measured_filters(&sandbox);
+    // The last column holds outlier and noise markers, which come and go with the machine's load.
+    filters.push((
+        r"(?m)^(\| SmolLM2.*\| )[^|\n]*( \|)$".into(),
+        "${1}[MARKERS]${2}".into(),
+    ));
+    bakeoff_snapshot!("bench_tiny", filters, cmd);
 }
 
 #[test]
 fn load_tiny() {
     let sandbox = Sandbox::new();
     let cmd = tiny_load(&sandbox);
-    bakeoff_snapshot!("load_tiny", measured_filters(&sandbox), cmd);
+    let mut filters = vec![
+        // The note column and the live progress line depend on timing (noise, measured window).
+        (
+            r"(?m)^(\| c\d+ \|.*\| )[^|\n]+( \|)$".to_string(),
+            "${1}[NOTE]${2}".to_string(),
+        ),
+        (
+            r"(?m)^(  c\d+: )\d+ done, .*$".to_string(),
+            "${1}[PROGRESS]".to_string(),
+        ),
+    ];
+    filters.extend(measured_filters(&sandbox));
+    bakeoff_snapshot!("load_tiny", filters, cmd);
 }
 
 #[test]
@@ -161,35 +181,64 @@ fn gate_show() {
     let s = stored();
     let cmd = bakeoff(&s.sandbox, &["gate", "--show", "gate"]);
     let text = bakeoff_snapshot!("gate_show", measured_filters(&s.sandbox), cmd);
-    assert!(text.contains("| f16 |"), "the baseline row: {text}");
+    assert!(
+        text.contains("\n| f16 (baseline) |"),
+        "the baseline row: {text}"
+    );
 }
 
 #[test]
 fn runs_list() {
     let s = stored();
     let cmd = bakeoff(&s.sandbox, &["runs", "list"]);
-    bakeoff_snapshot!("runs_list", measured_filters(&s.sandbox), cmd);
+    let mut filters = measured_filters(&s.sandbox);
+    // A load run's samples include the server's /metrics scraped on a timer.
+    filters.push((
+        r"(?m)^( +\d+  load .*\[DATE\] +\d+ +)\d+".into(),
+        "${1}[N]".into(),
+    ));
+    bakeoff_snapshot!("runs_list", filters, cmd);
 }
 
 #[test]
 fn runs_show() {
     let s = stored();
     let cmd = bakeoff(&s.sandbox, &["runs", "show", "base"]);
-    bakeoff_snapshot!("runs_show", measured_filters(&s.sandbox), cmd);
+    let mut filters = measured_filters(&s.sandbox);
+    // Sample lines are figures padded to their width; the run, its trials and logs are the shape.
+    for (pattern, replacement) in [
+        (r"(?m)^    \S+ +\S.*\((client|server|system)\)\n", ""),
+        (r"(?m)^    … \d+ more samples.*\n", ""),
+        (r"(?m)^(  system +).*$", "${1}[SYSTEM]"),
+    ] {
+        filters.push((pattern.into(), replacement.into()));
+    }
+    bakeoff_snapshot!("runs_show", filters, cmd);
+}
+
+/// A verdict on two runs of one config on a shared machine is noise: the verdict is masked.
+fn verdict_filters(sandbox: &Sandbox) -> Vec<(String, String)> {
+    let mut filters = measured_filters(sandbox);
+    filters.push((r"\b(FASTER|SLOWER|NO CHANGE)\*?".into(), "[VERDICT]".into()));
+    filters.push((
+        r"(?m)^- \*\*Verdict:\*\* .*$".into(),
+        "- **Verdict:** [VERDICT]".into(),
+    ));
+    filters
 }
 
 #[test]
 fn compare() {
     let s = stored();
-    let cmd = bakeoff(&s.sandbox, &["compare", "base", "batch"]);
-    bakeoff_snapshot!("compare", measured_filters(&s.sandbox), cmd);
+    let cmd = bakeoff(&s.sandbox, &["compare", "base", "again"]);
+    bakeoff_snapshot!("compare", verdict_filters(&s.sandbox), cmd);
 }
 
 #[test]
 fn journal_show() {
     let s = stored();
     let cmd = bakeoff(&s.sandbox, &["journal", "show", "--md"]);
-    bakeoff_snapshot!("journal_show", measured_filters(&s.sandbox), cmd);
+    bakeoff_snapshot!("journal_show", verdict_filters(&s.sandbox), cmd);
 }
 
 #[test]
@@ -203,10 +252,17 @@ fn doctor() {
 /// line keeps its name and loses its value.
 fn doctor_filters(sandbox: &Sandbox) -> Vec<(String, String)> {
     let mut filters = measured_filters(sandbox);
-    filters.push((
-        r"(?m)^(  [a-z][a-z0-9 _/-]*?) {2,}.*$".into(),
-        "$1  [VALUE]".into(),
-    ));
+    for (pattern, replacement) in [
+        (
+            r"(?m)^  (CPU|RAM|GPUs|OS|governor|THP|swappiness)\b.*$",
+            "  $1 [VALUE]",
+        ),
+        (r"(?m)^    built with .*$", "    built with [COMPILER]"),
+        // Printed only while a model's hash is not cached yet.
+        (r"(?m)^hashing .*\n", ""),
+    ] {
+        filters.push((pattern.into(), replacement.into()));
+    }
     filters
 }
 

@@ -25,8 +25,9 @@ fn tools(sandbox: &Sandbox, sub: &str, args: &[&str]) -> Command {
     cmd
 }
 
-/// The flags `bakeoff tools -m` launches llama-server with (`--jinja`, one slot, `-c 4096`) and the
-/// Qwen 2.5 template: the binary's shared server, for tests that only need an engine to talk to.
+/// The binary's shared server, for tests that only need an engine to talk to: `--jinja` and the
+/// Qwen 2.5 template as `bakeoff tools -m` launches it, 4096 tokens a slot (its `-c` default), and
+/// two slots so that two tests at once do not queue.
 fn shared_url() -> String {
     let template = llama_template("Qwen-Qwen2.5-7B-Instruct.jinja");
     let template = template.to_str().expect("UTF-8 path");
@@ -35,9 +36,9 @@ fn shared_url() -> String {
         "--chat-template-file",
         template,
         "-np",
-        "1",
+        "2",
         "-c",
-        "4096",
+        "8192",
     ];
     shared_server(&flags).url.clone()
 }

@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 
 mod shared;
 pub mod snapshot;
-pub use shared::shared_server;
+
+/// The test binary's shared llama-server on SmolLM2 (see `shared.rs`).
+pub fn shared_server(flags: &[&str]) -> &'static shared::SharedServer {
+    shared::shared_server(flags)
+}
 
 pub struct Sandbox {
     pub dir: tempfile::TempDir,

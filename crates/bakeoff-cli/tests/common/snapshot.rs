@@ -25,10 +25,11 @@ pub fn filters(sandbox: &Sandbox) -> Vec<(String, String)> {
             r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?( ?(UTC|Z|[+-]\d{2}:?\d{2}))?",
             "[DATE]",
         ),
+        (r"\b\d{4}-\d{2}-\d{2}\b", "[DATE]"),
         (r"\b[0-9a-f]{64}\b", "[SHA256]"),
         (r"\b[0-9a-f]{8,40}\b", "[HASH]"),
         (r"\bpid:? \d+", "pid [PID]"),
-        (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"),
+        (r"127\.0\.0\.1:\d+", "[LOCALHOST]:[PORT]"),
         (r#""(pid|port)": \d+"#, r#""$1": [N]"#),
         (&escape(env!("CARGO_PKG_VERSION")), "[VERSION]"),
     ];
@@ -36,14 +37,23 @@ pub fn filters(sandbox: &Sandbox) -> Vec<(String, String)> {
     filters
 }
 
-/// [`filters`] plus masks for what a measurement varies: durations, rates and every decimal
-/// figure (t/s, ms, CIs, p-values). Integers stay: counts of tokens, requests and trials are exact.
+/// [`filters`] plus masks for what a measurement varies: durations, rates, every decimal figure
+/// (t/s, ms, CIs, p-values), percentile tuples in table cells, and the noise warnings a busy
+/// machine adds. Other integers stay: counts of tokens, requests and trials are exact.
 pub fn measured_filters(sandbox: &Sandbox) -> Vec<(String, String)> {
     let mut filters = self::filters(sandbox);
     let figures = [
+        // Noise markers come and go with the machine's load.
+        (r" *\[noisy: [^\]]*\]", ""),
+        (r"(?m)^.*\bnoisy: .*\n", ""),
         (r"\b\d+(\.\d+)?\s?(ms|µs|us|ns|s|min)\b", "[TIME]"),
         (r"\b\d+(\.\d+)?\s?(t/s|tok/s|req/s)", "[RATE]"),
         (r"[±+-]?\b\d+\.\d+(e[+-]?\d+)?%?", "[N]"),
+        // Percentile tuples in a cell, `| 1777 / 4017 / 4844 |` (the last step twice: neighbouring
+        // matches would share a `/`).
+        (r"\| \d+ / ", "| [N] / "),
+        (r" / \d+( /| \|)", " / [N]${1}"),
+        (r" / \d+( /| \|)", " / [N]${1}"),
     ];
     filters.extend(figures.iter().map(|(a, b)| (a.to_string(), b.to_string())));
     filters
