@@ -33,7 +33,7 @@ test: setup lint
 	INSTA_UPDATE=no cargo test --workspace --locked
 
 snapshots: setup
-	INSTA_UPDATE=always cargo test -p bakeoff-cli --locked --test snapshots
+	INSTA_UPDATE=always cargo test -p bakeoff-cli --locked --test snapshots --test load
 	git status --short crates/bakeoff-cli/tests/snapshots
 
 bench: setup $(BAKEOFF)
