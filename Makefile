@@ -5,7 +5,7 @@
 BAKEOFF := target/release/bakeoff
 MODEL   := SmolLM2-135M-Instruct.Q4_1.gguf
 
-.PHONY: demo test setup prereqs lint bench
+.PHONY: demo test snapshots setup prereqs lint bench
 
 prereqs:
 	scripts/install-prereqs
@@ -27,8 +27,14 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# INSTA_UPDATE=no: a snapshot that differs (or is missing) fails the suite, it is never written or
+# accepted. After a deliberate output change, re-accept and review: `make snapshots`.
 test: setup lint
-	cargo test --workspace --locked
+	INSTA_UPDATE=no cargo test --workspace --locked
+
+snapshots: setup
+	INSTA_UPDATE=always cargo test -p bakeoff-cli --locked --test snapshots --test load
+	git status --short crates/bakeoff-cli/tests/snapshots
 
 bench: setup $(BAKEOFF)
 	scripts/bench-client-vs-server

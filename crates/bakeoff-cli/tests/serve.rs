@@ -167,9 +167,8 @@ fn unknown_engine_flag_fails_fast() {
 #[test]
 fn attach_detects_llama_server_and_refuses_nothing_there() {
     let sandbox = Sandbox::new();
-    let mut served = serve(sandbox.cmd(), &[]);
     let mut attach = sandbox.cmd();
-    attach.args(["serve", "--json", "--url", &served.url()]);
+    attach.args(["serve", "--json", "--url", &shared_server(&[]).url]);
     let (status, stdout, stderr) = run(attach, LIMIT);
     assert!(status.success(), "{stderr}");
     let detected: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -178,8 +177,6 @@ fn attach_detects_llama_server_and_refuses_nothing_there() {
         .as_str()
         .unwrap()
         .ends_with("SmolLM2-135M-Instruct.Q4_1.gguf"));
-    signal(served.child.id(), libc::SIGINT);
-    wait_exit(&mut served.child, LIMIT);
 
     // Nothing listens on a port we just freed.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{llama_template, run, serve, signal, smollm, wait_exit, Sandbox};
+use common::{llama_template, run, shared_server, smollm, Sandbox};
 use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
@@ -22,6 +22,33 @@ fn tools(sandbox: &Sandbox, sub: &str, args: &[&str]) -> Command {
         .arg("--")
         .arg("--chat-template-file")
         .arg(llama_template("Qwen-Qwen2.5-7B-Instruct.jinja"));
+    cmd
+}
+
+/// The binary's shared server, for tests that only need an engine to talk to: `--jinja` and the
+/// Qwen 2.5 template as `bakeoff tools -m` launches it, 4096 tokens a slot (its `-c` default), and
+/// two slots so that two tests at once do not queue.
+fn shared_url() -> String {
+    let template = llama_template("Qwen-Qwen2.5-7B-Instruct.jinja");
+    let template = template.to_str().expect("UTF-8 path");
+    let flags = [
+        "--jinja",
+        "--chat-template-file",
+        template,
+        "-np",
+        "2",
+        "-c",
+        "8192",
+    ];
+    shared_server(&flags).url.clone()
+}
+
+/// `bakeoff tools SUB ARGS --url SHARED` in `sandbox`.
+fn tools_attached(sandbox: &Sandbox, sub: &str, args: &[&str]) -> Command {
+    let mut cmd = sandbox.cmd();
+    cmd.args(["tools", sub])
+        .args(args)
+        .args(["--url", &shared_url()]);
     cmd
 }
 
@@ -194,7 +221,7 @@ fn forced_first_call_is_parsed_on_both_arms_and_stored() {
 fn thinking_from_a_real_model_is_not_replayed() {
     let sandbox = Sandbox::new();
     let task = clock_task(&sandbox);
-    let out = json_out(tools(
+    let out = json_out(tools_attached(
         &sandbox,
         "run",
         &[
@@ -235,7 +262,7 @@ fn thinking_from_a_real_model_is_not_replayed() {
 fn single_turn_set_scores_forced_calls_on_both_arms() {
     let sandbox = Sandbox::new();
     let items = "simple_timer,multiple_population";
-    let out = json_out(tools(
+    let out = json_out(tools_attached(
         &sandbox,
         "bfcl",
         &[
@@ -274,7 +301,7 @@ fn single_turn_set_scores_forced_calls_on_both_arms() {
 #[test]
 fn render_diff_compares_every_case_with_the_engine() {
     let sandbox = Sandbox::new();
-    let out = json_out(tools(
+    let out = json_out(tools_attached(
         &sandbox,
         "render-diff",
         &["--task", "movies", "--json"],
@@ -288,17 +315,11 @@ fn render_diff_compares_every_case_with_the_engine() {
     }
 }
 
-/// Arm C: the same path against another server (here another config: a smaller context), attached.
+/// Arm C: the same path against another server (the binary's shared one), attached.
 #[test]
 fn reference_arm_runs_on_an_attached_server() {
     let sandbox = Sandbox::new();
-    let template = llama_template("Qwen-Qwen2.5-7B-Instruct.jinja");
-    let template = template.to_str().unwrap();
-    let mut served = serve(
-        sandbox.cmd(),
-        &["--", "-c", "2048", "--chat-template-file", template],
-    );
-    let url = served.url();
+    let url = shared_url();
     let task = clock_task(&sandbox);
     let out = json_out(tools(
         &sandbox,
@@ -319,8 +340,6 @@ fn reference_arm_runs_on_an_attached_server() {
             "--json",
         ],
     ));
-    signal(served.child.id(), libc::SIGINT);
-    wait_exit(&mut served.child, LIMIT);
     let traces = out["traces"].as_array().unwrap();
     let arms: Vec<&str> = traces.iter().map(|t| t["arm"].as_str().unwrap()).collect();
     assert_eq!(arms, ["native", "reference"]);

@@ -8,6 +8,14 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod shared;
+pub mod snapshot;
+
+/// The test binary's shared llama-server on SmolLM2 (see `shared.rs`).
+pub fn shared_server(flags: &[&str]) -> &'static shared::SharedServer {
+    shared::shared_server(flags)
+}
+
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
 }
