@@ -194,8 +194,8 @@ fn runs_list() {
     let mut filters = measured_filters(&s.sandbox);
     // A load run's samples include the server's /metrics scraped on a timer.
     filters.push((
-        r"(?m)^( +\d+  load .*\[DATE\] +\d+ +)\d+".into(),
-        "${1}[N]".into(),
+        r"(?m)^( +\d+  load .*\[DATE\] +\d+) +\d+".into(),
+        "${1} [N]".into(),
     ));
     bakeoff_snapshot!("runs_list", filters, cmd);
 }

@@ -19,7 +19,13 @@ pub fn parse<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T> {
 /// A TOML error as one line naming the file and position, plus a hint for a misspelled key.
 pub fn to_error(error: &toml::de::Error, text: &str, origin: &str) -> Error {
     // serde quotes names in backticks; plain quotes read better on a terminal.
+    // One line: toml puts what it expected on a line of its own.
     let message = error.message().trim().replace('`', "'");
+    let message = message
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(", ");
     let position = match error.span() {
         Some(span) => {
             let (line, col) = line_col(text, span.start);
