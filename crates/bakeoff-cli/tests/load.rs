@@ -271,13 +271,15 @@ fn faulty_endpoint() -> String {
             let chunk = "data: {\"choices\":[{\"delta\":{\"content\":\"ok\"}}]}\n\n";
             let reply = if request_line.starts_with("GET /v1/models") {
                 let body = "{\"data\":[{\"id\":\"scripted\"}]}";
-                format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+                format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len())
             } else if request_line.starts_with("GET") {
                 "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string()
             } else {
                 n += 1;
                 match n % 3 {
-                    0 => "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nboom".to_string(),
+                    // The connection closes after each reply; saying so keeps the client from
+                    // reusing it (a stale pooled connection showed up as a spurious connect error).
+                    0 => "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\nContent-Length: 4\r\n\r\nboom".to_string(),
                     1 => format!("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n{chunk}"),
                     _ => format!("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n{chunk}{chunk}data: [DONE]\n\n"),
                 }
