@@ -43,7 +43,12 @@ pub fn filters(sandbox: &Sandbox) -> Vec<(String, String)> {
 pub fn measured_filters(sandbox: &Sandbox) -> Vec<(String, String)> {
     let mut filters = self::filters(sandbox);
     let figures = [
-        // Noise markers come and go with the machine's load.
+        // Noise markers come and go with the machine's load: a bench progress line's trailing
+        // `  [marker; marker]` goes whole (a line whose first marker was not `noisy:` used to vanish).
+        (
+            r"(?m)^(  \[\d+/\d+ eta \d+s\] .+? rep \d+: \S+ \S+)  \[.*\]$",
+            "${1}",
+        ),
         (r" *\[noisy: [^\]]*\]", ""),
         (r"(?m)^.*\bnoisy: .*\n", ""),
         (r"\b\d+(\.\d+)?\s?(ms|µs|us|ns|s|min)\b", "[TIME]"),
