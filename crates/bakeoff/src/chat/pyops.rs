@@ -143,16 +143,26 @@ fn generator(items: Vec<Value>) -> Value {
     Value::make_one_shot_iterator(items.into_iter())
 }
 
+/// `filter(value)` as a generator, or an empty one when `value` is false.
+fn if_true(
+    value: Value,
+    filter: impl FnOnce(Value) -> Result<Vec<Value>, Error>,
+) -> Result<Value, Error> {
+    if !value.is_true() {
+        return Ok(generator(Vec::new()));
+    }
+    filter(value).map(generator)
+}
+
 fn select(
     state: &mut State,
     value: Value,
     test: Option<Cow<'_, str>>,
     args: Rest<ValueOrKwargs>,
 ) -> Result<Value, Error> {
-    if !value.is_true() {
-        return Ok(generator(Vec::new()));
-    }
-    minijinja::filters::select(state, value, test, args).map(generator)
+    if_true(value, |value| {
+        minijinja::filters::select(state, value, test, args)
+    })
 }
 
 fn reject(
@@ -161,10 +171,9 @@ fn reject(
     test: Option<Cow<'_, str>>,
     args: Rest<ValueOrKwargs>,
 ) -> Result<Value, Error> {
-    if !value.is_true() {
-        return Ok(generator(Vec::new()));
-    }
-    minijinja::filters::reject(state, value, test, args).map(generator)
+    if_true(value, |value| {
+        minijinja::filters::reject(state, value, test, args)
+    })
 }
 
 fn selectattr(
@@ -174,10 +183,9 @@ fn selectattr(
     test: Option<Cow<'_, str>>,
     args: Rest<ValueOrKwargs>,
 ) -> Result<Value, Error> {
-    if !value.is_true() {
-        return Ok(generator(Vec::new()));
-    }
-    minijinja::filters::selectattr(state, value, attr, test, args).map(generator)
+    if_true(value, |value| {
+        minijinja::filters::selectattr(state, value, attr, test, args)
+    })
 }
 
 fn rejectattr(
@@ -187,17 +195,13 @@ fn rejectattr(
     test: Option<Cow<'_, str>>,
     args: Rest<ValueOrKwargs>,
 ) -> Result<Value, Error> {
-    if !value.is_true() {
-        return Ok(generator(Vec::new()));
-    }
-    minijinja::filters::rejectattr(state, value, attr, test, args).map(generator)
+    if_true(value, |value| {
+        minijinja::filters::rejectattr(state, value, attr, test, args)
+    })
 }
 
 fn map(state: &mut State, value: Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
-    if !value.is_true() {
-        return Ok(generator(Vec::new()));
-    }
-    minijinja::filters::map(state, value, args).map(generator)
+    if_true(value, |value| minijinja::filters::map(state, value, args))
 }
 
 #[cfg(test)]
