@@ -252,10 +252,16 @@ fn a_failed_fidelity_gate_reverts_and_nothing_to_judge_is_an_error() {
     assert!(status.success());
     let entry: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(entry["evidence"]["gates"][0]["status"], "pass");
-    assert_ne!(
-        entry["verdict"], "REVERTED",
-        "a passed gate does not revert: {entry}"
-    );
+    // A passed gate is never the reason to revert. The speed verdict of two 2-rep runs can still
+    // say SLOWER on a busy machine (it did in CI), so only that reason may revert here.
+    let reason = entry["evidence"]["reason"].as_str().unwrap_or_default();
+    assert!(!reason.starts_with("fidelity gate failed"), "{entry}");
+    if entry["verdict"] == "REVERTED" {
+        assert!(
+            reason.starts_with("slower"),
+            "a passed gate does not revert: {entry}"
+        );
+    }
     let (status, _, stderr) = add("base:f16");
     assert_eq!(status.code(), Some(2));
     assert!(
