@@ -209,6 +209,8 @@ fn runs_show() {
     for (pattern, replacement) in [
         (r"(?m)^    \S+ +\S.*\((client|server|system)\)\n", ""),
         (r"(?m)^    … \d+ more samples.*\n", ""),
+        // A trial's client/server disagreement note comes and goes with the machine's load.
+        (r"(?m)^    note: client .*\n", ""),
         (r"(?m)^(  system +).*$", "${1}[SYSTEM]"),
     ] {
         filters.push((pattern.into(), replacement.into()));
