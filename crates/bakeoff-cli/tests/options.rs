@@ -124,6 +124,8 @@ fn unknown_format_values_are_argument_errors_naming_the_choices() {
 #[test]
 fn dash_o_json_and_the_json_shorthand_print_the_same() {
     let sandbox = Sandbox::new();
+    // An empty database: read-only commands no longer create one (issue 14).
+    bakeoff::store::Store::open(&sandbox.db()).expect("database");
     let runs = |args: &[&str]| {
         let mut cmd = sandbox.cmd();
         cmd.args(args);

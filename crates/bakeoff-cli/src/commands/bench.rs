@@ -7,16 +7,16 @@ use bakeoff::analysis::compare;
 use bakeoff::domain::units::human_bytes;
 use bakeoff::domain::Combine;
 use bakeoff::measure::bench::{self, BenchContext, BenchPlan, Event, ServerBench, TrialKey};
-use bakeoff::measure::experiment::{BenchEngine, Experiment, MatrixSettings, Values};
+use bakeoff::measure::experiment::{self, BenchEngine, Experiment, MatrixSettings, Values};
 use bakeoff::measure::llama_bench::LlamaBenchRun;
 use bakeoff::measure::matrix::{parse_values, Matrix, PromptSet};
+use bakeoff::model;
 use bakeoff::report::bench_cells;
 use bakeoff::report::table::{self, Format, ModelInfo};
 use bakeoff::session::{Engine, RunSpec, Session};
 use bakeoff::store::{ModelRow, Store};
 use bakeoff::Error;
 use std::collections::HashSet;
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -177,11 +177,15 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
     };
     let store = super::open_store(global)?;
     let (plan, resume) = resolve_plan(&store, &settings, &args)?;
+    experiment::check_plan(&plan)?;
+    for warning in experiment::depth_warnings(&plan, model::trained_context(&plan.model)) {
+        printer.warn(warning);
+    }
     if args.dry_run {
         print!("{}", plan.describe());
         return Ok(ExitCode::SUCCESS);
     }
-    check_model(&plan.model)?;
+    model::check_file(&plan.model)?;
     let engine = Engine::find(Some(&store), global.engine_path.as_deref(), &plan.engine)?;
     let model = store.model(&plan.model)?;
     let session = open_session(store, &plan, &args, resume, &model)?;
@@ -209,15 +213,6 @@ fn resolve_plan(
     let plan = serde_json::from_value(detail.params["plan"].clone())
         .map_err(|e| Error::input(format!("run {run_id} has no bench plan to resume ({e})")))?;
     Ok((plan, Some(run_id)))
-}
-
-fn check_model(model: &Path) -> bakeoff::Result<()> {
-    if model.is_file() {
-        return Ok(());
-    }
-    let hint = "`bakeoff doctor` lists installed models; scripts/setup installs two small ones";
-    let message = format!("model file not found: {}", model.display());
-    Err(Error::input(message).with_hint(hint))
 }
 
 /// A new bench run holding the plan, or the resumed one reopened.

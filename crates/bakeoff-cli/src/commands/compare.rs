@@ -6,7 +6,7 @@ use bakeoff::report::table;
 use std::process::ExitCode;
 
 pub fn run(global: &Global, args: &CompareArgs) -> anyhow::Result<ExitCode> {
-    let store = super::open_store(global)?;
+    let store = super::open_existing_store(global)?;
     let (a, b) = (store.resolve_run(&args.a)?, store.resolve_run(&args.b)?);
     let comparison = compare::compare(&store, a, b)?;
     match args.wants_json() {

@@ -15,10 +15,9 @@ use std::process::ExitCode;
 
 pub fn run(global: &Global, args: &GateArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     let json = args.format == GateFormat::Json;
-    let store = super::open_store(global)?;
     let table = match (&args.show, &args.file) {
-        (Some(reference), _) => show(&store, reference)?,
-        (None, Some(path)) => measure(global, args, path, store, &printer)?,
+        (Some(reference), _) => show(&super::open_existing_store(global)?, reference)?,
+        (None, Some(path)) => measure(global, args, path, super::open_store(global)?, &printer)?,
         (None, None) => return Err(Error::input("give a candidates file or --show RUN").into()),
     };
     table.print(json)?;
@@ -101,17 +100,19 @@ fn load_files(args: &GateArgs, path: &Path) -> bakeoff::Result<(GateFile, GateSp
 
 fn check_models(path: &Path, file: &GateFile) -> bakeoff::Result<()> {
     let candidates = file.candidates.iter().filter_map(|c| c.model.as_ref());
-    let mut models = std::iter::once(&file.model).chain(candidates);
-    match models.find(|m| !m.is_file()) {
-        None => Ok(()),
-        Some(model) => Err(missing_model(path, model)),
+    for model in std::iter::once(&file.model).chain(candidates) {
+        bakeoff::model::check_file(model).map_err(|e| in_file(path, &e))?;
     }
+    Ok(())
 }
 
-fn missing_model(file: &Path, model: &Path) -> Error {
-    let hint = "`bakeoff doctor` lists installed models; scripts/setup installs two small ones";
-    let (file, model) = (file.display(), model.display());
-    Error::input(format!("{file}: model file not found: {model}")).with_hint(hint)
+/// A model error prefixed with the candidates file that names the model.
+fn in_file(file: &Path, error: &Error) -> Error {
+    let prefixed = Error::input(format!("{}: {error}", file.display()));
+    match error.hint() {
+        Some(hint) => prefixed.with_hint(hint),
+        None => prefixed,
+    }
 }
 
 fn run_gate(

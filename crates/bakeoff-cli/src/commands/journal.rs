@@ -11,7 +11,10 @@ use bakeoff::Error;
 use std::process::ExitCode;
 
 pub fn run(global: &Global, command: JournalCommand, printer: Printer) -> anyhow::Result<ExitCode> {
-    let store = super::open_store(global)?;
+    let store = match command {
+        JournalCommand::Show { .. } => super::open_existing_store(global)?,
+        _ => super::open_store(global)?,
+    };
     match command {
         JournalCommand::Add {
             title,

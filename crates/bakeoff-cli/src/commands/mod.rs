@@ -56,8 +56,19 @@ pub fn db_path(global: &Global) -> PathBuf {
         .unwrap_or_else(bakeoff::system::paths::default_db)
 }
 
+/// The database, created when missing; an unwritable location is said as such.
 pub fn open_store(global: &Global) -> bakeoff::Result<Store> {
-    Store::open(&db_path(global))
+    let path = db_path(global);
+    Store::open(&path).map_err(|e| bakeoff::system::writable::unwritable_db(&path).unwrap_or(e))
+}
+
+/// The database of a command that only reads: never created (`no database at PATH`).
+pub fn open_existing_store(global: &Global) -> bakeoff::Result<Store> {
+    let path = db_path(global);
+    Store::open_existing(&path).map_err(|e| match e {
+        bakeoff::Error::Input { .. } => e,
+        other => bakeoff::system::writable::unwritable_db(&path).unwrap_or(other),
+    })
 }
 
 /// A model argument: a path, or a bare file name found in the model cache.

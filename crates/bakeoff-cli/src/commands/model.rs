@@ -18,6 +18,7 @@ use std::process::ExitCode;
 
 fn load(file: &std::path::Path) -> bakeoff::Result<(std::path::PathBuf, ModelFacts)> {
     let path = super::resolve_model(file);
+    bakeoff::model::check_file(&path)?;
     let gguf = GgufFile::open(&path)?;
     Ok((path, ModelFacts::from_gguf(&gguf)))
 }

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub fn run(global: &Global, command: ProfileCommand, printer: Printer) -> anyhow::Result<ExitCode> {
-    let store = super::open_store(global)?;
+    let store = match command {
+        ProfileCommand::Save { .. } => super::open_store(global)?,
+        _ => super::open_existing_store(global)?,
+    };
     match command {
         ProfileCommand::Save {
             name,

@@ -35,7 +35,7 @@ fn unknown_extension(out: &Path) -> Error {
 pub fn run(global: &Global, args: &ReportArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     let (format, out) = args.format_and_out();
     let format = format_of(format, &out)?;
-    let store = super::open_store(global)?;
+    let store = super::open_existing_store(global)?;
     let data = data::gather(&store, &run_ids(&store, &args.runs)?)?;
     let bytes = format.exporter().serialize(&data);
     if out == Path::new("-") {

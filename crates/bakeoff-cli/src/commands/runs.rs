@@ -8,7 +8,7 @@ use std::process::ExitCode;
 const SAMPLES_SHOWN: usize = 12;
 
 pub fn run(global: &Global, command: RunsCommand) -> anyhow::Result<ExitCode> {
-    let store = super::open_store(global)?;
+    let store = super::open_existing_store(global)?;
     match command {
         RunsCommand::List { limit, output } => list(&store, limit, output.wants_json())?,
         RunsCommand::Show { run, output } => show(&store, &run, output.wants_json())?,

@@ -21,7 +21,7 @@ pub fn run(global: &Global, args: &ServeArgs, printer: Printer) -> anyhow::Resul
         return super::serve_profile::run(global, args, name, printer);
     }
     let model = super::resolve_model(args.model.as_deref().unwrap_or(Path::new("")));
-    check_model(&model)?;
+    bakeoff::model::check_file(&model)?;
     let store = super::open_store(global)?;
     let engine = Engine::find(Some(&store), global.engine_path.as_deref(), "llama-server")?;
     let (mut session, launch) = begin(store, args, engine, &model)?;
@@ -35,15 +35,6 @@ pub fn run(global: &Global, args: &ServeArgs, printer: Printer) -> anyhow::Resul
         .ok_or_else(|| anyhow::anyhow!("no engine"))?;
     print_ready(server, session.run_id(), &log_path, args.json);
     keep_serving(&mut session, &log_path, server, printer)
-}
-
-fn check_model(model: &Path) -> bakeoff::Result<()> {
-    if model.is_file() {
-        return Ok(());
-    }
-    let hint = "`bakeoff doctor` lists installed models; scripts/setup installs two small ones";
-    let message = format!("model file not found: {}", model.display());
-    Err(bakeoff::Error::input(message).with_hint(hint))
 }
 
 fn announce(launch: &Launch, printer: Printer) {

@@ -26,15 +26,22 @@ pub fn to_error(error: &toml::de::Error, text: &str, origin: &str) -> Error {
         .map(str::trim)
         .collect::<Vec<_>>()
         .join(", ");
-    let position = match error.span() {
+    let hint = suggestion(&message);
+    let (position, field) = match error.span() {
         Some(span) => {
             let (line, col) = line_col(text, span.start);
-            format!("{origin}:{line}:{col}")
+            (format!("{origin}:{line}:{col}"), field_at(text, span.start))
         }
-        None => origin.to_string(),
+        None => (origin.to_string(), None),
     };
-    let error = Error::input(format!("{position}: {message}"));
-    match suggestion(&message) {
+    // An unknown key is itself the subject of its message; every other error says which key.
+    let error = match field {
+        Some(field) if !message.starts_with("unknown field") => {
+            Error::input(format!("{position}: {field}: {message}"))
+        }
+        _ => Error::input(format!("{position}: {message}")),
+    };
+    match hint {
         Some(close) => error.with_hint(format!("did you mean '{close}'?")),
         None => error,
     }
@@ -46,6 +53,38 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let start = before.rfind('\n').map_or(0, |i| i + 1);
     (line, before[start..].chars().count() + 1)
+}
+
+/// The dotted key (`matrix.b`, `candidate.flags`) whose value starts at or spans `offset`, read
+/// from the text: toml's errors carry the key only in their multi-line rendering.
+fn field_at(text: &str, offset: usize) -> Option<String> {
+    let before = &text[..offset.min(text.len())];
+    let (head, current) = before.rsplit_once('\n').unwrap_or(("", before));
+    let key = key_of(current).or_else(|| {
+        // A value inside a multi-line array: the key is on the line that opened it.
+        head.lines()
+            .rev()
+            .take_while(|l| !l.trim().is_empty() && !l.trim_start().starts_with('['))
+            .find_map(|l| key_of(l).filter(|_| l.contains('[')))
+    })?;
+    let table = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+    Some(match table {
+        Some(table) if !table.is_empty() => format!("{table}.{key}"),
+        _ => key,
+    })
+}
+
+/// `key` of a `key = ...` line (bare or quoted, possibly dotted).
+fn key_of(line: &str) -> Option<String> {
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    let bare = |c: char| c.is_ascii_alphanumeric() || "-_.\"' ".contains(c);
+    (!key.is_empty() && !key.starts_with('[') && key.chars().all(bare)).then(|| key.to_string())
 }
 
 /// For "unknown field 'x', expected one of 'a', 'b'" (or variant, check, ...): the closest
@@ -139,6 +178,30 @@ mod tests {
         assert!(message.starts_with("experiment.toml:1:8: "), "{message}");
         let (message, _) = error_of("reps = 3\nwarmup = = 1\n");
         assert!(message.starts_with("experiment.toml:2:"), "{message}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_its_field() {
+        let (message, _) = error_of("warmup = 1\n\nreps = \"five\"\n");
+        assert!(
+            message.starts_with("experiment.toml:3:8: reps: invalid type: string \"five\""),
+            "{message}"
+        );
+        let (message, _) = error_of("[matrix]\nkv = 5\n");
+        assert!(
+            message.starts_with("experiment.toml:2:6: matrix.kv: invalid type: integer"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_field_of_a_position_comes_from_its_line_or_the_array_it_is_in() {
+        let text = "reps = 1\n[[candidate]]\nflags = [\n  \"-fa\",\n  3,\n]\n";
+        let offset = text.find('3').unwrap();
+        assert_eq!(field_at(text, offset).as_deref(), Some("candidate.flags"));
+        assert_eq!(field_at(text, 7).as_deref(), Some("reps"));
+        assert_eq!(field_at("[gate\n", 5), None);
+        assert_eq!(field_at("[a]\n\n", 5), None);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 
 use crate::domain::Combine;
 use crate::formats::config_file;
-use crate::Result;
+use crate::measure::bench::BenchPlan;
+use crate::{Error, Result};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -82,6 +83,51 @@ impl Experiment {
     pub fn load(path: &Path) -> Result<Experiment> {
         config_file::read(path)
     }
+}
+
+/// Refuse a plan that would measure nothing (`-r 0`, `-p 0 -n 0`), before any engine starts: such a
+/// run used to end "ok" with no sample.
+pub fn check_plan(plan: &BenchPlan) -> Result<()> {
+    if plan.reps == 0 {
+        return Err(Error::input("-r/--repetitions 0: at least one repetition is needed")
+            .with_hint("pass -r 1 or more (reps in --config)"));
+    }
+    if plan.ci_target_pct.is_some() && plan.max_reps < plan.reps {
+        let (max, reps) = (plan.max_reps, plan.reps);
+        return Err(Error::input(format!(
+            "--max-reps {max} is below -r {reps}: --ci-target repeats from -r up to --max-reps"
+        )));
+    }
+    let matrix = &plan.matrix;
+    let none = |tokens: &[u32]| tokens.iter().all(|&t| t == 0);
+    if none(&matrix.prompt_tokens) && none(&matrix.gen_tokens) {
+        return Err(Error::input("-p 0 and -n 0: no test to run (every pp and tg size is 0)")
+            .with_hint("give a prompt size (-p 64) or a generation length (-n 32)"));
+    }
+    Ok(())
+}
+
+/// A warning for each depth (plus the test's own tokens) beyond the model's trained context:
+/// llama.cpp still runs it, but past `context_length` the figures are of a model out of its range.
+pub fn depth_warnings(plan: &BenchPlan, trained_context: Option<u64>) -> Vec<String> {
+    let Some(trained) = trained_context.filter(|&c| c > 0) else {
+        return Vec::new();
+    };
+    let matrix = &plan.matrix;
+    let longest = |tokens: &[u32]| u64::from(tokens.iter().copied().max().unwrap_or(0));
+    let test = longest(&matrix.prompt_tokens).max(longest(&matrix.gen_tokens));
+    matrix
+        .depths
+        .iter()
+        .map(|&d| u64::from(d))
+        .filter(|&depth| depth + test > trained)
+        .map(|depth| {
+            format!(
+                "-d {depth}: depth plus test ({}) is beyond the model's trained context ({trained} tokens, GGUF context_length); figures there are outside what the model was trained for",
+                depth + test
+            )
+        })
+        .collect()
 }
 
 impl MatrixSettings {
@@ -195,7 +241,7 @@ fn whole<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::E
     text.trim()
         .parse()
         .map(Some)
-        .map_err(|_| de::Error::custom(format!("expected a whole number, got '{text}'")))
+        .map_err(|_| de::Error::custom(format!("invalid value '{text}', expected a whole number")))
 }
 
 /// `[server-flags]`: a table of flag = values, kept in file order.
@@ -288,6 +334,46 @@ mod tests {
             error.to_string().starts_with("experiment.toml:2:5:"),
             "{error}"
         );
+    }
+
+    fn plan(reps: u32, prompt: &[u32], gen: &[u32], depths: &[u32]) -> BenchPlan {
+        let mut matrix = crate::measure::matrix::Matrix::default();
+        (matrix.prompt_tokens, matrix.gen_tokens) = (prompt.to_vec(), gen.to_vec());
+        matrix.depths = depths.to_vec();
+        BenchPlan {
+            model: PathBuf::from("m.gguf"),
+            matrix,
+            reps,
+            warmup: 1,
+            ci_target_pct: None,
+            max_reps: 20,
+            engine: "llama-server".into(),
+            extra_args: Vec::new(),
+            health_timeout_s: 120,
+        }
+    }
+
+    #[test]
+    fn a_plan_that_measures_nothing_is_refused() {
+        // Regression: `-r 0` and `-p 0 -n 0` ran, stored nothing and ended ok.
+        let error = check_plan(&plan(0, &[64], &[32], &[0])).unwrap_err();
+        assert!(error.to_string().starts_with("-r/--repetitions 0"), "{error}");
+        let error = check_plan(&plan(5, &[0], &[0], &[0])).unwrap_err();
+        assert!(error.to_string().starts_with("-p 0 and -n 0"), "{error}");
+        assert!(check_plan(&plan(5, &[0, 64], &[0], &[0])).is_ok());
+        let mut adaptive = plan(5, &[64], &[0], &[0]);
+        (adaptive.ci_target_pct, adaptive.max_reps) = (Some(2.0), 3);
+        assert!(check_plan(&adaptive).unwrap_err().to_string().contains("--max-reps 3"));
+    }
+
+    #[test]
+    fn a_depth_past_the_trained_context_is_warned() {
+        let plan = plan(5, &[64], &[32], &[0, 8000, 9000]);
+        let warnings = depth_warnings(&plan, Some(8192));
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("-d 8000: depth plus test (8064)"), "{warnings:?}");
+        assert!(depth_warnings(&plan, None).is_empty());
+        assert!(depth_warnings(&plan, Some(16384)).is_empty());
     }
 
     #[test]

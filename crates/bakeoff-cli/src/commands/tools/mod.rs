@@ -437,7 +437,7 @@ fn diff(
     task: Option<&str>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let store = super::open_store(global)?;
+    let store = super::open_existing_store(global)?;
     let run_id = store.resolve_run(run)?;
     let traces = stored_episodes(&store, run_id, task)?;
     let pair = arms.map(arm_pair).transpose()?;
@@ -475,7 +475,7 @@ fn arm_pair(text: &str) -> bakeoff::Result<(&str, &str)> {
 }
 
 fn export(global: &Global, run: &str, output: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let store = super::open_store(global)?;
+    let store = super::open_existing_store(global)?;
     let run_id = store.resolve_run(run)?;
     let detail = store.run_detail(run_id)?;
     let rows = store.tool_traces(run_id)?;
