@@ -189,7 +189,7 @@ fn attach_detects_llama_server_and_refuses_nothing_there() {
     let (status, _, stderr) = run(attach, LIMIT);
     assert_eq!(status.code(), Some(1));
     assert!(
-        stderr.contains("no llama-server, Ollama or OpenAI-compatible server answers there"),
+        stderr.contains("connection refused: nothing listens there"),
         "{stderr}"
     );
 }

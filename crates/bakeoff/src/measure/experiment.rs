@@ -89,8 +89,10 @@ impl Experiment {
 /// run used to end "ok" with no sample.
 pub fn check_plan(plan: &BenchPlan) -> Result<()> {
     if plan.reps == 0 {
-        return Err(Error::input("-r/--repetitions 0: at least one repetition is needed")
-            .with_hint("pass -r 1 or more (reps in --config)"));
+        return Err(
+            Error::input("-r/--repetitions 0: at least one repetition is needed")
+                .with_hint("pass -r 1 or more (reps in --config)"),
+        );
     }
     if plan.ci_target_pct.is_some() && plan.max_reps < plan.reps {
         let (max, reps) = (plan.max_reps, plan.reps);
@@ -101,8 +103,10 @@ pub fn check_plan(plan: &BenchPlan) -> Result<()> {
     let matrix = &plan.matrix;
     let none = |tokens: &[u32]| tokens.iter().all(|&t| t == 0);
     if none(&matrix.prompt_tokens) && none(&matrix.gen_tokens) {
-        return Err(Error::input("-p 0 and -n 0: no test to run (every pp and tg size is 0)")
-            .with_hint("give a prompt size (-p 64) or a generation length (-n 32)"));
+        return Err(
+            Error::input("-p 0 and -n 0: no test to run (every pp and tg size is 0)")
+                .with_hint("give a prompt size (-p 64) or a generation length (-n 32)"),
+        );
     }
     Ok(())
 }
@@ -357,21 +361,30 @@ mod tests {
     fn a_plan_that_measures_nothing_is_refused() {
         // Regression: `-r 0` and `-p 0 -n 0` ran, stored nothing and ended ok.
         let error = check_plan(&plan(0, &[64], &[32], &[0])).unwrap_err();
-        assert!(error.to_string().starts_with("-r/--repetitions 0"), "{error}");
+        assert!(
+            error.to_string().starts_with("-r/--repetitions 0"),
+            "{error}"
+        );
         let error = check_plan(&plan(5, &[0], &[0], &[0])).unwrap_err();
         assert!(error.to_string().starts_with("-p 0 and -n 0"), "{error}");
         assert!(check_plan(&plan(5, &[0, 64], &[0], &[0])).is_ok());
         let mut adaptive = plan(5, &[64], &[0], &[0]);
         (adaptive.ci_target_pct, adaptive.max_reps) = (Some(2.0), 3);
-        assert!(check_plan(&adaptive).unwrap_err().to_string().contains("--max-reps 3"));
+        assert!(check_plan(&adaptive)
+            .unwrap_err()
+            .to_string()
+            .contains("--max-reps 3"));
     }
 
     #[test]
     fn a_depth_past_the_trained_context_is_warned() {
-        let plan = plan(5, &[64], &[32], &[0, 8000, 9000]);
+        let plan = plan(5, &[64], &[32], &[0, 8150, 9000]);
         let warnings = depth_warnings(&plan, Some(8192));
         assert_eq!(warnings.len(), 2, "{warnings:?}");
-        assert!(warnings[0].starts_with("-d 8000: depth plus test (8064)"), "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("-d 8150: depth plus test (8214)"),
+            "{warnings:?}"
+        );
         assert!(depth_warnings(&plan, None).is_empty());
         assert!(depth_warnings(&plan, Some(16384)).is_empty());
     }

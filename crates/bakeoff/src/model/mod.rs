@@ -14,7 +14,8 @@ pub fn check_file(path: &std::path::Path) -> crate::Result<()> {
     let shown = path.display();
     if path.is_dir() {
         let message = format!("model {shown} is a directory, not a GGUF file");
-        let hint = "pass the .gguf file inside it (a split model: its first part, *-00001-of-*.gguf)";
+        let hint =
+            "pass the .gguf file inside it (a split model: its first part, *-00001-of-*.gguf)";
         return Err(crate::Error::input(message).with_hint(hint));
     }
     if path.is_file() {
@@ -36,10 +37,18 @@ mod tests {
     fn a_directory_or_a_missing_path_is_not_a_model() {
         let dir = tempfile::tempdir().unwrap();
         let error = super::check_file(dir.path()).unwrap_err();
-        assert!(error.to_string().ends_with("is a directory, not a GGUF file"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .ends_with("is a directory, not a GGUF file"),
+            "{error}"
+        );
         let missing = dir.path().join("none.gguf");
         let error = super::check_file(&missing).unwrap_err();
-        assert!(error.to_string().starts_with("model file not found: "), "{error}");
+        assert!(
+            error.to_string().starts_with("model file not found: "),
+            "{error}"
+        );
         assert_eq!(error.exit_code(), 2);
     }
 }
