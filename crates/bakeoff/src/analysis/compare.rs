@@ -4,7 +4,7 @@
 
 use crate::measure::stats::{self, Summary};
 use crate::store::{RunDetail, Store, TrialRow};
-use crate::Result;
+use crate::{Error, Result};
 use serde::Serialize;
 use std::collections::BTreeSet;
 
@@ -264,12 +264,48 @@ pub fn compare_cells(x: &Cell, y: &Cell) -> CompareRow {
 
 pub fn compare(store: &Store, a: i64, b: i64) -> Result<Comparison> {
     let (da, db) = (store.run_detail(a)?, store.run_detail(b)?);
-    let (ca, cb) = (cells(&da), cells(&db));
+    Ok(compare_details(&da, &db))
+}
+
+/// As [`compare`], for `bakeoff compare`: runs of different kinds, or runs that share no cell, are
+/// an error with a hint instead of an empty table (or a ratio of nothing, printed as NaN).
+pub fn compare_strict(store: &Store, a: i64, b: i64) -> Result<Comparison> {
+    let (da, db) = (store.run_detail(a)?, store.run_detail(b)?);
+    let (ka, kb) = (&da.run.kind, &db.run.kind);
+    if ka != kb {
+        let message =
+            format!("run {a} is a {ka} run and run {b} a {kb} run: they measure different things");
+        let hint =
+            "compare two bench runs or two load runs (`bakeoff runs list` shows each run's kind)";
+        return Err(Error::input(message).with_hint(hint));
+    }
+    let comparison = compare_details(&da, &db);
+    if comparison.rows.is_empty() {
+        let hint = "measure both with the same swept flags and tests (e.g. --engine llama-bench and llama-server with the same -fa/-ctk/-p/-n/-d); `bakeoff runs show RUN` lists a run's cells";
+        let message = format!(
+            "runs {a} and {b} share no (config, test) cell to compare: {}",
+            comparison.matching()
+        );
+        return Err(Error::input(message).with_hint(hint));
+    }
+    Ok(comparison)
+}
+
+/// A cell with something to take a ratio of: a finite, positive median.
+fn comparable(cell: &Cell) -> bool {
+    let median = cell.summary().median;
+    median.is_finite() && median > 0.0
+}
+
+fn compare_details(da: &RunDetail, db: &RunDetail) -> Comparison {
+    let (a, b) = (da.run.id, db.run.id);
+    let (ca, cb) = (cells(da), cells(db));
     let mut rows = Vec::new();
     let mut unmatched = Vec::new();
     for x in &ca {
         match cb.iter().find(|y| y.config == x.config && y.test == x.test) {
-            Some(y) => rows.push(compare_cells(x, y)),
+            Some(y) if comparable(x) && comparable(y) => rows.push(compare_cells(x, y)),
+            Some(_) => unmatched.push(format!("both, no finite median: {} {}", x.config, x.test)),
             None => unmatched.push(format!("A only: {} {}", x.config, x.test)),
         }
     }
@@ -279,15 +315,15 @@ pub fn compare(store: &Store, a: i64, b: i64) -> Result<Comparison> {
     {
         unmatched.push(format!("B only: {} {}", y.config, y.test));
     }
-    Ok(Comparison {
+    Comparison {
         a,
         b,
         rows,
         a_cells: ca.len(),
         b_cells: cb.len(),
         unmatched,
-        differences: differences(&da, &db),
-    })
+        differences: differences(da, db),
+    }
 }
 
 impl Comparison {
@@ -378,6 +414,68 @@ pub fn differences(a: &RunDetail, b: &RunDetail) -> Vec<Difference> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{EngineConfig, Unit};
+    use crate::store::NewTrial;
+    use crate::system::Fingerprint;
+
+    /// A run of `kind` holding one trial of `test` with the `-b` flag at `batch`, one value `tps`.
+    fn run_of(store: &Store, kind: &str, batch: &str, tps: f64) -> i64 {
+        let system = store.system_id(&Fingerprint::collect()).unwrap();
+        let run = store
+            .begin_run(kind, "bakeoff", system, None, &serde_json::json!({}))
+            .unwrap();
+        let config = EngineConfig::default().with_flag("-b", batch);
+        let workload = serde_json::json!({"test": "tg32", "kind": "tg"});
+        let trial = NewTrial {
+            config: Some(&config),
+            engine_id: None,
+            model_id: None,
+            workload: &workload,
+            repetition: 0,
+        };
+        let id = store.begin_trial(run, &trial).unwrap();
+        store
+            .sample(id, "tg_tps", tps, Unit::TokensPerSecond, "client", 0)
+            .unwrap();
+        store.end_trial(id, "ok", None).unwrap();
+        store.end_run(run, "ok", None).unwrap();
+        run
+    }
+
+    #[test]
+    fn runs_with_nothing_to_compare_are_refused_not_printed_as_nan() {
+        // Regression: disjoint runs printed an empty table and exit 0; a zero median a NaN ratio.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).unwrap();
+        let (a, b) = (
+            run_of(&store, "bench", "256", 50.0),
+            run_of(&store, "bench", "512", 60.0),
+        );
+        let error = compare_strict(&store, a, b).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("runs {a} and {b} share no (config, test) cell")),
+            "{error}"
+        );
+        assert!(error.hint().is_some());
+        let load = run_of(&store, "load", "256", 50.0);
+        let error = compare_strict(&store, a, load).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("is a bench run and run 3 a load run"),
+            "{error}"
+        );
+        let zero = run_of(&store, "bench", "256", 0.0);
+        let comparison = compare(&store, a, zero).unwrap();
+        assert!(comparison.rows.is_empty(), "{:?}", comparison.rows);
+        assert_eq!(
+            comparison.unmatched,
+            ["both, no finite median: -b 256 tg32"]
+        );
+        assert!(compare_strict(&store, a, run_of(&store, "bench", "256", 55.0)).is_ok());
+    }
 
     // The README's `compare inproc kv` printed an empty table without saying why nothing matched.
     #[test]
