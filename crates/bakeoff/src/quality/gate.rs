@@ -351,7 +351,7 @@ mod tests {
         let err = spec("off = [\"greedy_prefx\"]\n").unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("gates.toml:1:7: unknown check 'greedy_prefx'"),
+                .starts_with("gates.toml:1:7: off: unknown check 'greedy_prefx'"),
             "{err}"
         );
         assert_eq!(err.hint().as_deref(), Some("did you mean 'greedy_prefix'?"));

@@ -786,7 +786,7 @@ mod tests {
             ),
             (
                 "[checks]\nkld = \"perplexty\"\n",
-                "c.toml:7:7: unknown variant 'perplexty'",
+                "c.toml:7:7: checks.kld: unknown variant 'perplexty'",
                 "'perplexity'",
             ),
             (
