@@ -293,5 +293,11 @@ mod tests {
         let err = Suite::parse(text, "mine.toml").unwrap_err().to_string();
         assert!(err.starts_with("mine.toml:4:"), "{err}");
         assert!(!err.contains('\n'), "{err}");
+        let text = "[[canary]]\nname='x'\nprompt='p'\nmax_tokens='many'\nexpect={kind='echo', marker='m'}\n";
+        let err = Suite::parse(text, "mine.toml").unwrap_err().to_string();
+        assert!(
+            err.starts_with("mine.toml:4:12: canary.max_tokens: invalid type: string \"many\""),
+            "{err}"
+        );
     }
 }

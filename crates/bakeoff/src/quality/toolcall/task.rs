@@ -325,6 +325,7 @@ mod tests {
             ("name = \"t\"\nuser = \"u\"\ntools = []\nstep_budget = 0\n", "step_budget must be at least 1"),
             ("name = \"t\"\nuser = \"u\"\ntools = []\n", "at least one [[tools]]"),
             ("name = \"t\"\nuser = \"u\"\nbudget = 3\ntools = []\n", "bad.toml:3:1: unknown field 'budget'"),
+            ("name = \"t\"\nuser = \"u\"\nstep_budget = \"x\"\n", "bad.toml:3:15: step_budget: invalid type: string \"x\""),
             (&format!("{base}[[tools]]\nname = \"a\"\nparameters = {{ type = \"array\" }}\n"), "tools[0] (a): parameters.type must be \"object\""),
             (&format!("{base}[[tools]]\nname = \"a\"\nparameters = {{ type = \"object\", properties = {{ q = {{ type = \"string\" }} }} }}\n[[tools.results]]\nwhen = {{ query = \"x\" }}\nresult = {{}}\n"), "results[0].when: 'query' is not a parameter"),
             (&format!("{base}[[history]]\nrole = \"tool\"\ncontent = \"x\"\n[[tools]]\nname = \"a\"\nparameters = {{ type = \"object\" }}\n"), "history[0].role: 'tool'"),
