@@ -178,7 +178,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// Seconds to wait for /health to answer 200.
-    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    #[arg(long, default_value_t = 120, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub health_timeout: u64,
     /// Print the ready line as JSON.
     #[arg(long)]
@@ -332,7 +332,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub tag: Option<String>,
     /// Seconds to wait for each server to become healthy.
-    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    #[arg(long, default_value_t = 120, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub health_timeout: u64,
     /// Memory bandwidth in GB/s for the "% of roofline" column (default: the last `bakeoff doctor --bandwidth` on this machine).
     #[arg(long, value_name = "GB/S")]
@@ -654,7 +654,7 @@ pub struct LoadArgs {
     #[arg(long, value_name = "DURATION")]
     pub duration: Option<String>,
     /// Requests per step (default 32 when no --duration).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::cli_values::at_least_one())]
     pub requests: Option<usize>,
     /// Leading window excluded from statistics.
     #[arg(long, default_value = "0s", value_name = "DURATION")]
@@ -672,7 +672,7 @@ pub struct LoadArgs {
     #[arg(long, value_name = "FILE")]
     pub dataset: Option<PathBuf>,
     /// Multi-turn conversations of this many turns sharing a prefix.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub turns: Option<u32>,
     /// Tokens of the prefix every conversation shares (with --turns).
     #[arg(long, default_value_t = 256, value_name = "N")]
@@ -684,7 +684,7 @@ pub struct LoadArgs {
     #[arg(long, value_name = "SPEC")]
     pub slo: Option<String>,
     /// Most requests in flight for open-loop shapes.
-    #[arg(long, default_value_t = 256, value_name = "N")]
+    #[arg(long, default_value_t = 256, value_name = "N", value_parser = crate::cli_values::at_least_one())]
     pub max_inflight: usize,
     /// Keep going when the server saturates (default: end that step early).
     #[arg(long)]
@@ -716,7 +716,7 @@ pub struct LoadArgs {
     #[arg(long)]
     pub tag: Option<String>,
     /// Seconds to wait for the server to become healthy.
-    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    #[arg(long, default_value_t = 120, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub health_timeout: u64,
     #[command(flatten)]
     pub build: EngineArgs,

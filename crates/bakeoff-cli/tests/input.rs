@@ -409,3 +409,37 @@ fn compare_refuses_runs_with_nothing_in_common() {
         "{stdout}{stderr}"
     );
 }
+
+#[test]
+fn load_counts_of_zero_and_empty_windows_are_refused() {
+    let sandbox = Sandbox::new();
+    let url = refused_url();
+    let load = |extra: &[&str]| {
+        let mut args = vec!["load", "--url", url.as_str()];
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    for (extra, expected) in [
+        (
+            &["--requests", "0"][..],
+            "invalid value '0' for '--requests <N>'",
+        ),
+        (
+            &["--max-inflight", "0"],
+            "invalid value '0' for '--max-inflight <N>'",
+        ),
+        (&["--turns", "0"], "invalid value '0' for '--turns <N>'"),
+        (
+            &["--duration", "0s"],
+            "--duration 0: a step needs some time",
+        ),
+        (
+            &["--duration", "20s", "--warmup", "10s", "--cooldown", "10s"],
+            "leave nothing of --duration (20 s) to measure",
+        ),
+    ] {
+        let args = load(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fails_with(&sandbox, &args, 2, expected);
+    }
+}

@@ -110,6 +110,19 @@ fn workload(args: &LoadArgs) -> bakeoff::Result<WorkloadSpec> {
     })
 }
 
+/// A duration-bound step must leave something to measure once warmup and cooldown are cut off.
+fn check_window(duration: Option<Duration>, excluded: Duration) -> bakeoff::Result<()> {
+    match duration {
+        Some(d) if d.is_zero() => Err(Error::input("--duration 0: a step needs some time")),
+        Some(d) if excluded >= d => Err(Error::input(format!(
+            "--warmup and --cooldown ({} s together) leave nothing of --duration ({} s) to measure",
+            excluded.as_secs_f64(),
+            d.as_secs_f64()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Each step's bounds: 32 requests unless a duration or a request count is given.
 fn limits(args: &LoadArgs) -> bakeoff::Result<StepLimits> {
     let duration = args.duration.as_deref();
@@ -117,12 +130,15 @@ fn limits(args: &LoadArgs) -> bakeoff::Result<StepLimits> {
         .map(|d| parse_duration("--duration", d))
         .transpose()?;
     let default_requests = duration.is_none().then_some(32);
+    let warmup = parse_duration("--warmup", &args.warmup)?;
+    let cooldown = parse_duration("--cooldown", &args.cooldown)?;
+    check_window(duration, warmup + cooldown)?;
     Ok(StepLimits {
         duration,
         requests: args.requests.or(default_requests),
-        warmup: parse_duration("--warmup", &args.warmup)?,
-        cooldown: parse_duration("--cooldown", &args.cooldown)?,
-        max_inflight: args.max_inflight.max(1),
+        warmup,
+        cooldown,
+        max_inflight: args.max_inflight,
         stop_on_saturation: !args.no_stop_on_saturation,
     })
 }
