@@ -246,6 +246,16 @@ fn an_unwritable_database_location_is_said_as_such() {
         "{stderr}"
     );
     assert!(stderr.contains("hint: pass --db PATH"), "{stderr}");
+    let folder = sandbox.dir.path();
+    let expected = format!("the database {} is a directory", folder.display());
+    for args in [
+        &["runs", "list"][..],
+        &["journal", "add", "x", "--verdict", "PENDING"],
+    ] {
+        let mut with_db = vec!["--db", text(folder)];
+        with_db.extend_from_slice(args);
+        fails_with(&sandbox, &with_db, 2, &expected);
+    }
 }
 
 #[test]

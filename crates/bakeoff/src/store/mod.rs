@@ -106,7 +106,7 @@ impl Store {
     /// Open a database that must already exist (for commands that only read): a mistyped
     /// `--db` used to create an empty database and answer "no runs" from it.
     pub fn open_existing(path: &Path) -> Result<Self> {
-        if path.is_file() {
+        if path.exists() {
             return Store::open(path);
         }
         let hint = "nothing was measured into it yet: run bench, load or gate first, or pass --db (BAKEOFF_DB) naming the database you meant";

@@ -5,16 +5,25 @@ use crate::Error;
 use std::io::ErrorKind;
 use std::path::Path;
 
-/// The error to show for a database that could not be opened at `db`, when the cause is that its
-/// location is not writable; `None` when it is writable (the original error then stands).
+/// The error to show for a database that could not be opened at `db`, when the cause is its
+/// location: a directory, or a place that cannot be written; `None` otherwise (the original
+/// error then stands).
 pub fn unwritable_db(db: &Path) -> Option<Error> {
+    let hint = "pass --db PATH (or set BAKEOFF_DB) to a writable place";
+    if db.is_dir() {
+        let message = format!("the database {} is a directory", db.display());
+        return Some(
+            Error::input(message)
+                .with_hint("pass --db naming a file, e.g. --db results/bakeoff.db"),
+        );
+    }
     let why = match probe(db).err()?.kind() {
         ErrorKind::ReadOnlyFilesystem => "read-only file system",
         ErrorKind::PermissionDenied => "permission denied",
         _ => return None,
     };
     let message = format!("cannot write the database {}: {why}", db.display());
-    Some(Error::input(message).with_hint("pass --db PATH (or set BAKEOFF_DB) to a writable place"))
+    Some(Error::input(message).with_hint(hint))
 }
 
 /// Write access to the file (when it exists) and to the folder SQLite creates its journal in:
@@ -46,6 +55,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(unwritable_db(&dir.path().join("a/b/x.db")).is_none());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_directory_is_not_a_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = unwritable_db(dir.path()).expect("a directory");
+        assert!(error.to_string().ends_with("is a directory"), "{error}");
     }
 
     #[test]
