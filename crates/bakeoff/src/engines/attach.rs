@@ -97,12 +97,7 @@ pub fn check_url(url: &str) -> Result<String> {
         return Err(malformed("expected http://HOST[:PORT]"));
     };
     let authority = rest.split('/').next().unwrap_or("");
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
-            (host, Some(port))
-        }
-        _ => (authority, None),
-    };
+    let (host, port) = host_and_port(authority);
     let host_ok = !host.is_empty() && !host.contains(|c: char| c.is_whitespace() || c == '@');
     if !host_ok {
         return Err(malformed("no host"));
@@ -111,6 +106,20 @@ pub fn check_url(url: &str) -> Result<String> {
         return Err(malformed("the port must be a number from 1 to 65535"));
     }
     Ok(url.trim_end_matches('/').to_string())
+}
+
+/// `HOST[:PORT]`, with an IPv6 host in brackets (`[::1]:8080`).
+fn host_and_port(authority: &str) -> (&str, Option<&str>) {
+    if let Some(bracketed) = authority.strip_prefix('[') {
+        return match bracketed.split_once(']') {
+            Some((host, tail)) => (host, tail.strip_prefix(':')),
+            None => ("", None),
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    }
 }
 
 /// A status and body the server sent (any status).
@@ -304,6 +313,8 @@ mod tests {
             "http://127.0.0.1:8080"
         );
         assert!(check_url("http://[::1]:8080").is_ok());
+        assert!(check_url("http://[::1]").is_ok());
+        assert!(check_url("http://[::1]:x").is_err());
         assert!(check_url("http://localhost/v1").is_ok());
     }
 
