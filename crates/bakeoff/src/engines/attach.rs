@@ -35,7 +35,8 @@ pub fn detect(url: &str) -> Result<Detected> {
     Ok(detected)
 }
 
-/// What the server answered to `/v1/models`, kept to explain a server that is none of the three.
+/// The kind of server at the probe's URL (`models`: its `/v1/models` answer); `None` when it is
+/// none of the three.
 fn identify(probe: &Probe, models: &Answer) -> Option<Detected> {
     let listed = models.json().map(|v| model_ids(&v)).unwrap_or_default();
     let found = |kind, version| Detected {
