@@ -273,6 +273,7 @@ fn a_read_only_command_never_creates_a_database() {
         &["gate", "--show", "last"],
         &["profile", "list"],
         &["profile", "show", "daily"],
+        &["serve", "daily"],
     ] {
         let mut with_db = vec!["--db", text(&db)];
         with_db.extend_from_slice(args);

@@ -30,7 +30,7 @@ pub fn run(
     name: &str,
     printer: Printer,
 ) -> anyhow::Result<ExitCode> {
-    let store = super::open_store(global)?;
+    let store = super::open_existing_store(global)?;
     let candidate = store.profile(name)?;
     let fallback = fallback_of(&store, args, &candidate)?;
     let suite = match &args.canaries {
