@@ -74,9 +74,12 @@ fn ollama_models(probe: &Probe) -> Vec<String> {
 
 /// A server that answered, but as none of the kinds: its HTTP error when it gave one.
 fn unrecognised(base: &str, models: &Answer) -> Error {
+    let body = excerpt(&models.body);
     let message = match models.status {
-        200..=299 => format!("{base}: no llama-server, Ollama or OpenAI-compatible server answers there (GET /v1/models: {})", excerpt(&models.body)),
-        code => format!("{base}: HTTP {code} from GET /v1/models: {}", excerpt(&models.body)),
+        200..=299 => format!(
+            "{base}: no llama-server, Ollama or OpenAI-compatible server answers there (GET /v1/models: {body})"
+        ),
+        code => format!("{base}: HTTP {code} from GET /v1/models: {body}"),
     };
     Error::engine(message)
         .with_hint("check the URL and that the server is running (`curl URL/v1/models`)")
