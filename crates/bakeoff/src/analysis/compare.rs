@@ -474,7 +474,10 @@ mod tests {
             comparison.unmatched,
             ["both, no finite median: -b 256 tg32"]
         );
-        assert!(compare_strict(&store, a, run_of(&store, "bench", "256", 55.0)).is_ok());
+        let one_each = compare_strict(&store, a, run_of(&store, "bench", "256", 55.0)).unwrap();
+        let row = &one_each.rows[0];
+        let figures = [row.ratio, row.ci_low, row.ci_high, row.p_value];
+        assert!(figures.iter().all(|f| f.is_finite()), "{figures:?}");
     }
 
     // The README's `compare inproc kv` printed an empty table without saying why nothing matched.
