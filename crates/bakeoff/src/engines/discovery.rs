@@ -151,9 +151,7 @@ pub fn find_tool(explicit: Option<&Path>, tool: &str) -> crate::Result<(LlamaCpp
         let install = installs.into_iter().find(|i| i.source == "--engine-path");
         return install
             .and_then(|i| i.tool(tool).map(|t| (i, t)))
-            .ok_or_else(|| {
-                crate::Error::engine(format!("--engine-path {}: no {tool} there", path.display()))
-            });
+            .ok_or_else(|| missing_explicit(path, tool));
     }
     installs
         .into_iter()
@@ -167,9 +165,37 @@ pub fn find_tool(explicit: Option<&Path>, tool: &str) -> crate::Result<(LlamaCpp
         })
 }
 
+/// `--engine-path` that does not lead to `tool`: a path that does not exist is said so.
+fn missing_explicit(path: &Path, tool: &str) -> crate::Error {
+    let shown = path.display();
+    let hint = "give a llama.cpp build's bin directory (holding llama-server, llama-bench ...) or the path of one tool";
+    let message = match path.exists() {
+        true => format!("--engine-path {shown}: no {tool} there"),
+        false => format!("--engine-path {shown}: no such file or directory"),
+    };
+    crate::Error::input(message).with_hint(hint)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_engine_path_that_leads_nowhere_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = find_tool(Some(dir.path()), "llama-server").unwrap_err();
+        assert!(
+            error.to_string().ends_with(": no llama-server there"),
+            "{error}"
+        );
+        let missing = dir.path().join("build/bin");
+        let error = find_tool(Some(&missing), "llama-server").unwrap_err();
+        assert!(
+            error.to_string().ends_with(": no such file or directory"),
+            "{error}"
+        );
+        assert!(error.hint().is_some());
+    }
 
     #[test]
     fn parses_version_output() {
