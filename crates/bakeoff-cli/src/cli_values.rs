@@ -256,6 +256,12 @@ pub fn arm_list(value: &str) -> Result<String, String> {
     Ok(value.to_string())
 }
 
+/// A count that must be at least one (requests per step, requests in flight): zero would measure
+/// nothing, or wait forever.
+pub fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,10 +314,4 @@ mod tests {
         );
         assert_eq!(format_or_file("-"), Ok(FormatOrFile::File("-".into())));
     }
-}
-
-/// A count that must be at least one (requests per step, requests in flight): zero would measure
-/// nothing, or wait forever.
-pub fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
-    clap::builder::RangedU64ValueParser::new().range(1..)
 }
