@@ -6,9 +6,11 @@ mod fidelity;
 mod journal;
 mod profiles;
 pub mod report_rows;
+mod runs;
 mod schema;
 mod tool_traces;
 
+pub use runs::TrialTally;
 pub use tool_traces::ToolTraceRow;
 
 pub use fidelity::{FidelityRow, NewCheck};
@@ -43,10 +45,13 @@ pub struct RunRow {
     pub tag: Option<String>,
     pub started_at: String,
     pub ended_at: Option<String>,
+    /// As recorded, except that a `running` run whose bakeoff process is gone reads `abandoned`.
     pub status: String,
     pub error: Option<String>,
     pub trials: i64,
     pub samples: i64,
+    /// The bakeoff process that ran it last (absent for runs stored before pids were recorded).
+    pub pid: Option<i32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -282,15 +287,17 @@ impl Store {
     ) -> Result<i64> {
         self.conn
             .execute(
-                "INSERT INTO runs (kind, command, bakeoff_version, system_id, tag, params) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![kind, command, crate::VERSION, system_id, tag, params.to_string()],
+                "INSERT INTO runs (kind, command, bakeoff_version, system_id, tag, params, pid, pid_start) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![kind, command, crate::VERSION, system_id, tag, params.to_string(), runs::own_pid(), runs::own_start()],
             )
             .map_err(|e| self.err(e))?;
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// Record the end of a run: `ok`, `failed` (with the error) or `interrupted`.
+    /// Record the end of a run: `ok`, `failed`/`partial` (with the error) or `interrupted`. A
+    /// trial still `running` in it is marked `interrupted`: a finished run holds no running trial.
     pub fn end_run(&self, run_id: i64, status: &str, error: Option<&str>) -> Result<()> {
+        self.interrupt_trials(run_id)?;
         self.conn
             .execute(
                 "UPDATE runs SET status = ?2, error = ?3, ended_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
@@ -300,12 +307,14 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// Mark a run as running again (`--resume`).
+    /// Mark a run as running again by this process (`--resume`); the trials its last process
+    /// left `running` are marked `interrupted` (they are measured again).
     pub fn reopen_run(&self, run_id: i64) -> Result<()> {
+        self.interrupt_trials(run_id)?;
         self.conn
             .execute(
-                "UPDATE runs SET status = 'running', error = NULL, ended_at = NULL WHERE id = ?1",
-                [run_id],
+                "UPDATE runs SET status = 'running', error = NULL, ended_at = NULL, pid = ?2, pid_start = ?3 WHERE id = ?1",
+                params![run_id, runs::own_pid(), runs::own_start()],
             )
             .map(drop)
             .map_err(|e| self.err(e))
@@ -604,7 +613,8 @@ impl TrialSink for Store {
 
 const RUN_SELECT: &str = "SELECT r.id, r.kind, r.command, r.bakeoff_version, r.tag, r.started_at, r.ended_at, r.status, r.error,
     (SELECT count(*) FROM trials t WHERE t.run_id = r.id),
-    (SELECT count(*) FROM samples s JOIN trials t ON t.id = s.trial_id WHERE t.run_id = r.id)
+    (SELECT count(*) FROM samples s JOIN trials t ON t.id = s.trial_id WHERE t.run_id = r.id),
+    r.pid, r.pid_start
     FROM runs r";
 
 fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
@@ -616,10 +626,11 @@ fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
         tag: r.get(4)?,
         started_at: r.get(5)?,
         ended_at: r.get(6)?,
-        status: r.get(7)?,
+        status: runs::live_status(r.get(7)?, r.get(11)?, r.get(12)?),
         error: r.get(8)?,
         trials: r.get(9)?,
         samples: r.get(10)?,
+        pid: r.get(11)?,
     })
 }
 
@@ -761,7 +772,7 @@ mod tests {
         );
         assert_eq!(
             sink.run_dir(run),
-            dir.path().join("runs").join(run.to_string())
+            dir.path().join("b.runs").join(run.to_string())
         );
     }
 }
