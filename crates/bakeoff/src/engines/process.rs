@@ -30,6 +30,16 @@ pub fn interrupted() -> Option<i32> {
     Some(SIGNAL.load(Ordering::SeqCst)).filter(|&s| s != 0)
 }
 
+/// `SIGINT`, `SIGTERM`, `SIGHUP` or `signal N`, for the line that says why bakeoff stopped.
+pub fn signal_name(signal: i32) -> String {
+    match signal {
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGHUP => "SIGHUP".into(),
+        other => format!("signal {other}"),
+    }
+}
+
 /// How long a child gets between SIGTERM and SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(5);
 
