@@ -236,10 +236,11 @@ impl Ending {
     }
 }
 
-/// Nothing measured → failed; some trials failed, ended empty or were interrupted → partial.
-/// Skipped trials alone do not make a run partial: a sweep skips rejected combinations by design.
+/// Nothing measured → failed; some trials failed or ended without a sample → partial. Skipped
+/// trials do not make a run partial (a sweep skips rejected combinations by design), nor do
+/// interrupted ones: they are what a crash left, measured again by the `--resume` that finished.
 fn judge_tally(tally: &TrialTally) -> Ending {
-    let unmeasured = tally.failed + tally.empty + tally.interrupted;
+    let unmeasured = tally.failed + tally.empty;
     if tally.measured == 0 {
         return Ending::Failed(format!("nothing measured: {}", tally_words(tally)));
     }
@@ -247,7 +248,7 @@ fn judge_tally(tally: &TrialTally) -> Ending {
         return Ending::Ok;
     }
     let first = in_parentheses(tally.first_failure.as_deref());
-    let total = tally.total() - tally.skipped;
+    let total = tally.total() - tally.skipped - tally.interrupted;
     Ending::Partial(format!(
         "partial: {unmeasured} of {total} trials did not measure{first}"
     ))
