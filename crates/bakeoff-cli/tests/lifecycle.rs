@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(600);
@@ -295,10 +295,14 @@ fn a_closed_stdout_is_success_for_doctor_bandwidth_and_the_figure_is_stored() {
     );
 }
 
-/// Wait (bounded) until the newest run of `db` has a trial in flight after at least `ok` stored.
-fn wait_for_trial_in_flight(db: &Path, ok: usize) -> i64 {
+/// Wait (bounded) until the newest run of `db` has a trial in flight after at least `ok` stored,
+/// while `child` runs.
+fn wait_for_trial_in_flight(child: &mut Child, db: &Path, ok: usize) -> i64 {
     let deadline = Instant::now() + LIMIT;
     loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("bakeoff exited ({status}) before a trial was in flight");
+        }
         if let Ok(store) = Store::open(db) {
             let run = store
                 .runs(1)
@@ -334,7 +338,7 @@ fn kill_9_of_bench_reads_abandoned_and_resume_finishes_it_marking_the_cut_trial(
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let cut = wait_for_trial_in_flight(&sandbox.db(), 2);
+    let cut = wait_for_trial_in_flight(&mut child, &sandbox.db(), 2);
     signal(child.id(), libc::SIGKILL);
     wait_exit(&mut child, LIMIT);
 
@@ -509,4 +513,44 @@ fn a_bench_that_measured_nothing_exits_1_and_is_stored_failed() {
         1,
         "the skipped trial and its reason are kept"
     );
+}
+
+/// Regression: SIGTERM while `load` waited on a request that never came back left the run
+/// `running` (the signal thread exited the process before the command recorded its end). A
+/// scripted endpoint (the one fake server bakeoff has; a real engine cannot be made to stall on
+/// cue) paces its tokens a minute apart, so the request blocks.
+#[test]
+fn sigterm_while_load_blocks_on_a_stalled_request_ends_the_run_interrupted() {
+    use bakeoff::measure::load::selftest::ScriptedEndpoint;
+    let sandbox = Sandbox::new();
+    let endpoint = ScriptedEndpoint::start(Duration::from_secs(60)).unwrap();
+    let dataset = sandbox.dir.path().join("chats.jsonl");
+    let chat = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}\n";
+    std::fs::write(&dataset, chat).unwrap();
+    let mut cmd = sandbox.cmd();
+    cmd.arg("load").arg("--dataset").arg(&dataset);
+    cmd.args([
+        "--url",
+        &endpoint.url,
+        "--concurrency",
+        "1",
+        "--requests",
+        "1",
+    ]);
+    let log = sandbox.dir.path().join("stderr");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = cmd.stdout(Stdio::null()).stderr(file).spawn().unwrap();
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+    let in_flight = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for_trial_in_flight(&mut child, &sandbox.db(), 0)
+    }));
+    assert!(in_flight.is_ok(), "stderr: {}", stderr());
+    signal(child.id(), libc::SIGTERM);
+    let status = wait_exit(&mut child, LIMIT);
+    let stderr = stderr();
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(!stderr.contains("error:"), "{stderr}");
+    let detail = show(&sandbox, "last");
+    assert_eq!(detail["run"]["status"], "interrupted", "{detail}");
+    assert!(trials_with(&detail, "running").is_empty(), "{detail}");
 }

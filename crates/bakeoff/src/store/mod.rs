@@ -127,35 +127,35 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Apply the pending migrations in one write transaction taken before the version is read:
+    /// two bakeoffs opening a new database at once (a test polling it, two commands started
+    /// together) would otherwise both see version 0 and the second fail ("table already exists").
     fn migrate(&mut self) -> Result<()> {
-        let current = self.schema_version()?;
+        let path = self.path.clone();
+        let err = |source: rusqlite::Error| Error::Store {
+            path: path.clone(),
+            source: source.into(),
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let current = tx
+            .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+            .map_err(err)? as usize;
         if current > schema::MIGRATIONS.len() {
             return Err(Error::input(format!(
                 "database {} has schema version {current}, newer than this bakeoff ({}); upgrade bakeoff",
-                self.path.display(),
+                path.display(),
                 schema::MIGRATIONS.len()
             )));
         }
         for (index, sql) in schema::MIGRATIONS.iter().enumerate().skip(current) {
-            let tx = self.conn.transaction().map_err(|e| Error::Store {
-                path: self.path.clone(),
-                source: e.into(),
-            })?;
-            tx.execute_batch(sql).map_err(|e| Error::Store {
-                path: self.path.clone(),
-                source: e.into(),
-            })?;
+            tx.execute_batch(sql).map_err(err)?;
             tx.pragma_update(None, "user_version", (index + 1) as i64)
-                .map_err(|e| Error::Store {
-                    path: self.path.clone(),
-                    source: e.into(),
-                })?;
-            tx.commit().map_err(|e| Error::Store {
-                path: self.path.clone(),
-                source: e.into(),
-            })?;
+                .map_err(err)?;
         }
-        Ok(())
+        tx.commit().map_err(err)
     }
 
     pub fn system_id(&self, fingerprint: &Fingerprint) -> Result<i64> {
