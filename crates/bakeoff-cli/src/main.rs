@@ -1,10 +1,12 @@
 //! The `bakeoff` binary: parse arguments, run one command, print errors with their hints.
 
+// First: its `println!`/`print!` replace std's in every module below (a closed stdout is success).
+#[macro_use]
+mod printer;
 mod cli;
 mod cli_tools;
 mod cli_values;
 mod commands;
-mod printer;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -12,9 +14,13 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse_from(cli::normalize_args(std::env::args()));
     bakeoff::engines::process::install_handlers();
-    match commands::run(cli) {
-        Ok(code) => code,
-        Err(error) => report(&error),
+    let outcome = commands::run(cli);
+    match (outcome, printer::stdout_error()) {
+        (Err(error), _) => report(&error),
+        (Ok(_), Some(error)) => {
+            report(&anyhow::Error::new(error).context("cannot write to stdout"))
+        }
+        (Ok(code), None) => code,
     }
 }
 

@@ -216,7 +216,20 @@ fn a_second_measuring_command_is_refused_and_a_stale_lock_taken_over() {
         std::process::id()
     );
     std::fs::write(&lock, holder).unwrap();
+    // The lock is an flock held by an open file: hold it as the other bakeoff would.
+    let held = std::fs::File::open(&lock).unwrap();
+    // SAFETY: flock on a file this test opened.
+    assert_eq!(
+        unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&held),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        },
+        0
+    );
     let (status, _, stderr) = bench(&sandbox, &["-n", "4", "-p", "0", "-r", "1"]);
+    drop(held);
     assert_eq!(status.code(), Some(3), "{stderr}");
     assert!(stderr.contains(&format!("error: another bakeoff is measuring on this machine: pid {} running `bakeoff bench (the other one)`", std::process::id())), "{stderr}");
 
@@ -234,7 +247,11 @@ fn a_second_measuring_command_is_refused_and_a_stale_lock_taken_over() {
         stderr.contains("took over a stale lock left by pid 2147483000"),
         "{stderr}"
     );
-    assert!(!lock.exists(), "lock released at exit");
+    assert_eq!(
+        std::fs::read_to_string(&lock).unwrap(),
+        "",
+        "lock released at exit"
+    );
 }
 
 #[test]
@@ -261,7 +278,7 @@ fn kill_9_loses_nothing_and_resume_finishes_without_repeats() {
 
     let detail = show(&sandbox, "last");
     assert_eq!(
-        detail["run"]["status"], "running",
+        detail["run"]["status"], "abandoned",
         "a killed run stays visible as unfinished"
     );
     let before = ok_trials(&detail).len();

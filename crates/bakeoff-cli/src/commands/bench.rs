@@ -344,7 +344,10 @@ impl BenchRun<'_> {
         let path = self.session.store().path().display();
         self.printer
             .status(format!("stored as run {run_id} in {path}"));
-        Ok(ExitCode::SUCCESS)
+        if let Some(note) = self.session.note() {
+            self.printer.warn(note);
+        }
+        Ok(ExitCode::from(code))
     }
 }
 

@@ -77,12 +77,14 @@ fn installed_models(store: &Store, dir: &Path, printer: Printer) -> bakeoff::Res
     paths.iter().map(hash).collect()
 }
 
-/// Measure and store this machine's memory bandwidth (the roofline's denominator).
+/// Measure and store this machine's memory bandwidth (the roofline's denominator), under the
+/// machine-wide lock: the copy uses every core and would disturb (and be disturbed by) a bench.
 fn measure_bandwidth(
     store: &Store,
     system_id: i64,
     printer: Printer,
 ) -> bakeoff::Result<Bandwidth> {
+    let _lock = bakeoff::session::take_lock(&super::command_line())?;
     printer.status("measuring memory bandwidth (in-process copy, all cores)…");
     let measured = bakeoff::system::bandwidth::measure();
     store.system_measurement(system_id, "memory_bandwidth", measured.gb_per_s, "GB/s")?;

@@ -21,8 +21,23 @@ use bakeoff::store::Store;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// Run one command. Once a signal has arrived its outcome is "interrupted", exit 128 + signal:
+/// an error it returned then (a request cut off when its engine was stopped, "Unexpected EOF")
+/// is a consequence of the stop, not news, and is not printed as one.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let printer = Printer::new(cli.global.quiet);
+    let outcome = dispatch(cli, printer);
+    let Some(signal) = bakeoff::engines::process::interrupted() else {
+        return outcome;
+    };
+    if outcome.is_err() {
+        let name = bakeoff::engines::process::signal_name(signal);
+        printer.status(format!("interrupted by {name}"));
+    }
+    Ok(ExitCode::from((128 + signal) as u8))
+}
+
+fn dispatch(cli: Cli, printer: Printer) -> anyhow::Result<ExitCode> {
     // The command's own --engine-path over the one before the subcommand; commands read `Global`.
     let global = Global {
         engine_path: cli

@@ -79,6 +79,22 @@ fn print_run(r: &RunRow) {
     println!("  started  {}  ended {ended}", r.started_at);
     r.tag.iter().for_each(|tag| println!("  tag      {tag}"));
     r.error.iter().for_each(|e| println!("  error    {e}"));
+    if let Some(note) = abandoned_note(r) {
+        println!("  note     {note}");
+    }
+}
+
+/// For an abandoned run: whose process is gone, and how to continue it where that exists.
+fn abandoned_note(r: &RunRow) -> Option<String> {
+    if r.status != "abandoned" {
+        return None;
+    }
+    let pid = r.pid.map_or("?".to_string(), |p| p.to_string());
+    let gone = format!("its bakeoff (pid {pid}) is gone without recording the end");
+    Some(match r.kind.as_str() {
+        "bench" => format!("{gone}; `bakeoff bench --resume {}` continues it", r.id),
+        _ => gone,
+    })
 }
 
 /// A trial and its first samples.

@@ -29,6 +29,8 @@ pub fn run(global: &Global, args: &ServeArgs, printer: Printer) -> anyhow::Resul
     announce(&launch, printer);
     let started = launch.start(Some(&session));
     let mut target = session.guard(started)?;
+    // Up and healthy: from here on the server is what others measure, so the lock is theirs.
+    session.release_lock();
     let server = target
         .server
         .as_mut()
@@ -43,7 +45,10 @@ fn announce(launch: &Launch, printer: Printer) {
     printer.status(format!("starting {label} on {model} (log: {log})"));
 }
 
-/// The `serve` run (unlocked: measuring commands may run against this server) and its launch.
+/// The `serve` run and its launch. It holds the machine-wide lock while the engine loads and
+/// passes its health check (loading a model would disturb another command's figures, and a
+/// running measurement would slow the start), and lets go once the server is ready, so that
+/// measuring commands (`bench`, `load --url`, `gate`) can measure the server it keeps up.
 fn begin(
     store: Store,
     args: &ServeArgs,
@@ -54,7 +59,7 @@ fn begin(
     let params = json!({ "model": model_row.path, "model_sha256": model_row.sha256, "engine_id": engine.engine_id, "engine_args": args.engine_args });
     let command = super::command_line();
     let run = RunSpec::new("serve", &command, args.tag.as_deref(), params);
-    let session = Session::begin_unlocked(store, run)?;
+    let session = Session::begin(store, run)?;
     let launch = Launch::new(engine, model, Some(model_row), &session.run_dir());
     Ok((session, with_serve_args(launch, args)))
 }

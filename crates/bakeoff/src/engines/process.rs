@@ -7,7 +7,7 @@ use crate::{Error, Result};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
@@ -18,16 +18,63 @@ static INSTALL: Once = Once::new();
 /// can wait for the stop to finish instead of exiting while the engine still runs.
 static STOPPING: Mutex<()> = Mutex::new(());
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// What to do before the signal thread's fallback exit (record the open runs as interrupted).
+type ExitHook = Box<dyn FnOnce(i32) + Send>;
+static EXIT_HOOKS: Mutex<Vec<(usize, ExitHook)>> = Mutex::new(Vec::new());
+static NEXT_HOOK: AtomicUsize = AtomicUsize::new(0);
 
 /// The signal number once SIGINT/SIGTERM/SIGHUP arrived. Long-running commands check it to record
-/// the run as interrupted and exit; the signal thread exits the process itself if they do not
-/// within 5 s.
+/// the run as interrupted and exit (the process ends when the main thread returns, at once); the
+/// signal thread exits the process itself only if they have not within [`FALLBACK_EXIT`].
 pub fn interrupted() -> Option<i32> {
     Some(SIGNAL.load(Ordering::SeqCst)).filter(|&s| s != 0)
 }
 
+/// `SIGINT`, `SIGTERM`, `SIGHUP` or `signal N`, for the line that says why bakeoff stopped.
+pub fn signal_name(signal: i32) -> String {
+    match signal {
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGHUP => "SIGHUP".into(),
+        other => format!("signal {other}"),
+    }
+}
+
 /// How long a child gets between SIGTERM and SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(5);
+
+/// On a signal the engines get this long before SIGKILL: what they were doing is abandoned
+/// anyway, and llama-server may not stop on SIGTERM while a client stays connected.
+pub const SIGNAL_GRACE: Duration = Duration::from_secs(1);
+
+/// How long after stopping the engines the signal thread waits for the main thread to record
+/// its run and exit before it exits itself (a main thread blocked without a bound).
+pub const FALLBACK_EXIT: Duration = Duration::from_secs(5);
+
+/// Run `hook` (with the signal number) if the signal thread has to exit the process itself;
+/// returns an id for [`cancel_forced_exit`]. Sessions use it so that no run stays `running`.
+pub fn on_forced_exit(hook: ExitHook) -> usize {
+    let id = NEXT_HOOK.fetch_add(1, Ordering::SeqCst);
+    if let Ok(mut hooks) = EXIT_HOOKS.lock() {
+        hooks.push((id, hook));
+    }
+    id
+}
+
+/// Drop a hook registered with [`on_forced_exit`] (its run was recorded normally).
+pub fn cancel_forced_exit(id: usize) {
+    if let Ok(mut hooks) = EXIT_HOOKS.lock() {
+        hooks.retain(|(hook, _)| *hook != id);
+    }
+}
+
+fn run_exit_hooks(signal: i32) {
+    let hooks = EXIT_HOOKS
+        .lock()
+        .map(|mut hooks| std::mem::take(&mut *hooks))
+        .unwrap_or_default();
+    hooks.into_iter().for_each(|(_, hook)| hook(signal));
+}
 
 /// Install the SIGINT/SIGTERM/SIGHUP handler and the panic hook that stop every supervised child.
 /// Idempotent; [`Supervised::spawn`] calls it, and commands call it at start.
@@ -42,22 +89,33 @@ pub fn install_handlers() {
         if let Ok(mut signals) = signal_hook::iterator::Signals::new(signals) {
             std::thread::spawn(move || {
                 if let Some(signal) = signals.forever().next() {
-                    SIGNAL.store(signal, Ordering::SeqCst);
-                    let stopped = stop_all();
-                    if stopped > 0 {
-                        eprintln!("bakeoff: interrupted; stopped {stopped} engine process(es)");
-                    }
-                    // Give the main thread a moment to record what it was doing, then leave.
-                    std::thread::sleep(Duration::from_secs(5));
-                    std::process::exit(128 + signal);
+                    on_signal(signal);
                 }
             });
         }
     });
 }
 
+/// Stop the engines, then leave the exit to the main thread (it records the run and returns as
+/// soon as its in-flight work fails); exit here only if it has not within [`FALLBACK_EXIT`],
+/// recording the open runs as interrupted first.
+fn on_signal(signal: i32) {
+    SIGNAL.store(signal, Ordering::SeqCst);
+    let stopped = stop_all_within(SIGNAL_GRACE);
+    if stopped > 0 {
+        eprintln!("bakeoff: interrupted; stopped {stopped} engine process(es)");
+    }
+    std::thread::sleep(FALLBACK_EXIT);
+    run_exit_hooks(signal);
+    std::process::exit(128 + signal);
+}
+
 /// Stop every registered child; returns how many there were.
 pub fn stop_all() -> usize {
+    stop_all_within(GRACE)
+}
+
+fn stop_all_within(grace: Duration) -> usize {
     let _stopping = STOPPING
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -66,7 +124,7 @@ pub fn stop_all() -> usize {
         .map(|mut live| std::mem::take(&mut *live))
         .unwrap_or_default();
     for &pid in &pids {
-        terminate_group(pid, GRACE);
+        terminate_group(pid, grace);
     }
     pids.len()
 }

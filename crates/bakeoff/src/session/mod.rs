@@ -1,15 +1,17 @@
 //! One measuring command's run, written once: the machine-wide lock, the system fingerprint, the
-//! run row and its end (ok / failed / interrupted, with the exit code); [`Target`] is the engine
-//! the run measures (launched or attached, registered in the store).
+//! run row and its end (ok / partial / failed / interrupted, with the exit code, derived from what
+//! was stored); [`Target`] is the engine the run measures (launched or attached, registered in
+//! the store).
 
 mod target;
 
 pub use target::{Engine, Launch, Target};
 
-use crate::store::Store;
+use crate::engines::process;
+use crate::store::{Store, TrialTally};
 use crate::system::lock::{self, Holder};
 use crate::system::{paths, Fingerprint, MeasureLock};
-use crate::Result;
+use crate::{Error, Result};
 use std::fmt::Display;
 use std::path::PathBuf;
 
@@ -40,14 +42,25 @@ impl<'a> RunSpec<'a> {
     }
 }
 
+/// Run kinds whose trials are measurements: such a run that measured nothing failed, and one
+/// where some trials failed is partial. Other kinds store verdicts as trials (a gate candidate
+/// that fails its checks is a result, not a failed measurement) or store none (`serve`), and
+/// their commands say how they ended.
+const MEASURING_KINDS: &[&str] = &["bench", "load"];
+
 /// A stored run in progress. Dropped while still open (an early `?`), it ends as failed, so no
-/// run is left `running`.
+/// run is left `running`; a signal that kills bakeoff before the command records its end has the
+/// signal path record it as interrupted.
 pub struct Session {
     store: Store,
     run_id: i64,
     system_id: i64,
     open: bool,
     lock: Option<MeasureLock>,
+    /// The forced-exit hook that records this run as interrupted (see [`process::on_forced_exit`]).
+    exit_hook: Option<usize>,
+    /// How a partial run ended, in words, once finished.
+    note: Option<String>,
 }
 
 /// The machine-wide lock for a measuring command that stores no run of its own
@@ -88,13 +101,26 @@ impl Session {
     fn begin_with(store: Store, run: RunSpec, lock: Option<MeasureLock>) -> Result<Session> {
         let system_id = this_system(&store)?;
         let run_id = store.begin_run(run.kind, run.command, system_id, run.tag, &run.params)?;
-        Ok(Session {
+        Ok(Self::opened(store, run_id, system_id, lock))
+    }
+
+    fn opened(store: Store, run_id: i64, system_id: i64, lock: Option<MeasureLock>) -> Session {
+        let exit_hook = Some(record_on_forced_exit(store.path(), run_id));
+        Session {
             store,
             run_id,
             system_id,
             open: true,
             lock,
-        })
+            exit_hook,
+            note: None,
+        }
+    }
+
+    /// Let go of the machine-wide lock before the run ends: `serve` holds it while its engine
+    /// loads and is checked, then releases it so that measuring commands can measure the server.
+    pub fn release_lock(&mut self) {
+        self.lock = None;
     }
 
     /// Take the lock and mark a stored run as running again (`--resume`).
@@ -106,13 +132,7 @@ impl Session {
     fn resume_with(store: Store, run_id: i64, lock: Option<MeasureLock>) -> Result<Session> {
         let system_id = this_system(&store)?;
         store.reopen_run(run_id)?;
-        Ok(Session {
-            store,
-            run_id,
-            system_id,
-            open: true,
-            lock,
-        })
+        Ok(Self::opened(store, run_id, system_id, lock))
     }
 
     pub fn run_id(&self) -> i64 {
@@ -128,7 +148,7 @@ impl Session {
         self.system_id
     }
 
-    /// Where the run's files (engine logs) go: `runs/<id>/` beside the database.
+    /// Where the run's files (engine logs) go: `NAME.runs/<id>/` beside the database `NAME.db`.
     pub fn run_dir(&self) -> PathBuf {
         paths::run_dir(self.store.path(), self.run_id)
     }
@@ -143,47 +163,146 @@ impl Session {
     pub fn guard<T, E: Display>(&mut self, result: Result<T, E>) -> Result<T, E> {
         if let Err(error) = &result {
             // The step's error is what the user needs to see; a store error here would hide it.
-            let _ = self.end(Some(error.to_string()));
+            let _ = self.end(&Ending::Failed(error.to_string()));
         }
         result
     }
 
-    /// Record how the run ended — interrupted (a signal arrived), failed (with the error's text)
-    /// or ok — and return the exit code: 128 + signal, 1 or 0.
+    /// Record how the run ended and return the exit code. Interrupted (a signal arrived): 128 +
+    /// signal. Failed (`result` is an error, recorded with its text): 1. Otherwise, for runs
+    /// whose trials are measurements, the stored trials decide: none measured is a failure,
+    /// returned as an error (the command has none of its own to print); some failed is `partial`,
+    /// exit 1, described by [`Session::note`]; else ok, 0.
     pub fn finish<T, E: Display>(&mut self, result: &Result<T, E>) -> Result<u8> {
-        let error = result.as_ref().err().map(|e| e.to_string());
-        let failed = error.is_some();
-        let status = self.end(error)?;
-        Ok(match (status, failed) {
-            (Ended::Interrupted(signal), _) => (128 + signal) as u8,
-            (Ended::Done, true) => 1,
-            (Ended::Done, false) => 0,
-        })
+        let ending = match result {
+            Err(error) => Ending::Failed(error.to_string()),
+            Ok(_) => self.judge()?,
+        };
+        let derived_failure = matches!((&ending, result), (Ending::Failed(_), Ok(_)));
+        let code = self.end(&ending)?;
+        match (derived_failure, &ending) {
+            (true, Ending::Failed(message)) if code == 1 => {
+                Err(nothing_measured_error(message, self.run_id))
+            }
+            _ => Ok(code),
+        }
     }
 
-    fn end(&mut self, error: Option<String>) -> Result<Ended> {
-        let interrupted = crate::engines::process::interrupted();
-        let status = match (interrupted, &error) {
-            (Some(_), _) => "interrupted",
-            (None, Some(_)) => "failed",
-            (None, None) => "ok",
+    /// How a partial run ended (`partial: 2 of 6 trials failed (first: ...)`), once finished.
+    pub fn note(&self) -> Option<&str> {
+        self.note.as_deref()
+    }
+
+    /// The ending the stored trials say, for kinds whose trials are measurements.
+    fn judge(&self) -> Result<Ending> {
+        let kind = self.store.run_kind(self.run_id)?;
+        if !MEASURING_KINDS.contains(&kind.as_str()) {
+            return Ok(Ending::Ok);
+        }
+        Ok(judge_tally(&self.store.trial_tally(self.run_id)?))
+    }
+
+    /// Write the run's end (a signal overrides the ending) and pick the exit code.
+    fn end(&mut self, ending: &Ending) -> Result<u8> {
+        let (status, error, code) = match (process::interrupted(), ending) {
+            (Some(signal), _) => ("interrupted", ending.error(), 128 + signal),
+            (None, Ending::Ok) => ("ok", None, 0),
+            (None, Ending::Partial(note)) => ("partial", Some(note.clone()), 1),
+            (None, Ending::Failed(error)) => ("failed", Some(error.clone()), 1),
         };
         self.open = false;
+        if let Some(hook) = self.exit_hook.take() {
+            process::cancel_forced_exit(hook);
+        }
         self.store.end_run(self.run_id, status, error.as_deref())?;
-        Ok(interrupted.map_or(Ended::Done, Ended::Interrupted))
+        self.note = matches!(ending, Ending::Partial(_)).then(|| error.unwrap_or_default());
+        Ok(code as u8)
     }
 }
 
-enum Ended {
-    Done,
-    Interrupted(i32),
+/// How a run ended, before a signal is taken into account.
+enum Ending {
+    Ok,
+    Partial(String),
+    Failed(String),
+}
+
+impl Ending {
+    fn error(&self) -> Option<String> {
+        match self {
+            Ending::Ok => None,
+            Ending::Partial(text) | Ending::Failed(text) => Some(text.clone()),
+        }
+    }
+}
+
+/// Nothing measured → failed; some trials failed or ended without a sample → partial. Skipped
+/// trials do not make a run partial (a sweep skips rejected combinations by design), nor do
+/// interrupted ones: they are what a crash left, measured again by the `--resume` that finished.
+fn judge_tally(tally: &TrialTally) -> Ending {
+    let unmeasured = tally.failed + tally.empty;
+    if tally.measured == 0 {
+        return Ending::Failed(format!("nothing measured: {}", tally_words(tally)));
+    }
+    if unmeasured == 0 {
+        return Ending::Ok;
+    }
+    let first = in_parentheses(tally.first_failure.as_deref());
+    let total = tally.total() - tally.skipped - tally.interrupted;
+    Ending::Partial(format!(
+        "partial: {unmeasured} of {total} trials did not measure{first}"
+    ))
+}
+
+/// `2 trials failed, 3 skipped (first: REASON)`, or that no trial was stored.
+fn tally_words(tally: &TrialTally) -> String {
+    let counts = [
+        (tally.failed, "failed"),
+        (tally.skipped, "skipped"),
+        (tally.empty, "ended without a sample"),
+        (tally.interrupted, "interrupted"),
+    ];
+    let mut parts = counts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| (*n, *what));
+    let Some((n, what)) = parts.next() else {
+        return "the run stored no trial".into();
+    };
+    let trials = if n == 1 { "trial" } else { "trials" };
+    let mut words = format!("{n} {trials} {what}");
+    parts.for_each(|(n, what)| words.push_str(&format!(", {n} {what}")));
+    words + &in_parentheses(tally.first_reason.as_deref())
+}
+
+/// ` (first: REASON)`, or nothing without a reason.
+fn in_parentheses(reason: Option<&str>) -> String {
+    reason.map(|r| format!(" (first: {r})")).unwrap_or_default()
+}
+
+fn nothing_measured_error(message: &str, run_id: i64) -> Error {
+    let hint = format!("`bakeoff runs show {run_id}` lists each trial with its reason");
+    Error::engine(message).with_hint(hint)
+}
+
+/// Have the signal path record `run_id` as interrupted should bakeoff exit before the command
+/// records the run's end itself (its main thread blocked past the signal thread's bound).
+fn record_on_forced_exit(db: &std::path::Path, run_id: i64) -> usize {
+    let db = db.to_path_buf();
+    process::on_forced_exit(Box::new(move |signal| {
+        if let Ok(store) = Store::open(&db) {
+            // Nothing to report to: bakeoff is exiting; the run row is the record.
+            let _ = store.interrupt_run(run_id, signal);
+        }
+    }))
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
         if self.open {
             // Nothing to report to from a drop; the run row is the record.
-            let _ = self.end(Some("bakeoff stopped before the run finished".into()));
+            let stopped = Ending::Failed("bakeoff stopped before the run finished".into());
+            let _ = self.end(&stopped);
         }
     }
 }
@@ -197,9 +316,10 @@ mod tests {
         Store::open(&dir.path().join("bakeoff.db")).unwrap()
     }
 
+    /// A run whose trials are verdicts, not measurements: its command says how it ended.
     fn spec() -> RunSpec<'static> {
         RunSpec {
-            kind: "bench",
+            kind: "gate",
             command: "bakeoff bench",
             tag: Some("t"),
             params: json!({ "x": 1 }),
@@ -264,16 +384,108 @@ mod tests {
         let lock_path = dir.path().join("lock");
         let lock = || MeasureLock::acquire(&lock_path, "bakeoff bench").unwrap();
         let mut first = Session::begin_with(store(&dir), spec(), Some(lock())).unwrap();
-        assert!(lock_path.exists());
+        assert!(MeasureLock::acquire(&lock_path, "other").is_err(), "held");
         first.finish(&Err::<(), _>("interrupted by test")).unwrap();
         let run_id = first.run_id();
         drop(first);
-        assert!(!lock_path.exists());
         let mut again = Session::resume_with(store(&dir), run_id, Some(lock())).unwrap();
         assert_eq!(status(&dir, run_id).0, "running");
         again.finish(&Ok::<(), String>(())).unwrap();
         drop(again);
         assert_eq!(status(&dir, run_id).0, "ok");
-        assert!(!lock_path.exists());
+        assert!(
+            MeasureLock::acquire(&lock_path, "other").is_ok(),
+            "released"
+        );
+    }
+
+    fn bench_session(dir: &tempfile::TempDir) -> Session {
+        let spec = RunSpec::new("bench", "bakeoff bench", None, json!({}));
+        Session::begin_unlocked(store(dir), spec).unwrap()
+    }
+
+    /// A trial of `session`'s run ended with `status` (and a sample when `measured`).
+    fn add_trial(session: &Session, status: &str, note: Option<&str>, measured: bool) {
+        let workload = json!({"test": "tg32"});
+        let new = crate::store::NewTrial {
+            config: None,
+            engine_id: None,
+            model_id: None,
+            workload: &workload,
+            repetition: 0,
+        };
+        let store = session.store();
+        let id = store.begin_trial(session.run_id(), &new).unwrap();
+        if measured {
+            let unit = crate::domain::Unit::TokensPerSecond;
+            store.sample(id, "tg", 1.0, unit, "client", 0).unwrap();
+        }
+        store.end_trial(id, status, note).unwrap();
+    }
+
+    #[test]
+    fn a_bench_that_measured_nothing_ends_failed_with_the_first_reason() {
+        // Regression: `bench --kv banana` (every cell skipped) was stored as ok, exit 0.
+        let dir = tempfile::tempdir().unwrap();
+        let mut session = bench_session(&dir);
+        for _ in 0..3 {
+            add_trial(
+                &session,
+                "skipped",
+                Some("-ctk banana: unknown KV type"),
+                false,
+            );
+        }
+        let error = session.finish(&Ok::<(), String>(())).unwrap_err();
+        let expected = "nothing measured: 3 trials skipped (first: -ctk banana: unknown KV type)";
+        assert_eq!(error.to_string(), expected);
+        assert_eq!(error.exit_code(), 1);
+        let run_id = session.run_id();
+        drop(session);
+        assert_eq!(
+            status(&dir, run_id),
+            ("failed".into(), Some(expected.into()))
+        );
+    }
+
+    #[test]
+    fn a_bench_with_some_failed_trials_is_partial_and_exits_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut session = bench_session(&dir);
+        add_trial(&session, "ok", None, true);
+        add_trial(&session, "skipped", Some("rejected combination"), false);
+        add_trial(
+            &session,
+            "failed",
+            Some("llama-server died (signal 9)"),
+            false,
+        );
+        assert_eq!(session.finish(&Ok::<(), String>(())).unwrap(), 1);
+        let note = "partial: 1 of 2 trials did not measure (first: llama-server died (signal 9))";
+        assert_eq!(session.note(), Some(note));
+        let run_id = session.run_id();
+        drop(session);
+        assert_eq!(status(&dir, run_id), ("partial".into(), Some(note.into())));
+    }
+
+    #[test]
+    fn a_bench_whose_trials_all_measured_is_ok_even_with_skipped_cells() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut session = bench_session(&dir);
+        add_trial(&session, "ok", None, true);
+        add_trial(&session, "skipped", Some("rejected combination"), false);
+        assert_eq!(session.finish(&Ok::<(), String>(())).unwrap(), 0);
+        assert_eq!(session.note(), None);
+    }
+
+    #[test]
+    fn a_bench_that_stored_no_trial_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut session = bench_session(&dir);
+        let error = session.finish(&Ok::<(), String>(())).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "nothing measured: the run stored no trial"
+        );
     }
 }

@@ -6,9 +6,11 @@ mod fidelity;
 mod journal;
 mod profiles;
 pub mod report_rows;
+mod runs;
 mod schema;
 mod tool_traces;
 
+pub use runs::TrialTally;
 pub use tool_traces::ToolTraceRow;
 
 pub use fidelity::{FidelityRow, NewCheck};
@@ -43,10 +45,13 @@ pub struct RunRow {
     pub tag: Option<String>,
     pub started_at: String,
     pub ended_at: Option<String>,
+    /// As recorded, except that a `running` run whose bakeoff process is gone reads `abandoned`.
     pub status: String,
     pub error: Option<String>,
     pub trials: i64,
     pub samples: i64,
+    /// The bakeoff process that ran it last (absent for runs stored before pids were recorded).
+    pub pid: Option<i32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -132,35 +137,35 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Apply the pending migrations in one write transaction taken before the version is read:
+    /// two bakeoffs opening a new database at once (a test polling it, two commands started
+    /// together) would otherwise both see version 0 and the second fail ("table already exists").
     fn migrate(&mut self) -> Result<()> {
-        let current = self.schema_version()?;
+        let path = self.path.clone();
+        let err = |source: rusqlite::Error| Error::Store {
+            path: path.clone(),
+            source: source.into(),
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let current = tx
+            .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+            .map_err(err)? as usize;
         if current > schema::MIGRATIONS.len() {
             return Err(Error::input(format!(
                 "database {} has schema version {current}, newer than this bakeoff ({}); upgrade bakeoff",
-                self.path.display(),
+                path.display(),
                 schema::MIGRATIONS.len()
             )));
         }
         for (index, sql) in schema::MIGRATIONS.iter().enumerate().skip(current) {
-            let tx = self.conn.transaction().map_err(|e| Error::Store {
-                path: self.path.clone(),
-                source: e.into(),
-            })?;
-            tx.execute_batch(sql).map_err(|e| Error::Store {
-                path: self.path.clone(),
-                source: e.into(),
-            })?;
+            tx.execute_batch(sql).map_err(err)?;
             tx.pragma_update(None, "user_version", (index + 1) as i64)
-                .map_err(|e| Error::Store {
-                    path: self.path.clone(),
-                    source: e.into(),
-                })?;
-            tx.commit().map_err(|e| Error::Store {
-                path: self.path.clone(),
-                source: e.into(),
-            })?;
+                .map_err(err)?;
         }
-        Ok(())
+        tx.commit().map_err(err)
     }
 
     pub fn system_id(&self, fingerprint: &Fingerprint) -> Result<i64> {
@@ -292,15 +297,17 @@ impl Store {
     ) -> Result<i64> {
         self.conn
             .execute(
-                "INSERT INTO runs (kind, command, bakeoff_version, system_id, tag, params) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![kind, command, crate::VERSION, system_id, tag, params.to_string()],
+                "INSERT INTO runs (kind, command, bakeoff_version, system_id, tag, params, pid, pid_start) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![kind, command, crate::VERSION, system_id, tag, params.to_string(), runs::own_pid(), runs::own_start()],
             )
             .map_err(|e| self.err(e))?;
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// Record the end of a run: `ok`, `failed` (with the error) or `interrupted`.
+    /// Record the end of a run: `ok`, `failed`/`partial` (with the error) or `interrupted`. A
+    /// trial still `running` in it is marked `interrupted`: a finished run holds no running trial.
     pub fn end_run(&self, run_id: i64, status: &str, error: Option<&str>) -> Result<()> {
+        self.interrupt_trials(run_id)?;
         self.conn
             .execute(
                 "UPDATE runs SET status = ?2, error = ?3, ended_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
@@ -310,12 +317,14 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// Mark a run as running again (`--resume`).
+    /// Mark a run as running again by this process (`--resume`); the trials its last process
+    /// left `running` are marked `interrupted` (they are measured again).
     pub fn reopen_run(&self, run_id: i64) -> Result<()> {
+        self.interrupt_trials(run_id)?;
         self.conn
             .execute(
-                "UPDATE runs SET status = 'running', error = NULL, ended_at = NULL WHERE id = ?1",
-                [run_id],
+                "UPDATE runs SET status = 'running', error = NULL, ended_at = NULL, pid = ?2, pid_start = ?3 WHERE id = ?1",
+                params![run_id, runs::own_pid(), runs::own_start()],
             )
             .map(drop)
             .map_err(|e| self.err(e))
@@ -614,7 +623,8 @@ impl TrialSink for Store {
 
 const RUN_SELECT: &str = "SELECT r.id, r.kind, r.command, r.bakeoff_version, r.tag, r.started_at, r.ended_at, r.status, r.error,
     (SELECT count(*) FROM trials t WHERE t.run_id = r.id),
-    (SELECT count(*) FROM samples s JOIN trials t ON t.id = s.trial_id WHERE t.run_id = r.id)
+    (SELECT count(*) FROM samples s JOIN trials t ON t.id = s.trial_id WHERE t.run_id = r.id),
+    r.pid, r.pid_start
     FROM runs r";
 
 fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
@@ -626,10 +636,11 @@ fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
         tag: r.get(4)?,
         started_at: r.get(5)?,
         ended_at: r.get(6)?,
-        status: r.get(7)?,
+        status: runs::live_status(r.get(7)?, r.get(11)?, r.get(12)?),
         error: r.get(8)?,
         trials: r.get(9)?,
         samples: r.get(10)?,
+        pid: r.get(11)?,
     })
 }
 
@@ -771,7 +782,7 @@ mod tests {
         );
         assert_eq!(
             sink.run_dir(run),
-            dir.path().join("runs").join(run.to_string())
+            dir.path().join("b.runs").join(run.to_string())
         );
     }
 }

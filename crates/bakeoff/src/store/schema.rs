@@ -170,4 +170,11 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX tool_traces_run ON tool_traces(run_id);
     "#,
+    // 6: the bakeoff process that owns a run (issue 14): its pid and start time (clock ticks since
+    // boot, `/proc/PID/stat`), so a `running` run whose process is gone reads as abandoned. Runs
+    // stored before this have neither and stay as they were recorded.
+    r#"
+    ALTER TABLE runs ADD COLUMN pid INTEGER;
+    ALTER TABLE runs ADD COLUMN pid_start INTEGER;
+    "#,
 ];

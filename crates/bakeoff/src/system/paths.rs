@@ -1,6 +1,6 @@
 //! Where bakeoff keeps things. `BAKEOFF_HOME` (default `~/.cache/bakeoff`) holds what set-up
 //! installs: engines and models. The result store defaults to `~/.local/share/bakeoff/bakeoff.db`
-//! and each run's files (engine logs) live in `runs/` beside it.
+//! and each run's files (engine logs) live in `NAME.runs/` beside a database `NAME.db`.
 
 use std::path::{Path, PathBuf};
 
@@ -37,12 +37,19 @@ pub fn default_db() -> PathBuf {
     data.join("bakeoff").join("bakeoff.db")
 }
 
-/// Per-run files (engine logs) live in `runs/<id>/` next to the database.
+/// Per-run files (engine logs) live in `NAME.runs/<id>/` beside the database `NAME.db`: each
+/// database its own folder, so two databases in one directory never share (or mix) run logs.
 pub fn run_dir(db: &Path, run_id: i64) -> PathBuf {
-    db.parent()
-        .unwrap_or(Path::new("."))
-        .join("runs")
-        .join(run_id.to_string())
+    runs_dir(db).join(run_id.to_string())
+}
+
+/// The folder of a database's run files: `NAME.db` → `NAME.runs` (a name without an extension
+/// gets `.runs` appended).
+pub fn runs_dir(db: &Path) -> PathBuf {
+    let stem = db.file_stem().unwrap_or(db.as_os_str());
+    let mut name = stem.to_os_string();
+    name.push(".runs");
+    db.with_file_name(name)
 }
 
 /// `~/x` → `$HOME/x`; a relative path → relative to `base` (the directory of the file that
@@ -57,5 +64,23 @@ pub fn expand_user(path: &Path, base: &Path) -> PathBuf {
         base.join(path)
     } else {
         path.to_path_buf()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_database_has_its_own_runs_folder() {
+        // Regression: every database in a folder wrote its logs to the same `runs/<id>/`.
+        let a = run_dir(Path::new("/data/a.db"), 1);
+        let b = run_dir(Path::new("/data/b.db"), 1);
+        assert_eq!(a, PathBuf::from("/data/a.runs/1"));
+        assert_eq!(b, PathBuf::from("/data/b.runs/1"));
+        assert_eq!(
+            run_dir(Path::new("store"), 2),
+            PathBuf::from("store.runs/2")
+        );
     }
 }
