@@ -2,7 +2,7 @@
 //! timeout, log file in the run's directory, fatal-line scanning, clean stop.
 
 use super::fatal::{self, FatalLine};
-use super::http::Http;
+use super::http::{Http, Timeouts};
 use super::process::{Supervised, GRACE};
 use crate::{Error, Result};
 use std::net::TcpListener;
@@ -51,6 +51,13 @@ fn check_port_free(host: &str, port: u16) -> Result<()> {
     })
 }
 
+/// A process's state letter from `/proc/PID/stat` (`R`, `S`, `T` stopped, `Z` zombie, ...).
+fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().next()?.chars().next()
+}
+
 impl LlamaServer {
     /// Start llama-server and wait until `/health` answers 200. Fails with one clear line when the
     /// model is missing, the port is taken, the engine dies during start-up or never gets healthy.
@@ -82,7 +89,7 @@ impl LlamaServer {
         args.extend(spec.args.iter().cloned());
         let process = Supervised::spawn(&spec.binary, &args, &spec.log_path)?;
         let url = format!("http://{}:{port}", spec.host);
-        let http = Http::new(&url, Duration::from_secs(600));
+        let http = Http::with_timeouts(&url, Timeouts::default());
         let mut server = LlamaServer {
             process,
             port,
@@ -118,9 +125,7 @@ impl LlamaServer {
 
     fn startup_failure(&self, what: &str) -> Error {
         let log = self.process.log_path();
-        let reason = fatal::scan_file(log)
-            .first()
-            .map(|f| f.text.clone())
+        let reason = fatal::first_error(log)
             .or_else(|| fatal::tail(log, 1).pop())
             .unwrap_or_else(|| "no output".to_string());
         Error::engine(format!("{what}: {reason}"))
@@ -138,6 +143,30 @@ impl LlamaServer {
     /// Fatal lines in the engine log so far.
     pub fn fatal_lines(&self) -> Vec<FatalLine> {
         fatal::scan_file(self.log_path())
+    }
+
+    /// The same server with other request bounds.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.http = self.http.retimed(timeouts);
+        self
+    }
+
+    /// Why the engine can no longer answer, in words, with the log's first error line: it exited
+    /// (`llama-server was killed by signal 9 (SIGKILL)`) or it is frozen (stopped by SIGSTOP or
+    /// a debugger). `None` while it runs.
+    pub fn trouble(&mut self) -> Option<String> {
+        let pid = self.pid();
+        let what = match self.process.try_wait() {
+            Some(status) => format!("llama-server (pid {pid}) {}", fatal::describe_exit(status)),
+            None if process_state(pid) == Some('T') => {
+                format!("llama-server (pid {pid}) is frozen (stopped by a signal, e.g. SIGSTOP)")
+            }
+            None => return None,
+        };
+        Some(match fatal::first_error(self.log_path()) {
+            Some(line) => format!("{what}; engine log: {line}"),
+            None => what,
+        })
     }
 
     /// `Some(status)` once the engine has exited.
