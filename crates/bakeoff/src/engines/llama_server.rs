@@ -58,6 +58,30 @@ fn process_state(pid: i32) -> Option<char> {
     rest.split_whitespace().next()?.chars().next()
 }
 
+/// How `pid` (our child) ended, in words, if it has, without reaping it: the supervisor still
+/// reaps and records it. Peeking needs no `&mut`, so a runner that only borrows the engine can
+/// ask.
+fn peek_exit(pid: i32) -> Option<String> {
+    use std::os::unix::process::ExitStatusExt;
+    // SAFETY: siginfo_t is plain data; all-zero is a valid value for waitid to fill.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+    // SAFETY: waitid with WNOHANG | WNOWAIT on our own child neither blocks nor reaps.
+    if unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) } != 0 {
+        return Some("has exited".into()); // reaped already (ECHILD)
+    }
+    // SAFETY: waitid filled `info` for a child event (si_pid 0: no child has changed state).
+    let (child, status) = unsafe { (info.si_pid(), info.si_status()) };
+    let raw = match info.si_code {
+        _ if child == 0 => return None,
+        libc::CLD_EXITED => status << 8,
+        _ => status,
+    };
+    Some(fatal::describe_exit(std::process::ExitStatus::from_raw(
+        raw,
+    )))
+}
+
 impl LlamaServer {
     /// Start llama-server and wait until `/health` answers 200. Fails with one clear line when the
     /// model is missing, the port is taken, the engine dies during start-up or never gets healthy.
@@ -154,10 +178,10 @@ impl LlamaServer {
     /// Why the engine can no longer answer, in words, with the log's first error line: it exited
     /// (`llama-server was killed by signal 9 (SIGKILL)`) or it is frozen (stopped by SIGSTOP or
     /// a debugger). `None` while it runs.
-    pub fn trouble(&mut self) -> Option<String> {
+    pub fn trouble(&self) -> Option<String> {
         let pid = self.pid();
-        let what = match self.process.try_wait() {
-            Some(status) => format!("llama-server (pid {pid}) {}", fatal::describe_exit(status)),
+        let what = match peek_exit(pid) {
+            Some(how) => format!("llama-server (pid {pid}) {how}"),
             None if process_state(pid) == Some('T') => {
                 format!("llama-server (pid {pid}) is frozen (stopped by a signal, e.g. SIGSTOP)")
             }
@@ -167,6 +191,19 @@ impl LlamaServer {
             Some(line) => format!("{what}; engine log: {line}"),
             None => what,
         })
+    }
+
+    /// [`LlamaServer::trouble`], waiting up to `wait` for it to show: after a request broke, the
+    /// kernel closes a killed engine's sockets a moment before its exit can be seen.
+    pub fn trouble_within(&self, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let trouble = self.trouble();
+            if trouble.is_some() || Instant::now() >= deadline {
+                return trouble;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// `Some(status)` once the engine has exited.

@@ -292,8 +292,9 @@ pub trait BenchEngine {
     /// Its process, whose own CPU and GPU use is not noise.
     fn pid(&self) -> i32;
     fn log_path(&self) -> &Path;
-    /// Why it can no longer answer (it died or is frozen), in words; `None` while it can.
-    fn trouble(&mut self) -> Option<String> {
+    /// Why it can no longer answer (it died or is frozen), in words; `None` while it can. Asked
+    /// after a request failed.
+    fn trouble(&self) -> Option<String> {
         None
     }
 }
@@ -311,8 +312,8 @@ impl BenchEngine for LlamaServer {
         LlamaServer::log_path(self)
     }
 
-    fn trouble(&mut self) -> Option<String> {
-        LlamaServer::trouble(self)
+    fn trouble(&self) -> Option<String> {
+        LlamaServer::trouble_within(self, Duration::from_secs(1))
     }
 }
 
