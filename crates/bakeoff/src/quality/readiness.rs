@@ -361,8 +361,8 @@ impl GateRun<'_> {
         } else {
             None
         };
-        if let Some(trouble) = server.trouble() {
-            return Err(Error::engine(format!("{trouble} during its checks")));
+        if let Some(trouble) = died_during_checks(&server, &log) {
+            return Err(Error::engine(trouble));
         }
         let fatal = server.fatal_lines();
         drop(server);
@@ -459,8 +459,8 @@ impl GateRun<'_> {
             });
             row.kld_estimate = Some(kld::estimate(base_top, &self.top_k(&server, &mut log)?));
         }
-        if let Some(trouble) = server.trouble() {
-            return Err(Error::engine(format!("{trouble} during its checks")));
+        if let Some(trouble) = died_during_checks(&server, &log) {
+            return Err(Error::engine(trouble));
         }
         let fatal = server.fatal_lines();
         drop(server);
@@ -657,6 +657,16 @@ fn greedy_all(
         })
         .collect::<Result<_>>()
         .map_err(|error| engine_failure(server, error))
+}
+
+/// `llama-server (pid N) was killed by signal 9 (SIGKILL) during its checks` when the engine
+/// died or froze; asked only when some request failed (a healthy engine costs no wait).
+fn died_during_checks(server: &LlamaServer, log: &RequestLog) -> Option<String> {
+    let trouble = match log.failures.is_empty() {
+        true => server.trouble(),
+        false => server.trouble_within(Duration::from_secs(1)),
+    }?;
+    Some(format!("{trouble} during its checks"))
 }
 
 /// A failed request to `server`, named by what became of the engine when it died or froze

@@ -143,7 +143,7 @@ fn tokenize(request: &serde_json::Value) -> String {
     serde_json::json!({ "tokens": tokens }).to_string()
 }
 
-/// One request: llama-server `/completion` (with timings), `/tokenize`, OpenAI
+/// One request: llama-server `/completion` (with timings), `/tokenize`, `/props`, `/slots`, OpenAI
 /// `/v1/chat/completions` and `/v1/completions` (streamed, with a usage chunk and `[DONE]`),
 /// `/v1/models` (with llama-server's `meta.n_vocab`) and `/health`, so bakeoff and other load
 /// generators can be measured against the same endpoint.
@@ -182,6 +182,9 @@ fn serve_one(mut stream: TcpStream, default_tokens: usize, script: &Script) -> s
         "/tokenize" => return json(&mut stream, &tokenize(&request)),
         "/completion" if script.fails_now() => return internal_error(&mut stream),
         "/health" => return json(&mut stream, r#"{"status":"ok"}"#),
+        // Enough of llama-server's `/props` for `--url` to attach to it as one.
+        "/props" => return json(&mut stream, r#"{"build_info":"scripted","total_slots":4}"#),
+        "/slots" => return json(&mut stream, "[]"),
         "/v1/chat/completions" => (
             b"data: {\"id\":\"s\",\"object\":\"chat.completion.chunk\",\"model\":\"scripted\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" x\"},\"finish_reason\":null}]}\n\n",
             format!("data: {{\"id\":\"s\",\"object\":\"chat.completion.chunk\",\"model\":\"scripted\",\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"length\"}}]}}\n\ndata: {{\"id\":\"s\",\"object\":\"chat.completion.chunk\",\"model\":\"scripted\",\"choices\":[],\"usage\":{{\"prompt_tokens\":1,\"completion_tokens\":{n},\"total_tokens\":{}}}}}\n\ndata: [DONE]\n\n", n + 1),
