@@ -12,8 +12,6 @@ use readiness::{CheckResult, Finding, Gate, GateReport};
 use std::path::Path;
 use std::time::Instant;
 
-/// How long one readiness check may wait for the server.
-
 /// The model file must be the one the profile was saved with (same SHA-256): a profile promises
 /// the measured configuration, and a swapped or damaged file breaks that promise.
 pub fn model_check(store: &Store, profile: &Profile) -> CheckResult {
