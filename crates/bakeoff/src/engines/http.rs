@@ -133,7 +133,7 @@ impl Http {
             Err(ureq::Error::Status(code, resp)) => {
                 Ok((code, resp.into_string().unwrap_or_default()))
             }
-            Err(e) => Err(Error::http(url, e.to_string())),
+            Err(error) => Err(Error::http(url, refusal(error))),
         }
     }
 
@@ -156,7 +156,7 @@ impl Http {
                     .map_err(|e| Error::http(&url, e.to_string()))?,
             ),
             Err(ureq::Error::Status(code, resp)) => (code, resp.into_string().unwrap_or_default()),
-            Err(e) => return Err(Error::http(url, e.to_string())),
+            Err(error) => return Err(Error::http(url, refusal(error))),
         };
         parse_json_response(&url, status, &text)
     }
@@ -172,11 +172,7 @@ impl Http {
             .send_string(&body.to_string())
         {
             Ok(resp) => Ok(Box::new(BufReader::new(resp.into_reader()))),
-            Err(ureq::Error::Status(code, resp)) => {
-                let text = resp.into_string().unwrap_or_default();
-                Err(Error::http(url, format!("HTTP {code}: {}", excerpt(&text))))
-            }
-            Err(e) => Err(Error::http(url, e.to_string())),
+            Err(error) => Err(Error::http(url, refusal(error))),
         }
     }
 
@@ -294,14 +290,28 @@ impl Http {
     }
 }
 
-/// An error before a response body: `HTTP 500: ...` with the body's start, or the transport's.
+/// An error before a response body: `HTTP 500: ...` with the body's start, or the transport's
+/// failure without its URL (the caller's error names the URL once; ureq's own text repeats it,
+/// which printed the URL twice).
 fn refusal(error: ureq::Error) -> String {
     match error {
         ureq::Error::Status(code, resp) => {
             let text = resp.into_string().unwrap_or_default();
             format!("HTTP {code}: {}", excerpt(&text))
         }
-        other => other.to_string(),
+        ureq::Error::Transport(transport) => transport_failure(&transport),
+    }
+}
+
+/// `Connection Failed: Connect error: connection refused`, `Network Error: ...`.
+fn transport_failure(transport: &ureq::Transport) -> String {
+    let kind = transport.kind().to_string();
+    let source = std::error::Error::source(transport).map(ToString::to_string);
+    match (transport.message(), source) {
+        (Some(message), _) if message.starts_with(&kind) => message.to_string(),
+        (Some(message), _) => format!("{kind}: {message}"),
+        (None, Some(source)) => format!("{kind}: {source}"),
+        (None, None) => kind,
     }
 }
 
@@ -338,4 +348,27 @@ pub fn excerpt(text: &str) -> String {
         .take(200)
         .collect();
     flat.trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_connection_names_the_url_once() {
+        // Regression: ureq's transport text repeats the URL, so errors printed it twice.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let http = Http::new(&format!("http://127.0.0.1:{port}"), Duration::from_secs(2));
+        let error = http
+            .post_sse("/completion", &serde_json::json!({}), |_, _| Ok(Flow::Stop))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(error.matches("127.0.0.1").count(), 1, "{error}");
+        assert!(error.to_ascii_lowercase().contains("connect"), "{error}");
+        let error = http.get_raw("/health").unwrap_err().to_string();
+        assert_eq!(error.matches("127.0.0.1").count(), 1, "{error}");
+    }
 }
