@@ -90,9 +90,14 @@ impl Http {
     }
 
     pub fn with_timeouts(base: &str, timeouts: Timeouts) -> Self {
+        // No connection pool: ureq 2 sets `timeout_read` only on a new connection and clears it
+        // when a connection goes back to the pool, so a reused one read without any bound (a
+        // frozen server held a load step's `/metrics` scrape for ever). Loopback connects are cheap.
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(timeouts.connect)
             .timeout_read(timeouts.socket_read())
+            .max_idle_connections(0)
+            .max_idle_connections_per_host(0)
             .build();
         Http {
             agent,
@@ -370,5 +375,36 @@ mod tests {
         assert!(error.to_ascii_lowercase().contains("connect"), "{error}");
         let error = http.get_raw("/health").unwrap_err().to_string();
         assert_eq!(error.matches("127.0.0.1").count(), 1, "{error}");
+    }
+
+    #[test]
+    fn a_second_request_to_a_server_that_stops_answering_is_still_bounded() {
+        // Regression: ureq pooled the first connection and read the second answer with no bound.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let mut first = Some(());
+            for stream in listener.incoming().flatten() {
+                let mut stream = std::io::BufReader::new(stream);
+                let mut line = String::new();
+                while stream.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                if first.take().is_some() {
+                    use std::io::Write;
+                    let answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    let _ = stream.get_mut().write_all(answer.as_bytes());
+                }
+                std::mem::forget(stream); // never answer again, never close
+            }
+        });
+        let http = Http::new(&url, Duration::from_millis(300));
+        assert_eq!(http.get_raw("/metrics").unwrap(), (200, "ok".to_string()));
+        let started = Instant::now();
+        assert!(http.get_raw("/metrics").is_err());
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "unbounded read"
+        );
     }
 }
