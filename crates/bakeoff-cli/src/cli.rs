@@ -4,8 +4,10 @@ use crate::cli_values::{
     ArchArg, CompareFormat, DtypeArg, EngineArg, FormatOrFile, GateFormat, JournalFormat,
     ReportFormatArg, TableFormat, TextFormat, VerdictArg,
 };
+use bakeoff::engines::http::{Timeouts, DEFAULT_CONNECT_S, DEFAULT_FIRST_BYTE_S, DEFAULT_IDLE_S};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -58,6 +60,53 @@ pub struct EngineArgs {
     /// A llama.cpp build to use: a directory of its tools or the path of one tool.
     #[arg(long, value_name = "PATH")]
     pub engine_path: Option<PathBuf>,
+}
+
+/// Bounds on every request to an engine, shared by the commands that make requests (bench, load,
+/// gate, tools, serve). A stalled stream or a frozen engine fails the request with its reason.
+#[derive(Args, Debug, Clone)]
+pub struct TimeoutArgs {
+    /// Seconds to wait for a connection to the engine.
+    #[arg(long, value_name = "SECS", value_parser = positive_seconds, default_value_t = DEFAULT_CONNECT_S as f64)]
+    pub connect_timeout: f64,
+    /// Seconds from sending a request to its first streamed token (or a whole non-streamed answer).
+    #[arg(long, value_name = "SECS", value_parser = positive_seconds, default_value_t = DEFAULT_FIRST_BYTE_S as f64)]
+    pub first_byte_timeout: f64,
+    /// Seconds without data in the middle of a stream before the request fails as stalled.
+    #[arg(long, value_name = "SECS", value_parser = positive_seconds, default_value_t = DEFAULT_IDLE_S as f64)]
+    pub idle_timeout: f64,
+}
+
+impl Default for TimeoutArgs {
+    fn default() -> Self {
+        TimeoutArgs {
+            connect_timeout: DEFAULT_CONNECT_S as f64,
+            first_byte_timeout: DEFAULT_FIRST_BYTE_S as f64,
+            idle_timeout: DEFAULT_IDLE_S as f64,
+        }
+    }
+}
+
+impl TimeoutArgs {
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs_f64(self.connect_timeout),
+            first_byte: Duration::from_secs_f64(self.first_byte_timeout),
+            idle: Duration::from_secs_f64(self.idle_timeout),
+        }
+    }
+}
+
+/// A timeout flag's value: seconds above 0 (fractions allowed), at most a day.
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if seconds > 0.0 && seconds <= 86_400.0 {
+        Ok(seconds)
+    } else {
+        Err(format!("{text}: must be above 0 and at most 86400 seconds"))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -183,6 +232,8 @@ pub struct ServeArgs {
     /// Print the ready line as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
     /// Tag for the run.
     #[arg(long)]
     pub tag: Option<String>,
@@ -334,6 +385,8 @@ pub struct BenchArgs {
     /// Seconds to wait for each server to become healthy.
     #[arg(long, default_value_t = 120, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub health_timeout: u64,
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
     /// Memory bandwidth in GB/s for the "% of roofline" column (default: the last `bakeoff doctor --bandwidth` on this machine).
     #[arg(long, value_name = "GB/S")]
     pub bandwidth: Option<f64>,
@@ -455,6 +508,8 @@ pub struct GateArgs {
     /// Exit with status 1 when any candidate's gate is FAIL (for scripts that deploy on success).
     #[arg(long)]
     pub strict: bool,
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
     #[command(flatten)]
     pub build: EngineArgs,
 }
@@ -718,6 +773,12 @@ pub struct LoadArgs {
     /// Seconds to wait for the server to become healthy.
     #[arg(long, default_value_t = 120, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub health_timeout: u64,
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
+    /// A fault for --serve-scripted to inject into its completions (hang, stall, truncate, 500,
+    /// bad-json, empty-piece), for fault-injection tests.
+    #[arg(long, value_name = "FAULT", requires = "serve_scripted", hide = true)]
+    pub scripted_fault: Option<String>,
     #[command(flatten)]
     pub build: EngineArgs,
     /// Flags passed to llama-server as they are (after `--`).

@@ -112,6 +112,8 @@ pub struct ToolTarget {
     #[arg(long, default_value_t = 120, value_name = "SECS")]
     pub health_timeout: u64,
     #[command(flatten)]
+    pub timeouts: crate::cli::TimeoutArgs,
+    #[command(flatten)]
     pub build: EngineArgs,
     /// Flags passed to a launched llama-server as they are (after `--`).
     #[arg(last = true, value_name = "ENGINE FLAGS")]

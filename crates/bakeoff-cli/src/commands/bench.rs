@@ -165,6 +165,7 @@ fn plan_from_settings(settings: &Experiment, args: &BenchArgs) -> bakeoff::Resul
             .to_string(),
         extra_args: args.engine_args.clone(),
         health_timeout_s: args.health_timeout,
+        timeouts: args.timeouts.timeouts(),
     })
 }
 

@@ -4,6 +4,7 @@
 use crate::cli::{GateArgs, Global};
 use crate::cli_values::GateFormat;
 use crate::printer::Printer;
+use bakeoff::engines::http::Timeouts;
 use bakeoff::quality::gate::GateSpec;
 use bakeoff::quality::readiness::{Event, GateFile, GateRun, Readiness};
 use bakeoff::quality::Status;
@@ -76,7 +77,8 @@ fn measure(
     let params = serde_json::json!({ "file": file, "gate": spec });
     let tag = args.tag.as_deref();
     let mut session = Session::begin(store, RunSpec::new("gate", &command, tag, params))?;
-    let result = run_gate(&session, &file, &spec, engine, printer);
+    let timeouts = args.timeouts.timeouts();
+    let result = run_gate(&session, (&file, &spec), engine, timeouts, printer);
     session.finish(&result)?;
     let rows = result?;
     let (run_id, path) = (session.run_id(), session.store().path().display());
@@ -117,9 +119,9 @@ fn in_file(file: &Path, error: &Error) -> Error {
 
 fn run_gate(
     session: &Session,
-    file: &GateFile,
-    spec: &GateSpec,
+    (file, spec): (&GateFile, &GateSpec),
     engine: Engine,
+    timeouts: Timeouts,
     printer: &Printer,
 ) -> bakeoff::Result<Vec<Readiness>> {
     let (run_id, run_dir) = (session.run_id(), session.run_dir());
@@ -135,6 +137,7 @@ fn run_gate(
         perplexity: engine.install.tool("llama-perplexity"),
         run_dir,
         store: &mut record,
+        timeouts,
     }
     .run(&mut |event| observe(event, printer))
 }

@@ -172,7 +172,16 @@ fn serve_scripted(args: &LoadArgs, printer: Printer) -> anyhow::Result<ExitCode>
     let port = args.port.unwrap_or(0);
     let pace = Duration::from_micros(args.pace_us);
     let listen_error = |e| Error::engine(format!("cannot listen on 127.0.0.1:{port}: {e}"));
-    let endpoint = selftest::ScriptedEndpoint::start_on(port, pace).map_err(listen_error)?;
+    let endpoint = match args.scripted_fault.as_deref() {
+        None => selftest::ScriptedEndpoint::start_on(port, pace),
+        Some(name) => {
+            let fault = selftest::Fault::parse(name).ok_or_else(|| {
+                Error::input(format!("--scripted-fault {name}: expected hang, stall, truncate, 500, bad-json or empty-piece"))
+            })?;
+            selftest::ScriptedEndpoint::faulty(port, fault)
+        }
+    }
+    .map_err(listen_error)?;
     println!("ready {}", endpoint.url);
     printer.status("serving the scripted endpoint until Ctrl-C");
     wait_for_interrupt();
@@ -210,7 +219,10 @@ impl LoadRun<'_> {
         let system = self.session.system_id();
         let store = self.session.store();
         let ceiling = store.latest_system_measurement(system, "client_ceiling_tps")?;
-        let target = self.open_target();
+        let target = self.open_target().map(|mut target| {
+            target.set_timeouts(self.args.timeouts.timeouts());
+            target
+        });
         let target = self.session.guard(target)?;
         let result = self.drive(&target, ceiling);
         self.printer.finish();
@@ -264,6 +276,7 @@ impl LoadRun<'_> {
             model_name: target.served_model(),
             ceiling_tps: ceiling,
             tracked_pids: target.tracked_pids(),
+            trouble: &|| target.trouble(),
         };
         runner.run(self.plan, &mut |event| self.observe(event))
     }

@@ -4,6 +4,7 @@
 
 use crate::cli::{Global, ServeArgs};
 use crate::printer::Printer;
+use bakeoff::engines::http::Timeouts;
 use bakeoff::engines::llama_server::{LlamaServer, ServerSpec};
 use bakeoff::engines::process;
 use bakeoff::quality::canary::{CanaryResult, Suite};
@@ -168,7 +169,8 @@ impl Starter<'_> {
         };
         let (session, log_path) = self.begin(&start)?;
         let spec = self.spec(&start, log_path);
-        gate_start(session, spec, &gate, profile, self.printer)
+        let timeouts = self.args.timeouts.timeouts();
+        gate_start(session, (spec, timeouts), &gate, profile, self.printer)
     }
 
     fn spec(&self, start: &Start, log_path: PathBuf) -> ServerSpec {
@@ -207,7 +209,7 @@ impl Starter<'_> {
 /// Launch, run the readiness checks, store them, and end the run unless it serves.
 fn gate_start(
     mut session: Session,
-    spec: ServerSpec,
+    (spec, timeouts): (ServerSpec, Timeouts),
     gate: &Gate,
     profile: &Profile,
     printer: Printer,
@@ -216,7 +218,7 @@ fn gate_start(
     let mut report = GateReport::default();
     let model = bakeoff::serve::model_check(session.store(), profile);
     report.results.push(model);
-    let outcome = bakeoff::serve::start(spec, gate, report);
+    let outcome = bakeoff::serve::start(spec, gate, report, timeouts);
     let report = match &outcome {
         Ok((_, report)) | Err(report) => report,
     };

@@ -2,7 +2,7 @@
 //! timeout, log file in the run's directory, fatal-line scanning, clean stop.
 
 use super::fatal::{self, FatalLine};
-use super::http::Http;
+use super::http::{Http, Timeouts};
 use super::process::{Supervised, GRACE};
 use crate::{Error, Result};
 use std::net::TcpListener;
@@ -51,6 +51,37 @@ fn check_port_free(host: &str, port: u16) -> Result<()> {
     })
 }
 
+/// A process's state letter from `/proc/PID/stat` (`R`, `S`, `T` stopped, `Z` zombie, ...).
+fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().next()?.chars().next()
+}
+
+/// How `pid` (our child) ended, in words, if it has, without reaping it: the supervisor still
+/// reaps and records it. Peeking needs no `&mut`, so a runner that only borrows the engine can
+/// ask.
+fn peek_exit(pid: i32) -> Option<String> {
+    use std::os::unix::process::ExitStatusExt;
+    // SAFETY: siginfo_t is plain data; all-zero is a valid value for waitid to fill.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+    // SAFETY: waitid with WNOHANG | WNOWAIT on our own child neither blocks nor reaps.
+    if unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) } != 0 {
+        return Some("has exited".into()); // reaped already (ECHILD)
+    }
+    // SAFETY: waitid filled `info` for a child event (si_pid 0: no child has changed state).
+    let (child, status) = unsafe { (info.si_pid(), info.si_status()) };
+    let raw = match info.si_code {
+        _ if child == 0 => return None,
+        libc::CLD_EXITED => status << 8,
+        _ => status,
+    };
+    Some(fatal::describe_exit(std::process::ExitStatus::from_raw(
+        raw,
+    )))
+}
+
 impl LlamaServer {
     /// Start llama-server and wait until `/health` answers 200. Fails with one clear line when the
     /// model is missing, the port is taken, the engine dies during start-up or never gets healthy.
@@ -82,7 +113,7 @@ impl LlamaServer {
         args.extend(spec.args.iter().cloned());
         let process = Supervised::spawn(&spec.binary, &args, &spec.log_path)?;
         let url = format!("http://{}:{port}", spec.host);
-        let http = Http::new(&url, Duration::from_secs(600));
+        let http = Http::with_timeouts(&url, Timeouts::default());
         let mut server = LlamaServer {
             process,
             port,
@@ -118,9 +149,7 @@ impl LlamaServer {
 
     fn startup_failure(&self, what: &str) -> Error {
         let log = self.process.log_path();
-        let reason = fatal::scan_file(log)
-            .first()
-            .map(|f| f.text.clone())
+        let reason = fatal::first_error(log)
             .or_else(|| fatal::tail(log, 1).pop())
             .unwrap_or_else(|| "no output".to_string());
         Error::engine(format!("{what}: {reason}"))
@@ -138,6 +167,43 @@ impl LlamaServer {
     /// Fatal lines in the engine log so far.
     pub fn fatal_lines(&self) -> Vec<FatalLine> {
         fatal::scan_file(self.log_path())
+    }
+
+    /// The same server with other request bounds.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.http = self.http.retimed(timeouts);
+        self
+    }
+
+    /// Why the engine can no longer answer, in words, with the log's first error line: it exited
+    /// (`llama-server was killed by signal 9 (SIGKILL)`) or it is frozen (stopped by SIGSTOP or
+    /// a debugger). `None` while it runs.
+    pub fn trouble(&self) -> Option<String> {
+        let pid = self.pid();
+        let what = match peek_exit(pid) {
+            Some(how) => format!("llama-server (pid {pid}) {how}"),
+            None if process_state(pid) == Some('T') => {
+                format!("llama-server (pid {pid}) is frozen (stopped by a signal, e.g. SIGSTOP)")
+            }
+            None => return None,
+        };
+        Some(match fatal::first_error(self.log_path()) {
+            Some(line) => format!("{what}; engine log: {line}"),
+            None => what,
+        })
+    }
+
+    /// [`LlamaServer::trouble`], waiting up to `wait` for it to show: after a request broke, the
+    /// kernel closes a killed engine's sockets a moment before its exit can be seen.
+    pub fn trouble_within(&self, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let trouble = self.trouble();
+            if trouble.is_some() || Instant::now() >= deadline {
+                return trouble;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// `Some(status)` once the engine has exited.

@@ -67,6 +67,12 @@ impl Ollama {
         self.http.base()
     }
 
+    /// The same client under other request bounds.
+    pub fn retimed(mut self, timeouts: super::http::Timeouts) -> Self {
+        self.http = self.http.retimed(timeouts);
+        self
+    }
+
     /// Set one entry of `options` (e.g. `num_predict`).
     pub fn with_option(mut self, key: &str, value: Value) -> Self {
         self.options.insert(key.to_string(), value);

@@ -8,7 +8,7 @@ use super::prompts::TokenSource;
 use super::sink::{NewTrial, TrialSink};
 use super::stats::Summary;
 use crate::domain::{EngineConfig, Unit};
-use crate::engines::http::{Flow, Http};
+use crate::engines::http::{Flow, Http, Timeouts};
 use crate::engines::llama_server::{LlamaServer, ServerSpec};
 use crate::engines::process;
 use crate::{Error, Result};
@@ -36,6 +36,9 @@ pub struct BenchPlan {
     /// Further engine flags, passed to every configuration.
     pub extra_args: Vec<String>,
     pub health_timeout_s: u64,
+    /// Bounds on each request (older stored plans have none: the defaults).
+    #[serde(default)]
+    pub timeouts: Timeouts,
 }
 
 impl BenchPlan {
@@ -104,15 +107,27 @@ impl Measurement {
     }
 }
 
+/// Tokens one `/completion` stream event carries. llama-server sends one event per token, so an
+/// event counts even when its piece decodes to `""` (a lone byte of a UTF-8 sequence, a special
+/// token): counting only non-empty text lost such tokens (a pp trial stored TTFT 0 and pp inf).
+/// With `return_tokens` the event lists its token ids, which counts several tokens in one event
+/// (speculative decoding). The final event (`stop`) is a token only when it carries one.
+pub fn event_tokens(chunk: &Value) -> usize {
+    let listed = chunk["tokens"].as_array().map_or(0, Vec::len);
+    let has_text = chunk["content"].as_str().is_some_and(|c| !c.is_empty());
+    match chunk["stop"].as_bool() == Some(true) {
+        true => listed.max(usize::from(has_text)),
+        false => listed.max(1),
+    }
+}
+
 /// Stream one `/completion` request and time it on the client clock.
 pub fn stream_completion(http: &Http, body: &Value) -> Result<Measurement> {
     let start = Instant::now();
     let mut arrivals: Vec<(Instant, usize)> = Vec::new();
     let mut final_chunk = Value::Null;
     http.post_sse("/completion", body, |at, chunk| {
-        let count = chunk["tokens"].as_array().map(Vec::len).unwrap_or_else(|| {
-            usize::from(chunk["content"].as_str().is_some_and(|c| !c.is_empty()))
-        });
+        let count = event_tokens(&chunk);
         if count > 0 {
             arrivals.push((at, count));
         }
@@ -135,10 +150,8 @@ pub fn stream_completion(http: &Http, body: &Value) -> Result<Measurement> {
         for (i, &(at, count)) in arrivals.iter().enumerate() {
             if i > 0 {
                 m.itl_ms.push(ms(at - previous));
-                m.itl_ms.extend(std::iter::repeat_n(0.0, count - 1));
-            } else {
-                m.itl_ms.extend(std::iter::repeat_n(0.0, count - 1));
             }
+            m.itl_ms.extend(std::iter::repeat_n(0.0, count - 1));
             previous = at;
             m.tokens += count;
         }
@@ -190,11 +203,11 @@ fn measure_test(http: &Http, source: &TokenSource, test: &Test, rep: u32) -> Res
     let body = json!({
         "prompt": prompt, "n_predict": n_predict, "stream": true, "cache_prompt": cache_prompt,
         "ignore_eos": true, "temperature": 0.0, "id_slot": 0, "samplers": ["top_k"], "top_k": 1,
+        "return_tokens": true,
     });
     let m = stream_completion(http, &body)?;
     let mut flags = Vec::new();
     let prompt_n = m.server("prompt_n").unwrap_or(f64::NAN);
-    let cache_n = m.server("cache_n").unwrap_or(0.0);
     if prompt_n != expected_prompt_n {
         flags.push(format!("prompt_n {prompt_n} != {expected_prompt_n} sent"));
     }
@@ -202,67 +215,63 @@ fn measure_test(http: &Http, source: &TokenSource, test: &Test, rep: u32) -> Res
         ("ttft_ms", m.ttft_ms, Unit::Milliseconds, "client"),
         ("e2e_ms", m.e2e_ms, Unit::Milliseconds, "client"),
         ("prompt_n", prompt_n, Unit::Tokens, "server"),
-        ("cache_n", cache_n, Unit::Tokens, "server"),
         (
-            "predicted_n",
-            m.server("predicted_n").unwrap_or(f64::NAN),
+            "cache_n",
+            m.server("cache_n").unwrap_or(0.0),
             Unit::Tokens,
             "server",
         ),
-        (
-            "prompt_ms",
-            m.server("prompt_ms").unwrap_or(f64::NAN),
-            Unit::Milliseconds,
-            "server",
-        ),
-        (
-            "predicted_ms",
-            m.server("predicted_ms").unwrap_or(f64::NAN),
-            Unit::Milliseconds,
-            "server",
-        ),
     ];
-    for key in ["draft_n", "draft_n_accepted"] {
+    // Figures the server may leave out are stored only when it reports them.
+    let reported = [
+        ("predicted_n", Unit::Tokens),
+        ("prompt_ms", Unit::Milliseconds),
+        ("predicted_ms", Unit::Milliseconds),
+        ("draft_n", Unit::Tokens),
+        ("draft_n_accepted", Unit::Tokens),
+    ];
+    for (key, unit) in reported {
         if let Some(v) = m.server(key) {
-            samples.push((
-                if key == "draft_n" {
-                    "draft_n"
-                } else {
-                    "draft_n_accepted"
-                },
-                v,
-                Unit::Tokens,
-                "server",
+            samples.push((key, v, unit, "server"));
+        }
+    }
+    let (kind, client, server_key) = match test.kind.as_str() {
+        "pp" => ("pp", prompt_n / (m.ttft_ms / 1000.0), "prompt_per_second"),
+        // Both clocks over the same span: the tokens after the first, and the server's decode time.
+        _ => (
+            "tg",
+            (m.tokens.saturating_sub(1)) as f64 / (m.decode_span_ms / 1000.0),
+            "predicted_per_second",
+        ),
+    };
+    let metric = if kind == "pp" { "pp_tps" } else { "tg_tps" };
+    samples.push((metric, client, Unit::TokensPerSecond, "client"));
+    if let Some(server) = m.server(server_key) {
+        samples.push((metric, server, Unit::TokensPerSecond, "server"));
+        if relative_gap(client, server) > AGREEMENT_TOLERANCE {
+            flags.push(format!(
+                "client {kind} {client:.1} vs server {server:.1} t/s"
             ));
         }
     }
-    let value = if test.kind == "pp" {
-        let client = prompt_n / (m.ttft_ms / 1000.0);
-        let server = m.server("prompt_per_second").unwrap_or(f64::NAN);
-        samples.push(("pp_tps", client, Unit::TokensPerSecond, "client"));
-        samples.push(("pp_tps", server, Unit::TokensPerSecond, "server"));
-        if relative_gap(client, server) > AGREEMENT_TOLERANCE {
-            flags.push(format!("client pp {client:.1} vs server {server:.1} t/s"));
-        }
-        client
-    } else {
-        // Both clocks over the same span: the tokens after the first, and the server's decode time.
-        let client = (m.tokens.saturating_sub(1)) as f64 / (m.decode_span_ms / 1000.0);
-        let server = m.server("predicted_per_second").unwrap_or(f64::NAN);
-        samples.push(("tg_tps", client, Unit::TokensPerSecond, "client"));
-        samples.push(("tg_tps", server, Unit::TokensPerSecond, "server"));
+    if kind == "tg" {
         samples.push(("tokens_received", m.tokens as f64, Unit::Tokens, "client"));
-        if relative_gap(client, server) > AGREEMENT_TOLERANCE {
-            flags.push(format!("client tg {client:.1} vs server {server:.1} t/s"));
-        }
-        client
-    };
+    }
     Ok(TrialFigures {
-        value,
+        value: client,
         samples,
         itl_ms: m.itl_ms,
         flags,
     })
+}
+
+/// Why a trial's figures cannot be stored: the first one that is not a finite number (a pp trial
+/// whose first token was never seen divides by a zero TTFT), with what it was computed from.
+fn non_finite(figures: &TrialFigures) -> Option<String> {
+    let (metric, value, _, source) = figures.samples.iter().find(|s| !s.1.is_finite())?;
+    let ttft = figures.samples.iter().find(|s| s.0 == "ttft_ms");
+    let ttft = ttft.map_or(String::new(), |s| format!(" (TTFT {} ms)", s.1));
+    Some(format!("{source} {metric} is {value}{ttft}: not stored"))
 }
 
 /// What every bench engine needs: where results go, what to run with which binary, and which
@@ -283,6 +292,11 @@ pub trait BenchEngine {
     /// Its process, whose own CPU and GPU use is not noise.
     fn pid(&self) -> i32;
     fn log_path(&self) -> &Path;
+    /// Why it can no longer answer (it died or is frozen), in words; `None` while it can. Asked
+    /// after a request failed.
+    fn trouble(&self) -> Option<String> {
+        None
+    }
 }
 
 impl BenchEngine for LlamaServer {
@@ -297,14 +311,18 @@ impl BenchEngine for LlamaServer {
     fn log_path(&self) -> &Path {
         LlamaServer::log_path(self)
     }
+
+    fn trouble(&self) -> Option<String> {
+        LlamaServer::trouble_within(self, Duration::from_secs(1))
+    }
 }
 
 /// Starts the engine for one configuration (dropping it stops the engine).
 pub type StartEngine<'a> = dyn Fn(ServerSpec) -> Result<Box<dyn BenchEngine>> + 'a;
 
-/// The real [`StartEngine`]: launch llama-server and wait for its health check.
-pub fn launch_llama_server(spec: ServerSpec) -> Result<Box<dyn BenchEngine>> {
-    Ok(Box::new(LlamaServer::launch(spec)?))
+/// The real [`StartEngine`]: launch llama-server, wait for its health check, bound its requests.
+pub fn launch_llama_server(spec: ServerSpec, timeouts: Timeouts) -> Result<Box<dyn BenchEngine>> {
+    Ok(Box::new(LlamaServer::launch(spec)?.with_timeouts(timeouts)))
 }
 
 /// Run the plan through llama-server.
@@ -313,13 +331,43 @@ pub struct ServerBench<'a> {
     pub require_clean: Option<Duration>,
 }
 
+/// How one configuration's measurements ended.
+enum ConfigEnd {
+    Measured,
+    /// A request failed (the engine died, froze, or answered badly): the rest of the
+    /// configuration is not tried; the next one gets a fresh engine.
+    Broken,
+}
+
+/// A failure while measuring: the run carries on (the trial is stored as failed), unless the
+/// sink itself failed, which ends it.
+enum Failure {
+    Measure(Error),
+    Sink(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure::Measure(error)
+    }
+}
+
+/// Counts for the closing line.
+#[derive(Default)]
+struct Tally {
+    done: usize,
+    failed: usize,
+}
+
 impl ServerBench<'_> {
     pub fn run(&self, observe: &mut dyn FnMut(Event)) -> Result<()> {
-        self.run_with(&launch_llama_server, observe)
+        let timeouts = self.ctx.plan.timeouts;
+        self.run_with(&|spec| launch_llama_server(spec, timeouts), observe)
     }
 
     /// Run the plan, starting each configuration's engine with `start` (tests start none and
-    /// point at a scripted endpoint).
+    /// point at a scripted endpoint). A configuration whose engine dies or fails a request is
+    /// stored with a failed trial and the sweep goes on with the next one.
     pub fn run_with(&self, start: &StartEngine, observe: &mut dyn FnMut(Event)) -> Result<()> {
         let configs = self.ctx.plan.configs();
         let tests = self.ctx.plan.matrix.tests();
@@ -327,27 +375,19 @@ impl ServerBench<'_> {
         let total = configs.iter().filter(|c| c.rejected.is_none()).count()
             * tests.len()
             * reps_each as usize;
-        let mut done_count = 0;
+        let mut tally = Tally::default();
         for (index, planned) in configs.iter().enumerate() {
+            if let Some(signal) = process::interrupted() {
+                return Err(Error::engine(format!("interrupted by signal {signal}")));
+            }
             let label = planned.config.label();
             observe(Event::Config {
                 index,
                 total: configs.len(),
                 label: &label,
             });
-            let remaining: Vec<&Test> = tests
-                .iter()
-                .filter(|t| {
-                    (0..reps_each).any(|r| {
-                        !self
-                            .ctx
-                            .done
-                            .contains(&(planned.config.hash(), t.name(), r))
-                    })
-                })
-                .collect();
-            if remaining.is_empty() {
-                done_count += tests.len() * reps_each as usize;
+            if !self.has_work(planned, &tests) {
+                tally.done += tests.len() * reps_each as usize;
                 continue;
             }
             if let Some(reason) = &planned.rejected {
@@ -358,7 +398,7 @@ impl ServerBench<'_> {
                 });
                 continue;
             }
-            let server = match start(self.spec(&planned.config)) {
+            let mut server = match start(self.spec(&planned.config)) {
                 Ok(server) => server,
                 Err(error) => {
                     let reason = error.to_string();
@@ -370,21 +410,30 @@ impl ServerBench<'_> {
                     continue;
                 }
             };
-            let result = self.run_config(
-                server.as_ref(),
-                planned,
-                &tests,
-                &mut done_count,
-                total,
-                observe,
-            );
+            let result =
+                self.run_config(server.as_mut(), planned, &tests, &mut tally, total, observe);
             self.ctx
                 .sink
                 .engine_log(self.ctx.run_id, None, server.log_path())?;
             drop(server);
             result?;
         }
+        if tally.failed > 0 {
+            let failed = tally.failed;
+            observe(Event::Warning(format!(
+                "{failed} trial(s) failed; each is stored as failed with its reason (`bakeoff runs show {}`)",
+                self.ctx.run_id
+            )));
+        }
         Ok(())
+    }
+
+    /// True when some (test, repetition) of the configuration is not stored yet.
+    fn has_work(&self, planned: &PlannedConfig, tests: &[Test]) -> bool {
+        let hash = planned.config.hash();
+        let reps = 0..self.ctx.plan.reps.max(1);
+        let stored = |t: &Test, r| self.ctx.done.contains(&(hash.clone(), t.name(), r));
+        tests.iter().any(|t| reps.clone().any(|r| !stored(t, r)))
     }
 
     fn spec(&self, config: &EngineConfig) -> ServerSpec {
@@ -410,12 +459,14 @@ impl ServerBench<'_> {
         )
     }
 
+    /// Every test of one configuration. A failure before a repetition began (prompts, prefill,
+    /// warmup) is stored as a failed trial of that test; either way the configuration ends there.
     fn run_config(
         &self,
-        server: &dyn BenchEngine,
+        server: &mut dyn BenchEngine,
         planned: &PlannedConfig,
         tests: &[Test],
-        done_count: &mut usize,
+        tally: &mut Tally,
         total: usize,
         observe: &mut dyn FnMut(Event),
     ) -> Result<()> {
@@ -423,30 +474,87 @@ impl ServerBench<'_> {
         let mut sources: Vec<(PromptSet, TokenSource)> = Vec::new();
         let mut prefilled: HashSet<(PromptSet, u32)> = HashSet::new();
         for test in tests {
-            if !sources.iter().any(|(set, _)| *set == test.prompts) {
-                sources.push((
-                    test.prompts.clone(),
-                    TokenSource::new(server.http(), &test.prompts)?,
-                ));
+            let prepared = self.prepare(server, test, &mut sources, &mut prefilled);
+            let outcome = match prepared {
+                Ok(at) => {
+                    let source = &sources[at].1;
+                    self.run_reps(server, planned, test, source, tally, total, &label, observe)
+                }
+                Err(error) => Err(Failure::Measure(error)),
+            };
+            match outcome {
+                Ok(ConfigEnd::Measured) => {}
+                Ok(ConfigEnd::Broken) => return Ok(()),
+                Err(Failure::Sink(error)) => return Err(error),
+                Err(Failure::Measure(error)) => {
+                    let note = self.failure_note(server, &error);
+                    self.record_failure(planned, test, &note)?;
+                    tally.failed += 1;
+                    observe(Event::Warning(format!(
+                        "{label} {}: failed: {note}",
+                        test.name()
+                    )));
+                    return Ok(());
+                }
             }
-            let source = &sources
-                .iter()
-                .find(|(set, _)| *set == test.prompts)
-                .expect("just added")
-                .1;
-            if test.depth > 0 && prefilled.insert((test.prompts.clone(), test.depth)) {
-                // Fill the cache with the depth prefix once; trials then reuse it (cache_n).
-                let body = json!({ "prompt": source.prefix(test.depth), "n_predict": 1, "cache_prompt": true, "id_slot": 0, "stream": true });
-                stream_completion(server.http(), &body)?;
-            }
-            for _ in 0..self.ctx.plan.warmup {
-                measure_test(server.http(), source, test, u32::MAX)?;
-            }
-            self.run_reps(
-                server, planned, test, source, done_count, total, &label, observe,
-            )?;
         }
         Ok(())
+    }
+
+    /// The test's token source (made once per prompt set; its index in `sources`), its depth
+    /// prefix in the cache, and the warmup runs.
+    fn prepare(
+        &self,
+        server: &dyn BenchEngine,
+        test: &Test,
+        sources: &mut Vec<(PromptSet, TokenSource)>,
+        prefilled: &mut HashSet<(PromptSet, u32)>,
+    ) -> Result<usize> {
+        let at = match sources.iter().position(|(set, _)| *set == test.prompts) {
+            Some(at) => at,
+            None => {
+                let source = TokenSource::new(server.http(), &test.prompts)?;
+                sources.push((test.prompts.clone(), source));
+                sources.len() - 1
+            }
+        };
+        let source = &sources[at].1;
+        if test.depth > 0 && prefilled.insert((test.prompts.clone(), test.depth)) {
+            // Fill the cache with the depth prefix once; trials then reuse it (cache_n).
+            let body = json!({ "prompt": source.prefix(test.depth), "n_predict": 1, "cache_prompt": true, "id_slot": 0, "stream": true });
+            stream_completion(server.http(), &body)?;
+        }
+        for _ in 0..self.ctx.plan.warmup {
+            measure_test(server.http(), source, test, u32::MAX)?;
+        }
+        Ok(at)
+    }
+
+    /// The error, with what became of the engine (died, frozen) and its log's first error line.
+    fn failure_note(&self, server: &mut dyn BenchEngine, error: &Error) -> String {
+        if let Some(trouble) = server.trouble() {
+            return format!("{trouble} during the trial ({error})");
+        }
+        match crate::engines::fatal::first_error(server.log_path()) {
+            Some(line) if crate::engines::fatal::is_fatal(&line) => {
+                format!("{error}; engine log: {line}")
+            }
+            _ => error.to_string(),
+        }
+    }
+
+    /// A failed trial for `test` outside a repetition (prompts, prefill or warmup failed).
+    fn record_failure(&self, planned: &PlannedConfig, test: &Test, note: &str) -> Result<()> {
+        let workload = test.to_json();
+        let trial = NewTrial {
+            config: Some(&planned.config),
+            engine_id: Some(self.ctx.engine_id),
+            model_id: Some(self.ctx.model_id),
+            workload: &workload,
+            repetition: 0,
+        };
+        let trial_id = self.ctx.sink.begin_trial(self.ctx.run_id, &trial)?;
+        self.ctx.sink.end_trial(trial_id, "failed", Some(note))
     }
 
     #[expect(
@@ -455,33 +563,38 @@ impl ServerBench<'_> {
     )]
     fn run_reps(
         &self,
-        server: &dyn BenchEngine,
+        server: &mut dyn BenchEngine,
         planned: &PlannedConfig,
         test: &Test,
         source: &TokenSource,
-        done_count: &mut usize,
+        tally: &mut Tally,
         total: usize,
         label: &str,
         observe: &mut dyn FnMut(Event),
-    ) -> Result<()> {
+    ) -> Result<ConfigEnd, Failure> {
         let mut values = Vec::new();
         let max_reps = if self.ctx.plan.ci_target_pct.is_some() {
             self.ctx.plan.max_reps.max(self.ctx.plan.reps)
         } else {
             self.ctx.plan.reps
         };
+        let sink = |result: Result<()>| result.map_err(Failure::Sink);
         for rep in 0..max_reps.max(1) {
             if let Some(signal) = process::interrupted() {
-                return Err(Error::engine(format!("interrupted by signal {signal}")));
+                let error = Error::engine(format!("interrupted by signal {signal}"));
+                return Err(Failure::Sink(error));
             }
             let key = (planned.config.hash(), test.name(), rep);
             if self.ctx.done.contains(&key) {
-                *done_count += 1;
+                tally.done += 1;
                 continue;
             }
             if let Some(limit) = self.require_clean {
                 noise::wait_for_quiet(limit, &[server.pid()]).map_err(|e| {
-                    Error::engine(e).with_hint("stop the busy processes, or drop --require-clean")
+                    Failure::Sink(
+                        Error::engine(e)
+                            .with_hint("stop the busy processes, or drop --require-clean"),
+                    )
                 })?;
             }
             // Someone else's process on the GPU (our engine's own work is not noise).
@@ -496,31 +609,38 @@ impl ServerBench<'_> {
                 workload: &workload,
                 repetition: rep,
             };
-            let trial_id = self.ctx.sink.begin_trial(self.ctx.run_id, &trial)?;
+            let trial_id = self
+                .ctx
+                .sink
+                .begin_trial(self.ctx.run_id, &trial)
+                .map_err(Failure::Sink)?;
             let figures = match measure_test(server.http(), source, test, rep) {
                 Ok(figures) => figures,
                 Err(error) => {
-                    let fatal = crate::engines::fatal::scan_file(server.log_path());
-                    let note = match fatal.first() {
-                        Some(line) => format!("{error}; engine log: {}", line.text),
-                        None => error.to_string(),
-                    };
-                    self.ctx.sink.end_trial(trial_id, "failed", Some(&note))?;
-                    return Err(Error::engine(note));
+                    let note = self.failure_note(server, &error);
+                    sink(self.ctx.sink.end_trial(trial_id, "failed", Some(&note)))?;
+                    tally.failed += 1;
+                    observe(Event::Warning(format!(
+                        "{label} {} rep {}: failed: {note}",
+                        test.name(),
+                        rep + 1
+                    )));
+                    return Ok(ConfigEnd::Broken);
                 }
             };
+            if let Some(reason) = non_finite(&figures) {
+                // The request worked; the engine can go on with the next repetition.
+                sink(self.ctx.sink.end_trial(trial_id, "failed", Some(&reason)))?;
+                tally.failed += 1;
+                observe(Event::Warning(format!(
+                    "{label} {} rep {}: failed: {reason}",
+                    test.name(),
+                    rep + 1
+                )));
+                continue;
+            }
             let others = before.others_cores(&CpuSnapshot::take(&[server.pid()]));
             let gpu_after = noise::gpu_utilization();
-            for (metric, value) in [
-                ("gpu_util_before_pct", gpu_before),
-                ("gpu_util_after_pct", gpu_after),
-            ] {
-                if let Some(value) = value {
-                    self.ctx
-                        .sink
-                        .sample(trial_id, metric, value, Unit::Percent, "system", 0)?;
-                }
-            }
             let mut flags = figures.flags.clone();
             if others > noise::NOISY_CORES {
                 flags.push(format!("noisy: other processes used {others:.2} cores"));
@@ -532,42 +652,23 @@ impl ServerBench<'_> {
                     .collect();
                 flags.push(format!("noisy: other GPU processes: {}", names.join(", ")));
             }
-            for (metric, value, unit, source) in &figures.samples {
-                self.ctx
-                    .sink
-                    .sample(trial_id, metric, *value, *unit, source, 0)?;
-            }
-            for (seq, gap) in figures.itl_ms.iter().enumerate() {
-                self.ctx.sink.sample(
-                    trial_id,
-                    "itl_ms",
-                    *gap,
-                    Unit::Milliseconds,
-                    "client",
-                    seq,
-                )?;
-            }
-            self.ctx.sink.sample(
-                trial_id,
-                "others_cpu_cores",
-                others,
-                Unit::Count,
-                "system",
-                0,
-            )?;
+            let system = [
+                ("gpu_util_before_pct", gpu_before),
+                ("gpu_util_after_pct", gpu_after),
+            ];
+            sink(self.store_figures(trial_id, &figures, others, system))?;
             let note = (!flags.is_empty()).then(|| flags.join("; "));
-            self.ctx.sink.end_trial(trial_id, "ok", note.as_deref())?;
-            *done_count += 1;
+            sink(self.ctx.sink.end_trial(trial_id, "ok", note.as_deref()))?;
+            tally.done += 1;
             values.push(figures.value);
-            let unit = "t/s";
             observe(Event::Trial {
-                done: *done_count,
+                done: tally.done,
                 total,
                 label,
                 test: &test.name(),
                 rep,
                 value: figures.value,
-                unit,
+                unit: "t/s",
                 flags: &flags,
             });
             if rep + 1 >= self.ctx.plan.reps.max(3) {
@@ -578,27 +679,69 @@ impl ServerBench<'_> {
                 }
             }
         }
-        if values.len() >= 3 {
-            let rest = Summary::of(&values[1..]);
-            if values[0] < rest.median * 0.8 {
-                observe(Event::Warning(format!(
-                    "{label} {}: the first run ({:.1} t/s) was much slower than the rest (median {:.1}); consider --warmup",
-                    test.name(),
-                    values[0],
-                    rest.median
-                )));
-            }
-            let outliers = super::stats::outliers(&values);
-            if !outliers.is_empty() {
-                observe(Event::Warning(format!(
-                    "{label} {}: {} statistical outlier(s) among {} runs (modified z-score); the machine may be noisy",
-                    test.name(),
-                    outliers.len(),
-                    values.len()
-                )));
+        self.warn_about_spread(label, test, &values, observe);
+        Ok(ConfigEnd::Measured)
+    }
+
+    /// Store a measured trial's samples: its figures, ITL gaps, and the machine's state.
+    fn store_figures(
+        &self,
+        trial_id: i64,
+        figures: &TrialFigures,
+        others: f64,
+        system: [(&str, Option<f64>); 2],
+    ) -> Result<()> {
+        let sink = self.ctx.sink;
+        for (metric, value) in system {
+            if let Some(value) = value {
+                sink.sample(trial_id, metric, value, Unit::Percent, "system", 0)?;
             }
         }
-        Ok(())
+        for (metric, value, unit, source) in &figures.samples {
+            sink.sample(trial_id, metric, *value, *unit, source, 0)?;
+        }
+        for (seq, gap) in figures.itl_ms.iter().enumerate() {
+            sink.sample(trial_id, "itl_ms", *gap, Unit::Milliseconds, "client", seq)?;
+        }
+        sink.sample(
+            trial_id,
+            "others_cpu_cores",
+            others,
+            Unit::Count,
+            "system",
+            0,
+        )
+    }
+
+    /// A slow first repetition and statistical outliers, as warnings.
+    fn warn_about_spread(
+        &self,
+        label: &str,
+        test: &Test,
+        values: &[f64],
+        observe: &mut dyn FnMut(Event),
+    ) {
+        if values.len() < 3 {
+            return;
+        }
+        let rest = Summary::of(&values[1..]);
+        if values[0] < rest.median * 0.8 {
+            observe(Event::Warning(format!(
+                "{label} {}: the first run ({:.1} t/s) was much slower than the rest (median {:.1}); consider --warmup",
+                test.name(),
+                values[0],
+                rest.median
+            )));
+        }
+        let outliers = super::stats::outliers(values);
+        if !outliers.is_empty() {
+            observe(Event::Warning(format!(
+                "{label} {}: {} statistical outlier(s) among {} runs (modified z-score); the machine may be noisy",
+                test.name(),
+                outliers.len(),
+                values.len()
+            )));
+        }
     }
 }
 
@@ -621,7 +764,7 @@ pub fn completed_trials(sink: &dyn TrialSink, run_id: i64) -> Result<HashSet<Tri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::load::selftest::ScriptedEndpoint;
+    use crate::measure::load::selftest::{Fault, ScriptedEndpoint};
     use crate::measure::sink::{MemorySink, TrialRow};
     use std::cell::RefCell;
 
@@ -664,6 +807,7 @@ mod tests {
             engine: "llama-server".into(),
             extra_args: vec!["--no-mmap".into()],
             health_timeout_s: 5,
+            timeouts: Timeouts::default(),
         }
     }
 
@@ -799,26 +943,147 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_request_is_stored_as_a_failed_trial_and_ends_the_run() {
-        // One warmup and one repetition succeed; the second repetition's request fails.
+    fn a_failing_request_fails_its_trial_and_the_sweep_goes_on_with_the_next_config() {
+        // Regression: one failed request ended the whole sweep; later configs were never tried.
+        // One warmup and one repetition succeed; every later request fails.
         let endpoint = ScriptedEndpoint::failing_after(2, Duration::ZERO).unwrap();
         let harness = harness(&endpoint);
         let sink = MemorySink::new(Path::new("/runs"));
-        let error = harness.run(&sink, &plan(2, 1), HashSet::new()).unwrap_err();
-        assert!(error.to_string().contains("HTTP 500"), "{error}");
+        let events = harness.run(&sink, &plan(2, 1), HashSet::new()).unwrap();
+        assert_eq!(
+            events,
+            ["-ctv f16 -fa off pp8 #0", "-ctv q8_0 -fa off skipped"]
+        );
         let trials = sink.trials(1).unwrap();
         let statuses: Vec<&str> = trials.iter().map(|t| t.status.as_str()).collect();
-        assert_eq!(statuses, ["ok", "failed"]);
-        assert!(trials[1]
-            .note
-            .as_deref()
-            .unwrap()
-            .contains("scripted failure"));
+        // f16: rep 0 ok, rep 1 failed; q8_0 skipped; bf16: its warmup failed.
+        assert_eq!(statuses, ["ok", "failed", "skipped", "failed"]);
+        for failed in [&trials[1], &trials[3]] {
+            let note = failed.note.as_deref().unwrap();
+            assert!(
+                note.contains("HTTP 500") && note.contains("scripted failure"),
+                "{note}"
+            );
+        }
+        assert_eq!(harness.started.borrow().len(), 2, "bf16 got its own engine");
         assert_eq!(
             sink.logs().len(),
-            1,
-            "the engine log is kept on failure too"
+            2,
+            "each engine log is kept on failure too"
         );
+    }
+
+    /// The harness's runner over a scripted endpoint with `fault`, bounded by short timeouts.
+    fn faulty_run(fault: Fault, plan: &BenchPlan) -> (Vec<TrialRow>, Duration) {
+        let endpoint = ScriptedEndpoint::faulty(0, fault).unwrap();
+        let sink = MemorySink::new(Path::new("/runs"));
+        let started = Instant::now();
+        let bench = ServerBench {
+            ctx: BenchContext {
+                sink: &sink,
+                run_id: 1,
+                plan,
+                binary: "llama-server".into(),
+                engine_id: 2,
+                model_id: 3,
+                done: HashSet::new(),
+            },
+            require_clean: None,
+        };
+        let timeouts = Timeouts {
+            connect: Duration::from_secs(5),
+            first_byte: Duration::from_millis(500),
+            idle: Duration::from_millis(300),
+        };
+        let start = |spec: ServerSpec| -> Result<Box<dyn BenchEngine>> {
+            let http = Http::with_timeouts(&endpoint.url, timeouts);
+            Ok(Box::new(Scripted {
+                http,
+                log_path: spec.log_path,
+            }))
+        };
+        bench.run_with(&start, &mut |_| {}).unwrap();
+        (sink.trials(1).unwrap(), started.elapsed())
+    }
+
+    fn one_config(reps: u32) -> BenchPlan {
+        let mut plan = plan(reps, 0);
+        plan.matrix.set("-ctv", vec!["f16".into()]);
+        plan
+    }
+
+    #[test]
+    fn an_empty_piece_is_still_a_token_and_no_sample_is_ever_inf() {
+        // Regression: a pp trial whose one token decoded to "" counted no arrival and stored
+        // TTFT 0 ms and pp inf t/s as ok.
+        let (trials, _) = faulty_run(Fault::EmptyPiece, &one_config(1));
+        let statuses: Vec<&str> = trials.iter().map(|t| t.status.as_str()).collect();
+        assert_eq!(statuses, ["ok", "ok"]);
+        for sample in trials.iter().flat_map(|t| &t.samples) {
+            assert!(sample.value.is_finite(), "{sample:?}");
+        }
+        let ttft = trials[0]
+            .samples
+            .iter()
+            .find(|s| s.metric == "ttft_ms")
+            .unwrap();
+        assert!(ttft.value > 0.0);
+        let tokens = trials[1]
+            .samples
+            .iter()
+            .find(|s| s.metric == "tokens_received");
+        assert_eq!(tokens.map(|s| s.value), Some(4.0));
+    }
+
+    #[test]
+    fn a_stalled_or_hung_server_fails_the_trial_within_its_bounds() {
+        for (fault, reason) in [
+            (
+                Fault::Stall(1),
+                "no data for 0.3 s after 1 events (idle timeout)",
+            ),
+            (
+                Fault::Hang,
+                "no first event within 0.5 s (first-byte timeout)",
+            ),
+            (Fault::BadJson, "is not JSON"),
+            (Fault::Truncate(1), "truncated"),
+        ] {
+            let (trials, _) = faulty_run(fault, &one_config(2));
+            let statuses: Vec<&str> = trials.iter().map(|t| t.status.as_str()).collect();
+            assert_eq!(statuses, ["failed"], "{fault:?}");
+            let note = trials[0].note.as_deref().unwrap();
+            assert!(note.contains(reason), "{fault:?}: {note}");
+        }
+    }
+
+    #[test]
+    fn a_non_finite_figure_fails_the_trial_with_its_reason() {
+        let figures = TrialFigures {
+            value: f64::INFINITY,
+            samples: vec![
+                ("ttft_ms", 0.0, Unit::Milliseconds, "client"),
+                ("pp_tps", f64::INFINITY, Unit::TokensPerSecond, "client"),
+            ],
+            itl_ms: Vec::new(),
+            flags: Vec::new(),
+        };
+        let reason = non_finite(&figures).unwrap();
+        assert_eq!(reason, "client pp_tps is inf (TTFT 0 ms): not stored");
+    }
+
+    #[test]
+    fn event_tokens_count_events_not_text() {
+        assert_eq!(event_tokens(&json!({"content": "", "stop": false})), 1);
+        assert_eq!(
+            event_tokens(&json!({"content": "ab", "tokens": [1, 2], "stop": false})),
+            2
+        );
+        assert_eq!(
+            event_tokens(&json!({"content": "", "tokens": [], "stop": true})),
+            0
+        );
+        assert_eq!(event_tokens(&json!({"content": "x", "stop": true})), 1);
     }
 
     #[test]

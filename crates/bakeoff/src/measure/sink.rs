@@ -100,6 +100,18 @@ pub trait TrialSink {
     }
 }
 
+/// Refuse a value that is not a finite number: an `inf` or `NaN` in the store reads as a
+/// measurement and poisons every statistic over it. Runners turn such figures into failed trials
+/// with a reason first; this is the last guard, for every sink.
+pub fn check_finite(trial_id: i64, metric: &str, value: f64) -> Result<()> {
+    if value.is_finite() {
+        return Ok(());
+    }
+    Err(Error::engine(format!(
+        "refusing to store {metric} = {value} for trial {trial_id}: not a finite number"
+    )))
+}
+
 /// An engine log handed to a [`MemorySink`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoggedFile {
@@ -192,6 +204,7 @@ impl TrialSink for MemorySink {
         source: &str,
         seq: usize,
     ) -> Result<()> {
+        check_finite(trial_id, metric, value)?;
         let sample = SampleRow {
             metric: metric.to_string(),
             value,
@@ -239,6 +252,35 @@ impl TrialSink for MemorySink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_finite_samples_are_refused_with_the_metric_named() {
+        let sink = MemorySink::new(Path::new("/runs"));
+        let workload = serde_json::json!({"test": "pp8"});
+        let trial = NewTrial {
+            config: None,
+            engine_id: None,
+            model_id: None,
+            workload: &workload,
+            repetition: 0,
+        };
+        let id = sink.begin_trial(1, &trial).unwrap();
+        let error = sink
+            .sample(
+                id,
+                "pp_tps",
+                f64::INFINITY,
+                Unit::TokensPerSecond,
+                "client",
+                0,
+            )
+            .unwrap_err();
+        assert!(error.to_string().contains("pp_tps = inf"), "{error}");
+        assert!(sink
+            .sample(id, "ttft_ms", f64::NAN, Unit::Milliseconds, "client", 0)
+            .is_err());
+        assert!(sink.trials(1).unwrap()[0].samples.is_empty());
+    }
 
     #[test]
     fn memory_sink_records_trials_samples_and_skips_per_run() {

@@ -9,6 +9,7 @@ use super::gate::{self, CheckOutcome, GateSpec, GateTable};
 use super::hygiene::{self, Hygiene, RequestLog};
 use super::kld::{self, KldEstimate, KldReport, Perplexity, TopK};
 use super::Status;
+use crate::engines::http::Timeouts;
 use crate::engines::llama_server::{LlamaServer, ServerSpec};
 use crate::formats::config_file;
 use crate::formats::gguf::{GgmlType, GgufFile};
@@ -228,6 +229,8 @@ pub struct GateRun<'a> {
     pub run_dir: PathBuf,
     /// Called with each finished row, to store it before the next candidate starts.
     pub store: &'a mut dyn FnMut(&Readiness) -> Result<()>,
+    /// Bounds on each request to the engines.
+    pub timeouts: Timeouts,
 }
 
 /// The baseline's reference figures, measured once.
@@ -255,12 +258,26 @@ impl GateRun<'_> {
             if let Some(signal) = crate::engines::process::interrupted() {
                 return Err(Error::engine(format!("interrupted by signal {signal}")));
             }
-            let row = self.measure_candidate(candidate, &reference, &suite, &prompts, observe)?;
+            // A candidate that fails (its engine died or froze, a request broke) is a FAIL row with
+            // the reason; the next candidate still runs.
+            let row = self
+                .measure_candidate(candidate, &reference, &suite, &prompts, observe)
+                .unwrap_or_else(|error| self.failed_row(candidate, &error));
             (self.store)(&row)?;
             observe(Event::Done(&row));
             rows.push(row);
         }
         Ok(rows)
+    }
+
+    /// A candidate's row when measuring it failed: FAIL, the error as the blocker.
+    fn failed_row(&self, candidate: &Candidate, error: &Error) -> Readiness {
+        let model = self.model_of(candidate);
+        let mut row = Readiness::new(candidate, &model, false);
+        row.kv_bytes = kv_bytes(&model, &row.flags, self.file.ctx);
+        row.overall = Some(Status::Fail);
+        row.blocker = Some(format!("checks failed: {error}"));
+        row
     }
 
     fn model_of(&self, candidate: &Candidate) -> PathBuf {
@@ -283,7 +300,7 @@ impl GateRun<'_> {
     }
 
     fn launch(&self, model: &Path, flags: &[String], label: &str) -> Result<LlamaServer> {
-        LlamaServer::launch(ServerSpec {
+        let server = LlamaServer::launch(ServerSpec {
             binary: self.server.clone(),
             model: model.to_path_buf(),
             host: "127.0.0.1".into(),
@@ -291,7 +308,8 @@ impl GateRun<'_> {
             args: self.server_args(flags),
             health_timeout: Duration::from_secs(180),
             log_path: self.run_dir.join(format!("{}.log", file_safe(label))),
-        })
+        })?;
+        Ok(server.with_timeouts(self.timeouts))
     }
 
     fn measure_baseline(
@@ -343,6 +361,9 @@ impl GateRun<'_> {
         } else {
             None
         };
+        if let Some(trouble) = died_during_checks(&server, &log) {
+            return Err(Error::engine(trouble));
+        }
         let fatal = server.fatal_lines();
         drop(server);
         row.hygiene = Some(hygiene::judge(
@@ -437,6 +458,9 @@ impl GateRun<'_> {
                 what: "top-k logprobs on the fixed text",
             });
             row.kld_estimate = Some(kld::estimate(base_top, &self.top_k(&server, &mut log)?));
+        }
+        if let Some(trouble) = died_during_checks(&server, &log) {
+            return Err(Error::engine(trouble));
         }
         let fatal = server.fatal_lines();
         drop(server);
@@ -580,7 +604,8 @@ impl GateRun<'_> {
     }
 
     fn top_k(&self, server: &LlamaServer, log: &mut RequestLog) -> Result<TopK> {
-        let tokens = kld::tokenize(&server.http, super::FIDELITY_TEXT)?;
+        let tokens = kld::tokenize(&server.http, super::FIDELITY_TEXT)
+            .map_err(|error| engine_failure(server, error))?;
         let tokens = &tokens[..tokens.len().min(512)];
         let cuts = kld::cut_points(tokens.len(), 16, self.file.checks.http_positions);
         kld::top_k_at(
@@ -590,6 +615,7 @@ impl GateRun<'_> {
             self.file.checks.http_top_k,
             log,
         )
+        .map_err(|error| engine_failure(server, error))
     }
 
     fn perplexity(&self) -> Result<Perplexity> {
@@ -629,7 +655,28 @@ fn greedy_all(
                 log,
             )
         })
-        .collect()
+        .collect::<Result<_>>()
+        .map_err(|error| engine_failure(server, error))
+}
+
+/// `llama-server (pid N) was killed by signal 9 (SIGKILL) during its checks` when the engine
+/// died or froze; asked only when some request failed (a healthy engine costs no wait).
+fn died_during_checks(server: &LlamaServer, log: &RequestLog) -> Option<String> {
+    let trouble = match log.failures.is_empty() {
+        true => server.trouble(),
+        false => server.trouble_within(Duration::from_secs(1)),
+    }?;
+    Some(format!("{trouble} during its checks"))
+}
+
+/// A failed request to `server`, named by what became of the engine when it died or froze
+/// (`llama-server (pid N) was killed by signal 9 (SIGKILL)`): the request's own error alone
+/// says only that a stream broke.
+fn engine_failure(server: &LlamaServer, error: Error) -> Error {
+    match server.trouble_within(Duration::from_secs(1)) {
+        Some(trouble) => Error::engine(format!("{trouble} ({error})")),
+        None => error,
+    }
 }
 
 /// Canaries the baseline passes and the candidate fails.

@@ -5,15 +5,12 @@
 pub mod profile;
 pub mod readiness;
 
-use crate::engines::http::Http;
+use crate::engines::http::{Http, Timeouts};
 use crate::engines::llama_server::{LlamaServer, ServerSpec};
 use crate::store::{Profile, Store};
 use readiness::{CheckResult, Finding, Gate, GateReport};
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-/// How long one readiness check may wait for the server.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
+use std::time::Instant;
 
 /// The model file must be the one the profile was saved with (same SHA-256): a profile promises
 /// the measured configuration, and a swapped or damaged file breaks that promise.
@@ -45,6 +42,7 @@ pub fn start(
     spec: ServerSpec,
     gate: &Gate,
     mut report: GateReport,
+    timeouts: Timeouts,
 ) -> std::result::Result<(LlamaServer, GateReport), GateReport> {
     if report.failure().is_some() {
         return Err(report);
@@ -68,7 +66,7 @@ pub fn start(
     report
         .results
         .push(CheckResult::new("start", Finding::pass(started_line), ms()));
-    gate.run(&Http::new(&server.url, CHECK_TIMEOUT), &mut report);
+    gate.run(&Http::with_timeouts(&server.url, timeouts), &mut report);
     if let Some(status) = server.exited() {
         let line = format!("llama-server exited during the readiness checks ({status})");
         report

@@ -3,7 +3,7 @@
 
 use super::Session;
 use crate::engines::discovery::{self, LlamaCppInstall};
-use crate::engines::http::Http;
+use crate::engines::http::{Http, Timeouts};
 use crate::engines::llama_server::{LlamaServer, ServerSpec};
 use crate::engines::{attach, EngineKind};
 use crate::store::{ModelRow, Store};
@@ -177,6 +177,21 @@ impl Target {
             served_models: detected.models,
             server: None,
         })
+    }
+
+    /// Bound every later request to the engine by `timeouts` (the command's `--*-timeout` flags).
+    pub fn set_timeouts(&mut self, timeouts: Timeouts) {
+        self.http = self.http.retimed(timeouts);
+        if let Some(server) = &mut self.server {
+            server.http = server.http.retimed(timeouts);
+        }
+    }
+
+    /// Why a launched engine can no longer answer (it died or is frozen), in words; `None` for
+    /// a running or an attached one. Asked after requests failed.
+    pub fn trouble(&self) -> Option<String> {
+        let server = self.server.as_ref()?;
+        server.trouble_within(Duration::from_secs(1))
     }
 
     /// The served model name requests should carry, when the server lists one.

@@ -361,6 +361,7 @@ impl Store {
         source: &str,
         seq: usize,
     ) -> Result<()> {
+        crate::measure::sink::check_finite(trial_id, metric, value)?;
         self.conn
             .execute(
                 "INSERT INTO samples (trial_id, metric, value, unit, source, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

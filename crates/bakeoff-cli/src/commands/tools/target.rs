@@ -32,11 +32,15 @@ pub fn open(
     log_dir: &Path,
     session: Option<&Session>,
 ) -> Result<Target> {
-    match (&target.model, &target.url) {
+    let mut opened = match (&target.model, &target.url) {
         (Some(model), _) => launch(global, target, model, log_dir, session),
         (None, Some(url)) => attach_to(url, target, session.map(Session::store)),
         (None, None) => Err(Error::input("no engine: pass --model FILE or --url URL")),
-    }
+    }?;
+    let timeouts = target.timeouts.timeouts();
+    opened.engine.set_timeouts(timeouts);
+    opened.endpoint = opened.endpoint.retimed(timeouts);
+    Ok(opened)
 }
 
 fn launch(

@@ -99,6 +99,10 @@ pub fn send(
 
 /// Tokens in one streamed chunk.
 fn chunk_tokens(chunk: &Value, predicted_so_far: &mut u64) -> u32 {
+    if chunk.get("stop").is_some() && chunk.get("choices").is_none() {
+        // llama-server /completion: one event per token, even when its piece decodes to "".
+        return crate::measure::bench::event_tokens(chunk) as u32;
+    }
     if let Some(tokens) = chunk.get("tokens").and_then(Value::as_array) {
         return tokens.len() as u32; // llama-server /completion: the token ids themselves
     }

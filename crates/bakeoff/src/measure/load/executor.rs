@@ -7,7 +7,7 @@
 use super::client;
 use super::metrics::RequestRecord;
 use super::workload::Generator;
-use crate::engines::http::Http;
+use crate::engines::http::{Http, Timeouts};
 use crate::engines::process;
 use crate::measure::stats::{median, Rng};
 use serde::{Deserialize, Serialize};
@@ -119,6 +119,9 @@ pub struct StepLimits {
     /// Stop a step early when the server saturates.
     pub stop_on_saturation: bool,
 }
+
+/// How long one `/metrics` or `/slots` scrape may take (they are taken once a second).
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Live figures for progress display.
 #[derive(Debug, Clone, Default)]
@@ -308,10 +311,16 @@ pub fn run_step(
     let job_rx = std::sync::Mutex::new(job_rx);
     std::thread::scope(|scope| {
         let scraper = scope.spawn(|| {
+            // A frozen server must not hold the step's end for a whole request bound.
+            let probe = http.retimed(Timeouts {
+                first_byte: SCRAPE_TIMEOUT,
+                idle: SCRAPE_TIMEOUT,
+                ..http.timeouts()
+            });
             let mut samples = Vec::new();
             let mut second = 0;
             while !finished.load(Ordering::SeqCst) {
-                for (name, value) in super::scrape::scrape(http) {
+                for (name, value) in super::scrape::scrape(&probe) {
                     samples.push((second, name, value));
                 }
                 second += 1;

@@ -127,6 +127,39 @@ pub struct LoadRunner<'a> {
     pub ceiling_tps: Option<f64>,
     /// Our own processes (the engine), so their CPU use is not counted as noise.
     pub tracked_pids: Vec<i32>,
+    /// Why the engine can no longer answer (a launched one died or froze), asked after a step
+    /// with failed requests; `None` while it can (always, for an attached server).
+    pub trouble: &'a dyn Fn() -> Option<String>,
+}
+
+/// Why a step is failed rather than ok: its engine is gone (the run stops there), or every
+/// request failed (the next step is still tried).
+fn step_failure(records: &[RequestRecord], trouble: Option<&str>) -> Option<String> {
+    let failed: Vec<&RequestRecord> = records.iter().filter(|r| r.error.is_some()).collect();
+    let first = failed.first()?;
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &failed {
+        *kinds
+            .entry(r.error.as_deref().unwrap_or("other"))
+            .or_default() += 1;
+    }
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} × {k}")).collect();
+    let counts = format!(
+        "{} of {} requests failed ({})",
+        failed.len(),
+        records.len(),
+        kinds.join(", ")
+    );
+    let message = first.error_message.as_deref().unwrap_or("no message");
+    match trouble {
+        Some(trouble) => Some(format!(
+            "{trouble} during the step; {counts}; first: {message}"
+        )),
+        None if failed.len() == records.len() => {
+            Some(format!("every request failed: {counts}; first: {message}"))
+        }
+        None => None,
+    }
 }
 
 impl LoadRunner<'_> {
@@ -145,9 +178,15 @@ impl LoadRunner<'_> {
             if crate::engines::process::interrupted().is_some() {
                 break;
             }
-            let table = self.step(plan, &shapes[index], index, observe)?;
+            let (table, trouble) = self.step(plan, &shapes[index], index, observe)?;
             observe(LoadEvent::StepDone { summary: &table });
             tables.push(table);
+            if let Some(trouble) = trouble {
+                let steps = tables.len();
+                let message =
+                    format!("{trouble}; the run stops after {steps} step(s), each stored");
+                return Err(crate::Error::engine(message));
+            }
             index += 1;
             if let (Some(n), 2) = (plan.sweep_rates, index) {
                 // Rates evenly between the synchronous and the maximum request rate.
@@ -171,7 +210,7 @@ impl LoadRunner<'_> {
         shape: &Shape,
         index: usize,
         observe: &mut dyn FnMut(LoadEvent),
-    ) -> Result<StepTable> {
+    ) -> Result<(StepTable, Option<String>)> {
         let label = shape.label();
         observe(LoadEvent::StepStart { label: &label });
         let workload = json!({ "test": label, "kind": "load", "shape": shape, "workload": plan.workload.describe(), "seed": plan.seed });
@@ -261,10 +300,21 @@ impl LoadRunner<'_> {
                 notes.push(warning);
             }
         }
+        let any_failed = result.records.iter().any(|r| r.error.is_some());
+        let trouble = any_failed.then(|| (self.trouble)()).flatten();
+        let failure = step_failure(&result.records, trouble.as_deref());
+        let status = match &failure {
+            Some(failure) => {
+                observe(LoadEvent::Warning(format!("{label}: failed: {failure}")));
+                notes.insert(0, failure.clone());
+                "failed"
+            }
+            None => "ok",
+        };
         let note = (!notes.is_empty()).then(|| notes.join("; "));
-        self.sink.end_trial(trial_id, "ok", note.as_deref())?;
+        self.sink.end_trial(trial_id, status, note.as_deref())?;
         let stored = self.sink.trial(trial_id)?;
-        Ok(StepTable::from_trial(&stored))
+        Ok((StepTable::from_trial(&stored), trouble))
     }
 
     fn store_record(&self, trial_id: i64, r: &RequestRecord, warmup_s: f64) -> Result<()> {
@@ -359,7 +409,7 @@ mod tests {
     use super::*;
     use crate::measure::prompts::TokenSource;
     use crate::measure::sink::MemorySink;
-    use selftest::ScriptedEndpoint;
+    use selftest::{Fault, ScriptedEndpoint};
     use std::path::Path;
     use std::time::Duration;
     use workload::LengthDist;
@@ -390,13 +440,25 @@ mod tests {
     fn run(sink: &MemorySink, plan: &LoadPlan) -> (Vec<StepTable>, Vec<String>) {
         let endpoint = ScriptedEndpoint::start(Duration::ZERO).unwrap();
         let http = Http::new(&endpoint.url, Duration::from_secs(10));
+        let mut warnings = Vec::new();
+        let tables = run_against(sink, plan, &http, &|| None, &mut warnings).unwrap();
+        (tables, warnings)
+    }
+
+    fn run_against(
+        sink: &MemorySink,
+        plan: &LoadPlan,
+        http: &Http,
+        trouble: &dyn Fn() -> Option<String>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<StepTable>> {
         let source = TokenSource::fixed(vec![1, 2, 3, 4]);
         let generator = Generator::new(plan.workload.clone(), 1, Some(source)).unwrap();
         let config = EngineConfig::default().with_flag("-np", "2");
         let runner = LoadRunner {
             sink,
             run_id: 4,
-            http: &http,
+            http,
             generator: &generator,
             config: &config,
             engine_id: Some(5),
@@ -404,16 +466,77 @@ mod tests {
             model_name: None,
             ceiling_tps: None,
             tracked_pids: Vec::new(),
+            trouble,
         };
-        let mut warnings = Vec::new();
-        let tables = runner
-            .run(plan, &mut |event| {
-                if let LoadEvent::Warning(warning) = event {
-                    warnings.push(warning);
-                }
-            })
-            .unwrap();
-        (tables, warnings)
+        runner.run(plan, &mut |event| {
+            if let LoadEvent::Warning(warning) = event {
+                warnings.push(warning);
+            }
+        })
+    }
+
+    fn short_bounds(url: &str) -> Http {
+        let timeouts = crate::engines::http::Timeouts {
+            connect: Duration::from_secs(5),
+            first_byte: Duration::from_millis(500),
+            idle: Duration::from_millis(300),
+        };
+        Http::with_timeouts(url, timeouts)
+    }
+
+    #[test]
+    fn a_step_whose_requests_all_failed_is_a_failed_step_and_the_next_step_runs() {
+        // Regression: steps of only HTTP 500s, truncated streams or bad JSON were stored as ok.
+        for (fault, kind) in [
+            (Fault::Http500, "http_500"),
+            (Fault::Truncate(1), "truncated"),
+            (Fault::BadJson, "bad_json"),
+            (Fault::Stall(1), "timeout"),
+            (Fault::Hang, "timeout"),
+        ] {
+            let endpoint = ScriptedEndpoint::faulty(0, fault).unwrap();
+            let sink = MemorySink::new(Path::new("/runs"));
+            let shapes = vec![Shape::Concurrency(1), Shape::Concurrency(2)];
+            let plan = plan(shapes, 2, Duration::ZERO);
+            let mut warnings = Vec::new();
+            let http = short_bounds(&endpoint.url);
+            let tables = run_against(&sink, &plan, &http, &|| None, &mut warnings).unwrap();
+            assert_eq!(tables.len(), 2, "{fault:?}: the second step still ran");
+            assert_eq!(
+                tables[0].errors.get(kind),
+                Some(&2),
+                "{fault:?}: {:?}",
+                tables[0].errors
+            );
+            for trial in sink.trials(4).unwrap() {
+                assert_eq!(trial.status, "failed", "{fault:?}");
+                let note = trial.note.unwrap();
+                assert!(
+                    note.starts_with("every request failed: 2 of 2"),
+                    "{fault:?}: {note}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_step_whose_engine_died_is_failed_and_ends_the_run() {
+        let endpoint = ScriptedEndpoint::faulty(0, Fault::Http500).unwrap();
+        let sink = MemorySink::new(Path::new("/runs"));
+        let shapes = vec![Shape::Concurrency(1), Shape::Concurrency(2)];
+        let plan = plan(shapes, 2, Duration::ZERO);
+        let died = || Some("llama-server (pid 7) was killed by signal 9 (SIGKILL)".to_string());
+        let http = short_bounds(&endpoint.url);
+        let error = run_against(&sink, &plan, &http, &died, &mut Vec::new()).unwrap_err();
+        assert!(error.to_string().contains("killed by signal 9"), "{error}");
+        let trials = sink.trials(4).unwrap();
+        assert_eq!(trials.len(), 1, "no step after the engine died");
+        let note = trials[0].note.as_deref().unwrap();
+        assert!(
+            note.contains("signal 9 (SIGKILL) during the step"),
+            "{note}"
+        );
+        assert_eq!(trials[0].status, "failed");
     }
 
     fn count(trial: &TrialRow, metric: &str, source: &str) -> usize {

@@ -29,11 +29,100 @@ impl Drop for ScriptedEndpoint {
     }
 }
 
-/// What the endpoint answers: its pace, and after how many `/completion` requests it fails them.
+/// A fault the endpoint injects into its completion answers (`/completion`, `/v1/...`), the
+/// ones a real engine cannot be made to produce on demand. `/health`, `/tokenize` and
+/// `/v1/models` always answer, so bakeoff attaches before the fault shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fault {
+    #[default]
+    None,
+    /// Read the request, never answer.
+    Hang,
+    /// Send the response head and this many token events, then nothing (the connection stays open).
+    Stall(usize),
+    /// Send this many token events, then close without a final chunk.
+    Truncate(usize),
+    /// HTTP 500 with a JSON error body.
+    Http500,
+    /// One event that is not JSON.
+    BadJson,
+    /// Token events whose piece decodes to `""` and that carry no `tokens` array (llama-server
+    /// without `return_tokens`, on a token such as a lone byte of a UTF-8 sequence).
+    EmptyPiece,
+}
+
+impl Fault {
+    /// `hang`, `stall`, `truncate`, `500`, `bad-json`, `empty-piece` (stall and truncate after
+    /// 3 events), as the hidden `load --scripted-fault` flag spells them.
+    pub fn parse(text: &str) -> Option<Fault> {
+        Some(match text {
+            "none" => Fault::None,
+            "hang" => Fault::Hang,
+            "stall" => Fault::Stall(3),
+            "truncate" => Fault::Truncate(3),
+            "500" => Fault::Http500,
+            "bad-json" => Fault::BadJson,
+            "empty-piece" => Fault::EmptyPiece,
+            _ => return None,
+        })
+    }
+}
+
+/// What the endpoint answers: its pace, after how many `/completion` requests it fails them, and
+/// the fault it injects.
 struct Script {
     pace: Duration,
     completions_before_failure: Option<usize>,
     completions: AtomicUsize,
+    fault: Fault,
+    stop: Arc<AtomicBool>,
+}
+
+impl Script {
+    /// Hold the connection open, answering nothing, until the endpoint is dropped.
+    fn hold(&self) -> std::io::Result<()> {
+        while !self.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+}
+
+const SSE_HEAD: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
+
+/// Answer a completion request with the script's fault; `None` when there is none to inject.
+fn inject(
+    stream: &mut TcpStream,
+    script: &Script,
+    path: &str,
+    chunk: &[u8],
+) -> Option<std::io::Result<()>> {
+    const COMPLETIONS: [&str; 3] = ["/completion", "/v1/chat/completions", "/v1/completions"];
+    if !COMPLETIONS.contains(&path) {
+        return None;
+    }
+    let events = |stream: &mut TcpStream, n: usize| -> std::io::Result<()> {
+        stream.write_all(SSE_HEAD)?;
+        (0..n).try_for_each(|_| stream.write_all(chunk))?;
+        stream.flush()
+    };
+    Some(match script.fault {
+        Fault::None | Fault::EmptyPiece => return None,
+        Fault::Hang => script.hold(),
+        Fault::Stall(n) => events(stream, n).and_then(|()| script.hold()),
+        Fault::Truncate(n) => events(stream, n),
+        Fault::Http500 => internal_error(stream),
+        Fault::BadJson => events(stream, 1)
+            .and_then(|()| stream.write_all(b"data: {\"content\": \"x\", oops\n\n")),
+    })
+}
+
+fn internal_error(stream: &mut TcpStream) -> std::io::Result<()> {
+    let body = r#"{"error":{"code":500,"message":"scripted failure"}}"#;
+    let head = format!("HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body.as_bytes())
 }
 
 /// The final `/completion` chunk: llama-server's timings, with the figures at the scripted pace.
@@ -54,7 +143,7 @@ fn tokenize(request: &serde_json::Value) -> String {
     serde_json::json!({ "tokens": tokens }).to_string()
 }
 
-/// One request: llama-server `/completion` (with timings), `/tokenize`, OpenAI
+/// One request: llama-server `/completion` (with timings), `/tokenize`, `/props`, `/slots`, OpenAI
 /// `/v1/chat/completions` and `/v1/completions` (streamed, with a usage chunk and `[DONE]`),
 /// `/v1/models` (with llama-server's `meta.n_vocab`) and `/health`, so bakeoff and other load
 /// generators can be measured against the same endpoint.
@@ -91,13 +180,11 @@ fn serve_one(mut stream: TcpStream, default_tokens: usize, script: &Script) -> s
     let (chunk, last): (&[u8], String) = match path {
         "/v1/models" => return json(&mut stream, r#"{"object":"list","data":[{"id":"scripted","object":"model","owned_by":"bakeoff","meta":{"n_vocab":32000}}]}"#),
         "/tokenize" => return json(&mut stream, &tokenize(&request)),
-        "/completion" if script.fails_now() => {
-            let body = r#"{"error":{"code":500,"message":"scripted failure"}}"#;
-            let head = format!("HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-            stream.write_all(head.as_bytes())?;
-            return stream.write_all(body.as_bytes());
-        }
+        "/completion" if script.fails_now() => return internal_error(&mut stream),
         "/health" => return json(&mut stream, r#"{"status":"ok"}"#),
+        // Enough of llama-server's `/props` for `--url` to attach to it as one.
+        "/props" => return json(&mut stream, r#"{"build_info":"scripted","total_slots":4}"#),
+        "/slots" => return json(&mut stream, "[]"),
         "/v1/chat/completions" => (
             b"data: {\"id\":\"s\",\"object\":\"chat.completion.chunk\",\"model\":\"scripted\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" x\"},\"finish_reason\":null}]}\n\n",
             format!("data: {{\"id\":\"s\",\"object\":\"chat.completion.chunk\",\"model\":\"scripted\",\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"length\"}}]}}\n\ndata: {{\"id\":\"s\",\"object\":\"chat.completion.chunk\",\"model\":\"scripted\",\"choices\":[],\"usage\":{{\"prompt_tokens\":1,\"completion_tokens\":{n},\"total_tokens\":{}}}}}\n\ndata: [DONE]\n\n", n + 1),
@@ -106,14 +193,19 @@ fn serve_one(mut stream: TcpStream, default_tokens: usize, script: &Script) -> s
             b"data: {\"id\":\"s\",\"object\":\"text_completion\",\"model\":\"scripted\",\"choices\":[{\"index\":0,\"text\":\" x\",\"finish_reason\":null}]}\n\n",
             format!("data: {{\"id\":\"s\",\"object\":\"text_completion\",\"model\":\"scripted\",\"choices\":[{{\"index\":0,\"text\":\"\",\"finish_reason\":\"length\"}}],\"usage\":{{\"prompt_tokens\":1,\"completion_tokens\":{n},\"total_tokens\":{}}}}}\n\ndata: [DONE]\n\n", n + 1),
         ),
+        _ if script.fault == Fault::EmptyPiece => (
+            b"data: {\"content\":\"\",\"stop\":false}\n\n",
+            completion_timings(&request, n, pace),
+        ),
         _ => (
             b"data: {\"content\":\"x\",\"tokens\":[7],\"stop\":false}\n\n",
             completion_timings(&request, n, pace),
         ),
     };
-    stream.write_all(
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n",
-    )?;
+    if let Some(done) = inject(&mut stream, script, path, chunk) {
+        return done;
+    }
+    stream.write_all(SSE_HEAD)?;
     let start = Instant::now();
     for i in 0..n {
         if !pace.is_zero() {
@@ -144,23 +236,35 @@ impl ScriptedEndpoint {
 
     /// As [`ScriptedEndpoint::start`], on `port` of 127.0.0.1 (0: a free one).
     pub fn start_on(port: u16, pace: Duration) -> std::io::Result<Self> {
-        Self::listen(port, pace, None)
+        Self::listen(port, pace, None, Fault::None)
     }
 
     /// As [`ScriptedEndpoint::start`], but `/completion` answers HTTP 500 after `ok` requests.
     pub fn failing_after(ok: usize, pace: Duration) -> std::io::Result<Self> {
-        Self::listen(0, pace, Some(ok))
+        Self::listen(0, pace, Some(ok), Fault::None)
     }
 
-    fn listen(port: u16, pace: Duration, fail_after: Option<usize>) -> std::io::Result<Self> {
+    /// As [`ScriptedEndpoint::start_on`], every completion answered with `fault`.
+    pub fn faulty(port: u16, fault: Fault) -> std::io::Result<Self> {
+        Self::listen(port, Duration::ZERO, None, fault)
+    }
+
+    fn listen(
+        port: u16,
+        pace: Duration,
+        fail_after: Option<usize>,
+        fault: Fault,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", port))?;
+        let stop = Arc::new(AtomicBool::new(false));
         let script = Arc::new(Script {
             pace,
             completions_before_failure: fail_after,
             completions: AtomicUsize::new(0),
+            fault,
+            stop: stop.clone(),
         });
         let url = format!("http://{}", listener.local_addr()?);
-        let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {

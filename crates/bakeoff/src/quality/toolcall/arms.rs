@@ -5,7 +5,7 @@
 
 use super::grammar;
 use crate::chat::{ChatTemplate, Message, ToolCall, ToolCallFormat};
-use crate::engines::http::Http;
+use crate::engines::http::{Http, Timeouts};
 use crate::engines::llama_api::{self, RawCompletion, RawParams};
 use crate::engines::ollama::Ollama;
 use crate::{Error, Result};
@@ -29,6 +29,18 @@ pub enum Endpoint {
 impl Endpoint {
     pub fn llama_server(url: &str) -> Self {
         Endpoint::LlamaServer(Http::new(url, Duration::from_secs(600)))
+    }
+
+    /// The same endpoint under other request bounds (the command's `--*-timeout` flags).
+    pub fn retimed(self, timeouts: Timeouts) -> Self {
+        match self {
+            Endpoint::LlamaServer(http) => Endpoint::LlamaServer(http.retimed(timeouts)),
+            Endpoint::OpenAi { http, model } => Endpoint::OpenAi {
+                http: http.retimed(timeouts),
+                model,
+            },
+            Endpoint::Ollama(ollama) => Endpoint::Ollama(ollama.retimed(timeouts)),
+        }
     }
 
     pub fn engine(&self) -> &'static str {
