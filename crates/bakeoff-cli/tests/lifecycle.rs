@@ -518,12 +518,12 @@ fn a_bench_that_measured_nothing_exits_1_and_is_stored_failed() {
 /// Regression: SIGTERM while `load` waited on a request that never came back left the run
 /// `running` (the signal thread exited the process before the command recorded its end). A
 /// scripted endpoint (the one fake server bakeoff has; a real engine cannot be made to stall on
-/// cue) paces its tokens a minute apart, so the request blocks.
+/// cue) answers the attach check, then stalls the measured request after three tokens.
 #[test]
 fn sigterm_while_load_blocks_on_a_stalled_request_ends_the_run_interrupted() {
-    use bakeoff::measure::load::selftest::ScriptedEndpoint;
+    use bakeoff::measure::load::selftest::{Fault, ScriptedEndpoint};
     let sandbox = Sandbox::new();
-    let endpoint = ScriptedEndpoint::start(Duration::from_secs(60)).unwrap();
+    let endpoint = ScriptedEndpoint::faulty_after(0, Fault::Stall(3), 1).unwrap();
     let dataset = sandbox.dir.path().join("chats.jsonl");
     let chat = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}\n";
     std::fs::write(&dataset, chat).unwrap();

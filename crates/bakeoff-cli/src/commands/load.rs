@@ -178,7 +178,8 @@ fn serve_scripted(args: &LoadArgs, printer: Printer) -> anyhow::Result<ExitCode>
             let fault = selftest::Fault::parse(name).ok_or_else(|| {
                 Error::input(format!("--scripted-fault {name}: expected hang, stall, truncate, 500, bad-json or empty-piece"))
             })?;
-            selftest::ScriptedEndpoint::faulty(port, fault)
+            // The attach check's completion passes; the fault shows in the measured requests.
+            selftest::ScriptedEndpoint::faulty_after(port, fault, 1)
         }
     }
     .map_err(listen_error)?;

@@ -354,6 +354,7 @@ mod tests {
             engine: "llama-server".into(),
             extra_args: Vec::new(),
             health_timeout_s: 120,
+            timeouts: Default::default(),
         }
     }
 

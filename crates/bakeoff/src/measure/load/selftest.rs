@@ -75,10 +75,27 @@ struct Script {
     completions_before_failure: Option<usize>,
     completions: AtomicUsize,
     fault: Fault,
+    /// Completions answered normally before the fault shows (a `--url` command's attach check).
+    spared: usize,
+    /// Completion requests seen, for `spared`.
+    seen: AtomicUsize,
     stop: Arc<AtomicBool>,
 }
 
 impl Script {
+    /// Tokens one per `pace`; `/completion` fails after `fail_after` requests when given.
+    fn paced(pace: Duration, fail_after: Option<usize>) -> Script {
+        Script {
+            pace,
+            completions_before_failure: fail_after,
+            completions: AtomicUsize::new(0),
+            fault: Fault::None,
+            spared: 0,
+            seen: AtomicUsize::new(0),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     /// Hold the connection open, answering nothing, until the endpoint is dropped.
     fn hold(&self) -> std::io::Result<()> {
         while !self.stop.load(Ordering::SeqCst) {
@@ -99,7 +116,7 @@ fn inject(
     chunk: &[u8],
 ) -> Option<std::io::Result<()>> {
     const COMPLETIONS: [&str; 3] = ["/completion", "/v1/chat/completions", "/v1/completions"];
-    if !COMPLETIONS.contains(&path) {
+    if !COMPLETIONS.contains(&path) || script.seen.fetch_add(1, Ordering::SeqCst) < script.spared {
         return None;
     }
     let events = |stream: &mut TcpStream, n: usize| -> std::io::Result<()> {
@@ -236,34 +253,35 @@ impl ScriptedEndpoint {
 
     /// As [`ScriptedEndpoint::start`], on `port` of 127.0.0.1 (0: a free one).
     pub fn start_on(port: u16, pace: Duration) -> std::io::Result<Self> {
-        Self::listen(port, pace, None, Fault::None)
+        Self::listen(port, Script::paced(pace, None))
     }
 
     /// As [`ScriptedEndpoint::start`], but `/completion` answers HTTP 500 after `ok` requests.
     pub fn failing_after(ok: usize, pace: Duration) -> std::io::Result<Self> {
-        Self::listen(0, pace, Some(ok), Fault::None)
+        Self::listen(0, Script::paced(pace, Some(ok)))
     }
 
     /// As [`ScriptedEndpoint::start_on`], every completion answered with `fault`.
     pub fn faulty(port: u16, fault: Fault) -> std::io::Result<Self> {
-        Self::listen(port, Duration::ZERO, None, fault)
+        Self::faulty_after(port, fault, 0)
     }
 
-    fn listen(
-        port: u16,
-        pace: Duration,
-        fail_after: Option<usize>,
-        fault: Fault,
-    ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", port))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let script = Arc::new(Script {
-            pace,
-            completions_before_failure: fail_after,
-            completions: AtomicUsize::new(0),
+    /// As [`ScriptedEndpoint::faulty`], the first `spared` completions answered normally: a
+    /// `--url` command checks that one completion works before it attaches, and the fault must
+    /// show in what it measures.
+    pub fn faulty_after(port: u16, fault: Fault, spared: usize) -> std::io::Result<Self> {
+        let script = Script {
             fault,
-            stop: stop.clone(),
-        });
+            spared,
+            ..Script::paced(Duration::ZERO, None)
+        };
+        Self::listen(port, script)
+    }
+
+    fn listen(port: u16, script: Script) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port))?;
+        let stop = script.stop.clone();
+        let script = Arc::new(script);
         let url = format!("http://{}", listener.local_addr()?);
         let flag = stop.clone();
         std::thread::spawn(move || {
