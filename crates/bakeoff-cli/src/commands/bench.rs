@@ -176,8 +176,14 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
         tag: settings.tag.clone(),
         ..args
     };
-    let store = super::open_store(global)?;
-    let (plan, resume) = resolve_plan(&store, &settings, &args)?;
+    // A new plan is checked before the database is opened: a refused plan creates nothing.
+    let (plan, resume, store) = match args.resume.as_deref() {
+        Some(reference) => {
+            let (store, plan, run_id) = stored_plan(global, reference)?;
+            (plan, Some(run_id), Some(store))
+        }
+        None => (plan_from_settings(&settings, &args)?, None, None),
+    };
     experiment::check_plan(&plan)?;
     for warning in experiment::depth_warnings(&plan, model::trained_context(&plan.model)) {
         printer.warn(warning);
@@ -187,6 +193,10 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
         return Ok(ExitCode::SUCCESS);
     }
     model::check_file(&plan.model)?;
+    let store = match store {
+        Some(store) => store,
+        None => super::open_store(global)?,
+    };
     let engine = Engine::find(Some(&store), global.engine_path.as_deref(), &plan.engine)?;
     let model = store.model(&plan.model)?;
     let session = open_session(store, &plan, &args, resume, &model)?;
@@ -200,20 +210,14 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
     bench.run(engine, resume.is_some(), format)
 }
 
-/// The plan from the command line, or the stored one of the run `--resume` names.
-fn resolve_plan(
-    store: &Store,
-    settings: &Experiment,
-    args: &BenchArgs,
-) -> bakeoff::Result<(BenchPlan, Option<i64>)> {
-    let Some(reference) = &args.resume else {
-        return Ok((plan_from_settings(settings, args)?, None));
-    };
+/// The stored plan of the run `--resume` names, with the database it is in.
+fn stored_plan(global: &Global, reference: &str) -> anyhow::Result<(Store, BenchPlan, i64)> {
+    let store = super::open_existing_store(global)?;
     let run_id = store.resolve_run(reference)?;
     let detail = store.run_detail(run_id)?;
     let plan = serde_json::from_value(detail.params["plan"].clone())
         .map_err(|e| Error::input(format!("run {run_id} has no bench plan to resume ({e})")))?;
-    Ok((plan, Some(run_id)))
+    Ok((store, plan, run_id))
 }
 
 /// A new bench run holding the plan, or the resumed one reopened.

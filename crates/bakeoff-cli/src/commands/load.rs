@@ -232,6 +232,9 @@ impl LoadRun<'_> {
         let code = self.session.finish(&result)?;
         print!("{}", bakeoff::report::load::render(format, &result?));
         self.closing_lines(ceiling);
+        if let Some(note) = self.session.note() {
+            self.printer.warn(note);
+        }
         Ok(ExitCode::from(code))
     }
 

@@ -145,6 +145,8 @@ impl Starter<'_> {
         mut serving: Serving,
     ) -> anyhow::Result<ExitCode> {
         let fallback_for = (profile.name != asked).then_some(asked);
+        // Up and gated: from here on the server is what others measure, so the lock is theirs.
+        serving.session.release_lock();
         print_ready(&serving, profile, fallback_for, self.args.json);
         let (log_path, printer) = (&serving.log_path, self.printer);
         super::serve::keep_serving(&mut serving.session, log_path, &mut serving.server, printer)
@@ -192,7 +194,8 @@ impl Starter<'_> {
         let command = super::command_line();
         let tag = self.args.tag.as_deref();
         let params = start.params(engine.engine_id);
-        let session = Session::begin_unlocked(store, RunSpec::new("serve", &command, tag, params))?;
+        // Locked while the engine loads and its readiness gate measures; released once it serves.
+        let session = Session::begin(store, RunSpec::new("serve", &command, tag, params))?;
         let log_path = session.run_dir().join("llama-server.log");
         self.printer.status(format!(
             "starting profile '{}' (run {}): {} on {} (log: {})",
