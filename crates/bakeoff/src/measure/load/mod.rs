@@ -282,7 +282,11 @@ impl LoadRunner<'_> {
             observe(LoadEvent::Warning(warning.clone()));
             notes.push(warning);
         }
-        if summary.completed < MIN_WINDOW_REQUESTS {
+        let any_failed = result.records.iter().any(|r| r.error.is_some());
+        let trouble = any_failed.then(|| (self.trouble)()).flatten();
+        let failure = step_failure(&result.records, trouble.as_deref());
+        // A failed step says why; "too few requests completed" would only repeat it.
+        if summary.completed < MIN_WINDOW_REQUESTS && failure.is_none() {
             let warning = format!(
                 "only {} request(s) completed inside the measured window; lengthen --duration (or shorten --warmup/--cooldown) for figures worth reading",
                 summary.completed
@@ -300,9 +304,6 @@ impl LoadRunner<'_> {
                 notes.push(warning);
             }
         }
-        let any_failed = result.records.iter().any(|r| r.error.is_some());
-        let trouble = any_failed.then(|| (self.trouble)()).flatten();
-        let failure = step_failure(&result.records, trouble.as_deref());
         let status = match &failure {
             Some(failure) => {
                 observe(LoadEvent::Warning(format!("{label}: failed: {failure}")));
