@@ -545,16 +545,21 @@ impl ServerBench<'_> {
 
     /// A failed trial for `test` outside a repetition (prompts, prefill or warmup failed).
     fn record_failure(&self, planned: &PlannedConfig, test: &Test, note: &str) -> Result<()> {
+        let trial_id = self.begin_trial(planned, test, 0)?;
+        self.ctx.sink.end_trial(trial_id, "failed", Some(note))
+    }
+
+    /// Store the start of repetition `rep` of `test` on `planned`'s engine.
+    fn begin_trial(&self, planned: &PlannedConfig, test: &Test, rep: u32) -> Result<i64> {
         let workload = test.to_json();
         let trial = NewTrial {
             config: Some(&planned.config),
             engine_id: Some(self.ctx.engine_id),
             model_id: Some(self.ctx.model_id),
             workload: &workload,
-            repetition: 0,
+            repetition: rep,
         };
-        let trial_id = self.ctx.sink.begin_trial(self.ctx.run_id, &trial)?;
-        self.ctx.sink.end_trial(trial_id, "failed", Some(note))
+        self.ctx.sink.begin_trial(self.ctx.run_id, &trial)
     }
 
     #[expect(
@@ -601,18 +606,8 @@ impl ServerBench<'_> {
             let foreign_gpu = noise::foreign_gpu_processes(&[server.pid()]);
             let gpu_before = noise::gpu_utilization();
             let before = CpuSnapshot::take(&[server.pid()]);
-            let workload = test.to_json();
-            let trial = NewTrial {
-                config: Some(&planned.config),
-                engine_id: Some(self.ctx.engine_id),
-                model_id: Some(self.ctx.model_id),
-                workload: &workload,
-                repetition: rep,
-            };
             let trial_id = self
-                .ctx
-                .sink
-                .begin_trial(self.ctx.run_id, &trial)
+                .begin_trial(planned, test, rep)
                 .map_err(Failure::Sink)?;
             let figures = match measure_test(server.http(), source, test, rep) {
                 Ok(figures) => figures,
