@@ -157,6 +157,26 @@ fn a_directory_given_as_model_is_said_to_be_one() {
     fails_with(&sandbox, &["gate", text(&candidates)], 2, &in_file);
 }
 
+/// Regression: bench on a GGUF cut to half its size started an engine that would not load it,
+/// stored nothing and ended ok; the reader names the bad byte before any engine starts.
+#[test]
+fn a_truncated_model_is_refused_naming_its_bad_byte_before_any_engine_starts() {
+    let sandbox = Sandbox::new();
+    let whole = std::fs::read(smollm()).unwrap();
+    let half = sandbox.dir.path().join("half.gguf");
+    std::fs::write(&half, &whole[..whole.len() / 2]).unwrap();
+    let expected = "malformed GGUF at byte ";
+    for args in [
+        &["bench", "-m", text(&half), "-p", "0", "-n", "4", "-r", "1"][..],
+        &["serve", "--model", text(&half)],
+        &["model", "inspect", text(&half)],
+    ] {
+        let stderr = fails_with(&sandbox, args, 2, expected);
+        assert!(stderr.contains("run past the end of the file"), "{stderr}");
+    }
+    assert!(!sandbox.db().exists(), "a refused model measures nothing");
+}
+
 #[test]
 fn zero_repetitions_or_zero_tokens_are_refused() {
     // Regression: `-r 0` and `-p 0 -n 0` measured nothing and ended ok.
@@ -176,31 +196,11 @@ fn zero_repetitions_or_zero_tokens_are_refused() {
     fails_with(&sandbox, &args, 2, "-r/--repetitions 0");
 }
 
-/// A tensor-less GGUF whose only facts are a llama architecture and a trained context.
-fn tiny_gguf(path: &Path, context_length: u32) {
-    let mut bytes = b"GGUF".to_vec();
-    bytes.extend(3u32.to_le_bytes());
-    bytes.extend(0u64.to_le_bytes());
-    bytes.extend(2u64.to_le_bytes());
-    let string = |bytes: &mut Vec<u8>, s: &str| {
-        bytes.extend((s.len() as u64).to_le_bytes());
-        bytes.extend(s.as_bytes());
-    };
-    string(&mut bytes, "general.architecture");
-    bytes.extend(8u32.to_le_bytes());
-    string(&mut bytes, "llama");
-    string(&mut bytes, "llama.context_length");
-    bytes.extend(4u32.to_le_bytes());
-    bytes.extend(context_length.to_le_bytes());
-    bytes.resize(bytes.len().next_multiple_of(32), 0);
-    std::fs::write(path, bytes).unwrap();
-}
-
 #[test]
 fn a_depth_beyond_the_trained_context_is_warned() {
     let sandbox = Sandbox::new();
     let model = sandbox.dir.path().join("short.gguf");
-    tiny_gguf(&model, 512);
+    tensorless_gguf(&model, 512);
     let args = [
         "bench",
         "-m",

@@ -130,9 +130,10 @@ fn missing_model_is_one_clear_line() {
 #[test]
 fn engine_dying_during_start_names_its_fatal_line() {
     let sandbox = Sandbox::new();
-    // Not a GGUF file: llama-server starts, fails to load it and exits.
+    // A well-formed GGUF with no tensors and no vocabulary: bakeoff's reader accepts it,
+    // llama-server starts, fails to load it and exits.
     let bogus = sandbox.dir.path().join("bogus.gguf");
-    std::fs::write(&bogus, b"this is not a model").unwrap();
+    tensorless_gguf(&bogus, 512);
     let mut cmd = sandbox.cmd();
     cmd.args(["serve", "--model"]).arg(&bogus);
     let (status, _, stderr) = run(cmd, LIMIT);

@@ -188,3 +188,23 @@ pub fn signal(pid: u32, signal: i32) {
         libc::kill(pid as i32, signal);
     }
 }
+
+/// A tensor-less GGUF whose only facts are a llama architecture and a trained context.
+pub fn tensorless_gguf(path: &std::path::Path, context_length: u32) {
+    let mut bytes = b"GGUF".to_vec();
+    bytes.extend(3u32.to_le_bytes());
+    bytes.extend(0u64.to_le_bytes());
+    bytes.extend(2u64.to_le_bytes());
+    let string = |bytes: &mut Vec<u8>, s: &str| {
+        bytes.extend((s.len() as u64).to_le_bytes());
+        bytes.extend(s.as_bytes());
+    };
+    string(&mut bytes, "general.architecture");
+    bytes.extend(8u32.to_le_bytes());
+    string(&mut bytes, "llama");
+    string(&mut bytes, "llama.context_length");
+    bytes.extend(4u32.to_le_bytes());
+    bytes.extend(context_length.to_le_bytes());
+    bytes.resize(bytes.len().next_multiple_of(32), 0);
+    std::fs::write(path, bytes).unwrap();
+}

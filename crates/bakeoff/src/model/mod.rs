@@ -9,7 +9,8 @@ pub mod synth;
 pub use facts::ModelFacts;
 
 /// A model argument that can be read as a GGUF file: refused up front, naming the path, when it is
-/// missing or a directory (a directory used to pass as "found" and fail later as a malformed GGUF).
+/// missing or a directory (a directory used to pass as "found" and fail later as a malformed GGUF),
+/// or naming the bad byte when the file is truncated or corrupt.
 pub fn check_file(path: &std::path::Path) -> crate::Result<()> {
     let shown = path.display();
     if path.is_dir() {
@@ -19,6 +20,9 @@ pub fn check_file(path: &std::path::Path) -> crate::Result<()> {
         return Err(crate::Error::input(message).with_hint(hint));
     }
     if path.is_file() {
+        // A truncated or corrupt file is named here, at its bad byte, rather than as an engine
+        // that will not start (the engine's log says only "failed to load model").
+        crate::formats::gguf::GgufFile::open(path)?;
         return Ok(());
     }
     let hint = "`bakeoff doctor` lists installed models; scripts/setup installs two small ones";
