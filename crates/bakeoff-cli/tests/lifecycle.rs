@@ -439,6 +439,38 @@ fn sigint_of_gate_exits_130_with_no_error_line_and_the_run_interrupted() {
     assert!(trials_with(&detail, "running").is_empty(), "{detail}");
 }
 
+/// Regression: Ctrl-C of bench stored the trial it cut off as failed ("llama-server has exited
+/// during the trial") and warned "1 trial(s) failed": the stop is not a failure of the config.
+#[test]
+fn sigint_of_bench_marks_the_cut_trial_interrupted_not_failed() {
+    let sandbox = Sandbox::new();
+    let mut cmd = sandbox.cmd();
+    cmd.arg("bench").arg("-m").arg(smollm());
+    cmd.args(["-p", "0", "-n", "64", "-r", "20", "--warmup", "0"]);
+    let log = sandbox.dir.path().join("stderr");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = cmd.stdout(Stdio::null()).stderr(file).spawn().unwrap();
+    let cut = wait_for_trial_in_flight(&mut child, &sandbox.db(), 1);
+    signal(child.id(), libc::SIGINT);
+    let status = wait_exit(&mut child, LIMIT);
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(!stderr.contains("failed"), "{stderr}");
+    let detail = show(&sandbox, "last");
+    assert_eq!(detail["run"]["status"], "interrupted", "{detail}");
+    assert!(trials_with(&detail, "failed").is_empty(), "{detail}");
+    assert!(trials_with(&detail, "running").is_empty(), "{detail}");
+    assert!(
+        !trials_with(&detail, "ok").is_empty(),
+        "measured trials kept"
+    );
+    // The signal may land between two trials; when it cut one, that one says so.
+    for trial in trials_with(&detail, "interrupted") {
+        assert_eq!(trial["id"], cut, "{detail}");
+        assert_eq!(trial["note"], "interrupted by SIGINT", "{detail}");
+    }
+}
+
 /// A tiny bench stored in `db`.
 fn tiny_bench(sandbox: &Sandbox, db: &Path) -> (ExitStatus, String) {
     let mut cmd = sandbox.cmd();

@@ -612,6 +612,12 @@ impl ServerBench<'_> {
             let figures = match measure_test(server.http(), source, test, rep) {
                 Ok(figures) => figures,
                 Err(error) => {
+                    if let Some(signal) = process::interrupted() {
+                        // The stop cut the request off: the trial is not a failure of the config.
+                        let why = format!("interrupted by {}", process::signal_name(signal));
+                        sink(self.ctx.sink.end_trial(trial_id, "interrupted", Some(&why)))?;
+                        return Err(Failure::Sink(Error::engine(why)));
+                    }
                     let note = self.failure_note(server, &error);
                     sink(self.ctx.sink.end_trial(trial_id, "failed", Some(&note)))?;
                     tally.failed += 1;
