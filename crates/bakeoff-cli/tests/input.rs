@@ -381,13 +381,7 @@ fn stored_run(store: &Store, kind: &str, batch: &str, tps: f64) -> i64 {
     let config = EngineConfig::default().with_flag("-b", batch);
     let workload = serde_json::json!({"test": "tg32", "kind": "tg"});
     for (rep, value) in [tps, tps * 1.01, tps * 0.99].into_iter().enumerate() {
-        let trial = NewTrial {
-            config: Some(&config),
-            engine_id: None,
-            model_id: None,
-            workload: &workload,
-            repetition: rep as u32,
-        };
+        let trial = NewTrial::new(Some(&config), &workload, rep as u32);
         let id = store.begin_trial(run, &trial).unwrap();
         store
             .sample(id, "tg_tps", value, Unit::TokensPerSecond, "client", 0)

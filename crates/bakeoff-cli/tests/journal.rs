@@ -338,13 +338,7 @@ fn hostile_runs(sandbox: &Sandbox) {
             .begin_run("bench", "bakeoff bench", system, Some(&tag), &params)
             .unwrap();
         for rep in 0..3 {
-            let trial = NewTrial {
-                config: Some(&config),
-                engine_id: None,
-                model_id: None,
-                workload: &workload,
-                repetition: rep,
-            };
+            let trial = NewTrial::new(Some(&config), &workload, rep);
             let id = store.begin_trial(run, &trial).unwrap();
             let value = speed + f64::from(rep);
             store

@@ -231,13 +231,7 @@ fn stored_run(sandbox: &Sandbox) -> i64 {
         .begin_run("bench", "bakeoff bench", system, Some("t"), &params)
         .unwrap();
     let workload = serde_json::json!({"test": "tg8"});
-    let trial = bakeoff::store::NewTrial {
-        config: None,
-        engine_id: None,
-        model_id: None,
-        workload: &workload,
-        repetition: 0,
-    };
+    let trial = bakeoff::store::NewTrial::new(None, &workload, 0);
     let trial = store.begin_trial(run, &trial).unwrap();
     for seq in 0..50 {
         let unit = bakeoff::domain::Unit::TokensPerSecond;

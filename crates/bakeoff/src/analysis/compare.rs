@@ -426,13 +426,7 @@ mod tests {
             .unwrap();
         let config = EngineConfig::default().with_flag("-b", batch);
         let workload = serde_json::json!({"test": "tg32", "kind": "tg"});
-        let trial = NewTrial {
-            config: Some(&config),
-            engine_id: None,
-            model_id: None,
-            workload: &workload,
-            repetition: 0,
-        };
+        let trial = NewTrial::new(Some(&config), &workload, 0);
         let id = store.begin_trial(run, &trial).unwrap();
         store
             .sample(id, "tg_tps", tps, Unit::TokensPerSecond, "client", 0)

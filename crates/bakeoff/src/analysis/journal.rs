@@ -518,13 +518,7 @@ mod tests {
         }
         let workload = serde_json::json!({"test": "tg32", "kind": "tg"});
         for (rep, value) in values.iter().enumerate() {
-            let trial = NewTrial {
-                config: Some(&config),
-                engine_id: None,
-                model_id: None,
-                workload: &workload,
-                repetition: rep as u32,
-            };
+            let trial = NewTrial::new(Some(&config), &workload, rep as u32);
             let id = store.begin_trial(run, &trial).unwrap();
             store
                 .sample(id, "tg_tps", *value, Unit::TokensPerSecond, "client", 0)

@@ -17,6 +17,23 @@ pub struct NewTrial<'a> {
     pub repetition: u32,
 }
 
+impl<'a> NewTrial<'a> {
+    /// Repetition `repetition` of `workload` on `config`, with no engine or model row named.
+    pub fn new(
+        config: Option<&'a EngineConfig>,
+        workload: &'a serde_json::Value,
+        repetition: u32,
+    ) -> Self {
+        NewTrial {
+            config,
+            engine_id: None,
+            model_id: None,
+            workload,
+            repetition,
+        }
+    }
+}
+
 /// One stored measured value.
 #[derive(Debug, Clone, Serialize)]
 pub struct SampleRow {
@@ -257,13 +274,7 @@ mod tests {
     fn non_finite_samples_are_refused_with_the_metric_named() {
         let sink = MemorySink::new(Path::new("/runs"));
         let workload = serde_json::json!({"test": "pp8"});
-        let trial = NewTrial {
-            config: None,
-            engine_id: None,
-            model_id: None,
-            workload: &workload,
-            repetition: 0,
-        };
+        let trial = NewTrial::new(None, &workload, 0);
         let id = sink.begin_trial(1, &trial).unwrap();
         let error = sink
             .sample(

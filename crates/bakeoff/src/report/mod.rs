@@ -116,13 +116,7 @@ mod tests {
                 };
                 let workload = json!({"test": test, "kind": "tg", "tokens": 16, "depth": depth, "prompts": "random"});
                 for rep in 0..2 {
-                    let trial = NewTrial {
-                        config: Some(&config),
-                        engine_id: None,
-                        model_id: None,
-                        workload: &workload,
-                        repetition: rep,
-                    };
+                    let trial = NewTrial::new(Some(&config), &workload, rep);
                     let id = store.begin_trial(bench, &trial).unwrap();
                     let value = speed - depth as f64 / 64.0 + f64::from(rep);
                     store
@@ -151,13 +145,7 @@ mod tests {
         };
         for n in [1, 2] {
             let workload = json!({"test": format!("c{n}"), "kind": "load", "shape": {"kind": "concurrency", "users": n}});
-            let trial = NewTrial {
-                config: Some(&config),
-                engine_id: None,
-                model_id: None,
-                workload: &workload,
-                repetition: 0,
-            };
+            let trial = NewTrial::new(Some(&config), &workload, 0);
             let id = store.begin_trial(load, &trial).unwrap();
             for (seq, ms) in [10.0, 20.0, 30.0].into_iter().enumerate() {
                 for metric in ["ttft_ms", "tpot_ms", "e2e_ms", "itl_ms"] {

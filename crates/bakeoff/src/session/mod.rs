@@ -407,13 +407,7 @@ mod tests {
     /// A trial of `session`'s run ended with `status` (and a sample when `measured`).
     fn add_trial(session: &Session, status: &str, note: Option<&str>, measured: bool) {
         let workload = json!({"test": "tg32"});
-        let new = crate::store::NewTrial {
-            config: None,
-            engine_id: None,
-            model_id: None,
-            workload: &workload,
-            repetition: 0,
-        };
+        let new = crate::store::NewTrial::new(None, &workload, 0);
         let store = session.store();
         let id = store.begin_trial(session.run_id(), &new).unwrap();
         if measured {

@@ -702,16 +702,7 @@ mod tests {
         let config = EngineConfig::default().with_flag("-ctk", "q8_0");
         let workload = serde_json::json!({"tg": 32});
         let trial = store
-            .begin_trial(
-                run,
-                &NewTrial {
-                    config: Some(&config),
-                    engine_id: None,
-                    model_id: None,
-                    workload: &workload,
-                    repetition: 0,
-                },
-            )
+            .begin_trial(run, &NewTrial::new(Some(&config), &workload, 0))
             .unwrap();
         store
             .sample(trial, "tg", 101.5, Unit::TokensPerSecond, "client", 0)
@@ -756,13 +747,7 @@ mod tests {
             .begin_run("load", "bakeoff load", system, None, &serde_json::json!({}))
             .unwrap();
         let workload = serde_json::json!({"test": "c1"});
-        let trial = NewTrial {
-            config: None,
-            engine_id: None,
-            model_id: None,
-            workload: &workload,
-            repetition: 0,
-        };
+        let trial = NewTrial::new(None, &workload, 0);
         let sink: &dyn TrialSink = &store;
         let id = sink.begin_trial(run, &trial).unwrap();
         for (seq, source) in [(0, "client"), (1, "client"), (1, "step"), (2, "client")] {

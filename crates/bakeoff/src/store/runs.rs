@@ -143,13 +143,7 @@ mod tests {
 
     fn trial(store: &Store, run: i64) -> i64 {
         let workload = serde_json::json!({"test": "tg32"});
-        let new = NewTrial {
-            config: None,
-            engine_id: None,
-            model_id: None,
-            workload: &workload,
-            repetition: 0,
-        };
+        let new = NewTrial::new(None, &workload, 0);
         store.begin_trial(run, &new).unwrap()
     }
 
