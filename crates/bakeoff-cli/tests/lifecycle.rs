@@ -441,9 +441,7 @@ fn sigint_of_bench_marks_the_cut_trial_interrupted_not_failed() {
     let mut cmd = sandbox.cmd();
     cmd.arg("bench").arg("-m").arg(smollm());
     cmd.args(["-p", "0", "-n", "64", "-r", "20", "--warmup", "0"]);
-    let log = sandbox.dir.path().join("stderr");
-    let file = std::fs::File::create(&log).unwrap();
-    let mut child = cmd.stdout(Stdio::null()).stderr(file).spawn().unwrap();
+    let (mut child, log) = spawn_logging_stderr(sandbox.dir.path(), cmd);
     let cut = wait_for_trial_in_flight(&mut child, &sandbox.db(), 1);
     signal(child.id(), libc::SIGINT);
     let status = wait_exit(&mut child, LIMIT);
@@ -463,6 +461,15 @@ fn sigint_of_bench_marks_the_cut_trial_interrupted_not_failed() {
         assert_eq!(trial["id"], cut, "{detail}");
         assert_eq!(trial["note"], "interrupted by SIGINT", "{detail}");
     }
+}
+
+/// Start `cmd` with its stderr in `dir/stderr` (read after it exits; a pipe nobody drains could
+/// block it), stdout discarded.
+fn spawn_logging_stderr(dir: &Path, mut cmd: Command) -> (Child, PathBuf) {
+    let log = dir.join("stderr");
+    let file = std::fs::File::create(&log).unwrap();
+    let child = cmd.stdout(Stdio::null()).stderr(file).spawn().unwrap();
+    (child, log)
 }
 
 /// A tiny bench stored in `db`.
@@ -563,9 +570,7 @@ fn sigterm_while_load_blocks_on_a_stalled_request_ends_the_run_interrupted() {
         "--requests",
         "1",
     ]);
-    let log = sandbox.dir.path().join("stderr");
-    let file = std::fs::File::create(&log).unwrap();
-    let mut child = cmd.stdout(Stdio::null()).stderr(file).spawn().unwrap();
+    let (mut child, log) = spawn_logging_stderr(sandbox.dir.path(), cmd);
     let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
     let in_flight = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         wait_for_trial_in_flight(&mut child, &sandbox.db(), 0)
