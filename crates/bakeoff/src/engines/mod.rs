@@ -2,6 +2,7 @@
 //! attaching to running servers (llama-server, Ollama, OpenAI-compatible), and HTTP streaming.
 
 pub mod attach;
+pub mod build;
 pub mod discovery;
 pub mod fatal;
 pub mod http;

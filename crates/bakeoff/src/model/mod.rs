@@ -4,6 +4,7 @@
 mod describe;
 pub mod facts;
 pub mod plan;
+pub mod select;
 pub mod synth;
 
 pub use facts::ModelFacts;

@@ -2,6 +2,7 @@
 //! the flags the command wants) or a server attached by URL, with its engine and model rows.
 
 use super::Session;
+use crate::engines::build::{self, BuildIdentity, BuildRef};
 use crate::engines::discovery::{self, LlamaCppInstall};
 use crate::engines::http::{Http, Timeouts};
 use crate::engines::llama_server::{LlamaServer, ServerSpec};
@@ -20,6 +21,8 @@ pub struct Engine {
     pub install: LlamaCppInstall,
     pub binary: PathBuf,
     pub engine_id: Option<i64>,
+    /// Set when the engine is a named build (`--build NAME=PATH`).
+    pub build: Option<BuildIdentity>,
 }
 
 impl Engine {
@@ -33,6 +36,23 @@ impl Engine {
             install,
             binary,
             engine_id,
+            build: None,
+        })
+    }
+
+    /// `tool` of a named build, its identity (version, backends, devices, binary hash) recorded
+    /// in `store`.
+    pub fn for_build(store: Option<&Store>, build: &BuildRef, tool: &str) -> Result<Engine> {
+        let identity = build::identify(build, tool)?;
+        let (install, binary) = discovery::find_tool(Some(&identity.binary), tool)?;
+        let engine_id = store
+            .map(|s| s.build_engine_id(tool, &identity))
+            .transpose()?;
+        Ok(Engine {
+            install,
+            binary,
+            engine_id,
+            build: Some(identity),
         })
     }
 

@@ -17,17 +17,17 @@ pub use fidelity::{FidelityRow, NewCheck};
 pub use journal::{GateCheckRow, JournalEntry};
 pub use profiles::{EngineRow, Profile, RunConfig};
 // The measuring seam's types, re-exported where stored rows are read.
+pub use crate::formats::sha256_file;
 pub use crate::measure::sink::{NewTrial, SampleRow, TrialRow};
 
 use crate::domain::{EngineConfig, Unit};
+use crate::engines::build::BuildIdentity;
 use crate::engines::discovery::LlamaCppInstall;
 use crate::measure::sink::TrialSink;
 use crate::system::Fingerprint;
 use crate::{Error, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub struct Store {
@@ -216,6 +216,13 @@ impl Store {
                 |r| r.get(0),
             )
             .map_err(|e| self.err(e))
+    }
+
+    /// The engine row of a named build's `kind` tool, with its identity.
+    pub fn build_engine_id(&self, kind: &str, identity: &BuildIdentity) -> Result<i64> {
+        let path = identity.binary.display().to_string();
+        let version = identity.version.as_deref().unwrap_or_default();
+        self.engine_id(kind, &path, None, Some(version))
     }
 
     /// The stored record of a model file, hashing it (and reading its GGUF summary) only when the
@@ -643,25 +650,6 @@ fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
         samples: r.get(10)?,
         pid: r.get(11)?,
     })
-}
-
-/// SHA-256 of a file, hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 /// The metadata summary stored with a model: architecture, name, sizes, context length.
