@@ -62,6 +62,58 @@ pub struct EngineArgs {
     pub engine_path: Option<PathBuf>,
 }
 
+/// Which models and engine builds a measuring command sweeps (bench, load, gate): each model is
+/// a matrix dimension, each build another.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SubjectArgs {
+    /// GGUF model(s): a file, a comma list, a glob (`'~/models/*Q4*.gguf'`), a directory, or
+    /// names from the model catalog (a bare file name is looked up in the model cache).
+    #[arg(long = "model", short = 'm', value_name = "MODELS")]
+    pub model: Option<String>,
+    /// A llama.cpp build to sweep, NAME=PATH (a directory of its tools or one binary); repeat it
+    /// to compare builds.
+    #[arg(long = "build", value_name = "NAME=PATH")]
+    pub builds: Vec<String>,
+    /// Catalog models carrying this tag (smoke, dense, moe, coder...).
+    #[arg(long, value_name = "TAG")]
+    pub category: Option<String>,
+    /// Only models no larger than this (e.g. 20G).
+    #[arg(long, value_name = "SIZE", value_parser = byte_size)]
+    pub max_size: Option<u64>,
+    /// The model catalog (default ~/.config/bakeoff/models.toml).
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+}
+
+#[allow(
+    dead_code,
+    reason = "bench, load and gate flatten SubjectArgs in the shootout branches; remove on merge"
+)]
+impl SubjectArgs {
+    /// The model selection as the library takes it.
+    pub fn query(&self) -> bakeoff::model::select::ModelQuery {
+        bakeoff::model::select::ModelQuery {
+            spec: self.model.clone(),
+            category: self.category.clone(),
+            max_size: self.max_size,
+            catalog: self.catalog.clone(),
+        }
+    }
+
+    /// The `--build` entries, parsed.
+    pub fn builds(&self) -> bakeoff::Result<Vec<bakeoff::engines::build::BuildRef>> {
+        self.builds
+            .iter()
+            .map(|b| bakeoff::engines::build::BuildRef::parse(b))
+            .collect()
+    }
+}
+
+fn byte_size(text: &str) -> Result<u64, String> {
+    bakeoff::domain::units::parse_bytes(text)
+        .ok_or_else(|| format!("'{text}' is not a size such as 20G or 512M"))
+}
+
 /// Bounds on every request to an engine, shared by the commands that make requests (bench, load,
 /// gate, tools, serve). A stalled stream or a frozen engine fails the request with its reason.
 #[derive(Args, Debug, Clone)]
