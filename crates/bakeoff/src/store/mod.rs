@@ -218,11 +218,39 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// The engine row of a named build's `kind` tool, with its identity.
+    /// The engine row of a named build's `kind` tool, with its identity (name, backends,
+    /// devices, binary hash) recorded on it.
     pub fn build_engine_id(&self, kind: &str, identity: &BuildIdentity) -> Result<i64> {
         let path = identity.binary.display().to_string();
         let version = identity.version.as_deref().unwrap_or_default();
-        self.engine_id(kind, &path, None, Some(version))
+        let install = LlamaCppInstall {
+            bin_dir: identity
+                .binary
+                .parent()
+                .unwrap_or(Path::new(""))
+                .to_path_buf(),
+            source: "--build".into(),
+            version: identity.version.clone(),
+            build_number: identity.build_number,
+            commit: identity.commit.clone(),
+            built_with: identity.built_with.clone(),
+            tools: Vec::new(),
+        };
+        let id = self.engine_id(kind, &path, Some(&install), Some(version))?;
+        let json = |items: &[String]| serde_json::to_string(items).unwrap_or_default();
+        self.conn
+            .execute(
+                "UPDATE engines SET build_name = ?2, backends = ?3, devices = ?4, binary_sha256 = ?5 WHERE id = ?1",
+                params![
+                    id,
+                    identity.name,
+                    json(&identity.backends),
+                    json(&identity.devices),
+                    identity.binary_sha256
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(id)
     }
 
     /// The stored record of a model file, hashing it (and reading its GGUF summary) only when the

@@ -45,6 +45,11 @@ pub struct EngineInfo {
     pub build_number: Option<i64>,
     pub commit: Option<String>,
     pub built_with: Option<String>,
+    /// The name of a `--build NAME=PATH` build; `None` for an engine found by discovery.
+    pub build_name: Option<String>,
+    pub backends: Vec<String>,
+    pub devices: Vec<String>,
+    pub binary_sha256: Option<String>,
     pub runs: Vec<i64>,
 }
 
@@ -105,7 +110,8 @@ impl Store {
     pub fn run_engines(&self, run_id: i64) -> Result<Vec<EngineInfo>> {
         self.run_rows(
             run_id,
-            "SELECT DISTINCT e.id, e.kind, e.path, e.version, e.build_number, e.commit_id, e.built_with
+            "SELECT DISTINCT e.id, e.kind, e.path, e.version, e.build_number, e.commit_id, e.built_with,
+                    e.build_name, e.backends, e.devices, e.binary_sha256
              FROM trials t JOIN engines e ON e.id = t.engine_id WHERE t.run_id = ?1 ORDER BY e.id",
             |r| {
                 Ok(EngineInfo {
@@ -116,6 +122,10 @@ impl Store {
                     build_number: r.get(4)?,
                     commit: r.get(5)?,
                     built_with: r.get(6)?,
+                    build_name: r.get(7)?,
+                    backends: json_list(r.get(8)?),
+                    devices: json_list(r.get(9)?),
+                    binary_sha256: r.get(10)?,
                     runs: vec![run_id],
                 })
             },
@@ -168,4 +178,10 @@ impl Store {
             },
         )
     }
+}
+
+/// A JSON array column (`NULL` or unreadable: empty).
+fn json_list(text: Option<String>) -> Vec<String> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
 }

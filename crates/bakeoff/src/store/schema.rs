@@ -177,4 +177,13 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN pid INTEGER;
     ALTER TABLE runs ADD COLUMN pid_start INTEGER;
     "#,
+    // 7: engine builds as a matrix dimension (issue 15): the name the user gave a build
+    // (`--build NAME=PATH`), the backends it was compiled with and the devices it sees (JSON
+    // arrays), and the SHA-256 of its binary. Engines found by discovery have none of these.
+    r#"
+    ALTER TABLE engines ADD COLUMN build_name TEXT;
+    ALTER TABLE engines ADD COLUMN backends TEXT;
+    ALTER TABLE engines ADD COLUMN devices TEXT;
+    ALTER TABLE engines ADD COLUMN binary_sha256 TEXT;
+    "#,
 ];
