@@ -7,10 +7,10 @@ use bakeoff::chat::{ChatTemplate, Message, ToolCallFormat};
 use bakeoff::domain::units::{human_bytes, parse_bytes};
 use bakeoff::engines::process::Supervised;
 use bakeoff::formats::gguf::{GgmlType, GgufFile};
-use bakeoff::model::plan::{self, KvSettings, TABLE_TYPES};
+use bakeoff::model::plan::{KvSettings, MemoryPlan, TABLE_TYPES};
 use bakeoff::model::synth::{self as synthesis, SynthReport, SynthShape, SynthSpec};
 use bakeoff::model::ModelFacts;
-use bakeoff::report::plan::{kv_types_table, KvTypeRow};
+use bakeoff::report::plan::{self as report_plan, PlanRequest};
 use bakeoff::Error;
 use serde_json::json;
 use std::path::Path;
@@ -263,121 +263,51 @@ fn cache_type(flag: &str, name: &str) -> bakeoff::Result<GgmlType> {
 
 pub fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let (path, facts) = load(&args.file)?;
-    let ctx = args.ctx.or(facts.context_length).unwrap_or(4096);
-    let settings = KvSettings {
-        ctx,
+    let settings = kv_settings(args, &facts)?;
+    let budget = args.mem.as_deref().map(memory_budget).transpose()?;
+    let bandwidth = args.bandwidth.map(|gbs| gbs * 1e9);
+    let flash = !args.no_flash_attn;
+    let planned = MemoryPlan::of(&facts, &settings, flash, budget, args.depth, bandwidth)
+        .ok_or_else(|| unplannable(&path, args))?;
+    let request = PlanRequest {
+        path: &path,
+        parallel: args.parallel,
+        ctk: &args.ctk,
+        ctv: &args.ctv,
+        bandwidth_gbs: args.bandwidth,
+    };
+    if args.json {
+        let doc = report_plan::plan_json(&request, &planned);
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", report_plan::plan_text(&request, &planned));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn kv_settings(args: &PlanArgs, facts: &ModelFacts) -> bakeoff::Result<KvSettings> {
+    Ok(KvSettings {
+        ctx: args.ctx.or(facts.context_length).unwrap_or(4096),
         parallel: args.parallel,
         type_k: cache_type("--ctk", &args.ctk)?,
         type_v: cache_type("--ctv", &args.ctv)?,
         unified: args.unified,
         n_ubatch: args.ubatch,
         swa_full: args.swa_full,
-    };
-    let flash = !args.no_flash_attn;
-    let kv = plan::plan_kv(&facts, &settings).ok_or_else(|| {
+    })
+}
+
+fn memory_budget(text: &str) -> bakeoff::Result<u64> {
+    parse_bytes(text).ok_or_else(|| {
         Error::input(format!(
-            "{}: a head dimension is not a multiple of the {}/{} block size",
-            path.display(),
-            args.ctk,
-            args.ctv
+            "--mem {text}: expected a size such as 24G or 512MiB"
         ))
-    })?;
-    let budget = args
-        .mem
-        .as_deref()
-        .map(|m| {
-            parse_bytes(m).ok_or_else(|| {
-                Error::input(format!("--mem {m}: expected a size such as 24G or 512MiB"))
-            })
-        })
-        .transpose()?;
-    let compute = plan::compute_buffer_estimate(&facts, ctx, args.ubatch, flash);
-    let needed = facts.tensor_bytes + kv.total_bytes + compute;
-    let largest = budget.and_then(|b| plan::largest_context(&facts, &settings, b, flash));
-    let table: Vec<KvTypeRow> = TABLE_TYPES
-        .iter()
-        .filter_map(|t| {
-            let ty = GgmlType::from_name(t)?;
-            let typed = KvSettings {
-                type_k: ty,
-                type_v: ty,
-                ..settings.clone()
-            };
-            let p = plan::plan_kv(&facts, &typed)?;
-            let largest_context =
-                budget.and_then(|b| plan::largest_context(&facts, &typed, b, flash));
-            Some(KvTypeRow {
-                kind: t.to_string(),
-                bytes_per_token: p.bytes_per_token,
-                total_bytes: p.total_bytes,
-                largest_context,
-            })
-        })
-        .collect();
-    let bandwidth = args.bandwidth.map(|gbs| gbs * 1e9);
-    let roofline =
-        bandwidth.map(|bw| plan::roofline_tg(&facts, kv.bytes_per_token, args.depth, bw));
-    if args.json {
-        let doc = json!({
-            "model": path, "ctx": kv.ctx, "parallel": args.parallel, "ctk": args.ctk, "ctv": args.ctv,
-            "kv": kv, "weights_bytes": facts.tensor_bytes, "compute_buffer_estimate": compute, "total_bytes": needed,
-            "budget_bytes": budget, "fits": budget.map(|b| needed <= b), "largest_context": largest,
-            "bytes_read_per_token": facts.bytes_read_per_token() + kv.bytes_per_token * args.depth,
-            "roofline_tg": roofline, "depth": args.depth, "table": table,
-        });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "{} at ctx {} × {} sequence(s), K {} / V {}",
-        path.display(),
-        kv.ctx,
-        args.parallel,
-        args.ctk,
-        args.ctv
-    );
-    println!(
-        "  KV per token   {} (while inside every window)",
-        human_bytes(kv.bytes_per_token)
-    );
-    for c in &kv.caches {
-        println!(
-            "  {:<4} cache     {} cells × {} stream(s), {} layers: K {} + V {} = {}",
-            c.kind,
-            c.cells,
-            c.streams,
-            c.layers,
-            human_bytes(c.k_bytes),
-            human_bytes(c.v_bytes),
-            human_bytes(c.bytes())
-        );
-    }
-    if kv.recurrent_bytes > 0 {
-        println!("  recurrent      {}", human_bytes(kv.recurrent_bytes));
-    }
-    println!("  weights        {}", human_bytes(facts.tensor_bytes));
-    println!("  compute (est.) {}", human_bytes(compute));
-    println!("  total          {}", human_bytes(needed));
-    if let Some(b) = budget {
-        let verdict = if needed <= b { "fits" } else { "does NOT fit" };
-        println!(
-            "  budget         {} → {verdict}; largest context that fits: {}",
-            human_bytes(b),
-            largest
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "none".into())
-        );
-    }
-    if let Some(r) = roofline {
-        println!(
-            "  roofline       {:.1} t/s upper bound for tg at depth {} ({} read per token at {:.1} GB/s)",
-            r,
-            args.depth,
-            human_bytes(facts.bytes_read_per_token() + kv.bytes_per_token * args.depth),
-            args.bandwidth.unwrap_or(0.0)
-        );
-    }
-    let kv_types = kv_types_table(&table, kv.ctx, budget.is_some());
-    print!("\n{}", kv_types.markdown());
-    Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn unplannable(path: &Path, args: &PlanArgs) -> Error {
+    let (path, ctk, ctv) = (path.display(), &args.ctk, &args.ctv);
+    Error::input(format!(
+        "{path}: a head dimension is not a multiple of the {ctk}/{ctv} block size"
+    ))
 }

@@ -241,6 +241,92 @@ pub fn largest_context(
     Some(lo * PAD)
 }
 
+/// One cache type's plan at the planned context; `bakeoff plan --json` lists these under `table`.
+#[derive(Debug, Clone, Serialize)]
+pub struct KvTypeRow {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub bytes_per_token: u64,
+    pub total_bytes: u64,
+    /// The largest context that fits the budget (`None` without a budget or when none fits).
+    pub largest_context: Option<u64>,
+}
+
+/// What a model needs at some settings: its KV plan, weights, compute estimate and total, how
+/// that compares with a memory budget, each cache type's cost, and the tg roofline.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryPlan {
+    pub kv: KvPlan,
+    pub weights_bytes: u64,
+    pub compute_bytes: u64,
+    pub total_bytes: u64,
+    pub budget_bytes: Option<u64>,
+    /// The largest context whose total fits the budget, at these settings.
+    pub largest_context: Option<u64>,
+    /// Every cache type of [`TABLE_TYPES`] the model's rows allow, for both caches.
+    pub by_type: Vec<KvTypeRow>,
+    /// Weights plus KV read per generated token at `depth`.
+    pub bytes_read_per_token: u64,
+    pub depth: u64,
+    /// tg upper bound from memory bandwidth, when the bandwidth is known.
+    pub roofline_tg: Option<f64>,
+}
+
+impl MemoryPlan {
+    /// `None` when the settings' cache types cannot hold the model's rows.
+    pub fn of(
+        facts: &ModelFacts,
+        settings: &KvSettings,
+        flash_attention: bool,
+        budget: Option<u64>,
+        depth: u64,
+        bandwidth_bytes_per_s: Option<f64>,
+    ) -> Option<MemoryPlan> {
+        let kv = plan_kv(facts, settings)?;
+        let compute =
+            compute_buffer_estimate(facts, settings.ctx, settings.n_ubatch, flash_attention);
+        let largest =
+            |s: &KvSettings| budget.and_then(|b| largest_context(facts, s, b, flash_attention));
+        let by_type = TABLE_TYPES
+            .iter()
+            .filter_map(|name| {
+                let ty = GgmlType::from_name(name)?;
+                let typed = KvSettings {
+                    type_k: ty,
+                    type_v: ty,
+                    ..settings.clone()
+                };
+                let p = plan_kv(facts, &typed)?;
+                Some(KvTypeRow {
+                    kind: name.to_string(),
+                    bytes_per_token: p.bytes_per_token,
+                    total_bytes: p.total_bytes,
+                    largest_context: largest(&typed),
+                })
+            })
+            .collect();
+        let roofline =
+            bandwidth_bytes_per_s.map(|bw| roofline_tg(facts, kv.bytes_per_token, depth, bw));
+        Some(MemoryPlan {
+            weights_bytes: facts.tensor_bytes,
+            compute_bytes: compute,
+            total_bytes: facts.tensor_bytes + kv.total_bytes + compute,
+            budget_bytes: budget,
+            largest_context: largest(settings),
+            by_type,
+            bytes_read_per_token: facts.bytes_read_per_token() + kv.bytes_per_token * depth,
+            depth,
+            roofline_tg: roofline,
+            kv,
+        })
+    }
+
+    /// Whether the total fits the budget (`None` without one).
+    pub fn fits(&self) -> Option<bool> {
+        self.budget_bytes.map(|b| self.total_bytes <= b)
+    }
+}
+
 /// Upper bound on generation speed: bandwidth / bytes read per token (weights + KV at `depth`).
 pub fn roofline_tg(
     facts: &ModelFacts,

@@ -3,17 +3,96 @@
 
 use super::render::{Column, Table};
 use crate::domain::units::human_bytes;
-use serde::Serialize;
+pub use crate::model::plan::KvTypeRow;
+use crate::model::plan::MemoryPlan;
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+use std::path::Path;
 
-/// One cache type's plan; serialized as `model plan --json` lists it under `table`.
-#[derive(Debug, Clone, Serialize)]
-pub struct KvTypeRow {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub bytes_per_token: u64,
-    pub total_bytes: u64,
-    /// The largest context that fits the budget (`None` without a budget or when none fits).
-    pub largest_context: Option<u64>,
+/// What the plan was asked for, as `bakeoff plan` echoes it.
+pub struct PlanRequest<'a> {
+    pub path: &'a Path,
+    pub parallel: u64,
+    pub ctk: &'a str,
+    pub ctv: &'a str,
+    /// GB/s, when given.
+    pub bandwidth_gbs: Option<f64>,
+}
+
+/// `bakeoff plan --json`.
+pub fn plan_json(request: &PlanRequest, plan: &MemoryPlan) -> Value {
+    json!({
+        "model": request.path, "ctx": plan.kv.ctx, "parallel": request.parallel, "ctk": request.ctk,
+        "ctv": request.ctv, "kv": plan.kv, "weights_bytes": plan.weights_bytes,
+        "compute_buffer_estimate": plan.compute_bytes, "total_bytes": plan.total_bytes,
+        "budget_bytes": plan.budget_bytes, "fits": plan.fits(), "largest_context": plan.largest_context,
+        "bytes_read_per_token": plan.bytes_read_per_token, "roofline_tg": plan.roofline_tg,
+        "depth": plan.depth, "table": plan.by_type,
+    })
+}
+
+/// `bakeoff plan`'s text: the caches, weights, compute, total, budget verdict, roofline, then
+/// the KV-type table.
+pub fn plan_text(request: &PlanRequest, plan: &MemoryPlan) -> String {
+    let mut out = String::new();
+    let kv = &plan.kv;
+    let (path, parallel) = (request.path.display(), request.parallel);
+    let _ = writeln!(
+        out,
+        "{path} at ctx {} × {parallel} sequence(s), K {} / V {}",
+        kv.ctx, request.ctk, request.ctv
+    );
+    let _ = writeln!(
+        out,
+        "  KV per token   {} (while inside every window)",
+        human_bytes(kv.bytes_per_token)
+    );
+    for c in &kv.caches {
+        let (k, v, total) = (
+            human_bytes(c.k_bytes),
+            human_bytes(c.v_bytes),
+            human_bytes(c.bytes()),
+        );
+        let _ = writeln!(
+            out,
+            "  {:<4} cache     {} cells × {} stream(s), {} layers: K {k} + V {v} = {total}",
+            c.kind, c.cells, c.streams, c.layers
+        );
+    }
+    if kv.recurrent_bytes > 0 {
+        let _ = writeln!(out, "  recurrent      {}", human_bytes(kv.recurrent_bytes));
+    }
+    let _ = writeln!(out, "  weights        {}", human_bytes(plan.weights_bytes));
+    let _ = writeln!(out, "  compute (est.) {}", human_bytes(plan.compute_bytes));
+    let _ = writeln!(out, "  total          {}", human_bytes(plan.total_bytes));
+    budget_line(&mut out, plan);
+    if let Some(r) = plan.roofline_tg {
+        let (depth, read) = (plan.depth, human_bytes(plan.bytes_read_per_token));
+        let gbs = request.bandwidth_gbs.unwrap_or(0.0);
+        let _ = writeln!(out, "  roofline       {r:.1} t/s upper bound for tg at depth {depth} ({read} read per token at {gbs:.1} GB/s)");
+    }
+    let table = kv_types_table(&plan.by_type, kv.ctx, plan.budget_bytes.is_some());
+    let _ = write!(out, "\n{}", table.markdown());
+    out
+}
+
+fn budget_line(out: &mut String, plan: &MemoryPlan) {
+    let Some(budget) = plan.budget_bytes else {
+        return;
+    };
+    let verdict = if plan.fits() == Some(true) {
+        "fits"
+    } else {
+        "does NOT fit"
+    };
+    let largest = plan
+        .largest_context
+        .map_or_else(|| "none".into(), |c| c.to_string());
+    let _ = writeln!(
+        out,
+        "  budget         {} → {verdict}; largest context that fits: {largest}",
+        human_bytes(budget)
+    );
 }
 
 /// The table at context `ctx`; the budget column only when a budget was given.
