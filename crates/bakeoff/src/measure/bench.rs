@@ -1,13 +1,14 @@
-//! The bench runner: for each configuration (one engine start each), every test, warmups and
-//! repetitions (fixed, or adaptive until the median's CI is tight enough), through a real
-//! llama-server with exact token counts. Every sample is stored as it is measured.
+//! The bench runner: for each build, each model and each configuration (one engine start each),
+//! every test, warmups and repetitions (fixed, or adaptive until the median's CI is tight enough),
+//! through a real llama-server with exact token counts. Every sample is stored as it is measured.
 
 use super::matrix::{Matrix, PlannedConfig, PromptSet, Test};
 use super::noise::{self, CpuSnapshot};
 use super::prompts::TokenSource;
-use super::sink::{NewTrial, TrialSink};
+use super::sink::{NewTrial, TrialRow, TrialSink};
 use super::stats::Summary;
 use crate::domain::{EngineConfig, Unit};
+use crate::engines::build::{BuildRef, KnownFlags};
 use crate::engines::http::{Flow, Http, Timeouts};
 use crate::engines::llama_server::{LlamaServer, ServerSpec};
 use crate::engines::process;
@@ -24,7 +25,12 @@ pub const AGREEMENT_TOLERANCE: f64 = 0.05;
 /// Everything a bench run needs; stored with the run so `--resume` can rebuild it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchPlan {
-    pub model: PathBuf,
+    /// The models, each measured on every configuration (older stored plans hold one `model`).
+    #[serde(alias = "model", deserialize_with = "one_or_many")]
+    pub models: Vec<PathBuf>,
+    /// The builds, outermost in the order; empty: the one engine `--engine-path` or discovery finds.
+    #[serde(default)]
+    pub builds: Vec<BuildRef>,
     pub matrix: Matrix,
     pub reps: u32,
     pub warmup: u32,
@@ -41,9 +47,43 @@ pub struct BenchPlan {
     pub timeouts: Timeouts,
 }
 
+/// One path or a list of them (a stored plan of an older run names one `model`).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(PathBuf),
+        Many(Vec<PathBuf>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(path) => vec![path],
+        OneOrMany::Many(paths) => paths,
+    })
+}
+
 impl BenchPlan {
     pub fn configs(&self) -> Vec<PlannedConfig> {
         self.matrix.configs()
+    }
+
+    /// True when the run sweeps more than one model or build (labels then name them).
+    pub fn is_shootout(&self) -> bool {
+        self.models.len() > 1 || self.builds.len() > 1
+    }
+
+    /// The (build, model) pairs in the order they are measured: each build, then each model.
+    pub fn subject_order(&self) -> Vec<(Option<&str>, &Path)> {
+        let builds: Vec<Option<&str>> = match self.builds.is_empty() {
+            true => vec![None],
+            false => self.builds.iter().map(|b| Some(b.name.as_str())).collect(),
+        };
+        let pairs = builds.into_iter().flat_map(|build| {
+            let models = self.models.iter();
+            models.map(move |model| (build, model.as_path()))
+        });
+        pairs.collect()
     }
 
     /// Server arguments for a config: its flags, then defaults bakeoff adds when the matrix does
@@ -85,8 +125,67 @@ pub enum Event<'a> {
     Warning(String),
 }
 
-/// A key identifying a trial across resumes: (config hash, test name, repetition).
-pub type TrialKey = (String, String, u32);
+/// A key identifying a trial across resumes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TrialKey {
+    pub model_sha256: String,
+    /// The build's name; empty for the one engine of a run without `--build`.
+    pub build: String,
+    pub config_hash: String,
+    pub test: String,
+    pub repetition: u32,
+}
+
+/// `build NAME · MODEL` (the model's file stem), or the model alone without a named build.
+pub fn subject_label(build: Option<&str>, model: &Path) -> String {
+    let stem = model.file_stem().unwrap_or(model.as_os_str());
+    let stem = stem.to_string_lossy();
+    match build {
+        Some(name) => format!("build {name} · {stem}"),
+        None => stem.to_string(),
+    }
+}
+
+/// One (build, model) pair of a sweep: the engine binary and the rows every trial on it names.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// `--build NAME`; `None` for the one engine found by `--engine-path` or discovery.
+    pub build: Option<String>,
+    pub binary: PathBuf,
+    pub engine_id: i64,
+    pub model: PathBuf,
+    pub model_id: i64,
+    pub model_sha256: String,
+    /// The flags the build's `--help` lists (empty: every flag is taken as known).
+    pub known_flags: KnownFlags,
+}
+
+impl Subject {
+    /// `build NAME · MODEL`, for progress lines and skip reasons.
+    pub fn label(&self) -> String {
+        subject_label(self.build.as_deref(), &self.model)
+    }
+
+    fn key(&self, config_hash: String, test: String, repetition: u32) -> TrialKey {
+        TrialKey {
+            model_sha256: self.model_sha256.clone(),
+            build: self.build.clone().unwrap_or_default(),
+            config_hash,
+            test,
+            repetition,
+        }
+    }
+
+    /// Why this build cannot run `args`: the flags its `--help` does not list.
+    pub fn unknown_flags(&self, args: &[String]) -> Option<String> {
+        let unknown = self.known_flags.unknown(args);
+        let build = self.build.as_deref().filter(|_| !unknown.is_empty())?;
+        Some(format!(
+            "build {build} does not know {} (not in its --help)",
+            unknown.join(", ")
+        ))
+    }
+}
 
 /// What one streamed request measured.
 #[derive(Debug, Default, Clone)]
@@ -280,10 +379,42 @@ pub struct BenchContext<'a> {
     pub sink: &'a dyn TrialSink,
     pub run_id: i64,
     pub plan: &'a BenchPlan,
-    pub binary: PathBuf,
-    pub engine_id: i64,
-    pub model_id: i64,
+    /// The (build, model) pairs in the order measured ([`BenchPlan::subject_order`]).
+    pub subjects: Vec<Subject>,
     pub done: HashSet<TrialKey>,
+}
+
+impl BenchContext<'_> {
+    /// A configuration's label, prefixed by its subject's in a sweep of several.
+    pub fn label(&self, subject: &Subject, config: &EngineConfig) -> String {
+        match self.plan.is_shootout() {
+            true => format!("{} · {}", subject.label(), config.label()),
+            false => config.label(),
+        }
+    }
+
+    /// Record a configuration not measured on `subject`, with the reason.
+    pub fn record_skip(&self, subject: &Subject, config: &EngineConfig, reason: &str) -> Result<()> {
+        let (engine_id, model_id) = (subject.engine_id, subject.model_id);
+        self.sink
+            .skip_config(self.run_id, config, engine_id, model_id, reason)
+    }
+}
+
+/// One configuration on one subject: what an engine start measures.
+struct Cell<'a> {
+    subject: &'a Subject,
+    /// Its position among the subjects (names its engine log in a sweep of several).
+    index: usize,
+    planned: &'a PlannedConfig,
+    label: String,
+}
+
+impl Cell<'_> {
+    fn key(&self, test: &Test, repetition: u32) -> TrialKey {
+        let hash = self.planned.config.hash();
+        self.subject.key(hash, test.name(), repetition)
+    }
 }
 
 /// A running engine the bench measures through.
@@ -366,57 +497,37 @@ impl ServerBench<'_> {
     }
 
     /// Run the plan, starting each configuration's engine with `start` (tests start none and
-    /// point at a scripted endpoint). A configuration whose engine dies or fails a request is
-    /// stored with a failed trial and the sweep goes on with the next one.
+    /// point at a scripted endpoint): for each subject (build, then model), each configuration.
+    /// A configuration whose engine fails to start, dies or fails a request is stored with a
+    /// skipped or failed trial and the sweep goes on with the next one.
     pub fn run_with(&self, start: &StartEngine, observe: &mut dyn FnMut(Event)) -> Result<()> {
         let configs = self.ctx.plan.configs();
         let tests = self.ctx.plan.matrix.tests();
-        let reps_each = self.ctx.plan.reps.max(1);
-        let total = configs.iter().filter(|c| c.rejected.is_none()).count()
-            * tests.len()
-            * reps_each as usize;
+        let reps_each = self.ctx.plan.reps.max(1) as usize;
+        let runnable = configs.iter().filter(|c| c.rejected.is_none()).count();
+        let subjects = &self.ctx.subjects;
+        let total = subjects.len() * runnable * tests.len() * reps_each;
+        let starts = subjects.len() * configs.len();
         let mut tally = Tally::default();
-        for (index, planned) in configs.iter().enumerate() {
-            if let Some(signal) = process::interrupted() {
-                return Err(Error::engine(format!("interrupted by signal {signal}")));
-            }
-            let label = planned.config.label();
-            observe(Event::Config {
-                index,
-                total: configs.len(),
-                label: &label,
-            });
-            if !self.has_work(planned, &tests) {
-                tally.done += tests.len() * reps_each as usize;
-                continue;
-            }
-            if let Some(reason) = &planned.rejected {
-                self.record_skip(&planned.config, reason)?;
-                observe(Event::Skipped {
-                    label: &label,
-                    reason,
-                });
-                continue;
-            }
-            let mut server = match start(self.spec(&planned.config)) {
-                Ok(server) => server,
-                Err(error) => {
-                    let reason = error.to_string();
-                    self.record_skip(&planned.config, &reason)?;
-                    observe(Event::Skipped {
-                        label: &label,
-                        reason: &reason,
-                    });
-                    continue;
+        for (index, subject) in subjects.iter().enumerate() {
+            for (at, planned) in configs.iter().enumerate() {
+                if let Some(signal) = process::interrupted() {
+                    return Err(Error::engine(format!("interrupted by signal {signal}")));
                 }
-            };
-            let result =
-                self.run_config(server.as_mut(), planned, &tests, &mut tally, total, observe);
-            self.ctx
-                .sink
-                .engine_log(self.ctx.run_id, None, server.log_path())?;
-            drop(server);
-            result?;
+                let label = self.ctx.label(subject, &planned.config);
+                observe(Event::Config {
+                    index: index * configs.len() + at,
+                    total: starts,
+                    label: &label,
+                });
+                let cell = Cell {
+                    subject,
+                    index,
+                    planned,
+                    label,
+                };
+                self.run_cell(start, &cell, &tests, &mut tally, total, observe)?;
+            }
         }
         if tally.failed > 0 {
             let failed = tally.failed;
@@ -428,35 +539,80 @@ impl ServerBench<'_> {
         Ok(())
     }
 
+    /// One configuration on one subject: skipped (already stored, rejected, a flag the build
+    /// does not know, the engine did not start) or measured on its own engine.
+    fn run_cell(
+        &self,
+        start: &StartEngine,
+        cell: &Cell,
+        tests: &[Test],
+        tally: &mut Tally,
+        total: usize,
+        observe: &mut dyn FnMut(Event),
+    ) -> Result<()> {
+        if !self.has_work(cell, tests) {
+            tally.done += tests.len() * self.ctx.plan.reps.max(1) as usize;
+            return Ok(());
+        }
+        let started = match self.skip_reason(cell) {
+            Some(reason) => Err(reason),
+            None => start(self.spec(cell)).map_err(|error| error.to_string()),
+        };
+        let mut server = match started {
+            Ok(server) => server,
+            Err(reason) => return self.skip(cell, &reason, observe),
+        };
+        let result = self.run_config(server.as_mut(), cell, tests, tally, total, observe);
+        self.ctx
+            .sink
+            .engine_log(self.ctx.run_id, None, server.log_path())?;
+        drop(server);
+        result
+    }
+
+    /// Why a configuration is not tried on its subject: rejected by the plan, or it passes a
+    /// flag the build's `--help` does not list.
+    fn skip_reason(&self, cell: &Cell) -> Option<String> {
+        if let Some(reason) = &cell.planned.rejected {
+            return Some(reason.clone());
+        }
+        let args = self.ctx.plan.server_args(&cell.planned.config);
+        cell.subject.unknown_flags(&args)
+    }
+
+    fn skip(&self, cell: &Cell, reason: &str, observe: &mut dyn FnMut(Event)) -> Result<()> {
+        let config = &cell.planned.config;
+        self.ctx.record_skip(cell.subject, config, reason)?;
+        observe(Event::Skipped {
+            label: &cell.label,
+            reason,
+        });
+        Ok(())
+    }
+
     /// True when some (test, repetition) of the configuration is not stored yet.
-    fn has_work(&self, planned: &PlannedConfig, tests: &[Test]) -> bool {
-        let hash = planned.config.hash();
+    fn has_work(&self, cell: &Cell, tests: &[Test]) -> bool {
         let reps = 0..self.ctx.plan.reps.max(1);
-        let stored = |t: &Test, r| self.ctx.done.contains(&(hash.clone(), t.name(), r));
+        let stored = |t: &Test, r| self.ctx.done.contains(&cell.key(t, r));
         tests.iter().any(|t| reps.clone().any(|r| !stored(t, r)))
     }
 
-    fn spec(&self, config: &EngineConfig) -> ServerSpec {
+    fn spec(&self, cell: &Cell) -> ServerSpec {
         let dir = self.ctx.sink.run_dir(self.ctx.run_id);
+        let config = &cell.planned.config;
+        let log = match self.ctx.plan.is_shootout() {
+            true => format!("llama-server-{}-{}.log", cell.index + 1, config.hash()),
+            false => format!("llama-server-{}.log", config.hash()),
+        };
         ServerSpec {
-            binary: self.ctx.binary.clone(),
-            model: self.ctx.plan.model.clone(),
+            binary: cell.subject.binary.clone(),
+            model: cell.subject.model.clone(),
             host: "127.0.0.1".into(),
             port: None,
             args: self.ctx.plan.server_args(config),
             health_timeout: Duration::from_secs(self.ctx.plan.health_timeout_s),
-            log_path: dir.join(format!("llama-server-{}.log", config.hash())),
+            log_path: dir.join(log),
         }
-    }
-
-    fn record_skip(&self, config: &EngineConfig, reason: &str) -> Result<()> {
-        self.ctx.sink.skip_config(
-            self.ctx.run_id,
-            config,
-            self.ctx.engine_id,
-            self.ctx.model_id,
-            reason,
-        )
     }
 
     /// Every test of one configuration. A failure before a repetition began (prompts, prefill,
@@ -464,13 +620,13 @@ impl ServerBench<'_> {
     fn run_config(
         &self,
         server: &mut dyn BenchEngine,
-        planned: &PlannedConfig,
+        cell: &Cell,
         tests: &[Test],
         tally: &mut Tally,
         total: usize,
         observe: &mut dyn FnMut(Event),
     ) -> Result<()> {
-        let label = planned.config.label();
+        let label = &cell.label;
         let mut sources: Vec<(PromptSet, TokenSource)> = Vec::new();
         let mut prefilled: HashSet<(PromptSet, u32)> = HashSet::new();
         for test in tests {
@@ -478,7 +634,7 @@ impl ServerBench<'_> {
             let outcome = match prepared {
                 Ok(at) => {
                     let source = &sources[at].1;
-                    self.run_reps(server, planned, test, source, tally, total, &label, observe)
+                    self.run_reps(server, cell, test, source, tally, total, observe)
                 }
                 Err(error) => Err(Failure::Measure(error)),
             };
@@ -488,7 +644,7 @@ impl ServerBench<'_> {
                 Err(Failure::Sink(error)) => return Err(error),
                 Err(Failure::Measure(error)) => {
                     let note = self.failure_note(server, &error);
-                    self.record_failure(planned, test, &note)?;
+                    self.record_failure(cell, test, &note)?;
                     tally.failed += 1;
                     observe(Event::Warning(format!(
                         "{label} {}: failed: {note}",
@@ -544,18 +700,18 @@ impl ServerBench<'_> {
     }
 
     /// A failed trial for `test` outside a repetition (prompts, prefill or warmup failed).
-    fn record_failure(&self, planned: &PlannedConfig, test: &Test, note: &str) -> Result<()> {
-        let trial_id = self.begin_trial(planned, test, 0)?;
+    fn record_failure(&self, cell: &Cell, test: &Test, note: &str) -> Result<()> {
+        let trial_id = self.begin_trial(cell, test, 0)?;
         self.ctx.sink.end_trial(trial_id, "failed", Some(note))
     }
 
-    /// Store the start of repetition `rep` of `test` on `planned`'s engine.
-    fn begin_trial(&self, planned: &PlannedConfig, test: &Test, rep: u32) -> Result<i64> {
+    /// Store the start of repetition `rep` of `test` on the cell's engine and model.
+    fn begin_trial(&self, cell: &Cell, test: &Test, rep: u32) -> Result<i64> {
         let workload = test.to_json();
         let trial = NewTrial {
-            config: Some(&planned.config),
-            engine_id: Some(self.ctx.engine_id),
-            model_id: Some(self.ctx.model_id),
+            config: Some(&cell.planned.config),
+            engine_id: Some(cell.subject.engine_id),
+            model_id: Some(cell.subject.model_id),
             workload: &workload,
             repetition: rep,
         };
@@ -569,14 +725,14 @@ impl ServerBench<'_> {
     fn run_reps(
         &self,
         server: &mut dyn BenchEngine,
-        planned: &PlannedConfig,
+        cell: &Cell,
         test: &Test,
         source: &TokenSource,
         tally: &mut Tally,
         total: usize,
-        label: &str,
         observe: &mut dyn FnMut(Event),
     ) -> Result<ConfigEnd, Failure> {
+        let label = cell.label.as_str();
         let mut values = Vec::new();
         let max_reps = if self.ctx.plan.ci_target_pct.is_some() {
             self.ctx.plan.max_reps.max(self.ctx.plan.reps)
@@ -589,8 +745,7 @@ impl ServerBench<'_> {
                 let error = Error::engine(format!("interrupted by signal {signal}"));
                 return Err(Failure::Sink(error));
             }
-            let key = (planned.config.hash(), test.name(), rep);
-            if self.ctx.done.contains(&key) {
+            if self.ctx.done.contains(&cell.key(test, rep)) {
                 tally.done += 1;
                 continue;
             }
@@ -606,9 +761,7 @@ impl ServerBench<'_> {
             let foreign_gpu = noise::foreign_gpu_processes(&[server.pid()]);
             let gpu_before = noise::gpu_utilization();
             let before = CpuSnapshot::take(&[server.pid()]);
-            let trial_id = self
-                .begin_trial(planned, test, rep)
-                .map_err(Failure::Sink)?;
+            let trial_id = self.begin_trial(cell, test, rep).map_err(Failure::Sink)?;
             let figures = match measure_test(server.http(), source, test, rep) {
                 Ok(figures) => figures,
                 Err(error) => {
@@ -746,20 +899,27 @@ impl ServerBench<'_> {
     }
 }
 
-/// Trials already stored for a run (status ok), for `--resume`.
-pub fn completed_trials(sink: &dyn TrialSink, run_id: i64) -> Result<HashSet<TrialKey>> {
+/// Trials already stored for a run (status ok), for `--resume`: each keyed by its model's sha256
+/// and the build of the subject whose engine row it names (a trial on no subject's engine is
+/// not done).
+pub fn completed_trials(
+    sink: &dyn TrialSink,
+    run_id: i64,
+    subjects: &[Subject],
+) -> Result<HashSet<TrialKey>> {
     let trials = sink.trials(run_id)?;
-    Ok(trials
-        .into_iter()
-        .filter(|t| t.status == "ok")
-        .filter_map(|t| {
-            Some((
-                t.config_hash?,
-                t.workload["test"].as_str()?.to_string(),
-                t.repetition as u32,
-            ))
+    let key = |t: TrialRow| {
+        let subject = subjects.iter().find(|s| t.engine_id == Some(s.engine_id))?;
+        Some(TrialKey {
+            model_sha256: t.model_sha256?,
+            build: subject.build.clone().unwrap_or_default(),
+            config_hash: t.config_hash?,
+            test: t.workload["test"].as_str()?.to_string(),
+            repetition: t.repetition as u32,
         })
-        .collect())
+    };
+    let ok = trials.into_iter().filter(|t| t.status == "ok");
+    Ok(ok.filter_map(key).collect())
 }
 
 #[cfg(test)]
@@ -799,7 +959,8 @@ mod tests {
         matrix.set("-ctv", vec!["f16".into(), "q8_0".into(), "bf16".into()]);
         matrix.set("-fa", vec!["off".into()]);
         BenchPlan {
-            model: "m.gguf".into(),
+            models: vec!["m.gguf".into()],
+            builds: Vec::new(),
             matrix,
             reps,
             warmup,
@@ -837,9 +998,7 @@ mod tests {
                     sink,
                     run_id: 1,
                     plan,
-                    binary: "llama-server".into(),
-                    engine_id: 2,
-                    model_id: 3,
+                    subjects: subjects(plan),
                     done,
                 },
                 require_clean: None,
@@ -855,6 +1014,35 @@ mod tests {
             })?;
             Ok(events)
         }
+    }
+
+    /// The plan's subjects as the session would pair them: build `b` has engine row 2 + b and
+    /// binary `b/llama-server` (2 and `llama-server` without builds); model `m` has row 3 + m.
+    /// The memory sink reads a trial's model as `model <id>`, so that is its "sha256".
+    fn subjects(plan: &BenchPlan) -> Vec<Subject> {
+        let order = plan.subject_order();
+        let ids = |build: Option<&str>, model: &Path| {
+            let b = plan.builds.iter().position(|r| Some(r.name.as_str()) == build);
+            let m = plan.models.iter().position(|p| p == model).unwrap_or(0);
+            (2 + b.unwrap_or(0) as i64, 3 + m as i64)
+        };
+        let subject = |(build, model): (Option<&str>, &Path)| {
+            let (engine_id, model_id) = ids(build, model);
+            let binary = match build {
+                Some(name) => Path::new(name).join("llama-server"),
+                None => PathBuf::from("llama-server"),
+            };
+            Subject {
+                build: build.map(str::to_string),
+                binary,
+                engine_id,
+                model: model.to_path_buf(),
+                model_id,
+                model_sha256: format!("model {model_id}"),
+                known_flags: KnownFlags::default(),
+            }
+        };
+        order.into_iter().map(subject).collect()
     }
 
     fn harness(endpoint: &ScriptedEndpoint) -> Harness<'_> {
@@ -984,9 +1172,7 @@ mod tests {
                 sink: &sink,
                 run_id: 1,
                 plan,
-                binary: "llama-server".into(),
-                engine_id: 2,
-                model_id: 3,
+                subjects: subjects(plan),
                 done: HashSet::new(),
             },
             require_clean: None,
@@ -1095,7 +1281,7 @@ mod tests {
         harness(&endpoint)
             .run(&first, &plan, HashSet::new())
             .unwrap();
-        let mut done = completed_trials(&first, 1).unwrap();
+        let mut done = completed_trials(&first, 1, &subjects(&plan)).unwrap();
         assert_eq!(done.len(), 8);
 
         let nothing_left = MemorySink::new(Path::new("/runs"));
@@ -1111,7 +1297,13 @@ mod tests {
         let bf16 = EngineConfig::default()
             .with_flag("-ctv", "bf16")
             .with_flag("-fa", "off");
-        done.remove(&(bf16.hash(), "tg4".into(), 1));
+        done.remove(&TrialKey {
+            model_sha256: "model 3".into(),
+            build: String::new(),
+            config_hash: bf16.hash(),
+            test: "tg4".into(),
+            repetition: 1,
+        });
         let rest = MemorySink::new(Path::new("/runs"));
         let events = harness(&endpoint).run(&rest, &plan, done).unwrap();
         assert_eq!(
