@@ -977,12 +977,18 @@ mod tests {
         endpoint: &'a ScriptedEndpoint,
         /// The specs the runner asked engines for, in order.
         started: RefCell<Vec<ServerSpec>>,
+        /// Engines of this binary fail to start, as a broken build's would.
+        broken: Option<PathBuf>,
     }
 
     impl Harness<'_> {
         fn start(&self, spec: ServerSpec) -> Result<Box<dyn BenchEngine>> {
             let log_path = spec.log_path.clone();
+            let broken = self.broken.as_ref() == Some(&spec.binary);
             self.started.borrow_mut().push(spec);
+            if broken {
+                return Err(Error::engine("llama-server exited with signal 11 before it was healthy"));
+            }
             let http = Http::new(&self.endpoint.url, Duration::from_secs(10));
             Ok(Box::new(Scripted { http, log_path }))
         }
@@ -993,12 +999,22 @@ mod tests {
             plan: &BenchPlan,
             done: HashSet<TrialKey>,
         ) -> Result<Vec<String>> {
+            self.run_on(sink, plan, subjects(plan), done)
+        }
+
+        fn run_on(
+            &self,
+            sink: &MemorySink,
+            plan: &BenchPlan,
+            subjects: Vec<Subject>,
+            done: HashSet<TrialKey>,
+        ) -> Result<Vec<String>> {
             let bench = ServerBench {
                 ctx: BenchContext {
                     sink,
                     run_id: 1,
                     plan,
-                    subjects: subjects(plan),
+                    subjects,
                     done,
                 },
                 require_clean: None,
@@ -1016,7 +1032,7 @@ mod tests {
         }
     }
 
-    /// The plan's subjects as the session would pair them: build `b` has engine row 2 + b and
+    /// The plan's subjects as the session would pair them: build `b` has engine row 2 + 10 b and
     /// binary `b/llama-server` (2 and `llama-server` without builds); model `m` has row 3 + m.
     /// The memory sink reads a trial's model as `model <id>`, so that is its "sha256".
     fn subjects(plan: &BenchPlan) -> Vec<Subject> {
@@ -1024,12 +1040,13 @@ mod tests {
         let ids = |build: Option<&str>, model: &Path| {
             let b = plan.builds.iter().position(|r| Some(r.name.as_str()) == build);
             let m = plan.models.iter().position(|p| p == model).unwrap_or(0);
-            (2 + b.unwrap_or(0) as i64, 3 + m as i64)
+            (2 + 10 * b.unwrap_or(0) as i64, 3 + m as i64)
         };
         let subject = |(build, model): (Option<&str>, &Path)| {
             let (engine_id, model_id) = ids(build, model);
-            let binary = match build {
-                Some(name) => Path::new(name).join("llama-server"),
+            let build_ref = plan.builds.iter().find(|r| Some(r.name.as_str()) == build);
+            let binary = match build_ref {
+                Some(build) => build.path.join("llama-server"),
                 None => PathBuf::from("llama-server"),
             };
             Subject {
@@ -1049,6 +1066,7 @@ mod tests {
         Harness {
             endpoint,
             started: RefCell::default(),
+            broken: None,
         }
     }
 
@@ -1316,5 +1334,199 @@ mod tests {
             .map(|t| (t.workload["test"].as_str().unwrap(), t.repetition))
             .collect();
         assert_eq!(keys, [("(all)", 0), ("tg4", 1)]);
+    }
+
+    /// Two models on two builds, -ctv f16 and bf16 (q8_0 rejected), pp8 and tg4, one repetition.
+    fn sweep_plan() -> BenchPlan {
+        let mut plan = plan(1, 0);
+        plan.models = vec!["/m/smollm.gguf".into(), "/m/gemma.gguf".into()];
+        plan.builds = ["new=/b/new", "old=/b/old"]
+            .iter()
+            .map(|b| BuildRef::parse(b).unwrap())
+            .collect();
+        plan
+    }
+
+    /// (binary, model, -ctv) of each engine start.
+    fn starts(harness: &Harness) -> Vec<(String, String, String)> {
+        let started = harness.started.borrow();
+        let start = |s: &ServerSpec| {
+            let binary = s.binary.display().to_string();
+            (binary, s.model.display().to_string(), s.args[1].clone())
+        };
+        started.iter().map(start).collect()
+    }
+
+    fn start_of(build: &str, model: &str, ctv: &str) -> (String, String, String) {
+        let binary = format!("{build}/llama-server");
+        (binary, format!("/m/{model}.gguf"), ctv.to_string())
+    }
+
+    /// (engine, model, status) of each trial, in order.
+    fn identities(sink: &MemorySink) -> Vec<(String, String, String)> {
+        let trials = sink.trials(1).unwrap();
+        let identity = |t: &TrialRow| {
+            let engine = t.engine.clone().unwrap_or_default();
+            let model = t.model_sha256.clone().unwrap_or_default();
+            (engine, model, t.status.clone())
+        };
+        trials.iter().map(identity).collect()
+    }
+
+    #[test]
+    fn two_models_on_two_builds_start_build_by_build_then_model_by_model() {
+        let endpoint = ScriptedEndpoint::start(Duration::ZERO).unwrap();
+        let harness = harness(&endpoint);
+        let sink = MemorySink::new(Path::new("/runs"));
+        let events = harness.run(&sink, &sweep_plan(), HashSet::new()).unwrap();
+        let expected = [
+            ("/b/new", "smollm", "f16"),
+            ("/b/new", "smollm", "bf16"),
+            ("/b/new", "gemma", "f16"),
+            ("/b/new", "gemma", "bf16"),
+            ("/b/old", "smollm", "f16"),
+            ("/b/old", "smollm", "bf16"),
+            ("/b/old", "gemma", "f16"),
+            ("/b/old", "gemma", "bf16"),
+        ];
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|(b, m, c)| start_of(b, m, c))
+            .collect();
+        assert_eq!(starts(&harness), expected);
+        assert_eq!(events[0], "build new · smollm · -ctv f16 -fa off pp8 #0");
+        assert_eq!(events.len(), 4 * 2 * 2 + 4, "16 trials and 4 skipped q8_0 cells");
+        let ok: Vec<_> = identities(&sink)
+            .into_iter()
+            .filter(|(_, _, status)| status == "ok")
+            .collect();
+        let pairs: Vec<(&str, &str)> = ok
+            .iter()
+            .step_by(4)
+            .map(|(e, m, _)| (e.as_str(), m.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("engine 2", "model 3"),
+                ("engine 2", "model 4"),
+                ("engine 12", "model 3"),
+                ("engine 12", "model 4")
+            ]
+        );
+        let logs: HashSet<PathBuf> = sink.logs().into_iter().map(|l| l.path).collect();
+        assert_eq!(logs.len(), 8, "each engine start keeps its own log");
+    }
+
+    #[test]
+    fn a_flag_one_build_does_not_know_skips_its_cells_there_only() {
+        let endpoint = ScriptedEndpoint::start(Duration::ZERO).unwrap();
+        let harness = harness(&endpoint);
+        let sink = MemorySink::new(Path::new("/runs"));
+        let plan = sweep_plan();
+        let mut subjects = subjects(&plan);
+        // The old build's --help lists everything but --no-mmap (the plan passes it).
+        let known = ["-ctv", "-fa", "-np", "-c"].iter().map(|f| f.to_string());
+        for subject in subjects.iter_mut().filter(|s| s.build.as_deref() == Some("old")) {
+            subject.known_flags = KnownFlags(known.clone().collect());
+        }
+        harness.run_on(&sink, &plan, subjects, HashSet::new()).unwrap();
+        let started = starts(&harness);
+        assert_eq!(started.len(), 4);
+        assert!(started.iter().all(|(binary, _, _)| binary == "/b/new/llama-server"));
+        let trials = sink.trials(1).unwrap();
+        let old = trials.iter().filter(|t| t.engine.as_deref() == Some("engine 12"));
+        let notes: Vec<&str> = old.map(|t| t.note.as_deref().unwrap_or_default()).collect();
+        assert_eq!(notes.len(), 6, "3 configs × 2 models");
+        let unknown = "build old does not know --no-mmap (not in its --help)";
+        assert_eq!(notes.iter().filter(|n| **n == unknown).count(), 4, "{notes:?}");
+        let new_ok = trials
+            .iter()
+            .filter(|t| t.engine.as_deref() == Some("engine 2") && t.status == "ok");
+        assert_eq!(new_ok.count(), 8);
+    }
+
+    #[test]
+    fn resuming_a_half_done_sweep_measures_only_the_rest() {
+        let endpoint = ScriptedEndpoint::start(Duration::ZERO).unwrap();
+        let plan = sweep_plan();
+        let first = MemorySink::new(Path::new("/runs"));
+        harness(&endpoint)
+            .run(&first, &plan, HashSet::new())
+            .unwrap();
+        let all = completed_trials(&first, 1, &subjects(&plan)).unwrap();
+        assert_eq!(all.len(), 16);
+        // Keep the new build's trials and the old build's on smollm: gemma on old is missing.
+        let done: HashSet<TrialKey> = all
+            .into_iter()
+            .filter(|k| k.build == "new" || k.model_sha256 == "model 3")
+            .collect();
+        assert_eq!(done.len(), 12);
+        let rest = MemorySink::new(Path::new("/runs"));
+        let resumed = harness(&endpoint);
+        resumed.run(&rest, &plan, done).unwrap();
+        let expected = [start_of("/b/old", "gemma", "f16"), start_of("/b/old", "gemma", "bf16")];
+        assert_eq!(starts(&resumed), expected);
+        let measured: Vec<_> = identities(&rest)
+            .into_iter()
+            .filter(|(_, _, status)| status == "ok")
+            .collect();
+        assert_eq!(measured.len(), 4);
+        assert!(measured
+            .iter()
+            .all(|(e, m, _)| e == "engine 12" && m == "model 4"));
+    }
+
+    #[test]
+    fn a_build_that_fails_to_start_leaves_the_others_measured() {
+        let endpoint = ScriptedEndpoint::start(Duration::ZERO).unwrap();
+        let mut harness = harness(&endpoint);
+        harness.broken = Some("/b/new/llama-server".into());
+        let sink = MemorySink::new(Path::new("/runs"));
+        harness.run(&sink, &sweep_plan(), HashSet::new()).unwrap();
+        let trials = identities(&sink);
+        let of = |engine: &str, status: &str| {
+            let matching = trials.iter().filter(|(e, _, s)| e == engine && s == status);
+            matching.count()
+        };
+        assert_eq!(of("engine 2", "skipped"), 6, "every cell of the broken build, with its reason");
+        assert_eq!(of("engine 2", "ok"), 0);
+        assert_eq!(of("engine 12", "ok"), 8, "the other build measured both models");
+        let notes = sink.trials(1).unwrap();
+        let note = notes[0].note.as_deref().unwrap_or_default();
+        assert!(note.contains("signal 11"), "{note}");
+    }
+
+    #[test]
+    fn a_stored_plan_of_one_model_still_reads() {
+        // Plans stored before models became a dimension name one `model` and no builds.
+        let mut stored = serde_json::to_value(plan(1, 0)).unwrap();
+        let object = stored.as_object_mut().unwrap();
+        object.remove("models");
+        object.remove("builds");
+        object.insert("model".into(), json!("old.gguf"));
+        let plan: BenchPlan = serde_json::from_value(stored).unwrap();
+        assert_eq!(plan.models, [PathBuf::from("old.gguf")]);
+        assert!(plan.builds.is_empty());
+    }
+
+    #[test]
+    fn the_dry_run_shows_every_engine_start_in_order() {
+        let text = sweep_plan().describe();
+        let starts: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("  engine start"))
+            .collect();
+        assert_eq!(starts.len(), 8, "{text}");
+        assert_eq!(
+            starts[2],
+            "  engine start 3/8: build new · gemma · -ctv f16 -fa off"
+        );
+        assert_eq!(
+            starts[7],
+            "  engine start 8/8: build old · gemma · -ctv bf16 -fa off"
+        );
+        assert!(text.contains("  skip: build old · smollm · -ctv q8_0 -fa off: "), "{text}");
+        assert!(text.contains("trials: 16; engine starts: 8 (restarts: 7)"), "{text}");
     }
 }
