@@ -579,3 +579,90 @@ fn a_config_the_engine_refuses_is_skipped_and_the_sweep_goes_on() {
         .unwrap()
         .contains("exited during start-up"));
 }
+
+/// The directory of the installed llama.cpp tools, usable as a `--build NAME=DIR`.
+fn build_dir() -> String {
+    let server = llama_bin("llama-server");
+    server.parent().unwrap().display().to_string()
+}
+
+fn two_models() -> String {
+    format!("{},{}", smollm().display(), gemma().display())
+}
+
+#[test]
+fn a_dry_run_of_two_models_on_two_builds_shows_every_engine_start_in_order() {
+    let sandbox = Sandbox::new();
+    let (a, b) = (format!("a={}", build_dir()), format!("b={}", build_dir()));
+    let mut cmd = sandbox.cmd();
+    cmd.args(["bench", "-m", &two_models(), "--build", &a, "--build", &b]);
+    cmd.args(["-ctk", "f16,q8_0", "-fa", "on", "-p", "0", "-n", "4", "--dry-run"]);
+    let (status, stdout, stderr) = run(cmd, LIMIT);
+    assert!(status.success(), "{stderr}");
+    let starts: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("  engine start"))
+        .collect();
+    let expected = [
+        "  engine start 1/8: build a · SmolLM2-135M-Instruct.Q4_1 · -ctk f16 -fa on",
+        "  engine start 2/8: build a · SmolLM2-135M-Instruct.Q4_1 · -ctk q8_0 -fa on",
+        "  engine start 3/8: build a · gemma-3-270m-q4_k_m · -ctk f16 -fa on",
+        "  engine start 4/8: build a · gemma-3-270m-q4_k_m · -ctk q8_0 -fa on",
+        "  engine start 5/8: build b · SmolLM2-135M-Instruct.Q4_1 · -ctk f16 -fa on",
+        "  engine start 6/8: build b · SmolLM2-135M-Instruct.Q4_1 · -ctk q8_0 -fa on",
+        "  engine start 7/8: build b · gemma-3-270m-q4_k_m · -ctk f16 -fa on",
+        "  engine start 8/8: build b · gemma-3-270m-q4_k_m · -ctk q8_0 -fa on",
+    ];
+    assert_eq!(starts, expected, "{stdout}");
+    assert!(stdout.starts_with("plan: llama-server on 2 model(s) × 2 build(s)"), "{stdout}");
+    assert!(stdout.contains("engine starts: 8 (restarts: 7)"), "{stdout}");
+    assert!(!sandbox.db().exists(), "a dry run opens no database");
+}
+
+#[test]
+fn the_same_model_under_two_names_is_refused_before_any_engine_starts() {
+    let sandbox = Sandbox::new();
+    let copy = sandbox.dir.path().join("copy-of-smollm.gguf");
+    std::fs::copy(smollm(), &copy).unwrap();
+    let models = format!("{},{}", smollm().display(), copy.display());
+    let mut cmd = sandbox.cmd();
+    cmd.args(["bench", "-m", &models, "-p", "0", "-n", "4", "-r", "1"]);
+    let (status, _, stderr) = run(cmd, LIMIT);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    let error = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+    assert!(
+        error.contains("copy-of-smollm.gguf are the same model (sha256 "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("config 1/"), "nothing was measured: {stderr}");
+    let mut list = sandbox.cmd();
+    list.args(["runs", "list", "--json"]);
+    let (status, stdout, stderr) = run(list, LIMIT);
+    assert!(status.success(), "{stderr}");
+    let runs: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(runs.as_array().map(Vec::len), Some(0), "no run row: {stdout}");
+}
+
+#[test]
+fn two_models_in_one_run_store_trials_for_each() {
+    let sandbox = Sandbox::new();
+    let mut cmd = sandbox.cmd();
+    cmd.args(["bench", "-m", &two_models(), "-p", "0", "-n", "4", "-r", "1"]);
+    cmd.args(["--warmup", "0", "-o", "json"]);
+    let (status, _, stderr) = run(cmd, LIMIT);
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("config 2/2: gemma-3-270m-q4_k_m"), "{stderr}");
+    let detail = show(&sandbox, "last");
+    let trials = ok_trials(&detail);
+    let models: Vec<&str> = trials
+        .iter()
+        .map(|t| t["model_sha256"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(models.len(), 2, "one tg4 trial per model: {detail}");
+    assert_ne!(models[0], models[1], "each trial names its own model");
+    let sha = std::fs::read_to_string(format!("{}.sha256", gemma().display())).unwrap();
+    assert!(sha.contains(models[1]), "the second is gemma's: {sha}");
+    for trial in &trials {
+        assert_eq!(sample(trial, "tokens_received", "client"), Some(4.0), "{trial}");
+    }
+}
