@@ -596,7 +596,17 @@ fn a_dry_run_of_two_models_on_two_builds_shows_every_engine_start_in_order() {
     let (a, b) = (format!("a={}", build_dir()), format!("b={}", build_dir()));
     let mut cmd = sandbox.cmd();
     cmd.args(["bench", "-m", &two_models(), "--build", &a, "--build", &b]);
-    cmd.args(["-ctk", "f16,q8_0", "-fa", "on", "-p", "0", "-n", "4", "--dry-run"]);
+    cmd.args([
+        "-ctk",
+        "f16,q8_0",
+        "-fa",
+        "on",
+        "-p",
+        "0",
+        "-n",
+        "4",
+        "--dry-run",
+    ]);
     let (status, stdout, stderr) = run(cmd, LIMIT);
     assert!(status.success(), "{stderr}");
     let starts: Vec<&str> = stdout
@@ -614,8 +624,14 @@ fn a_dry_run_of_two_models_on_two_builds_shows_every_engine_start_in_order() {
         "  engine start 8/8: build b · gemma-3-270m-q4_k_m · -ctk q8_0 -fa on",
     ];
     assert_eq!(starts, expected, "{stdout}");
-    assert!(stdout.starts_with("plan: llama-server on 2 model(s) × 2 build(s)"), "{stdout}");
-    assert!(stdout.contains("engine starts: 8 (restarts: 7)"), "{stdout}");
+    assert!(
+        stdout.starts_with("plan: llama-server on 2 model(s) × 2 build(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("engine starts: 8 (restarts: 7)"),
+        "{stdout}"
+    );
     assert!(!sandbox.db().exists(), "a dry run opens no database");
 }
 
@@ -629,29 +645,52 @@ fn the_same_model_under_two_names_is_refused_before_any_engine_starts() {
     cmd.args(["bench", "-m", &models, "-p", "0", "-n", "4", "-r", "1"]);
     let (status, _, stderr) = run(cmd, LIMIT);
     assert_eq!(status.code(), Some(2), "{stderr}");
-    let error = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
     assert!(
         error.contains("copy-of-smollm.gguf are the same model (sha256 "),
         "{stderr}"
     );
-    assert!(!stderr.contains("config 1/"), "nothing was measured: {stderr}");
+    assert!(
+        !stderr.contains("config 1/"),
+        "nothing was measured: {stderr}"
+    );
     let mut list = sandbox.cmd();
     list.args(["runs", "list", "--json"]);
     let (status, stdout, stderr) = run(list, LIMIT);
     assert!(status.success(), "{stderr}");
     let runs: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(runs.as_array().map(Vec::len), Some(0), "no run row: {stdout}");
+    assert_eq!(
+        runs.as_array().map(Vec::len),
+        Some(0),
+        "no run row: {stdout}"
+    );
 }
 
 #[test]
 fn two_models_in_one_run_store_trials_for_each() {
     let sandbox = Sandbox::new();
     let mut cmd = sandbox.cmd();
-    cmd.args(["bench", "-m", &two_models(), "-p", "0", "-n", "4", "-r", "1"]);
+    cmd.args([
+        "bench",
+        "-m",
+        &two_models(),
+        "-p",
+        "0",
+        "-n",
+        "4",
+        "-r",
+        "1",
+    ]);
     cmd.args(["--warmup", "0", "-o", "json"]);
     let (status, _, stderr) = run(cmd, LIMIT);
     assert!(status.success(), "{stderr}");
-    assert!(stderr.contains("config 2/2: gemma-3-270m-q4_k_m"), "{stderr}");
+    assert!(
+        stderr.contains("config 2/2: gemma-3-270m-q4_k_m"),
+        "{stderr}"
+    );
     let detail = show(&sandbox, "last");
     let trials = ok_trials(&detail);
     let models: Vec<&str> = trials
@@ -663,6 +702,10 @@ fn two_models_in_one_run_store_trials_for_each() {
     let sha = std::fs::read_to_string(format!("{}.sha256", gemma().display())).unwrap();
     assert!(sha.contains(models[1]), "the second is gemma's: {sha}");
     for trial in &trials {
-        assert_eq!(sample(trial, "tokens_received", "client"), Some(4.0), "{trial}");
+        assert_eq!(
+            sample(trial, "tokens_received", "client"),
+            Some(4.0),
+            "{trial}"
+        );
     }
 }

@@ -258,7 +258,8 @@ fn open_session(
     let command = super::command_line();
     let hashes: Vec<&str> = sweep.models.iter().map(|m| m.sha256.as_str()).collect();
     let first = hashes.first().copied().unwrap_or_default();
-    let params = serde_json::json!({ "plan": plan, "model_sha256": first, "model_sha256s": hashes });
+    let params =
+        serde_json::json!({ "plan": plan, "model_sha256": first, "model_sha256s": hashes });
     match resume {
         Some(run_id) => Session::resume(store, run_id, &command),
         None => Session::begin(

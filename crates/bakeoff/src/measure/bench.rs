@@ -394,7 +394,12 @@ impl BenchContext<'_> {
     }
 
     /// Record a configuration not measured on `subject`, with the reason.
-    pub fn record_skip(&self, subject: &Subject, config: &EngineConfig, reason: &str) -> Result<()> {
+    pub fn record_skip(
+        &self,
+        subject: &Subject,
+        config: &EngineConfig,
+        reason: &str,
+    ) -> Result<()> {
         let (engine_id, model_id) = (subject.engine_id, subject.model_id);
         self.sink
             .skip_config(self.run_id, config, engine_id, model_id, reason)
@@ -987,7 +992,9 @@ mod tests {
             let broken = self.broken.as_ref() == Some(&spec.binary);
             self.started.borrow_mut().push(spec);
             if broken {
-                return Err(Error::engine("llama-server exited with signal 11 before it was healthy"));
+                return Err(Error::engine(
+                    "llama-server exited with signal 11 before it was healthy",
+                ));
             }
             let http = Http::new(&self.endpoint.url, Duration::from_secs(10));
             Ok(Box::new(Scripted { http, log_path }))
@@ -1038,7 +1045,10 @@ mod tests {
     fn subjects(plan: &BenchPlan) -> Vec<Subject> {
         let order = plan.subject_order();
         let ids = |build: Option<&str>, model: &Path| {
-            let b = plan.builds.iter().position(|r| Some(r.name.as_str()) == build);
+            let b = plan
+                .builds
+                .iter()
+                .position(|r| Some(r.name.as_str()) == build);
             let m = plan.models.iter().position(|p| p == model).unwrap_or(0);
             (2 + 10 * b.unwrap_or(0) as i64, 3 + m as i64)
         };
@@ -1389,13 +1399,14 @@ mod tests {
             ("/b/old", "gemma", "f16"),
             ("/b/old", "gemma", "bf16"),
         ];
-        let expected: Vec<_> = expected
-            .iter()
-            .map(|(b, m, c)| start_of(b, m, c))
-            .collect();
+        let expected: Vec<_> = expected.iter().map(|(b, m, c)| start_of(b, m, c)).collect();
         assert_eq!(starts(&harness), expected);
         assert_eq!(events[0], "build new · smollm · -ctv f16 -fa off pp8 #0");
-        assert_eq!(events.len(), 4 * 2 * 2 + 4, "16 trials and 4 skipped q8_0 cells");
+        assert_eq!(
+            events.len(),
+            4 * 2 * 2 + 4,
+            "16 trials and 4 skipped q8_0 cells"
+        );
         let ok: Vec<_> = identities(&sink)
             .into_iter()
             .filter(|(_, _, status)| status == "ok")
@@ -1427,19 +1438,32 @@ mod tests {
         let mut subjects = subjects(&plan);
         // The old build's --help lists everything but --no-mmap (the plan passes it).
         let known = ["-ctv", "-fa", "-np", "-c"].iter().map(|f| f.to_string());
-        for subject in subjects.iter_mut().filter(|s| s.build.as_deref() == Some("old")) {
+        for subject in subjects
+            .iter_mut()
+            .filter(|s| s.build.as_deref() == Some("old"))
+        {
             subject.known_flags = KnownFlags(known.clone().collect());
         }
-        harness.run_on(&sink, &plan, subjects, HashSet::new()).unwrap();
+        harness
+            .run_on(&sink, &plan, subjects, HashSet::new())
+            .unwrap();
         let started = starts(&harness);
         assert_eq!(started.len(), 4);
-        assert!(started.iter().all(|(binary, _, _)| binary == "/b/new/llama-server"));
+        assert!(started
+            .iter()
+            .all(|(binary, _, _)| binary == "/b/new/llama-server"));
         let trials = sink.trials(1).unwrap();
-        let old = trials.iter().filter(|t| t.engine.as_deref() == Some("engine 12"));
+        let old = trials
+            .iter()
+            .filter(|t| t.engine.as_deref() == Some("engine 12"));
         let notes: Vec<&str> = old.map(|t| t.note.as_deref().unwrap_or_default()).collect();
         assert_eq!(notes.len(), 6, "3 configs × 2 models");
         let unknown = "build old does not know --no-mmap (not in its --help)";
-        assert_eq!(notes.iter().filter(|n| **n == unknown).count(), 4, "{notes:?}");
+        assert_eq!(
+            notes.iter().filter(|n| **n == unknown).count(),
+            4,
+            "{notes:?}"
+        );
         let new_ok = trials
             .iter()
             .filter(|t| t.engine.as_deref() == Some("engine 2") && t.status == "ok");
@@ -1465,7 +1489,10 @@ mod tests {
         let rest = MemorySink::new(Path::new("/runs"));
         let resumed = harness(&endpoint);
         resumed.run(&rest, &plan, done).unwrap();
-        let expected = [start_of("/b/old", "gemma", "f16"), start_of("/b/old", "gemma", "bf16")];
+        let expected = [
+            start_of("/b/old", "gemma", "f16"),
+            start_of("/b/old", "gemma", "bf16"),
+        ];
         assert_eq!(starts(&resumed), expected);
         let measured: Vec<_> = identities(&rest)
             .into_iter()
@@ -1489,9 +1516,17 @@ mod tests {
             let matching = trials.iter().filter(|(e, _, s)| e == engine && s == status);
             matching.count()
         };
-        assert_eq!(of("engine 2", "skipped"), 6, "every cell of the broken build, with its reason");
+        assert_eq!(
+            of("engine 2", "skipped"),
+            6,
+            "every cell of the broken build, with its reason"
+        );
         assert_eq!(of("engine 2", "ok"), 0);
-        assert_eq!(of("engine 12", "ok"), 8, "the other build measured both models");
+        assert_eq!(
+            of("engine 12", "ok"),
+            8,
+            "the other build measured both models"
+        );
         let notes = sink.trials(1).unwrap();
         let note = notes[0].note.as_deref().unwrap_or_default();
         assert!(note.contains("signal 11"), "{note}");
@@ -1526,7 +1561,13 @@ mod tests {
             starts[7],
             "  engine start 8/8: build old · gemma · -ctv bf16 -fa off"
         );
-        assert!(text.contains("  skip: build old · smollm · -ctv q8_0 -fa off: "), "{text}");
-        assert!(text.contains("trials: 16; engine starts: 8 (restarts: 7)"), "{text}");
+        assert!(
+            text.contains("  skip: build old · smollm · -ctv q8_0 -fa off: "),
+            "{text}"
+        );
+        assert!(
+            text.contains("trials: 16; engine starts: 8 (restarts: 7)"),
+            "{text}"
+        );
     }
 }

@@ -59,7 +59,11 @@ impl BenchPlan {
 
     /// The models and builds, then every engine start in order (and each skip where it falls).
     fn sweep_lines(&self, configs: &[PlannedConfig]) -> String {
-        let models: Vec<String> = self.models.iter().map(|m| m.display().to_string()).collect();
+        let models: Vec<String> = self
+            .models
+            .iter()
+            .map(|m| m.display().to_string())
+            .collect();
         let mut out = format!("  models: {}\n", models.join(", "));
         if !self.builds.is_empty() {
             let builds = self.builds.iter();

@@ -492,7 +492,11 @@ mod tests {
             ..Default::default()
         };
         let merged = cli.combine(e);
-        assert_eq!(merged.builds.unwrap().len(), 1, "the command line's builds win");
+        assert_eq!(
+            merged.builds.unwrap().len(),
+            1,
+            "the command line's builds win"
+        );
         let bad = parse("max-size = \"lots\"\n").unwrap().model_query();
         assert!(bad.unwrap_err().to_string().starts_with("max-size lots:"));
         let bad = parse("[builds]\nnew = 3\n").unwrap_err();

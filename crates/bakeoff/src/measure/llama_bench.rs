@@ -134,7 +134,9 @@ impl LlamaBenchRun<'_> {
         let hash = planned.config.hash();
         let build = subject.build.clone().unwrap_or_default();
         let done = self.ctx.done.iter().any(|key| {
-            key.config_hash == hash && key.model_sha256 == subject.model_sha256 && key.build == build
+            key.config_hash == hash
+                && key.model_sha256 == subject.model_sha256
+                && key.build == build
         });
         if done {
             return Ok(());
@@ -148,7 +150,10 @@ impl LlamaBenchRun<'_> {
             true => format!("llama-bench-{}-{hash}", index + 1),
             false => format!("llama-bench-{hash}"),
         };
-        let (out, log) = (dir.join(format!("{stem}.json")), dir.join(format!("{stem}.log")));
+        let (out, log) = (
+            dir.join(format!("{stem}.json")),
+            dir.join(format!("{stem}.log")),
+        );
         let results = args.and_then(|args| {
             let invoked = self.invoke(&subject.binary, &args, &out, &log);
             invoked.map_err(|error| error.to_string())
@@ -162,7 +167,10 @@ impl LlamaBenchRun<'_> {
             Err(reason) => {
                 let config = &planned.config;
                 self.ctx.record_skip(subject, config, &reason)?;
-                observe(Event::Skipped { label, reason: &reason });
+                observe(Event::Skipped {
+                    label,
+                    reason: &reason,
+                });
             }
         }
         self.ctx.sink.engine_log(self.ctx.run_id, None, &log)

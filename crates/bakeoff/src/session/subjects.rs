@@ -49,7 +49,10 @@ impl Sweep {
 
 /// Each model's row; two files holding the same model are an error naming both.
 fn model_rows(store: &Store, models: &[PathBuf]) -> Result<Vec<ModelRow>> {
-    let rows: Vec<ModelRow> = models.iter().map(|m| store.model(m)).collect::<Result<_>>()?;
+    let rows: Vec<ModelRow> = models
+        .iter()
+        .map(|m| store.model(m))
+        .collect::<Result<_>>()?;
     let hashes: Vec<(PathBuf, String)> = models
         .iter()
         .zip(&rows)
