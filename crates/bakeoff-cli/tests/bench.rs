@@ -709,3 +709,52 @@ fn two_models_in_one_run_store_trials_for_each() {
         );
     }
 }
+
+#[test]
+fn llama_bench_runs_once_per_build_and_model() {
+    let sandbox = Sandbox::new();
+    let build = format!("cpu={}", build_dir());
+    let mut cmd = sandbox.cmd();
+    cmd.args([
+        "bench",
+        "-m",
+        &two_models(),
+        "--build",
+        &build,
+        "--engine",
+        "llama-bench",
+    ]);
+    cmd.args(["-p", "0", "-n", "4", "-r", "1", "--warmup", "0"]);
+    let (status, _, stderr) = run(cmd, LIMIT);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("config 2/2: build cpu · gemma-3-270m-q4_k_m"),
+        "{stderr}"
+    );
+    let detail = show(&sandbox, "last");
+    let trials = ok_trials(&detail);
+    let models: Vec<&str> = trials
+        .iter()
+        .map(|t| t["model_sha256"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(models.len(), 2, "{detail}");
+    assert_ne!(models[0], models[1]);
+    for trial in &trials {
+        assert!(sample(trial, "tg_tps", "llama-bench").is_some(), "{trial}");
+    }
+}
+
+#[test]
+fn a_build_path_without_llama_server_is_a_one_line_error() {
+    let sandbox = Sandbox::new();
+    let empty = sandbox.dir.path().join("empty-build");
+    std::fs::create_dir(&empty).unwrap();
+    let build = format!("broken={}", empty.display());
+    let mut cmd = sandbox.cmd();
+    cmd.arg("bench").arg("-m").arg(smollm());
+    cmd.args(["--build", &build, "-p", "0", "-n", "4", "-r", "1"]);
+    let (status, _, stderr) = run(cmd, LIMIT);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    let expected = format!("build broken: no llama-server in {}", empty.display());
+    assert!(stderr.contains(&expected), "{stderr}");
+}
