@@ -758,3 +758,24 @@ fn a_build_path_without_llama_server_is_a_one_line_error() {
     let expected = format!("build broken: no llama-server in {}", empty.display());
     assert!(stderr.contains(&expected), "{stderr}");
 }
+
+#[test]
+fn an_experiment_file_lists_models_and_builds() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.dir.path().join("shootout.toml");
+    let text = format!(
+        "model = [{:?}, {:?}]\n[matrix]\nn = 4\np = 0\n[builds]\nfile = {:?}\n",
+        smollm().display().to_string(),
+        gemma().display().to_string(),
+        build_dir()
+    );
+    std::fs::write(&file, text).unwrap();
+    let mut cmd = sandbox.cmd();
+    cmd.arg("bench").arg("--config").arg(&file).arg("--dry-run");
+    let (status, stdout, stderr) = run(cmd, LIMIT);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stdout.contains("  engine start 2/2: build file · gemma-3-270m-q4_k_m · (defaults)"),
+        "{stdout}"
+    );
+}

@@ -41,15 +41,6 @@ pub struct Values(pub String);
 pub struct Experiment {
     /// Model file(s): a comma list, glob, directory or catalog names, or an array of them.
     pub model: Option<Values>,
-    /// Catalog models carrying this tag.
-    pub category: Option<String>,
-    /// Only models no larger than this: bytes, or a size such as `"20G"`.
-    pub max_size: Option<Values>,
-    /// The model catalog file.
-    pub catalog: Option<PathBuf>,
-    /// `[builds]`: `NAME = "PATH"`, in the order given.
-    #[serde(default, deserialize_with = "build_table")]
-    pub builds: Option<Vec<BuildRef>>,
     #[serde(default, alias = "repetitions", deserialize_with = "whole")]
     pub reps: Option<u32>,
     #[serde(default, deserialize_with = "whole")]
@@ -65,6 +56,15 @@ pub struct Experiment {
     /// Other llama-server flags to sweep, `FLAG = VALUES`, in the order given.
     #[serde(default, deserialize_with = "flag_table")]
     pub server_flags: Vec<(String, Values)>,
+    /// Catalog models carrying this tag.
+    pub category: Option<String>,
+    /// Only models no larger than this: bytes, or a size such as `"20G"`.
+    pub max_size: Option<Values>,
+    /// The model catalog file.
+    pub catalog: Option<PathBuf>,
+    /// `[builds]`: `NAME = "PATH"`, in the order given.
+    #[serde(default, deserialize_with = "build_table")]
+    pub builds: Option<Vec<BuildRef>>,
 }
 
 /// The swept parameters, keyed as llama-bench spells them (`[matrix]` in a file).
