@@ -194,7 +194,7 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
         None => (plan_from_settings(&settings, &args)?, None, None),
     };
     experiment::check_plan(&plan)?;
-    for warning in depth_warnings(&plan) {
+    for warning in experiment::plan_depth_warnings(&plan) {
         printer.warn(warning);
     }
     if args.dry_run {
@@ -216,19 +216,6 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
         printer,
     };
     bench.run(resume.is_some(), format)
-}
-
-/// Depth warnings for every model of the plan, each once.
-fn depth_warnings(plan: &BenchPlan) -> Vec<String> {
-    let mut warnings: Vec<String> = Vec::new();
-    for file in &plan.models {
-        for warning in experiment::depth_warnings(plan, model::trained_context(file)) {
-            if !warnings.contains(&warning) {
-                warnings.push(warning);
-            }
-        }
-    }
-    warnings
 }
 
 /// The plan's builds (or the one engine found) and models, registered; duplicates refused.

@@ -161,6 +161,21 @@ pub fn depth_warnings(plan: &BenchPlan, trained_context: Option<u64>) -> Vec<Str
         .collect()
 }
 
+/// [`depth_warnings`] for every model of the plan (its trained context read from its GGUF), each
+/// warning once.
+pub fn plan_depth_warnings(plan: &BenchPlan) -> Vec<String> {
+    let mut warnings: Vec<String> = Vec::new();
+    for file in &plan.models {
+        let trained = crate::model::trained_context(file);
+        for warning in depth_warnings(plan, trained) {
+            if !warnings.contains(&warning) {
+                warnings.push(warning);
+            }
+        }
+    }
+    warnings
+}
+
 impl MatrixSettings {
     /// The engine flags with their values, in sweep order (the last varies fastest).
     pub fn engine_flags(&self) -> Vec<(&'static str, Option<&Values>)> {
