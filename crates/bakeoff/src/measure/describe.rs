@@ -14,6 +14,10 @@ impl BenchPlan {
         match self.is_shootout() {
             true => out += &self.sweep_lines(&configs),
             false => {
+                if let Some(build) = self.builds.first() {
+                    let path = build.path.display();
+                    let _ = writeln!(out, "  build: {}={path}", build.name);
+                }
                 for (index, config) in configs.iter().enumerate() {
                     let _ = writeln!(out, "{}", config_line(&configs, index, config));
                 }
