@@ -779,3 +779,58 @@ fn an_experiment_file_lists_models_and_builds() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_killed_two_model_run_resumes_measuring_only_what_is_missing() {
+    let sandbox = Sandbox::new();
+    let mut cmd = sandbox.cmd();
+    cmd.args([
+        "bench",
+        "-m",
+        &two_models(),
+        "-p",
+        "0",
+        "-n",
+        "4",
+        "-r",
+        "2",
+    ]);
+    cmd.args(["--warmup", "0"]);
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    // Kill once the second trial (smollm's last) has been reported, so stored.
+    for line in stderr.lines() {
+        if line.unwrap().contains("[2/") {
+            break;
+        }
+    }
+    signal(child.id(), libc::SIGKILL);
+    wait_exit(&mut child, LIMIT);
+    let detail = show(&sandbox, "last");
+    let before = ok_trials(&detail).len();
+    assert!(before >= 2, "stored before the kill: {before}");
+
+    let run_id = detail["run"]["id"].to_string();
+    let mut resume = sandbox.cmd();
+    resume.args(["bench", "--resume", &run_id]);
+    let (status, _, stderr) = run(resume, LIMIT);
+    assert!(status.success(), "{stderr}");
+    let resumed = format!("resuming run {run_id}: {before} trials already stored");
+    assert!(stderr.contains(&resumed), "{stderr}");
+    let trials = ok_trials(&show(&sandbox, &run_id));
+    let key = |t: &Value| {
+        format!(
+            "{} {} {}",
+            t["model_sha256"], t["config_hash"], t["repetition"]
+        )
+    };
+    let mut keys: Vec<String> = trials.iter().map(key).collect();
+    assert_eq!(keys.len(), 4, "2 models x tg4 x 2 reps");
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 4, "no trial measured twice");
+}
