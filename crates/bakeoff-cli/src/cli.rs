@@ -85,10 +85,6 @@ pub struct SubjectArgs {
     pub catalog: Option<PathBuf>,
 }
 
-#[allow(
-    dead_code,
-    reason = "bench, load and gate flatten SubjectArgs in the shootout branches; remove on merge"
-)]
 impl SubjectArgs {
     /// The model selection as the library takes it.
     pub fn query(&self) -> bakeoff::model::select::ModelQuery {
@@ -326,20 +322,22 @@ const BENCH_EXAMPLES: &str = "Examples:
   bakeoff bench -m model.gguf --spec-type none,ngram-mod --prompts natural,code -n 128
   bakeoff bench -m model.gguf -t 1-2 -b 128-512*2 --dry-run
   bakeoff bench -m model.gguf -ctk f16,q8_0 --engine llama-bench -p 64 -n 32
+  bakeoff bench -m a.gguf,b.gguf --build new=DIR --build old=DIR -n 64 --dry-run
   bakeoff bench --config experiment.toml --ci-target 2 --max-reps 20 -o csv > sweep.csv
   bakeoff bench --resume 12
 
 Every parameter takes a comma list or a llama-bench range (first-last, first-last+step, first-last*mult).
-An experiment file (--config) holds the same settings: model, reps, warmup, max-reps, ci-target,
-engine, tag, a [matrix] table keyed kv ctk ctv fa b ub t ngl np c md spec-type spec-draft-n-max p n d
-prompts, and [server-flags]; the command line wins over it, and an unknown key is an error naming
-its line.";
+Several models (-m a,b, a glob, a directory) and builds (--build NAME=PATH, repeated) are measured
+in one run: for each build, each model, each configuration, one engine start.
+An experiment file (--config) holds the same settings: model (a string or an array), category,
+max-size, catalog, reps, warmup, max-reps, ci-target, engine, tag, a [matrix] table keyed kv ctk ctv
+fa b ub t ngl np c md spec-type spec-draft-n-max p n d prompts, [server-flags], and [builds]
+(NAME = \"PATH\"); the command line wins over it, and an unknown key is an error naming its line.";
 
 #[derive(Args, Debug, Default)]
 pub struct BenchArgs {
-    /// GGUF model (a bare file name is looked up in the model cache).
-    #[arg(long, short = 'm', value_name = "FILE")]
-    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub subject: SubjectArgs,
     /// TOML experiment file; command-line values override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -579,3 +579,258 @@ fn a_config_the_engine_refuses_is_skipped_and_the_sweep_goes_on() {
         .unwrap()
         .contains("exited during start-up"));
 }
+
+/// The directory of the installed llama.cpp tools, usable as a `--build NAME=DIR`.
+fn build_dir() -> String {
+    let server = llama_bin("llama-server");
+    server.parent().unwrap().display().to_string()
+}
+
+fn two_models() -> String {
+    format!("{},{}", smollm().display(), gemma().display())
+}
+
+#[test]
+fn a_dry_run_of_two_models_on_two_builds_shows_every_engine_start_in_order() {
+    let sandbox = Sandbox::new();
+    let (a, b) = (format!("a={}", build_dir()), format!("b={}", build_dir()));
+    let mut cmd = sandbox.cmd();
+    cmd.args(["bench", "-m", &two_models(), "--build", &a, "--build", &b]);
+    cmd.args([
+        "-ctk",
+        "f16,q8_0",
+        "-fa",
+        "on",
+        "-p",
+        "0",
+        "-n",
+        "4",
+        "--dry-run",
+    ]);
+    let (status, stdout, stderr) = run(cmd, LIMIT);
+    assert!(status.success(), "{stderr}");
+    let starts: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("  engine start"))
+        .collect();
+    let expected = [
+        "  engine start 1/8: build a · SmolLM2-135M-Instruct.Q4_1 · -ctk f16 -fa on",
+        "  engine start 2/8: build a · SmolLM2-135M-Instruct.Q4_1 · -ctk q8_0 -fa on",
+        "  engine start 3/8: build a · gemma-3-270m-q4_k_m · -ctk f16 -fa on",
+        "  engine start 4/8: build a · gemma-3-270m-q4_k_m · -ctk q8_0 -fa on",
+        "  engine start 5/8: build b · SmolLM2-135M-Instruct.Q4_1 · -ctk f16 -fa on",
+        "  engine start 6/8: build b · SmolLM2-135M-Instruct.Q4_1 · -ctk q8_0 -fa on",
+        "  engine start 7/8: build b · gemma-3-270m-q4_k_m · -ctk f16 -fa on",
+        "  engine start 8/8: build b · gemma-3-270m-q4_k_m · -ctk q8_0 -fa on",
+    ];
+    assert_eq!(starts, expected, "{stdout}");
+    assert!(
+        stdout.starts_with("plan: llama-server on 2 model(s) × 2 build(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("engine starts: 8 (restarts: 7)"),
+        "{stdout}"
+    );
+    assert!(!sandbox.db().exists(), "a dry run opens no database");
+}
+
+#[test]
+fn the_same_model_under_two_names_is_refused_before_any_engine_starts() {
+    let sandbox = Sandbox::new();
+    let copy = sandbox.dir.path().join("copy-of-smollm.gguf");
+    std::fs::copy(smollm(), &copy).unwrap();
+    let models = format!("{},{}", smollm().display(), copy.display());
+    let mut cmd = sandbox.cmd();
+    cmd.args(["bench", "-m", &models, "-p", "0", "-n", "4", "-r", "1"]);
+    let (status, _, stderr) = run(cmd, LIMIT);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(
+        error.contains("copy-of-smollm.gguf are the same model (sha256 "),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("config 1/"),
+        "nothing was measured: {stderr}"
+    );
+    let mut list = sandbox.cmd();
+    list.args(["runs", "list", "--json"]);
+    let (status, stdout, stderr) = run(list, LIMIT);
+    assert!(status.success(), "{stderr}");
+    let runs: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        runs.as_array().map(Vec::len),
+        Some(0),
+        "no run row: {stdout}"
+    );
+}
+
+#[test]
+fn two_models_in_one_run_store_trials_for_each() {
+    let sandbox = Sandbox::new();
+    let mut cmd = sandbox.cmd();
+    cmd.args([
+        "bench",
+        "-m",
+        &two_models(),
+        "-p",
+        "0",
+        "-n",
+        "4",
+        "-r",
+        "1",
+    ]);
+    cmd.args(["--warmup", "0", "-o", "json"]);
+    let (status, _, stderr) = run(cmd, LIMIT);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("config 2/2: gemma-3-270m-q4_k_m"),
+        "{stderr}"
+    );
+    let detail = show(&sandbox, "last");
+    let trials = ok_trials(&detail);
+    let models: Vec<&str> = trials
+        .iter()
+        .map(|t| t["model_sha256"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(models.len(), 2, "one tg4 trial per model: {detail}");
+    assert_ne!(models[0], models[1], "each trial names its own model");
+    let sha = std::fs::read_to_string(format!("{}.sha256", gemma().display())).unwrap();
+    assert!(sha.contains(models[1]), "the second is gemma's: {sha}");
+    for trial in &trials {
+        assert_eq!(
+            sample(trial, "tokens_received", "client"),
+            Some(4.0),
+            "{trial}"
+        );
+    }
+}
+
+#[test]
+fn llama_bench_runs_once_per_build_and_model() {
+    let sandbox = Sandbox::new();
+    let build = format!("cpu={}", build_dir());
+    let mut cmd = sandbox.cmd();
+    cmd.args([
+        "bench",
+        "-m",
+        &two_models(),
+        "--build",
+        &build,
+        "--engine",
+        "llama-bench",
+    ]);
+    cmd.args(["-p", "0", "-n", "4", "-r", "1", "--warmup", "0"]);
+    let (status, _, stderr) = run(cmd, LIMIT);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("config 2/2: build cpu · gemma-3-270m-q4_k_m"),
+        "{stderr}"
+    );
+    let detail = show(&sandbox, "last");
+    let trials = ok_trials(&detail);
+    let models: Vec<&str> = trials
+        .iter()
+        .map(|t| t["model_sha256"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(models.len(), 2, "{detail}");
+    assert_ne!(models[0], models[1]);
+    for trial in &trials {
+        assert!(sample(trial, "tg_tps", "llama-bench").is_some(), "{trial}");
+    }
+}
+
+#[test]
+fn a_build_path_without_llama_server_is_a_one_line_error() {
+    let sandbox = Sandbox::new();
+    let empty = sandbox.dir.path().join("empty-build");
+    std::fs::create_dir(&empty).unwrap();
+    let build = format!("broken={}", empty.display());
+    let mut cmd = sandbox.cmd();
+    cmd.arg("bench").arg("-m").arg(smollm());
+    cmd.args(["--build", &build, "-p", "0", "-n", "4", "-r", "1"]);
+    let (status, _, stderr) = run(cmd, LIMIT);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    let expected = format!("build broken: no llama-server in {}", empty.display());
+    assert!(stderr.contains(&expected), "{stderr}");
+}
+
+#[test]
+fn an_experiment_file_lists_models_and_builds() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.dir.path().join("shootout.toml");
+    let text = format!(
+        "model = [{:?}, {:?}]\n[matrix]\nn = 4\np = 0\n[builds]\nfile = {:?}\n",
+        smollm().display().to_string(),
+        gemma().display().to_string(),
+        build_dir()
+    );
+    std::fs::write(&file, text).unwrap();
+    let mut cmd = sandbox.cmd();
+    cmd.arg("bench").arg("--config").arg(&file).arg("--dry-run");
+    let (status, stdout, stderr) = run(cmd, LIMIT);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stdout.contains("  engine start 2/2: build file · gemma-3-270m-q4_k_m · (defaults)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_killed_two_model_run_resumes_measuring_only_what_is_missing() {
+    let sandbox = Sandbox::new();
+    let mut cmd = sandbox.cmd();
+    cmd.args([
+        "bench",
+        "-m",
+        &two_models(),
+        "-p",
+        "0",
+        "-n",
+        "4",
+        "-r",
+        "2",
+    ]);
+    cmd.args(["--warmup", "0"]);
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    // Kill once the second trial (smollm's last) has been reported, so stored.
+    for line in stderr.lines() {
+        if line.unwrap().contains("[2/") {
+            break;
+        }
+    }
+    signal(child.id(), libc::SIGKILL);
+    wait_exit(&mut child, LIMIT);
+    let detail = show(&sandbox, "last");
+    let before = ok_trials(&detail).len();
+    assert!(before >= 2, "stored before the kill: {before}");
+
+    let run_id = detail["run"]["id"].to_string();
+    let mut resume = sandbox.cmd();
+    resume.args(["bench", "--resume", &run_id]);
+    let (status, _, stderr) = run(resume, LIMIT);
+    assert!(status.success(), "{stderr}");
+    let resumed = format!("resuming run {run_id}: {before} trials already stored");
+    assert!(stderr.contains(&resumed), "{stderr}");
+    let trials = ok_trials(&show(&sandbox, &run_id));
+    let key = |t: &Value| {
+        format!(
+            "{} {} {}",
+            t["model_sha256"], t["config_hash"], t["repetition"]
+        )
+    };
+    let mut keys: Vec<String> = trials.iter().map(key).collect();
+    assert_eq!(keys.len(), 4, "2 models x tg4 x 2 reps");
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 4, "no trial measured twice");
+}

@@ -137,9 +137,11 @@ fn a_directory_given_as_model_is_said_to_be_one() {
     let dir = sandbox.dir.path().join("models");
     std::fs::create_dir(&dir).unwrap();
     let expected = format!("model {} is a directory, not a GGUF file", dir.display());
+    // bench takes a directory of models (-m DIR); an empty one is said to hold none.
+    let empty = format!("{}: a directory with no .gguf file", dir.display());
+    fails_with(&sandbox, &["bench", "-m", text(&dir), "-n", "4"], 2, &empty);
     for args in [
-        &["bench", "-m", text(&dir), "-n", "4"][..],
-        &["plan", text(&dir)],
+        &["plan", text(&dir)][..],
         &["model", "inspect", text(&dir)],
         &["serve", "--model", text(&dir)],
     ] {

@@ -13,10 +13,11 @@ use bakeoff::measure::matrix::{parse_values, Matrix, PromptSet};
 use bakeoff::model;
 use bakeoff::report::bench_cells;
 use bakeoff::report::table::{self, Format, ModelInfo};
-use bakeoff::session::{Engine, RunSpec, Session};
+use bakeoff::session::{Engine, RunSpec, Session, Sweep};
 use bakeoff::store::{ModelRow, Store};
 use bakeoff::Error;
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -49,8 +50,13 @@ fn matrix_from_args(args: &BenchArgs) -> MatrixSettings {
 
 /// The command line as one layer of bench settings (`None` where a flag was not given).
 fn settings_from_args(args: &BenchArgs) -> bakeoff::Result<Experiment> {
+    let query = args.subject.query();
     Ok(Experiment {
-        model: args.model.clone(),
+        model: query.spec.map(Values),
+        category: query.category,
+        max_size: query.max_size.map(|bytes| Values(bytes.to_string())),
+        catalog: query.catalog,
+        builds: Some(args.subject.builds()?).filter(|b| !b.is_empty()),
         reps: args.reps,
         warmup: args.warmup,
         max_reps: args.max_reps,
@@ -143,14 +149,17 @@ fn ci_target(settings: &Experiment) -> bakeoff::Result<Option<f64>> {
         .transpose()
 }
 
+/// The model files the settings select (a bare file name is looked up in the model cache).
+fn models_of(settings: &Experiment) -> bakeoff::Result<Vec<PathBuf>> {
+    let files = model::select::resolve(&settings.model_query()?)?;
+    Ok(files.iter().map(|f| super::resolve_model(f)).collect())
+}
+
 fn plan_from_settings(settings: &Experiment, args: &BenchArgs) -> bakeoff::Result<BenchPlan> {
-    let model = settings
-        .model
-        .as_deref()
-        .ok_or_else(|| Error::input("no model: pass --model FILE (or `model` in --config)"))?;
     let ci_target_pct = ci_target(settings)?;
     Ok(BenchPlan {
-        model: super::resolve_model(model),
+        models: models_of(settings)?,
+        builds: settings.builds.clone().unwrap_or_default(),
         matrix: matrix_of(&settings.matrix, &settings.server_flags)?,
         reps: settings
             .reps
@@ -185,29 +194,34 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
         None => (plan_from_settings(&settings, &args)?, None, None),
     };
     experiment::check_plan(&plan)?;
-    for warning in experiment::depth_warnings(&plan, model::trained_context(&plan.model)) {
+    for warning in experiment::plan_depth_warnings(&plan) {
         printer.warn(warning);
     }
     if args.dry_run {
         print!("{}", plan.describe());
         return Ok(ExitCode::SUCCESS);
     }
-    model::check_file(&plan.model)?;
+    plan.models.iter().try_for_each(|m| model::check_file(m))?;
     let store = match store {
         Some(store) => store,
         None => super::open_store(global)?,
     };
-    let engine = Engine::find(Some(&store), global.engine_path.as_deref(), &plan.engine)?;
-    let model = store.model(&plan.model)?;
-    let session = open_session(store, &plan, &args, resume, &model)?;
+    let sweep = sweep_of(&store, global, &plan)?;
+    let session = open_session(store, &plan, &args, resume, &sweep)?;
     let mut bench = BenchRun {
         session,
         args: &args,
         plan: &plan,
-        model,
+        sweep,
         printer,
     };
-    bench.run(engine, resume.is_some(), format)
+    bench.run(resume.is_some(), format)
+}
+
+/// The plan's builds (or the one engine found) and models, registered; duplicates refused.
+fn sweep_of(store: &Store, global: &Global, plan: &BenchPlan) -> bakeoff::Result<Sweep> {
+    let engine_path = global.engine_path.as_deref();
+    Sweep::resolve(store, engine_path, &plan.engine, &plan.builds, &plan.models)
 }
 
 /// The stored plan of the run `--resume` names, with the database it is in.
@@ -226,10 +240,13 @@ fn open_session(
     plan: &BenchPlan,
     args: &BenchArgs,
     resume: Option<i64>,
-    model: &ModelRow,
+    sweep: &Sweep,
 ) -> bakeoff::Result<Session> {
     let command = super::command_line();
-    let params = serde_json::json!({ "plan": plan, "model_sha256": model.sha256 });
+    let hashes: Vec<&str> = sweep.models.iter().map(|m| m.sha256.as_str()).collect();
+    let first = hashes.first().copied().unwrap_or_default();
+    let params =
+        serde_json::json!({ "plan": plan, "model_sha256": first, "model_sha256s": hashes });
     match resume {
         Some(run_id) => Session::resume(store, run_id, &command),
         None => Session::begin(
@@ -252,14 +269,14 @@ struct BenchRun<'a> {
     session: Session,
     args: &'a BenchArgs,
     plan: &'a BenchPlan,
-    model: ModelRow,
+    sweep: Sweep,
     printer: Printer,
 }
 
 impl BenchRun<'_> {
-    fn run(&mut self, engine: Engine, resumed: bool, format: Format) -> anyhow::Result<ExitCode> {
-        let done = self.announce(&engine, resumed)?;
-        let result = self.measure(engine, done);
+    fn run(&mut self, resumed: bool, format: Format) -> anyhow::Result<ExitCode> {
+        let done = self.announce(resumed)?;
+        let result = self.measure(done);
         self.printer.finish();
         let code = self.session.finish(&result)?;
         self.print_table(format)?;
@@ -267,7 +284,7 @@ impl BenchRun<'_> {
     }
 
     /// Status lines at the start; returns the trials a resumed run already holds.
-    fn announce(&self, engine: &Engine, resumed: bool) -> bakeoff::Result<HashSet<TrialKey>> {
+    fn announce(&self, resumed: bool) -> bakeoff::Result<HashSet<TrialKey>> {
         if let Some(note) = self.session.lock_note() {
             self.printer.status(note);
         }
@@ -276,17 +293,40 @@ impl BenchRun<'_> {
         } else {
             HashSet::new()
         };
-        let (label, size) = (engine.label(), human_bytes(self.model.size));
         let run_id = self.session.run_id();
-        let line = format!("run {run_id}: {label} on {} ({size})", self.model.path);
-        self.printer.status(line);
+        match (&self.sweep.engines[..], &self.sweep.models[..]) {
+            ([engine], [model]) => {
+                let (label, size) = (engine.label(), human_bytes(model.size));
+                let line = format!("run {run_id}: {label} on {} ({size})", model.path);
+                self.printer.status(line);
+            }
+            (engines, models) => self.announce_sweep(run_id, engines, models),
+        }
         Ok(done)
+    }
+
+    /// `run N: B build(s) × M model(s)`, then a line for each.
+    fn announce_sweep(&self, run_id: i64, engines: &[Engine], models: &[ModelRow]) {
+        let (b, m) = (engines.len(), models.len());
+        self.printer
+            .status(format!("run {run_id}: {b} build(s) × {m} model(s)"));
+        for engine in engines {
+            let name = engine.build.as_ref().map_or("", |b| b.name.as_str());
+            self.printer
+                .status(format!("  build {name}: {}", engine.label()));
+        }
+        for model in models {
+            let size = human_bytes(model.size);
+            self.printer
+                .status(format!("  model {} ({size})", model.path));
+        }
     }
 
     /// The trials a resumed run already holds (they are not measured again).
     fn stored_trials(&self) -> bakeoff::Result<HashSet<TrialKey>> {
         let run_id = self.session.run_id();
-        let done = bench::completed_trials(self.session.store(), run_id)?;
+        let subjects = &self.sweep.subjects;
+        let done = bench::completed_trials(self.session.store(), run_id, subjects)?;
         let stored = done.len();
         let line = format!("resuming run {run_id}: {stored} trials already stored");
         self.printer.status(line);
@@ -294,10 +334,10 @@ impl BenchRun<'_> {
     }
 
     /// Run the plan through llama-server or llama-bench, reporting progress.
-    fn measure(&self, engine: Engine, done: HashSet<TrialKey>) -> bakeoff::Result<()> {
+    fn measure(&self, done: HashSet<TrialKey>) -> bakeoff::Result<()> {
         let mut progress = Progress::new(self.printer);
         let mut observe = |event: Event| progress.event(event);
-        let ctx = self.context(engine, done);
+        let ctx = self.context(done);
         if self.plan.engine == "llama-bench" {
             return LlamaBenchRun { ctx }.run(&mut observe);
         }
@@ -305,24 +345,28 @@ impl BenchRun<'_> {
         ServerBench { ctx, require_clean }.run(&mut observe)
     }
 
-    fn context(&self, engine: Engine, done: HashSet<TrialKey>) -> BenchContext<'_> {
+    fn context(&self, done: HashSet<TrialKey>) -> BenchContext<'_> {
         BenchContext {
             sink: self.session.store(),
             run_id: self.session.run_id(),
             plan: self.plan,
-            binary: engine.binary,
-            engine_id: engine.engine_id.unwrap_or_default(),
-            model_id: self.model.id,
+            subjects: self.sweep.subjects.clone(),
             done,
         }
     }
 
     /// The run's cells (with rooflines when the bandwidth is known) in the chosen format.
+    /// (The roofline is one model's: a sweep of several models has none here.)
     fn print_table(&self, format: Format) -> bakeoff::Result<()> {
         let detail = self.session.store().run_detail(self.session.run_id())?;
         let mut cells = compare::cells(&detail);
-        bench_cells::add_roofline(&mut cells, &self.plan.model, self.bandwidth()?);
-        print_cells(format, &bench_cells::model_info(&self.model), &cells);
+        if let [model] = &self.plan.models[..] {
+            bench_cells::add_roofline(&mut cells, model, self.bandwidth()?);
+        }
+        let Some(first) = self.sweep.models.first() else {
+            return Ok(());
+        };
+        print_cells(format, &bench_cells::model_info(first), &cells);
         Ok(())
     }
 

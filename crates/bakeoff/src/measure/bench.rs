@@ -1,13 +1,14 @@
-//! The bench runner: for each configuration (one engine start each), every test, warmups and
-//! repetitions (fixed, or adaptive until the median's CI is tight enough), through a real
-//! llama-server with exact token counts. Every sample is stored as it is measured.
+//! The bench runner: for each build, each model and each configuration (one engine start each),
+//! every test, warmups and repetitions (fixed, or adaptive until the median's CI is tight enough),
+//! through a real llama-server with exact token counts. Every sample is stored as it is measured.
 
 use super::matrix::{Matrix, PlannedConfig, PromptSet, Test};
 use super::noise::{self, CpuSnapshot};
 use super::prompts::TokenSource;
-use super::sink::{NewTrial, TrialSink};
+use super::sink::{NewTrial, TrialRow, TrialSink};
 use super::stats::Summary;
 use crate::domain::{EngineConfig, Unit};
+use crate::engines::build::{BuildRef, KnownFlags};
 use crate::engines::http::{Flow, Http, Timeouts};
 use crate::engines::llama_server::{LlamaServer, ServerSpec};
 use crate::engines::process;
@@ -24,7 +25,12 @@ pub const AGREEMENT_TOLERANCE: f64 = 0.05;
 /// Everything a bench run needs; stored with the run so `--resume` can rebuild it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchPlan {
-    pub model: PathBuf,
+    /// The models, each measured on every configuration (older stored plans hold one `model`).
+    #[serde(alias = "model", deserialize_with = "one_or_many")]
+    pub models: Vec<PathBuf>,
+    /// The builds, outermost in the order; empty: the one engine `--engine-path` or discovery finds.
+    #[serde(default)]
+    pub builds: Vec<BuildRef>,
     pub matrix: Matrix,
     pub reps: u32,
     pub warmup: u32,
@@ -41,9 +47,43 @@ pub struct BenchPlan {
     pub timeouts: Timeouts,
 }
 
+/// One path or a list of them (a stored plan of an older run names one `model`).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(PathBuf),
+        Many(Vec<PathBuf>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(path) => vec![path],
+        OneOrMany::Many(paths) => paths,
+    })
+}
+
 impl BenchPlan {
     pub fn configs(&self) -> Vec<PlannedConfig> {
         self.matrix.configs()
+    }
+
+    /// True when the run sweeps more than one model or build (labels then name them).
+    pub fn is_shootout(&self) -> bool {
+        self.models.len() > 1 || self.builds.len() > 1
+    }
+
+    /// The (build, model) pairs in the order they are measured: each build, then each model.
+    pub fn subject_order(&self) -> Vec<(Option<&str>, &Path)> {
+        let builds: Vec<Option<&str>> = match self.builds.is_empty() {
+            true => vec![None],
+            false => self.builds.iter().map(|b| Some(b.name.as_str())).collect(),
+        };
+        let pairs = builds.into_iter().flat_map(|build| {
+            let models = self.models.iter();
+            models.map(move |model| (build, model.as_path()))
+        });
+        pairs.collect()
     }
 
     /// Server arguments for a config: its flags, then defaults bakeoff adds when the matrix does
@@ -85,8 +125,67 @@ pub enum Event<'a> {
     Warning(String),
 }
 
-/// A key identifying a trial across resumes: (config hash, test name, repetition).
-pub type TrialKey = (String, String, u32);
+/// A key identifying a trial across resumes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TrialKey {
+    pub model_sha256: String,
+    /// The build's name; empty for the one engine of a run without `--build`.
+    pub build: String,
+    pub config_hash: String,
+    pub test: String,
+    pub repetition: u32,
+}
+
+/// `build NAME · MODEL` (the model's file stem), or the model alone without a named build.
+pub fn subject_label(build: Option<&str>, model: &Path) -> String {
+    let stem = model.file_stem().unwrap_or(model.as_os_str());
+    let stem = stem.to_string_lossy();
+    match build {
+        Some(name) => format!("build {name} · {stem}"),
+        None => stem.to_string(),
+    }
+}
+
+/// One (build, model) pair of a sweep: the engine binary and the rows every trial on it names.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// `--build NAME`; `None` for the one engine found by `--engine-path` or discovery.
+    pub build: Option<String>,
+    pub binary: PathBuf,
+    pub engine_id: i64,
+    pub model: PathBuf,
+    pub model_id: i64,
+    pub model_sha256: String,
+    /// The flags the build's `--help` lists (empty: every flag is taken as known).
+    pub known_flags: KnownFlags,
+}
+
+impl Subject {
+    /// `build NAME · MODEL`, for progress lines and skip reasons.
+    pub fn label(&self) -> String {
+        subject_label(self.build.as_deref(), &self.model)
+    }
+
+    fn key(&self, config_hash: String, test: String, repetition: u32) -> TrialKey {
+        TrialKey {
+            model_sha256: self.model_sha256.clone(),
+            build: self.build.clone().unwrap_or_default(),
+            config_hash,
+            test,
+            repetition,
+        }
+    }
+
+    /// Why this build cannot run `args`: the flags its `--help` does not list.
+    pub fn unknown_flags(&self, args: &[String]) -> Option<String> {
+        let unknown = self.known_flags.unknown(args);
+        let build = self.build.as_deref().filter(|_| !unknown.is_empty())?;
+        Some(format!(
+            "build {build} does not know {} (not in its --help)",
+            unknown.join(", ")
+        ))
+    }
+}
 
 /// What one streamed request measured.
 #[derive(Debug, Default, Clone)]
@@ -280,10 +379,47 @@ pub struct BenchContext<'a> {
     pub sink: &'a dyn TrialSink,
     pub run_id: i64,
     pub plan: &'a BenchPlan,
-    pub binary: PathBuf,
-    pub engine_id: i64,
-    pub model_id: i64,
+    /// The (build, model) pairs in the order measured ([`BenchPlan::subject_order`]).
+    pub subjects: Vec<Subject>,
     pub done: HashSet<TrialKey>,
+}
+
+impl BenchContext<'_> {
+    /// A configuration's label, prefixed by its subject's in a sweep of several.
+    pub fn label(&self, subject: &Subject, config: &EngineConfig) -> String {
+        match self.plan.is_shootout() {
+            true => format!("{} · {}", subject.label(), config.label()),
+            false => config.label(),
+        }
+    }
+
+    /// Record a configuration not measured on `subject`, with the reason.
+    pub fn record_skip(
+        &self,
+        subject: &Subject,
+        config: &EngineConfig,
+        reason: &str,
+    ) -> Result<()> {
+        let (engine_id, model_id) = (subject.engine_id, subject.model_id);
+        self.sink
+            .skip_config(self.run_id, config, engine_id, model_id, reason)
+    }
+}
+
+/// One configuration on one subject: what an engine start measures.
+struct Cell<'a> {
+    subject: &'a Subject,
+    /// Its position among the subjects (names its engine log in a sweep of several).
+    index: usize,
+    planned: &'a PlannedConfig,
+    label: String,
+}
+
+impl Cell<'_> {
+    fn key(&self, test: &Test, repetition: u32) -> TrialKey {
+        let hash = self.planned.config.hash();
+        self.subject.key(hash, test.name(), repetition)
+    }
 }
 
 /// A running engine the bench measures through.
@@ -366,57 +502,37 @@ impl ServerBench<'_> {
     }
 
     /// Run the plan, starting each configuration's engine with `start` (tests start none and
-    /// point at a scripted endpoint). A configuration whose engine dies or fails a request is
-    /// stored with a failed trial and the sweep goes on with the next one.
+    /// point at a scripted endpoint): for each subject (build, then model), each configuration.
+    /// A configuration whose engine fails to start, dies or fails a request is stored with a
+    /// skipped or failed trial and the sweep goes on with the next one.
     pub fn run_with(&self, start: &StartEngine, observe: &mut dyn FnMut(Event)) -> Result<()> {
         let configs = self.ctx.plan.configs();
         let tests = self.ctx.plan.matrix.tests();
-        let reps_each = self.ctx.plan.reps.max(1);
-        let total = configs.iter().filter(|c| c.rejected.is_none()).count()
-            * tests.len()
-            * reps_each as usize;
+        let reps_each = self.ctx.plan.reps.max(1) as usize;
+        let runnable = configs.iter().filter(|c| c.rejected.is_none()).count();
+        let subjects = &self.ctx.subjects;
+        let total = subjects.len() * runnable * tests.len() * reps_each;
+        let starts = subjects.len() * configs.len();
         let mut tally = Tally::default();
-        for (index, planned) in configs.iter().enumerate() {
-            if let Some(signal) = process::interrupted() {
-                return Err(Error::engine(format!("interrupted by signal {signal}")));
-            }
-            let label = planned.config.label();
-            observe(Event::Config {
-                index,
-                total: configs.len(),
-                label: &label,
-            });
-            if !self.has_work(planned, &tests) {
-                tally.done += tests.len() * reps_each as usize;
-                continue;
-            }
-            if let Some(reason) = &planned.rejected {
-                self.record_skip(&planned.config, reason)?;
-                observe(Event::Skipped {
-                    label: &label,
-                    reason,
-                });
-                continue;
-            }
-            let mut server = match start(self.spec(&planned.config)) {
-                Ok(server) => server,
-                Err(error) => {
-                    let reason = error.to_string();
-                    self.record_skip(&planned.config, &reason)?;
-                    observe(Event::Skipped {
-                        label: &label,
-                        reason: &reason,
-                    });
-                    continue;
+        for (index, subject) in subjects.iter().enumerate() {
+            for (at, planned) in configs.iter().enumerate() {
+                if let Some(signal) = process::interrupted() {
+                    return Err(Error::engine(format!("interrupted by signal {signal}")));
                 }
-            };
-            let result =
-                self.run_config(server.as_mut(), planned, &tests, &mut tally, total, observe);
-            self.ctx
-                .sink
-                .engine_log(self.ctx.run_id, None, server.log_path())?;
-            drop(server);
-            result?;
+                let label = self.ctx.label(subject, &planned.config);
+                observe(Event::Config {
+                    index: index * configs.len() + at,
+                    total: starts,
+                    label: &label,
+                });
+                let cell = Cell {
+                    subject,
+                    index,
+                    planned,
+                    label,
+                };
+                self.run_cell(start, &cell, &tests, &mut tally, total, observe)?;
+            }
         }
         if tally.failed > 0 {
             let failed = tally.failed;
@@ -428,35 +544,80 @@ impl ServerBench<'_> {
         Ok(())
     }
 
+    /// One configuration on one subject: skipped (already stored, rejected, a flag the build
+    /// does not know, the engine did not start) or measured on its own engine.
+    fn run_cell(
+        &self,
+        start: &StartEngine,
+        cell: &Cell,
+        tests: &[Test],
+        tally: &mut Tally,
+        total: usize,
+        observe: &mut dyn FnMut(Event),
+    ) -> Result<()> {
+        if !self.has_work(cell, tests) {
+            tally.done += tests.len() * self.ctx.plan.reps.max(1) as usize;
+            return Ok(());
+        }
+        let started = match self.skip_reason(cell) {
+            Some(reason) => Err(reason),
+            None => start(self.spec(cell)).map_err(|error| error.to_string()),
+        };
+        let mut server = match started {
+            Ok(server) => server,
+            Err(reason) => return self.skip(cell, &reason, observe),
+        };
+        let result = self.run_config(server.as_mut(), cell, tests, tally, total, observe);
+        self.ctx
+            .sink
+            .engine_log(self.ctx.run_id, None, server.log_path())?;
+        drop(server);
+        result
+    }
+
+    /// Why a configuration is not tried on its subject: rejected by the plan, or it passes a
+    /// flag the build's `--help` does not list.
+    fn skip_reason(&self, cell: &Cell) -> Option<String> {
+        if let Some(reason) = &cell.planned.rejected {
+            return Some(reason.clone());
+        }
+        let args = self.ctx.plan.server_args(&cell.planned.config);
+        cell.subject.unknown_flags(&args)
+    }
+
+    fn skip(&self, cell: &Cell, reason: &str, observe: &mut dyn FnMut(Event)) -> Result<()> {
+        let config = &cell.planned.config;
+        self.ctx.record_skip(cell.subject, config, reason)?;
+        observe(Event::Skipped {
+            label: &cell.label,
+            reason,
+        });
+        Ok(())
+    }
+
     /// True when some (test, repetition) of the configuration is not stored yet.
-    fn has_work(&self, planned: &PlannedConfig, tests: &[Test]) -> bool {
-        let hash = planned.config.hash();
+    fn has_work(&self, cell: &Cell, tests: &[Test]) -> bool {
         let reps = 0..self.ctx.plan.reps.max(1);
-        let stored = |t: &Test, r| self.ctx.done.contains(&(hash.clone(), t.name(), r));
+        let stored = |t: &Test, r| self.ctx.done.contains(&cell.key(t, r));
         tests.iter().any(|t| reps.clone().any(|r| !stored(t, r)))
     }
 
-    fn spec(&self, config: &EngineConfig) -> ServerSpec {
+    fn spec(&self, cell: &Cell) -> ServerSpec {
         let dir = self.ctx.sink.run_dir(self.ctx.run_id);
+        let config = &cell.planned.config;
+        let log = match self.ctx.plan.is_shootout() {
+            true => format!("llama-server-{}-{}.log", cell.index + 1, config.hash()),
+            false => format!("llama-server-{}.log", config.hash()),
+        };
         ServerSpec {
-            binary: self.ctx.binary.clone(),
-            model: self.ctx.plan.model.clone(),
+            binary: cell.subject.binary.clone(),
+            model: cell.subject.model.clone(),
             host: "127.0.0.1".into(),
             port: None,
             args: self.ctx.plan.server_args(config),
             health_timeout: Duration::from_secs(self.ctx.plan.health_timeout_s),
-            log_path: dir.join(format!("llama-server-{}.log", config.hash())),
+            log_path: dir.join(log),
         }
-    }
-
-    fn record_skip(&self, config: &EngineConfig, reason: &str) -> Result<()> {
-        self.ctx.sink.skip_config(
-            self.ctx.run_id,
-            config,
-            self.ctx.engine_id,
-            self.ctx.model_id,
-            reason,
-        )
     }
 
     /// Every test of one configuration. A failure before a repetition began (prompts, prefill,
@@ -464,13 +625,13 @@ impl ServerBench<'_> {
     fn run_config(
         &self,
         server: &mut dyn BenchEngine,
-        planned: &PlannedConfig,
+        cell: &Cell,
         tests: &[Test],
         tally: &mut Tally,
         total: usize,
         observe: &mut dyn FnMut(Event),
     ) -> Result<()> {
-        let label = planned.config.label();
+        let label = &cell.label;
         let mut sources: Vec<(PromptSet, TokenSource)> = Vec::new();
         let mut prefilled: HashSet<(PromptSet, u32)> = HashSet::new();
         for test in tests {
@@ -478,7 +639,7 @@ impl ServerBench<'_> {
             let outcome = match prepared {
                 Ok(at) => {
                     let source = &sources[at].1;
-                    self.run_reps(server, planned, test, source, tally, total, &label, observe)
+                    self.run_reps(server, cell, test, source, tally, total, observe)
                 }
                 Err(error) => Err(Failure::Measure(error)),
             };
@@ -488,7 +649,7 @@ impl ServerBench<'_> {
                 Err(Failure::Sink(error)) => return Err(error),
                 Err(Failure::Measure(error)) => {
                     let note = self.failure_note(server, &error);
-                    self.record_failure(planned, test, &note)?;
+                    self.record_failure(cell, test, &note)?;
                     tally.failed += 1;
                     observe(Event::Warning(format!(
                         "{label} {}: failed: {note}",
@@ -544,18 +705,18 @@ impl ServerBench<'_> {
     }
 
     /// A failed trial for `test` outside a repetition (prompts, prefill or warmup failed).
-    fn record_failure(&self, planned: &PlannedConfig, test: &Test, note: &str) -> Result<()> {
-        let trial_id = self.begin_trial(planned, test, 0)?;
+    fn record_failure(&self, cell: &Cell, test: &Test, note: &str) -> Result<()> {
+        let trial_id = self.begin_trial(cell, test, 0)?;
         self.ctx.sink.end_trial(trial_id, "failed", Some(note))
     }
 
-    /// Store the start of repetition `rep` of `test` on `planned`'s engine.
-    fn begin_trial(&self, planned: &PlannedConfig, test: &Test, rep: u32) -> Result<i64> {
+    /// Store the start of repetition `rep` of `test` on the cell's engine and model.
+    fn begin_trial(&self, cell: &Cell, test: &Test, rep: u32) -> Result<i64> {
         let workload = test.to_json();
         let trial = NewTrial {
-            config: Some(&planned.config),
-            engine_id: Some(self.ctx.engine_id),
-            model_id: Some(self.ctx.model_id),
+            config: Some(&cell.planned.config),
+            engine_id: Some(cell.subject.engine_id),
+            model_id: Some(cell.subject.model_id),
             workload: &workload,
             repetition: rep,
         };
@@ -569,14 +730,14 @@ impl ServerBench<'_> {
     fn run_reps(
         &self,
         server: &mut dyn BenchEngine,
-        planned: &PlannedConfig,
+        cell: &Cell,
         test: &Test,
         source: &TokenSource,
         tally: &mut Tally,
         total: usize,
-        label: &str,
         observe: &mut dyn FnMut(Event),
     ) -> Result<ConfigEnd, Failure> {
+        let label = cell.label.as_str();
         let mut values = Vec::new();
         let max_reps = if self.ctx.plan.ci_target_pct.is_some() {
             self.ctx.plan.max_reps.max(self.ctx.plan.reps)
@@ -589,8 +750,7 @@ impl ServerBench<'_> {
                 let error = Error::engine(format!("interrupted by signal {signal}"));
                 return Err(Failure::Sink(error));
             }
-            let key = (planned.config.hash(), test.name(), rep);
-            if self.ctx.done.contains(&key) {
+            if self.ctx.done.contains(&cell.key(test, rep)) {
                 tally.done += 1;
                 continue;
             }
@@ -606,9 +766,7 @@ impl ServerBench<'_> {
             let foreign_gpu = noise::foreign_gpu_processes(&[server.pid()]);
             let gpu_before = noise::gpu_utilization();
             let before = CpuSnapshot::take(&[server.pid()]);
-            let trial_id = self
-                .begin_trial(planned, test, rep)
-                .map_err(Failure::Sink)?;
+            let trial_id = self.begin_trial(cell, test, rep).map_err(Failure::Sink)?;
             let figures = match measure_test(server.http(), source, test, rep) {
                 Ok(figures) => figures,
                 Err(error) => {
@@ -746,20 +904,27 @@ impl ServerBench<'_> {
     }
 }
 
-/// Trials already stored for a run (status ok), for `--resume`.
-pub fn completed_trials(sink: &dyn TrialSink, run_id: i64) -> Result<HashSet<TrialKey>> {
+/// Trials already stored for a run (status ok), for `--resume`: each keyed by its model's sha256
+/// and the build of the subject whose engine row it names (a trial on no subject's engine is
+/// not done).
+pub fn completed_trials(
+    sink: &dyn TrialSink,
+    run_id: i64,
+    subjects: &[Subject],
+) -> Result<HashSet<TrialKey>> {
     let trials = sink.trials(run_id)?;
-    Ok(trials
-        .into_iter()
-        .filter(|t| t.status == "ok")
-        .filter_map(|t| {
-            Some((
-                t.config_hash?,
-                t.workload["test"].as_str()?.to_string(),
-                t.repetition as u32,
-            ))
+    let key = |t: TrialRow| {
+        let subject = subjects.iter().find(|s| t.engine_id == Some(s.engine_id))?;
+        Some(TrialKey {
+            model_sha256: t.model_sha256?,
+            build: subject.build.clone().unwrap_or_default(),
+            config_hash: t.config_hash?,
+            test: t.workload["test"].as_str()?.to_string(),
+            repetition: t.repetition as u32,
         })
-        .collect())
+    };
+    let ok = trials.into_iter().filter(|t| t.status == "ok");
+    Ok(ok.filter_map(key).collect())
 }
 
 #[cfg(test)]
@@ -799,7 +964,8 @@ mod tests {
         matrix.set("-ctv", vec!["f16".into(), "q8_0".into(), "bf16".into()]);
         matrix.set("-fa", vec!["off".into()]);
         BenchPlan {
-            model: "m.gguf".into(),
+            models: vec!["m.gguf".into()],
+            builds: Vec::new(),
             matrix,
             reps,
             warmup,
@@ -816,12 +982,20 @@ mod tests {
         endpoint: &'a ScriptedEndpoint,
         /// The specs the runner asked engines for, in order.
         started: RefCell<Vec<ServerSpec>>,
+        /// Engines of this binary fail to start, as a broken build's would.
+        broken: Option<PathBuf>,
     }
 
     impl Harness<'_> {
         fn start(&self, spec: ServerSpec) -> Result<Box<dyn BenchEngine>> {
             let log_path = spec.log_path.clone();
+            let broken = self.broken.as_ref() == Some(&spec.binary);
             self.started.borrow_mut().push(spec);
+            if broken {
+                return Err(Error::engine(
+                    "llama-server exited with signal 11 before it was healthy",
+                ));
+            }
             let http = Http::new(&self.endpoint.url, Duration::from_secs(10));
             Ok(Box::new(Scripted { http, log_path }))
         }
@@ -832,14 +1006,22 @@ mod tests {
             plan: &BenchPlan,
             done: HashSet<TrialKey>,
         ) -> Result<Vec<String>> {
+            self.run_on(sink, plan, subjects(plan), done)
+        }
+
+        fn run_on(
+            &self,
+            sink: &MemorySink,
+            plan: &BenchPlan,
+            subjects: Vec<Subject>,
+            done: HashSet<TrialKey>,
+        ) -> Result<Vec<String>> {
             let bench = ServerBench {
                 ctx: BenchContext {
                     sink,
                     run_id: 1,
                     plan,
-                    binary: "llama-server".into(),
-                    engine_id: 2,
-                    model_id: 3,
+                    subjects,
                     done,
                 },
                 require_clean: None,
@@ -857,10 +1039,44 @@ mod tests {
         }
     }
 
+    /// The plan's subjects as the session would pair them: build `b` has engine row 2 + 10 b and
+    /// binary `b/llama-server` (2 and `llama-server` without builds); model `m` has row 3 + m.
+    /// The memory sink reads a trial's model as `model <id>`, so that is its "sha256".
+    fn subjects(plan: &BenchPlan) -> Vec<Subject> {
+        let order = plan.subject_order();
+        let ids = |build: Option<&str>, model: &Path| {
+            let b = plan
+                .builds
+                .iter()
+                .position(|r| Some(r.name.as_str()) == build);
+            let m = plan.models.iter().position(|p| p == model).unwrap_or(0);
+            (2 + 10 * b.unwrap_or(0) as i64, 3 + m as i64)
+        };
+        let subject = |(build, model): (Option<&str>, &Path)| {
+            let (engine_id, model_id) = ids(build, model);
+            let build_ref = plan.builds.iter().find(|r| Some(r.name.as_str()) == build);
+            let binary = match build_ref {
+                Some(build) => build.path.join("llama-server"),
+                None => PathBuf::from("llama-server"),
+            };
+            Subject {
+                build: build.map(str::to_string),
+                binary,
+                engine_id,
+                model: model.to_path_buf(),
+                model_id,
+                model_sha256: format!("model {model_id}"),
+                known_flags: KnownFlags::default(),
+            }
+        };
+        order.into_iter().map(subject).collect()
+    }
+
     fn harness(endpoint: &ScriptedEndpoint) -> Harness<'_> {
         Harness {
             endpoint,
             started: RefCell::default(),
+            broken: None,
         }
     }
 
@@ -984,9 +1200,7 @@ mod tests {
                 sink: &sink,
                 run_id: 1,
                 plan,
-                binary: "llama-server".into(),
-                engine_id: 2,
-                model_id: 3,
+                subjects: subjects(plan),
                 done: HashSet::new(),
             },
             require_clean: None,
@@ -1095,7 +1309,7 @@ mod tests {
         harness(&endpoint)
             .run(&first, &plan, HashSet::new())
             .unwrap();
-        let mut done = completed_trials(&first, 1).unwrap();
+        let mut done = completed_trials(&first, 1, &subjects(&plan)).unwrap();
         assert_eq!(done.len(), 8);
 
         let nothing_left = MemorySink::new(Path::new("/runs"));
@@ -1111,7 +1325,13 @@ mod tests {
         let bf16 = EngineConfig::default()
             .with_flag("-ctv", "bf16")
             .with_flag("-fa", "off");
-        done.remove(&(bf16.hash(), "tg4".into(), 1));
+        done.remove(&TrialKey {
+            model_sha256: "model 3".into(),
+            build: String::new(),
+            config_hash: bf16.hash(),
+            test: "tg4".into(),
+            repetition: 1,
+        });
         let rest = MemorySink::new(Path::new("/runs"));
         let events = harness(&endpoint).run(&rest, &plan, done).unwrap();
         assert_eq!(
@@ -1124,5 +1344,230 @@ mod tests {
             .map(|t| (t.workload["test"].as_str().unwrap(), t.repetition))
             .collect();
         assert_eq!(keys, [("(all)", 0), ("tg4", 1)]);
+    }
+
+    /// Two models on two builds, -ctv f16 and bf16 (q8_0 rejected), pp8 and tg4, one repetition.
+    fn sweep_plan() -> BenchPlan {
+        let mut plan = plan(1, 0);
+        plan.models = vec!["/m/smollm.gguf".into(), "/m/gemma.gguf".into()];
+        plan.builds = ["new=/b/new", "old=/b/old"]
+            .iter()
+            .map(|b| BuildRef::parse(b).unwrap())
+            .collect();
+        plan
+    }
+
+    /// (binary, model, -ctv) of each engine start.
+    fn starts(harness: &Harness) -> Vec<(String, String, String)> {
+        let started = harness.started.borrow();
+        let start = |s: &ServerSpec| {
+            let binary = s.binary.display().to_string();
+            (binary, s.model.display().to_string(), s.args[1].clone())
+        };
+        started.iter().map(start).collect()
+    }
+
+    fn start_of(build: &str, model: &str, ctv: &str) -> (String, String, String) {
+        let binary = format!("{build}/llama-server");
+        (binary, format!("/m/{model}.gguf"), ctv.to_string())
+    }
+
+    /// (engine, model, status) of each trial, in order.
+    fn identities(sink: &MemorySink) -> Vec<(String, String, String)> {
+        let trials = sink.trials(1).unwrap();
+        let identity = |t: &TrialRow| {
+            let engine = t.engine.clone().unwrap_or_default();
+            let model = t.model_sha256.clone().unwrap_or_default();
+            (engine, model, t.status.clone())
+        };
+        trials.iter().map(identity).collect()
+    }
+
+    #[test]
+    fn two_models_on_two_builds_start_build_by_build_then_model_by_model() {
+        let endpoint = ScriptedEndpoint::start(Duration::ZERO).unwrap();
+        let harness = harness(&endpoint);
+        let sink = MemorySink::new(Path::new("/runs"));
+        let events = harness.run(&sink, &sweep_plan(), HashSet::new()).unwrap();
+        let expected = [
+            ("/b/new", "smollm", "f16"),
+            ("/b/new", "smollm", "bf16"),
+            ("/b/new", "gemma", "f16"),
+            ("/b/new", "gemma", "bf16"),
+            ("/b/old", "smollm", "f16"),
+            ("/b/old", "smollm", "bf16"),
+            ("/b/old", "gemma", "f16"),
+            ("/b/old", "gemma", "bf16"),
+        ];
+        let expected: Vec<_> = expected.iter().map(|(b, m, c)| start_of(b, m, c)).collect();
+        assert_eq!(starts(&harness), expected);
+        assert_eq!(events[0], "build new · smollm · -ctv f16 -fa off pp8 #0");
+        assert_eq!(
+            events.len(),
+            4 * 2 * 2 + 4,
+            "16 trials and 4 skipped q8_0 cells"
+        );
+        let ok: Vec<_> = identities(&sink)
+            .into_iter()
+            .filter(|(_, _, status)| status == "ok")
+            .collect();
+        let pairs: Vec<(&str, &str)> = ok
+            .iter()
+            .step_by(4)
+            .map(|(e, m, _)| (e.as_str(), m.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("engine 2", "model 3"),
+                ("engine 2", "model 4"),
+                ("engine 12", "model 3"),
+                ("engine 12", "model 4")
+            ]
+        );
+        let logs: HashSet<PathBuf> = sink.logs().into_iter().map(|l| l.path).collect();
+        assert_eq!(logs.len(), 8, "each engine start keeps its own log");
+    }
+
+    #[test]
+    fn a_flag_one_build_does_not_know_skips_its_cells_there_only() {
+        let endpoint = ScriptedEndpoint::start(Duration::ZERO).unwrap();
+        let harness = harness(&endpoint);
+        let sink = MemorySink::new(Path::new("/runs"));
+        let plan = sweep_plan();
+        let mut subjects = subjects(&plan);
+        // The old build's --help lists everything but --no-mmap (the plan passes it).
+        let known = ["-ctv", "-fa", "-np", "-c"].iter().map(|f| f.to_string());
+        for subject in subjects
+            .iter_mut()
+            .filter(|s| s.build.as_deref() == Some("old"))
+        {
+            subject.known_flags = KnownFlags(known.clone().collect());
+        }
+        harness
+            .run_on(&sink, &plan, subjects, HashSet::new())
+            .unwrap();
+        let started = starts(&harness);
+        assert_eq!(started.len(), 4);
+        assert!(started
+            .iter()
+            .all(|(binary, _, _)| binary == "/b/new/llama-server"));
+        let trials = sink.trials(1).unwrap();
+        let old = trials
+            .iter()
+            .filter(|t| t.engine.as_deref() == Some("engine 12"));
+        let notes: Vec<&str> = old.map(|t| t.note.as_deref().unwrap_or_default()).collect();
+        assert_eq!(notes.len(), 6, "3 configs × 2 models");
+        let unknown = "build old does not know --no-mmap (not in its --help)";
+        assert_eq!(
+            notes.iter().filter(|n| **n == unknown).count(),
+            4,
+            "{notes:?}"
+        );
+        let new_ok = trials
+            .iter()
+            .filter(|t| t.engine.as_deref() == Some("engine 2") && t.status == "ok");
+        assert_eq!(new_ok.count(), 8);
+    }
+
+    #[test]
+    fn resuming_a_half_done_sweep_measures_only_the_rest() {
+        let endpoint = ScriptedEndpoint::start(Duration::ZERO).unwrap();
+        let plan = sweep_plan();
+        let first = MemorySink::new(Path::new("/runs"));
+        harness(&endpoint)
+            .run(&first, &plan, HashSet::new())
+            .unwrap();
+        let all = completed_trials(&first, 1, &subjects(&plan)).unwrap();
+        assert_eq!(all.len(), 16);
+        // Keep the new build's trials and the old build's on smollm: gemma on old is missing.
+        let done: HashSet<TrialKey> = all
+            .into_iter()
+            .filter(|k| k.build == "new" || k.model_sha256 == "model 3")
+            .collect();
+        assert_eq!(done.len(), 12);
+        let rest = MemorySink::new(Path::new("/runs"));
+        let resumed = harness(&endpoint);
+        resumed.run(&rest, &plan, done).unwrap();
+        let expected = [
+            start_of("/b/old", "gemma", "f16"),
+            start_of("/b/old", "gemma", "bf16"),
+        ];
+        assert_eq!(starts(&resumed), expected);
+        let measured: Vec<_> = identities(&rest)
+            .into_iter()
+            .filter(|(_, _, status)| status == "ok")
+            .collect();
+        assert_eq!(measured.len(), 4);
+        assert!(measured
+            .iter()
+            .all(|(e, m, _)| e == "engine 12" && m == "model 4"));
+    }
+
+    #[test]
+    fn a_build_that_fails_to_start_leaves_the_others_measured() {
+        let endpoint = ScriptedEndpoint::start(Duration::ZERO).unwrap();
+        let mut harness = harness(&endpoint);
+        harness.broken = Some("/b/new/llama-server".into());
+        let sink = MemorySink::new(Path::new("/runs"));
+        harness.run(&sink, &sweep_plan(), HashSet::new()).unwrap();
+        let trials = identities(&sink);
+        let of = |engine: &str, status: &str| {
+            let matching = trials.iter().filter(|(e, _, s)| e == engine && s == status);
+            matching.count()
+        };
+        assert_eq!(
+            of("engine 2", "skipped"),
+            6,
+            "every cell of the broken build, with its reason"
+        );
+        assert_eq!(of("engine 2", "ok"), 0);
+        assert_eq!(
+            of("engine 12", "ok"),
+            8,
+            "the other build measured both models"
+        );
+        let notes = sink.trials(1).unwrap();
+        let note = notes[0].note.as_deref().unwrap_or_default();
+        assert!(note.contains("signal 11"), "{note}");
+    }
+
+    #[test]
+    fn a_stored_plan_of_one_model_still_reads() {
+        // Plans stored before models became a dimension name one `model` and no builds.
+        let mut stored = serde_json::to_value(plan(1, 0)).unwrap();
+        let object = stored.as_object_mut().unwrap();
+        object.remove("models");
+        object.remove("builds");
+        object.insert("model".into(), json!("old.gguf"));
+        let plan: BenchPlan = serde_json::from_value(stored).unwrap();
+        assert_eq!(plan.models, [PathBuf::from("old.gguf")]);
+        assert!(plan.builds.is_empty());
+    }
+
+    #[test]
+    fn the_dry_run_shows_every_engine_start_in_order() {
+        let text = sweep_plan().describe();
+        let starts: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("  engine start"))
+            .collect();
+        assert_eq!(starts.len(), 8, "{text}");
+        assert_eq!(
+            starts[2],
+            "  engine start 3/8: build new · gemma · -ctv f16 -fa off"
+        );
+        assert_eq!(
+            starts[7],
+            "  engine start 8/8: build old · gemma · -ctv bf16 -fa off"
+        );
+        assert!(
+            text.contains("  skip: build old · smollm · -ctv q8_0 -fa off: "),
+            "{text}"
+        );
+        assert!(
+            text.contains("trials: 16; engine starts: 8 (restarts: 7)"),
+            "{text}"
+        );
     }
 }

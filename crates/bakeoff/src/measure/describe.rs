@@ -1,7 +1,8 @@
-//! A bench plan in words for `bench --dry-run`: the configurations in the order they start, the
-//! tests, the flags bakeoff adds, and how many trials and engine starts the run will take.
+//! A bench plan in words for `bench --dry-run`: the configurations in the order they start (for
+//! each build, each model, each configuration), the tests, the flags bakeoff adds, and how many
+//! trials and engine starts the run will take.
 
-use super::bench::BenchPlan;
+use super::bench::{subject_label, BenchPlan};
 use super::matrix::PlannedConfig;
 use std::fmt::Write;
 
@@ -10,8 +11,17 @@ impl BenchPlan {
     pub fn describe(&self) -> String {
         let configs = self.configs();
         let mut out = self.headline(configs.len());
-        for (index, config) in configs.iter().enumerate() {
-            let _ = writeln!(out, "{}", config_line(&configs, index, config));
+        match self.is_shootout() {
+            true => out += &self.sweep_lines(&configs),
+            false => {
+                if let Some(build) = self.builds.first() {
+                    let path = build.path.display();
+                    let _ = writeln!(out, "  build: {}={path}", build.name);
+                }
+                for (index, config) in configs.iter().enumerate() {
+                    let _ = writeln!(out, "{}", config_line(&configs, index, config));
+                }
+            }
         }
         let tests: Vec<String> = self.matrix.tests().iter().map(|t| t.name()).collect();
         let _ = writeln!(out, "  tests: {}", tests.join(", "));
@@ -33,18 +43,68 @@ impl BenchPlan {
         format!(
             "plan: {} on {} ({configs} configs, {} tests, {} reps{adaptive})\n",
             self.engine,
-            self.model.display(),
+            self.subjects_text(),
             self.matrix.tests().len(),
             self.reps,
         )
     }
 
-    fn totals(&self, configs: &[PlannedConfig], tests: usize) -> String {
+    /// The one model's path, or `N models × M builds`.
+    fn subjects_text(&self) -> String {
+        match (self.is_shootout(), self.models.first()) {
+            (false, Some(model)) => model.display().to_string(),
+            _ => format!(
+                "{} model(s) × {} build(s)",
+                self.models.len(),
+                self.builds.len().max(1)
+            ),
+        }
+    }
+
+    /// The models and builds, then every engine start in order (and each skip where it falls).
+    fn sweep_lines(&self, configs: &[PlannedConfig]) -> String {
+        let models: Vec<String> = self
+            .models
+            .iter()
+            .map(|m| m.display().to_string())
+            .collect();
+        let mut out = format!("  models: {}\n", models.join(", "));
+        if !self.builds.is_empty() {
+            let builds = self.builds.iter();
+            let builds: Vec<String> = builds
+                .map(|b| format!("{}={}", b.name, b.path.display()))
+                .collect();
+            let _ = writeln!(out, "  builds: {}", builds.join(", "));
+        }
+        let starts = self.engine_starts(configs);
+        let mut start = 0;
+        for (build, model) in self.subject_order() {
+            let subject = subject_label(build, model);
+            for config in configs {
+                let label = config.config.label();
+                let _ = match &config.rejected {
+                    Some(reason) => writeln!(out, "  skip: {subject} · {label}: {reason}"),
+                    None => {
+                        start += 1;
+                        writeln!(out, "  engine start {start}/{starts}: {subject} · {label}")
+                    }
+                };
+            }
+        }
+        out
+    }
+
+    fn engine_starts(&self, configs: &[PlannedConfig]) -> usize {
         let runnable = configs.iter().filter(|c| c.rejected.is_none()).count();
+        runnable * self.subject_order().len()
+    }
+
+    fn totals(&self, configs: &[PlannedConfig], tests: usize) -> String {
+        let starts = self.engine_starts(configs);
         format!(
-            "  trials: {}; engine starts: {runnable} (restarts: {})\n",
-            runnable * tests * self.reps as usize,
-            runnable.saturating_sub(1)
+            "  trials: {}; engine starts: {starts} (restarts: {})\n",
+            starts * tests * self.reps as usize,
+            starts.saturating_sub(1)
         )
     }
 }

@@ -2,8 +2,10 @@
 //! unknown keys rejected, or the command line; layers merge with [`Combine`] (command line first).
 
 use crate::domain::Combine;
+use crate::engines::build::BuildRef;
 use crate::formats::config_file;
 use crate::measure::bench::BenchPlan;
+use crate::model::select::ModelQuery;
 use crate::{Error, Result};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -37,7 +39,8 @@ pub struct Values(pub String);
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Experiment {
-    pub model: Option<PathBuf>,
+    /// Model file(s): a comma list, glob, directory or catalog names, or an array of them.
+    pub model: Option<Values>,
     #[serde(default, alias = "repetitions", deserialize_with = "whole")]
     pub reps: Option<u32>,
     #[serde(default, deserialize_with = "whole")]
@@ -53,6 +56,15 @@ pub struct Experiment {
     /// Other llama-server flags to sweep, `FLAG = VALUES`, in the order given.
     #[serde(default, deserialize_with = "flag_table")]
     pub server_flags: Vec<(String, Values)>,
+    /// Catalog models carrying this tag.
+    pub category: Option<String>,
+    /// Only models no larger than this: bytes, or a size such as `"20G"`.
+    pub max_size: Option<Values>,
+    /// The model catalog file.
+    pub catalog: Option<PathBuf>,
+    /// `[builds]`: `NAME = "PATH"`, in the order given.
+    #[serde(default, deserialize_with = "build_table")]
+    pub builds: Option<Vec<BuildRef>>,
 }
 
 /// The swept parameters, keyed as llama-bench spells them (`[matrix]` in a file).
@@ -82,6 +94,21 @@ impl Experiment {
     /// Read an experiment file; errors name the key, the file and the line.
     pub fn load(path: &Path) -> Result<Experiment> {
         config_file::read(path)
+    }
+
+    /// The model selection these settings make.
+    pub fn model_query(&self) -> Result<ModelQuery> {
+        let max_size = self.max_size.as_ref().map(|Values(text)| {
+            crate::domain::units::parse_bytes(text).ok_or_else(|| {
+                Error::input(format!("max-size {text}: not a size such as 20G or 512M"))
+            })
+        });
+        Ok(ModelQuery {
+            spec: self.model.as_ref().map(|Values(text)| text.clone()),
+            category: self.category.clone(),
+            max_size: max_size.transpose()?,
+            catalog: self.catalog.clone(),
+        })
     }
 }
 
@@ -134,6 +161,21 @@ pub fn depth_warnings(plan: &BenchPlan, trained_context: Option<u64>) -> Vec<Str
         .collect()
 }
 
+/// [`depth_warnings`] for every model of the plan (its trained context read from its GGUF), each
+/// warning once.
+pub fn plan_depth_warnings(plan: &BenchPlan) -> Vec<String> {
+    let mut warnings: Vec<String> = Vec::new();
+    for file in &plan.models {
+        let trained = crate::model::trained_context(file);
+        for warning in depth_warnings(plan, trained) {
+            if !warnings.contains(&warning) {
+                warnings.push(warning);
+            }
+        }
+    }
+    warnings
+}
+
 impl MatrixSettings {
     /// The engine flags with their values, in sweep order (the last varies fastest).
     pub fn engine_flags(&self) -> Vec<(&'static str, Option<&Values>)> {
@@ -159,6 +201,10 @@ impl Combine for Experiment {
     fn combine(self, other: Experiment) -> Experiment {
         Experiment {
             model: self.model.combine(other.model),
+            category: self.category.combine(other.category),
+            max_size: self.max_size.combine(other.max_size),
+            catalog: self.catalog.combine(other.catalog),
+            builds: self.builds.combine(other.builds),
             reps: self.reps.combine(other.reps),
             warmup: self.warmup.combine(other.warmup),
             max_reps: self.max_reps.combine(other.max_reps),
@@ -269,6 +315,27 @@ fn flag_table<'de, D: Deserializer<'de>>(
     deserializer.deserialize_map(FlagVisitor)
 }
 
+/// `[builds]`: `NAME = "PATH"` entries, in the order given.
+fn build_table<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<BuildRef>>, D::Error> {
+    struct BuildVisitor;
+    impl<'de> Visitor<'de> for BuildVisitor {
+        type Value = Option<Vec<BuildRef>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a table of NAME = \"PATH\"")
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut builds = Vec::new();
+            while let Some((name, path)) = map.next_entry::<String, PathBuf>()? {
+                builds.push(BuildRef { name, path });
+            }
+            Ok(Some(builds))
+        }
+    }
+    deserializer.deserialize_map(BuildVisitor)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,7 +356,7 @@ mod tests {
              [server-flags]\n\"--spec-ngram-mod-n-min\" = [2, 4]\n",
         )
         .unwrap();
-        assert_eq!(e.model, Some(PathBuf::from("m.gguf")));
+        assert_eq!(e.model, values("m.gguf"));
         assert_eq!((e.reps, e.max_reps, e.warmup), (Some(4), Some(9), None));
         assert_eq!(e.ci_target, values("2%"));
         assert_eq!(e.engine, Some(BenchEngine::LlamaBench));
@@ -345,7 +412,8 @@ mod tests {
         (matrix.prompt_tokens, matrix.gen_tokens) = (prompt.to_vec(), gen.to_vec());
         matrix.depths = depths.to_vec();
         BenchPlan {
-            model: PathBuf::from("m.gguf"),
+            models: vec![PathBuf::from("m.gguf")],
+            builds: Vec::new(),
             matrix,
             reps,
             warmup: 1,
@@ -417,5 +485,36 @@ mod tests {
                 ("--y".into(), Values("2".into()))
             ]
         );
+    }
+
+    #[test]
+    fn models_and_builds_come_from_a_file_as_lists_or_tables() {
+        let e = parse(
+            "model = [\"a.gguf\", \"b.gguf\"]\ncategory = \"smoke\"\nmax-size = \"2G\"\n\
+             [builds]\nnew = \"/opt/new\"\nold = \"/opt/old/bin/llama-server\"\n",
+        )
+        .unwrap();
+        let query = e.model_query().unwrap();
+        assert_eq!(query.spec.as_deref(), Some("a.gguf,b.gguf"));
+        assert_eq!(query.category.as_deref(), Some("smoke"));
+        assert_eq!(query.max_size, Some(2 << 30));
+        let builds = e.builds.clone().unwrap();
+        let names: Vec<&str> = builds.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["new", "old"], "in the file's order");
+        assert_eq!(builds[1].path, PathBuf::from("/opt/old/bin/llama-server"));
+        let cli = Experiment {
+            builds: Some(vec![BuildRef::parse("cli=/x").unwrap()]),
+            ..Default::default()
+        };
+        let merged = cli.combine(e);
+        assert_eq!(
+            merged.builds.unwrap().len(),
+            1,
+            "the command line's builds win"
+        );
+        let bad = parse("max-size = \"lots\"\n").unwrap().model_query();
+        assert!(bad.unwrap_err().to_string().starts_with("max-size lots:"));
+        let bad = parse("[builds]\nnew = 3\n").unwrap_err();
+        assert!(bad.to_string().starts_with("experiment.toml:2:"), "{bad}");
     }
 }

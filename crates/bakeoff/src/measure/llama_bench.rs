@@ -1,9 +1,10 @@
 //! `bakeoff bench --engine llama-bench`: run llama-bench itself (`-o json`) over the same matrix,
-//! one invocation per configuration (a rejected combination aborts llama-bench's whole run, so
-//! configurations are isolated), and store its per-repetition figures in the same tables.
+//! one invocation per (build, model, configuration) (a rejected combination aborts llama-bench's
+//! whole run, so configurations are isolated), and store its per-repetition figures in the same
+//! tables.
 
-use super::bench::{BenchContext, Event};
-use super::matrix::{PromptSet, Test};
+use super::bench::{BenchContext, Event, Subject};
+use super::matrix::{PlannedConfig, PromptSet, Test};
 use super::sink::NewTrial;
 use crate::domain::{EngineConfig, Unit};
 use crate::engines::process::Supervised;
@@ -37,7 +38,11 @@ pub struct LlamaBenchRun<'a> {
 }
 
 impl LlamaBenchRun<'_> {
-    fn args(&self, config: &EngineConfig) -> std::result::Result<Vec<String>, String> {
+    fn args(
+        &self,
+        subject: &Subject,
+        config: &EngineConfig,
+    ) -> std::result::Result<Vec<String>, String> {
         if let Some(flag) = config
             .flags
             .keys()
@@ -57,7 +62,7 @@ impl LlamaBenchRun<'_> {
         };
         let mut args = vec![
             "-m".into(),
-            self.ctx.plan.model.display().to_string(),
+            subject.model.display().to_string(),
             "-o".into(),
             "json".into(),
             "-r".into(),
@@ -82,12 +87,14 @@ impl LlamaBenchRun<'_> {
         }
         args.extend(config.args());
         args.extend(self.ctx.plan.extra_args.iter().cloned());
-        Ok(args)
+        match subject.unknown_flags(&args) {
+            Some(reason) => Err(reason),
+            None => Ok(args),
+        }
     }
 
     pub fn run(&self, observe: &mut dyn FnMut(Event)) -> Result<()> {
         let configs = self.ctx.plan.configs();
-        let dir = self.ctx.sink.run_dir(self.ctx.run_id);
         if self
             .ctx
             .plan
@@ -100,66 +107,83 @@ impl LlamaBenchRun<'_> {
                 "llama-bench feeds random tokens; --prompts other than random are ignored".into(),
             ));
         }
-        let total = configs.len();
-        for (index, planned) in configs.iter().enumerate() {
-            let label = planned.config.label();
-            observe(Event::Config {
-                index,
-                total,
-                label: &label,
-            });
-            if self
-                .ctx
-                .done
-                .iter()
-                .any(|(hash, _, _)| *hash == planned.config.hash())
-            {
-                continue;
+        let total = configs.len() * self.ctx.subjects.len();
+        for (index, subject) in self.ctx.subjects.iter().enumerate() {
+            for (at, planned) in configs.iter().enumerate() {
+                let label = self.ctx.label(subject, &planned.config);
+                observe(Event::Config {
+                    index: index * configs.len() + at,
+                    total,
+                    label: &label,
+                });
+                let cell = (index, subject, planned);
+                self.run_cell(cell, &label, observe)?;
             }
-            let args = match planned
-                .rejected
-                .clone()
-                .map_or_else(|| self.args(&planned.config), Err)
-            {
-                Ok(args) => args,
-                Err(reason) => {
-                    self.skip(&planned.config, &reason)?;
-                    observe(Event::Skipped {
-                        label: &label,
-                        reason: &reason,
-                    });
-                    continue;
-                }
-            };
-            let out = dir.join(format!("llama-bench-{}.json", planned.config.hash()));
-            let log = dir.join(format!("llama-bench-{}.log", planned.config.hash()));
-            match self.invoke(&args, &out, &log) {
-                Ok(results) => {
-                    for result in &results {
-                        self.store_result(&planned.config, result, &label, observe)?;
-                    }
-                }
-                Err(error) => {
-                    let reason = error.to_string();
-                    self.skip(&planned.config, &reason)?;
-                    observe(Event::Skipped {
-                        label: &label,
-                        reason: &reason,
-                    });
-                }
-            }
-            self.ctx.sink.engine_log(self.ctx.run_id, None, &log)?;
         }
         Ok(())
     }
 
+    /// One llama-bench invocation: a configuration on one (build, model), unless a resumed run
+    /// holds it already or it cannot run there.
+    fn run_cell(
+        &self,
+        (index, subject, planned): (usize, &Subject, &PlannedConfig),
+        label: &str,
+        observe: &mut dyn FnMut(Event),
+    ) -> Result<()> {
+        let hash = planned.config.hash();
+        let build = subject.build.clone().unwrap_or_default();
+        let done = self.ctx.done.iter().any(|key| {
+            key.config_hash == hash
+                && key.model_sha256 == subject.model_sha256
+                && key.build == build
+        });
+        if done {
+            return Ok(());
+        }
+        let args = match planned.rejected.clone() {
+            Some(reason) => Err(reason),
+            None => self.args(subject, &planned.config),
+        };
+        let dir = self.ctx.sink.run_dir(self.ctx.run_id);
+        let stem = match self.ctx.plan.is_shootout() {
+            true => format!("llama-bench-{}-{hash}", index + 1),
+            false => format!("llama-bench-{hash}"),
+        };
+        let (out, log) = (
+            dir.join(format!("{stem}.json")),
+            dir.join(format!("{stem}.log")),
+        );
+        let results = args.and_then(|args| {
+            let invoked = self.invoke(&subject.binary, &args, &out, &log);
+            invoked.map_err(|error| error.to_string())
+        });
+        match results {
+            Ok(results) => {
+                for result in &results {
+                    self.store_result(subject, &planned.config, result, label, observe)?;
+                }
+            }
+            Err(reason) => {
+                let config = &planned.config;
+                self.ctx.record_skip(subject, config, &reason)?;
+                observe(Event::Skipped {
+                    label,
+                    reason: &reason,
+                });
+            }
+        }
+        self.ctx.sink.engine_log(self.ctx.run_id, None, &log)
+    }
+
     fn invoke(
         &self,
+        binary: &std::path::Path,
         args: &[String],
         out: &std::path::Path,
         log: &std::path::Path,
     ) -> Result<Vec<Value>> {
-        let mut child = Supervised::spawn_with_stdout(&self.ctx.binary, args, Some(out), log)?;
+        let mut child = Supervised::spawn_with_stdout(binary, args, Some(out), log)?;
         let status = child.wait_interruptible()?;
         if !status.success() {
             let fatal = crate::engines::fatal::scan_file(log);
@@ -187,18 +211,9 @@ impl LlamaBenchRun<'_> {
         })
     }
 
-    fn skip(&self, config: &EngineConfig, reason: &str) -> Result<()> {
-        self.ctx.sink.skip_config(
-            self.ctx.run_id,
-            config,
-            self.ctx.engine_id,
-            self.ctx.model_id,
-            reason,
-        )
-    }
-
     fn store_result(
         &self,
+        subject: &Subject,
         config: &EngineConfig,
         result: &Value,
         label: &str,
@@ -228,8 +243,8 @@ impl LlamaBenchRun<'_> {
         for (rep, value) in samples.iter().enumerate() {
             let trial = NewTrial {
                 config: Some(config),
-                engine_id: Some(self.ctx.engine_id),
-                model_id: Some(self.ctx.model_id),
+                engine_id: Some(subject.engine_id),
+                model_id: Some(subject.model_id),
                 workload: &workload,
                 repetition: rep as u32,
             };

@@ -51,6 +51,9 @@ pub struct TrialRow {
     pub config_hash: Option<String>,
     pub flags: Option<serde_json::Value>,
     pub engine: Option<String>,
+    /// The engine row it names (which build measured it, for `--resume`); not printed.
+    #[serde(skip)]
+    pub engine_id: Option<i64>,
     pub model_sha256: Option<String>,
     pub workload: serde_json::Value,
     pub repetition: i64,
@@ -194,6 +197,7 @@ impl TrialSink for MemorySink {
             config_hash: trial.config.map(EngineConfig::hash),
             flags: trial.config.and_then(|c| serde_json::to_value(c).ok()),
             engine: trial.engine_id.map(|e| format!("engine {e}")),
+            engine_id: trial.engine_id,
             model_sha256: trial.model_id.map(|m| format!("model {m}")),
             workload: trial.workload.clone(),
             repetition: i64::from(trial.repetition),

@@ -60,3 +60,17 @@ fn gguf_files_in(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
     }
     Ok(files)
 }
+
+/// Refuse two files with the same sha256: the same model measured twice under two names.
+pub fn duplicates(files: &[(PathBuf, String)]) -> Result<()> {
+    for (at, (path, sha256)) in files.iter().enumerate() {
+        let Some((first, _)) = files[..at].iter().find(|(_, other)| other == sha256) else {
+            continue;
+        };
+        let short: String = sha256.chars().take(8).collect();
+        let (first, path) = (first.display(), path.display());
+        let message = format!("{first} and {path} are the same model (sha256 {short}…)");
+        return Err(Error::input(message).with_hint("measure each file once: drop one of the two"));
+    }
+    Ok(())
+}

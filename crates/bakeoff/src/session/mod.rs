@@ -3,8 +3,10 @@
 //! was stored); [`Target`] is the engine the run measures (launched or attached, registered in
 //! the store).
 
+mod subjects;
 mod target;
 
+pub use subjects::Sweep;
 pub use target::{Engine, Launch, Target};
 
 use crate::engines::process;

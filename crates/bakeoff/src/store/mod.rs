@@ -505,7 +505,7 @@ impl Store {
 
     fn trials_where(&self, condition: &str, id: i64) -> Result<Vec<TrialRow>> {
         let sql = format!(
-            "SELECT t.id, c.hash, c.flags, e.kind || ' ' || coalesce(e.version, '?') || ' (build ' || coalesce(e.build_number, '?') || ')', m.sha256, t.workload, t.repetition, t.status, t.note
+            "SELECT t.id, c.hash, c.flags, e.kind || ' ' || coalesce(e.version, '?') || ' (build ' || coalesce(e.build_number, '?') || ')', m.sha256, t.workload, t.repetition, t.status, t.note, t.engine_id
              FROM trials t LEFT JOIN configs c ON c.id = t.config_id LEFT JOIN engines e ON e.id = t.engine_id
              LEFT JOIN models m ON m.id = t.model_id WHERE {condition} ORDER BY t.id"
         );
@@ -519,6 +519,7 @@ impl Store {
                         .get::<_, Option<String>>(2)?
                         .and_then(|f| serde_json::from_str(&f).ok()),
                     engine: r.get(3)?,
+                    engine_id: r.get(9)?,
                     model_sha256: r.get(4)?,
                     workload: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
                     repetition: r.get(6)?,
