@@ -97,6 +97,7 @@ impl SubjectArgs {
             category: self.category.clone(),
             max_size: self.max_size,
             catalog: self.catalog.clone(),
+            models_dir: Some(bakeoff::system::paths::models_dir()),
         }
     }
 

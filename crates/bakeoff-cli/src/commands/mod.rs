@@ -88,12 +88,7 @@ pub fn open_existing_store(global: &Global) -> bakeoff::Result<Store> {
 
 /// A model argument: a path, or a bare file name found in the model cache.
 pub fn resolve_model(path: &Path) -> PathBuf {
-    let cached = bakeoff::system::paths::models_dir().join(path);
-    let bare = !path.exists() && path.components().count() == 1;
-    match bare && cached.exists() {
-        true => cached,
-        false => path.to_path_buf(),
-    }
+    bakeoff::model::select::cached(path, &bakeoff::system::paths::models_dir())
 }
 
 /// `RUN` or `RUN:SUFFIX` (a config, a candidate); a tag that itself holds `:` still resolves whole.
