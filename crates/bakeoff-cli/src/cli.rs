@@ -218,6 +218,9 @@ pub enum Command {
     /// Tool-call bakeoff: the engine's JSON tools API vs the model's native format, on agentic tasks and a single-turn set.
     #[command(subcommand, after_help = crate::cli_tools::TOOLS_EXAMPLES)]
     Tools(crate::cli_tools::ToolsCommand),
+    /// The model catalog and model selection: size, architecture, params, quant, sha256, fit.
+    #[command(subcommand, after_help = MODELS_EXAMPLES)]
+    Models(ModelsCommand),
 }
 
 impl Command {
@@ -998,4 +1001,27 @@ pub enum ProfileCommand {
         #[command(flatten)]
         build: EngineArgs,
     },
+}
+
+const MODELS_EXAMPLES: &str = "Examples:\n  bakeoff models list   # every entry of ~/.config/bakeoff/models.toml\n  bakeoff models list --category moe --max-size 20G --ctx 32768\n  bakeoff models list -m '~/models/*Q4*.gguf' -o csv\n  bakeoff models list --catalog examples/models.toml -m 'smol*,gemma' -o json";
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// One row per catalog entry (or per file of -m): size, architecture, params, quant, sha256,
+    /// tags and whether it fits this machine's memory at --ctx.
+    #[command(after_help = MODELS_EXAMPLES)]
+    List(ModelsListArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ModelsListArgs {
+    /// The models to list (default: every catalog entry); the same syntax as bench's -m.
+    #[command(flatten)]
+    pub subject: SubjectArgs,
+    /// Context (tokens) at which to check the fit (f16 KV cache, flash attention on).
+    #[arg(long, default_value_t = 8192, value_name = "TOKENS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub ctx: u64,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t, value_name = "FORMAT")]
+    pub format: TableFormat,
 }

@@ -7,6 +7,7 @@ mod gate;
 mod journal;
 mod load;
 mod model;
+mod models;
 mod profile;
 mod report;
 mod runs;
@@ -61,6 +62,7 @@ fn dispatch(cli: Cli, printer: Printer) -> anyhow::Result<ExitCode> {
         Command::Journal(command) => journal::run(global, command, printer),
         Command::Profile(command) => profile::run(global, command, printer),
         Command::Tools(command) => tools::run(global, command, printer),
+        Command::Models(command) => models::run(global, command),
     }
 }
 
