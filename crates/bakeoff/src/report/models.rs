@@ -135,6 +135,7 @@ pub fn quant(facts: &ModelFacts, file_type: Option<u64>) -> String {
 pub fn table(listings: &[Listing], ctx: u64, budget: u64) -> Table {
     let titles = [
         "model", "size", "arch", "params", "quant", "sha256", "tags", "fits", "needs", "path",
+        "error",
     ];
     let mut columns: Vec<Column> = titles.iter().map(|t| Column::left(*t, *t)).collect();
     for at in [1, 3, 8] {
@@ -158,20 +159,15 @@ fn row(listing: &Listing, budget: u64) -> Vec<Cell> {
     let name = Cell::from(listing.name.clone());
     let Ok(facts) = &listing.facts else {
         let error = listing.facts.as_ref().err().cloned().unwrap_or_default();
-        let blank = || Cell::new("-", Value::Null);
-        let error = Cell::new(format!("error: {error}"), Value::Null);
-        return vec![
-            name,
-            blank(),
-            blank(),
-            blank(),
-            blank(),
-            blank(),
+        let mut cells = vec![name];
+        cells.extend((0..5).map(|_| Cell::new("-", Value::Null)));
+        cells.extend([
             tags,
-            error,
-            blank(),
-            path,
-        ];
+            Cell::new("error", Value::Null),
+            Cell::new("-", Value::Null),
+        ]);
+        cells.extend([path, Cell::from(error)]);
+        return cells;
     };
     let sha = listing.sha256.as_deref().unwrap_or("-");
     vec![
@@ -185,6 +181,7 @@ fn row(listing: &Listing, budget: u64) -> Vec<Cell> {
         fits_cell(listing, budget),
         needs_cell(listing),
         path,
+        Cell::new("", Value::Null),
     ]
 }
 

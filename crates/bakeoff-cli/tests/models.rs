@@ -1,0 +1,137 @@
+//! `bakeoff models list` on the real GGUF files set-up installs: a catalog with both, selection
+//! by name, glob, `--category` and `--max-size`, and a broken file listed as a row with its error.
+
+mod common;
+
+use common::{gemma, smollm, Sandbox};
+use std::path::Path;
+use std::time::Duration;
+
+fn catalog(sandbox: &Sandbox) -> std::path::PathBuf {
+    let broken = sandbox.dir.path().join("broken.gguf");
+    std::fs::write(&broken, b"GGUF but not really").unwrap();
+    let text = format!(
+        "[[model]]\nname = \"smollm\"\npath = \"{}\"\ntags = [\"smoke\", \"dense\"]\n\n\
+         [[model]]\nname = \"gemma\"\npath = \"{}\"\ntags = [\"smoke\"]\n\n\
+         [[model]]\nname = \"broken\"\npath = \"broken.gguf\"\ntags = [\"smoke\"]\n",
+        smollm().display(),
+        gemma().display()
+    );
+    let file = sandbox.dir.path().join("models.toml");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+fn list(sandbox: &Sandbox, catalog: &Path, extra: &[&str]) -> (bool, String, String) {
+    let mut cmd = sandbox.cmd();
+    cmd.args(["models", "list", "-o", "json", "--catalog"])
+        .arg(catalog)
+        .args(extra);
+    let (status, stdout, stderr) = common::run(cmd, Duration::from_secs(60));
+    (status.success(), stdout, stderr)
+}
+
+fn rows(stdout: &str) -> Vec<serde_json::Value> {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn names(rows: &[serde_json::Value]) -> Vec<&str> {
+    rows.iter().map(|r| r["model"].as_str().unwrap()).collect()
+}
+
+#[test]
+fn the_catalog_lists_each_model_with_its_facts_and_a_broken_file_as_an_error_row() {
+    let sandbox = Sandbox::new();
+    let catalog = catalog(&sandbox);
+    let (ok, stdout, stderr) = list(&sandbox, &catalog, &[]);
+    assert!(ok, "{stderr}");
+    let rows = rows(&stdout);
+    assert_eq!(names(&rows), ["smollm", "gemma", "broken"]);
+    let (smol, gem, broken) = (&rows[0], &rows[1], &rows[2]);
+    assert_eq!(smol["arch"], "llama");
+    assert_eq!(smol["quant"], "Q4_1");
+    assert_eq!(gem["arch"], "gemma3");
+    assert_eq!(gem["quant"], "Q4_K_M");
+    assert_eq!(smol["size"], std::fs::metadata(smollm()).unwrap().len());
+    let sha = bakeoff::formats::sha256_file(&smollm()).unwrap();
+    assert_eq!(smol["sha256"], sha);
+    // A 135M model at 8K context fits any machine that runs these tests.
+    assert_eq!(smol["fits"], true);
+    assert_eq!(smol["tags"], serde_json::json!(["smoke", "dense"]));
+    let error = broken["error"].as_str().unwrap_or_default();
+    assert!(error.contains("broken.gguf"), "{broken}");
+    assert!(
+        broken["fits"].is_null() && broken["arch"].is_null(),
+        "{broken}"
+    );
+    assert!(smol["error"].is_null(), "{smol}");
+}
+
+#[test]
+fn markdown_rows_carry_the_error_of_a_broken_file() {
+    let sandbox = Sandbox::new();
+    let catalog = catalog(&sandbox);
+    let mut cmd = sandbox.cmd();
+    cmd.args(["models", "list", "--catalog"]).arg(&catalog);
+    let (status, stdout, stderr) = common::run(cmd, Duration::from_secs(60));
+    assert!(status.success(), "{stderr}");
+    let broken = stdout.lines().find(|l| l.starts_with("| broken ")).unwrap();
+    assert!(broken.contains("| error |"), "{broken}");
+    assert!(broken.contains("broken.gguf"), "{broken}");
+    assert!(stdout.contains("| fits @ ctx 8192 |"), "{stdout}");
+}
+
+#[test]
+fn category_max_size_and_name_globs_select_entries() {
+    let sandbox = Sandbox::new();
+    let catalog = catalog(&sandbox);
+    let (ok, stdout, stderr) = list(
+        &sandbox,
+        &catalog,
+        &["-m", "smol*,gemma", "--max-size", "200M"],
+    );
+    assert!(ok, "{stderr}");
+    // gemma (241 MiB) is over 200M.
+    assert_eq!(names(&rows(&stdout)), ["smollm"]);
+    let (ok, stdout, stderr) = list(&sandbox, &catalog, &["--category", "dense"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(names(&rows(&stdout)), ["smollm"]);
+}
+
+#[test]
+fn bad_selections_are_one_line_errors_naming_what_was_typed() {
+    let sandbox = Sandbox::new();
+    let catalog = catalog(&sandbox);
+    let (ok, _, stderr) = list(&sandbox, &catalog, &["--category", "moe"]);
+    assert!(!ok);
+    assert!(stderr.contains("--category moe: no model in "), "{stderr}");
+    assert!(stderr.contains("(tags: dense, smoke)"), "{stderr}");
+    let (ok, _, stderr) = list(&sandbox, &catalog, &["-m", "llama"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("(known: smollm, gemma, broken)"),
+        "{stderr}"
+    );
+    let glob = format!("{}/*.nothing.gguf", sandbox.dir.path().display());
+    let (ok, _, stderr) = list(&sandbox, &catalog, &["-m", &glob]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("model '{glob}': the glob matches no file in ")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn files_of_a_directory_are_listed_without_a_catalog() {
+    let sandbox = Sandbox::new();
+    let models = sandbox.dir.path().join("models");
+    std::fs::create_dir(&models).unwrap();
+    std::os::unix::fs::symlink(gemma(), models.join("b-gemma.gguf")).unwrap();
+    std::os::unix::fs::symlink(smollm(), models.join("a-smollm.gguf")).unwrap();
+    let mut cmd = sandbox.cmd();
+    cmd.args(["models", "list", "-o", "json", "-m"])
+        .arg(&models);
+    let (status, stdout, stderr) = common::run(cmd, Duration::from_secs(60));
+    assert!(status.success(), "{stderr}");
+    assert_eq!(names(&rows(&stdout)), ["a-smollm.gguf", "b-gemma.gguf"]);
+}
