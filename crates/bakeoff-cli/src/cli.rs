@@ -733,6 +733,7 @@ const LOAD_EXAMPLES: &str = "Examples:
   bakeoff load -m SmolLM2-135M-Instruct.Q4_1.gguf --concurrency 1,2,4 --requests 32
   bakeoff load -m model.gguf --rate 1,2,4 --burstiness 1 --duration 30s --slo ttft=500ms,tpot=50ms
   bakeoff load -m model.gguf --sweep 5 --duration 20s --input normal:256,64 --output-len 64-128
+  bakeoff load -m a.gguf,b.gguf --build new=~/llama.cpp/build --build old=~/b11000 --concurrency 1,8
   bakeoff load --url http://127.0.0.1:8080 --dataset chats.jsonl --concurrency 8 -o csv
   bakeoff load -m model.gguf --turns 4 --shared-prefix 512 --input 64 --concurrency 4
   bakeoff load --self-test                       # the client's own ceiling on loopback
@@ -740,9 +741,10 @@ const LOAD_EXAMPLES: &str = "Examples:
 
 #[derive(Args, Debug, Default)]
 pub struct LoadArgs {
-    /// GGUF model to serve with a supervised llama-server.
-    #[arg(long, short = 'm', value_name = "FILE", conflicts_with = "url")]
-    pub model: Option<PathBuf>,
+    /// The model(s) to serve with a supervised llama-server, and the builds to serve them with;
+    /// the whole plan runs once per (build, model). Not with --url.
+    #[command(flatten)]
+    pub subject: SubjectArgs,
     /// Attach to a running server instead.
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,

@@ -135,3 +135,51 @@ fn files_of_a_directory_are_listed_without_a_catalog() {
     assert!(status.success(), "{stderr}");
     assert_eq!(names(&rows(&stdout)), ["a-smollm.gguf", "b-gemma.gguf"]);
 }
+
+/// Load over two catalog models: the plan runs once per model in one run, and each model's step
+/// is stored against that model's file (its sha256), not the first model's.
+#[test]
+fn load_runs_its_plan_once_per_model_and_stores_each_step_with_its_model() {
+    let sandbox = Sandbox::new();
+    let catalog = catalog(&sandbox);
+    let mut cmd = sandbox.cmd();
+    cmd.args(["load", "-m", "smollm,gemma", "--catalog"])
+        .arg(&catalog);
+    cmd.args([
+        "--concurrency",
+        "1",
+        "--requests",
+        "3",
+        "--input",
+        "16",
+        "--output",
+        "4",
+    ]);
+    cmd.args(["-o", "json", "--engine-path"])
+        .arg(common::llama_bin("llama-server"));
+    let (status, stdout, stderr) = common::run(cmd, Duration::from_secs(300));
+    assert!(status.success(), "{stderr}");
+    let steps = rows(&stdout);
+    let labels: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(
+        labels,
+        [
+            "SmolLM2-135M-Instruct.Q4_1.gguf c1",
+            "gemma-3-270m-q4_k_m.gguf c1"
+        ]
+    );
+    assert!(steps.iter().all(|s| s["completed"] == 3), "{stdout}");
+    let mut show = sandbox.cmd();
+    show.args(["runs", "show", "last", "--json"]);
+    let (_, stdout, stderr) = common::run(show, Duration::from_secs(60));
+    let detail: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("{stderr}"));
+    let trials = detail["trials"].as_array().unwrap();
+    let shas: Vec<&str> = trials
+        .iter()
+        .map(|t| t["model_sha256"].as_str().unwrap())
+        .collect();
+    let expected = [smollm(), gemma()].map(|m| bakeoff::formats::sha256_file(&m).unwrap());
+    assert_eq!(shas, expected, "one trial per model, in the order given");
+    assert!(trials.iter().all(|t| t["status"] == "ok"), "{stdout}");
+}
