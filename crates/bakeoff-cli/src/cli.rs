@@ -564,6 +564,14 @@ pub struct GateArgs {
     /// Exit with status 1 when any candidate's gate is FAIL (for scripts that deploy on success).
     #[arg(long)]
     pub strict: bool,
+    /// A llama.cpp build to gate with, NAME=PATH; repeat it: each (build, model) gets its own
+    /// baseline and candidates in the one run.
+    #[arg(long = "build", value_name = "NAME=PATH")]
+    pub builds: Vec<String>,
+    /// The model catalog that names in the file's `model` come from (default
+    /// ~/.config/bakeoff/models.toml).
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
     #[command(flatten)]
     pub timeouts: TimeoutArgs,
     #[command(flatten)]

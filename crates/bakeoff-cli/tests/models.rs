@@ -183,3 +183,54 @@ fn load_runs_its_plan_once_per_model_and_stores_each_step_with_its_model() {
     assert_eq!(shas, expected, "one trial per model, in the order given");
     assert!(trials.iter().all(|t| t["status"] == "ok"), "{stdout}");
 }
+
+/// Gate over two models with a named build: each (build, model) gets its own baseline and
+/// candidate in the one run, and every row says which build and model it is.
+#[test]
+fn gate_gives_each_build_and_model_its_own_baseline_and_candidates() {
+    let sandbox = Sandbox::new();
+    let dir = sandbox.dir.path();
+    let suite = "[[canary]]\nname = \"count\"\nmax_tokens = 16\nprompt = \"How many legs does a cat have? Answer with a number.\"\nexpect = { kind = \"count\", answer = 4 }\n";
+    std::fs::write(dir.join("suite.toml"), suite).unwrap();
+    let checks =
+        "[checks]\nkld = \"off\"\nagreement = false\ntg_reps = 0\nsuite = \"suite.toml\"\n";
+    let candidates = "[baseline]\nname = \"f16\"\nflags = \"-t 2\"\n[[candidate]]\nname = \"q8_0\"\nflags = \"-t 2 -fa on -ctk q8_0 -ctv q8_0\"\n";
+    let models = format!("{},{}", smollm().display(), gemma().display());
+    let text = format!("model = \"{models}\"\nctx = 1024\n{candidates}{checks}");
+    std::fs::write(dir.join("candidates.toml"), text).unwrap();
+    let bin = common::llama_bin("llama-server");
+    let build = format!("b11434={}", bin.parent().unwrap().display());
+    let mut cmd = sandbox.cmd();
+    cmd.arg("gate")
+        .arg(dir.join("candidates.toml"))
+        .args(["--build", &build, "-o", "json"]);
+    let (status, stdout, stderr) = common::run(cmd, Duration::from_secs(300));
+    assert!(status.success(), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("{stderr}"));
+    let rows = report["candidates"].as_array().unwrap();
+    let named: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["candidate"].as_str().unwrap(),
+                r["model"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let (smol, gem) = (
+        smollm().display().to_string(),
+        gemma().display().to_string(),
+    );
+    let expected = [
+        ("b11434/SmolLM2-135M-Instruct.Q4_1.gguf f16", smol.as_str()),
+        ("b11434/SmolLM2-135M-Instruct.Q4_1.gguf q8_0", smol.as_str()),
+        ("b11434/gemma-3-270m-q4_k_m.gguf f16", gem.as_str()),
+        ("b11434/gemma-3-270m-q4_k_m.gguf q8_0", gem.as_str()),
+    ];
+    assert_eq!(named, expected);
+    assert!(
+        rows.iter().all(|r| r["canaries"][0]["name"] == "count"),
+        "{stdout}"
+    );
+}

@@ -144,7 +144,7 @@ fn from_item(item: &str, query: &ModelQuery, catalog: &mut CatalogSource) -> Res
 }
 
 /// A catalog name has no path separator and no `.gguf` ending.
-fn is_name(item: &str) -> bool {
+pub fn is_name(item: &str) -> bool {
     !item.contains('/') && !item.ends_with(".gguf")
 }
 

@@ -144,7 +144,7 @@ impl GateFile {
             return Err(Error::input(format!("{origin}: no [[candidate]] entries")));
         }
         let base = path.parent().unwrap_or(Path::new("."));
-        file.model = resolve_path(&file.model, base);
+        file.model = anchor_models(&file.model, base);
         file.checks.suite = file.checks.suite.map(|p| resolve_path(&p, base));
         for c in std::iter::once(&mut file.baseline).chain(&mut file.candidates) {
             c.model = c.model.take().map(|p| resolve_path(&p, base));
@@ -754,6 +754,21 @@ fn kv_bytes(model: &Path, flags: &[String], ctx: u64) -> Option<u64> {
 
 /// A path from a candidates file: `~` expanded, relative to the file; a bare file name that is
 /// not beside the file may be in the model cache.
+/// Each comma-separated item of the file's `model` anchored at the file, as `resolve_path` does;
+/// a catalog name (no `/`, no `.gguf`) that is no file there stays as it is.
+fn anchor_models(list: &Path, base: &Path) -> PathBuf {
+    let text = list.to_string_lossy();
+    let anchor = |item: &str| {
+        let anchored = resolve_path(Path::new(item), base);
+        match anchored.exists() || !crate::model::select::is_name(item) {
+            true => anchored.display().to_string(),
+            false => item.to_string(),
+        }
+    };
+    let items: Vec<String> = text.split(',').map(str::trim).map(anchor).collect();
+    PathBuf::from(items.join(","))
+}
+
 fn resolve_path(path: &Path, base: &Path) -> PathBuf {
     let resolved = crate::system::paths::expand_user(path, base);
     let cached = crate::system::paths::models_dir().join(path);
