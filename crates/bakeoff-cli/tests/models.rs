@@ -234,3 +234,30 @@ fn gate_gives_each_build_and_model_its_own_baseline_and_candidates() {
         "{stdout}"
     );
 }
+
+#[test]
+fn one_file_under_two_names_is_refused_before_anything_runs() {
+    let sandbox = Sandbox::new();
+    let (a, b) = (
+        sandbox.dir.path().join("a.gguf"),
+        sandbox.dir.path().join("b.gguf"),
+    );
+    common::tensorless_gguf(&a, 2048);
+    std::fs::copy(&a, &b).unwrap();
+    let mut cmd = sandbox.cmd();
+    cmd.args(["load", "-m"])
+        .arg(format!("{},{}", a.display(), b.display()));
+    let (status, _, stderr) = common::run(cmd, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    let expected = format!(
+        "{} and {} are the same model (sha256 ",
+        a.display(),
+        b.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    // Nothing ran: no run was recorded.
+    let mut runs = sandbox.cmd();
+    runs.args(["runs", "list", "-o", "json"]);
+    let (_, stdout, _) = common::run(runs, Duration::from_secs(60));
+    assert!(!stdout.contains("\"load\""), "{stdout}");
+}

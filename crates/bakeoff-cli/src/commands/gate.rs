@@ -108,6 +108,10 @@ fn subjects(
     store: &Store,
 ) -> bakeoff::Result<Vec<Subject>> {
     let models = file_models(args, file)?;
+    if models.len() > 1 {
+        let sha256 = |path: &Path| Ok(store.model(path)?.sha256);
+        bakeoff::model::select::distinct(&models, sha256)?;
+    }
     let builds = args
         .builds
         .iter()

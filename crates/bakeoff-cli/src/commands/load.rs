@@ -15,6 +15,7 @@ use bakeoff::measure::matrix::{parse_values, PromptSet};
 use bakeoff::measure::prompts::TokenSource;
 use bakeoff::report::table::Format;
 use bakeoff::session::{self, Engine, Launch, RunSpec, Session, Target};
+use bakeoff::store::Store;
 use bakeoff::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -156,7 +157,9 @@ pub fn run(global: &Global, args: LoadArgs, printer: Printer) -> anyhow::Result<
     }
     let subjects = subjects(&args)?;
     let plan = plan(&args)?;
-    let session = begin(global, &args, &plan)?;
+    let store = super::open_store(global)?;
+    distinct_models(&store, &subjects)?;
+    let session = begin(store, &args, &plan)?;
     let run = LoadRun {
         session,
         global,
@@ -228,8 +231,25 @@ fn wait_for_interrupt() {
     }
 }
 
-fn begin(global: &Global, args: &LoadArgs, plan: &LoadPlan) -> bakeoff::Result<Session> {
-    let store = super::open_store(global)?;
+/// Several models: each a GGUF, no file twice under two names (by sha256, cached in the store).
+fn distinct_models(store: &Store, subjects: &[Subject]) -> bakeoff::Result<()> {
+    let mut models: Vec<PathBuf> = Vec::new();
+    for subject in subjects {
+        if let Subject::Launched { model, .. } = subject {
+            let model = super::resolve_model(model);
+            if !models.contains(&model) {
+                models.push(model);
+            }
+        }
+    }
+    let sha256 = |path: &Path| Ok(store.model(path)?.sha256);
+    match models.len() {
+        0 | 1 => Ok(()),
+        _ => bakeoff::model::select::distinct(&models, sha256),
+    }
+}
+
+fn begin(store: Store, args: &LoadArgs, plan: &LoadPlan) -> bakeoff::Result<Session> {
     let command = super::command_line();
     let params = serde_json::json!({ "plan": plan, "url": args.url, "model": args.subject.model, "builds": args.subject.builds, "engine_args": args.engine_args });
     let tag = args.tag.as_deref();

@@ -107,6 +107,17 @@ pub fn duplicates(files: &[(PathBuf, String)]) -> Result<()> {
     Ok(())
 }
 
+/// Check that each of `files` is a readable GGUF and that no two are the same file under two
+/// names; `sha256` gives a file's hash (the store caches it by path, size and mtime).
+pub fn distinct(files: &[PathBuf], sha256: impl Fn(&Path) -> Result<String>) -> Result<()> {
+    let mut hashed = Vec::new();
+    for file in files {
+        super::check_file(file)?;
+        hashed.push((file.clone(), sha256(file)?));
+    }
+    duplicates(&hashed)
+}
+
 fn from_spec(spec: &str, query: &ModelQuery, catalog: &mut CatalogSource) -> Result<Vec<Selected>> {
     let mut picked: Vec<Selected> = Vec::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
