@@ -112,32 +112,38 @@ fn subjects(
         let sha256 = |path: &Path| Ok(store.model(path)?.sha256);
         bakeoff::model::select::distinct(&models, sha256)?;
     }
-    let builds = args
-        .builds
+    let engines = engines(global, args, store)?;
+    let several = models.len() * engines.len() > 1;
+    let subject = |(build, engine): &(Option<String>, Engine), model: &PathBuf| Subject {
+        engine: engine.clone(),
+        model: model.clone(),
+        label: several.then(|| subject_label(build.as_deref(), model)),
+    };
+    let pairs = engines
         .iter()
-        .map(|b| BuildRef::parse(b))
-        .collect::<bakeoff::Result<Vec<_>>>()?;
-    let several = models.len() * builds.len().max(1) > 1;
-    let engine = |build: Option<&BuildRef>| match build {
-        Some(build) => Engine::for_build(Some(store), build, "llama-server"),
-        None => Engine::find(Some(store), global.engine_path.as_deref(), "llama-server"),
-    };
-    let builds: Vec<Option<&BuildRef>> = match builds.is_empty() {
-        true => vec![None],
-        false => builds.iter().map(Some).collect(),
-    };
-    let mut subjects = Vec::new();
-    for build in builds {
-        for model in &models {
-            let label = several.then(|| subject_label(build, model));
-            subjects.push(Subject {
-                engine: engine(build)?,
-                model: model.clone(),
-                label,
-            });
-        }
+        .flat_map(|e| models.iter().map(move |m| (e, m)));
+    Ok(pairs
+        .map(|(engine, model)| subject(engine, model))
+        .collect())
+}
+
+/// Each `--build`'s llama-server with its name, identified once; else the one `--engine-path`
+/// (or the installed one) finds.
+fn engines(
+    global: &Global,
+    args: &GateArgs,
+    store: &Store,
+) -> bakeoff::Result<Vec<(Option<String>, Engine)>> {
+    if args.builds.is_empty() {
+        let engine = Engine::find(Some(store), global.engine_path.as_deref(), "llama-server")?;
+        return Ok(vec![(None, engine)]);
     }
-    Ok(subjects)
+    let named = |text: &String| {
+        let build = BuildRef::parse(text)?;
+        let engine = Engine::for_build(Some(store), &build, "llama-server")?;
+        Ok((Some(build.name), engine))
+    };
+    args.builds.iter().map(named).collect()
 }
 
 /// The file's `model`: one file, or several (a comma list, glob, directory or catalog names).
@@ -152,10 +158,10 @@ fn file_models(args: &GateArgs, file: &GateFile) -> bakeoff::Result<Vec<PathBuf>
 }
 
 /// `gemma-3-270m-q4_k_m.gguf` or `b11434/gemma-3-270m-q4_k_m.gguf`.
-fn subject_label(build: Option<&BuildRef>, model: &Path) -> String {
+fn subject_label(build: Option<&str>, model: &Path) -> String {
     let file = model.file_name().unwrap_or_default().to_string_lossy();
     match build {
-        Some(build) => format!("{}/{file}", build.name),
+        Some(build) => format!("{build}/{file}"),
         None => file.into_owned(),
     }
 }

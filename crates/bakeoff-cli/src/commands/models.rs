@@ -5,6 +5,7 @@ use crate::cli::{Global, ModelsCommand, ModelsListArgs};
 use bakeoff::model::select::{self, ModelQuery};
 use bakeoff::report::models;
 use bakeoff::report::table::Format;
+use bakeoff::Error;
 use std::process::ExitCode;
 
 pub fn run(global: &Global, command: ModelsCommand) -> anyhow::Result<ExitCode> {
@@ -14,6 +15,9 @@ pub fn run(global: &Global, command: ModelsCommand) -> anyhow::Result<ExitCode> 
 }
 
 fn list(global: &Global, args: &ModelsListArgs) -> anyhow::Result<ExitCode> {
+    if !args.subject.builds.is_empty() {
+        return Err(Error::input("models list lists models: it takes no --build").into());
+    }
     let selected = select::select(&query(args))?;
     let store = super::open_store(global)?;
     let listings = models::listings(&selected, &store, args.ctx);
