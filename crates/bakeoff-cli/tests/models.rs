@@ -155,19 +155,18 @@ fn load_runs_its_plan_once_per_model_and_stores_each_step_with_its_model() {
         "--output",
         "4",
     ]);
-    cmd.args(["-o", "json", "--engine-path"])
-        .arg(common::llama_bin("llama-server"));
+    let bin = common::llama_bin("llama-server");
+    let build = format!("b11434={}", bin.parent().unwrap().display());
+    cmd.args(["-o", "json", "--build", &build]);
     let (status, stdout, stderr) = common::run(cmd, Duration::from_secs(300));
     assert!(status.success(), "{stderr}");
     let steps = rows(&stdout);
     let labels: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
-    assert_eq!(
-        labels,
-        [
-            "SmolLM2-135M-Instruct.Q4_1.gguf c1",
-            "gemma-3-270m-q4_k_m.gguf c1"
-        ]
-    );
+    let expected = [
+        "b11434/SmolLM2-135M-Instruct.Q4_1.gguf c1",
+        "b11434/gemma-3-270m-q4_k_m.gguf c1",
+    ];
+    assert_eq!(labels, expected);
     assert!(steps.iter().all(|s| s["completed"] == 3), "{stdout}");
     let mut show = sandbox.cmd();
     show.args(["runs", "show", "last", "--json"]);
@@ -182,6 +181,12 @@ fn load_runs_its_plan_once_per_model_and_stores_each_step_with_its_model() {
     let expected = [smollm(), gemma()].map(|m| bakeoff::formats::sha256_file(&m).unwrap());
     assert_eq!(shas, expected, "one trial per model, in the order given");
     assert!(trials.iter().all(|t| t["status"] == "ok"), "{stdout}");
+    // Both steps name the build's engine row (the --build binary, build 11434).
+    let engines: Vec<&str> = trials
+        .iter()
+        .map(|t| t["engine"].as_str().unwrap())
+        .collect();
+    assert_eq!(engines, ["llama-server 0.6.0-dev (build 11434)"; 2]);
 }
 
 /// Gate over two models with a named build: each (build, model) gets its own baseline and

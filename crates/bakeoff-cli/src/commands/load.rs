@@ -159,6 +159,7 @@ pub fn run(global: &Global, args: LoadArgs, printer: Printer) -> anyhow::Result<
     let plan = plan(&args)?;
     let store = super::open_store(global)?;
     distinct_models(&store, &subjects)?;
+    let engines = build_engines(&store, &subjects)?;
     let session = begin(store, &args, &plan)?;
     let run = LoadRun {
         session,
@@ -166,6 +167,7 @@ pub fn run(global: &Global, args: LoadArgs, printer: Printer) -> anyhow::Result<
         args: &args,
         plan: &plan,
         subjects,
+        engines,
         printer,
     };
     run.run(format)
@@ -249,6 +251,24 @@ fn distinct_models(store: &Store, subjects: &[Subject]) -> bakeoff::Result<()> {
     }
 }
 
+/// Each named build's llama-server, identified once per run (not once per model).
+fn build_engines(store: &Store, subjects: &[Subject]) -> bakeoff::Result<Vec<(String, Engine)>> {
+    let mut engines: Vec<(String, Engine)> = Vec::new();
+    for subject in subjects {
+        let Subject::Launched {
+            build: Some(build), ..
+        } = subject
+        else {
+            continue;
+        };
+        if !engines.iter().any(|(name, _)| *name == build.name) {
+            let engine = Engine::for_build(Some(store), build, "llama-server")?;
+            engines.push((build.name.clone(), engine));
+        }
+    }
+    Ok(engines)
+}
+
 fn begin(store: Store, args: &LoadArgs, plan: &LoadPlan) -> bakeoff::Result<Session> {
     let command = super::command_line();
     let params = serde_json::json!({ "plan": plan, "url": args.url, "model": args.subject.model, "builds": args.subject.builds, "engine_args": args.engine_args });
@@ -290,6 +310,8 @@ struct LoadRun<'a> {
     args: &'a LoadArgs,
     plan: &'a LoadPlan,
     subjects: Vec<Subject>,
+    /// The `--build` engines by name.
+    engines: Vec<(String, Engine)>,
     printer: Printer,
 }
 
@@ -373,7 +395,11 @@ impl LoadRun<'_> {
             return Launch::in_session(&self.session, engine_path, &model);
         };
         let store = self.session.store();
-        let engine = Engine::for_build(Some(store), build, "llama-server")?;
+        let known = self.engines.iter().find(|(name, _)| *name == build.name);
+        let engine = match known {
+            Some((_, engine)) => engine.clone(),
+            None => Engine::for_build(Some(store), build, "llama-server")?,
+        };
         let row = store.model(&model)?;
         Ok(Launch::new(
             engine,
