@@ -835,6 +835,19 @@ mod tests {
     }
 
     #[test]
+    fn each_model_of_a_list_is_anchored_at_the_file_and_a_catalog_name_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let body = "[baseline]\nname = \"b\"\n[[candidate]]\nname = \"c\"\n";
+        let text = format!("model = \"a.gguf, sub/*.gguf,smollm\"\n{body}");
+        std::fs::write(&path, text).unwrap();
+        let (file, _) = GateFile::load(&path).unwrap();
+        let base = dir.path().display();
+        let expected = format!("{base}/a.gguf,{base}/sub/*.gguf,smollm");
+        assert_eq!(file.model, PathBuf::from(expected));
+    }
+
+    #[test]
     fn typos_in_a_candidates_file_name_the_line_and_the_close_key() {
         // Regression: a typo said which file but not where, and offered no spelling.
         let dir = tempfile::tempdir().unwrap();
