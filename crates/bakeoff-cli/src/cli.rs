@@ -93,6 +93,7 @@ impl SubjectArgs {
             category: self.category.clone(),
             max_size: self.max_size,
             catalog: self.catalog.clone(),
+            models_dir: Some(bakeoff::system::paths::models_dir()),
         }
     }
 
@@ -213,6 +214,9 @@ pub enum Command {
     /// Tool-call bakeoff: the engine's JSON tools API vs the model's native format, on agentic tasks and a single-turn set.
     #[command(subcommand, after_help = crate::cli_tools::TOOLS_EXAMPLES)]
     Tools(crate::cli_tools::ToolsCommand),
+    /// The model catalog and model selection: size, architecture, params, quant, sha256, fit.
+    #[command(subcommand, after_help = MODELS_EXAMPLES)]
+    Models(ModelsCommand),
 }
 
 impl Command {
@@ -558,6 +562,14 @@ pub struct GateArgs {
     /// Exit with status 1 when any candidate's gate is FAIL (for scripts that deploy on success).
     #[arg(long)]
     pub strict: bool,
+    /// A llama.cpp build to gate with, NAME=PATH; repeat it: each (build, model) gets its own
+    /// baseline and candidates in the one run.
+    #[arg(long = "build", value_name = "NAME=PATH")]
+    pub builds: Vec<String>,
+    /// The model catalog that names in the file's `model` come from (default
+    /// ~/.config/bakeoff/models.toml).
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
     #[command(flatten)]
     pub timeouts: TimeoutArgs,
     #[command(flatten)]
@@ -727,6 +739,7 @@ const LOAD_EXAMPLES: &str = "Examples:
   bakeoff load -m SmolLM2-135M-Instruct.Q4_1.gguf --concurrency 1,2,4 --requests 32
   bakeoff load -m model.gguf --rate 1,2,4 --burstiness 1 --duration 30s --slo ttft=500ms,tpot=50ms
   bakeoff load -m model.gguf --sweep 5 --duration 20s --input normal:256,64 --output-len 64-128
+  bakeoff load -m a.gguf,b.gguf --build new=~/llama.cpp/build --build old=~/b11000 --concurrency 1,8
   bakeoff load --url http://127.0.0.1:8080 --dataset chats.jsonl --concurrency 8 -o csv
   bakeoff load -m model.gguf --turns 4 --shared-prefix 512 --input 64 --concurrency 4
   bakeoff load --self-test                       # the client's own ceiling on loopback
@@ -734,9 +747,10 @@ const LOAD_EXAMPLES: &str = "Examples:
 
 #[derive(Args, Debug, Default)]
 pub struct LoadArgs {
-    /// GGUF model to serve with a supervised llama-server.
-    #[arg(long, short = 'm', value_name = "FILE", conflicts_with = "url")]
-    pub model: Option<PathBuf>,
+    /// The model(s) to serve with a supervised llama-server, and the builds to serve them with;
+    /// the whole plan runs once per (build, model). Not with --url.
+    #[command(flatten)]
+    pub subject: SubjectArgs,
     /// Attach to a running server instead.
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
@@ -995,4 +1009,27 @@ pub enum ProfileCommand {
         #[command(flatten)]
         build: EngineArgs,
     },
+}
+
+const MODELS_EXAMPLES: &str = "Examples:\n  bakeoff models list   # every entry of ~/.config/bakeoff/models.toml\n  bakeoff models list --category moe --max-size 20G --ctx 32768\n  bakeoff models list -m '~/models/*Q4*.gguf' -o csv\n  bakeoff models list --catalog examples/models.toml -m 'smol*,gemma' -o json";
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// One row per catalog entry (or per file of -m): size, architecture, params, quant, sha256,
+    /// tags and whether it fits this machine's memory at --ctx.
+    #[command(after_help = MODELS_EXAMPLES)]
+    List(ModelsListArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ModelsListArgs {
+    /// The models to list (default: every catalog entry); the same syntax as bench's -m.
+    #[command(flatten)]
+    pub subject: SubjectArgs,
+    /// Context (tokens) at which to check the fit (f16 KV cache, flash attention on).
+    #[arg(long, default_value_t = 8192, value_name = "TOKENS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub ctx: u64,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t, value_name = "FORMAT")]
+    pub format: TableFormat,
 }

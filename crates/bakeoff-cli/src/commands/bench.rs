@@ -151,8 +151,7 @@ fn ci_target(settings: &Experiment) -> bakeoff::Result<Option<f64>> {
 
 /// The model files the settings select (a bare file name is looked up in the model cache).
 fn models_of(settings: &Experiment) -> bakeoff::Result<Vec<PathBuf>> {
-    let files = model::select::resolve(&settings.model_query()?)?;
-    Ok(files.iter().map(|f| super::resolve_model(f)).collect())
+    model::select::resolve(&settings.model_query()?)
 }
 
 fn plan_from_settings(settings: &Experiment, args: &BenchArgs) -> bakeoff::Result<BenchPlan> {

@@ -4,14 +4,16 @@
 use crate::cli::{GateArgs, Global};
 use crate::cli_values::GateFormat;
 use crate::printer::Printer;
+use bakeoff::engines::build::BuildRef;
 use bakeoff::engines::http::Timeouts;
+use bakeoff::model::select::ModelQuery;
 use bakeoff::quality::gate::GateSpec;
 use bakeoff::quality::readiness::{Event, GateFile, GateRun, Readiness};
 use bakeoff::quality::Status;
 use bakeoff::session::{Engine, RunSpec, Session};
 use bakeoff::store::Store;
 use bakeoff::Error;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub fn run(global: &Global, args: &GateArgs, printer: Printer) -> anyhow::Result<ExitCode> {
@@ -72,13 +74,13 @@ fn measure(
     printer: &Printer,
 ) -> anyhow::Result<Table> {
     let (file, spec) = load_files(args, path)?;
-    let engine = Engine::find(Some(&store), global.engine_path.as_deref(), "llama-server")?;
+    let subjects = subjects(global, args, &file, &store)?;
     let command = super::command_line();
-    let params = serde_json::json!({ "file": file, "gate": spec });
+    let params = serde_json::json!({ "file": file, "gate": spec, "builds": args.builds });
     let tag = args.tag.as_deref();
     let mut session = Session::begin(store, RunSpec::new("gate", &command, tag, params))?;
     let timeouts = args.timeouts.timeouts();
-    let result = run_gate(&session, (&file, &spec), engine, timeouts, printer);
+    let result = run_subjects(&session, (&file, &spec), subjects, timeouts, printer);
     session.finish(&result)?;
     let rows = result?;
     let (run_id, path) = (session.run_id(), session.store().path().display());
@@ -90,19 +92,121 @@ fn measure(
     })
 }
 
+/// One (build, model) of a gate run: its engine and the model its baseline runs on.
+struct Subject {
+    engine: Engine,
+    model: PathBuf,
+    /// With several subjects, what prefixes each row's candidate name.
+    label: Option<String>,
+}
+
+/// Every (build, model) pair, builds outermost; the engine `--engine-path` finds without `--build`.
+fn subjects(
+    global: &Global,
+    args: &GateArgs,
+    file: &GateFile,
+    store: &Store,
+) -> bakeoff::Result<Vec<Subject>> {
+    let models = file_models(args, file)?;
+    if models.len() > 1 {
+        let sha256 = |path: &Path| Ok(store.model(path)?.sha256);
+        bakeoff::model::select::distinct(&models, sha256)?;
+    }
+    let engines = engines(global, args, store)?;
+    let several = models.len() * engines.len() > 1;
+    let subject = |(build, engine): &(Option<String>, Engine), model: &PathBuf| Subject {
+        engine: engine.clone(),
+        model: model.clone(),
+        label: several.then(|| subject_label(build.as_deref(), model)),
+    };
+    let pairs = engines
+        .iter()
+        .flat_map(|e| models.iter().map(move |m| (e, m)));
+    Ok(pairs
+        .map(|(engine, model)| subject(engine, model))
+        .collect())
+}
+
+/// Each `--build`'s llama-server with its name, identified once; else the one `--engine-path`
+/// (or the installed one) finds.
+fn engines(
+    global: &Global,
+    args: &GateArgs,
+    store: &Store,
+) -> bakeoff::Result<Vec<(Option<String>, Engine)>> {
+    if args.builds.is_empty() {
+        let engine = Engine::find(Some(store), global.engine_path.as_deref(), "llama-server")?;
+        return Ok(vec![(None, engine)]);
+    }
+    let named = |text: &String| {
+        let build = BuildRef::parse(text)?;
+        let engine = Engine::for_build(Some(store), &build, "llama-server")?;
+        Ok((Some(build.name), engine))
+    };
+    args.builds.iter().map(named).collect()
+}
+
+/// The file's `model`: one file, or several (a comma list, glob, directory or catalog names).
+fn file_models(args: &GateArgs, file: &GateFile) -> bakeoff::Result<Vec<PathBuf>> {
+    let query = ModelQuery {
+        spec: Some(file.model.display().to_string()),
+        catalog: args.catalog.clone(),
+        models_dir: Some(bakeoff::system::paths::models_dir()),
+        ..Default::default()
+    };
+    bakeoff::model::select::resolve(&query)
+}
+
+/// `gemma-3-270m-q4_k_m.gguf` or `b11434/gemma-3-270m-q4_k_m.gguf`.
+fn subject_label(build: Option<&str>, model: &Path) -> String {
+    let file = model.file_name().unwrap_or_default().to_string_lossy();
+    match build {
+        Some(build) => format!("{build}/{file}"),
+        None => file.into_owned(),
+    }
+}
+
+/// Each subject's gate in turn, its rows named after it when there are several.
+fn run_subjects(
+    session: &Session,
+    (file, spec): (&GateFile, &GateSpec),
+    subjects: Vec<Subject>,
+    timeouts: Timeouts,
+    printer: &Printer,
+) -> bakeoff::Result<Vec<Readiness>> {
+    let mut rows = Vec::new();
+    for subject in subjects {
+        let file = GateFile {
+            model: subject.model.clone(),
+            ..file.clone()
+        };
+        let label = subject.label.clone();
+        rows.extend(run_gate(
+            session,
+            (&file, spec),
+            subject.engine,
+            timeouts,
+            printer,
+            label.as_deref(),
+        )?);
+    }
+    Ok(rows)
+}
+
 /// The candidates file (and `--gate` over its gate), every model in it present.
 fn load_files(args: &GateArgs, path: &Path) -> bakeoff::Result<(GateFile, GateSpec)> {
     let (file, mut spec) = GateFile::load(path)?;
     if let Some(gate) = &args.gate {
         spec = GateSpec::load(gate)?;
     }
-    check_models(path, &file)?;
+    let models = file_models(args, &file).map_err(|e| in_file(path, &e))?;
+    check_models(path, &file, &models)?;
     Ok((file, spec))
 }
 
-fn check_models(path: &Path, file: &GateFile) -> bakeoff::Result<()> {
+fn check_models(path: &Path, file: &GateFile, models: &[PathBuf]) -> bakeoff::Result<()> {
     let candidates = file.candidates.iter().filter_map(|c| c.model.as_ref());
-    for model in std::iter::once(&file.model).chain(candidates) {
+    for model in models.iter().chain(candidates) {
         bakeoff::model::check_file(model).map_err(|e| in_file(path, &e))?;
     }
     Ok(())
@@ -123,13 +227,29 @@ fn run_gate(
     engine: Engine,
     timeouts: Timeouts,
     printer: &Printer,
+    label: Option<&str>,
 ) -> bakeoff::Result<Vec<Readiness>> {
     let (run_id, run_dir) = (session.run_id(), session.run_dir());
+    let run_dir = match label {
+        Some(label) => run_dir.join(label.replace('/', "_")),
+        None => run_dir,
+    };
     std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
     announce(run_id, file, &engine, printer);
     let store = session.store();
     let engine_id = engine.engine_id.unwrap_or_default();
-    let mut record = |row: &Readiness| store.record_readiness(run_id, engine_id, row).map(drop);
+    let named = |row: &Readiness| {
+        let mut row = row.clone();
+        if let Some(label) = label {
+            row.candidate = format!("{label} {}", row.candidate);
+        }
+        row
+    };
+    let mut record = |row: &Readiness| {
+        store
+            .record_readiness(run_id, engine_id, &named(row))
+            .map(drop)
+    };
     GateRun {
         file,
         spec,
@@ -140,6 +260,7 @@ fn run_gate(
         timeouts,
     }
     .run(&mut |event| observe(event, printer))
+    .map(|rows| rows.iter().map(named).collect())
 }
 
 fn announce(run_id: i64, file: &GateFile, engine: &Engine, printer: &Printer) {

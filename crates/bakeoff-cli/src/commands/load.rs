@@ -4,6 +4,7 @@
 use crate::cli::{Global, LoadArgs};
 use crate::printer::Printer;
 use bakeoff::domain::EngineConfig;
+use bakeoff::engines::build::BuildRef;
 use bakeoff::engines::EngineKind;
 use bakeoff::measure::load::executor::{Progress, Shape, StepLimits};
 use bakeoff::measure::load::metrics::{parse_duration_ms, Slo};
@@ -13,8 +14,10 @@ use bakeoff::measure::load::{LoadEvent, LoadPlan, LoadRunner, ServerSizing, Step
 use bakeoff::measure::matrix::{parse_values, PromptSet};
 use bakeoff::measure::prompts::TokenSource;
 use bakeoff::report::table::Format;
-use bakeoff::session::{self, Launch, RunSpec, Session, Target};
+use bakeoff::session::{self, Engine, Launch, RunSpec, Session, Target};
+use bakeoff::store::Store;
 use bakeoff::Error;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -152,19 +155,54 @@ pub fn run(global: &Global, args: LoadArgs, printer: Printer) -> anyhow::Result<
         let _lock = session::take_lock(&super::command_line())?;
         return self_test(global, printer);
     }
-    if args.url.is_none() && args.model.is_none() {
-        return Err(Error::input("nothing to load-test: pass --model FILE or --url URL").into());
-    }
+    let subjects = subjects(&args)?;
     let plan = plan(&args)?;
-    let session = begin(global, &args, &plan)?;
+    let store = super::open_store(global)?;
+    distinct_models(&store, &subjects)?;
+    let engines = build_engines(&store, &subjects)?;
+    let session = begin(store, &args, &plan)?;
     let run = LoadRun {
         session,
         global,
         args: &args,
         plan: &plan,
+        subjects,
+        engines,
         printer,
     };
     run.run(format)
+}
+
+/// What the plan runs against: the server at `--url`, or each (build, model) in turn, builds
+/// outermost so that each build's models run together.
+fn subjects(args: &LoadArgs) -> bakeoff::Result<Vec<Subject>> {
+    let subject = &args.subject;
+    let asked = subject.model.is_some() || subject.category.is_some() || !subject.builds.is_empty();
+    match (&args.url, asked) {
+        (Some(_), true) => Err(Error::input(
+            "--url attaches to a running server: it takes no --model, --category or --build",
+        )),
+        (Some(_), false) => Ok(vec![Subject::Attached]),
+        (None, false) => Err(Error::input(
+            "nothing to load-test: pass --model FILE or --url URL",
+        )),
+        (None, true) => launched_subjects(subject),
+    }
+}
+
+fn launched_subjects(subject: &crate::cli::SubjectArgs) -> bakeoff::Result<Vec<Subject>> {
+    let models = bakeoff::model::select::resolve(&subject.query())?;
+    let builds = subject.builds()?;
+    let builds: Vec<Option<BuildRef>> = match builds.is_empty() {
+        true => vec![None],
+        false => builds.into_iter().map(Some).collect(),
+    };
+    let pairs = builds
+        .iter()
+        .flat_map(|b| models.iter().map(move |m| (b.clone(), m.clone())));
+    Ok(pairs
+        .map(|(build, model)| Subject::Launched { build, model })
+        .collect())
 }
 
 /// The scripted endpoint measures nothing itself: it takes no lock (the clients measuring it do).
@@ -195,10 +233,45 @@ fn wait_for_interrupt() {
     }
 }
 
-fn begin(global: &Global, args: &LoadArgs, plan: &LoadPlan) -> bakeoff::Result<Session> {
-    let store = super::open_store(global)?;
+/// Several models: each a GGUF, no file twice under two names (by sha256, cached in the store).
+fn distinct_models(store: &Store, subjects: &[Subject]) -> bakeoff::Result<()> {
+    let mut models: Vec<PathBuf> = Vec::new();
+    for subject in subjects {
+        if let Subject::Launched { model, .. } = subject {
+            let model = super::resolve_model(model);
+            if !models.contains(&model) {
+                models.push(model);
+            }
+        }
+    }
+    let sha256 = |path: &Path| Ok(store.model(path)?.sha256);
+    match models.len() {
+        0 | 1 => Ok(()),
+        _ => bakeoff::model::select::distinct(&models, sha256),
+    }
+}
+
+/// Each named build's llama-server, identified once per run (not once per model).
+fn build_engines(store: &Store, subjects: &[Subject]) -> bakeoff::Result<Vec<(String, Engine)>> {
+    let mut engines: Vec<(String, Engine)> = Vec::new();
+    for subject in subjects {
+        let Subject::Launched {
+            build: Some(build), ..
+        } = subject
+        else {
+            continue;
+        };
+        if !engines.iter().any(|(name, _)| *name == build.name) {
+            let engine = Engine::for_build(Some(store), build, "llama-server")?;
+            engines.push((build.name.clone(), engine));
+        }
+    }
+    Ok(engines)
+}
+
+fn begin(store: Store, args: &LoadArgs, plan: &LoadPlan) -> bakeoff::Result<Session> {
     let command = super::command_line();
-    let params = serde_json::json!({ "plan": plan, "url": args.url, "model": args.model, "engine_args": args.engine_args });
+    let params = serde_json::json!({ "plan": plan, "url": args.url, "model": args.subject.model, "builds": args.subject.builds, "engine_args": args.engine_args });
     let tag = args.tag.as_deref();
     Session::begin(store, RunSpec::new("load", &command, tag, params))
 }
@@ -206,29 +279,50 @@ fn begin(global: &Global, args: &LoadArgs, plan: &LoadPlan) -> bakeoff::Result<S
 const CEILING_UNKNOWN: &str =
     "note: the client's ceiling is unknown here; `bakeoff load --self-test` measures it";
 
+/// One server the plan runs against.
+#[derive(Debug, Clone)]
+enum Subject {
+    Attached,
+    Launched {
+        build: Option<BuildRef>,
+        model: PathBuf,
+    },
+}
+
+impl Subject {
+    /// `gemma-3-270m-q4_k_m.gguf` or `b11434/gemma-3-270m-q4_k_m.gguf`.
+    fn label(&self) -> String {
+        let Subject::Launched { build, model } = self else {
+            return String::new();
+        };
+        let file = model.file_name().unwrap_or_default().to_string_lossy();
+        match build {
+            Some(build) => format!("{}/{file}", build.name),
+            None => file.into_owned(),
+        }
+    }
+}
+
 /// One load run under way.
 struct LoadRun<'a> {
     session: Session,
     global: &'a Global,
     args: &'a LoadArgs,
     plan: &'a LoadPlan,
+    subjects: Vec<Subject>,
+    /// The `--build` engines by name.
+    engines: Vec<(String, Engine)>,
     printer: Printer,
 }
 
 impl LoadRun<'_> {
     fn run(mut self, format: Format) -> anyhow::Result<ExitCode> {
         let system = self.session.system_id();
-        let store = self.session.store();
-        let ceiling = store.latest_system_measurement(system, "client_ceiling_tps")?;
-        let target = self.open_target().map(|mut target| {
-            target.set_timeouts(self.args.timeouts.timeouts());
-            target
-        });
-        let target = self.session.guard(target)?;
-        let result = self.drive(&target, ceiling);
-        self.printer.finish();
-        target.store_log(&self.session)?;
-        drop(target);
+        let ceiling = self
+            .session
+            .store()
+            .latest_system_measurement(system, "client_ceiling_tps")?;
+        let result = self.measure_all(ceiling);
         let code = self.session.finish(&result)?;
         print!("{}", bakeoff::report::load::render(format, &result?));
         self.closing_lines(ceiling);
@@ -238,21 +332,81 @@ impl LoadRun<'_> {
         Ok(ExitCode::from(code))
     }
 
-    /// Attach to `--url`, or launch llama-server on `--model` sized for the plan.
-    fn open_target(&self) -> bakeoff::Result<Target> {
-        let args = self.args;
-        let Some(model) = args.model.as_deref().filter(|_| args.url.is_none()) else {
-            let url = args.url.as_deref().unwrap_or_default();
+    /// Every subject in turn; with several, each step's label says which (build and) model.
+    fn measure_all(&mut self, ceiling: Option<f64>) -> bakeoff::Result<Vec<StepTable>> {
+        let several = self.subjects.len() > 1;
+        let mut tables = Vec::new();
+        for (at, subject) in self.subjects.clone().iter().enumerate() {
+            let steps = self.measure(subject, at, ceiling)?;
+            tables.extend(steps.into_iter().map(|mut step| {
+                if several {
+                    step.step = format!("{} {}", subject.label(), step.step);
+                }
+                step
+            }));
+        }
+        Ok(tables)
+    }
+
+    /// Open the subject's server, run the plan on it, store its log, stop it.
+    fn measure(
+        &mut self,
+        subject: &Subject,
+        at: usize,
+        ceiling: Option<f64>,
+    ) -> bakeoff::Result<Vec<StepTable>> {
+        let target = self.open_target(subject, at).map(|mut target| {
+            target.set_timeouts(self.args.timeouts.timeouts());
+            target
+        });
+        let target = self.session.guard(target)?;
+        let result = self.drive(&target, ceiling);
+        self.printer.finish();
+        target.store_log(&self.session)?;
+        result
+    }
+
+    /// Attach to `--url`, or launch llama-server (of the build, when one is named) on the model,
+    /// sized for the plan.
+    fn open_target(&self, subject: &Subject, at: usize) -> bakeoff::Result<Target> {
+        let Subject::Launched { build, model } = subject else {
+            let url = self.args.url.as_deref().unwrap_or_default();
             return Target::attach(Some(self.session.store()), url);
         };
-        let model = super::resolve_model(model);
-        let engine_path = self.global.engine_path.as_deref();
-        let mut launch = Launch::in_session(&self.session, engine_path, &model)?;
-        let sizing = self.plan.server_sizing(&args.engine_args);
+        let mut launch = self.launch(build.as_ref(), model)?;
+        if self.subjects.len() > 1 {
+            launch.log_path = self
+                .session
+                .run_dir()
+                .join(format!("llama-server-{}.log", at + 1));
+        }
+        let sizing = self.plan.server_sizing(&self.args.engine_args);
         self.announce(&launch, &sizing);
         launch.args = sizing.args;
-        launch.health_timeout = Duration::from_secs(args.health_timeout);
+        launch.health_timeout = Duration::from_secs(self.args.health_timeout);
         launch.start(Some(&self.session))
+    }
+
+    fn launch(&self, build: Option<&BuildRef>, model: &Path) -> bakeoff::Result<Launch> {
+        let model = super::resolve_model(model);
+        bakeoff::model::check_file(&model)?;
+        let Some(build) = build else {
+            let engine_path = self.global.engine_path.as_deref();
+            return Launch::in_session(&self.session, engine_path, &model);
+        };
+        let store = self.session.store();
+        let known = self.engines.iter().find(|(name, _)| *name == build.name);
+        let engine = match known {
+            Some((_, engine)) => engine.clone(),
+            None => Engine::for_build(Some(store), build, "llama-server")?,
+        };
+        let row = store.model(&model)?;
+        Ok(Launch::new(
+            engine,
+            &model,
+            Some(row),
+            &self.session.run_dir(),
+        ))
     }
 
     fn announce(&self, launch: &Launch, sizing: &ServerSizing) {

@@ -7,6 +7,7 @@ mod gate;
 mod journal;
 mod load;
 mod model;
+mod models;
 mod profile;
 mod report;
 mod runs;
@@ -61,6 +62,7 @@ fn dispatch(cli: Cli, printer: Printer) -> anyhow::Result<ExitCode> {
         Command::Journal(command) => journal::run(global, command, printer),
         Command::Profile(command) => profile::run(global, command, printer),
         Command::Tools(command) => tools::run(global, command, printer),
+        Command::Models(command) => models::run(global, command),
     }
 }
 
@@ -88,12 +90,7 @@ pub fn open_existing_store(global: &Global) -> bakeoff::Result<Store> {
 
 /// A model argument: a path, or a bare file name found in the model cache.
 pub fn resolve_model(path: &Path) -> PathBuf {
-    let cached = bakeoff::system::paths::models_dir().join(path);
-    let bare = !path.exists() && path.components().count() == 1;
-    match bare && cached.exists() {
-        true => cached,
-        false => path.to_path_buf(),
-    }
+    bakeoff::model::select::cached(path, &bakeoff::system::paths::models_dir())
 }
 
 /// `RUN` or `RUN:SUFFIX` (a config, a candidate); a tag that itself holds `:` still resolves whole.

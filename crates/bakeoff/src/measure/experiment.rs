@@ -108,6 +108,7 @@ impl Experiment {
             category: self.category.clone(),
             max_size: max_size.transpose()?,
             catalog: self.catalog.clone(),
+            models_dir: Some(crate::system::paths::models_dir()),
         })
     }
 }

@@ -1,8 +1,10 @@
 //! Model intelligence from a GGUF file alone: architecture facts (`inspect`), a KV-cache and
 //! memory planner that follows llama.cpp's own allocation rules (`plan`), and the roofline.
 
+pub mod catalog;
 mod describe;
 pub mod facts;
+mod glob;
 pub mod plan;
 pub mod select;
 pub mod synth;

@@ -144,7 +144,7 @@ impl GateFile {
             return Err(Error::input(format!("{origin}: no [[candidate]] entries")));
         }
         let base = path.parent().unwrap_or(Path::new("."));
-        file.model = resolve_path(&file.model, base);
+        file.model = anchor_models(&file.model, base);
         file.checks.suite = file.checks.suite.map(|p| resolve_path(&p, base));
         for c in std::iter::once(&mut file.baseline).chain(&mut file.candidates) {
             c.model = c.model.take().map(|p| resolve_path(&p, base));
@@ -754,6 +754,21 @@ fn kv_bytes(model: &Path, flags: &[String], ctx: u64) -> Option<u64> {
 
 /// A path from a candidates file: `~` expanded, relative to the file; a bare file name that is
 /// not beside the file may be in the model cache.
+/// Each comma-separated item of the file's `model` anchored at the file, as `resolve_path` does;
+/// a catalog name (no `/`, no `.gguf`) that is no file there stays as it is.
+fn anchor_models(list: &Path, base: &Path) -> PathBuf {
+    let text = list.to_string_lossy();
+    let anchor = |item: &str| {
+        let anchored = resolve_path(Path::new(item), base);
+        match anchored.exists() || !crate::model::select::is_name(item) {
+            true => anchored.display().to_string(),
+            false => item.to_string(),
+        }
+    };
+    let items: Vec<String> = text.split(',').map(str::trim).map(anchor).collect();
+    PathBuf::from(items.join(","))
+}
+
 fn resolve_path(path: &Path, base: &Path) -> PathBuf {
     let resolved = crate::system::paths::expand_user(path, base);
     let cached = crate::system::paths::models_dir().join(path);
@@ -817,6 +832,19 @@ mod tests {
         .unwrap();
         let err = GateFile::load(&path).unwrap_err().to_string();
         assert!(err.contains("c.toml:2:1: unknown field 'bogus'"), "{err}");
+    }
+
+    #[test]
+    fn each_model_of_a_list_is_anchored_at_the_file_and_a_catalog_name_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let body = "[baseline]\nname = \"b\"\n[[candidate]]\nname = \"c\"\n";
+        let text = format!("model = \"a.gguf, sub/*.gguf,smollm\"\n{body}");
+        std::fs::write(&path, text).unwrap();
+        let (file, _) = GateFile::load(&path).unwrap();
+        let base = dir.path().display();
+        let expected = format!("{base}/a.gguf,{base}/sub/*.gguf,smollm");
+        assert_eq!(file.model, PathBuf::from(expected));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod html;
 pub mod journal;
 pub mod load;
 pub mod markdown;
+pub mod models;
 pub mod plan;
 pub mod readiness;
 pub mod render;
