@@ -175,7 +175,10 @@ pub fn cells(detail: &RunDetail) -> Vec<Cell> {
         let Some((value, source)) = sample(trial, metric, &["client", "llama-bench"]) else {
             continue;
         };
-        let index = match cells.iter().position(|c| same_cell(c, trial, test, &source)) {
+        let index = match cells
+            .iter()
+            .position(|c| same_cell(c, trial, test, &source))
+        {
             Some(i) => i,
             None => {
                 cells.push(new_cell(trial, test, kind, source));
@@ -414,9 +417,7 @@ fn labels(values: &[(String, String)]) -> String {
 
 /// Whether two cells pair up: same config and test, and the same value of each `dimensions`.
 fn pairs(x: &Cell, y: &Cell, dimensions: &[Dimension]) -> bool {
-    x.config == y.config
-        && x.test == y.test
-        && dimensions.iter().all(|d| d.key(x) == d.key(y))
+    x.config == y.config && x.test == y.test && dimensions.iter().all(|d| d.key(x) == d.key(y))
 }
 
 /// The model and build labels of a cell over `dimensions` with more than one value.
@@ -431,7 +432,8 @@ fn split_dimensions(ca: &[Cell], cb: &[Cell]) -> (Vec<Dimension>, Vec<Difference
     let (mut keyed, mut differ) = (Vec::new(), Vec::new());
     for dimension in [Dimension::Model, Dimension::Build] {
         let (va, vb) = (values_of(ca, dimension), values_of(cb, dimension));
-        let keys = |v: &[(String, String)]| v.iter().map(|(k, _)| k.clone()).collect::<BTreeSet<_>>();
+        let keys =
+            |v: &[(String, String)]| v.iter().map(|(k, _)| k.clone()).collect::<BTreeSet<_>>();
         if keys(&va) == keys(&vb) {
             keyed.push(dimension);
             continue;
@@ -482,7 +484,10 @@ fn pair_cells(
             None => unmatched.push(format!("A only: {}", label(x))),
         }
     }
-    for y in cb.iter().filter(|y| !ca.iter().any(|x| pairs(x, y, dimensions))) {
+    for y in cb
+        .iter()
+        .filter(|y| !ca.iter().any(|x| pairs(x, y, dimensions)))
+    {
         unmatched.push(format!("B only: {}", label(y)));
     }
     Comparison {
@@ -512,17 +517,28 @@ pub fn compare_across(
     let values = values_of(&all, dimension);
     let what = dimension.name();
     if values.len() < 2 {
-        let message = format!("run {run} has one {what} ({}): nothing to compare across {what}", labels(&values));
-        return Err(Error::input(message).with_hint("measure several with --build NAME=PATH or -m a.gguf,b.gguf"));
+        let message = format!(
+            "run {run} has one {what} ({}): nothing to compare across {what}",
+            labels(&values)
+        );
+        return Err(Error::input(message)
+            .with_hint("measure several with --build NAME=PATH or -m a.gguf,b.gguf"));
     }
     let (reference_key, reference_label) = pick_reference(&values, reference, what)?;
     let of = |key: &str| -> Vec<Cell> {
-        all.iter().filter(|c| dimension.key(c) == key).cloned().collect()
+        all.iter()
+            .filter(|c| dimension.key(c) == key)
+            .cloned()
+            .collect()
     };
     let base = of(&reference_key);
-    let others: Vec<&(String, String)> = values.iter().filter(|(k, _)| *k != reference_key).collect();
+    let others: Vec<&(String, String)> =
+        values.iter().filter(|(k, _)| *k != reference_key).collect();
     let other = dimension.other();
-    let shown: Vec<Dimension> = [other].into_iter().filter(|d| values_of(&all, *d).len() > 1).collect();
+    let shown: Vec<Dimension> = [other]
+        .into_iter()
+        .filter(|d| values_of(&all, *d).len() > 1)
+        .collect();
     let mut comparison = pair_cells(&[], &[], &shown, |c| c.to_string());
     comparison.a_cells = base.len();
     for (key, label) in &others {
@@ -557,8 +573,10 @@ fn pick_reference(
     let exact = values.iter().find(|(_, l)| l == wanted);
     let partial = || values.iter().find(|(_, l)| l.contains(wanted));
     exact.or_else(partial).cloned().ok_or_else(|| {
-        Error::input(format!("--reference {wanted}: no {what} of the run is named so"))
-            .with_hint(format!("the run's {what}s: {}", labels(values)))
+        Error::input(format!(
+            "--reference {wanted}: no {what} of the run is named so"
+        ))
+        .with_hint(format!("the run's {what}s: {}", labels(values)))
     })
 }
 
@@ -593,7 +611,10 @@ impl Comparison {
         let names: Vec<&str> = self.matched_on.iter().map(|d| d.name()).collect();
         match names.is_empty() {
             true => "cells pair up by swept flags (config) and test".into(),
-            false => format!("cells pair up by {}, swept flags (config) and test", names.join(", ")),
+            false => format!(
+                "cells pair up by {}, swept flags (config) and test",
+                names.join(", ")
+            ),
         }
     }
 
@@ -709,6 +730,177 @@ mod tests {
         store.end_trial(id, "ok", None).unwrap();
         store.end_run(run, "ok", None).unwrap();
         run
+    }
+
+    /// A bench run over `models` × `builds` (engine rows with build names), one tg32 cell each
+    /// with three values around `speed(model, build)`.
+    pub(crate) fn matrix_run(
+        store: &Store,
+        dir: &std::path::Path,
+        models: &[&str],
+        builds: &[&str],
+        speed: impl Fn(usize, usize) -> f64,
+    ) -> i64 {
+        let system = store.system_id(&Fingerprint::collect()).unwrap();
+        let run = store
+            .begin_run("bench", "bakeoff", system, None, &serde_json::json!({}))
+            .unwrap();
+        let config = EngineConfig::default().with_flag("-fa", "on");
+        let workload = serde_json::json!({"test": "tg32", "kind": "tg"});
+        for (m, model) in models.iter().enumerate() {
+            let path = dir.join(format!("{model}.gguf"));
+            std::fs::write(&path, model.as_bytes()).unwrap();
+            let model_id = store.model(&path).unwrap().id;
+            for (b, build) in builds.iter().enumerate() {
+                let identity = crate::engines::build::BuildIdentity {
+                    name: build.to_string(),
+                    binary: dir.join(build).join("llama-server"),
+                    version: Some(format!("v{b}")),
+                    ..Default::default()
+                };
+                let engine_id = store.build_engine_id("llama-server", &identity).unwrap();
+                for rep in 0..3 {
+                    let trial = NewTrial {
+                        engine_id: Some(engine_id),
+                        model_id: Some(model_id),
+                        ..NewTrial::new(Some(&config), &workload, rep)
+                    };
+                    let id = store.begin_trial(run, &trial).unwrap();
+                    let value = speed(m, b) + f64::from(rep);
+                    store
+                        .sample(id, "tg_tps", value, Unit::TokensPerSecond, "client", 0)
+                        .unwrap();
+                    store.end_trial(id, "ok", None).unwrap();
+                }
+            }
+        }
+        store.end_run(run, "ok", None).unwrap();
+        run
+    }
+
+    #[test]
+    fn cells_are_per_model_and_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).unwrap();
+        let run = matrix_run(
+            &store,
+            dir.path(),
+            &["smol", "gemma"],
+            &["b11434", "b11000"],
+            |m, b| 100.0 * (m + 1) as f64 + 10.0 * b as f64,
+        );
+        let cells = cells(&store.run_detail(run).unwrap());
+        let found: Vec<(&str, &str, f64)> = cells
+            .iter()
+            .map(|c| (c.model.as_str(), c.build.as_str(), c.summary().median))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("smol", "b11434", 101.0),
+                ("smol", "b11000", 111.0),
+                ("gemma", "b11434", 201.0),
+                ("gemma", "b11000", 211.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn runs_of_two_builds_match_on_config_and_test_and_say_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).unwrap();
+        let a = matrix_run(&store, dir.path(), &["smol"], &["b11434"], |_, _| 100.0);
+        let b = matrix_run(&store, dir.path(), &["smol"], &["b11000"], |_, _| 90.0);
+        let comparison = compare_strict(&store, a, b).unwrap();
+        assert_eq!(comparison.rows.len(), 1);
+        assert!((comparison.rows[0].ratio - 91.0 / 101.0).abs() < 1e-9);
+        assert_eq!(
+            comparison.matching(),
+            format!("matched 1 cell(s) of run {a} (A, 1 cells) and run {b} (B, 1 cells); cells pair up by swept flags (config) and test; the runs differ in build: b11434 vs b11000")
+        );
+        // Two models × two builds in both runs: matched on model and build as well.
+        let c = matrix_run(
+            &store,
+            dir.path(),
+            &["smol", "gemma"],
+            &["b11434", "b11000"],
+            |_, _| 50.0,
+        );
+        let d = matrix_run(
+            &store,
+            dir.path(),
+            &["smol", "gemma"],
+            &["b11434", "b11000"],
+            |_, _| 60.0,
+        );
+        let comparison = compare_strict(&store, c, d).unwrap();
+        assert_eq!(comparison.rows.len(), 4);
+        assert!(comparison
+            .matching()
+            .ends_with("cells pair up by model, build, swept flags (config) and test"));
+        let groups: Vec<&str> = comparison.rows.iter().map(|r| r.group.as_str()).collect();
+        assert_eq!(
+            groups,
+            [
+                "smol · b11434",
+                "smol · b11000",
+                "gemma · b11434",
+                "gemma · b11000"
+            ]
+        );
+    }
+
+    #[test]
+    fn across_builds_pairs_each_cell_with_the_reference_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).unwrap();
+        let run = matrix_run(
+            &store,
+            dir.path(),
+            &["smol", "gemma"],
+            &["b11434", "b11000"],
+            |m, b| 100.0 * (m + 1) as f64 + 10.0 * b as f64,
+        );
+        let comparison = compare_across(&store, run, Dimension::Build, Some("b11000")).unwrap();
+        let rows: Vec<(&str, &str, &str)> = comparison
+            .rows
+            .iter()
+            .map(|r| (r.group.as_str(), r.a_subject.as_str(), r.b_subject.as_str()))
+            .collect();
+        assert_eq!(
+            rows,
+            [("smol", "b11000", "b11434"), ("gemma", "b11000", "b11434")]
+        );
+        assert!((comparison.rows[0].ratio - 101.0 / 111.0).abs() < 1e-9);
+        assert!(comparison.matching().starts_with(&format!(
+            "matched 2 cell(s) of run {run} across build: reference b11000 (A) against b11434 (B); cells pair up by model,"
+        )), "{}", comparison.matching());
+        // A model reference is a substring of its name; the first measured is the default.
+        let models = compare_across(&store, run, Dimension::Model, Some("gem")).unwrap();
+        assert_eq!(models.rows[0].a_subject, "gemma");
+        assert_eq!(
+            compare_across(&store, run, Dimension::Model, None)
+                .unwrap()
+                .rows[0]
+                .a_subject,
+            "smol"
+        );
+        let error = compare_across(&store, run, Dimension::Build, Some("b9")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("--reference b9: no build of the run"),
+            "{error}"
+        );
+        assert_eq!(error.hint().as_deref(), Some("the run's builds: b11434, b11000"));
+        let single = matrix_run(&store, dir.path(), &["smol"], &["b11434"], |_, _| 1.0);
+        let error = compare_across(&store, single, Dimension::Build, None).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("has one build (b11434): nothing to compare across build"),
+            "{error}"
+        );
     }
 
     #[test]

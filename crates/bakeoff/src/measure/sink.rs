@@ -326,7 +326,10 @@ mod tests {
         assert_eq!((stored[0].status.as_str(), stored[0].repetition), ("ok", 3));
         assert_eq!(stored[0].config_hash, Some(config.hash()));
         assert_eq!(stored[0].samples[0].value, 10.0);
-        assert_eq!((stored[0].engine_id, stored[0].model_id), (Some(1), Some(2)));
+        assert_eq!(
+            (stored[0].engine_id, stored[0].model_id),
+            (Some(1), Some(2))
+        );
         assert_eq!(stored[0].build.as_deref(), Some("engine 1"));
         let skipped = sink.trials(8).unwrap();
         assert_eq!(skipped[0].note.as_deref(), Some("rejected"));

@@ -21,6 +21,7 @@ pub fn model_info(model: &ModelRow) -> ModelInfo {
         name,
         size: human_bytes(model.size),
         params,
+        sha256: model.sha256.clone(),
     }
 }
 
