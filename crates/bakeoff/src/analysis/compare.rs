@@ -892,7 +892,10 @@ mod tests {
                 .starts_with("--reference b9: no build of the run"),
             "{error}"
         );
-        assert_eq!(error.hint().as_deref(), Some("the run's builds: b11434, b11000"));
+        assert_eq!(
+            error.hint().as_deref(),
+            Some("the run's builds: b11434, b11000")
+        );
         let single = matrix_run(&store, dir.path(), &["smol"], &["b11434"], |_, _| 1.0);
         let error = compare_across(&store, single, Dimension::Build, None).unwrap_err();
         assert!(

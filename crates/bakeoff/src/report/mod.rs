@@ -13,6 +13,7 @@ pub mod markdown;
 pub mod plan;
 pub mod readiness;
 pub mod render;
+pub mod shootout;
 pub mod svg;
 pub mod table;
 
