@@ -9,19 +9,28 @@ use std::path::Path;
 
 /// The model columns of a bench table, from its stored record.
 pub fn model_info(model: &ModelRow) -> ModelInfo {
-    let name = Path::new(&model.path)
+    columns_of(&model.path, model.size, &model.sha256, &model.summary)
+}
+
+/// [`model_info`] from a report's model row.
+pub fn report_model_info(model: &crate::store::report_rows::ModelInfo) -> ModelInfo {
+    columns_of(&model.path, model.size, &model.sha256, &model.summary)
+}
+
+fn columns_of(path: &str, size: u64, sha256: &str, summary: &serde_json::Value) -> ModelInfo {
+    let name = Path::new(path)
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    let params = model.summary["parameters"]
+    let params = summary["parameters"]
         .as_u64()
         .map(|p| format!("{:.2} M", p as f64 / 1e6))
         .unwrap_or_default();
     ModelInfo {
         name,
-        size: human_bytes(model.size),
+        size: human_bytes(size),
         params,
-        sha256: model.sha256.clone(),
+        sha256: sha256.to_string(),
     }
 }
 

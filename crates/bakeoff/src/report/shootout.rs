@@ -661,6 +661,17 @@ pub fn rules_text(shootout: &Shootout) -> String {
     )
 }
 
+/// The shootout alone as Markdown, CSV or JSON rows; `None` for HTML, where it is a section of
+/// the whole report.
+pub fn render(shootout: &Shootout, format: super::ReportFormat) -> Option<String> {
+    match format {
+        super::ReportFormat::Markdown => Some(markdown(shootout)),
+        super::ReportFormat::Csv => Some(table(shootout).csv()),
+        super::ReportFormat::Json => Some(table(shootout).json()),
+        super::ReportFormat::Html => None,
+    }
+}
+
 /// The shootout as Markdown: the table and the rules under it.
 pub fn markdown(shootout: &Shootout) -> String {
     format!(
@@ -738,7 +749,10 @@ mod tests {
         ];
         let out = rules(&recommend(&rows, 10.0, QUALITY_BPW));
         // The ungated row is within 10 % of itself only; the gated one is 20 % slower.
-        assert_eq!(out[0], ["fastest-tg", "fastest-pp", "best-quality-within-pct"]);
+        assert_eq!(
+            out[0],
+            ["fastest-tg", "fastest-pp", "best-quality-within-pct"]
+        );
         assert_eq!(out[1], ["smallest-passing-gate"]);
     }
 
