@@ -30,8 +30,9 @@ fn unknown_extension(out: &Path) -> Error {
         "--out {}: cannot tell the format from the file name",
         out.display()
     );
-    Error::input(message)
-        .with_hint("name the file .html, .md or .json (.csv with --shootout), or pass -o html|md|json|csv")
+    Error::input(message).with_hint(
+        "name the file .html, .md or .json (.csv with --shootout), or pass -o html|md|json|csv",
+    )
 }
 
 pub fn run(global: &Global, args: &ReportArgs, printer: Printer) -> anyhow::Result<ExitCode> {

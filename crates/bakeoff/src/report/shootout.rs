@@ -369,16 +369,21 @@ fn verdict(candidates: &[&GateCandidate]) -> Option<GateVerdict> {
     })
 }
 
-/// The row `--reference` names: a build name exactly, else a model name (then a label)
-/// containing it.
+/// The row `--reference` names: a build name exactly, else the first whose model name contains
+/// it (ignoring case: `Q4_K_M` finds `gemma-3-270m-q4_k_m`), else whose quant or label is it.
 fn reference_row(rows: &[ShootoutRow], reference: Option<&str>) -> Result<Option<usize>> {
     let Some(wanted) = reference else {
         return Ok(None);
     };
+    let lower = wanted.to_lowercase();
     let build = rows.iter().position(|r| r.build == wanted);
-    let model = || rows.iter().position(|r| r.model.contains(wanted));
+    let model = || {
+        rows.iter()
+            .position(|r| r.model.to_lowercase().contains(&lower))
+    };
+    let quant = || rows.iter().position(|r| r.quant.as_deref() == Some(wanted));
     let label = || rows.iter().position(|r| r.label.contains(wanted));
-    match build.or_else(model).or_else(label) {
+    match build.or_else(model).or_else(quant).or_else(label) {
         Some(index) => Ok(Some(index)),
         None => {
             let names: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
@@ -850,6 +855,14 @@ mod tests {
         );
         assert_eq!(
             reference_row(&shootout.rows, Some("Smol")).unwrap(),
+            Some(0)
+        );
+        assert_eq!(
+            reference_row(&shootout.rows, Some("GEMMA")).unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            reference_row(&shootout.rows, Some("Q4_1")).unwrap(),
             Some(0)
         );
         let error = reference_row(&shootout.rows, Some("Q8_0")).unwrap_err();
