@@ -524,20 +524,32 @@ pub fn compare_across(
         return Err(Error::input(message)
             .with_hint("measure several with --build NAME=PATH or -m a.gguf,b.gguf"));
     }
-    let (reference_key, reference_label) = pick_reference(&values, reference, what)?;
+    let reference = pick_reference(&values, reference, what)?;
+    let mut comparison = across(&all, dimension, &reference, &values);
+    comparison.a = run;
+    comparison.b = run;
+    Ok(comparison)
+}
+
+/// The reference's cells paired with each other value's; rows name the model (or build) they
+/// share when that varies too.
+fn across(
+    all: &[Cell],
+    dimension: Dimension,
+    (reference_key, reference_label): &(String, String),
+    values: &[(String, String)],
+) -> Comparison {
     let of = |key: &str| -> Vec<Cell> {
-        all.iter()
-            .filter(|c| dimension.key(c) == key)
-            .cloned()
-            .collect()
+        let matching = all.iter().filter(|c| dimension.key(c) == key);
+        matching.cloned().collect()
     };
-    let base = of(&reference_key);
+    let base = of(reference_key);
     let others: Vec<&(String, String)> =
-        values.iter().filter(|(k, _)| *k != reference_key).collect();
+        values.iter().filter(|(k, _)| k != reference_key).collect();
     let other = dimension.other();
     let shown: Vec<Dimension> = [other]
         .into_iter()
-        .filter(|d| values_of(&all, *d).len() > 1)
+        .filter(|d| values_of(all, *d).len() > 1)
         .collect();
     let mut comparison = pair_cells(&[], &[], &shown, |c| c.to_string());
     comparison.a_cells = base.len();
@@ -551,14 +563,12 @@ pub fn compare_across(
         comparison.unmatched.extend(part.unmatched);
         comparison.b_cells += part.b_cells;
     }
-    comparison.a = run;
-    comparison.b = run;
     comparison.across = Some(Across {
         dimension,
-        reference: reference_label,
+        reference: reference_label.clone(),
         others: others.iter().map(|(_, l)| l.clone()).collect(),
     });
-    Ok(comparison)
+    comparison
 }
 
 /// The value `--reference` names: a build name exactly, or a model name containing it.
@@ -848,6 +858,33 @@ mod tests {
                 "gemma · b11000"
             ]
         );
+    }
+
+    #[test]
+    fn an_engine_without_a_build_name_is_labelled_by_its_build_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).unwrap();
+        let run = run_of(&store, "bench", "256", 50.0);
+        let install = crate::engines::discovery::LlamaCppInstall {
+            bin_dir: dir.path().to_path_buf(),
+            source: "PATH".into(),
+            version: Some("0.6.0-dev".into()),
+            build_number: Some(11434),
+            commit: None,
+            built_with: None,
+            tools: Vec::new(),
+        };
+        let engine = store
+            .engine_id("llama-server", "/x/llama-server", Some(&install), None)
+            .unwrap();
+        let config = EngineConfig::default();
+        let workload = serde_json::json!({"test": "tg32", "kind": "tg"});
+        let trial = NewTrial {
+            engine_id: Some(engine),
+            ..NewTrial::new(Some(&config), &workload, 0)
+        };
+        let id = store.begin_trial(run, &trial).unwrap();
+        assert_eq!(store.trial(id).unwrap().build.as_deref(), Some("b11434"));
     }
 
     #[test]

@@ -103,30 +103,13 @@ pub struct Recommendation {
 /// The shootout over the gathered runs. The store gives each run's plan (the context its
 /// servers were given, for the KV column).
 pub fn build(store: &Store, data: &ReportData, options: &ShootoutOptions) -> Result<Shootout> {
-    let contexts = plan_contexts(store, data)?;
-    let groups = group_cells(&data.bench);
+    let within = options.within_pct;
+    if !(0.0..=100.0).contains(&within) {
+        let message = format!("--within {within}: not a percentage from 0 to 100");
+        return Err(Error::input(message).with_hint("e.g. --within 10 (the default)"));
+    }
     let tests = tests_of(&data.bench);
-    let mut facts = FactsCache::default();
-    let bandwidth = bandwidth_gbs(data);
-    let mut rows: Vec<ShootoutRow> = groups
-        .iter()
-        .map(|cells| {
-            let mut row = base_row(data, cells, &tests);
-            let model = model_of(data, &row);
-            let facts = model.and_then(|m| facts.get(m));
-            row.kv = facts.and_then(|f| {
-                kv_memory_at(
-                    &cells[0].cell.flags,
-                    contexts.get(&cells[0].run_id).copied(),
-                    f,
-                )
-            });
-            row.roofline_pct = facts
-                .zip(bandwidth)
-                .and_then(|(f, gbs)| roofline_pct(cells, f, gbs));
-            row
-        })
-        .collect();
+    let mut rows = measured_rows(store, data, &tests)?;
     let varies = label_rows(&mut rows);
     add_gates(&mut rows, &data.readiness);
     let reference = reference_row(&rows, options.reference.as_deref())?;
@@ -142,6 +125,25 @@ pub fn build(store: &Store, data: &ReportData, options: &ShootoutOptions) -> Res
         quality,
         rows,
     })
+}
+
+/// One row per (model, build, config) with its figures, KV memory and % of roofline.
+fn measured_rows(store: &Store, data: &ReportData, tests: &[String]) -> Result<Vec<ShootoutRow>> {
+    let contexts = plan_contexts(store, data)?;
+    let bandwidth = bandwidth_gbs(data);
+    let mut facts = FactsCache::default();
+    let groups = group_cells(&data.bench);
+    let rows = groups.iter().map(|cells| {
+        let mut row = base_row(data, cells, tests);
+        let facts = model_of(data, &row).and_then(|m| facts.get(m));
+        let context = contexts.get(&cells[0].run_id).copied();
+        row.kv = facts.and_then(|f| kv_memory_at(&cells[0].cell.flags, context, f));
+        row.roofline_pct = facts
+            .zip(bandwidth)
+            .and_then(|(f, gbs)| roofline_pct(cells, f, gbs));
+        row
+    });
+    Ok(rows.collect())
 }
 
 /// The context each bench run's plan gives its servers.

@@ -506,7 +506,7 @@ impl Store {
     fn trials_where(&self, condition: &str, id: i64) -> Result<Vec<TrialRow>> {
         let sql = format!(
             "SELECT t.id, c.hash, c.flags, e.kind || ' ' || coalesce(e.version, '?') || ' (build ' || coalesce(e.build_number, '?') || ')', m.sha256, t.workload, t.repetition, t.status, t.note,
-                    t.engine_id, t.model_id, coalesce(e.build_name, nullif(e.version, ''), e.kind), m.path
+                    t.engine_id, t.model_id, coalesce(e.build_name, 'b' || e.build_number, nullif(e.version, ''), e.kind), m.path
              FROM trials t LEFT JOIN configs c ON c.id = t.config_id LEFT JOIN engines e ON e.id = t.engine_id
              LEFT JOIN models m ON m.id = t.model_id WHERE {condition} ORDER BY t.id"
         );
