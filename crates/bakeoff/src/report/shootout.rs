@@ -36,7 +36,8 @@ impl Default for ShootoutOptions {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Shootout {
-    /// Which of `model`, `build` and `config` vary over the rows.
+    /// Which of `model`, `build`, `config` and `run` vary over the rows (`run` only when two
+    /// runs measured the same model, build and config).
     pub varies: Vec<&'static str>,
     /// The tests measured, in order: one figure column each.
     pub tests: Vec<String>,
@@ -52,6 +53,7 @@ pub struct Shootout {
 pub struct ShootoutRow {
     /// The varying dimensions' values, e.g. `SmolLM2 · b11434`.
     pub label: String,
+    pub run_id: i64,
     pub model: String,
     pub model_sha256: Option<String>,
     pub build: String,
@@ -158,13 +160,10 @@ fn plan_contexts(store: &Store, data: &ReportData) -> Result<HashMap<i64, u64>> 
     Ok(contexts)
 }
 
-/// The key of a row: model, build and swept flags.
-fn row_key(b: &BenchCell) -> (Option<&str>, &str, &str) {
-    (
-        b.cell.model_sha256.as_deref(),
-        &b.cell.build,
-        &b.cell.config,
-    )
+/// The key of a row: run, model, build and swept flags.
+fn row_key(b: &BenchCell) -> (i64, Option<&str>, &str, &str) {
+    let c = &b.cell;
+    (b.run_id, c.model_sha256.as_deref(), &c.build, &c.config)
 }
 
 /// Bench cells grouped by (model, build, config), in the order first measured.
@@ -207,6 +206,7 @@ fn base_row(data: &ReportData, cells: &[&BenchCell], tests: &[String]) -> Shooto
     let first = &cells[0].cell;
     let mut row = ShootoutRow {
         label: String::new(),
+        run_id: cells[0].run_id,
         model: first.model.clone(),
         model_sha256: first.model_sha256.clone(),
         build: first.build.clone(),
@@ -319,13 +319,24 @@ fn label_rows(rows: &mut [ShootoutRow]) -> Vec<&'static str> {
     if distinct(|r| r.config.clone()) {
         varies.push("config");
     }
+    let same = |a: &ShootoutRow, b: &ShootoutRow| {
+        (&a.model_sha256, &a.build, &a.config) == (&b.model_sha256, &b.build, &b.config)
+    };
+    let repeated = rows
+        .iter()
+        .enumerate()
+        .any(|(i, a)| rows[..i].iter().any(|b| same(a, b)));
+    if repeated {
+        varies.push("run");
+    }
     for row in rows.iter_mut() {
-        let parts: Vec<&str> = varies
+        let parts: Vec<String> = varies
             .iter()
             .map(|d| match *d {
-                "model" => row.model.as_str(),
-                "build" => row.build.as_str(),
-                _ => row.config.as_str(),
+                "model" => row.model.clone(),
+                "build" => row.build.clone(),
+                "config" => row.config.clone(),
+                _ => format!("run {}", row.run_id),
             })
             .collect();
         row.label = match parts.is_empty() {
@@ -583,6 +594,9 @@ pub fn table(shootout: &Shootout) -> Table {
     if shootout.varies.contains(&"config") {
         columns.push(Column::left("config", "config"));
     }
+    if shootout.varies.contains(&"run") {
+        columns.push(Column::right("run", "run"));
+    }
     columns.extend([
         Column::left("architecture", "architecture"),
         Column::right("size", "file size"),
@@ -621,6 +635,9 @@ fn table_row(shootout: &Shootout, row: &ShootoutRow, gated: bool) -> Vec<TableCe
     }
     if shootout.varies.contains(&"config") {
         cells.push(row.config.as_str().into());
+    }
+    if shootout.varies.contains(&"run") {
+        cells.push(TableCell::new(row.run_id.to_string(), row.run_id));
     }
     cells.push(text_or_dash(row.architecture.clone()));
     cells.push(match row.file_bytes {
@@ -802,6 +819,7 @@ mod tests {
     fn row(model: &str, build: &str, tg: f64) -> ShootoutRow {
         ShootoutRow {
             label: format!("{model} · {build}"),
+            run_id: 1,
             model: model.into(),
             model_sha256: Some(model.into()),
             build: build.into(),
@@ -823,6 +841,21 @@ mod tests {
             ratios: Vec::new(),
             recommendations: Vec::new(),
         }
+    }
+
+    #[test]
+    fn two_runs_of_the_same_model_and_build_are_told_apart_by_run() {
+        let mut rows = vec![row("smol", "b1", 10.0), row("smol", "b1", 11.0)];
+        rows[1].run_id = 2;
+        assert_eq!(label_rows(&mut rows), ["run"]);
+        assert_eq!(
+            (rows[0].label.as_str(), rows[1].label.as_str()),
+            ("run 1", "run 2")
+        );
+        let mut rows = vec![row("smol", "b1", 10.0), row("gemma", "b1", 11.0)];
+        rows[1].run_id = 2;
+        assert_eq!(label_rows(&mut rows), ["model"], "runs of different models");
+        assert_eq!(rows[1].label, "gemma");
     }
 
     #[test]
