@@ -17,7 +17,7 @@ use bakeoff::store::{NewTrial, Store};
 use bakeoff::system::Fingerprint;
 use common::{gemma, run, smollm, Sandbox};
 use serde_json::{json, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -28,6 +28,8 @@ struct Stored {
     sandbox: Sandbox,
     bench: i64,
     gate: i64,
+    /// SmolLM2 on each build alone, one run each.
+    per_build: [i64; 2],
 }
 
 fn stored() -> &'static Stored {
@@ -40,15 +42,18 @@ fn stored() -> &'static Stored {
             .system_measurement(system, "memory_bandwidth", 20.0, "GB/s")
             .unwrap();
         let builds = [
-            build_row(&store, sandbox.dir.path(), "b11434"),
-            build_row(&store, sandbox.dir.path(), "b11000"),
+            (0, build_row(&store, sandbox.dir.path(), "b11434")),
+            (1, build_row(&store, sandbox.dir.path(), "b11000")),
         ];
-        let bench = bench_run(&store, system, &builds);
-        let gate = gate_run(&store, system, builds[0]);
+        let models = [smollm(), gemma()];
+        let bench = bench_run(&store, system, &models, &builds);
+        let gate = gate_run(&store, system, builds[0].1);
+        let per_build = builds.map(|b| bench_run(&store, system, &models[..1], &[b]));
         Stored {
             sandbox,
             bench,
             gate,
+            per_build,
         }
     })
 }
@@ -72,7 +77,8 @@ fn speed(model: usize, build: usize) -> f64 {
     base * [1.0, 0.9][build]
 }
 
-fn bench_run(store: &Store, system: i64, builds: &[i64; 2]) -> i64 {
+/// A bench run of `models` × `builds` (each its speed index and engine row).
+fn bench_run(store: &Store, system: i64, models: &[PathBuf], builds: &[(usize, i64)]) -> i64 {
     let run = store
         .begin_run(
             "bench",
@@ -85,19 +91,19 @@ fn bench_run(store: &Store, system: i64, builds: &[i64; 2]) -> i64 {
     let config = EngineConfig::default()
         .with_flag("-c", "512")
         .with_flag("-fa", "on");
-    for (m, path) in [smollm(), gemma()].iter().enumerate() {
+    for (m, path) in models.iter().enumerate() {
         let model_id = store.model(path).unwrap().id;
-        for (b, &engine_id) in builds.iter().enumerate() {
+        for (b, engine_id) in builds {
             for (kind, test, factor) in [("pp", "pp64", 4.0), ("tg", "tg32", 1.0)] {
                 let workload = json!({"test": test, "kind": kind, "tokens": 32});
                 for rep in 0..3 {
                     let trial = NewTrial {
-                        engine_id: Some(engine_id),
+                        engine_id: Some(*engine_id),
                         model_id: Some(model_id),
                         ..NewTrial::new(Some(&config), &workload, rep)
                     };
                     let id = store.begin_trial(run, &trial).unwrap();
-                    let value = speed(m, b) * factor + f64::from(rep) - 1.0;
+                    let value = speed(m, *b) * factor + f64::from(rep) - 1.0;
                     let metric = format!("{kind}_tps");
                     store
                         .sample(id, &metric, value, Unit::TokensPerSecond, "client", 0)
@@ -342,4 +348,18 @@ fn compare_across_build_pairs_each_model_with_the_reference_build() {
     assert_eq!(json["across"]["dimension"], "build");
     assert_eq!(json["rows"].as_array().unwrap().len(), 4);
     assert_eq!(json["rows"][3]["group"], GEMMA);
+}
+
+#[test]
+fn two_runs_that_differ_only_in_build_match_and_say_so() {
+    let [a, b] = stored().per_build;
+    let md = bakeoff(&["compare".into(), a.to_string(), b.to_string()]);
+    assert!(
+        md.starts_with(&format!("matched 2 cell(s) of run {a} (A, 2 cells) and run {b} (B, 2 cells); cells pair up by swept flags (config) and test; the runs differ in build: b11434 vs b11000.")),
+        "{md}"
+    );
+    assert!(
+        md.contains("| -c 512 -fa on | tg32 | 100.00 (client) | 90.00 (client) | 0.900 (-10.0%) |"),
+        "{md}"
+    );
 }
