@@ -300,6 +300,19 @@ fn an_unknown_reference_is_a_one_line_error_with_the_rows() {
 }
 
 #[test]
+fn a_shootout_of_a_gate_run_alone_is_refused() {
+    let mut cmd = stored().sandbox.cmd();
+    cmd.args(["report", &stored().gate.to_string(), "--shootout"]);
+    let (status, stdout, stderr) = run(cmd, Duration::from_secs(60));
+    assert!(!status.success() && stdout.is_empty());
+    let expected = format!(
+        "run(s) {} hold no pp or tg cell: nothing for a shootout",
+        stored().gate
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+}
+
+#[test]
 fn html_report_has_a_shootout_section() {
     let out = stored().sandbox.dir.path().join("shootout.html");
     let mut args = shootout_args(&["--reference", "Q4_K_M"]);

@@ -112,6 +112,15 @@ pub fn build(store: &Store, data: &ReportData, options: &ShootoutOptions) -> Res
     }
     let tests = tests_of(&data.bench);
     let mut rows = measured_rows(store, data, &tests)?;
+    if rows.is_empty() {
+        let runs: Vec<String> = data.runs.iter().map(|r| r.id.to_string()).collect();
+        let message = format!(
+            "run(s) {} hold no pp or tg cell: nothing for a shootout",
+            runs.join(", ")
+        );
+        return Err(Error::input(message)
+            .with_hint("name a bench run (`bakeoff runs list` shows each run's kind)"));
+    }
     let varies = label_rows(&mut rows);
     add_gates(&mut rows, &data.readiness);
     let reference = reference_row(&rows, options.reference.as_deref())?;
