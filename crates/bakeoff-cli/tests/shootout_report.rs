@@ -376,3 +376,31 @@ fn two_runs_that_differ_only_in_build_match_and_say_so() {
         "{md}"
     );
 }
+
+#[test]
+fn each_cell_gets_its_own_models_roofline() {
+    let s = stored();
+    let store = Store::open_existing(&s.sandbox.db()).unwrap();
+    let mut cells = bakeoff::analysis::compare::cells(&store.run_detail(s.bench).unwrap());
+    let (smol, gemma_row) = (
+        store.model(&smollm()).unwrap(),
+        store.model(&gemma()).unwrap(),
+    );
+    bakeoff::report::bench_cells::add_rooflines(&mut cells, &[smol.clone()], Some(20.0));
+    let with: Vec<(&str, &str, bool)> = cells
+        .iter()
+        .map(|c| (c.model.as_str(), c.kind.as_str(), c.roofline_tps.is_some()))
+        .collect();
+    let expected = [(SMOL, "pp", false), (SMOL, "tg", true)].repeat(2);
+    assert_eq!(with[..4], expected[..], "only SmolLM2's tg cells");
+    assert!(cells[4..].iter().all(|c| c.roofline_tps.is_none()));
+    bakeoff::report::bench_cells::add_rooflines(&mut cells, &[smol, gemma_row], Some(20.0));
+    let (smol_tg, gemma_tg) = (
+        cells[1].roofline_tps.unwrap(),
+        cells[5].roofline_tps.unwrap(),
+    );
+    assert!(
+        smol_tg > gemma_tg,
+        "Gemma reads more bytes per token: {smol_tg} vs {gemma_tg}"
+    );
+}
