@@ -386,7 +386,11 @@ fn each_cell_gets_its_own_models_roofline() {
         store.model(&smollm()).unwrap(),
         store.model(&gemma()).unwrap(),
     );
-    bakeoff::report::bench_cells::add_rooflines(&mut cells, &[smol.clone()], Some(20.0));
+    bakeoff::report::bench_cells::add_rooflines(
+        &mut cells,
+        std::slice::from_ref(&smol),
+        Some(20.0),
+    );
     let with: Vec<(&str, &str, bool)> = cells
         .iter()
         .map(|c| (c.model.as_str(), c.kind.as_str(), c.roofline_tps.is_some()))
