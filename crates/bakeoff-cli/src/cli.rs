@@ -456,6 +456,7 @@ const REPORT_EXAMPLES: &str = "Examples:
   bakeoff report 3 4 --out kv-sweep.md             # several runs side by side
   bakeoff report baseline candidate -o html > report.html
   bakeoff report last -o json                      # the gathered data, for other tools
+  bakeoff report last --shootout --reference Q8_0  # one row per model/build, ratios against Q8_0
 
 The format is -o/--format, else the --out file's extension, else Markdown on stdout. An -o value
 that is not a format name is taken as the file to write (the older spelling: -o report.html).
@@ -476,6 +477,17 @@ pub struct ReportArgs {
     /// File to write (its extension picks the format when -o does not); `-` writes to stdout.
     #[arg(long, alias = "output", value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// One row per model or build (per model and build when both vary): file size, params, quant,
+    /// pp/tg with 95% CIs, KV memory, % of roofline, gate verdict and a recommendation with its
+    /// rule. As md, csv or json the shootout table alone; as html a section of the report.
+    #[arg(long)]
+    pub shootout: bool,
+    /// The shootout row the ratio columns divide by: a build name, or part of a model name (Q8_0).
+    #[arg(long, value_name = "NAME", requires = "shootout")]
+    pub reference: Option<String>,
+    /// The best-quality rule looks at rows within PCT % of the fastest tg [default: 10].
+    #[arg(long, value_name = "PCT", requires = "shootout")]
+    pub within: Option<f64>,
 }
 
 impl ReportArgs {
@@ -493,16 +505,30 @@ impl ReportArgs {
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    /// Baseline run (id, `last`, or tag).
+    /// Baseline run (id, `last`, or tag); with --across, the run to compare within.
     pub a: String,
     /// Candidate run (id, `last`, or tag).
-    pub b: String,
+    #[arg(required_unless_present = "across", conflicts_with = "across")]
+    pub b: Option<String>,
+    /// Within run A: pair each cell with the same config and test on every other build (or model).
+    #[arg(long, value_enum, value_name = "DIMENSION")]
+    pub across: Option<AcrossArg>,
+    /// With --across: the build name, or part of the model name, to compare against [default: the first measured].
+    #[arg(long, value_name = "NAME", requires = "across")]
+    pub reference: Option<String>,
     /// Output format [default: md].
     #[arg(short = 'o', long, value_enum, value_name = "FORMAT")]
     pub format: Option<CompareFormat>,
     /// Short for -o json.
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
+}
+
+/// What `compare --across` varies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AcrossArg {
+    Build,
+    Model,
 }
 
 impl CompareArgs {

@@ -83,6 +83,7 @@ pub enum ReportFormatArg {
     #[value(alias = "markdown")]
     Md,
     Json,
+    Csv,
 }
 
 impl From<ReportFormatArg> for ReportFormat {
@@ -91,6 +92,7 @@ impl From<ReportFormatArg> for ReportFormat {
             ReportFormatArg::Html => ReportFormat::Html,
             ReportFormatArg::Md => ReportFormat::Markdown,
             ReportFormatArg::Json => ReportFormat::Json,
+            ReportFormatArg::Csv => ReportFormat::Csv,
         }
     }
 }

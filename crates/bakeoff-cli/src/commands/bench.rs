@@ -256,8 +256,8 @@ fn open_session(
 }
 
 /// The table, and under Markdown the speculation summary.
-fn print_cells(format: Format, info: &ModelInfo, cells: &[compare::Cell]) {
-    print!("{}", table::render(format, info, cells));
+fn print_cells(format: Format, models: &[ModelInfo], cells: &[compare::Cell]) {
+    print!("{}", table::render_models(format, models, cells));
     if format == Format::Markdown {
         print!("{}", table::speculation_summary(cells));
     }
@@ -359,13 +359,10 @@ impl BenchRun<'_> {
     fn print_table(&self, format: Format) -> bakeoff::Result<()> {
         let detail = self.session.store().run_detail(self.session.run_id())?;
         let mut cells = compare::cells(&detail);
-        if let [model] = &self.plan.models[..] {
-            bench_cells::add_roofline(&mut cells, model, self.bandwidth()?);
-        }
-        let Some(first) = self.sweep.models.first() else {
-            return Ok(());
-        };
-        print_cells(format, &bench_cells::model_info(first), &cells);
+        let models = &self.sweep.models;
+        bench_cells::add_rooflines(&mut cells, models, self.bandwidth()?);
+        let infos: Vec<ModelInfo> = models.iter().map(bench_cells::model_info).collect();
+        print_cells(format, &infos, &cells);
         Ok(())
     }
 

@@ -6,6 +6,7 @@ use crate::cli_values::ReportFormatArg;
 use crate::printer::Printer;
 use bakeoff::domain::units::human_bytes;
 use bakeoff::report::data::{self, ReportData};
+use bakeoff::report::shootout::{self, ShootoutOptions};
 use bakeoff::report::ReportFormat;
 use bakeoff::store::Store;
 use bakeoff::Error;
@@ -29,15 +30,20 @@ fn unknown_extension(out: &Path) -> Error {
         "--out {}: cannot tell the format from the file name",
         out.display()
     );
-    Error::input(message).with_hint("name the file .html, .md or .json, or pass -o html|md|json")
+    Error::input(message).with_hint(
+        "name the file .html, .md or .json (.csv with --shootout), or pass -o html|md|json|csv",
+    )
 }
 
 pub fn run(global: &Global, args: &ReportArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     let (format, out) = args.format_and_out();
     let format = format_of(format, &out)?;
     let store = super::open_existing_store(global)?;
-    let data = data::gather(&store, &run_ids(&store, &args.runs)?)?;
-    let bytes = format.exporter().serialize(&data);
+    let mut data = data::gather(&store, &run_ids(&store, &args.runs)?)?;
+    if args.shootout {
+        data.shootout = Some(shootout::build(&store, &data, &shootout_options(args))?);
+    }
+    let bytes = render(&data, format);
     if out == Path::new("-") {
         std::io::stdout().write_all(&bytes)?;
         return Ok(ExitCode::SUCCESS);
@@ -45,6 +51,24 @@ pub fn run(global: &Global, args: &ReportArgs, printer: Printer) -> anyhow::Resu
     std::fs::write(&out, &bytes).map_err(|e| Error::io(&out, e))?;
     print_written(&out, &bytes, &data, printer);
     Ok(ExitCode::SUCCESS)
+}
+
+fn shootout_options(args: &ReportArgs) -> ShootoutOptions {
+    ShootoutOptions {
+        reference: args.reference.clone(),
+        within_pct: args.within.unwrap_or(shootout::DEFAULT_WITHIN_PCT),
+    }
+}
+
+/// With `--shootout`, Markdown, CSV and JSON are the shootout table alone; else the report.
+fn render(data: &ReportData, format: ReportFormat) -> Vec<u8> {
+    let alone = data
+        .shootout
+        .as_ref()
+        .and_then(|s| shootout::render(s, format));
+    alone
+        .map(String::into_bytes)
+        .unwrap_or_else(|| format.exporter().serialize(data))
 }
 
 /// The runs named, each once, in the order first named.

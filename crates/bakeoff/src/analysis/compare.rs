@@ -1,6 +1,6 @@
-//! Grouping stored trials into (configuration, test) cells, and comparing two runs: for each
-//! matched cell the ratio B/A with a bootstrap CI, a Mann–Whitney U test and a verdict, plus
-//! everything that differs between the two runs' records.
+//! Grouping stored trials into (model, build, configuration, test) cells, and comparing two runs
+//! (or two builds or models of one run): for each matched cell the ratio B/A with a bootstrap CI,
+//! a Mann–Whitney U test and a verdict, plus everything that differs between the two runs' records.
 
 use crate::measure::stats::{self, Summary};
 use crate::store::{RunDetail, Store, TrialRow};
@@ -11,9 +11,14 @@ use std::collections::BTreeSet;
 /// Significance level for verdicts.
 pub const ALPHA: f64 = 0.05;
 
-/// The samples of one (configuration, test) cell of a run.
+/// The samples of one (model, build, configuration, test) cell of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cell {
+    /// The model's display name (file stem); empty when the trial named no model row.
+    pub model: String,
+    pub model_sha256: Option<String>,
+    /// The engine build's name, else its version label; empty when the trial named no engine row.
+    pub build: String,
     /// Swept flags only (pass-through flags excluded), as a label.
     pub config: String,
     pub test: String,
@@ -92,6 +97,9 @@ fn load_cell(trial: &TrialRow, test: &str) -> Option<Cell> {
         timeline
     };
     (!values.is_empty()).then(|| Cell {
+        model: trial.model_name.clone().unwrap_or_default(),
+        model_sha256: trial.model_sha256.clone(),
+        build: trial.build.clone().unwrap_or_default(),
         config: config_label(trial),
         test: test.to_string(),
         kind: "load".into(),
@@ -117,6 +125,38 @@ fn sample(trial: &TrialRow, metric: &str, sources: &[&str]) -> Option<(f64, Stri
         .map(|s| (s.value, s.source.clone()))
 }
 
+/// Whether `trial` belongs to `cell`: same model, build, swept flags, test and source of figures.
+fn same_cell(cell: &Cell, trial: &TrialRow, test: &str, source: &str) -> bool {
+    cell.model_sha256 == trial.model_sha256
+        && cell.build == trial.build.as_deref().unwrap_or_default()
+        && cell.config == config_label(trial)
+        && cell.test == test
+        && cell.source == source
+}
+
+/// An empty cell for the trial's (model, build, config, test).
+fn new_cell(trial: &TrialRow, test: &str, kind: &str, source: String) -> Cell {
+    Cell {
+        model: trial.model_name.clone().unwrap_or_default(),
+        model_sha256: trial.model_sha256.clone(),
+        build: trial.build.clone().unwrap_or_default(),
+        config: config_label(trial),
+        test: test.to_string(),
+        kind: kind.to_string(),
+        flags: config_flags(trial),
+        depth: trial.workload["depth"].as_u64().unwrap_or(0),
+        source,
+        values: Vec::new(),
+        server_values: Vec::new(),
+        flagged: 0,
+        noisy: 0,
+        draft_n: 0.0,
+        draft_accepted: 0.0,
+        cache_n: None,
+        roofline_tps: None,
+    }
+}
+
 /// Group a run's successful trials into cells, in the order they were measured.
 pub fn cells(detail: &RunDetail) -> Vec<Cell> {
     let mut cells: Vec<Cell> = Vec::new();
@@ -135,29 +175,13 @@ pub fn cells(detail: &RunDetail) -> Vec<Cell> {
         let Some((value, source)) = sample(trial, metric, &["client", "llama-bench"]) else {
             continue;
         };
-        let config = config_label(trial);
         let index = match cells
             .iter()
-            .position(|c| c.config == config && c.test == test && c.source == source)
+            .position(|c| same_cell(c, trial, test, &source))
         {
             Some(i) => i,
             None => {
-                cells.push(Cell {
-                    config: config.clone(),
-                    test: test.to_string(),
-                    kind: kind.to_string(),
-                    flags: config_flags(trial),
-                    depth: trial.workload["depth"].as_u64().unwrap_or(0),
-                    source: source.clone(),
-                    values: Vec::new(),
-                    server_values: Vec::new(),
-                    flagged: 0,
-                    noisy: 0,
-                    draft_n: 0.0,
-                    draft_accepted: 0.0,
-                    cache_n: None,
-                    roofline_tps: None,
-                });
+                cells.push(new_cell(trial, test, kind, source));
                 cells.len() - 1
             }
         };
@@ -197,6 +221,14 @@ pub struct CompareRow {
     pub ci_high: f64,
     pub p_value: f64,
     pub verdict: String,
+    /// The model and build both cells share, when the runs hold more than one (else empty).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    /// Within one run (`--across`): the build or model of A and of B.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub a_subject: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub b_subject: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -217,6 +249,72 @@ pub struct Comparison {
     /// Cells present in only one run.
     pub unmatched: Vec<String>,
     pub differences: Vec<Difference>,
+    /// Model or build sets that differ between the runs: left out of the matching key.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub differs_in: Vec<Difference>,
+    /// Dimensions with more than one value that the cells were matched on as well.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub matched_on: Vec<Dimension>,
+    /// Set for a comparison within one run across builds or models.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub across: Option<Across>,
+}
+
+/// A dimension of cells beside (config, test).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dimension {
+    Model,
+    Build,
+}
+
+impl Dimension {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dimension::Model => "model",
+            Dimension::Build => "build",
+        }
+    }
+
+    /// `model` or `build`, for `--across`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "model" => Some(Dimension::Model),
+            "build" => Some(Dimension::Build),
+            _ => None,
+        }
+    }
+
+    /// What identifies a cell's value: the model's sha256, the build's name.
+    fn key(self, cell: &Cell) -> &str {
+        match self {
+            Dimension::Model => cell.model_sha256.as_deref().unwrap_or_default(),
+            Dimension::Build => &cell.build,
+        }
+    }
+
+    /// What a reader is shown: the model's name, the build's name.
+    pub fn label(self, cell: &Cell) -> &str {
+        match self {
+            Dimension::Model => &cell.model,
+            Dimension::Build => &cell.build,
+        }
+    }
+
+    fn other(self) -> Self {
+        match self {
+            Dimension::Model => Dimension::Build,
+            Dimension::Build => Dimension::Model,
+        }
+    }
+}
+
+/// A comparison within one run: each other build (or model) against the reference.
+#[derive(Debug, Clone, Serialize)]
+pub struct Across {
+    pub dimension: Dimension,
+    pub reference: String,
+    pub others: Vec<String>,
 }
 
 /// FASTER / SLOWER when the ratio's CI excludes 1 and Mann–Whitney rejects at [`ALPHA`]; else
@@ -259,6 +357,9 @@ pub fn compare_cells(x: &Cell, y: &Cell) -> CompareRow {
             p_value,
             stats::mann_whitney_min_p(x.values.len(), y.values.len()),
         ),
+        group: String::new(),
+        a_subject: String::new(),
+        b_subject: String::new(),
     }
 }
 
@@ -297,53 +398,258 @@ fn comparable(cell: &Cell) -> bool {
     median.is_finite() && median > 0.0
 }
 
+/// The distinct values of a dimension over cells, as (key, label), in the order first seen.
+fn values_of(cells: &[Cell], dimension: Dimension) -> Vec<(String, String)> {
+    let mut values: Vec<(String, String)> = Vec::new();
+    for cell in cells {
+        let key = dimension.key(cell);
+        if !values.iter().any(|(k, _)| k == key) {
+            values.push((key.to_string(), dimension.label(cell).to_string()));
+        }
+    }
+    values
+}
+
+fn labels(values: &[(String, String)]) -> String {
+    let labels: Vec<&str> = values.iter().map(|(_, l)| l.as_str()).collect();
+    labels.join(", ")
+}
+
+/// Whether two cells pair up: same config and test, and the same value of each `dimensions`.
+fn pairs(x: &Cell, y: &Cell, dimensions: &[Dimension]) -> bool {
+    x.config == y.config && x.test == y.test && dimensions.iter().all(|d| d.key(x) == d.key(y))
+}
+
+/// The model and build labels of a cell over `dimensions` with more than one value.
+fn group_label(cell: &Cell, dimensions: &[Dimension]) -> String {
+    let labels: Vec<&str> = dimensions.iter().map(|d| d.label(cell)).collect();
+    labels.join(" · ")
+}
+
+/// Dimensions whose value sets are the same in both runs join the key; those that differ are
+/// left out (so runs of two builds match on config+test) and reported.
+fn split_dimensions(ca: &[Cell], cb: &[Cell]) -> (Vec<Dimension>, Vec<Difference>) {
+    let (mut keyed, mut differ) = (Vec::new(), Vec::new());
+    for dimension in [Dimension::Model, Dimension::Build] {
+        let (va, vb) = (values_of(ca, dimension), values_of(cb, dimension));
+        let keys =
+            |v: &[(String, String)]| v.iter().map(|(k, _)| k.clone()).collect::<BTreeSet<_>>();
+        if keys(&va) == keys(&vb) {
+            keyed.push(dimension);
+            continue;
+        }
+        differ.push(Difference {
+            what: dimension.name().to_string(),
+            a: labels(&va),
+            b: labels(&vb),
+        });
+    }
+    (keyed, differ)
+}
+
 fn compare_details(da: &RunDetail, db: &RunDetail) -> Comparison {
-    let (a, b) = (da.run.id, db.run.id);
     let (ca, cb) = (cells(da), cells(db));
+    let (keyed, differs_in) = split_dimensions(&ca, &cb);
+    let shown: Vec<Dimension> = keyed
+        .into_iter()
+        .filter(|d| values_of(&ca, *d).len() > 1)
+        .collect();
+    let mut comparison = pair_cells(&ca, &cb, &shown, |c| c.to_string());
+    comparison.a = da.run.id;
+    comparison.b = db.run.id;
+    comparison.differences = differences(da, db);
+    comparison.differs_in = differs_in;
+    comparison
+}
+
+/// Pair each cell of `ca` with the first of `cb` on config, test and `dimensions`; `name` names
+/// a cell in the unmatched list.
+fn pair_cells(
+    ca: &[Cell],
+    cb: &[Cell],
+    dimensions: &[Dimension],
+    name: impl Fn(&str) -> String,
+) -> Comparison {
     let mut rows = Vec::new();
     let mut unmatched = Vec::new();
-    for x in &ca {
-        match cb.iter().find(|y| y.config == x.config && y.test == x.test) {
-            Some(y) if comparable(x) && comparable(y) => rows.push(compare_cells(x, y)),
-            Some(_) => unmatched.push(format!("both, no finite median: {} {}", x.config, x.test)),
-            None => unmatched.push(format!("A only: {} {}", x.config, x.test)),
+    let label = |c: &Cell| name(&format!("{} {}", c.config, c.test));
+    for x in ca {
+        match cb.iter().find(|y| pairs(x, y, dimensions)) {
+            Some(y) if comparable(x) && comparable(y) => {
+                let mut row = compare_cells(x, y);
+                row.group = group_label(x, dimensions);
+                rows.push(row);
+            }
+            Some(_) => unmatched.push(format!("both, no finite median: {}", label(x))),
+            None => unmatched.push(format!("A only: {}", label(x))),
         }
     }
     for y in cb
         .iter()
-        .filter(|y| !ca.iter().any(|x| x.config == y.config && x.test == y.test))
+        .filter(|y| !ca.iter().any(|x| pairs(x, y, dimensions)))
     {
-        unmatched.push(format!("B only: {} {}", y.config, y.test));
+        unmatched.push(format!("B only: {}", label(y)));
     }
     Comparison {
-        a,
-        b,
+        a: 0,
+        b: 0,
         rows,
         a_cells: ca.len(),
         b_cells: cb.len(),
         unmatched,
-        differences: differences(da, db),
+        differences: Vec::new(),
+        differs_in: Vec::new(),
+        matched_on: dimensions.to_vec(),
+        across: None,
     }
+}
+
+/// Within one run: each cell of the reference build (or model) against the cell of every other
+/// build (or model) with the same config, test and other dimension. `reference` is a build name,
+/// or a substring of a model name; without it the first measured is the reference.
+pub fn compare_across(
+    store: &Store,
+    run: i64,
+    dimension: Dimension,
+    reference: Option<&str>,
+) -> Result<Comparison> {
+    let all = cells(&store.run_detail(run)?);
+    let values = values_of(&all, dimension);
+    let what = dimension.name();
+    if values.len() < 2 {
+        let message = format!(
+            "run {run} has one {what} ({}): nothing to compare across {what}",
+            labels(&values)
+        );
+        return Err(Error::input(message)
+            .with_hint("measure several with --build NAME=PATH or -m a.gguf,b.gguf"));
+    }
+    let reference = pick_reference(&values, reference, what)?;
+    let mut comparison = across(&all, dimension, &reference, &values);
+    comparison.a = run;
+    comparison.b = run;
+    Ok(comparison)
+}
+
+/// The reference's cells paired with each other value's; rows name the model (or build) they
+/// share when that varies too.
+fn across(
+    all: &[Cell],
+    dimension: Dimension,
+    (reference_key, reference_label): &(String, String),
+    values: &[(String, String)],
+) -> Comparison {
+    let of = |key: &str| -> Vec<Cell> {
+        let matching = all.iter().filter(|c| dimension.key(c) == key);
+        matching.cloned().collect()
+    };
+    let base = of(reference_key);
+    let others: Vec<&(String, String)> =
+        values.iter().filter(|(k, _)| k != reference_key).collect();
+    let other = dimension.other();
+    let shown: Vec<Dimension> = [other]
+        .into_iter()
+        .filter(|d| values_of(all, *d).len() > 1)
+        .collect();
+    let mut comparison = pair_cells(&[], &[], &shown, |c| c.to_string());
+    comparison.a_cells = base.len();
+    for (key, label) in &others {
+        let part = pair_cells(&base, &of(key), &shown, |c| format!("{label}: {c}"));
+        comparison.rows.extend(part.rows.into_iter().map(|mut row| {
+            row.a_subject = reference_label.clone();
+            row.b_subject = label.clone();
+            row
+        }));
+        comparison.unmatched.extend(part.unmatched);
+        comparison.b_cells += part.b_cells;
+    }
+    comparison.across = Some(Across {
+        dimension,
+        reference: reference_label.clone(),
+        others: others.iter().map(|(_, l)| l.clone()).collect(),
+    });
+    comparison
+}
+
+/// The value `--reference` names: a build name exactly, or a model name containing it.
+fn pick_reference(
+    values: &[(String, String)],
+    reference: Option<&str>,
+    what: &str,
+) -> Result<(String, String)> {
+    let Some(wanted) = reference else {
+        return Ok(values[0].clone());
+    };
+    let exact = values.iter().find(|(_, l)| l == wanted);
+    let partial = || values.iter().find(|(_, l)| l.contains(wanted));
+    exact.or_else(partial).cloned().ok_or_else(|| {
+        Error::input(format!(
+            "--reference {wanted}: no {what} of the run is named so"
+        ))
+        .with_hint(format!("the run's {what}s: {}", labels(values)))
+    })
 }
 
 impl Comparison {
     /// What was matched, in words: cells pair up when their swept flags and test are the same
     /// (the engine, its source of figures and pass-through flags may differ; they are listed below).
     pub fn matching(&self) -> String {
-        let rule = "cells pair up by swept flags (config) and test";
+        if let Some(across) = &self.across {
+            return self.matching_across(across);
+        }
+        let rule = self.rule();
+        let rule = rule.as_str();
+        let differs = self.differs_text();
         if self.rows.is_empty() {
             return format!(
-                "no cell matched: run {} (A) has {} cell(s), run {} (B) has {}; {rule}",
+                "no cell matched: run {} (A) has {} cell(s), run {} (B) has {}; {rule}{differs}",
                 self.a, self.a_cells, self.b, self.b_cells
             );
         }
         format!(
-            "matched {} cell(s) of run {} (A, {} cells) and run {} (B, {} cells); {rule}",
+            "matched {} cell(s) of run {} (A, {} cells) and run {} (B, {} cells); {rule}{differs}",
             self.rows.len(),
             self.a,
             self.a_cells,
             self.b,
             self.b_cells
+        )
+    }
+
+    /// The matching rule in words; dimensions matched on are named only when they vary.
+    fn rule(&self) -> String {
+        let names: Vec<&str> = self.matched_on.iter().map(|d| d.name()).collect();
+        match names.is_empty() {
+            true => "cells pair up by swept flags (config) and test".into(),
+            false => format!(
+                "cells pair up by {}, swept flags (config) and test",
+                names.join(", ")
+            ),
+        }
+    }
+
+    /// `; the runs differ in build: b11434 vs b11000`, or nothing.
+    fn differs_text(&self) -> String {
+        let parts: Vec<String> = self
+            .differs_in
+            .iter()
+            .map(|d| format!("{}: {} vs {}", d.what, d.a, d.b))
+            .collect();
+        match parts.is_empty() {
+            true => String::new(),
+            false => format!("; the runs differ in {}", parts.join("; ")),
+        }
+    }
+
+    fn matching_across(&self, across: &Across) -> String {
+        format!(
+            "matched {} cell(s) of run {} across {}: reference {} (A) against {} (B); {}",
+            self.rows.len(),
+            self.a,
+            across.dimension.name(),
+            across.reference,
+            across.others.join(", "),
+            self.rule()
         )
     }
 }
@@ -436,6 +742,207 @@ mod tests {
         run
     }
 
+    /// A bench run over `models` × `builds` (engine rows with build names), one tg32 cell each
+    /// with three values around `speed(model, build)`.
+    pub(crate) fn matrix_run(
+        store: &Store,
+        dir: &std::path::Path,
+        models: &[&str],
+        builds: &[&str],
+        speed: impl Fn(usize, usize) -> f64,
+    ) -> i64 {
+        let system = store.system_id(&Fingerprint::collect()).unwrap();
+        let run = store
+            .begin_run("bench", "bakeoff", system, None, &serde_json::json!({}))
+            .unwrap();
+        let config = EngineConfig::default().with_flag("-fa", "on");
+        let workload = serde_json::json!({"test": "tg32", "kind": "tg"});
+        for (m, model) in models.iter().enumerate() {
+            let path = dir.join(format!("{model}.gguf"));
+            std::fs::write(&path, model.as_bytes()).unwrap();
+            let model_id = store.model(&path).unwrap().id;
+            for (b, build) in builds.iter().enumerate() {
+                let identity = crate::engines::build::BuildIdentity {
+                    name: build.to_string(),
+                    binary: dir.join(build).join("llama-server"),
+                    version: Some(format!("v{b}")),
+                    ..Default::default()
+                };
+                let engine_id = store.build_engine_id("llama-server", &identity).unwrap();
+                for rep in 0..3 {
+                    let trial = NewTrial {
+                        engine_id: Some(engine_id),
+                        model_id: Some(model_id),
+                        ..NewTrial::new(Some(&config), &workload, rep)
+                    };
+                    let id = store.begin_trial(run, &trial).unwrap();
+                    let value = speed(m, b) + f64::from(rep);
+                    store
+                        .sample(id, "tg_tps", value, Unit::TokensPerSecond, "client", 0)
+                        .unwrap();
+                    store.end_trial(id, "ok", None).unwrap();
+                }
+            }
+        }
+        store.end_run(run, "ok", None).unwrap();
+        run
+    }
+
+    #[test]
+    fn cells_are_per_model_and_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).unwrap();
+        let run = matrix_run(
+            &store,
+            dir.path(),
+            &["smol", "gemma"],
+            &["b11434", "b11000"],
+            |m, b| 100.0 * (m + 1) as f64 + 10.0 * b as f64,
+        );
+        let cells = cells(&store.run_detail(run).unwrap());
+        let found: Vec<(&str, &str, f64)> = cells
+            .iter()
+            .map(|c| (c.model.as_str(), c.build.as_str(), c.summary().median))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("smol", "b11434", 101.0),
+                ("smol", "b11000", 111.0),
+                ("gemma", "b11434", 201.0),
+                ("gemma", "b11000", 211.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn runs_of_two_builds_match_on_config_and_test_and_say_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).unwrap();
+        let a = matrix_run(&store, dir.path(), &["smol"], &["b11434"], |_, _| 100.0);
+        let b = matrix_run(&store, dir.path(), &["smol"], &["b11000"], |_, _| 90.0);
+        let comparison = compare_strict(&store, a, b).unwrap();
+        assert_eq!(comparison.rows.len(), 1);
+        assert!((comparison.rows[0].ratio - 91.0 / 101.0).abs() < 1e-9);
+        assert_eq!(
+            comparison.matching(),
+            format!("matched 1 cell(s) of run {a} (A, 1 cells) and run {b} (B, 1 cells); cells pair up by swept flags (config) and test; the runs differ in build: b11434 vs b11000")
+        );
+        // Two models × two builds in both runs: matched on model and build as well.
+        let c = matrix_run(
+            &store,
+            dir.path(),
+            &["smol", "gemma"],
+            &["b11434", "b11000"],
+            |_, _| 50.0,
+        );
+        let d = matrix_run(
+            &store,
+            dir.path(),
+            &["smol", "gemma"],
+            &["b11434", "b11000"],
+            |_, _| 60.0,
+        );
+        let comparison = compare_strict(&store, c, d).unwrap();
+        assert_eq!(comparison.rows.len(), 4);
+        assert!(comparison
+            .matching()
+            .ends_with("cells pair up by model, build, swept flags (config) and test"));
+        let groups: Vec<&str> = comparison.rows.iter().map(|r| r.group.as_str()).collect();
+        assert_eq!(
+            groups,
+            [
+                "smol · b11434",
+                "smol · b11000",
+                "gemma · b11434",
+                "gemma · b11000"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_engine_without_a_build_name_is_labelled_by_its_build_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).unwrap();
+        let run = run_of(&store, "bench", "256", 50.0);
+        let install = crate::engines::discovery::LlamaCppInstall {
+            bin_dir: dir.path().to_path_buf(),
+            source: "PATH".into(),
+            version: Some("0.6.0-dev".into()),
+            build_number: Some(11434),
+            commit: None,
+            built_with: None,
+            tools: Vec::new(),
+        };
+        let engine = store
+            .engine_id("llama-server", "/x/llama-server", Some(&install), None)
+            .unwrap();
+        let config = EngineConfig::default();
+        let workload = serde_json::json!({"test": "tg32", "kind": "tg"});
+        let trial = NewTrial {
+            engine_id: Some(engine),
+            ..NewTrial::new(Some(&config), &workload, 0)
+        };
+        let id = store.begin_trial(run, &trial).unwrap();
+        assert_eq!(store.trial(id).unwrap().build.as_deref(), Some("b11434"));
+    }
+
+    #[test]
+    fn across_builds_pairs_each_cell_with_the_reference_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).unwrap();
+        let run = matrix_run(
+            &store,
+            dir.path(),
+            &["smol", "gemma"],
+            &["b11434", "b11000"],
+            |m, b| 100.0 * (m + 1) as f64 + 10.0 * b as f64,
+        );
+        let comparison = compare_across(&store, run, Dimension::Build, Some("b11000")).unwrap();
+        let rows: Vec<(&str, &str, &str)> = comparison
+            .rows
+            .iter()
+            .map(|r| (r.group.as_str(), r.a_subject.as_str(), r.b_subject.as_str()))
+            .collect();
+        assert_eq!(
+            rows,
+            [("smol", "b11000", "b11434"), ("gemma", "b11000", "b11434")]
+        );
+        assert!((comparison.rows[0].ratio - 101.0 / 111.0).abs() < 1e-9);
+        assert!(comparison.matching().starts_with(&format!(
+            "matched 2 cell(s) of run {run} across build: reference b11000 (A) against b11434 (B); cells pair up by model,"
+        )), "{}", comparison.matching());
+        // A model reference is a substring of its name; the first measured is the default.
+        let models = compare_across(&store, run, Dimension::Model, Some("gem")).unwrap();
+        assert_eq!(models.rows[0].a_subject, "gemma");
+        assert_eq!(
+            compare_across(&store, run, Dimension::Model, None)
+                .unwrap()
+                .rows[0]
+                .a_subject,
+            "smol"
+        );
+        let error = compare_across(&store, run, Dimension::Build, Some("b9")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("--reference b9: no build of the run"),
+            "{error}"
+        );
+        assert_eq!(
+            error.hint().as_deref(),
+            Some("the run's builds: b11434, b11000")
+        );
+        let single = matrix_run(&store, dir.path(), &["smol"], &["b11434"], |_, _| 1.0);
+        let error = compare_across(&store, single, Dimension::Build, None).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("has one build (b11434): nothing to compare across build"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn runs_with_nothing_to_compare_are_refused_not_printed_as_nan() {
         // Regression: disjoint runs printed an empty table and exit 0; a zero median a NaN ratio.
@@ -485,6 +992,9 @@ mod tests {
             b_cells: 8,
             unmatched: Vec::new(),
             differences: Vec::new(),
+            differs_in: Vec::new(),
+            matched_on: Vec::new(),
+            across: None,
         };
         assert_eq!(
             empty.matching(),

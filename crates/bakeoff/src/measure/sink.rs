@@ -51,10 +51,14 @@ pub struct TrialRow {
     pub config_hash: Option<String>,
     pub flags: Option<serde_json::Value>,
     pub engine: Option<String>,
-    /// The engine row it names (which build measured it, for `--resume`); not printed.
-    #[serde(skip)]
-    pub engine_id: Option<i64>,
     pub model_sha256: Option<String>,
+    /// The trial's engine and model rows.
+    pub engine_id: Option<i64>,
+    pub model_id: Option<i64>,
+    /// The engine's build name (`--build NAME=PATH`), else its version label.
+    pub build: Option<String>,
+    /// The model's display name: its file name without the extension.
+    pub model_name: Option<String>,
     pub workload: serde_json::Value,
     pub repetition: i64,
     pub status: String,
@@ -197,8 +201,11 @@ impl TrialSink for MemorySink {
             config_hash: trial.config.map(EngineConfig::hash),
             flags: trial.config.and_then(|c| serde_json::to_value(c).ok()),
             engine: trial.engine_id.map(|e| format!("engine {e}")),
-            engine_id: trial.engine_id,
             model_sha256: trial.model_id.map(|m| format!("model {m}")),
+            engine_id: trial.engine_id,
+            model_id: trial.model_id,
+            build: trial.engine_id.map(|e| format!("engine {e}")),
+            model_name: trial.model_id.map(|m| format!("model {m}")),
             workload: trial.workload.clone(),
             repetition: i64::from(trial.repetition),
             status: "running".into(),
@@ -319,6 +326,11 @@ mod tests {
         assert_eq!((stored[0].status.as_str(), stored[0].repetition), ("ok", 3));
         assert_eq!(stored[0].config_hash, Some(config.hash()));
         assert_eq!(stored[0].samples[0].value, 10.0);
+        assert_eq!(
+            (stored[0].engine_id, stored[0].model_id),
+            (Some(1), Some(2))
+        );
+        assert_eq!(stored[0].build.as_deref(), Some("engine 1"));
         let skipped = sink.trials(8).unwrap();
         assert_eq!(skipped[0].note.as_deref(), Some("rejected"));
         assert!(sink.trial(3).is_err());

@@ -9,18 +9,28 @@ use std::path::Path;
 
 /// The model columns of a bench table, from its stored record.
 pub fn model_info(model: &ModelRow) -> ModelInfo {
-    let name = Path::new(&model.path)
+    columns_of(&model.path, model.size, &model.sha256, &model.summary)
+}
+
+/// [`model_info`] from a report's model row.
+pub fn report_model_info(model: &crate::store::report_rows::ModelInfo) -> ModelInfo {
+    columns_of(&model.path, model.size, &model.sha256, &model.summary)
+}
+
+fn columns_of(path: &str, size: u64, sha256: &str, summary: &serde_json::Value) -> ModelInfo {
+    let name = Path::new(path)
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    let params = model.summary["parameters"]
+    let params = summary["parameters"]
         .as_u64()
         .map(|p| format!("{:.2} M", p as f64 / 1e6))
         .unwrap_or_default();
     ModelInfo {
         name,
-        size: human_bytes(model.size),
+        size: human_bytes(size),
         params,
+        sha256: sha256.to_string(),
     }
 }
 
@@ -28,12 +38,38 @@ pub fn model_info(model: &ModelRow) -> ModelInfo {
 /// cannot be read as GGUF leaves the cells without one.
 pub fn add_roofline(cells: &mut [Cell], model: &Path, bandwidth_gbs: Option<f64>) {
     let Some(gbs) = bandwidth_gbs else { return };
-    let Ok(file) = crate::formats::gguf::GgufFile::open(model) else {
-        return;
-    };
-    let facts = crate::model::ModelFacts::from_gguf(&file);
-    for cell in cells.iter_mut().filter(|c| c.kind == "tg") {
+    if let Some(facts) = facts_of(model) {
+        fill_roofline(cells.iter_mut(), &facts, gbs);
+    }
+}
+
+/// [`add_roofline`] for a run of several models: each cell gets the roofline of its own model
+/// (matched by sha256); cells of a model not given keep none.
+pub fn add_rooflines(cells: &mut [Cell], models: &[ModelRow], bandwidth_gbs: Option<f64>) {
+    let Some(gbs) = bandwidth_gbs else { return };
+    for model in models {
+        let Some(facts) = facts_of(Path::new(&model.path)) else {
+            continue;
+        };
+        let of_model = cells
+            .iter_mut()
+            .filter(|c| c.model_sha256.as_deref() == Some(model.sha256.as_str()));
+        fill_roofline(of_model, &facts, gbs);
+    }
+}
+
+fn facts_of(model: &Path) -> Option<crate::model::ModelFacts> {
+    let file = crate::formats::gguf::GgufFile::open(model).ok()?;
+    Some(crate::model::ModelFacts::from_gguf(&file))
+}
+
+fn fill_roofline<'a>(
+    cells: impl Iterator<Item = &'a mut Cell>,
+    facts: &crate::model::ModelFacts,
+    gbs: f64,
+) {
+    for cell in cells.filter(|c| c.kind == "tg") {
         cell.roofline_tps =
-            crate::model::plan::roofline_for_flags(&facts, &cell.flags, cell.depth, gbs * 1e9);
+            crate::model::plan::roofline_for_flags(facts, &cell.flags, cell.depth, gbs * 1e9);
     }
 }

@@ -32,6 +32,9 @@ pub struct ReportData {
     pub systems: Vec<SystemInfo>,
     pub engines: Vec<EngineInfo>,
     pub models: Vec<ModelInfo>,
+    /// The shootout table, when asked for (`report --shootout`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shootout: Option<super::shootout::Shootout>,
 }
 
 /// One configuration of one run.
@@ -95,6 +98,9 @@ pub struct LoadStep {
 pub struct GateCandidate {
     pub run_id: i64,
     pub config_hash: Option<String>,
+    /// The model and build its trial ran on (to find a shootout row's verdict).
+    pub model_sha256: Option<String>,
+    pub build: Option<String>,
     pub row: Readiness,
 }
 
@@ -173,17 +179,21 @@ fn merge<T>(
 
 /// The readiness rows a `bakeoff gate` run stored (none for other runs).
 fn gate_candidates(store: &Store, run_id: i64) -> Result<Vec<GateCandidate>> {
-    Ok(store
-        .fidelity_rows(run_id, Some("readiness"))?
-        .into_iter()
-        .filter_map(|f| {
-            Some(GateCandidate {
-                run_id,
-                config_hash: f.config_hash,
-                row: serde_json::from_value(f.detail).ok()?,
-            })
-        })
-        .collect())
+    let mut candidates = Vec::new();
+    for f in store.fidelity_rows(run_id, Some("readiness"))? {
+        let Ok(row) = serde_json::from_value(f.detail) else {
+            continue;
+        };
+        let trial = f.trial_id.map(|id| store.trial(id)).transpose()?;
+        candidates.push(GateCandidate {
+            run_id,
+            config_hash: f.config_hash,
+            model_sha256: trial.as_ref().and_then(|t| t.model_sha256.clone()),
+            build: trial.and_then(|t| t.build),
+            row,
+        });
+    }
+    Ok(candidates)
 }
 
 /// A trial's configuration as stored (flags and pass-through arguments).
@@ -272,10 +282,10 @@ fn count_trial(config: &mut ConfigInfo, trial: &TrialRow) {
 
 /// Model facts read from GGUF files, once per path (`None`: unreadable, or changed since stored).
 #[derive(Default)]
-struct FactsCache(HashMap<String, Option<ModelFacts>>);
+pub struct FactsCache(HashMap<String, Option<ModelFacts>>);
 
 impl FactsCache {
-    fn get(&mut self, model: &ModelInfo) -> Option<&ModelFacts> {
+    pub fn get(&mut self, model: &ModelInfo) -> Option<&ModelFacts> {
         self.0
             .entry(model.path.clone())
             .or_insert_with(|| {
@@ -297,16 +307,27 @@ fn kv_memory(
     model: &ModelInfo,
     facts: &mut FactsCache,
 ) -> Option<Memory> {
-    let flag = |name: &str| config.flags.get(name).map(String::as_str);
+    let context = u64::from(plan.matrix.context_needed());
+    kv_memory_at(&config.flags, Some(context), facts.get(model)?)
+}
+
+/// KV-cache bytes with these swept flags at the context `-c` gives, else at `context` (the
+/// context a bench plan gives its server).
+pub fn kv_memory_at(
+    flags: &BTreeMap<String, String>,
+    context: Option<u64>,
+    facts: &ModelFacts,
+) -> Option<Memory> {
+    let flag = |name: &str| flags.get(name).map(String::as_str);
     let number = |name: &str| flag(name).and_then(|v| v.parse::<u64>().ok());
-    let ctx = number("-c").unwrap_or(u64::from(plan.matrix.context_needed()));
+    let ctx = number("-c").or(context)?;
     let (k, v) = (flag("-ctk").unwrap_or("f16"), flag("-ctv").unwrap_or("f16"));
     let settings = KvSettings {
         parallel: number("-np").unwrap_or(1),
         n_ubatch: number("-ub").unwrap_or(plan::DEFAULT_UBATCH),
         ..KvSettings::new(ctx, GgmlType::from_name(k)?, GgmlType::from_name(v)?)
     };
-    let kv = plan::plan_kv(facts.get(model)?, &settings)?;
+    let kv = plan::plan_kv(facts, &settings)?;
     Some(Memory {
         bytes: kv.total_bytes,
         source: format!("KV plan: ctx {}, K {k}, V {v}", kv.ctx),

@@ -78,8 +78,10 @@ pub fn build(data: &ReportData) -> Document {
             "Written by bakeoff {} from the result store. Medians with 95 % bootstrap CIs; latency percentiles use type-7 interpolation over stored raw samples (docs/metrics.md).",
             data.bakeoff_version
         )],
-        sections: vec![
-            runs_section(data),
+        sections: [runs_section(data)]
+            .into_iter()
+            .chain(data.shootout.as_ref().map(shootout_section))
+            .chain([
             configs_section(data),
             depth_section(data),
             kv_section(data),
@@ -88,8 +90,18 @@ pub fn build(data: &ReportData) -> Document {
             fidelity_section(data),
             pareto_section(data),
             environment_section(data),
-        ],
+        ])
+            .collect(),
     }
+}
+
+/// The shootout rows (`report --shootout`) and the rules behind their recommendations.
+fn shootout_section(shootout: &super::shootout::Shootout) -> Section {
+    let blocks = vec![
+        Block::Table(super::shootout::table(shootout)),
+        Block::Text(super::shootout::rules_text(shootout)),
+    ];
+    section("shootout", "Shootout", blocks)
 }
 
 /// A series name: the config label, prefixed with its run when the report covers several runs.

@@ -14,6 +14,7 @@ pub mod models;
 pub mod plan;
 pub mod readiness;
 pub mod render;
+pub mod shootout;
 pub mod svg;
 pub mod table;
 
@@ -31,6 +32,8 @@ pub struct HtmlExporter;
 pub struct MarkdownExporter;
 /// The gathered data as JSON, for other tools.
 pub struct JsonExporter;
+/// The shootout table as CSV when gathered, else the bench cells.
+pub struct CsvExporter;
 
 impl Exporter for HtmlExporter {
     fn serialize(&self, data: &ReportData) -> Vec<u8> {
@@ -52,11 +55,27 @@ impl Exporter for JsonExporter {
     }
 }
 
+impl Exporter for CsvExporter {
+    fn serialize(&self, data: &ReportData) -> Vec<u8> {
+        if let Some(shootout) = &data.shootout {
+            return shootout::table(shootout).csv().into_bytes();
+        }
+        let cells: Vec<_> = data.bench.iter().map(|b| b.cell.clone()).collect();
+        let models: Vec<_> = data
+            .models
+            .iter()
+            .map(bench_cells::report_model_info)
+            .collect();
+        table::render_models(table::Format::Csv, &models, &cells).into_bytes()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportFormat {
     Html,
     Markdown,
     Json,
+    Csv,
 }
 
 impl ReportFormat {
@@ -65,6 +84,7 @@ impl ReportFormat {
             "html" | "htm" => ReportFormat::Html,
             "md" | "markdown" => ReportFormat::Markdown,
             "json" => ReportFormat::Json,
+            "csv" => ReportFormat::Csv,
             _ => return None,
         })
     }
@@ -79,6 +99,7 @@ impl ReportFormat {
             ReportFormat::Html => Box::new(HtmlExporter),
             ReportFormat::Markdown => Box::new(MarkdownExporter),
             ReportFormat::Json => Box::new(JsonExporter),
+            ReportFormat::Csv => Box::new(CsvExporter),
         }
     }
 }

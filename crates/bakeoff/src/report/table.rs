@@ -4,7 +4,7 @@
 
 use super::escape::markdown_cell;
 use super::render::{Cell as TableCell, Column, Table};
-use crate::analysis::compare::{Cell, Comparison};
+use crate::analysis::compare::{Cell, CompareRow, Comparison};
 use crate::measure::stats::{self, Summary};
 use serde_json::json;
 use std::fmt::Write;
@@ -31,10 +31,49 @@ impl Format {
 }
 
 /// Context printed with each row: model name, size and parameter count.
+#[derive(Debug, Clone, Default)]
 pub struct ModelInfo {
     pub name: String,
     pub size: String,
     pub params: String,
+    /// The file's sha256, to find a cell's model when a run measured several.
+    pub sha256: String,
+}
+
+/// Which dimensions beside (config, test) vary over a run's cells: a bench table shows each
+/// cell's model only when there are several, and a `build` column only then.
+#[derive(Debug, Clone, Copy, Default)]
+struct Varies {
+    models: bool,
+    builds: bool,
+}
+
+impl Varies {
+    fn of(cells: &[Cell]) -> Self {
+        let distinct = |key: &dyn Fn(&Cell) -> String| {
+            let keys: std::collections::BTreeSet<String> = cells.iter().map(key).collect();
+            keys.len() > 1
+        };
+        Varies {
+            models: distinct(&|c| c.model_sha256.clone().unwrap_or_default()),
+            builds: distinct(&|c| c.build.clone()),
+        }
+    }
+}
+
+/// The model of a cell: the one given when the run measured one model, else the cell's own
+/// (found by sha256; its name alone when not given).
+fn model_of(models: &[ModelInfo], cell: &Cell, varies: Varies) -> ModelInfo {
+    let found = match varies.models {
+        false => models.first(),
+        true => models
+            .iter()
+            .find(|m| Some(&m.sha256) == cell.model_sha256.as_ref()),
+    };
+    found.cloned().unwrap_or_else(|| ModelInfo {
+        name: cell.model.clone(),
+        ..ModelInfo::default()
+    })
 }
 
 /// The columns CSV keeps of the JSON rows (the samples and a few derived figures stay JSON-only).
@@ -70,10 +109,22 @@ fn percent(v: Option<f64>) -> String {
 }
 
 pub fn render(format: Format, model: &ModelInfo, cells: &[Cell]) -> String {
+    render_models(format, std::slice::from_ref(model), cells)
+}
+
+/// [`render`] for a run of several models (and builds): each row names its own model, and a
+/// `build` column appears when the cells span more than one build.
+pub fn render_models(format: Format, models: &[ModelInfo], cells: &[Cell]) -> String {
     match format {
-        Format::Markdown => bench_table(model, cells).markdown(),
-        Format::Csv => data_table(model, cells).only(&CSV_COLUMNS).csv(),
-        Format::Json | Format::Jsonl => data_table(model, cells).render(format),
+        Format::Markdown => bench_table_of(models, cells).markdown(),
+        Format::Csv => {
+            let mut columns = CSV_COLUMNS.to_vec();
+            if Varies::of(cells).builds {
+                columns.insert(1, "build");
+            }
+            data_table_of(models, cells).only(&columns).csv()
+        }
+        Format::Json | Format::Jsonl => data_table_of(models, cells).render(format),
     }
 }
 
@@ -83,6 +134,27 @@ fn server_median(cell: &Cell) -> Option<f64> {
 
 /// The machine-readable rows: raw numbers in JSON, three decimals in CSV.
 pub fn data_table(model: &ModelInfo, cells: &[Cell]) -> Table {
+    data_table_of(std::slice::from_ref(model), cells)
+}
+
+/// [`data_table`] over several models; a `build` column (after `model`) when builds vary.
+pub fn data_table_of(models: &[ModelInfo], cells: &[Cell]) -> Table {
+    let varies = Varies::of(cells);
+    let mut table = data_columns();
+    if varies.builds {
+        table.columns.insert(1, Column::left("build", "build"));
+    }
+    for cell in cells {
+        let mut row = data_row(&model_of(models, cell, varies), cell);
+        if varies.builds {
+            row.insert(1, cell.build.as_str().into());
+        }
+        table.push(row);
+    }
+    table
+}
+
+fn data_columns() -> Table {
     let ids = [
         "model",
         "config",
@@ -105,11 +177,7 @@ pub fn data_table(model: &ModelInfo, cells: &[Cell]) -> Table {
         "noisy",
         "samples_ts",
     ];
-    let mut table = Table::new(ids.iter().map(|id| Column::left(*id, *id)).collect());
-    for cell in cells {
-        table.push(data_row(model, cell));
-    }
-    table
+    Table::new(ids.iter().map(|id| Column::left(*id, *id)).collect())
 }
 
 fn data_row(model: &ModelInfo, c: &Cell) -> Vec<TableCell> {
@@ -143,7 +211,28 @@ fn data_row(model: &ModelInfo, c: &Cell) -> Vec<TableCell> {
 
 /// The bench table in llama-bench's shape, as Markdown prints it.
 pub fn bench_table(model: &ModelInfo, cells: &[Cell]) -> Table {
-    let mut table = Table::new(vec![
+    bench_table_of(std::slice::from_ref(model), cells)
+}
+
+/// [`bench_table`] over several models; a `build` column (after `params`) when builds vary.
+pub fn bench_table_of(models: &[ModelInfo], cells: &[Cell]) -> Table {
+    let varies = Varies::of(cells);
+    let mut table = bench_columns();
+    if varies.builds {
+        table.columns.insert(3, Column::left("build", "build"));
+    }
+    for cell in cells {
+        let mut row = bench_row(&model_of(models, cell, varies), cell);
+        if varies.builds {
+            row.insert(3, cell.build.clone());
+        }
+        table.push(row);
+    }
+    table
+}
+
+fn bench_columns() -> Table {
+    Table::new(vec![
         Column::left("model", "model"),
         Column::right("size", "size"),
         Column::right("params", "params"),
@@ -157,11 +246,7 @@ pub fn bench_table(model: &ModelInfo, cells: &[Cell]) -> Table {
         Column::right("accept", "accept"),
         Column::right("roofline_pct", "% roofline"),
         Column::left("notes", "notes"),
-    ]);
-    for cell in cells {
-        table.push(bench_row(model, cell));
-    }
-    table
+    ])
 }
 
 fn bench_row(model: &ModelInfo, c: &Cell) -> Vec<String> {
@@ -198,9 +283,38 @@ fn notes(c: &Cell, s: &Summary) -> Vec<String> {
     notes
 }
 
-/// A comparison's rows as a table.
+/// A comparison's rows as a table; within one run (`--across`) each row names its A and B
+/// build or model, and rows name the model and build they share when the runs hold several.
 pub fn comparison_table(cmp: &Comparison) -> Table {
-    let mut table = Table::new(vec![
+    let mut table = comparison_columns();
+    let grouped = cmp.rows.iter().any(|r| !r.group.is_empty());
+    let across = cmp.across.as_ref().map(|a| a.dimension.name());
+    if let Some(what) = across {
+        table
+            .columns
+            .insert(0, Column::left("b_subject", format!("B {what}")));
+        table
+            .columns
+            .insert(0, Column::left("a_subject", format!("A {what}")));
+    }
+    if grouped {
+        table.columns.insert(0, Column::left("group", "cell of"));
+    }
+    for r in &cmp.rows {
+        let mut row = comparison_row(r);
+        if across.is_some() {
+            row.splice(0..0, [r.a_subject.clone(), r.b_subject.clone()]);
+        }
+        if grouped {
+            row.insert(0, r.group.clone());
+        }
+        table.push(row);
+    }
+    table
+}
+
+fn comparison_columns() -> Table {
+    Table::new(vec![
         Column::left("config", "config"),
         Column::right("test", "test"),
         Column::right("a_median", "A median"),
@@ -209,20 +323,20 @@ pub fn comparison_table(cmp: &Comparison) -> Table {
         Column::right("ci", "95% CI"),
         Column::right("p_value", "p (Mann–Whitney)"),
         Column::left("verdict", "verdict"),
-    ]);
-    for r in &cmp.rows {
-        table.push([
-            r.config.clone(),
-            r.test.clone(),
-            format!("{:.2} ({})", r.a.median, r.a_source),
-            format!("{:.2} ({})", r.b.median, r.b_source),
-            format!("{:.3} ({:+.1}%)", r.ratio, (r.ratio - 1.0) * 100.0),
-            format!("[{:.3}, {:.3}]", r.ci_low, r.ci_high),
-            format!("{:.4}", r.p_value),
-            r.verdict.clone(),
-        ]);
-    }
-    table
+    ])
+}
+
+fn comparison_row(r: &CompareRow) -> Vec<String> {
+    vec![
+        r.config.clone(),
+        r.test.clone(),
+        format!("{:.2} ({})", r.a.median, r.a_source),
+        format!("{:.2} ({})", r.b.median, r.b_source),
+        format!("{:.3} ({:+.1}%)", r.ratio, (r.ratio - 1.0) * 100.0),
+        format!("[{:.3}, {:.3}]", r.ci_low, r.ci_high),
+        format!("{:.4}", r.p_value),
+        r.verdict.clone(),
+    ]
 }
 
 /// A comparison as a Markdown table plus the list of differences.
@@ -236,6 +350,9 @@ pub fn comparison_markdown(cmp: &Comparison) -> String {
     }
     if cmp.rows.iter().any(|r| r.verdict.ends_with('*')) {
         out.push_str("\n\\* too few repetitions for a Mann–Whitney test to reach p < 0.05 (3 against 3 cannot); verdict from the 95 % CI alone — use -r 4 or more.\n");
+    }
+    if cmp.across.is_some() {
+        return out;
     }
     if cmp.differences.is_empty() {
         out.push_str("\nNothing recorded differs between the runs except the measurements.\n");
@@ -322,11 +439,15 @@ mod tests {
             name: "Smol <b>".into(),
             size: "86 MiB".into(),
             params: "135 M".into(),
+            sha256: "aa".into(),
         }
     }
 
     fn cell(config: &str, spec: &str, values: &[f64]) -> Cell {
         Cell {
+            model: "Smol".into(),
+            model_sha256: Some("aa".into()),
+            build: "b11434".into(),
             config: config.into(),
             test: "tg16".into(),
             kind: "tg".into(),
@@ -419,6 +540,50 @@ mod tests {
             serde_json::from_str::<Value>(jsonl.trim()).unwrap(),
             json[0]
         );
+    }
+
+    #[test]
+    fn several_models_and_builds_show_each_cells_own_and_a_build_column() {
+        let mut cells = vec![
+            cell("-b 256", "none", &[10.0]),
+            cell("-b 256", "none", &[20.0]),
+        ];
+        cells[1].build = "b11000".into();
+        cells[1].model = "gemma".into();
+        cells[1].model_sha256 = Some("bb".into());
+        let gemma = ModelInfo {
+            name: "gemma.gguf".into(),
+            size: "241 MiB".into(),
+            params: "268 M".into(),
+            sha256: "bb".into(),
+        };
+        let models = [model(), gemma];
+        let md = render_models(Format::Markdown, &models, &cells);
+        let lines: Vec<&str> = md.lines().collect();
+        assert!(
+            lines[0].starts_with("| model | size | params | build | config |"),
+            "{md}"
+        );
+        assert!(
+            lines[2].starts_with("| Smol &lt;b&gt; | 86 MiB | 135 M | b11434 | -b 256 |"),
+            "{md}"
+        );
+        assert!(
+            lines[3].starts_with("| gemma.gguf | 241 MiB | 268 M | b11000 | -b 256 |"),
+            "{md}"
+        );
+        let csv = render_models(Format::Csv, &models, &cells);
+        assert!(csv.starts_with("model,build,config,test,"), "{csv}");
+        let json: Value =
+            serde_json::from_str(&render_models(Format::Json, &models, &cells)).unwrap();
+        assert_eq!(
+            (json[1]["model"].as_str(), json[1]["build"].as_str()),
+            (Some("gemma.gguf"), Some("b11000"))
+        );
+        // One build, one model: no build column, the model given names every row.
+        let single = render(Format::Markdown, &model(), &cells[..1]);
+        assert!(!single.contains("build"), "{single}");
+        assert!(render(Format::Csv, &model(), &cells[..1]).starts_with("model,config,"));
     }
 
     #[test]

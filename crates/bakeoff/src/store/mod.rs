@@ -505,7 +505,8 @@ impl Store {
 
     fn trials_where(&self, condition: &str, id: i64) -> Result<Vec<TrialRow>> {
         let sql = format!(
-            "SELECT t.id, c.hash, c.flags, e.kind || ' ' || coalesce(e.version, '?') || ' (build ' || coalesce(e.build_number, '?') || ')', m.sha256, t.workload, t.repetition, t.status, t.note, t.engine_id
+            "SELECT t.id, c.hash, c.flags, e.kind || ' ' || coalesce(e.version, '?') || ' (build ' || coalesce(e.build_number, '?') || ')', m.sha256, t.workload, t.repetition, t.status, t.note,
+                    t.engine_id, t.model_id, coalesce(e.build_name, 'b' || e.build_number, nullif(e.version, ''), e.kind), m.path
              FROM trials t LEFT JOIN configs c ON c.id = t.config_id LEFT JOIN engines e ON e.id = t.engine_id
              LEFT JOIN models m ON m.id = t.model_id WHERE {condition} ORDER BY t.id"
         );
@@ -519,12 +520,15 @@ impl Store {
                         .get::<_, Option<String>>(2)?
                         .and_then(|f| serde_json::from_str(&f).ok()),
                     engine: r.get(3)?,
-                    engine_id: r.get(9)?,
                     model_sha256: r.get(4)?,
                     workload: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
                     repetition: r.get(6)?,
                     status: r.get(7)?,
                     note: r.get(8)?,
+                    engine_id: r.get(9)?,
+                    model_id: r.get(10)?,
+                    build: r.get(11)?,
+                    model_name: r.get::<_, Option<String>>(12)?.map(|p| file_stem(&p)),
                     samples: Vec::new(),
                 })
             })
@@ -679,6 +683,14 @@ fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
         samples: r.get(10)?,
         pid: r.get(11)?,
     })
+}
+
+/// A model's display name: its file name without the extension.
+pub fn file_stem(path: &str) -> String {
+    Path::new(path)
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| path.to_string())
 }
 
 /// The metadata summary stored with a model: architecture, name, sizes, context length.
