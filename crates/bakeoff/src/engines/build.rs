@@ -140,7 +140,8 @@ impl Probe {
         }
     }
 
-    /// `--list-devices`' device lines (`CUDA0: NVIDIA H200 (143771 MiB, 140000 MiB free)`); none
+    /// `--list-devices`' device lines (`CUDA0: NVIDIA H200 (143771 MiB, 140000 MiB free)`) less
+    /// the free memory, which changes from run to run and is no part of what the build is; none
     /// when the build has no such option or sees only the CPU.
     fn devices(&self) -> Vec<String> {
         let Some((_, list)) = self.stdout.split_once("Available devices:") else {
@@ -149,8 +150,19 @@ impl Probe {
         list.lines()
             .map(str::trim)
             .filter(|line| line.contains(": "))
-            .map(str::to_string)
+            .map(without_free_memory)
             .collect()
+    }
+}
+
+/// `CUDA0: NVIDIA H200 (143771 MiB)` from `CUDA0: NVIDIA H200 (143771 MiB, 140000 MiB free)`.
+fn without_free_memory(line: &str) -> String {
+    match line
+        .strip_suffix(" MiB free)")
+        .and_then(|l| l.rsplit_once(", "))
+    {
+        Some((head, _)) => format!("{head})"),
+        None => line.to_string(),
     }
 }
 
@@ -537,7 +549,7 @@ esac"#,
         );
         assert_eq!(
             identity.devices,
-            ["Vulkan0: llvmpipe (LLVM 15.0.6, 256 bits) (7930 MiB, 7930 MiB free)"]
+            ["Vulkan0: llvmpipe (LLVM 15.0.6, 256 bits) (7930 MiB)"]
         );
         assert_eq!(identity.backends, ["BLAS", "Vulkan"]);
         assert_eq!(identity.binary_sha256.len(), 64);
