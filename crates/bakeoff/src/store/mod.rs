@@ -79,6 +79,10 @@ pub struct RunDetail {
     pub system: Option<serde_json::Value>,
     pub trials: Vec<TrialRow>,
     pub logs: Vec<LogRow>,
+    /// The named builds (`--build NAME=PATH`) its trials ran on, with their identity; absent
+    /// from the JSON of a run without builds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub builds: Vec<report_rows::EngineInfo>,
 }
 
 impl Store {
@@ -521,7 +525,17 @@ impl Store {
             system: system.and_then(|s| serde_json::from_str(&s).ok()),
             trials: self.trials(run_id)?,
             logs: self.logs(run_id)?,
+            builds: self.run_builds(run_id)?,
         })
+    }
+
+    /// The engines of a run's trials that are named builds.
+    pub fn run_builds(&self, run_id: i64) -> Result<Vec<report_rows::EngineInfo>> {
+        let engines = self.run_engines(run_id)?;
+        Ok(engines
+            .into_iter()
+            .filter(|e| e.build_name.is_some())
+            .collect())
     }
 
     /// Every trial of a run, with its samples.
