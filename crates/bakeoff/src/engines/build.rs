@@ -3,7 +3,7 @@
 //! is recorded so "b11434 vs b11000" or "Vulkan vs ROCm" is a column, not a guess. Flags a build
 //! does not know are found from its `--help` before a sweep.
 
-use super::discovery::VersionInfo;
+use super::discovery::{LlamaCppInstall, VersionInfo};
 use super::process::{self, Supervised};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -114,6 +114,23 @@ fn identify_within(build: &BuildRef, tool: &str, limit: Duration) -> Result<Buil
         built_with: info.built_with,
         binary,
     })
+}
+
+/// The identity of a discovered install's llama-server, the build named after its directory
+/// (`llama.cpp-b11434-cpu` for `.../llama.cpp-b11434-cpu/bin`); `None` without a llama-server.
+pub fn identify_install(install: &LlamaCppInstall) -> Option<Result<BuildIdentity>> {
+    install.tool("llama-server")?;
+    let dir = &install.bin_dir;
+    let named = match dir.file_name().is_some_and(|n| n == "bin") {
+        true => dir.parent().unwrap_or(dir),
+        false => dir,
+    };
+    let name = named.file_name().unwrap_or_default().to_string_lossy();
+    let build = BuildRef {
+        name: name.into_owned(),
+        path: dir.clone(),
+    };
+    Some(identify(&build, "llama-server"))
 }
 
 /// What a probed binary printed and how it ended.
