@@ -40,6 +40,13 @@ impl BuildRef {
     /// PATH/bin/tool.
     pub fn tool(&self, tool: &str) -> Result<PathBuf> {
         let path = &self.path;
+        if !path.exists() {
+            return Err(Error::input(format!(
+                "build {}: {}: no such file or directory",
+                self.name,
+                path.display()
+            )));
+        }
         if path.is_file() {
             let sibling = path.with_file_name(tool);
             if path.file_name().is_some_and(|n| n == tool) || sibling.is_file() {
@@ -615,6 +622,12 @@ esac"#,
         assert_eq!(
             error,
             format!("build old: no llama-server in {}", dir.path().display())
+        );
+        let missing = BuildRef::parse("gone=/nonexistent/llama.cpp/bin").unwrap();
+        let error = identify(&missing, "llama-server").unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "build gone: /nonexistent/llama.cpp/bin: no such file or directory"
         );
     }
 
