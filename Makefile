@@ -5,13 +5,17 @@
 BAKEOFF := target/release/bakeoff
 MODEL   := SmolLM2-135M-Instruct.Q4_1.gguf
 
-.PHONY: demo test snapshots setup prereqs lint bench
+.PHONY: demo test snapshots setup second-build prereqs lint bench
 
 prereqs:
 	scripts/install-prereqs
 
 setup: prereqs
 	scripts/setup
+
+# A second, older llama.cpp build for the tests that compare two real builds (not needed by demo).
+second-build: prereqs
+	scripts/setup --second-build
 
 $(BAKEOFF): $(shell find crates -name '*.rs' -o -name Cargo.toml) Cargo.toml
 	cargo build --release --locked
@@ -29,7 +33,7 @@ lint:
 
 # INSTA_UPDATE=no: a snapshot that differs (or is missing) fails the suite, it is never written or
 # accepted. After a deliberate output change, re-accept and review: `make snapshots`.
-test: setup lint
+test: setup second-build lint
 	INSTA_UPDATE=no cargo test --workspace --locked
 
 snapshots: setup

@@ -3,7 +3,7 @@
 use crate::cli::{DoctorArgs, Global};
 use crate::printer::Printer;
 use bakeoff::domain::units::human_bytes;
-use bakeoff::engines::discovery;
+use bakeoff::engines::{build, discovery};
 use bakeoff::store::{ModelRow, Store};
 use bakeoff::system::bandwidth::Bandwidth;
 use bakeoff::system::Fingerprint;
@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 pub fn run(global: &Global, args: &DoctorArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     let engines = discovery::discover(global.engine_path.as_deref());
+    let identities: Vec<_> = engines.iter().map(build::identify_install).collect();
     let store = super::open_store(global)?;
     let models_dir = bakeoff::system::paths::models_dir();
     let models = installed_models(&store, &models_dir, printer)?;
@@ -34,6 +35,7 @@ pub fn run(global: &Global, args: &DoctorArgs, printer: Printer) -> anyhow::Resu
     if args.json {
         let doc = json!({
             "engines": engines,
+            "builds": identities.iter().flatten().flatten().collect::<Vec<_>>(),
             "models": models,
             "models_dir": models_dir,
             "database": store.path(),
@@ -43,7 +45,7 @@ pub fn run(global: &Global, args: &DoctorArgs, printer: Printer) -> anyhow::Resu
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        print_engines(&engines);
+        print_engines(&engines, &identities);
         print_models(&models, &models_dir);
         print_system(&fingerprint);
         print_bandwidth(bandwidth.as_ref());
@@ -118,12 +120,12 @@ fn verdict(found: &Found, models_dir: &Path) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn print_engines(engines: &[discovery::LlamaCppInstall]) {
+fn print_engines(engines: &[discovery::LlamaCppInstall], identities: &[Identity]) {
     println!("Engines:");
     if engines.is_empty() {
         println!("  (none found)");
     }
-    for engine in engines {
+    for (engine, identity) in engines.iter().zip(identities) {
         let build = engine
             .build_number
             .map(|b| format!("build {b}"))
@@ -139,6 +141,28 @@ fn print_engines(engines: &[discovery::LlamaCppInstall]) {
         if let Some(built) = &engine.built_with {
             println!("    {built}");
         }
+        print_identity(identity);
+    }
+}
+
+/// A discovered build's identity, as `--build` would record it (absent without a llama-server).
+type Identity = Option<bakeoff::Result<build::BuildIdentity>>;
+
+/// `    backends: CPU  devices: (none)  sha256 1eb6c007e1a7`, or why the build could not be read.
+fn print_identity(identity: &Identity) {
+    let list = |items: &[String]| match items.is_empty() {
+        true => "(none)".to_string(),
+        false => items.join(", "),
+    };
+    match identity {
+        Some(Ok(i)) => println!(
+            "    backends: {}  devices: {}  sha256 {}",
+            list(&i.backends),
+            list(&i.devices),
+            &i.binary_sha256[..i.binary_sha256.len().min(12)]
+        ),
+        Some(Err(e)) => println!("    identity: {e}"),
+        None => {}
     }
 }
 

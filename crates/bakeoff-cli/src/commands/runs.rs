@@ -1,6 +1,7 @@
 //! `bakeoff runs list|show`: what the store holds.
 
 use crate::cli::{Global, RunsCommand};
+use bakeoff::report::data::EngineInfo;
 use bakeoff::store::{LogRow, RunDetail, RunRow, Store, TrialRow};
 use std::process::ExitCode;
 
@@ -58,6 +59,7 @@ fn print_list(runs: Vec<RunRow>) {
 fn print_detail(d: &RunDetail) {
     print_run(&d.run);
     d.system.iter().for_each(print_system);
+    d.builds.iter().for_each(print_build);
     d.trials.iter().for_each(print_trial);
     d.logs.iter().for_each(print_log);
 }
@@ -95,6 +97,25 @@ fn abandoned_note(r: &RunRow) -> Option<String> {
         "bench" => format!("{gone}; `bakeoff bench --resume {}` continues it", r.id),
         _ => gone,
     })
+}
+
+/// A named build: `build    new  0.6.0-dev (build 11434, commit unknown)  CPU  devices: (none)  sha256 1eb6c007e1a7`.
+fn print_build(e: &EngineInfo) {
+    let name = e.build_name.as_deref().unwrap_or("?");
+    let version = e.version.as_deref().unwrap_or("?");
+    let build = e.build_number.map_or("?".into(), |b| b.to_string());
+    let commit = e.commit.as_deref().unwrap_or("?");
+    let list = |items: &[String]| match items.is_empty() {
+        true => "(none)".to_string(),
+        false => items.join(", "),
+    };
+    let sha = e.binary_sha256.as_deref().unwrap_or("?");
+    println!(
+        "  build    {name}  {version} (build {build}, commit {commit})  backends: {}  devices: {}  sha256 {}",
+        list(&e.backends),
+        list(&e.devices),
+        &sha[..sha.len().min(12)]
+    );
 }
 
 /// A trial and its first samples.

@@ -208,3 +208,15 @@ pub fn tensorless_gguf(path: &std::path::Path, context_length: u32) {
     bytes.resize(bytes.len().next_multiple_of(32), 0);
     std::fs::write(path, bytes).unwrap();
 }
+
+/// The bin directory of the second, older llama.cpp build (b10798) that
+/// `scripts/setup --second-build` installs (`make test` asks for it).
+pub fn second_build() -> PathBuf {
+    let dir = cache_home().join("engines/llama.cpp-b10798-cpu/bin");
+    assert!(
+        dir.join("llama-server").is_file(),
+        "{} has no llama-server: run scripts/setup --second-build (make test does)",
+        dir.display()
+    );
+    dir
+}

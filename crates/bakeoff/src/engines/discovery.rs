@@ -67,34 +67,12 @@ impl LlamaCppInstall {
         Some(install)
     }
 
-    /// Parse `version: 0.6.0-dev (build 11434, commit unknown)` (or the older
-    /// `version: 11434 (abcdef0)`) and `built with ...` lines.
     fn apply_version_text(&mut self, text: &str) {
-        for line in text.lines().map(str::trim) {
-            if let Some(rest) = line.strip_prefix("version:") {
-                let rest = rest.trim();
-                let (head, paren) = match rest.split_once('(') {
-                    Some((head, paren)) => (head.trim(), paren.trim_end_matches(')')),
-                    None => (rest, ""),
-                };
-                self.version = Some(head.to_string());
-                (self.build_number, self.commit) = (None, None);
-                for part in paren.split(',').map(str::trim) {
-                    if let Some(build) = part.strip_prefix("build ") {
-                        self.build_number = build.trim().parse().ok();
-                    } else if let Some(commit) = part.strip_prefix("commit ") {
-                        self.commit = Some(commit.trim().to_string());
-                    }
-                }
-                if self.build_number.is_none() {
-                    // Older builds: `version: 11434 (abcdef0)`.
-                    self.build_number = head.parse().ok();
-                    self.commit = Some(paren.to_string()).filter(|c| !c.is_empty());
-                }
-            } else if line.starts_with("built with") {
-                self.built_with = Some(line.to_string());
-            }
-        }
+        let info = VersionInfo::parse(text);
+        self.version = info.version;
+        self.build_number = info.build_number;
+        self.commit = info.commit;
+        self.built_with = info.built_with.or(self.built_with.take());
     }
 
     /// `llama.cpp b11434 (cpu)`-style label.
@@ -103,6 +81,64 @@ impl LlamaCppInstall {
             Some(b) => format!("llama.cpp b{b} ({})", self.bin_dir.display()),
             None => format!("llama.cpp ({})", self.bin_dir.display()),
         }
+    }
+}
+
+/// What a llama.cpp tool's `--version` says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionInfo {
+    /// e.g. `0.6.0-dev`, or `11434` from older builds.
+    pub version: Option<String>,
+    pub build_number: Option<u64>,
+    pub commit: Option<String>,
+    /// e.g. `built with GNU 12.2.0 for Linux x86_64`.
+    pub built_with: Option<String>,
+}
+
+impl VersionInfo {
+    /// Parse `version: 0.6.0-dev (build 11434, commit unknown)` (or the older
+    /// `version: 11434 (abcdef0)`) and `built with ...` lines; the last of each wins.
+    pub fn parse(text: &str) -> VersionInfo {
+        let mut info = VersionInfo::default();
+        for line in text.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("version:") {
+                let built_with = info.built_with.take();
+                info = VersionInfo::parse_version_line(rest.trim());
+                info.built_with = built_with;
+            } else if line.starts_with("built with") {
+                info.built_with = Some(line.to_string());
+            }
+        }
+        info
+    }
+
+    fn parse_version_line(rest: &str) -> VersionInfo {
+        let (head, paren) = match rest.split_once('(') {
+            Some((head, paren)) => (head.trim(), paren.trim_end_matches(')')),
+            None => (rest, ""),
+        };
+        let mut info = VersionInfo {
+            version: Some(head.to_string()),
+            ..VersionInfo::default()
+        };
+        for part in paren.split(',').map(str::trim) {
+            if let Some(build) = part.strip_prefix("build ") {
+                info.build_number = build.trim().parse().ok();
+            } else if let Some(commit) = part.strip_prefix("commit ") {
+                info.commit = Some(commit.trim().to_string());
+            }
+        }
+        if info.build_number.is_none() {
+            // Older builds: `version: 11434 (abcdef0)`.
+            info.build_number = head.parse().ok();
+            info.commit = Some(paren.to_string()).filter(|c| !c.is_empty());
+        }
+        info
+    }
+
+    /// True when a `version:` line was found.
+    pub fn found(&self) -> bool {
+        self.version.is_some()
     }
 }
 
@@ -128,9 +164,9 @@ pub fn discover(explicit: Option<&Path>) -> Vec<LlamaCppInstall> {
         push(dir, "--engine-path");
     }
     if let Ok(entries) = std::fs::read_dir(crate::system::paths::engines_dir()) {
-        let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path().join("bin")).collect();
-        dirs.sort();
-        for dir in dirs {
+        let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        newest_first(&mut dirs);
+        for dir in dirs.iter().map(|d| d.join("bin")) {
             push(&dir, "cache");
         }
     }
@@ -142,6 +178,22 @@ pub fn discover(explicit: Option<&Path>) -> Vec<LlamaCppInstall> {
         }
     }
     found
+}
+
+/// Order set-up cache entries (`llama.cpp-b11434-cpu`, `llama.cpp-b10798-cpu`) newest build first,
+/// so that installing an older second build does not change which build is used by default.
+fn newest_first(dirs: &mut [PathBuf]) {
+    dirs.sort_by_key(|dir| {
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        (std::cmp::Reverse(build_number_in_name(&name)), dir.clone())
+    });
+}
+
+/// `11434` from `llama.cpp-b11434-cpu`.
+fn build_number_in_name(name: &str) -> Option<u64> {
+    name.split('-')
+        .filter_map(|part| part.strip_prefix('b'))
+        .find_map(|digits| digits.parse().ok())
 }
 
 /// The best install providing `tool`, honouring an explicit `--engine-path`.
@@ -195,6 +247,31 @@ mod tests {
             "{error}"
         );
         assert!(error.hint().is_some());
+    }
+
+    #[test]
+    fn the_newest_cached_build_comes_first() {
+        // Regression: sorting by name put a second, older build (b10798) before b11434.
+        let mut dirs: Vec<PathBuf> = ["llama.cpp-b10798-cpu", "custom", "llama.cpp-b11434-cpu"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        newest_first(&mut dirs);
+        let names: Vec<_> = dirs.iter().map(|d| d.display().to_string()).collect();
+        assert_eq!(
+            names,
+            ["llama.cpp-b11434-cpu", "llama.cpp-b10798-cpu", "custom"]
+        );
+    }
+
+    #[test]
+    fn version_info_reads_the_last_version_line_after_other_output() {
+        let text = "ggml_cuda_init: found 1 CUDA devices:\nversion: 0.6.0-dev (build 10798, commit abc1234)\nbuilt with GNU 12.2.0 for Linux x86_64\n";
+        let info = VersionInfo::parse(text);
+        assert_eq!(info.build_number, Some(10798));
+        assert_eq!(info.commit.as_deref(), Some("abc1234"));
+        assert!(info.found());
+        assert!(!VersionInfo::parse("usage: llama-server [options]").found());
     }
 
     #[test]

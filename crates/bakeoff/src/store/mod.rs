@@ -79,6 +79,10 @@ pub struct RunDetail {
     pub system: Option<serde_json::Value>,
     pub trials: Vec<TrialRow>,
     pub logs: Vec<LogRow>,
+    /// The named builds (`--build NAME=PATH`) its trials ran on, with their identity; absent
+    /// from the JSON of a run without builds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub builds: Vec<report_rows::EngineInfo>,
 }
 
 impl Store {
@@ -146,6 +150,25 @@ impl Store {
             path: path.clone(),
             source: source.into(),
         };
+        // A migration that rebuilds a table (8) must run with foreign keys off (SQLite's
+        // documented procedure; the pragma is ignored inside a transaction), and the keys are
+        // checked before the commit instead.
+        self.conn
+            .pragma_update(None, "foreign_keys", "OFF")
+            .map_err(err)?;
+        let result = self.migrate_in_transaction();
+        self.conn
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
+        result
+    }
+
+    fn migrate_in_transaction(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let err = |source: rusqlite::Error| Error::Store {
+            path: path.clone(),
+            source: source.into(),
+        };
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -164,6 +187,17 @@ impl Store {
             tx.execute_batch(sql).map_err(err)?;
             tx.pragma_update(None, "user_version", (index + 1) as i64)
                 .map_err(err)?;
+        }
+        let broken: i64 = tx
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .map_err(err)?;
+        if broken > 0 {
+            return Err(Error::input(format!(
+                "database {}: migration left {broken} broken foreign keys; nothing was changed",
+                path.display()
+            )));
         }
         tx.commit().map_err(err)
     }
@@ -198,7 +232,7 @@ impl Store {
         self.conn
             .execute(
                 "INSERT INTO engines (kind, path, version, build_number, commit_id, built_with) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (kind, path, version) DO NOTHING",
+                 ON CONFLICT DO NOTHING",
                 params![
                     kind,
                     path,
@@ -211,46 +245,49 @@ impl Store {
             .map_err(|e| self.err(e))?;
         self.conn
             .query_row(
-                "SELECT id FROM engines WHERE kind = ?1 AND path = ?2 AND version = ?3",
+                "SELECT id FROM engines WHERE kind = ?1 AND path = ?2 AND version = ?3
+                 AND build_name IS NULL AND binary_sha256 IS NULL AND backends IS NULL AND devices IS NULL",
                 params![kind, path, version],
                 |r| r.get(0),
             )
             .map_err(|e| self.err(e))
     }
 
-    /// The engine row of a named build's `kind` tool, with its identity (name, backends,
-    /// devices, binary hash) recorded on it.
+    /// The engine row of a named build's `kind` tool: one row per whole identity (path,
+    /// version, build name, binary hash, backends, devices), so a rebuilt binary at the same path
+    /// gets a new row and a row never changes under the runs that recorded it.
     pub fn build_engine_id(&self, kind: &str, identity: &BuildIdentity) -> Result<i64> {
-        let path = identity.binary.display().to_string();
-        let version = identity.version.as_deref().unwrap_or_default();
-        let install = LlamaCppInstall {
-            bin_dir: identity
-                .binary
-                .parent()
-                .unwrap_or(Path::new(""))
-                .to_path_buf(),
-            source: "--build".into(),
-            version: identity.version.clone(),
-            build_number: identity.build_number,
-            commit: identity.commit.clone(),
-            built_with: identity.built_with.clone(),
-            tools: Vec::new(),
-        };
-        let id = self.engine_id(kind, &path, Some(&install), Some(version))?;
         let json = |items: &[String]| serde_json::to_string(items).unwrap_or_default();
+        let key = (
+            kind,
+            identity.binary.display().to_string(),
+            identity.version.clone().unwrap_or_default(),
+            identity.name.as_str(),
+            identity.binary_sha256.as_str(),
+            json(&identity.backends),
+            json(&identity.devices),
+        );
         self.conn
             .execute(
-                "UPDATE engines SET build_name = ?2, backends = ?3, devices = ?4, binary_sha256 = ?5 WHERE id = ?1",
+                "INSERT INTO engines (kind, path, version, build_name, binary_sha256, backends, devices,
+                                      build_number, commit_id, built_with)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
                 params![
-                    id,
-                    identity.name,
-                    json(&identity.backends),
-                    json(&identity.devices),
-                    identity.binary_sha256
+                    key.0, key.1, key.2, key.3, key.4, key.5, key.6,
+                    identity.build_number.map(|b| b as i64),
+                    identity.commit,
+                    identity.built_with,
                 ],
             )
             .map_err(|e| self.err(e))?;
-        Ok(id)
+        self.conn
+            .query_row(
+                "SELECT id FROM engines WHERE kind = ?1 AND path = ?2 AND version = ?3 AND build_name = ?4
+                 AND binary_sha256 = ?5 AND backends = ?6 AND devices = ?7",
+                params![key.0, key.1, key.2, key.3, key.4, key.5, key.6],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
     }
 
     /// The stored record of a model file, hashing it (and reading its GGUF summary) only when the
@@ -488,7 +525,17 @@ impl Store {
             system: system.and_then(|s| serde_json::from_str(&s).ok()),
             trials: self.trials(run_id)?,
             logs: self.logs(run_id)?,
+            builds: self.run_builds(run_id)?,
         })
+    }
+
+    /// The engines of a run's trials that are named builds.
+    pub fn run_builds(&self, run_id: i64) -> Result<Vec<report_rows::EngineInfo>> {
+        let engines = self.run_engines(run_id)?;
+        Ok(engines
+            .into_iter()
+            .filter(|e| e.build_name.is_some())
+            .collect())
     }
 
     /// Every trial of a run, with its samples.
@@ -799,5 +846,109 @@ mod tests {
             sink.run_dir(run),
             dir.path().join("b.runs").join(run.to_string())
         );
+    }
+
+    fn identity(name: &str, sha: &str) -> BuildIdentity {
+        BuildIdentity {
+            name: name.into(),
+            binary: PathBuf::from("/opt/llama.cpp/build/bin/llama-server"),
+            version: Some("0.6.0-dev".into()),
+            build_number: Some(11434),
+            backends: vec!["CPU".into()],
+            binary_sha256: sha.into(),
+            ..BuildIdentity::default()
+        }
+    }
+
+    #[test]
+    fn a_rebuilt_binary_at_the_same_path_and_version_gets_its_own_engine_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("b.db")).unwrap();
+        let first = store
+            .build_engine_id("llama-server", &identity("new", "aa"))
+            .unwrap();
+        let again = store
+            .build_engine_id("llama-server", &identity("new", "aa"))
+            .unwrap();
+        let rebuilt = store
+            .build_engine_id("llama-server", &identity("new", "bb"))
+            .unwrap();
+        let renamed = store
+            .build_engine_id("llama-server", &identity("other", "aa"))
+            .unwrap();
+        assert_eq!(first, again);
+        assert_ne!(first, rebuilt);
+        assert_ne!(first, renamed);
+        assert_ne!(rebuilt, renamed);
+        // The same path found by discovery (no build identity) is yet another row, stable too.
+        let path = "/opt/llama.cpp/build/bin/llama-server";
+        let found = store
+            .engine_id("llama-server", path, None, Some("0.6.0-dev"))
+            .unwrap();
+        assert!(![first, rebuilt, renamed].contains(&found));
+        assert_eq!(
+            store
+                .engine_id("llama-server", path, None, Some("0.6.0-dev"))
+                .unwrap(),
+            found
+        );
+
+        let system = store.system_id(&Fingerprint::collect()).unwrap();
+        let run = store
+            .begin_run(
+                "bench",
+                "bakeoff bench",
+                system,
+                None,
+                &serde_json::json!({}),
+            )
+            .unwrap();
+        let workload = serde_json::json!({"tg": 32});
+        for engine in [first, rebuilt] {
+            let trial = NewTrial {
+                engine_id: Some(engine),
+                ..NewTrial::new(None, &workload, 0)
+            };
+            store.begin_trial(run, &trial).unwrap();
+        }
+        let engines = store.run_engines(run).unwrap();
+        let hashes: Vec<_> = engines.iter().map(|e| e.binary_sha256.as_deref()).collect();
+        assert_eq!(
+            hashes,
+            [Some("aa"), Some("bb")],
+            "the first run's row was rewritten"
+        );
+        assert_eq!(engines[0].build_name.as_deref(), Some("new"));
+        assert_eq!(engines[0].backends, ["CPU"]);
+    }
+
+    #[test]
+    fn migration_8_keeps_engine_ids_and_the_trials_that_point_at_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("v7.db");
+        let conn = Connection::open(&db).unwrap();
+        for sql in &schema::MIGRATIONS[..7] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 7;
+             INSERT INTO engines (id, kind, path, version, build_number) VALUES (5, 'llama-server', '/bin/llama-server', '0.6.0-dev', 11434);
+             INSERT INTO runs (id, kind, command, bakeoff_version) VALUES (1, 'bench', 'bakeoff bench', '0.1.0');
+             INSERT INTO trials (id, run_id, engine_id) VALUES (1, 1, 5);",
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open(&db).unwrap();
+        assert_eq!(store.schema_version().unwrap(), schema::MIGRATIONS.len());
+        let engines = store.run_engines(1).unwrap();
+        assert_eq!((engines[0].id, engines[0].build_number), (5, Some(11434)));
+        // The discovery row is found again, not duplicated.
+        let id = store.engine_id("llama-server", "/bin/llama-server", None, Some("0.6.0-dev"));
+        assert_eq!(id.unwrap(), 5);
+        // The trials' foreign key points at the rebuilt table: deleting its row is refused.
+        assert!(store
+            .conn
+            .execute("DELETE FROM engines WHERE id = 5", [])
+            .is_err());
     }
 }

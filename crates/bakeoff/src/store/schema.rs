@@ -186,4 +186,35 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE engines ADD COLUMN devices TEXT;
     ALTER TABLE engines ADD COLUMN binary_sha256 TEXT;
     "#,
+    // 8: an engine row is one identity (issue 15): a tree rebuilt in place keeps its path and
+    // version but not its binary hash, and the same binary under two build names is two columns
+    // of a shootout. UNIQUE (kind, path, version) made them share a row (and an UPDATE then
+    // rewrote what older runs had recorded), so the table is rebuilt without it and a unique index
+    // over the whole identity takes its place. Ids are kept, so trials and profiles still point
+    // at their rows. Run with foreign keys off (see Store::migrate), checked before commit.
+    r#"
+    CREATE TABLE engines_v8 (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        path TEXT NOT NULL,
+        version TEXT,
+        build_number INTEGER,
+        commit_id TEXT,
+        built_with TEXT,
+        build_name TEXT,
+        backends TEXT,
+        devices TEXT,
+        binary_sha256 TEXT
+    );
+    INSERT INTO engines_v8 (id, kind, path, version, build_number, commit_id, built_with,
+                            build_name, backends, devices, binary_sha256)
+        SELECT id, kind, path, version, build_number, commit_id, built_with,
+               build_name, backends, devices, binary_sha256 FROM engines;
+    DROP TABLE engines;
+    ALTER TABLE engines_v8 RENAME TO engines;
+    CREATE UNIQUE INDEX engines_identity ON engines (
+        kind, path, COALESCE(version, ''), COALESCE(build_name, ''), COALESCE(binary_sha256, ''),
+        COALESCE(backends, ''), COALESCE(devices, '')
+    );
+    "#,
 ];

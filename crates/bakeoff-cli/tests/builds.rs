@@ -1,0 +1,148 @@
+//! Two real llama.cpp builds (b11434 from `scripts/setup`, b10798 from `--second-build`): what
+//! bakeoff records as each one's identity, which flags each knows, and how `runs show` lists them.
+
+mod common;
+
+use bakeoff::engines::build::{identify, BuildIdentity, BuildRef, KnownFlags};
+use bakeoff::measure::sink::NewTrial;
+use bakeoff::store::Store;
+use bakeoff::system::Fingerprint;
+use common::{llama_bin, run, second_build, Sandbox};
+use std::process::Command;
+use std::time::Duration;
+
+fn new_build() -> BuildRef {
+    let server = llama_bin("llama-server");
+    BuildRef {
+        name: "b11434".into(),
+        path: server.parent().unwrap().to_path_buf(),
+    }
+}
+
+fn old_build() -> BuildRef {
+    BuildRef {
+        name: "b10798".into(),
+        path: second_build(),
+    }
+}
+
+fn identities() -> (BuildIdentity, BuildIdentity) {
+    let new = identify(&new_build(), "llama-server").unwrap();
+    let old = identify(&old_build(), "llama-server").unwrap();
+    (new, old)
+}
+
+#[test]
+fn two_real_builds_have_their_own_identity() {
+    let (new, old) = identities();
+    assert_eq!(
+        (new.build_number, old.build_number),
+        (Some(11434), Some(10798))
+    );
+    assert_eq!((new.name.as_str(), old.name.as_str()), ("b11434", "b10798"));
+    assert!(new.version.is_some() && old.version.is_some());
+    for identity in [&new, &old] {
+        assert_eq!(identity.binary_sha256.len(), 64, "{identity:?}");
+        assert!(identity.backends.iter().any(|b| b == "CPU"), "{identity:?}");
+        assert!(identity
+            .built_with
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("built with"));
+    }
+    assert_ne!(new.binary_sha256, old.binary_sha256);
+    // The path given was the bin directory; the identity names the binary itself.
+    assert!(old
+        .binary
+        .ends_with("llama.cpp-b10798-cpu/bin/llama-server"));
+}
+
+#[test]
+fn no_mmap_is_unknown_to_exactly_one_build_and_that_build_refuses_it() {
+    let new_server = new_build().tool("llama-server").unwrap();
+    let old_server = old_build().tool("llama-server").unwrap();
+    let new = KnownFlags::of(&new_server).unwrap();
+    let old = KnownFlags::of(&old_server).unwrap();
+    let args: Vec<String> = [
+        "-ctk",
+        "q8_0",
+        "--no-mmap",
+        "-ngl",
+        "-1",
+        "--load-mode",
+        "none",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(new.unknown(&args), ["--no-mmap"]);
+    assert!(old.unknown(&args).is_empty(), "{:?}", old.unknown(&args));
+    // What the help says is what the binary does: b11434 rejects --no-mmap before --version,
+    // b10798 takes it.
+    let status = |server: &std::path::Path| {
+        let mut cmd = Command::new(server);
+        cmd.args(["--no-mmap", "--version"]);
+        run(cmd, Duration::from_secs(30)).0
+    };
+    assert!(!status(&new_server).success());
+    assert!(status(&old_server).success());
+}
+
+#[test]
+fn runs_show_lists_each_build_with_its_identity() {
+    let (new, old) = identities();
+    let sandbox = Sandbox::new();
+    let store = Store::open(&sandbox.db()).unwrap();
+    let system = store.system_id(&Fingerprint::collect()).unwrap();
+    let run_id = store
+        .begin_run(
+            "bench",
+            "bakeoff bench --build ...",
+            system,
+            None,
+            &serde_json::json!({}),
+        )
+        .unwrap();
+    let workload = serde_json::json!({"tg": 32});
+    for identity in [&new, &old] {
+        let engine = store.build_engine_id("llama-server", identity).unwrap();
+        let trial = NewTrial {
+            engine_id: Some(engine),
+            ..NewTrial::new(None, &workload, 0)
+        };
+        store.begin_trial(run_id, &trial).unwrap();
+    }
+    drop(store);
+
+    let mut cmd = sandbox.cmd();
+    cmd.args(["runs", "show", "last"]);
+    let (status, stdout, stderr) = run(cmd, Duration::from_secs(30));
+    assert!(status.success(), "{stderr}");
+    for identity in [&new, &old] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("  build    {} ", identity.name)))
+            .unwrap_or_else(|| panic!("no build line for {}:\n{stdout}", identity.name));
+        let build = format!("(build {}, ", identity.build_number.unwrap());
+        assert!(line.contains(&build), "{line}");
+        assert!(line.contains("backends: CPU"), "{line}");
+        assert!(
+            line.ends_with(&format!("sha256 {}", &identity.binary_sha256[..12])),
+            "{line}"
+        );
+    }
+
+    let mut cmd = sandbox.cmd();
+    cmd.args(["runs", "show", "last", "-o", "json"]);
+    let (status, stdout, stderr) = run(cmd, Duration::from_secs(30));
+    assert!(status.success(), "{stderr}");
+    let detail: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let builds = detail["builds"].as_array().expect("builds");
+    let names: Vec<_> = builds.iter().map(|b| b["build_name"].as_str()).collect();
+    assert_eq!(names, [Some("b11434"), Some("b10798")]);
+    assert_eq!(
+        builds[1]["binary_sha256"].as_str(),
+        Some(old.binary_sha256.as_str())
+    );
+    assert_eq!(builds[1]["build_number"], 10798);
+}
