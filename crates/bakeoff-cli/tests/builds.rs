@@ -146,3 +146,125 @@ fn runs_show_lists_each_build_with_its_identity() {
     );
     assert_eq!(builds[1]["build_number"], 10798);
 }
+
+const SMOL: &str = "SmolLM2-135M-Instruct.Q4_1";
+const GEMMA: &str = "gemma-3-270m-q4_k_m";
+
+/// `bakeoff ARGS...` in `sandbox`, which must succeed; its stdout.
+fn bakeoff_ok(sandbox: &Sandbox, args: &[String]) -> String {
+    let mut cmd = sandbox.cmd();
+    cmd.args(args);
+    let (status, stdout, stderr) = run(cmd, Duration::from_secs(600));
+    assert!(status.success(), "bakeoff {args:?}: {status}\n{stderr}");
+    stdout
+}
+
+fn json_of(sandbox: &Sandbox, args: &[&str]) -> serde_json::Value {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = bakeoff_ok(sandbox, &args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}\n{out}"))
+}
+
+/// `bench` over SmolLM2 and Gemma (`-m A,B`) on both real builds, then `EXTRA`.
+fn sweep_args(models: &[std::path::PathBuf], extra: &[&str]) -> Vec<String> {
+    let models: Vec<String> = models.iter().map(|m| m.display().to_string()).collect();
+    let mut args = vec!["bench".to_string(), "-m".into(), models.join(",")];
+    for build in [new_build(), old_build()] {
+        args.push("--build".into());
+        args.push(format!("{}={}", build.name, build.path.display()));
+    }
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+/// Issue 15 on real engines: two models × two builds land in one run, and the shootout has a row
+/// for each pair naming its model and its build's identity.
+#[test]
+fn two_models_on_two_real_builds_are_one_run_and_a_four_row_shootout() {
+    let sandbox = Sandbox::new();
+    let models = [common::smollm(), common::gemma()];
+    let bench = sweep_args(&models, &["-p", "16", "-n", "4", "-r", "1", "-t", "2"]);
+    bakeoff_ok(&sandbox, &bench);
+
+    let rows = json_of(&sandbox, &["report", "last", "--shootout", "-o", "json"]);
+    let mut ids: Vec<(String, String)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["model"].as_str().unwrap().into(),
+                r["build"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    ids.sort();
+    let expected = [
+        (GEMMA, "b10798"),
+        (GEMMA, "b11434"),
+        (SMOL, "b10798"),
+        (SMOL, "b11434"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(m, b)| (m.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(ids, expected, "{rows:#}");
+    for row in rows.as_array().unwrap() {
+        let tg = row["tg4"]["median"].as_f64();
+        assert!(tg.is_some_and(|t| t > 0.0), "no tg4 in {row:#}");
+        let quant = if row["model"] == SMOL {
+            "Q4_1"
+        } else {
+            "Q4_K_M"
+        };
+        assert_eq!(row["quant"], quant, "{row:#}");
+    }
+
+    // Every trial names the engine row of its own build: the run's builds are the two real ones.
+    let detail = json_of(&sandbox, &["runs", "show", "last", "--json"]);
+    let mut numbers: Vec<i64> = detail["builds"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no builds in {detail:#}"))
+        .iter()
+        .map(|b| b["build_number"].as_i64().unwrap())
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, [10798, 11434], "{:#}", detail["builds"]);
+    let trials = detail["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 8, "2 models × 2 builds × (pp16, tg4)");
+    assert!(trials.iter().all(|t| t["status"] == "ok"), "{trials:#?}");
+}
+
+/// A flag one build does not know (b11434's `--spec-draft-sampling`) skips that build's cells
+/// with the reason, and the other build is measured.
+#[test]
+fn a_flag_only_one_real_build_knows_is_skipped_on_the_other_only() {
+    let sandbox = Sandbox::new();
+    let extra = [
+        "-p",
+        "0",
+        "-n",
+        "4",
+        "-r",
+        "1",
+        "--server-flag=--spec-draft-sampling=greedy",
+    ];
+    bakeoff_ok(&sandbox, &sweep_args(&[common::smollm()], &extra));
+    let detail = json_of(&sandbox, &["runs", "show", "last", "--json"]);
+    let trials = detail["trials"].as_array().unwrap();
+    let of = |build: &str| -> Vec<&serde_json::Value> {
+        trials.iter().filter(|t| t["build"] == build).collect()
+    };
+    let (new, old) = (of("b11434"), of("b10798"));
+    assert!(
+        !new.is_empty() && new.iter().all(|t| t["status"] == "ok"),
+        "{trials:#?}"
+    );
+    assert!(!old.is_empty(), "no trial of b10798: {trials:#?}");
+    for trial in old {
+        assert_eq!(trial["status"], "skipped", "{trial:#}");
+        let note = trial["note"].as_str().unwrap_or_default();
+        assert!(note.contains("--spec-draft-sampling"), "{note}");
+    }
+}

@@ -387,8 +387,9 @@ impl KnownFlags {
         Ok(flags)
     }
 
-    /// The options of llama.cpp's `--help`: each entry starts at column 0 with its flags,
-    /// comma-separated (`-ctk,  --cache-type-k TYPE   help...`), and continues on indented lines.
+    /// The options of llama.cpp's `--help`: each entry starts at column 0 (llama-server) or 2
+    /// (llama-bench) with its flags, comma-separated (`-ctk,  --cache-type-k TYPE   help...`), and
+    /// continues on lines indented further.
     /// Entries whose help says "the argument has been removed" are left out: the build still
     /// parses them, only to fail.
     pub fn parse_help(text: &str) -> KnownFlags {
@@ -425,8 +426,11 @@ impl KnownFlags {
 fn help_entries(text: &str) -> Vec<Vec<&str>> {
     let mut entries: Vec<Vec<&str>> = Vec::new();
     for line in text.lines() {
-        if line.starts_with('-') {
-            entries.push(vec![line]);
+        // llama-server's entries start at column 0, llama-bench's at column 2; continuation
+        // lines are indented further.
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        if indent <= 2 && line[indent..].starts_with('-') {
+            entries.push(vec![&line[indent..]]);
         } else if line.starts_with(' ') {
             if let Some(entry) = entries.last_mut() {
                 entry.push(line);
@@ -517,6 +521,26 @@ mod tests {
         ] {
             assert!(flags.knows(flag), "{flag} missing from {:?}", flags.0);
         }
+    }
+
+    /// llama-bench indents its entries by two spaces (b11434's `llama-bench --help`, trimmed).
+    #[test]
+    fn llama_bench_help_entries_are_indented_by_two() {
+        let help = "usage: llama-bench [options]\n\noptions:\n  -h, --help\n  -r, --repetitions <n>                       number of times to repeat each test (default: 5)\n\ntest parameters:\n  -m, --model <filename>                            (default: models/7B/ggml-model-q4_0.gguf)\n  -hf, -hfr, --hf-repo <user>/<model>[:quant]       Hugging Face model repository\n                                                    -1 = default (default: unused)\n  -ctk, --cache-type-k <t>                          (default: f16)\n";
+        let flags = KnownFlags::parse_help(help);
+        for flag in [
+            "-h",
+            "--help",
+            "-r",
+            "-m",
+            "--model",
+            "-hfr",
+            "-ctk",
+            "--cache-type-k",
+        ] {
+            assert!(flags.knows(flag), "{flag} missing from {:?}", flags.0);
+        }
+        assert!(!flags.knows("-1"));
     }
 
     #[test]
