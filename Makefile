@@ -4,6 +4,7 @@
 
 BAKEOFF := target/release/bakeoff
 MODEL   := SmolLM2-135M-Instruct.Q4_1.gguf
+GEMMA   := gemma-3-270m-q4_k_m.gguf
 
 .PHONY: demo test snapshots setup second-build prereqs lint bench
 
@@ -25,6 +26,8 @@ demo: setup $(BAKEOFF)
 	$(BAKEOFF) plan $(MODEL) --ctx 8192
 	$(BAKEOFF) bench --model $(MODEL) --kv f16,q8_0,q4_0 -fa on -p 64 -n 32 -d 0,512 -r 5 --tag demo
 	$(BAKEOFF) gate examples/kv-gate.toml --tag demo
+	$(BAKEOFF) bench --model $(MODEL),$(GEMMA) -fa on -p 64 -n 32 -r 3 --tag shootout
+	$(BAKEOFF) report shootout --shootout
 	$(BAKEOFF) runs list --limit 5
 
 lint:
