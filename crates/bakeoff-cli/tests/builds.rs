@@ -199,11 +199,12 @@ fn two_models_on_two_real_builds_are_one_run_and_a_four_row_shootout() {
         })
         .collect();
     ids.sort();
+    // Sorted as strings: SmolLM2's capital S comes before gemma.
     let expected = [
-        (GEMMA, "b10798"),
-        (GEMMA, "b11434"),
         (SMOL, "b10798"),
         (SMOL, "b11434"),
+        (GEMMA, "b10798"),
+        (GEMMA, "b11434"),
     ];
     let expected: Vec<(String, String)> = expected
         .iter()

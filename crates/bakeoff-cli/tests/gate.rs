@@ -89,6 +89,7 @@ model = "random.gguf"
 flags = "-fa on -t 2"
 [checks]
 kld = "both"
+kld_chunks = 8
 agreement_prompts = 3
 agreement_tokens = 24
 http_positions = 8

@@ -137,7 +137,8 @@ fn a_directory_given_as_model_is_said_to_be_one() {
     let dir = sandbox.dir.path().join("models");
     std::fs::create_dir(&dir).unwrap();
     let expected = format!("model {} is a directory, not a GGUF file", dir.display());
-    // bench takes a directory of models (-m DIR); an empty one is said to hold none.
+    // bench and gate take a directory of models (-m DIR, a gate file's model); an empty one is
+    // said to hold none.
     let empty = format!("{}: a directory with no .gguf file", dir.display());
     fails_with(&sandbox, &["bench", "-m", text(&dir), "-n", "4"], 2, &empty);
     for args in [
@@ -155,7 +156,7 @@ fn a_directory_given_as_model_is_said_to_be_one() {
             dir.display()
         ),
     );
-    let in_file = format!("{}: {expected}", candidates.display());
+    let in_file = format!("{}: {empty}", candidates.display());
     fails_with(&sandbox, &["gate", text(&candidates)], 2, &in_file);
 }
 
