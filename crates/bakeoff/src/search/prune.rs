@@ -184,7 +184,7 @@ impl Tally {
         let config = config_of(choice);
         let label = label_of(choice);
         if let Some(why) = crate::measure::matrix::rejection(&config) {
-            return self.exclude("rejected by the build", why, rest, label);
+            return self.exclude("rejected by the build", without_values(&why), rest, label);
         }
         if let (Some(b), Some(ub)) = (number(&config, "-b"), number(&config, "-ub")) {
             if ub > b {
@@ -253,6 +253,19 @@ fn nothing_left(tally: &Tally, inputs: &Inputs) -> Error {
     Error::input(format!("nothing is left to tune after pruning: {}", reasons.join("; ")))
 }
 
+/// A reason without its parenthesised values, so that one rule is one row:
+/// `a quantized V cache (-ctv q8_0) requires...` → `a quantized V cache requires...`.
+fn without_values(reason: &str) -> String {
+    let mut out = String::new();
+    let mut rest = reason;
+    while let Some((before, after)) = rest.split_once(" (") {
+        out.push_str(before);
+        rest = after.split_once(')').map_or("", |(_, tail)| tail);
+    }
+    out.push_str(rest);
+    out
+}
+
 fn config_of(choice: &[&(String, Setting)]) -> EngineConfig {
     let mut config = EngineConfig::default();
     for (flag, value) in choice.iter().flat_map(|(_, s)| &s.args) {
@@ -319,7 +332,11 @@ mod tests {
         let rejected = pruned.exclusions.iter().find(|e| e.kind == "rejected by the build").unwrap();
         // One of the four (-ctv, -fa) pairs, times the other knobs.
         assert_eq!(rejected.count * 4, pruned.total);
-        assert!(rejected.reason.contains("-ctv q8_0"), "{}", rejected.reason);
+        assert_eq!(
+            rejected.reason,
+            "a quantized V cache requires flash attention; -fa off is rejected by llama.cpp"
+        );
+        assert!(rejected.example.contains("-ctv q8_0 -fa off"), "{}", rejected.example);
         assert_eq!(pruned.kept, pruned.total - rejected.count);
     }
 

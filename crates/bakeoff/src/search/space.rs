@@ -408,8 +408,9 @@ impl Space {
             (strings(&["512", "2048"]), strings(&["128", "256", "512"]))
         };
         let goal = inputs.goal.name();
+        let wider = if pp_heavy { format!(", more values for goal {goal}") } else { String::new() };
         if self.known(inputs, "-b", "-b") {
-            let why = format!("logical batch: prompt processing speed (more values for goal {goal} when it weighs pp)");
+            let why = format!("logical batch: prompt processing speed{wider}");
             self.push(Knob::of_flag("-b", KnobKind::Ordinal, &b, why));
         }
         if self.known(inputs, "-ub", "-ub") {
