@@ -33,13 +33,20 @@ fn dry_run(model: &Path, extra: &[&str]) -> Value {
 }
 
 fn knob<'a>(dry: &'a Value, name: &str) -> Option<&'a Value> {
-    dry["space"].as_array().unwrap().iter().find(|k| k["knob"] == name)
+    dry["space"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["knob"] == name)
 }
 
 fn values(dry: &Value, name: &str) -> Vec<String> {
     let knob = knob(dry, name).unwrap_or_else(|| panic!("no knob {name} in {dry}"));
     let values = knob["values"].as_array().unwrap();
-    values.iter().map(|v| v.as_str().unwrap().to_string()).collect()
+    values
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
 }
 
 fn pruned<'a>(dry: &'a Value, kind: &str) -> Vec<&'a Value> {
@@ -65,7 +72,10 @@ fn smollm_space_comes_from_the_build_the_model_and_this_machine() {
     let threads = values(&dry, "-t");
     assert_eq!(threads.last().unwrap(), &cores.to_string(), "{threads:?}");
     for absent in ["-ngl", "--n-cpu-moe", "-np"] {
-        assert!(knob(&dry, absent).is_none(), "{absent} should not be a knob");
+        assert!(
+            knob(&dry, absent).is_none(),
+            "{absent} should not be a knob"
+        );
     }
     let left: Vec<&Value> = pruned(&dry, "left out");
     assert!(left.iter().any(|r| r["example"] == "-ngl"), "{left:?}");
@@ -85,12 +95,24 @@ fn gemma_is_noted_as_sliding_window() {
     assert!(why.contains("gemma3") && why.contains("SWA"), "{why}");
     // goal pp widens the batch knobs.
     assert_eq!(values(&dry, "-ub"), ["128", "256", "512", "1024"]);
+    // -ub 1024 with -b 512 is the same as -ub 512: pruned as having no effect.
+    let same = pruned(&dry, "no effect");
+    assert!(
+        same[0]["example"]
+            .as_str()
+            .unwrap()
+            .contains("-b 512 -ub 1024"),
+        "{same:?}"
+    );
 }
 
 #[test]
 fn a_memory_budget_prunes_with_the_margin_shown() {
     // At 32K tokens an f16 KV cache of SmolLM2 is ~720 MiB; q4_0 ~200 MiB.
-    let dry = dry_run(&smollm(), &["--ctx", "32768", "--goal", "tg", "--mem", "400M"]);
+    let dry = dry_run(
+        &smollm(),
+        &["--ctx", "32768", "--goal", "tg", "--mem", "400M"],
+    );
     let memory = pruned(&dry, "memory");
     assert_eq!(memory.len(), 1, "{memory:?}");
     let example = memory[0]["example"].as_str().unwrap();
@@ -105,14 +127,24 @@ fn a_memory_budget_prunes_with_the_margin_shown() {
 #[test]
 fn an_impossible_budget_is_one_line_and_exit_2() {
     let sandbox = Sandbox::new();
-    let args = ["--ctx", "32768", "--goal", "tg", "--mem", "64M", "--dry-run"];
+    let args = [
+        "--ctx",
+        "32768",
+        "--goal",
+        "tg",
+        "--mem",
+        "64M",
+        "--dry-run",
+    ];
     let (code, stdout, stderr) = tune(&sandbox, &smollm(), &args);
     assert_eq!(code, 2, "{stderr}");
     assert!(stdout.is_empty(), "{stdout}");
     let first = stderr.lines().next().unwrap();
     let prefix = "error: nothing fits 64.00 MiB at ctx 32768: the smallest configuration needs ";
     assert!(first.starts_with(prefix), "{stderr}");
-    assert!(stderr.lines().all(|l| l.starts_with("error:") || l.starts_with("hint:")));
+    assert!(stderr
+        .lines()
+        .all(|l| l.starts_with("error:") || l.starts_with("hint:")));
 }
 
 #[test]
@@ -125,7 +157,10 @@ fn a_misspelt_tune_file_key_names_file_line_and_key() {
     assert_eq!(code, 2, "{stderr}");
     let expected = format!("error: {config}:3:1: unknown field 'max-trails'");
     assert!(stderr.starts_with(&expected), "{stderr}");
-    assert!(stderr.contains("hint: did you mean 'max-trials'?"), "{stderr}");
+    assert!(
+        stderr.contains("hint: did you mean 'max-trials'?"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -133,7 +168,16 @@ fn pin_and_only_change_the_space_on_the_command_line_and_in_the_file() {
     let base = dry_run(&smollm(), &["--ctx", "4096", "--goal", "tg"]);
     let edited = dry_run(
         &smollm(),
-        &["--ctx", "4096", "--goal", "tg", "--pin", "-ctk=q8_0", "--only", "-t=1"],
+        &[
+            "--ctx",
+            "4096",
+            "--goal",
+            "tg",
+            "--pin",
+            "-ctk=q8_0",
+            "--only",
+            "-t=1",
+        ],
     );
     assert_eq!(values(&edited, "-ctk"), ["q8_0"]);
     assert_eq!(values(&edited, "-t"), ["1"]);

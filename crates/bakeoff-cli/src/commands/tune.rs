@@ -69,9 +69,9 @@ fn keyed(option: &str, entries: &[String]) -> bakeoff::Result<Vec<(String, Value
     entries
         .iter()
         .map(|entry| {
-            let (key, values) = entry
-                .split_once('=')
-                .ok_or_else(|| Error::input(format!("{option} {entry}: expected KNOB=VALUE[,VALUE...]")))?;
+            let (key, values) = entry.split_once('=').ok_or_else(|| {
+                Error::input(format!("{option} {entry}: expected KNOB=VALUE[,VALUE...]"))
+            })?;
             Ok((key.to_string(), Values(values.to_string())))
         })
         .collect()
@@ -105,5 +105,8 @@ fn discovered(global: &Global) -> bakeoff::Result<PathBuf> {
 
 fn one_build(builds: &[BuildRef]) -> Error {
     let names: Vec<&str> = builds.iter().map(|b| b.name.as_str()).collect();
-    Error::input(format!("tune takes one --build for now, got {}", names.join(", ")))
+    Error::input(format!(
+        "tune takes one --build for now, got {}",
+        names.join(", ")
+    ))
 }

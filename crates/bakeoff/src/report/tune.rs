@@ -11,7 +11,11 @@ use crate::search::{minutes, Cost, DryRun};
 /// The dry run in `format`: Markdown tables one after another; JSON one object of three lists
 /// (`space`, `pruned`, `plan`); CSV and JSONL the three tables in turn.
 pub fn render(dry: &DryRun, format: Format) -> String {
-    let tables = [space_table(&dry.space), pruned_table(&dry.space, &dry.pruned), cost_table(dry)];
+    let tables = [
+        space_table(&dry.space),
+        pruned_table(&dry.space, &dry.pruned),
+        cost_table(dry),
+    ];
     match format {
         Format::Json => {
             let [space, pruned, plan] = tables.map(|t| serde_json::Value::Array(t.json_rows()));
@@ -26,7 +30,10 @@ pub fn render(dry: &DryRun, format: Format) -> String {
 /// One row per knob.
 pub fn space_table(space: &Space) -> Table {
     let mut table = Table::from_titles(&["knob", "flags", "count#", "kind", "values", "why"])
-        .caption(format!("search space: {} configurations before pruning", space.size()));
+        .caption(format!(
+            "search space: {} configurations before pruning",
+            space.size()
+        ));
     for knob in &space.knobs {
         table.push(knob_row(knob));
     }
@@ -58,15 +65,29 @@ pub fn pruned_table(space: &Space, pruned: &Pruned) -> Table {
         human_bytes(pruned.budget),
         pruned.ctx
     );
-    let mut table = Table::from_titles(&["kind", "reason", "configurations#", "example"]).caption(caption);
+    let mut table =
+        Table::from_titles(&["kind", "reason", "configurations#", "example"]).caption(caption);
     for e in &pruned.exclusions {
         let count = Cell::new(e.count.to_string(), e.count.to_string());
-        table.push([e.kind.as_str().into(), e.reason.as_str().into(), count, e.example.as_str().into()]);
+        table.push([
+            e.kind.as_str().into(),
+            e.reason.as_str().into(),
+            count,
+            e.example.as_str().into(),
+        ]);
     }
     for (knob, why) in &space.left_out {
-        table.push(["left out".into(), why.as_str().into(), Cell::new("-", 0), knob.as_str().into()]);
+        table.push([
+            "left out".into(),
+            why.as_str().into(),
+            Cell::new("-", 0),
+            knob.as_str().into(),
+        ]);
     }
-    let fits = [("tightest fit", &pruned.tightest), ("most room", &pruned.roomiest)];
+    let fits = [
+        ("tightest fit", &pruned.tightest),
+        ("most room", &pruned.roomiest),
+    ];
     for (kind, fit) in fits {
         if let Some(fit) = fit {
             table.push(fit_row(kind, fit));
@@ -92,11 +113,17 @@ pub fn cost_table(dry: &DryRun) -> Table {
     let rows = [
         ("context", dry.pruned.ctx.to_string()),
         ("memory budget", human_bytes(dry.pruned.budget)),
-        ("configurations after pruning", cost.configurations.to_string()),
+        (
+            "configurations after pruning",
+            cost.configurations.to_string(),
+        ),
         ("limit", cost.limit.clone()),
         ("engine starts (at most)", cost.engine_starts.to_string()),
         ("planned wall time", minutes(cost.wall)),
-        ("exhaustive wall time (every configuration once)", minutes(cost.exhaustive)),
+        (
+            "exhaustive wall time (every configuration once)",
+            minutes(cost.exhaustive),
+        ),
         ("estimate per trial", minutes(crate::search::TRIAL_ESTIMATE)),
     ];
     for (item, value) in rows {

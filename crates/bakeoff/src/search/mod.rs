@@ -61,7 +61,13 @@ pub fn model_inputs(selected: &[Selected]) -> Result<Vec<ModelInput>> {
 
 /// The inputs of the space: the build's `--help` text, the models, this machine, the settings.
 /// `budget` is the memory budget when `--mem` is not given.
-pub fn inputs(tune: &Tune, help: Help, models: Vec<ModelInput>, machine: &Fingerprint, budget: u64) -> Inputs {
+pub fn inputs(
+    tune: &Tune,
+    help: Help,
+    models: Vec<ModelInput>,
+    machine: &Fingerprint,
+    budget: u64,
+) -> Inputs {
     Inputs {
         help,
         models,
@@ -80,7 +86,11 @@ pub fn dry_run(tune: &Tune, inputs: &Inputs) -> Result<DryRun> {
     let space = Space::build(inputs)?;
     let pruned = prune::prune(&space, inputs)?;
     let cost = cost(tune, pruned.kept);
-    Ok(DryRun { space, pruned, cost })
+    Ok(DryRun {
+        space,
+        pruned,
+        cost,
+    })
 }
 
 fn cost(tune: &Tune, configurations: u128) -> Cost {
@@ -96,7 +106,11 @@ fn cost(tune: &Tune, configurations: u128) -> Cost {
             let budget = budget.unwrap_or(DEFAULT_BUDGET);
             let fit = (budget.as_secs_f64() / per_trial).floor() as u128;
             let starts = configurations.min(fit.max(1));
-            (starts, budget.min(exhaustive.max(TRIAL_ESTIMATE)), format!("budget {}", minutes(budget)))
+            (
+                starts,
+                budget.min(exhaustive.max(TRIAL_ESTIMATE)),
+                format!("budget {}", minutes(budget)),
+            )
         }
     };
     Cost {

@@ -118,7 +118,12 @@ fn split(space: &Space) -> (Vec<Vec<(String, Setting)>>, u128) {
     let mut rest = 1u128;
     for knob in &space.knobs {
         if ENUMERATED.contains(&knob.name.as_str()) {
-            group.push(knob.values.iter().map(|s| (knob.name.clone(), s.clone())).collect());
+            group.push(
+                knob.values
+                    .iter()
+                    .map(|s| (knob.name.clone(), s.clone()))
+                    .collect(),
+            );
         } else {
             rest *= knob.values.len() as u128;
         }
@@ -133,10 +138,16 @@ fn for_each(group: &[Vec<(String, Setting)>], mut each: impl FnMut(&[&(String, S
     }
     let mut digits = vec![0usize; group.len()];
     loop {
-        let choice: Vec<&(String, Setting)> =
-            digits.iter().zip(group).map(|(d, knob)| &knob[*d]).collect();
+        let choice: Vec<&(String, Setting)> = digits
+            .iter()
+            .zip(group)
+            .map(|(d, knob)| &knob[*d])
+            .collect();
         each(&choice);
-        let Some(position) = (0..group.len()).rev().find(|&i| digits[i] + 1 < group[i].len()) else {
+        let Some(position) = (0..group.len())
+            .rev()
+            .find(|&i| digits[i] + 1 < group[i].len())
+        else {
             return;
         };
         digits[position] += 1;
@@ -188,7 +199,8 @@ impl Tally {
         }
         if let (Some(b), Some(ub)) = (number(&config, "-b"), number(&config, "-ub")) {
             if ub > b {
-                let why = "-ub larger than -b: llama.cpp clamps -ub to -b, the same as -ub = -b".to_string();
+                let why = "-ub larger than -b: llama.cpp clamps -ub to -b, the same as -ub = -b"
+                    .to_string();
                 return self.exclude("no effect", why, rest, label);
             }
         }
@@ -196,9 +208,19 @@ impl Tally {
             return self.kept += rest;
         };
         match needed(model, &config, inputs) {
-            Some(needed) => self.weigh(Fit { label, needed, budget: self.budget }, rest),
+            Some(needed) => self.weigh(
+                Fit {
+                    label,
+                    needed,
+                    budget: self.budget,
+                },
+                rest,
+            ),
             None => {
-                let why = format!("{}'s rows do not divide into these cache types' blocks", model.name);
+                let why = format!(
+                    "{}'s rows do not divide into these cache types' blocks",
+                    model.name
+                );
                 self.exclude("cache type", why, rest, label)
             }
         }
@@ -214,10 +236,18 @@ impl Tally {
             return self.exclude("memory", why, rest, example);
         }
         self.kept += rest;
-        if self.tightest.as_ref().is_none_or(|t| fit.margin() < t.margin()) {
+        if self
+            .tightest
+            .as_ref()
+            .is_none_or(|t| fit.margin() < t.margin())
+        {
             self.tightest = Some(fit.clone());
         }
-        if self.roomiest.as_ref().is_none_or(|t| fit.margin() > t.margin()) {
+        if self
+            .roomiest
+            .as_ref()
+            .is_none_or(|t| fit.margin() > t.margin())
+        {
             self.roomiest = Some(fit);
         }
     }
@@ -249,8 +279,15 @@ fn nothing_left(tally: &Tally, inputs: &Inputs) -> Error {
         ))
         .with_hint(format!("smallest: {}", smallest.label));
     }
-    let reasons: Vec<String> = tally.exclusions.values().map(|e| e.reason.clone()).collect();
-    Error::input(format!("nothing is left to tune after pruning: {}", reasons.join("; ")))
+    let reasons: Vec<String> = tally
+        .exclusions
+        .values()
+        .map(|e| e.reason.clone())
+        .collect();
+    Error::input(format!(
+        "nothing is left to tune after pruning: {}",
+        reasons.join("; ")
+    ))
 }
 
 /// A reason without its parenthesised values, so that one rule is one row:
@@ -297,7 +334,8 @@ fn model_of<'a>(choice: &[&(String, Setting)], inputs: &'a Inputs) -> Option<&'a
 
 /// Weights + KV + compute estimate of `config` on `model` at the required context.
 fn needed(model: &ModelInput, config: &EngineConfig, inputs: &Inputs) -> Option<u64> {
-    let cache = |flag: &str| GgmlType::from_name(config.flags.get(flag).map_or("f16", String::as_str));
+    let cache =
+        |flag: &str| GgmlType::from_name(config.flags.get(flag).map_or("f16", String::as_str));
     let slots = number(config, "-np");
     let settings = KvSettings {
         ctx: inputs.ctx,
@@ -329,14 +367,22 @@ mod tests {
         only(&mut given, "-ctv=f16,q8_0");
         let space = Space::build(&given).unwrap();
         let pruned = prune(&space, &given).unwrap();
-        let rejected = pruned.exclusions.iter().find(|e| e.kind == "rejected by the build").unwrap();
+        let rejected = pruned
+            .exclusions
+            .iter()
+            .find(|e| e.kind == "rejected by the build")
+            .unwrap();
         // One of the four (-ctv, -fa) pairs, times the other knobs.
         assert_eq!(rejected.count * 4, pruned.total);
         assert_eq!(
             rejected.reason,
             "a quantized V cache requires flash attention; -fa off is rejected by llama.cpp"
         );
-        assert!(rejected.example.contains("-ctv q8_0 -fa off"), "{}", rejected.example);
+        assert!(
+            rejected.example.contains("-ctv q8_0 -fa off"),
+            "{}",
+            rejected.example
+        );
         assert_eq!(pruned.kept, pruned.total - rejected.count);
     }
 
@@ -347,10 +393,19 @@ mod tests {
         given.budget = 64 << 20; // the weights alone are 64 MiB
         let space = Space::build(&given).unwrap();
         let error = prune(&space, &given).unwrap_err().to_string();
-        assert!(error.starts_with("nothing fits 64.00 MiB at ctx 8192: the smallest configuration needs "), "{error}");
+        assert!(
+            error.starts_with(
+                "nothing fits 64.00 MiB at ctx 8192: the smallest configuration needs "
+            ),
+            "{error}"
+        );
         given.budget = 200 << 20;
         let pruned = prune(&space, &given).unwrap();
-        let memory = pruned.exclusions.iter().find(|e| e.kind == "memory").unwrap();
+        let memory = pruned
+            .exclusions
+            .iter()
+            .find(|e| e.kind == "memory")
+            .unwrap();
         assert!(memory.example.contains("over by"), "{}", memory.example);
         let tightest = pruned.tightest.unwrap();
         assert!(tightest.margin() >= 0 && tightest.describe().contains("margin"));
@@ -370,16 +425,29 @@ mod tests {
         };
         space.knobs.push(knob);
         let pruned = prune(&space, &given).unwrap();
-        let unknown = pruned.exclusions.iter().find(|e| e.kind == "unknown flag").unwrap();
+        let unknown = pruned
+            .exclusions
+            .iter()
+            .find(|e| e.kind == "unknown flag")
+            .unwrap();
         assert_eq!(unknown.count, before);
-        assert_eq!(unknown.reason, "this build's --help does not list --draft-max");
+        assert_eq!(
+            unknown.reason,
+            "this build's --help does not list --draft-max"
+        );
     }
 
     #[test]
     fn the_odometer_visits_every_combination_once() {
-        let knob = |n: usize| (0..n).map(|i| ("k".to_string(), Setting::nothing(&i.to_string()))).collect();
+        let knob = |n: usize| {
+            (0..n)
+                .map(|i| ("k".to_string(), Setting::nothing(&i.to_string())))
+                .collect()
+        };
         let mut seen = Vec::new();
-        for_each(&[knob(2), knob(3)], |c| seen.push(format!("{}{}", c[0].1.label, c[1].1.label)));
+        for_each(&[knob(2), knob(3)], |c| {
+            seen.push(format!("{}{}", c[0].1.label, c[1].1.label))
+        });
         assert_eq!(seen, ["00", "01", "02", "10", "11", "12"]);
     }
 }

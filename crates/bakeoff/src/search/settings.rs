@@ -59,17 +59,23 @@ impl TuneSettings {
             .ctx
             .filter(|&c| c > 0)
             .ok_or_else(|| Error::input("tune needs --ctx N (or ctx in the tune file): the context the configuration must serve"))?;
-        let goal = self
-            .goal
-            .ok_or_else(|| Error::input("tune needs --goal tg|pp|balanced|load (or goal in the tune file)"))?;
+        let goal = self.goal.ok_or_else(|| {
+            Error::input("tune needs --goal tg|pp|balanced|load (or goal in the tune file)")
+        })?;
         if self.budget.is_some() && self.max_trials.is_some() {
-            return Err(Error::input("tune takes --budget or --max-trials, not both"));
+            return Err(Error::input(
+                "tune takes --budget or --max-trials, not both",
+            ));
         }
         let mem = self.mem.as_ref().map(|m| size("mem", &m.0)).transpose()?;
         Ok(Tune {
             model: self.model.map(|m| m.0),
             category: self.category,
-            max_size: self.max_size.as_ref().map(|m| size("max-size", &m.0)).transpose()?,
+            max_size: self
+                .max_size
+                .as_ref()
+                .map(|m| size("max-size", &m.0))
+                .transpose()?,
             catalog: self.catalog,
             builds: self.builds.unwrap_or_default(),
             ctx,
@@ -132,7 +138,9 @@ fn size(key: &str, text: &str) -> Result<u64> {
 /// `30m`, `1h`, `90s` or `90` (seconds).
 pub fn parse_budget(text: &str) -> Result<Duration> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let scale = match unit.trim() {
         "" | "s" => 1.0,
@@ -142,13 +150,23 @@ pub fn parse_budget(text: &str) -> Result<Duration> {
     };
     let seconds = number.parse::<f64>().map(|n| n * scale).unwrap_or(f64::NAN);
     if !seconds.is_finite() || seconds <= 0.0 {
-        return Err(Error::input(format!("--budget {text}: expected a duration such as 30m, 1h or 90s")));
+        return Err(Error::input(format!(
+            "--budget {text}: expected a duration such as 30m, 1h or 90s"
+        )));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
 
-fn edits(pin: &[(String, Values)], only: &[(String, Values)], extend: &[(String, Values)]) -> Result<Vec<Edit>> {
-    let layers = [(EditKind::Pin, pin), (EditKind::Only, only), (EditKind::Extend, extend)];
+fn edits(
+    pin: &[(String, Values)],
+    only: &[(String, Values)],
+    extend: &[(String, Values)],
+) -> Result<Vec<Edit>> {
+    let layers = [
+        (EditKind::Pin, pin),
+        (EditKind::Only, only),
+        (EditKind::Extend, extend),
+    ];
     let mut all = Vec::new();
     for (kind, entries) in layers {
         for (key, values) in entries {
@@ -159,14 +177,23 @@ fn edits(pin: &[(String, Values)], only: &[(String, Values)], extend: &[(String,
 }
 
 /// `[pin]`-style tables: `KNOB = VALUES` (keys such as `"-ctk"` quoted in TOML).
-fn knob_table<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<(String, Values)>, D::Error> {
+fn knob_table<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<(String, Values)>, D::Error> {
     let table = BTreeMap::<String, Values>::deserialize(deserializer)?;
     Ok(table.into_iter().collect())
 }
 
-fn build_table<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<BuildRef>>, D::Error> {
+fn build_table<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<BuildRef>>, D::Error> {
     let table = BTreeMap::<String, PathBuf>::deserialize(deserializer)?;
-    Ok(Some(table.into_iter().map(|(name, path)| BuildRef { name, path }).collect()))
+    Ok(Some(
+        table
+            .into_iter()
+            .map(|(name, path)| BuildRef { name, path })
+            .collect(),
+    ))
 }
 
 #[cfg(test)]
@@ -189,8 +216,13 @@ mod tests {
 
     #[test]
     fn a_misspelt_key_names_file_line_and_key() {
-        let error = parse("ctx = 4096\ngoall = \"tg\"\n").unwrap_err().to_string();
-        assert!(error.starts_with("tune.toml:2:1: unknown field 'goall'"), "{error}");
+        let error = parse("ctx = 4096\ngoall = \"tg\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("tune.toml:2:1: unknown field 'goall'"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -200,7 +232,9 @@ mod tests {
             pin: vec![("-ctk".into(), Values("f16".into()))],
             ..Default::default()
         };
-        let file = parse("ctx = 4096\ngoal = \"tg\"\n[pin]\n\"-ctk\" = \"q8_0\"\n\"-fa\" = \"on\"\n").unwrap();
+        let file =
+            parse("ctx = 4096\ngoal = \"tg\"\n[pin]\n\"-ctk\" = \"q8_0\"\n\"-fa\" = \"on\"\n")
+                .unwrap();
         let tune = cli.combine(file).resolve().unwrap();
         assert_eq!(tune.ctx, 8192);
         assert_eq!(tune.edits[0].values, ["f16"]);
@@ -212,7 +246,10 @@ mod tests {
         assert_eq!(parse_budget("30m").unwrap(), Duration::from_secs(1800));
         assert_eq!(parse_budget("90").unwrap(), Duration::from_secs(90));
         let error = parse_budget("soon").unwrap_err().to_string();
-        assert_eq!(error, "--budget soon: expected a duration such as 30m, 1h or 90s");
+        assert_eq!(
+            error,
+            "--budget soon: expected a duration such as 30m, 1h or 90s"
+        );
         let error = TuneSettings::default().resolve().unwrap_err().to_string();
         assert!(error.starts_with("tune needs --ctx N"), "{error}");
     }

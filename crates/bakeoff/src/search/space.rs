@@ -155,10 +155,14 @@ impl Edit {
         let (key, values) = text
             .split_once('=')
             .filter(|(k, v)| !k.trim().is_empty() && !v.trim().is_empty())
-            .ok_or_else(|| Error::input(format!("{option} {text}: expected KNOB=VALUE[,VALUE...]")))?;
+            .ok_or_else(|| {
+                Error::input(format!("{option} {text}: expected KNOB=VALUE[,VALUE...]"))
+            })?;
         let values: Vec<String> = values.split(',').map(|v| v.trim().to_string()).collect();
         if kind == EditKind::Pin && values.len() != 1 {
-            return Err(Error::input(format!("{option} {text}: a pin takes one value")));
+            return Err(Error::input(format!(
+                "{option} {text}: a pin takes one value"
+            )));
         }
         Ok(Edit {
             kind,
@@ -198,7 +202,11 @@ impl Help {
 
     /// Whether two spellings are the same option (`-ctk` and `--cache-type-k`).
     pub fn same_option(&self, a: &str, b: &str) -> bool {
-        a == b || self.entries.get(a).is_some_and(|e| self.entries.get(b) == Some(e))
+        a == b
+            || self
+                .entries
+                .get(a)
+                .is_some_and(|e| self.entries.get(b) == Some(e))
     }
 
     /// The values `--help` allows for `flag`: an `allowed values:` line, `[on|off|auto]`,
@@ -239,7 +247,10 @@ fn allowed_in(entry: &str) -> Option<Vec<String>> {
             .filter(|v| !v.is_empty())
             .collect()
     };
-    if let Some(line) = entry.lines().find_map(|l| l.strip_prefix("allowed values:")) {
+    if let Some(line) = entry
+        .lines()
+        .find_map(|l| l.strip_prefix("allowed values:"))
+    {
         return Some(list(line, ','));
     }
     let header = entry.lines().next().unwrap_or("");
@@ -250,13 +261,21 @@ fn allowed_in(entry: &str) -> Option<Vec<String>> {
     if let Some(inner) = argument.strip_prefix('{').and_then(|a| a.strip_suffix('}')) {
         return Some(list(inner, ','));
     }
-    if argument.contains(',') && argument.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-,_+".contains(c)) {
+    if argument.contains(',')
+        && argument
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-,_+".contains(c))
+    {
         return Some(list(argument, ','));
     }
     let dashed: Vec<String> = entry
         .lines()
         .skip(1)
-        .filter_map(|l| l.strip_prefix("- ")?.split_once(':').map(|(n, _)| n.trim().to_string()))
+        .filter_map(|l| {
+            l.strip_prefix("- ")?
+                .split_once(':')
+                .map(|(n, _)| n.trim().to_string())
+        })
         .collect();
     (!dashed.is_empty()).then_some(dashed)
 }
@@ -279,7 +298,11 @@ impl ModelInput {
 
     /// Sliding-window layers.
     pub fn swa_layers(&self) -> usize {
-        self.facts.layers.iter().filter(|l| l.sliding_window).count()
+        self.facts
+            .layers
+            .iter()
+            .filter(|l| l.sliding_window)
+            .count()
     }
 
     /// `n_head / n_head_kv` of the first layer (1 without GQA).
@@ -373,7 +396,13 @@ impl Space {
             .collect();
         let notes: Vec<String> = inputs.models.iter().map(describe_model).collect();
         let why = format!("the model files given: {}", notes.join("; "));
-        self.push(Knob::new("model", &["-m"], KnobKind::Categorical, values, why));
+        self.push(Knob::new(
+            "model",
+            &["-m"],
+            KnobKind::Categorical,
+            values,
+            why,
+        ));
     }
 
     fn add_kv(&mut self, inputs: &Inputs) {
@@ -381,7 +410,10 @@ impl Space {
             if !self.known(inputs, flag, flag) {
                 continue;
             }
-            let allowed = inputs.help.allowed(flag).unwrap_or_else(|| strings(&["f16", "q8_0"]));
+            let allowed = inputs
+                .help
+                .allowed(flag)
+                .unwrap_or_else(|| strings(&["f16", "q8_0"]));
             let values = kv_order(&allowed);
             let why = format!(
                 "{cache} cache type, set apart from the other cache (types from --help; f32 left out: never smaller or faster than f16)"
@@ -394,7 +426,10 @@ impl Space {
         if !self.known(inputs, "-fa", "-fa") {
             return;
         }
-        let allowed = inputs.help.allowed("-fa").unwrap_or_else(|| strings(&["on", "off"]));
+        let allowed = inputs
+            .help
+            .allowed("-fa")
+            .unwrap_or_else(|| strings(&["on", "off"]));
         let values: Vec<String> = allowed.into_iter().filter(|v| v != "auto").collect();
         let why = "flash attention (auto is one of these, chosen by the engine); a quantized V cache needs it".to_string();
         self.push(Knob::of_flag("-fa", KnobKind::Categorical, &values, why));
@@ -403,12 +438,19 @@ impl Space {
     fn add_batches(&mut self, inputs: &Inputs) {
         let pp_heavy = matches!(inputs.goal, Goal::Pp | Goal::Balanced);
         let (b, ub) = if pp_heavy {
-            (strings(&["512", "1024", "2048", "4096"]), strings(&["128", "256", "512", "1024"]))
+            (
+                strings(&["512", "1024", "2048", "4096"]),
+                strings(&["128", "256", "512", "1024"]),
+            )
         } else {
             (strings(&["512", "2048"]), strings(&["128", "256", "512"]))
         };
         let goal = inputs.goal.name();
-        let wider = if pp_heavy { format!(", more values for goal {goal}") } else { String::new() };
+        let wider = if pp_heavy {
+            format!(", more values for goal {goal}")
+        } else {
+            String::new()
+        };
         if self.known(inputs, "-b", "-b") {
             let why = format!("logical batch: prompt processing speed{wider}");
             self.push(Knob::of_flag("-b", KnobKind::Ordinal, &b, why));
@@ -435,7 +477,10 @@ impl Space {
         };
         if self.known(inputs, "-ngl", "-ngl") {
             let values = gpu_layers(inputs, gpu);
-            let why = format!("GPU layers: {} of GPU memory", crate::domain::units::human_bytes(gpu));
+            let why = format!(
+                "GPU layers: {} of GPU memory",
+                crate::domain::units::human_bytes(gpu)
+            );
             self.push(Knob::of_flag("-ngl", KnobKind::Ordinal, &values, why));
         }
         self.add_expert_offload(inputs);
@@ -457,7 +502,12 @@ impl Space {
             moe.name,
             moe.facts.expert_count.unwrap_or(0)
         );
-        self.push(Knob::of_flag("--n-cpu-moe", KnobKind::Ordinal, &values, why));
+        self.push(Knob::of_flag(
+            "--n-cpu-moe",
+            KnobKind::Ordinal,
+            &values,
+            why,
+        ));
     }
 
     fn add_speculation(&mut self, inputs: &Inputs) {
@@ -468,7 +518,10 @@ impl Space {
         let mut values = vec![Setting::nothing("none")];
         for (kind, sizes) in NGRAM_SIZES {
             if !types.iter().any(|t| t == kind) {
-                self.leave_out("spec", format!("this build's --spec-type does not list {kind}"));
+                self.leave_out(
+                    "spec",
+                    format!("this build's --spec-type does not list {kind}"),
+                );
                 continue;
             }
             for size in *sizes {
@@ -479,12 +532,21 @@ impl Space {
         let why = "speculative decoding: n-gram types with their sizes, a draft model where the catalog names one".to_string();
         let flags = spec_flags(&values);
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        self.push(Knob::new("spec", &flags, KnobKind::Categorical, values, why));
+        self.push(Knob::new(
+            "spec",
+            &flags,
+            KnobKind::Categorical,
+            values,
+            why,
+        ));
     }
 
     fn add_slots(&mut self, inputs: &Inputs) {
         if inputs.goal != Goal::Load {
-            self.leave_out("-np", "slots are a knob only for goal load (one slot serves tg/pp)");
+            self.leave_out(
+                "-np",
+                "slots are a knob only for goal load (one slot serves tg/pp)",
+            );
             return;
         }
         if !self.known(inputs, "-np", "-np") {
@@ -515,16 +577,28 @@ impl Space {
                 s
             });
             let why = "mmap or read the model (this build spells it --no-mmap)".to_string();
-            self.push(Knob::new("load-mode", &["--no-mmap"], KnobKind::Categorical, values.collect(), why));
+            self.push(Knob::new(
+                "load-mode",
+                &["--no-mmap"],
+                KnobKind::Categorical,
+                values.collect(),
+                why,
+            ));
         } else {
-            self.leave_out("load-mode", "this build's --help lists neither -lm nor --no-mmap");
+            self.leave_out(
+                "load-mode",
+                "this build's --help lists neither -lm nor --no-mmap",
+            );
         }
     }
 
     /// Apply one pin, narrowing or extension; a knob the space lacks is added when the build
     /// knows its flag.
     fn apply(&mut self, edit: &Edit, help: &Help) -> Result<()> {
-        let index = self.knobs.iter().position(|k| k.answers_to(&edit.key, help));
+        let index = self
+            .knobs
+            .iter()
+            .position(|k| k.answers_to(&edit.key, help));
         let index = match index {
             Some(index) => index,
             None => self.add_user_knob(edit, help)?,
@@ -548,7 +622,13 @@ impl Space {
             ))
             .with_hint(format!("knobs: {}", names.join(", "))));
         }
-        let knob = Knob::new(&edit.key, &[&edit.key], KnobKind::Categorical, Vec::new(), "set by the user".into());
+        let knob = Knob::new(
+            &edit.key,
+            &[&edit.key],
+            KnobKind::Categorical,
+            Vec::new(),
+            "set by the user".into(),
+        );
         self.knobs.push(knob);
         Ok(self.knobs.len() - 1)
     }
@@ -584,7 +664,11 @@ fn narrow(knob: &mut Knob, edit: &Edit) -> Result<()> {
 }
 
 fn extend(knob: &mut Knob, values: &[String]) {
-    let flag = knob.flags.first().cloned().unwrap_or_else(|| knob.name.clone());
+    let flag = knob
+        .flags
+        .first()
+        .cloned()
+        .unwrap_or_else(|| knob.name.clone());
     for value in values {
         if !knob.values.iter().any(|s| s.label == *value) {
             knob.values.push(Setting::flag(&flag, value));
@@ -599,13 +683,17 @@ fn strings(items: &[&str]) -> Vec<String> {
 /// Cache types from most to least precise, f32 left out; types this order does not know keep
 /// their `--help` order at the end.
 fn kv_order(allowed: &[String]) -> Vec<String> {
-    const ORDER: [&str; 8] = ["f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "iq4_nl", "q4_0"];
+    const ORDER: [&str; 8] = [
+        "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "iq4_nl", "q4_0",
+    ];
     let mut values: Vec<String> = ORDER
         .iter()
         .filter(|t| allowed.iter().any(|a| a == *t))
         .map(|t| t.to_string())
         .collect();
-    let rest = allowed.iter().filter(|a| *a != "f32" && !ORDER.contains(&a.as_str()));
+    let rest = allowed
+        .iter()
+        .filter(|a| *a != "f32" && !ORDER.contains(&a.as_str()));
     values.extend(rest.cloned());
     values
 }
@@ -634,7 +722,11 @@ fn slot_counts(parallel: u64) -> Vec<String> {
 
 /// `all` when the largest model fits the GPU, else a split at a half and three quarters too.
 fn gpu_layers(inputs: &Inputs, gpu: u64) -> Vec<String> {
-    let largest = inputs.models.iter().map(|m| &m.facts).max_by_key(|f| f.tensor_bytes);
+    let largest = inputs
+        .models
+        .iter()
+        .map(|m| &m.facts)
+        .max_by_key(|f| f.tensor_bytes);
     let Some(facts) = largest else {
         return strings(&["all"]);
     };
@@ -655,8 +747,14 @@ const NGRAM_SIZES: &[(&str, &[(u32, u32)])] = &[
 
 fn ngram_setting(kind: &str, (n, m): &(u32, u32), help: &Help) -> Setting {
     let (n_flag, m_flag) = match kind {
-        "ngram-mod" => ("--spec-ngram-mod-n-match".to_string(), "--spec-ngram-mod-n-max".to_string()),
-        _ => (format!("--spec-{kind}-size-n"), format!("--spec-{kind}-size-m")),
+        "ngram-mod" => (
+            "--spec-ngram-mod-n-match".to_string(),
+            "--spec-ngram-mod-n-max".to_string(),
+        ),
+        _ => (
+            format!("--spec-{kind}-size-n"),
+            format!("--spec-{kind}-size-m"),
+        ),
     };
     let mut args = vec![("--spec-type".to_string(), kind.to_string())];
     for (flag, value) in [(n_flag, n), (m_flag, m)] {
@@ -674,11 +772,18 @@ fn draft_settings(inputs: &Inputs, types: &[String]) -> Vec<Setting> {
     if !types.iter().any(|t| t == "draft-simple") || !inputs.help.knows("-md") {
         return Vec::new();
     }
-    let drafts: Vec<&PathBuf> = inputs.models.iter().filter_map(|m| m.draft.as_ref()).collect();
+    let drafts: Vec<&PathBuf> = inputs
+        .models
+        .iter()
+        .filter_map(|m| m.draft.as_ref())
+        .collect();
     drafts
         .into_iter()
         .map(|path| Setting {
-            label: format!("draft {}", path.file_name().unwrap_or_default().to_string_lossy()),
+            label: format!(
+                "draft {}",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            ),
             args: vec![
                 ("--spec-type".to_string(), "draft-simple".to_string()),
                 ("-md".to_string(), path.display().to_string()),
@@ -801,7 +906,10 @@ pub(crate) mod tests {
         let spec = help.allowed("--spec-type").unwrap();
         assert!(spec.contains(&"ngram-mod".to_string()), "{spec:?}");
         let modes = help.allowed("-lm").unwrap();
-        assert_eq!(modes, ["auto", "none", "mmap", "mlock", "mmap+mlock", "dio"]);
+        assert_eq!(
+            modes,
+            ["auto", "none", "mmap", "mlock", "mmap+mlock", "dio"]
+        );
         assert!(help.same_option("-ctk", "--cache-type-k"));
         assert!(!help.same_option("-ctk", "-ctv"));
     }
@@ -851,12 +959,46 @@ pub(crate) mod tests {
         let mut given = inputs(Goal::Tg);
         given.edits = vec![Edit::parse(EditKind::Pin, "--draft-max=3").unwrap()];
         let error = Space::build(&given).unwrap_err().to_string();
-        assert_eq!(error, "--draft-max: no such knob, and this build's --help does not list it as a flag");
+        assert_eq!(
+            error,
+            "--draft-max: no such knob, and this build's --help does not list it as a flag"
+        );
         given.edits = vec![Edit::parse(EditKind::Only, "-ctk=q3_0").unwrap()];
         let error = Space::build(&given).unwrap_err().to_string();
-        assert!(error.starts_with("-ctk=q3_0: not a value of knob -ctk (f16, bf16"), "{error}");
+        assert!(
+            error.starts_with("-ctk=q3_0: not a value of knob -ctk (f16, bf16"),
+            "{error}"
+        );
         let error = Edit::parse(EditKind::Pin, "-ctk").unwrap_err().to_string();
         assert_eq!(error, "--pin -ctk: expected KNOB=VALUE[,VALUE...]");
+    }
+
+    #[test]
+    fn a_moe_model_on_a_gpu_gets_expert_offload_and_a_catalog_draft_is_a_speculation_value() {
+        let mut given = inputs(Goal::Tg);
+        let help =
+            "-ncmoe, --n-cpu-moe N   keep the MoE weights of the first N layers in the CPU\n\
+                    -ngl,  --n-gpu-layers N   max. number of layers to store in VRAM\n\
+                    -md,   --model-draft FNAME   draft model\n";
+        given.help = Help::parse(&format!("{HELP}{help}"), "llama-server").unwrap();
+        given.gpu_memory = Some(16 << 20); // smaller than the 64 MiB of weights
+        given.models[0].facts.expert_count = Some(8);
+        given.models[0].draft = Some(PathBuf::from("/models/tiny-draft.gguf"));
+        let space = Space::build(&given).unwrap();
+        assert_eq!(labels(&space, "--n-cpu-moe"), ["0", "7", "15", "30"]);
+        assert_eq!(labels(&space, "-ngl"), ["15", "22", "30"]);
+        let spec = space.knob("spec").unwrap();
+        let draft = spec
+            .values
+            .iter()
+            .find(|s| s.label == "draft tiny-draft.gguf")
+            .unwrap();
+        assert_eq!(draft.value_of("-md"), Some("/models/tiny-draft.gguf"));
+        assert_eq!(draft.value_of("--spec-type"), Some("draft-simple"));
+        // Without a GPU neither is in the space, whatever the model.
+        given.gpu_memory = None;
+        let space = Space::build(&given).unwrap();
+        assert!(space.knob("--n-cpu-moe").is_none() && space.knob("-ngl").is_none());
     }
 
     #[test]
