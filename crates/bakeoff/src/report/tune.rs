@@ -68,7 +68,10 @@ pub fn pruned_table(space: &Space, pruned: &Pruned) -> Table {
     let mut table =
         Table::from_titles(&["kind", "reason", "configurations#", "example"]).caption(caption);
     for e in &pruned.exclusions {
-        let count = Cell::new(e.count.to_string(), e.count.to_string());
+        let count = Cell::new(
+            e.count.to_string(),
+            u64::try_from(e.count).unwrap_or(u64::MAX),
+        );
         table.push([
             e.kind.as_str().into(),
             e.reason.as_str().into(),

@@ -32,7 +32,7 @@ impl Goal {
             "load" => Goal::Load,
             _ => {
                 return Err(Error::input(format!(
-                    "--goal {text}: expected tg, pp, balanced or load"
+                    "'{text}' is not a goal: expected tg, pp, balanced or load"
                 )))
             }
         })
@@ -368,7 +368,16 @@ impl Space {
         self.knobs.iter().find(|k| k.name == name)
     }
 
+    /// Add a knob; one left with no values (a `--help` listing none of the values tried) is
+    /// left out instead, as it would empty the product.
     fn push(&mut self, knob: Knob) {
+        if knob.values.is_empty() {
+            let why = format!(
+                "this build's --help allows none of the values tried for {}",
+                knob.name
+            );
+            return self.leave_out(&knob.name.clone(), why);
+        }
         self.knobs.push(knob);
     }
 
@@ -569,19 +578,18 @@ impl Space {
             let why = "model load mode (-lm; this build's spelling of mmap / no-mmap)".to_string();
             self.push(Knob::of_flag("-lm", KnobKind::Categorical, &values, why));
         } else if help.knows("--no-mmap") {
-            let values = vec![Setting::nothing("mmap"), Setting::flag("--no-mmap", "")];
-            let values = values.into_iter().map(|mut s| {
-                if s.label.is_empty() {
-                    s.label = "no-mmap".into();
-                }
-                s
-            });
+            let no_mmap = Setting {
+                label: "no-mmap".into(),
+                args: vec![("--no-mmap".into(), String::new())],
+            };
+            let values = vec![Setting::nothing("mmap"), no_mmap];
             let why = "mmap or read the model (this build spells it --no-mmap)".to_string();
+            let flags = ["--no-mmap"];
             self.push(Knob::new(
                 "load-mode",
-                &["--no-mmap"],
+                &flags,
                 KnobKind::Categorical,
-                values.collect(),
+                values,
                 why,
             ));
         } else {
@@ -999,6 +1007,22 @@ pub(crate) mod tests {
         given.gpu_memory = None;
         let space = Space::build(&given).unwrap();
         assert!(space.knob("--n-cpu-moe").is_none() && space.knob("-ngl").is_none());
+    }
+
+    #[test]
+    fn a_build_without_load_mode_gets_its_own_mmap_spelling() {
+        let mut given = inputs(Goal::Tg);
+        let old = "-ctk,  --cache-type-k TYPE   KV cache data type for K\n\
+                   -m,    --model FNAME   model path to load\n\
+                   --mmap, --no-mmap   whether to memory-map model\n";
+        given.help = Help::parse(old, "old-server").unwrap();
+        let space = Space::build(&given).unwrap();
+        assert_eq!(labels(&space, "load-mode"), ["mmap", "no-mmap"]);
+        let no_mmap = &space.knob("load-mode").unwrap().values[1];
+        assert_eq!(no_mmap.args, [("--no-mmap".to_string(), String::new())]);
+        // Without an allowed-values line the cache types fall back to f16 and q8_0.
+        assert_eq!(labels(&space, "-ctk"), ["f16", "q8_0"]);
+        assert!(space.knob("-ctv").is_none() && space.knob("spec").is_none());
     }
 
     #[test]
