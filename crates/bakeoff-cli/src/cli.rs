@@ -217,6 +217,10 @@ pub enum Command {
     /// The model catalog and model selection: size, architecture, params, quant, sha256, fit.
     #[command(subcommand, after_help = MODELS_EXAMPLES)]
     Models(ModelsCommand),
+    /// Find the fastest faithful configuration. Only --dry-run is built so far: it prints the
+    /// search space, what is pruned and why, and the planned cost; the search itself is not built yet.
+    #[command(after_help = TUNE_EXAMPLES)]
+    Tune(Box<TuneArgs>),
 }
 
 impl Command {
@@ -1058,4 +1062,57 @@ pub struct ModelsListArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t, value_name = "FORMAT")]
     pub format: TableFormat,
+}
+
+const TUNE_EXAMPLES: &str = "Examples:\n  bakeoff tune -m SmolLM2-135M-Instruct.Q4_1.gguf --ctx 4096 --goal tg --dry-run\n  bakeoff tune -m model.gguf --ctx 32768 --goal tg --mem 8G --pin -fa=on --only -t=1,2 --dry-run\n  bakeoff tune --config examples/tune.toml --dry-run -o json\n\nWithout --dry-run tune exits 2: the search is not built yet.";
+
+/// `bakeoff tune`: the search space, pruning and planned cost (`--dry-run`).
+#[derive(Args, Debug)]
+pub struct TuneArgs {
+    /// The model file(s) to tune over (each one a value of the `model` knob) and the build.
+    #[command(flatten)]
+    pub subject: SubjectArgs,
+    /// The context (tokens) the configuration must serve.
+    #[arg(long, value_name = "TOKENS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub ctx: Option<u64>,
+    /// Concurrent users (goal load: the slots knob goes up to this).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub parallel: Option<u64>,
+    /// What to maximise: tg, pp, balanced or load.
+    #[arg(long, value_name = "GOAL", value_parser = tune_goal)]
+    pub goal: Option<bakeoff::search::space::Goal>,
+    /// Wall-clock budget of the search (30m, 1h, 90s; default 30m).
+    #[arg(long, value_name = "DURATION", conflicts_with = "max_trials")]
+    pub budget: Option<String>,
+    /// At most this many trials.
+    #[arg(long, value_name = "N")]
+    pub max_trials: Option<u64>,
+    /// Memory budget (default: the largest GPU's memory, else this machine's).
+    #[arg(long, value_name = "SIZE")]
+    pub mem: Option<String>,
+    /// Save the winner as this serving profile.
+    #[arg(long, value_name = "NAME")]
+    pub save: Option<String>,
+    /// TOML tune file; command-line values override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Pin a knob to one value: KNOB=VALUE (`-ctk=q8_0`); repeatable.
+    #[arg(long, value_name = "KNOB=VALUE", allow_hyphen_values = true)]
+    pub pin: Vec<String>,
+    /// Narrow a knob to these of its values: KNOB=V1,V2 (`-t=1,2`); repeatable.
+    #[arg(long, value_name = "KNOB=VALUES", allow_hyphen_values = true)]
+    pub only: Vec<String>,
+    /// Add values to a knob: KNOB=V1,V2 (`-ub=1024`); repeatable.
+    #[arg(long, value_name = "KNOB=VALUES", allow_hyphen_values = true)]
+    pub extend: Vec<String>,
+    /// Print the space, what is pruned and why, and the planned cost; measure nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t, value_name = "FORMAT")]
+    pub format: TableFormat,
+}
+
+fn tune_goal(text: &str) -> Result<bakeoff::search::space::Goal, String> {
+    bakeoff::search::space::Goal::parse(text).map_err(|e| e.to_string())
 }

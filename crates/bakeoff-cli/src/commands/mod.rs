@@ -14,6 +14,7 @@ mod runs;
 mod serve;
 mod serve_profile;
 mod tools;
+mod tune;
 
 use crate::cli::{Cli, Command, Global};
 use crate::printer::Printer;
@@ -63,6 +64,7 @@ fn dispatch(cli: Cli, printer: Printer) -> anyhow::Result<ExitCode> {
         Command::Profile(command) => profile::run(global, command, printer),
         Command::Tools(command) => tools::run(global, command, printer),
         Command::Models(command) => models::run(global, command),
+        Command::Tune(args) => tune::run(global, &args),
     }
 }
 

@@ -422,6 +422,14 @@ impl KnownFlags {
     }
 }
 
+/// The text of `binary --help` (stdout then stderr; killed after [`PROBE_LIMIT`]), for readers
+/// of more than its flags (allowed values, defaults).
+pub fn help_text(binary: &Path) -> Result<String> {
+    let help = probe(binary, "--help", PROBE_LIMIT)
+        .map_err(|why| Error::input(format!("{} --help {why}", binary.display())))?;
+    Ok(format!("{}\n{}", help.stdout, help.stderr))
+}
+
 /// Lines grouped into entries: a line starting with `-` opens one, indented lines continue it.
 fn help_entries(text: &str) -> Vec<Vec<&str>> {
     let mut entries: Vec<Vec<&str>> = Vec::new();

@@ -17,6 +17,7 @@ pub mod render;
 pub mod shootout;
 pub mod svg;
 pub mod table;
+pub mod tune;
 
 use data::ReportData;
 use std::path::Path;

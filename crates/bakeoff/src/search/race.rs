@@ -1,0 +1,1 @@
+//! The search over a pruned space (written on another branch).
