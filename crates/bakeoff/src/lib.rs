@@ -17,6 +17,7 @@ pub mod measure;
 pub mod model;
 pub mod quality;
 pub mod report;
+pub mod search;
 pub mod serve;
 pub mod session;
 pub mod store;

@@ -1,0 +1,1 @@
+//! Tests of the race against a simulated evaluator.
