@@ -77,7 +77,9 @@ impl<'a> Racer<'a> {
     ) -> Result<RaceResult> {
         let mut points = space::starting_points(self.candidates);
         points.extend(&self.options.seeds);
-        points.iter().for_each(|&p| self.entries[p].status = Status::Pending);
+        points
+            .iter()
+            .for_each(|&p| self.entries[p].status = Status::Pending);
         let stop = self.rounds(evaluator, constraint, clock)?;
         self.finish(stop, constraint)
     }
@@ -145,7 +147,10 @@ impl<'a> Racer<'a> {
                 .filter(|&i| self.entries[i].samples.len() < self.options.max_reps)
                 .collect();
             let contenders = grouped(self.candidates, below_cap);
-            let (reps, order) = (self.options.reps_per_round, self.options.order);
+            let left = |&c: &usize| self.options.max_reps - self.entries[c].samples.len();
+            let fewest_left = contenders.iter().map(left).min().unwrap_or(0);
+            let reps = self.options.reps_per_round.min(fewest_left);
+            let order = self.options.order;
             batch.extend(race_blocks(&contenders, reps, order, room - batch.len()));
         }
         self.starts += starts(self.candidates, &batch, &mut self.last_key);
@@ -196,7 +201,12 @@ impl<'a> Racer<'a> {
         entry.status = Status::Out;
         entry.failed = true;
         entry.fresh = false;
-        self.decide(candidate, Action::Eliminated, None, format!("failed: {reason}"));
+        self.decide(
+            candidate,
+            Action::Eliminated,
+            None,
+            format!("failed: {reason}"),
+        );
     }
 
     fn decide(&mut self, candidate: usize, action: Action, reference: Option<usize>, why: String) {
@@ -283,7 +293,12 @@ impl<'a> Racer<'a> {
 
     fn promote_fresh(&mut self) {
         for c in self.fresh() {
-            self.decide(c, Action::Promoted, None, "no faithful incumbent yet".into());
+            self.decide(
+                c,
+                Action::Promoted,
+                None,
+                "no faithful incumbent yet".into(),
+            );
         }
     }
 
@@ -300,12 +315,16 @@ impl<'a> Racer<'a> {
             let below = (1.0 - screen / reference) * 100.0;
             let out = screen < reference * (1.0 - margin);
             let why = format!(
-                "screen {screen:.1} {} is {below:.0} % below the incumbent {}'s median {reference:.1} (margin {:.0} %)",
+                "screen {screen:.1} {} is {below:.1} % below the incumbent {}'s median {reference:.1} (margin {:.0} %)",
                 self.options.unit,
                 self.id(incumbent),
                 margin * 100.0
             );
-            let action = if out { Action::Eliminated } else { Action::Promoted };
+            let action = if out {
+                Action::Eliminated
+            } else {
+                Action::Promoted
+            };
             if out {
                 self.entries[c].status = Status::Out;
             }
@@ -430,11 +449,17 @@ impl<'a> Racer<'a> {
     fn close_the_rest(&mut self, winner: Option<usize>, stop: Stop) {
         for c in 0..self.entries.len() {
             let (action, why) = match self.entries[c].status {
-                Status::Alive if Some(c) != winner => (Action::Unresolved, self.unresolved(c, stop)),
-                Status::Pending => (Action::Skipped, "explored but not measured before the race stopped".into()),
+                Status::Alive if Some(c) != winner => {
+                    (Action::Unresolved, self.unresolved(c, stop))
+                }
+                Status::Pending => (
+                    Action::Skipped,
+                    "explored but not measured before the race stopped".into(),
+                ),
                 Status::Unmeasured => (
                     Action::Skipped,
-                    "never measured: not a starting point and not a neighbour of any incumbent".into(),
+                    "never measured: not a starting point and not a neighbour of any incumbent"
+                        .into(),
                 ),
                 _ => continue,
             };
@@ -449,7 +474,11 @@ impl<'a> Racer<'a> {
             ci(self.summary(candidate))
         );
         if let Some(w) = self.best_alive() {
-            why += &format!(" against the winner {}'s {}", self.id(w), ci(self.summary(w)));
+            why += &format!(
+                " against the winner {}'s {}",
+                self.id(w),
+                ci(self.summary(w))
+            );
         }
         why
     }
@@ -461,7 +490,10 @@ fn validate(candidates: &[Candidate], options: &Options) -> Result<()> {
         return bad("search space", "has no candidate to race");
     }
     if let Some(&seed) = options.seeds.iter().find(|&&s| s >= candidates.len()) {
-        return bad("seed", &format!("{seed} is not one of the {} candidates", candidates.len()));
+        return bad(
+            "seed",
+            &format!("{seed} is not one of the {} candidates", candidates.len()),
+        );
     }
     if options.reps_per_round == 0 || options.max_reps == 0 {
         return bad("reps_per_round and max_reps", "must be at least 1");

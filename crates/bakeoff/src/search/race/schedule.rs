@@ -26,7 +26,12 @@ fn single(candidate: usize, kind: Kind) -> Request {
 
 /// `reps` blocks of one repetition per contender (contenders already grouped), each block whole:
 /// no block is started that `room` cannot hold.
-pub(super) fn race_blocks(contenders: &[usize], reps: usize, order: Order, room: usize) -> Vec<Request> {
+pub(super) fn race_blocks(
+    contenders: &[usize],
+    reps: usize,
+    order: Order,
+    room: usize,
+) -> Vec<Request> {
     let mut batch = Vec::new();
     for block in 0..reps {
         if contenders.is_empty() || batch.len() + contenders.len() > room {
@@ -51,7 +56,11 @@ pub(super) fn screens(pending: &[usize], room: usize) -> Vec<Request> {
 }
 
 /// Engine starts a batch implies after `last` (the start key the previous batch ended on).
-pub(super) fn starts<'a>(candidates: &'a [Candidate], batch: &[Request], last: &mut Option<&'a str>) -> usize {
+pub(super) fn starts<'a>(
+    candidates: &'a [Candidate],
+    batch: &[Request],
+    last: &mut Option<&'a str>,
+) -> usize {
     let mut count = 0;
     for request in batch {
         let key = candidates[request.candidate].start_key.as_str();

@@ -11,7 +11,12 @@ fn profile(candidate: &Candidate) -> Vec<(&str, Option<&str>)> {
     let mut key: Vec<(&str, Option<&str>)> = candidate
         .knobs
         .iter()
-        .map(|k| (k.name.as_str(), k.rank.is_none().then_some(k.value.as_str())))
+        .map(|k| {
+            (
+                k.name.as_str(),
+                k.rank.is_none().then_some(k.value.as_str()),
+            )
+        })
         .collect();
     key.sort_unstable();
     key
