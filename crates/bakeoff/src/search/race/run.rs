@@ -21,7 +21,8 @@ enum Status {
 struct Entry {
     samples: Vec<f64>,
     status: Status,
-    summary: Option<Summary>,
+    /// Of `samples`, refreshed after every batch (NaN until measured).
+    summary: Summary,
     /// `Some(true)` once the constraint passed it.
     faithful: Option<bool>,
     veto: Option<String>,
@@ -51,7 +52,7 @@ impl<'a> Racer<'a> {
         let entry = || Entry {
             samples: Vec::new(),
             status: Status::Unmeasured,
-            summary: None,
+            summary: Summary::of(&[]),
             faithful: None,
             veto: None,
             failed: false,
@@ -172,7 +173,7 @@ impl<'a> Racer<'a> {
         }
         for &c in &self.with(Status::Alive) {
             let entry = &mut self.entries[c];
-            entry.summary = Some(Summary::of(&entry.samples));
+            entry.summary = Summary::of(&entry.samples);
         }
         Ok(())
     }
@@ -220,10 +221,7 @@ impl<'a> Racer<'a> {
     }
 
     fn summary(&self, candidate: usize) -> &Summary {
-        // Only alive or measured candidates are asked for; they all have a summary.
-        static EMPTY: std::sync::OnceLock<Summary> = std::sync::OnceLock::new();
-        (self.entries[candidate].summary.as_ref())
-            .unwrap_or_else(|| EMPTY.get_or_init(|| Summary::of(&[])))
+        &self.entries[candidate].summary
     }
 
     fn id(&self, candidate: usize) -> &'a str {
@@ -393,15 +391,13 @@ impl<'a> Racer<'a> {
     }
 
     fn standings(&self) -> Vec<Standing> {
+        let measured = |&i: &usize| !self.entries[i].failed && !self.entries[i].samples.is_empty();
         let mut standings: Vec<Standing> = (0..self.entries.len())
-            .filter(|&i| !self.entries[i].failed)
-            .filter_map(|i| {
-                let entry = &self.entries[i];
-                Some(Standing {
-                    candidate: i,
-                    summary: entry.summary.clone()?,
-                    vetoed: entry.veto.clone(),
-                })
+            .filter(measured)
+            .map(|i| Standing {
+                candidate: i,
+                summary: self.entries[i].summary.clone(),
+                vetoed: self.entries[i].veto.clone(),
             })
             .collect();
         standings.sort_by(|a, b| {

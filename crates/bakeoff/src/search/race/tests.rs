@@ -477,7 +477,7 @@ fn the_trial_budget_stops_the_race_with_the_best_so_far() {
         let last = decisions_of(&result, s.candidate).last().unwrap().action;
         matches!(last, Action::Winner | Action::Unresolved)
     };
-    let best = result.standings.iter().filter(still_in).next().unwrap();
+    let best = result.standings.iter().find(still_in).unwrap();
     assert_eq!(winner.candidate, best.candidate);
     let why = &decisions_of(&result, winner.candidate).last().unwrap().why;
     assert!(why.contains("trial budget of 10 ran out"), "{why}");
