@@ -17,8 +17,9 @@
 //!    into the race. The margin must exceed the noise of one repetition.
 //! 4. **Race.** Each round gives every contender [`Options::reps_per_round`] more repetitions,
 //!    interleaved (one repetition of each contender per block; blocks alternate direction by
-//!    default, A B C C B A, which cancels a linear drift exactly and lets the last candidate of one
-//!    block keep its engine for the next). A contender with at least [`Options::min_race_reps`]
+//!    default, A B C C B A, so that over each pair of blocks a linear drift adds the same to every
+//!    contender, and the last candidate of one block keeps its engine for the next). Within a block
+//!    candidates sharing a `start_key` are adjacent. A contender with at least [`Options::min_race_reps`]
 //!    samples whose 95 % bootstrap CI of the median lies wholly below the incumbent's is
 //!    eliminated.
 //! 5. **Explore.** The incumbent's ordinal neighbours (one step up or down on one ordinal knob, all
@@ -34,9 +35,13 @@
 //!   reason in words; a failed measurement eliminates only that candidate.
 //! - The winner passed the constraint; [`RaceResult::fastest`] is the fastest measured candidate,
 //!   with its veto reason if it lost for that.
-//! - On [`Stop::Separated`] the winner's CI lies above every candidate that reached the race, and
-//!   the winner is a local optimum in its ordinal knobs (each neighbour was measured and lost).
-//!   Candidates cut at the screen lost by more than the margin on one sample, not by a CI.
+//! - On [`Stop::Separated`] every other candidate that reached the race lost a CI comparison
+//!   against a faithful incumbent of its round (or failed, or was vetoed), and the winner is a
+//!   local optimum in its ordinal knobs: each neighbour was measured and lost, failed or was
+//!   vetoed. Candidates cut at the screen lost by more than the margin on one sample, not by a CI;
+//!   the margin is what protects the best from one unlucky repetition.
+//! - It ends: no candidate gets more than [`Options::max_reps`] samples, and every round measures
+//!   at least one repetition, so at most `candidates × max_reps` trials are asked for.
 //! - Determinism: the only randomness is the bootstrap in [`crate::measure::stats`], whose RNG has
 //!   a fixed seed; the same samples give the same decisions on any machine.
 //! - Samples are pooled across kinds: a screen is one repetition of the same measurement as a race

@@ -46,7 +46,8 @@ fn gaussian(rng: &mut Rng) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
-/// A machine with known true means, 2 % noise, a slow upward drift and a clock.
+/// A machine with known true means, 2 % noise, an upward drift of 0.02 t/s a trial, and a clock
+/// that advances 10 s a trial.
 struct Sim {
     truth: Vec<f64>,
     noise: f64,
@@ -63,7 +64,7 @@ impl Sim {
         Sim {
             truth,
             noise: 0.02,
-            drift: 0.005,
+            drift: 0.02,
             rng: Rng::new(seed),
             trial: 0,
             failing: None,
