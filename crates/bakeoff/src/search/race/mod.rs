@@ -44,6 +44,9 @@
 //!   at least one repetition, so at most `candidates × max_reps` trials are asked for.
 //! - Determinism: the only randomness is the bootstrap in [`crate::measure::stats`], whose RNG has
 //!   a fixed seed; the same samples give the same decisions on any machine.
+//! - Resume: the requests depend only on the outcomes before them (and on the clock, through
+//!   the time budget), so after a kill -9 an evaluator that answers the first requests from the
+//!   stored samples, in order, replays the race to where it stopped and measures nothing twice.
 //! - Samples are pooled across kinds: a screen is one repetition of the same measurement as a race
 //!   repetition, so nothing is measured twice. [`RaceResult::starts`] counts the engine starts the
 //!   batches imply when the caller keeps an engine across consecutive requests of one `start_key`.

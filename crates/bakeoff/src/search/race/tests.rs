@@ -56,6 +56,7 @@ struct Sim {
     trial: usize,
     failing: Option<(usize, &'static str)>,
     batches: Vec<Vec<Request>>,
+    log: Vec<(Request, Outcome)>,
     seconds: Rc<Cell<f64>>,
 }
 
@@ -69,6 +70,7 @@ impl Sim {
             trial: 0,
             failing: None,
             batches: Vec::new(),
+            log: Vec::new(),
             seconds: Rc::new(Cell::new(0.0)),
         }
     }
@@ -92,7 +94,33 @@ impl Evaluator for Sim {
                     .collect(),
             ),
         };
-        Ok(batch.iter().map(|r| outcome(self, r)).collect())
+        let outcomes: Vec<Outcome> = batch.iter().map(|r| outcome(self, r)).collect();
+        (self.log).extend(batch.iter().copied().zip(outcomes.iter().cloned()));
+        Ok(outcomes)
+    }
+}
+
+/// After a kill -9: answers the requests the store already holds from it (they must come in the
+/// same order) and measures only the rest.
+struct Resumed<'a> {
+    stored: &'a [(Request, Outcome)],
+    live: Sim,
+}
+
+impl Evaluator for Resumed<'_> {
+    fn measure(&mut self, batch: &[Request]) -> Result<Vec<Outcome>> {
+        let mut outcomes = Vec::new();
+        for request in batch {
+            match self.stored.split_first() {
+                Some(((stored, outcome), rest)) => {
+                    assert_eq!(stored, request, "the replay asks what was asked before");
+                    outcomes.push(outcome.clone());
+                    self.stored = rest;
+                }
+                None => outcomes.extend(self.live.measure(&[*request])?),
+            }
+        }
+        Ok(outcomes)
     }
 }
 
@@ -117,7 +145,20 @@ fn race_with(
     constraint: &mut dyn Constraint,
 ) -> RaceResult {
     let seconds = sim.seconds.clone();
-    let result = run(candidates, options, sim, constraint, &mut || seconds.get()).unwrap();
+    race_on(candidates, options, sim, constraint, seconds)
+}
+
+fn race_on(
+    candidates: &[Candidate],
+    options: &Options,
+    evaluator: &mut dyn Evaluator,
+    constraint: &mut dyn Constraint,
+    seconds: Rc<Cell<f64>>,
+) -> RaceResult {
+    let result = run(candidates, options, evaluator, constraint, &mut || {
+        seconds.get()
+    })
+    .unwrap();
     assert_complete(&result, candidates.len());
     result
 }
@@ -248,6 +289,51 @@ fn race_parts(batches: &[Vec<Request>]) -> Vec<Vec<usize>> {
         r.map(|r| r.candidate).collect()
     };
     batches.iter().map(race).filter(|r| !r.is_empty()).collect()
+}
+
+#[test]
+fn a_resumed_race_measures_nothing_twice() {
+    let (candidates, truth) = space();
+    let mut first = Sim::new(truth.clone(), 9);
+    let whole = race_with(
+        &candidates,
+        &Options::default(),
+        &mut first,
+        &mut Unconstrained,
+    );
+    // Killed after 10 trials, in the middle of a batch; the store kept them.
+    let stored = &first.log[..10];
+    let mut resumed = Resumed {
+        stored,
+        live: Sim::new(truth, 9),
+    };
+    resumed.live.trial = 10; // the drift goes on
+    let seconds = resumed.live.seconds.clone();
+    let options = Options::default();
+    let result = race_on(
+        &candidates,
+        &options,
+        &mut resumed,
+        &mut Unconstrained,
+        seconds,
+    );
+    assert!(resumed.stored.is_empty(), "every stored trial was replayed");
+    assert_eq!(result.trials, 10 + resumed.live.log.len());
+    assert_eq!(
+        winner_id(&candidates, &result),
+        winner_id(&candidates, &whole)
+    );
+    let whys = |r: &RaceResult, n| {
+        r.decisions[..n]
+            .iter()
+            .map(|d| d.why.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        whys(&result, 6),
+        whys(&whole, 6),
+        "the replayed screen decided the same"
+    );
 }
 
 #[test]
