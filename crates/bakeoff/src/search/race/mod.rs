@@ -24,7 +24,9 @@
 //!    eliminated.
 //! 5. **Explore.** The incumbent's ordinal neighbours (one step up or down on one ordinal knob, all
 //!    other knobs equal; a pruned value is stepped over) are screened in the next round: a hill
-//!    climb on ordinal knobs instead of a grid.
+//!    climb on ordinal knobs instead of a grid. With [`Explore::Contenders`] every live
+//!    contender's neighbours are, which also climbs a profile whose best ordinal values differ
+//!    from the incumbent's (knobs that interact), for more screens.
 //! 6. **Stop** when one contender is left and its neighbours are all measured ([`Stop::Separated`]),
 //!    when the trials or seconds of [`Budget`] are spent, or when every contender has
 //!    [`Options::max_reps`] samples ([`Stop::RepetitionCap`]): a tie ends at the budget or the cap,
@@ -157,6 +159,16 @@ pub enum Order {
     Serpentine,
 }
 
+/// Whose ordinal neighbours are explored after each round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Explore {
+    /// The incumbent's only: the fewest screens; finds the best of the incumbent's profile.
+    Incumbent,
+    /// Every live contender's: more screens, but a profile that is slower at its starting point
+    /// and faster elsewhere (threads that help only with flash attention on) is climbed too.
+    Contenders,
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub budget: Budget,
@@ -168,6 +180,7 @@ pub struct Options {
     /// No candidate gets more samples than this.
     pub max_reps: usize,
     pub order: Order,
+    pub explore: Explore,
     /// Candidates screened first besides each profile's middle (e.g. the engine's defaults).
     pub seeds: Vec<usize>,
     /// The samples' unit, for the reasons ("t/s").
@@ -183,6 +196,7 @@ impl Default for Options {
             reps_per_round: 2,
             max_reps: 30,
             order: Order::Serpentine,
+            explore: Explore::Incumbent,
             seeds: Vec::new(),
             unit: "t/s".to_string(),
         }

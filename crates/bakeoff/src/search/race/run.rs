@@ -3,8 +3,8 @@
 
 use super::schedule::{grouped, race_blocks, screens, starts};
 use super::{
-    space, Action, Candidate, Constraint, Decision, Evaluator, Options, Outcome, RaceResult,
-    Request, Standing, Stop,
+    space, Action, Candidate, Constraint, Decision, Evaluator, Explore, Options, Outcome,
+    RaceResult, Request, Standing, Stop,
 };
 use crate::measure::stats::Summary;
 use crate::{Error, Result};
@@ -355,13 +355,24 @@ impl<'a> Racer<'a> {
     }
 
     fn explore(&mut self, incumbent: usize) {
-        for (neighbour, step) in space::neighbours(self.candidates, incumbent) {
-            if self.entries[neighbour].status != Status::Unmeasured {
-                continue;
+        let centres = match self.options.explore {
+            Explore::Incumbent => vec![incumbent],
+            Explore::Contenders => self.with(Status::Alive),
+        };
+        for centre in centres {
+            let role = if centre == incumbent {
+                "incumbent"
+            } else {
+                "contender"
+            };
+            for (neighbour, step) in space::neighbours(self.candidates, centre) {
+                if self.entries[neighbour].status != Status::Unmeasured {
+                    continue;
+                }
+                self.entries[neighbour].status = Status::Pending;
+                let why = format!("{step} from the {role} {}", self.id(centre));
+                self.decide(neighbour, Action::Explored, Some(centre), why);
             }
-            self.entries[neighbour].status = Status::Pending;
-            let why = format!("{step} from the incumbent {}", self.id(incumbent));
-            self.decide(neighbour, Action::Explored, Some(incumbent), why);
         }
     }
 

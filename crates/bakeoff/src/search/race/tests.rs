@@ -474,6 +474,50 @@ fn exploration_steps_one_ordinal_knob_from_the_incumbent() {
     assert!(skipped.count() >= 10, "ordinal knobs are not gridded");
 }
 
+/// Profile a is best at its middle (4 threads); b starts 4 % slower there but gains with threads.
+fn interacting() -> (Vec<Candidate>, Vec<f64>) {
+    let mut candidates = Vec::new();
+    let mut truth = Vec::new();
+    for profile in ["a", "b"] {
+        for threads in 1..=7_usize {
+            let id = format!("{profile}/t{threads}");
+            candidates.push(Candidate {
+                start_key: id.clone(),
+                id,
+                knobs: vec![
+                    Knob::nominal("profile", profile),
+                    Knob::ordinal("threads", &threads.to_string(), threads - 1),
+                ],
+            });
+            let t = threads as f64;
+            truth.push(match profile {
+                "a" => 45.0 - (t - 4.0).abs(),
+                _ => 43.0 + 2.5 * (t - 4.0),
+            });
+        }
+    }
+    (candidates, truth)
+}
+
+#[test]
+fn exploring_around_contenders_climbs_a_profile_the_incumbent_hides() {
+    let (candidates, truth) = interacting();
+    let winner = |explore| {
+        let options = Options {
+            explore,
+            ..Options::default()
+        };
+        let mut sim = Sim::new(truth.clone(), 12);
+        let result = race_with(&candidates, &options, &mut sim, &mut Unconstrained);
+        (winner_id(&candidates, &result).to_string(), result.trials)
+    };
+    let (incumbent_only, cheap) = winner(Explore::Incumbent);
+    let (contenders, dearer) = winner(Explore::Contenders);
+    assert_eq!(incumbent_only, "a/t4", "b's climb is never started");
+    assert_eq!(contenders, "b/t7");
+    assert!(cheap < dearer, "{cheap} against {dearer} trials");
+}
+
 #[test]
 fn a_failed_candidate_is_eliminated_with_its_reason_and_the_race_goes_on() {
     let (candidates, truth) = space();
