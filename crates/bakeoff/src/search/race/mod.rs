@@ -21,7 +21,9 @@
 //!    contender, and the last candidate of one block keeps its engine for the next). Within a block
 //!    candidates sharing a `start_key` are adjacent. A contender with at least [`Options::min_race_reps`]
 //!    samples whose 95 % bootstrap CI of the median lies wholly below the incumbent's is
-//!    eliminated.
+//!    eliminated. Then, while more than [`Options::halve_above`] contenders are left, the slower
+//!    half of those raced (by median) is cut (successive halving): a crowd of candidates too
+//!    close to separate cannot eat the budget, and the last few are decided by CIs.
 //! 5. **Explore.** The incumbent's ordinal neighbours (one step up or down on one ordinal knob, all
 //!    other knobs equal; a pruned value is stepped over) are screened in the next round: a hill
 //!    climb on ordinal knobs instead of a grid. With [`Explore::Contenders`] every live
@@ -38,7 +40,8 @@
 //! - The winner passed the constraint; [`RaceResult::fastest`] is the fastest measured candidate,
 //!   with its veto reason if it lost for that.
 //! - On [`Stop::Separated`] every other candidate that reached the race lost a CI comparison
-//!   against a faithful incumbent of its round (or failed, or was vetoed), and the winner is a
+//!   against a faithful incumbent of its round (or failed, was vetoed, or fell in the slower half
+//!   while more than `halve_above` contenders were left), and the winner is a
 //!   local optimum in its ordinal knobs: each neighbour was measured and lost, failed or was
 //!   vetoed. Candidates cut at the screen lost by more than the margin on one sample, not by a CI;
 //!   the margin is what protects the best from one unlucky repetition.
@@ -181,6 +184,9 @@ pub struct Options {
     pub max_reps: usize,
     pub order: Order,
     pub explore: Explore,
+    /// With more than this many contenders after a race round, the slower half is cut by median
+    /// (successive halving); `None` races on CIs alone.
+    pub halve_above: Option<usize>,
     /// Candidates screened first besides each profile's middle (e.g. the engine's defaults).
     pub seeds: Vec<usize>,
     /// The samples' unit, for the reasons ("t/s").
@@ -197,6 +203,7 @@ impl Default for Options {
             max_reps: 30,
             order: Order::Serpentine,
             explore: Explore::Incumbent,
+            halve_above: Some(4),
             seeds: Vec::new(),
             unit: "t/s".to_string(),
         }

@@ -3,7 +3,7 @@
 
 use super::schedule::{grouped, race_blocks, screens, starts};
 use super::{
-    space, Action, Candidate, Constraint, Decision, Evaluator, Explore, Options, Outcome,
+    space, Action, Candidate, Constraint, Decision, Evaluator, Explore, Kind, Options, Outcome,
     RaceResult, Request, Standing, Stop,
 };
 use crate::measure::stats::Summary;
@@ -40,6 +40,8 @@ pub(super) struct Racer<'a> {
     trials: usize,
     starts: usize,
     last_key: Option<&'a str>,
+    /// The batch being judged held race repetitions.
+    raced: bool,
 }
 
 fn ci(summary: &Summary) -> String {
@@ -67,6 +69,7 @@ impl<'a> Racer<'a> {
             trials: 0,
             starts: 0,
             last_key: None,
+            raced: false,
         })
     }
 
@@ -154,6 +157,7 @@ impl<'a> Racer<'a> {
             let order = self.options.order;
             batch.extend(race_blocks(&contenders, reps, order, room - batch.len()));
         }
+        self.raced = batch.iter().any(|r| r.kind == Kind::Race);
         self.starts += starts(self.candidates, &batch, &mut self.last_key);
         batch
     }
@@ -234,6 +238,9 @@ impl<'a> Racer<'a> {
             Some(incumbent) => {
                 self.cut_screens(incumbent);
                 self.eliminate_by_ci(incumbent);
+                if self.raced {
+                    self.halve(incumbent);
+                }
                 self.explore(incumbent);
             }
             None => self.promote_fresh(),
@@ -352,6 +359,41 @@ impl<'a> Racer<'a> {
             self.entries[c].status = Status::Out;
             self.decide(c, Action::Eliminated, Some(incumbent), why);
         }
+    }
+
+    /// Successive halving: with more than `halve_above` contenders, the slower half of those
+    /// raced (by median) is cut, so a crowd of close candidates cannot eat the budget.
+    fn halve(&mut self, incumbent: usize) {
+        let Some(keep) = self.options.halve_above else {
+            return;
+        };
+        let alive = self.with(Status::Alive);
+        let raced = |&c: &usize| {
+            c != incumbent
+                && !self.entries[c].fresh
+                && self.summary(c).n >= self.options.min_race_reps
+        };
+        let mut eligible: Vec<usize> = alive.iter().copied().filter(raced).collect();
+        let median = |c: usize| self.summary(c).median;
+        eligible.sort_by(|&a, &b| median(a).total_cmp(&median(b)).then(b.cmp(&a)));
+        let cut = (alive.len() / 2).min(alive.len().saturating_sub(keep));
+        for c in eligible.into_iter().take(cut) {
+            let why = self.halving_why(c, incumbent, alive.len());
+            self.entries[c].status = Status::Out;
+            self.decide(c, Action::Eliminated, Some(incumbent), why);
+        }
+    }
+
+    fn halving_why(&self, candidate: usize, incumbent: usize, contenders: usize) -> String {
+        let (own, reference) = (self.summary(candidate), self.summary(incumbent));
+        format!(
+            "median {:.1} {} in the slower half of {contenders} contenders after {} repetitions (successive halving; the incumbent {}'s is {:.1})",
+            own.median,
+            self.options.unit,
+            own.n,
+            self.id(incumbent),
+            reference.median
+        )
     }
 
     fn explore(&mut self, incumbent: usize) {

@@ -727,3 +727,45 @@ fn bad_input_and_a_broken_evaluator_give_one_line_errors() {
         "tune: the evaluator returned 1 outcomes for a batch of 2 requests"
     );
 }
+
+/// 30 builds within 1.5 % of each other, the best 3 % above them: every one passes the screen.
+fn crowd() -> (Vec<Candidate>, Vec<f64>) {
+    let (candidates, _) = builds();
+    let mut truth: Vec<f64> = (0..30).map(|i| 40.0 + 0.02 * i as f64).collect();
+    truth[11] = 41.6 * 1.015;
+    (candidates, truth)
+}
+
+#[test]
+fn successive_halving_keeps_a_crowd_of_close_candidates_cheap() {
+    let (candidates, truth) = crowd();
+    let exhaustive = candidates.len() * EXHAUSTIVE_REPS;
+    let (mut halved, mut raced) = (0, 0);
+    for seed in 1..=5 {
+        let race = |halve_above| {
+            let options = Options {
+                halve_above,
+                ..Options::default()
+            };
+            let mut sim = Sim::new(truth.clone(), seed);
+            race_with(&candidates, &options, &mut sim, &mut Unconstrained)
+        };
+        let (with, without) = (race(Some(4)), race(None));
+        assert_eq!(winner_id(&candidates, &with), "b11", "seed {seed}");
+        assert!(
+            with.trials * 100 <= exhaustive * 40,
+            "seed {seed}: {}",
+            with.trials
+        );
+        let cut = (with.decisions.iter()).filter(|d| d.why.contains("successive halving"));
+        assert!(
+            cut.count() > 0 || with.trials == without.trials,
+            "seed {seed}"
+        );
+        (halved, raced) = (halved + with.trials, raced + without.trials);
+    }
+    assert!(
+        halved < raced,
+        "{halved} trials halving, {raced} racing on CIs alone"
+    );
+}
