@@ -29,7 +29,9 @@
 //!    climb on ordinal knobs instead of a grid. With [`Explore::Contenders`] every live
 //!    contender's neighbours are, which also climbs a profile whose best ordinal values differ
 //!    from the incumbent's (knobs that interact), for more screens.
-//! 6. **Stop** when one contender is left and its neighbours are all measured ([`Stop::Separated`]),
+//! 6. **Stop** when one contender is left, with at least `min_race_reps` samples (a lone survivor
+//!    of the screen is measured up to them, so its CI means something), and its neighbours are
+//!    all measured ([`Stop::Separated`]),
 //!    when the trials or seconds of [`Budget`] are spent, or when every contender has
 //!    [`Options::max_reps`] samples ([`Stop::RepetitionCap`]): a tie ends at the budget or the cap,
 //!    never in a loop. The winner is then the faithful incumbent, the best so far.

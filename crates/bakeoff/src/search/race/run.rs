@@ -122,10 +122,18 @@ impl<'a> Racer<'a> {
         let capped = |&i: &usize| self.entries[i].samples.len() >= self.options.max_reps;
         match alive.len() {
             0 => Some(Stop::NoneLeft),
+            1 if self.unconfirmed(alive[0]) => None,
             1 => Some(Stop::Separated),
             _ if alive.iter().all(capped) => Some(Stop::RepetitionCap),
             _ => None,
         }
+    }
+
+    /// A lone contender with too few samples for a CI worth reporting (cut rivals at the screen
+    /// leave a winner of one repetition otherwise).
+    fn unconfirmed(&self, candidate: usize) -> bool {
+        let enough = self.options.min_race_reps.min(self.options.max_reps);
+        self.entries[candidate].samples.len() < enough
     }
 
     fn out_of_time(&self, clock: &mut dyn FnMut() -> f64) -> Option<Stop> {
@@ -145,7 +153,7 @@ impl<'a> Racer<'a> {
         let pending = grouped(self.candidates, self.with(Status::Pending));
         let mut batch = screens(&pending, room);
         let alive = self.with(Status::Alive);
-        if alive.len() >= 2 {
+        if alive.len() >= 2 || (alive.len() == 1 && self.unconfirmed(alive[0])) {
             let below_cap = alive
                 .into_iter()
                 .filter(|&i| self.entries[i].samples.len() < self.options.max_reps)

@@ -218,6 +218,7 @@ fn finds_the_true_best_with_under_40_percent_of_the_grid() {
             "every repetition asked was counted"
         );
         assert!(result.starts <= result.trials);
+        assert!(result.winner.as_ref().unwrap().summary.n >= 3);
     }
 }
 
@@ -650,6 +651,25 @@ fn twins() -> Vec<Candidate> {
             knobs: vec![Knob::nominal("build", id)],
         })
         .collect()
+}
+
+#[test]
+fn a_winner_alone_after_the_screen_is_confirmed_with_a_ci() {
+    let candidates = twins();
+    let mut sim = Sim::new(vec![40.0, 30.0], 8);
+    let result = race_with(
+        &candidates,
+        &Options::default(),
+        &mut sim,
+        &mut Unconstrained,
+    );
+    assert_eq!(winner_id(&candidates, &result), "a");
+    assert_eq!(result.winner.as_ref().unwrap().summary.n, 3);
+    assert_eq!(
+        result.trials, 4,
+        "b cut at the screen, a measured to 3 repetitions"
+    );
+    assert_eq!(result.stop, Stop::Separated);
 }
 
 #[test]
