@@ -16,25 +16,25 @@
 //!    [`Options::screen_margin`] below the incumbent's median is eliminated; the rest are promoted
 //!    into the race. The margin must exceed the noise of one repetition.
 //! 4. **Race.** Each round gives every contender [`Options::reps_per_round`] more repetitions,
-//!    interleaved (one repetition of each contender per block; blocks alternate direction by
-//!    default, A B C C B A, so that over each pair of blocks a linear drift adds the same to every
-//!    contender, and the last candidate of one block keeps its engine for the next). Within a block
-//!    candidates sharing a `start_key` are adjacent. A contender with at least [`Options::min_race_reps`]
-//!    samples whose 95 % bootstrap CI of the median lies wholly below the incumbent's is
-//!    eliminated. Then, while more than [`Options::halve_above`] contenders are left, the slower
-//!    half of those raced (by median) is cut (successive halving): a crowd of candidates too
-//!    close to separate cannot eat the budget, and the last few are decided by CIs.
+//!    interleaved: one repetition of each contender per block, candidates sharing a `start_key`
+//!    adjacent, blocks alternating direction by default (A B C C B A), so that over each pair of
+//!    blocks a linear drift adds the same to every contender and the last candidate of one block
+//!    keeps its engine for the next. A contender with at least [`Options::min_race_reps`] samples
+//!    whose 95 % bootstrap CI of the median lies wholly below the incumbent's is eliminated.
+//!    Then, while more than [`Options::halve_above`] contenders are left, the slower half of those
+//!    raced is cut by median (successive halving): a crowd of candidates too close to separate
+//!    cannot eat the budget, and the last few are decided by CIs.
 //! 5. **Explore.** The incumbent's ordinal neighbours (one step up or down on one ordinal knob, all
 //!    other knobs equal; a pruned value is stepped over) are screened in the next round: a hill
 //!    climb on ordinal knobs instead of a grid. With [`Explore::Contenders`] every live
 //!    contender's neighbours are, which also climbs a profile whose best ordinal values differ
-//!    from the incumbent's (knobs that interact), for more screens.
-//! 6. **Stop** when one contender is left, with at least `min_race_reps` samples (a lone survivor
-//!    of the screen is measured up to them, so its CI means something), and its neighbours are
-//!    all measured ([`Stop::Separated`]),
-//!    when the trials or seconds of [`Budget`] are spent, or when every contender has
-//!    [`Options::max_reps`] samples ([`Stop::RepetitionCap`]): a tie ends at the budget or the cap,
-//!    never in a loop. The winner is then the faithful incumbent, the best so far.
+//!    from the incumbent's (knobs that interact), at the cost of more screens.
+//! 6. **Stop** when one contender is left with at least `min_race_reps` samples (a lone survivor
+//!    of the screen is measured up to them, so that its CI means something) and all its
+//!    neighbours measured ([`Stop::Separated`]); when the trials or seconds of the [`Budget`] are
+//!    spent; or when every contender has [`Options::max_reps`] samples ([`Stop::RepetitionCap`]).
+//!    A tie ends at the budget or the cap, never in a loop. The winner is the faithful incumbent:
+//!    the best so far.
 //!
 //! # What it guarantees
 //! - Every candidate gets exactly one terminal [`Decision`] ([`Action::is_terminal`]), with the
