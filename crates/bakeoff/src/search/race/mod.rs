@@ -38,7 +38,9 @@
 //!
 //! # What it guarantees
 //! - Every candidate gets exactly one terminal [`Decision`] ([`Action::is_terminal`]), with the
-//!   reason in words; a failed measurement eliminates only that candidate.
+//!   reason in words; a failed measurement eliminates only that candidate. Each round's decisions
+//!   and incumbent reach the caller as they are made ([`Evaluator::observe`]), to store and show;
+//!   only the closing ones (winner, unresolved, skipped) come with the result alone.
 //! - The winner passed the constraint; [`RaceResult::fastest`] is the fastest measured candidate,
 //!   with its veto reason if it lost for that.
 //! - On [`Stop::Separated`] every other candidate that reached the race lost a CI comparison
@@ -130,6 +132,21 @@ pub enum Outcome {
 /// request. An `Err` aborts the race (to stop cleanly, let the clock report the time as spent).
 pub trait Evaluator {
     fn measure(&mut self, batch: &[Request]) -> Result<Vec<Outcome>>;
+
+    /// Called after each round is judged: store its decisions, show the current best.
+    fn observe(&mut self, _progress: &Progress) {}
+}
+
+/// One judged round, for progress and for storing decisions as they are made.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress<'r> {
+    pub round: usize,
+    /// Repetitions asked for so far.
+    pub trials: usize,
+    /// The decisions this round made.
+    pub decisions: &'r [Decision],
+    /// The faithful incumbent after this round.
+    pub incumbent: Option<Standing>,
 }
 
 /// The caller's veto (a fidelity gate): `Some(reason)` rules a candidate out as a winner. It is

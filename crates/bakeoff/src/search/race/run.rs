@@ -4,7 +4,7 @@
 use super::schedule::{grouped, race_blocks, screens, starts};
 use super::{
     space, Action, Candidate, Constraint, Decision, Evaluator, Explore, Kind, Options, Outcome,
-    RaceResult, Request, Standing, Stop,
+    Progress, RaceResult, Request, Standing, Stop,
 };
 use crate::measure::stats::Summary;
 use crate::{Error, Result};
@@ -102,8 +102,15 @@ impl<'a> Racer<'a> {
             if batch.is_empty() {
                 return Ok(Stop::TrialBudget); // work is left but no whole block fits
             }
+            let before = self.decisions.len();
             self.measure(evaluator, &batch)?;
-            self.judge(constraint)?;
+            let incumbent = self.judge(constraint)?;
+            evaluator.observe(&Progress {
+                round: self.round,
+                trials: self.trials,
+                decisions: &self.decisions[before..],
+                incumbent: incumbent.map(|c| self.standing(c)),
+            });
             self.round += 1;
         }
     }
@@ -240,9 +247,11 @@ impl<'a> Racer<'a> {
         &self.candidates[candidate].id
     }
 
-    fn judge(&mut self, constraint: &mut dyn Constraint) -> Result<()> {
+    /// Judges the round just measured; returns the incumbent.
+    fn judge(&mut self, constraint: &mut dyn Constraint) -> Result<Option<usize>> {
         self.record_screens();
-        match self.incumbent(constraint)? {
+        let incumbent = self.incumbent(constraint)?;
+        match incumbent {
             Some(incumbent) => {
                 self.cut_screens(incumbent);
                 self.eliminate_by_ci(incumbent);
@@ -254,7 +263,7 @@ impl<'a> Racer<'a> {
             None => self.promote_fresh(),
         }
         self.entries.iter_mut().for_each(|e| e.fresh = false);
-        Ok(())
+        Ok(incumbent)
     }
 
     fn fresh(&self) -> Vec<usize> {
@@ -451,15 +460,19 @@ impl<'a> Racer<'a> {
         })
     }
 
+    fn standing(&self, candidate: usize) -> Standing {
+        Standing {
+            candidate,
+            summary: self.entries[candidate].summary.clone(),
+            vetoed: self.entries[candidate].veto.clone(),
+        }
+    }
+
     fn standings(&self) -> Vec<Standing> {
         let measured = |&i: &usize| !self.entries[i].failed && !self.entries[i].samples.is_empty();
         let mut standings: Vec<Standing> = (0..self.entries.len())
             .filter(measured)
-            .map(|i| Standing {
-                candidate: i,
-                summary: self.entries[i].summary.clone(),
-                vetoed: self.entries[i].veto.clone(),
-            })
+            .map(|i| self.standing(i))
             .collect();
         standings.sort_by(|a, b| {
             (b.summary.median.total_cmp(&a.summary.median)).then(a.candidate.cmp(&b.candidate))

@@ -57,6 +57,9 @@ struct Sim {
     failing: Option<(usize, &'static str)>,
     batches: Vec<Vec<Request>>,
     log: Vec<(Request, Outcome)>,
+    /// What `observe` was told: each round's decisions and incumbent.
+    observed: Vec<Decision>,
+    incumbents: Vec<Option<usize>>,
     seconds: Rc<Cell<f64>>,
 }
 
@@ -71,6 +74,8 @@ impl Sim {
             failing: None,
             batches: Vec::new(),
             log: Vec::new(),
+            observed: Vec::new(),
+            incumbents: Vec::new(),
             seconds: Rc::new(Cell::new(0.0)),
         }
     }
@@ -97,6 +102,15 @@ impl Evaluator for Sim {
         let outcomes: Vec<Outcome> = batch.iter().map(|r| outcome(self, r)).collect();
         (self.log).extend(batch.iter().copied().zip(outcomes.iter().cloned()));
         Ok(outcomes)
+    }
+
+    fn observe(&mut self, progress: &Progress) {
+        assert_eq!(progress.round, self.incumbents.len());
+        let asked: usize = self.log.iter().map(|(r, _)| r.repetitions).sum();
+        assert_eq!(progress.trials, asked);
+        self.observed.extend(progress.decisions.iter().cloned());
+        self.incumbents
+            .push(progress.incumbent.as_ref().map(|s| s.candidate));
     }
 }
 
@@ -334,6 +348,34 @@ fn a_resumed_race_measures_nothing_twice() {
         whys(&result, 6),
         whys(&whole, 6),
         "the replayed screen decided the same"
+    );
+}
+
+#[test]
+fn each_round_reports_its_decisions_and_incumbent_as_it_goes() {
+    let (candidates, truth) = space();
+    let mut gate = KldGate {
+        candidates: candidates.clone(),
+        asked: Vec::new(),
+    };
+    let mut sim = Sim::new(truth, 4);
+    let result = race_with(&candidates, &Options::default(), &mut sim, &mut gate);
+    assert_eq!(sim.incumbents.len(), result.rounds);
+    let whys = |d: &[Decision]| d.iter().map(|d| d.why.clone()).collect::<Vec<_>>();
+    let (during, at_the_end) = result.decisions.split_at(sim.observed.len());
+    assert_eq!(
+        whys(&sim.observed),
+        whys(during),
+        "observed as made, in order"
+    );
+    let closing = [Action::Winner, Action::Unresolved, Action::Skipped];
+    assert!(at_the_end.iter().all(|d| closing.contains(&d.action)));
+    let last = sim.incumbents.last().unwrap();
+    assert_eq!(*last, result.winner.as_ref().map(|w| w.candidate));
+    let faithful = |c: &Option<usize>| c.is_some_and(|c| !candidates[c].id.starts_with("q4_0"));
+    assert!(
+        sim.incumbents.iter().all(faithful),
+        "a vetoed one is never shown as best"
     );
 }
 
