@@ -1,1 +1,0 @@
-//! The search over a pruned space (written on another branch).
