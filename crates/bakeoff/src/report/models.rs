@@ -4,7 +4,7 @@
 
 use super::render::{Cell, Column, Table};
 use crate::domain::units::human_bytes;
-use crate::formats::gguf::{GgmlType, GgufFile};
+use crate::formats::gguf::{file_type_name, GgmlType, GgufFile};
 use crate::model::plan::{self, KvSettings};
 use crate::model::select::Selected;
 use crate::model::ModelFacts;
@@ -78,47 +78,9 @@ fn read_facts(selected: &Selected) -> Result<(ModelFacts, Option<u64>), String> 
     file.map(facts).map_err(|e| e.to_string())
 }
 
-/// llama.cpp's `llama_ftype` names (`general.file_type`), by number.
-const FILE_TYPES: [(u64, &str); 33] = [
-    (0, "F32"),
-    (1, "F16"),
-    (2, "Q4_0"),
-    (3, "Q4_1"),
-    (7, "Q8_0"),
-    (8, "Q5_0"),
-    (9, "Q5_1"),
-    (10, "Q2_K"),
-    (11, "Q3_K_S"),
-    (12, "Q3_K_M"),
-    (13, "Q3_K_L"),
-    (14, "Q4_K_S"),
-    (15, "Q4_K_M"),
-    (16, "Q5_K_S"),
-    (17, "Q5_K_M"),
-    (18, "Q6_K"),
-    (19, "IQ2_XXS"),
-    (20, "IQ2_XS"),
-    (21, "Q2_K_S"),
-    (22, "IQ3_XS"),
-    (23, "IQ3_XXS"),
-    (24, "IQ1_S"),
-    (25, "IQ4_NL"),
-    (26, "IQ3_S"),
-    (27, "IQ3_M"),
-    (28, "IQ2_S"),
-    (29, "IQ2_M"),
-    (30, "IQ4_XS"),
-    (31, "IQ1_M"),
-    (32, "BF16"),
-    (36, "TQ1_0"),
-    (37, "TQ2_0"),
-    (38, "MXFP4_MOE"),
-];
-
 /// The quant the file declares; else the weight type holding the most bytes (F32 norms aside).
 pub fn quant(facts: &ModelFacts, file_type: Option<u64>) -> String {
-    let declared = FILE_TYPES.iter().find(|(n, _)| Some(*n) == file_type);
-    if let Some((_, name)) = declared {
+    if let Some(name) = file_type.and_then(file_type_name) {
         return name.to_string();
     }
     let weights = facts
