@@ -266,3 +266,32 @@ fn one_file_under_two_names_is_refused_before_anything_runs() {
     let (_, stdout, _) = common::run(runs, Duration::from_secs(60));
     assert!(!stdout.contains("\"load\""), "{stdout}");
 }
+
+/// A new user with no catalog gets the model cache listed (and told so), not an error.
+#[test]
+fn with_no_catalog_the_model_cache_is_listed_and_said_so() {
+    let sandbox = Sandbox::new();
+    let absent = sandbox.dir.path().join("no-such-catalog.toml");
+    let mut cmd = sandbox.cmd();
+    cmd.env("BAKEOFF_MODELS", &absent)
+        .args(["models", "list", "-o", "json"]);
+    let (status, stdout, stderr) = common::run(cmd, Duration::from_secs(60));
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("no model catalog at {}", absent.display())),
+        "{stderr}"
+    );
+    let rows = rows(&stdout);
+    let listed = names(&rows);
+    for model in [common::smollm(), common::gemma()] {
+        let name = model.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(listed.contains(&name.as_str()), "{name} not in {listed:?}");
+    }
+    // A category needs a catalog: that stays an error naming the missing file.
+    let mut cmd = sandbox.cmd();
+    cmd.env("BAKEOFF_MODELS", &absent)
+        .args(["models", "list", "--category", "coder"]);
+    let (status, _, stderr) = common::run(cmd, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not found"), "{stderr}");
+}

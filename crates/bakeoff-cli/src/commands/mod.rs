@@ -63,7 +63,7 @@ fn dispatch(cli: Cli, printer: Printer) -> anyhow::Result<ExitCode> {
         Command::Journal(command) => journal::run(global, command, printer),
         Command::Profile(command) => profile::run(global, command, printer),
         Command::Tools(command) => tools::run(global, command, printer),
-        Command::Models(command) => models::run(global, command),
+        Command::Models(command) => models::run(global, command, printer),
         Command::Tune(args) => tune::run(global, &args),
     }
 }
