@@ -1041,7 +1041,7 @@ pub enum ProfileCommand {
     },
 }
 
-const MODELS_EXAMPLES: &str = "Examples:\n  bakeoff models list   # every entry of ~/.config/bakeoff/models.toml\n  bakeoff models list --category moe --max-size 20G --ctx 32768\n  bakeoff models list -m '~/models/*Q4*.gguf' -o csv\n  bakeoff models list --catalog examples/models.toml -m 'smol*,gemma' -o json";
+const MODELS_EXAMPLES: &str = "Examples:\n  bakeoff models list   # every entry of ~/.config/bakeoff/models.toml (else the model cache)\n  bakeoff models list --category moe --max-size 20G --ctx 32768\n  bakeoff models list -m '~/models/*Q4*.gguf' -o csv\n  bakeoff models list --catalog examples/models.toml -m 'smol*,gemma' -o json";
 
 #[derive(Subcommand, Debug)]
 pub enum ModelsCommand {
