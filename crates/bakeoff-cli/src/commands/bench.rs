@@ -67,17 +67,9 @@ fn settings_from_args(args: &BenchArgs) -> bakeoff::Result<Experiment> {
         server_flags: args
             .server_flags
             .iter()
-            .map(|e| server_flag(e))
+            .map(|e| Values::keyed("--server-flag", e, "FLAG=VALUES"))
             .collect::<Result<_, _>>()?,
     })
-}
-
-/// `--server-flag FLAG=VALUES`.
-fn server_flag(entry: &str) -> bakeoff::Result<(String, Values)> {
-    let (flag, values) = entry
-        .split_once('=')
-        .ok_or_else(|| Error::input(format!("--server-flag {entry}: expected FLAG=VALUES")))?;
-    Ok((flag.to_string(), Values(values.to_string())))
 }
 
 /// The bench settings: the command line over the `--config` file.

@@ -66,14 +66,10 @@ fn command_line(args: &TuneArgs) -> bakeoff::Result<TuneSettings> {
 
 /// `KNOB=VALUES` entries as the tune file's tables hold them.
 fn keyed(option: &str, entries: &[String]) -> bakeoff::Result<Vec<(String, Values)>> {
+    let shape = "KNOB=VALUE[,VALUE...]";
     entries
         .iter()
-        .map(|entry| {
-            let (key, values) = entry.split_once('=').ok_or_else(|| {
-                Error::input(format!("{option} {entry}: expected KNOB=VALUE[,VALUE...]"))
-            })?;
-            Ok((key.to_string(), Values(values.to_string())))
-        })
+        .map(|entry| Values::keyed(option, entry, shape))
         .collect()
 }
 

@@ -35,6 +35,17 @@ impl BenchEngine {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Values(pub String);
 
+impl Values {
+    /// A command line's `KEY=VALUES` entry of `option` (`--server-flag -ub=256,512`,
+    /// `--pin -ctk=q8_0`), as a settings file's table holds it; `shape` names the expected form.
+    pub fn keyed(option: &str, entry: &str, shape: &str) -> Result<(String, Values)> {
+        let (key, values) = entry
+            .split_once('=')
+            .ok_or_else(|| Error::input(format!("{option} {entry}: expected {shape}")))?;
+        Ok((key.to_string(), Values(values.to_string())))
+    }
+}
+
 /// One layer of bench settings; `None` where this source does not say.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
