@@ -87,6 +87,28 @@ pub struct BuildIdentity {
     pub binary_sha256: String,
 }
 
+impl BuildIdentity {
+    /// The build as discovery describes an install: its directory, version and the llama.cpp
+    /// tools in it, without probing the binary again.
+    pub fn install(&self) -> LlamaCppInstall {
+        let bin_dir = self.binary.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let tools = super::discovery::TOOLS
+            .iter()
+            .filter(|t| bin_dir.join(t).is_file())
+            .map(|t| t.to_string())
+            .collect();
+        LlamaCppInstall {
+            bin_dir,
+            source: format!("--build {}", self.name),
+            version: self.version.clone(),
+            build_number: self.build_number,
+            commit: self.commit.clone(),
+            built_with: self.built_with.clone(),
+            tools,
+        }
+    }
+}
+
 /// How long `--version`, `--list-devices` or `--help` may take before the binary is killed (a
 /// build that hangs there would hang the whole sweep).
 pub const PROBE_LIMIT: Duration = Duration::from_secs(10);

@@ -44,7 +44,7 @@ impl Engine {
     /// in `store`.
     pub fn for_build(store: Option<&Store>, build: &BuildRef, tool: &str) -> Result<Engine> {
         let identity = build::identify(build, tool)?;
-        let (install, binary) = discovery::find_tool(Some(&identity.binary), tool)?;
+        let (install, binary) = (identity.install(), identity.binary.clone());
         let engine_id = store
             .map(|s| s.build_engine_id(tool, &identity))
             .transpose()?;
