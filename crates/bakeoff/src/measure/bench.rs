@@ -266,12 +266,13 @@ pub fn stream_completion(http: &Http, body: &Value) -> Result<Measurement> {
 }
 
 /// The figures of one trial, ready to store and display.
-struct TrialFigures {
+pub struct TrialFigures {
     /// Primary (client) t/s.
-    value: f64,
+    pub value: f64,
     samples: Vec<(&'static str, f64, Unit, &'static str)>,
     itl_ms: Vec<f64>,
-    flags: Vec<String>,
+    /// Notes on the trial (client and server disagree, ...).
+    pub flags: Vec<String>,
 }
 
 fn relative_gap(a: f64, b: f64) -> f64 {
@@ -279,7 +280,12 @@ fn relative_gap(a: f64, b: f64) -> f64 {
 }
 
 /// Measure one repetition of `test` on a running server.
-fn measure_test(http: &Http, source: &TokenSource, test: &Test, rep: u32) -> Result<TrialFigures> {
+pub fn measure_test(
+    http: &Http,
+    source: &TokenSource,
+    test: &Test,
+    rep: u32,
+) -> Result<TrialFigures> {
     let prefix = source.prefix(test.depth);
     let cache_prompt = test.depth > 0;
     let (fresh, n_predict) = match test.kind.as_str() {
@@ -366,7 +372,7 @@ fn measure_test(http: &Http, source: &TokenSource, test: &Test, rep: u32) -> Res
 
 /// Why a trial's figures cannot be stored: the first one that is not a finite number (a pp trial
 /// whose first token was never seen divides by a zero TTFT), with what it was computed from.
-fn non_finite(figures: &TrialFigures) -> Option<String> {
+pub fn non_finite(figures: &TrialFigures) -> Option<String> {
     let (metric, value, _, source) = figures.samples.iter().find(|s| !s.1.is_finite())?;
     let ttft = figures.samples.iter().find(|s| s.0 == "ttft_ms");
     let ttft = ttft.map_or(String::new(), |s| format!(" (TTFT {} ms)", s.1));
@@ -459,6 +465,56 @@ pub type StartEngine<'a> = dyn Fn(ServerSpec) -> Result<Box<dyn BenchEngine>> + 
 /// The real [`StartEngine`]: launch llama-server, wait for its health check, bound its requests.
 pub fn launch_llama_server(spec: ServerSpec, timeouts: Timeouts) -> Result<Box<dyn BenchEngine>> {
     Ok(Box::new(LlamaServer::launch(spec)?.with_timeouts(timeouts)))
+}
+
+/// The tests' token sources and depth prefixes on one running engine: each prompt set is
+/// tokenized once, each depth prefix filled into the cache once, then every test is warmed up.
+pub struct Prepared {
+    sources: Vec<(PromptSet, TokenSource)>,
+    prefilled: HashSet<(PromptSet, u32)>,
+    warmed: HashSet<String>,
+    warmup: u32,
+}
+
+impl Prepared {
+    /// For a freshly started engine; `warmup` runs before each test's first repetition.
+    pub fn new(warmup: u32) -> Self {
+        Prepared {
+            sources: Vec::new(),
+            prefilled: HashSet::new(),
+            warmed: HashSet::new(),
+            warmup,
+        }
+    }
+
+    /// The test's token source (made once per prompt set), its depth prefix in the cache, and
+    /// the warmup runs (once per test and engine).
+    pub fn prepare(&mut self, server: &dyn BenchEngine, test: &Test) -> Result<&TokenSource> {
+        let at = match self
+            .sources
+            .iter()
+            .position(|(set, _)| *set == test.prompts)
+        {
+            Some(at) => at,
+            None => {
+                let source = TokenSource::new(server.http(), &test.prompts)?;
+                self.sources.push((test.prompts.clone(), source));
+                self.sources.len() - 1
+            }
+        };
+        let source = &self.sources[at].1;
+        if test.depth > 0 && self.prefilled.insert((test.prompts.clone(), test.depth)) {
+            // Fill the cache with the depth prefix once; trials then reuse it (cache_n).
+            let body = json!({ "prompt": source.prefix(test.depth), "n_predict": 1, "cache_prompt": true, "id_slot": 0, "stream": true });
+            stream_completion(server.http(), &body)?;
+        }
+        if self.warmed.insert(test.name()) {
+            for _ in 0..self.warmup {
+                measure_test(server.http(), source, test, u32::MAX)?;
+            }
+        }
+        Ok(source)
+    }
 }
 
 /// Run the plan through llama-server.
@@ -632,15 +688,10 @@ impl ServerBench<'_> {
         observe: &mut dyn FnMut(Event),
     ) -> Result<()> {
         let label = &cell.label;
-        let mut sources: Vec<(PromptSet, TokenSource)> = Vec::new();
-        let mut prefilled: HashSet<(PromptSet, u32)> = HashSet::new();
+        let mut prepared = Prepared::new(self.ctx.plan.warmup);
         for test in tests {
-            let prepared = self.prepare(server, test, &mut sources, &mut prefilled);
-            let outcome = match prepared {
-                Ok(at) => {
-                    let source = &sources[at].1;
-                    self.run_reps(server, cell, test, source, tally, total, observe)
-                }
+            let outcome = match prepared.prepare(server, test) {
+                Ok(source) => self.run_reps(server, cell, test, source, tally, total, observe),
                 Err(error) => Err(Failure::Measure(error)),
             };
             match outcome {
@@ -660,35 +711,6 @@ impl ServerBench<'_> {
             }
         }
         Ok(())
-    }
-
-    /// The test's token source (made once per prompt set; its index in `sources`), its depth
-    /// prefix in the cache, and the warmup runs.
-    fn prepare(
-        &self,
-        server: &dyn BenchEngine,
-        test: &Test,
-        sources: &mut Vec<(PromptSet, TokenSource)>,
-        prefilled: &mut HashSet<(PromptSet, u32)>,
-    ) -> Result<usize> {
-        let at = match sources.iter().position(|(set, _)| *set == test.prompts) {
-            Some(at) => at,
-            None => {
-                let source = TokenSource::new(server.http(), &test.prompts)?;
-                sources.push((test.prompts.clone(), source));
-                sources.len() - 1
-            }
-        };
-        let source = &sources[at].1;
-        if test.depth > 0 && prefilled.insert((test.prompts.clone(), test.depth)) {
-            // Fill the cache with the depth prefix once; trials then reuse it (cache_n).
-            let body = json!({ "prompt": source.prefix(test.depth), "n_predict": 1, "cache_prompt": true, "id_slot": 0, "stream": true });
-            stream_completion(server.http(), &body)?;
-        }
-        for _ in 0..self.ctx.plan.warmup {
-            measure_test(server.http(), source, test, u32::MAX)?;
-        }
-        Ok(at)
     }
 
     /// The error, with what became of the engine (died, frozen) and its log's first error line.
@@ -815,7 +837,13 @@ impl ServerBench<'_> {
                 ("gpu_util_before_pct", gpu_before),
                 ("gpu_util_after_pct", gpu_after),
             ];
-            sink(self.store_figures(trial_id, &figures, others, system))?;
+            sink(store_figures(
+                self.ctx.sink,
+                trial_id,
+                &figures,
+                others,
+                system,
+            ))?;
             let note = (!flags.is_empty()).then(|| flags.join("; "));
             sink(self.ctx.sink.end_trial(trial_id, "ok", note.as_deref()))?;
             tally.done += 1;
@@ -840,36 +868,6 @@ impl ServerBench<'_> {
         }
         self.warn_about_spread(label, test, &values, observe);
         Ok(ConfigEnd::Measured)
-    }
-
-    /// Store a measured trial's samples: its figures, ITL gaps, and the machine's state.
-    fn store_figures(
-        &self,
-        trial_id: i64,
-        figures: &TrialFigures,
-        others: f64,
-        system: [(&str, Option<f64>); 2],
-    ) -> Result<()> {
-        let sink = self.ctx.sink;
-        for (metric, value) in system {
-            if let Some(value) = value {
-                sink.sample(trial_id, metric, value, Unit::Percent, "system", 0)?;
-            }
-        }
-        for (metric, value, unit, source) in &figures.samples {
-            sink.sample(trial_id, metric, *value, *unit, source, 0)?;
-        }
-        for (seq, gap) in figures.itl_ms.iter().enumerate() {
-            sink.sample(trial_id, "itl_ms", *gap, Unit::Milliseconds, "client", seq)?;
-        }
-        sink.sample(
-            trial_id,
-            "others_cpu_cores",
-            others,
-            Unit::Count,
-            "system",
-            0,
-        )
     }
 
     /// A slow first repetition and statistical outliers, as warnings.
@@ -902,6 +900,35 @@ impl ServerBench<'_> {
             )));
         }
     }
+}
+
+/// Store a measured trial's samples: its figures, ITL gaps, and the machine's state.
+pub fn store_figures(
+    sink: &dyn TrialSink,
+    trial_id: i64,
+    figures: &TrialFigures,
+    others: f64,
+    system: [(&str, Option<f64>); 2],
+) -> Result<()> {
+    for (metric, value) in system {
+        if let Some(value) = value {
+            sink.sample(trial_id, metric, value, Unit::Percent, "system", 0)?;
+        }
+    }
+    for (metric, value, unit, source) in &figures.samples {
+        sink.sample(trial_id, metric, *value, *unit, source, 0)?;
+    }
+    for (seq, gap) in figures.itl_ms.iter().enumerate() {
+        sink.sample(trial_id, "itl_ms", *gap, Unit::Milliseconds, "client", seq)?;
+    }
+    sink.sample(
+        trial_id,
+        "others_cpu_cores",
+        others,
+        Unit::Count,
+        "system",
+        0,
+    )
 }
 
 /// Trials already stored for a run (status ok), for `--resume`: each keyed by its model's sha256

@@ -241,33 +241,59 @@ struct Reference {
     base_logits: Option<PathBuf>,
 }
 
+/// The baseline measured once, with what every candidate is compared against.
+pub struct Baseline {
+    reference: Reference,
+    pub row: Readiness,
+    suite: Suite,
+    prompts: Vec<String>,
+}
+
 impl GateRun<'_> {
     pub fn run(&mut self, observe: &mut dyn FnMut(Event)) -> Result<Vec<Readiness>> {
-        let file = self.file;
-        let suite = match &file.checks.suite {
-            Some(path) => Suite::load(path)?,
-            None => Suite::builtin(),
-        };
-        let prompts = agreement::builtin_prompts(file.checks.agreement_prompts, 240);
-        let mut rows = Vec::new();
-        let (reference, baseline_row) = self.measure_baseline(&suite, &prompts, observe)?;
-        (self.store)(&baseline_row)?;
-        observe(Event::Done(&baseline_row));
-        rows.push(baseline_row);
-        for candidate in &file.candidates {
+        let baseline = self.baseline(observe)?;
+        (self.store)(&baseline.row)?;
+        observe(Event::Done(&baseline.row));
+        let mut rows = vec![baseline.row.clone()];
+        for candidate in &self.file.candidates {
             if let Some(signal) = crate::engines::process::interrupted() {
                 return Err(Error::engine(format!("interrupted by signal {signal}")));
             }
-            // A candidate that fails (its engine died or froze, a request broke) is a FAIL row with
-            // the reason; the next candidate still runs.
-            let row = self
-                .measure_candidate(candidate, &reference, &suite, &prompts, observe)
-                .unwrap_or_else(|error| self.failed_row(candidate, &error));
+            let row = self.candidate(&baseline, candidate, observe);
             (self.store)(&row)?;
             observe(Event::Done(&row));
             rows.push(row);
         }
         Ok(rows)
+    }
+
+    /// Measure the file's baseline: its row and the reference figures candidates are judged by.
+    pub fn baseline(&self, observe: &mut dyn FnMut(Event)) -> Result<Baseline> {
+        let suite = match &self.file.checks.suite {
+            Some(path) => Suite::load(path)?,
+            None => Suite::builtin(),
+        };
+        let prompts = agreement::builtin_prompts(self.file.checks.agreement_prompts, 240);
+        let (reference, row) = self.measure_baseline(&suite, &prompts, observe)?;
+        Ok(Baseline {
+            reference,
+            row,
+            suite,
+            prompts,
+        })
+    }
+
+    /// One candidate against `baseline`. A candidate that fails (its engine died or froze, a
+    /// request broke) is a FAIL row with the reason, never an error.
+    pub fn candidate(
+        &self,
+        baseline: &Baseline,
+        candidate: &Candidate,
+        observe: &mut dyn FnMut(Event),
+    ) -> Readiness {
+        let (reference, suite, prompts) = (&baseline.reference, &baseline.suite, &baseline.prompts);
+        self.measure_candidate(candidate, reference, suite, prompts, observe)
+            .unwrap_or_else(|error| self.failed_row(candidate, &error))
     }
 
     /// A candidate's row when measuring it failed: FAIL, the error as the blocker.

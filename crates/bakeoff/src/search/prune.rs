@@ -192,37 +192,10 @@ impl Tally {
 
     /// Judge one combination of the enumerated knobs; it stands for `rest` configurations.
     fn check(&mut self, choice: &[&(String, Setting)], inputs: &Inputs, rest: u128) {
-        let config = config_of(choice);
-        let label = label_of(choice);
-        if let Some(why) = crate::measure::matrix::rejection(&config) {
-            return self.exclude("rejected by the build", without_values(&why), rest, label);
-        }
-        if let (Some(b), Some(ub)) = (number(&config, "-b"), number(&config, "-ub")) {
-            if ub > b {
-                let why = "-ub larger than -b: llama.cpp clamps -ub to -b, the same as -ub = -b"
-                    .to_string();
-                return self.exclude("no effect", why, rest, label);
-            }
-        }
-        let Some(model) = model_of(choice, inputs) else {
-            return self.kept += rest;
-        };
-        match needed(model, &config, inputs) {
-            Some(needed) => self.weigh(
-                Fit {
-                    label,
-                    needed,
-                    budget: self.budget,
-                },
-                rest,
-            ),
-            None => {
-                let why = format!(
-                    "{}'s rows do not divide into these cache types' blocks",
-                    model.name
-                );
-                self.exclude("cache type", why, rest, label)
-            }
+        match judge(choice, inputs) {
+            Verdict::Exclude { kind, why, example } => self.exclude(kind, why, rest, example),
+            Verdict::Keep(None) => self.kept += rest,
+            Verdict::Keep(Some(fit)) => self.weigh(fit, rest),
         }
     }
 
@@ -266,6 +239,118 @@ impl Tally {
             ctx: inputs.ctx,
         })
     }
+}
+
+/// What pruning says of one combination.
+enum Verdict {
+    Exclude {
+        kind: &'static str,
+        why: String,
+        example: String,
+    },
+    /// Kept by the build's rules; its fit when a model is chosen (memory is weighed after).
+    Keep(Option<Fit>),
+}
+
+fn judge(choice: &[&(String, Setting)], inputs: &Inputs) -> Verdict {
+    let config = config_of(choice);
+    let example = label_of(choice);
+    let exclude = |kind, why| Verdict::Exclude {
+        kind,
+        why,
+        example: example.clone(),
+    };
+    if let Some(why) = crate::measure::matrix::rejection(&config) {
+        return exclude("rejected by the build", without_values(&why));
+    }
+    if let (Some(b), Some(ub)) = (number(&config, "-b"), number(&config, "-ub")) {
+        if ub > b {
+            let why = "-ub larger than -b: llama.cpp clamps -ub to -b, the same as -ub = -b";
+            return exclude("no effect", why.to_string());
+        }
+    }
+    let Some(model) = model_of(choice, inputs) else {
+        return Verdict::Keep(None);
+    };
+    match needed(model, &config, inputs) {
+        Some(needed) => Verdict::Keep(Some(Fit {
+            label: example.clone(),
+            needed,
+            budget: inputs.budget,
+        })),
+        None => exclude(
+            "cache type",
+            format!(
+                "{}'s rows do not divide into these cache types' blocks",
+                model.name
+            ),
+        ),
+    }
+}
+
+/// More configurations than this left after pruning is a space to narrow before a search.
+pub const MAX_CANDIDATES: u128 = 50_000;
+
+/// One configuration left after pruning: a value of every knob, in the space's order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Configuration {
+    pub choice: Vec<(String, Setting)>,
+    /// What the planner says it needs at the required context (with a model chosen).
+    pub needed: Option<u64>,
+}
+
+impl Configuration {
+    /// The engine flags it sets (the model's `-m` among them).
+    pub fn config(&self) -> EngineConfig {
+        let refs: Vec<&(String, Setting)> = self.choice.iter().collect();
+        config_of(&refs)
+    }
+
+    /// `smol -ctk q8_0 -ctv f16 -fa on -ub 512`.
+    pub fn label(&self) -> String {
+        let refs: Vec<&(String, Setting)> = self.choice.iter().collect();
+        label_of(&refs)
+    }
+
+    /// The value `knob` takes.
+    pub fn value(&self, knob: &str) -> Option<&Setting> {
+        self.choice.iter().find(|(k, _)| k == knob).map(|(_, s)| s)
+    }
+}
+
+/// Every configuration pruning keeps, materialised (for the search). Too many is an error asking
+/// to narrow the space; the same exclusions as [`prune`] apply.
+pub fn configurations(space: &Space, inputs: &Inputs) -> Result<Vec<Configuration>> {
+    let mut space = space.clone();
+    drop_unknown_flags(&mut space, inputs, &mut Tally::new(inputs.budget));
+    let size = space.size();
+    if size > MAX_CANDIDATES {
+        return Err(Error::input(format!(
+            "the space has {size} configurations: too many to search (at most {MAX_CANDIDATES})"
+        ))
+        .with_hint("narrow it with --only or --pin"));
+    }
+    let all: Vec<Vec<(String, Setting)>> = space
+        .knobs
+        .iter()
+        .map(|k| {
+            k.values
+                .iter()
+                .map(|s| (k.name.clone(), s.clone()))
+                .collect()
+        })
+        .collect();
+    let mut kept = Vec::new();
+    for_each(&all, |choice| {
+        let needed = match judge(choice, inputs) {
+            Verdict::Exclude { .. } => return,
+            Verdict::Keep(Some(fit)) if fit.margin() < 0 => return,
+            Verdict::Keep(fit) => fit.map(|f| f.needed),
+        };
+        let choice = choice.iter().map(|&c| c.clone()).collect();
+        kept.push(Configuration { choice, needed });
+    });
+    Ok(kept)
 }
 
 /// "nothing fits 8 GiB at ctx 131072: the smallest configuration needs 9.3 GiB", or the reasons.

@@ -9,9 +9,11 @@ pub mod report_rows;
 mod runs;
 mod schema;
 mod tool_traces;
+mod tune;
 
 pub use runs::TrialTally;
 pub use tool_traces::ToolTraceRow;
+pub use tune::TuneDecision;
 
 pub use fidelity::{FidelityRow, NewCheck};
 pub use journal::{GateCheckRow, JournalEntry};

@@ -217,4 +217,26 @@ pub const MIGRATIONS: &[&str] = &[
         COALESCE(backends, ''), COALESCE(devices, '')
     );
     "#,
+    // 9: `bakeoff tune` (issue 16): every decision of the search as it is made (screened,
+    // promoted, eliminated, vetoed, winner, with the reason), and the answer it ended with (JSON:
+    // winner, fastest, smallest faithful, defaults, knob contributions, the pareto points).
+    r#"
+    CREATE TABLE tune_decisions (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        round INTEGER NOT NULL,
+        config_hash TEXT NOT NULL,
+        candidate TEXT NOT NULL,
+        action TEXT NOT NULL,
+        reference TEXT,
+        why TEXT NOT NULL,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    CREATE INDEX tune_decisions_run ON tune_decisions(run_id);
+    CREATE TABLE tune_answers (
+        run_id INTEGER PRIMARY KEY REFERENCES runs(id),
+        answer TEXT NOT NULL,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    "#,
 ];
