@@ -217,8 +217,9 @@ pub enum Command {
     /// The model catalog and model selection: size, architecture, params, quant, sha256, fit.
     #[command(subcommand, after_help = MODELS_EXAMPLES)]
     Models(ModelsCommand),
-    /// Find the fastest faithful configuration. Only --dry-run is built so far: it prints the
-    /// search space, what is pruned and why, and the planned cost; the search itself is not built yet.
+    /// Find the fastest faithful configuration: build the space from the build's --help, the
+    /// model and this machine, prune it, race the rest on real engines under the fidelity gate,
+    /// and print the winner with its evidence (--dry-run: the space, the pruning and the cost).
     #[command(after_help = TUNE_EXAMPLES)]
     Tune(Box<TuneArgs>),
 }
@@ -1064,9 +1065,9 @@ pub struct ModelsListArgs {
     pub format: TableFormat,
 }
 
-const TUNE_EXAMPLES: &str = "Examples:\n  bakeoff tune -m SmolLM2-135M-Instruct.Q4_1.gguf --ctx 4096 --goal tg --dry-run\n  bakeoff tune -m model.gguf --ctx 32768 --goal tg --mem 8G --pin -fa=on --only -t=1,2 --dry-run\n  bakeoff tune --config examples/tune.toml --dry-run -o json\n\nWithout --dry-run tune exits 2: the search is not built yet.";
+const TUNE_EXAMPLES: &str = "Examples:\n  bakeoff tune -m SmolLM2-135M-Instruct.Q4_1.gguf --ctx 4096 --goal tg --dry-run\n  bakeoff tune -m SmolLM2-135M-Instruct.Q4_1.gguf --ctx 2048 --goal tg --budget 10m --save daily\n  bakeoff tune -m model.gguf --ctx 32768 --goal tg --mem 8G --pin -fa=on --only -t=1,2\n  bakeoff tune --config examples/tune.toml -o json\n  bakeoff tune --resume 12      # after kill -9 or Ctrl-C: nothing measured is measured again\n\nExit status: 0 with a faithful winner, 1 when no configuration passed the fidelity gate,\n2 for bad input, 130 when interrupted (the best so far is printed).";
 
-/// `bakeoff tune`: the search space, pruning and planned cost (`--dry-run`).
+/// `bakeoff tune`: the search for the fastest faithful configuration.
 #[derive(Args, Debug)]
 pub struct TuneArgs {
     /// The model file(s) to tune over (each one a value of the `model` knob) and the build.
@@ -1108,6 +1109,31 @@ pub struct TuneArgs {
     /// Print the space, what is pruned and why, and the planned cost; measure nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Depths (tokens already in the context) the goal is measured at: 0,2048 (default 0 and
+    /// half of --ctx; balanced: 0).
+    #[arg(short = 'd', long, value_name = "LIST")]
+    pub depth: Option<String>,
+    /// Generated tokens per tg test (default 64).
+    #[arg(short = 'n', long = "gen", value_name = "TOKENS")]
+    pub gen: Option<u32>,
+    /// Prompt tokens per pp test (default 512, at most a quarter of --ctx).
+    #[arg(short = 'p', long = "prompt", value_name = "TOKENS")]
+    pub prompt: Option<u32>,
+    /// Prompt set: random, natural, code or a file (speculation needs real text to draft from).
+    #[arg(long, value_name = "SET")]
+    pub prompts: Option<String>,
+    /// Continue the tune run RUN after a kill or Ctrl-C: its stored trials answer the race's
+    /// first requests, so nothing is measured twice.
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["dry_run", "config"])]
+    pub resume: Option<String>,
+    /// Seconds to wait for each engine's /health.
+    #[arg(long, default_value_t = 180, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub health_timeout: u64,
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
+    /// Tag for the run.
+    #[arg(long)]
+    pub tag: Option<String>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t, value_name = "FORMAT")]
     pub format: TableFormat,

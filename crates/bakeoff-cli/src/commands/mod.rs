@@ -64,7 +64,7 @@ fn dispatch(cli: Cli, printer: Printer) -> anyhow::Result<ExitCode> {
         Command::Profile(command) => profile::run(global, command, printer),
         Command::Tools(command) => tools::run(global, command, printer),
         Command::Models(command) => models::run(global, command, printer),
-        Command::Tune(args) => tune::run(global, &args),
+        Command::Tune(args) => tune::run(global, &args, printer),
     }
 }
 

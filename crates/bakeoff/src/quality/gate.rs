@@ -111,7 +111,7 @@ pub struct Thresholds {
 }
 
 /// Which checks apply and where their lines are.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateSpec {
     pub thresholds: BTreeMap<String, Thresholds>,
     /// A divergence where the baseline's top-1/top-2 logprob gap is below this is a near-tie.

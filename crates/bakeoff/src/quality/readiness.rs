@@ -65,7 +65,7 @@ pub enum KldMethod {
 }
 
 /// Which checks run, and their sizes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Checks {
     pub canaries: bool,

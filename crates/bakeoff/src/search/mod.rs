@@ -2,10 +2,15 @@
 //! the goal ([`space`]), pruned before anything is measured ([`prune`]), the tune's settings
 //! ([`settings`]), and the race that measures what is left ([`race`]).
 
+pub mod answer;
+pub mod fidelity;
+pub mod measure;
 pub mod prune;
 pub mod race;
 pub mod settings;
 pub mod space;
+pub mod tuner;
+pub mod workload;
 
 use crate::formats::gguf::GgufFile;
 use crate::model::select::Selected;

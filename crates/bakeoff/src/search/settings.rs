@@ -5,6 +5,9 @@ use super::space::{Edit, EditKind, Goal};
 use crate::domain::Combine;
 use crate::engines::build::BuildRef;
 use crate::measure::experiment::Values;
+use crate::measure::matrix::{parse_values, PromptSet};
+use crate::quality::gate::{GateSpec, GateTable};
+use crate::quality::readiness::Checks;
 use crate::{Error, Result};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
@@ -45,6 +48,18 @@ pub struct TuneSettings {
     /// `[extend]`: `KNOB = [VALUES]`.
     #[serde(default, deserialize_with = "knob_table")]
     pub extend: Vec<(String, Values)>,
+    /// Depths the goal is measured at (default 0 and half the context).
+    pub depth: Option<Values>,
+    /// Generated tokens per tg test.
+    pub gen: Option<u32>,
+    /// Prompt tokens per pp test.
+    pub prompt: Option<u32>,
+    /// `random`, `natural`, `code` or a file of prompts.
+    pub prompts: Option<String>,
+    /// `[checks]`: the fidelity gate's checks, as in a `bakeoff gate` candidates file.
+    pub checks: Option<Checks>,
+    /// `[gate]`: the gate's thresholds, as in a `bakeoff gate` candidates file.
+    pub gate: Option<GateTable>,
 }
 
 impl TuneSettings {
@@ -86,6 +101,15 @@ impl TuneSettings {
             mem,
             save: self.save,
             edits: edits(&self.pin, &self.only, &self.extend)?,
+            depths: self.depth.as_ref().map(depths).transpose()?,
+            gen: self.gen,
+            prompt: self.prompt,
+            prompts: PromptSet::parse(self.prompts.as_deref().unwrap_or("random")),
+            checks: self.checks.unwrap_or_else(tune_checks),
+            gate: match &self.gate {
+                Some(table) => GateSpec::from_table(table, "tune [gate]")?,
+                None => GateSpec::default(),
+            },
         })
     }
 }
@@ -108,6 +132,12 @@ impl Combine for TuneSettings {
             pin: self.pin.combine(other.pin),
             only: self.only.combine(other.only),
             extend: self.extend.combine(other.extend),
+            depth: self.depth.combine(other.depth),
+            gen: self.gen.combine(other.gen),
+            prompt: self.prompt.combine(other.prompt),
+            prompts: self.prompts.combine(other.prompts),
+            checks: self.checks.or(other.checks),
+            gate: self.gate.or(other.gate),
         }
     }
 }
@@ -128,6 +158,31 @@ pub struct Tune {
     pub mem: Option<u64>,
     pub save: Option<String>,
     pub edits: Vec<Edit>,
+    pub depths: Option<Vec<u32>>,
+    pub gen: Option<u32>,
+    pub prompt: Option<u32>,
+    pub prompts: PromptSet,
+    pub checks: Checks,
+    pub gate: GateSpec,
+}
+
+/// The gate's checks in a tune: `bakeoff gate`'s, without its own speed step (the race measured
+/// speed already).
+pub fn tune_checks() -> Checks {
+    Checks {
+        tg_reps: 0,
+        ..Checks::default()
+    }
+}
+
+fn depths(values: &Values) -> Result<Vec<u32>> {
+    parse_values("depth", &values.0)?
+        .iter()
+        .map(|v| {
+            v.parse()
+                .map_err(|_| Error::input(format!("depth: '{v}' is not a whole number")))
+        })
+        .collect()
 }
 
 fn size(key: &str, text: &str) -> Result<u64> {

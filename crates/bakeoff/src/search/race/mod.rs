@@ -210,6 +210,9 @@ pub struct Options {
     pub seeds: Vec<usize>,
     /// The samples' unit, for the reasons ("t/s").
     pub unit: String,
+    /// At most this many screens per round (`None`: every pending one), so that a time budget,
+    /// read between rounds, is not overrun by one long round of screens.
+    pub max_screens: Option<usize>,
 }
 
 impl Default for Options {
@@ -225,6 +228,7 @@ impl Default for Options {
             halve_above: Some(4),
             seeds: Vec::new(),
             unit: "t/s".to_string(),
+            max_screens: None,
         }
     }
 }

@@ -44,6 +44,8 @@ pub(super) struct Racer<'a> {
     last_key: Option<&'a str>,
     /// The batch being judged held race repetitions.
     raced: bool,
+    /// Candidates that failed or were vetoed in the round being judged, with the word for it.
+    lost: Vec<(usize, &'static str)>,
 }
 
 fn ci(summary: &Summary) -> String {
@@ -72,6 +74,7 @@ impl<'a> Racer<'a> {
             starts: 0,
             last_key: None,
             raced: false,
+            lost: Vec::new(),
         })
     }
 
@@ -160,7 +163,8 @@ impl<'a> Racer<'a> {
         let room = (self.options.budget.max_trials)
             .map_or(usize::MAX, |max| max.saturating_sub(self.trials));
         let pending = grouped(self.candidates, self.with(Status::Pending));
-        let mut batch = screens(&pending, room);
+        let screen_room = room.min(self.options.max_screens.unwrap_or(usize::MAX));
+        let mut batch = screens(&pending, screen_room);
         let alive = self.with(Status::Alive);
         if alive.len() >= 2 || (alive.len() == 1 && self.unconfirmed(alive[0])) {
             let below_cap = alive
@@ -223,6 +227,7 @@ impl<'a> Racer<'a> {
         entry.status = Status::Out;
         entry.failed = true;
         entry.fresh = false;
+        self.lost.push((candidate, "failed"));
         self.decide(
             candidate,
             Action::Eliminated,
@@ -264,6 +269,7 @@ impl<'a> Racer<'a> {
             }
             None => self.promote_fresh(),
         }
+        self.explore_around_lost();
         self.entries.iter_mut().for_each(|e| e.fresh = false);
         Ok(incumbent)
     }
@@ -312,6 +318,7 @@ impl<'a> Racer<'a> {
         entry.faithful = Some(false);
         entry.status = Status::Out;
         entry.veto = Some(reason.clone());
+        self.lost.push((candidate, "vetoed"));
         self.decide(candidate, Action::Vetoed, None, format!("vetoed: {reason}"));
     }
 
@@ -433,6 +440,24 @@ impl<'a> Racer<'a> {
                 self.entries[neighbour].status = Status::Pending;
                 let why = format!("{step} from the {role} {}", self.id(centre));
                 self.decide(neighbour, Action::Explored, Some(centre), why);
+            }
+        }
+    }
+}
+
+impl Racer<'_> {
+    /// The ordinal neighbours of the candidates that failed or were vetoed this round are
+    /// screened next: a starting point that crashed or lost fidelity (a q4_0 V cache) must not
+    /// take its whole profile with it (q5_1 V, one step away, may be fast and faithful).
+    fn explore_around_lost(&mut self) {
+        for (lost, word) in std::mem::take(&mut self.lost) {
+            for (neighbour, step) in space::neighbours(self.candidates, lost) {
+                if self.entries[neighbour].status != Status::Unmeasured {
+                    continue;
+                }
+                self.entries[neighbour].status = Status::Pending;
+                let why = format!("{step} from {} (it {word})", self.id(lost));
+                self.decide(neighbour, Action::Explored, Some(lost), why);
             }
         }
     }

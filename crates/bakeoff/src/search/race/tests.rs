@@ -831,3 +831,38 @@ fn successive_halving_keeps_a_crowd_of_close_candidates_cheap() {
         "{halved} trials halving, {raced} racing on CIs alone"
     );
 }
+
+#[test]
+fn a_failed_starting_point_does_not_take_its_profile_with_it() {
+    // One profile (kv f16, fa on), threads 1..5: the middle (t3) is the only starting point and
+    // its engine crashes. Its neighbours are screened next, and the climb goes on from there.
+    let (all, truth) = space();
+    let keep: Vec<usize> = (0..all.len())
+        .filter(|&i| all[i].id.starts_with("f16/fa-on/"))
+        .collect();
+    let candidates: Vec<Candidate> = keep.iter().map(|&i| all[i].clone()).collect();
+    let truth: Vec<f64> = keep.iter().map(|&i| truth[i]).collect();
+    let broken = index_of(&candidates, "f16/fa-on/t3");
+    let mut sim = Sim::new(truth, 3);
+    sim.failing = Some((broken, "engine exited"));
+    let result = race_with(
+        &candidates,
+        &Options::default(),
+        &mut sim,
+        &mut Unconstrained,
+    );
+    let explored: Vec<String> = result
+        .decisions
+        .iter()
+        .filter(|d| d.action == Action::Explored && d.reference == Some(broken))
+        .map(|d| d.why.clone())
+        .collect();
+    assert_eq!(
+        explored,
+        [
+            "one step down on threads (3 → 2) from f16/fa-on/t3 (it failed)",
+            "one step up on threads (3 → 4) from f16/fa-on/t3 (it failed)"
+        ]
+    );
+    assert_eq!(winner_id(&candidates, &result), "f16/fa-on/t4");
+}

@@ -1,0 +1,379 @@
+//! The race's measuring side on real engines: one llama-server start per configuration, kept for
+//! consecutive repetitions of it, each repetition every test of the [`Workload`], each test a
+//! trial stored as measured. A resumed tune answers from the trials already stored, in order,
+//! so the race replays to where it stopped and nothing is measured twice.
+
+use super::race::{Evaluator, Outcome, Progress, Request};
+use super::workload::Workload;
+use crate::domain::EngineConfig;
+use crate::engines::http::Timeouts;
+use crate::engines::llama_server::ServerSpec;
+use crate::engines::process;
+use crate::measure::bench::{self, BenchEngine, Prepared, Subject};
+use crate::measure::noise::{self, CpuSnapshot};
+use crate::measure::sink::{NewTrial, TrialSink};
+use crate::{Error, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+/// One configuration of the race as the engine sees it.
+#[derive(Debug, Clone)]
+pub struct Contender {
+    pub label: String,
+    /// Its flags, without the model (`-m`): trials name the model by its row.
+    pub config: EngineConfig,
+    /// Index into the subjects (one per model).
+    pub subject: usize,
+    /// What the planner says it needs at the tune's context.
+    pub needed: Option<u64>,
+}
+
+/// What the measuring side reports, for the display.
+pub enum Event<'a> {
+    /// An engine is starting for a configuration.
+    Start { label: &'a str },
+    Trial {
+        label: &'a str,
+        test: &'a str,
+        rep: u32,
+        value: f64,
+        flags: &'a [String],
+    },
+    /// A repetition could not be measured; the candidate is out.
+    Failed { label: &'a str, why: &'a str },
+    /// A round of the race was judged.
+    Round(&'a Progress<'a>),
+    /// The fidelity gate at work.
+    Gate { candidate: &'a str, what: &'a str },
+}
+
+/// The server side of every start: context, slots, pass-through flags, bounds.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub ctx: u64,
+    pub parallel: u64,
+    pub extra_args: Vec<String>,
+    pub health_timeout: Duration,
+    pub timeouts: Timeouts,
+}
+
+/// Per (subject, config hash): repetition → test name → t/s, from the stored trials.
+type Stored = HashMap<(usize, String), BTreeMap<u32, BTreeMap<String, f64>>>;
+
+/// The [`Evaluator`] over real engines.
+pub struct Engines<'a> {
+    pub sink: &'a dyn TrialSink,
+    pub run_id: i64,
+    pub subjects: &'a [Subject],
+    pub contenders: &'a [Contender],
+    pub workload: &'a Workload,
+    pub launch: Launch,
+    observe: &'a dyn Fn(Event),
+    stored: Stored,
+    /// Repetitions each contender has been given so far (its next repetition's index).
+    used: Vec<u32>,
+    engine: Option<(usize, Box<dyn BenchEngine>, Prepared)>,
+    /// The signal that stopped the tune.
+    pub interrupted: Option<i32>,
+    /// Repetitions answered from stored trials, and measured now.
+    pub replayed: usize,
+    pub measured: usize,
+    pub starts: usize,
+}
+
+impl<'a> Engines<'a> {
+    pub fn new(
+        sink: &'a dyn TrialSink,
+        run_id: i64,
+        (subjects, contenders): (&'a [Subject], &'a [Contender]),
+        workload: &'a Workload,
+        launch: Launch,
+        observe: &'a dyn Fn(Event),
+    ) -> Result<Self> {
+        let stored = stored(sink, run_id, subjects)?;
+        Ok(Engines {
+            sink,
+            run_id,
+            subjects,
+            contenders,
+            workload,
+            launch,
+            observe,
+            stored,
+            used: vec![0; contenders.len()],
+            engine: None,
+            interrupted: None,
+            replayed: 0,
+            measured: 0,
+            starts: 0,
+        })
+    }
+
+    /// Stop the engine kept for the next request (its log is stored with the run).
+    pub fn stop_engine(&mut self) -> Result<()> {
+        if let Some((_, server, _)) = self.engine.take() {
+            self.sink.engine_log(self.run_id, None, server.log_path())?;
+        }
+        Ok(())
+    }
+
+    /// Measure `repetitions` more of `candidate` on its own engine, outside the race (the
+    /// engine's defaults, to compare the winner with). Returns every sample it has.
+    pub fn extra(&mut self, candidate: usize, repetitions: usize) -> Result<Vec<f64>> {
+        let mut samples = Vec::new();
+        for _ in 0..repetitions {
+            match self.repetition(candidate)? {
+                Some(score) => samples.push(score),
+                None => break,
+            }
+        }
+        Ok(samples)
+    }
+
+    /// One repetition's score: from the stored trials when a resumed run holds it, else
+    /// measured. `None`: it failed (reported) or the tune was interrupted.
+    fn repetition(&mut self, candidate: usize) -> Result<Option<f64>> {
+        let rep = self.used[candidate];
+        self.used[candidate] += 1;
+        if let Some(score) = self.stored_score(candidate, rep) {
+            self.replayed += 1;
+            return Ok(Some(score));
+        }
+        if self.interrupted.is_some() {
+            return Ok(None);
+        }
+        match self.measure_live(candidate, rep) {
+            Ok(score) => {
+                self.measured += 1;
+                Ok(Some(score))
+            }
+            Err(Stop::Sink(error)) => Err(error),
+            Err(Stop::Interrupted) => Ok(None),
+            Err(Stop::Failed(why)) => {
+                let label = &self.contenders[candidate].label;
+                (self.observe)(Event::Failed { label, why: &why });
+                self.stop_engine()?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn stored_score(&self, candidate: usize, rep: u32) -> Option<f64> {
+        let contender = &self.contenders[candidate];
+        let key = (contender.subject, contender.config.hash());
+        let tests = self.stored.get(&key)?.get(&rep)?;
+        let values: Option<Vec<f64>> = (self.workload.tests.iter())
+            .map(|t| tests.get(&t.name()).copied())
+            .collect();
+        Some(self.workload.score(&values?))
+    }
+
+    fn measure_live(&mut self, candidate: usize, rep: u32) -> std::result::Result<f64, Stop> {
+        self.ensure_engine(candidate)?;
+        let mut values = Vec::new();
+        for test in &self.workload.tests {
+            if let Some(signal) = process::interrupted() {
+                self.interrupted = Some(signal);
+                return Err(Stop::Interrupted);
+            }
+            let value = self.trial(candidate, test, rep)?;
+            values.push(value);
+        }
+        Ok(self.workload.score(&values))
+    }
+
+    /// The candidate's engine, started unless the last request's engine is the same start.
+    fn ensure_engine(&mut self, candidate: usize) -> std::result::Result<(), Stop> {
+        let contender = &self.contenders[candidate];
+        let same = |(kept, _, _): &(usize, Box<dyn BenchEngine>, Prepared)| {
+            let kept = &self.contenders[*kept];
+            kept.subject == contender.subject && kept.config == contender.config
+        };
+        if self.engine.as_ref().is_some_and(same) {
+            return Ok(());
+        }
+        self.stop_engine().map_err(Stop::Sink)?;
+        (self.observe)(Event::Start {
+            label: &contender.label,
+        });
+        let subject = &self.subjects[contender.subject];
+        let spec = self.spec(subject, &contender.config);
+        self.starts += 1;
+        let server = bench::launch_llama_server(spec, self.launch.timeouts)
+            .map_err(|e| Stop::Failed(format!("the engine did not start: {e}")))?;
+        self.engine = Some((candidate, server, Prepared::new(1)));
+        Ok(())
+    }
+
+    fn spec(&self, subject: &Subject, config: &EngineConfig) -> ServerSpec {
+        let mut args = config.args();
+        let launch = &self.launch;
+        if !config.flags.contains_key("-np") {
+            args.extend(["-np".into(), launch.parallel.to_string()]);
+        }
+        args.extend(["-c".into(), launch.ctx.to_string()]);
+        args.extend(launch.extra_args.iter().cloned());
+        let log = format!("llama-server-{}-{}.log", subject.model_id, config.hash());
+        ServerSpec {
+            binary: subject.binary.clone(),
+            model: subject.model.clone(),
+            host: "127.0.0.1".into(),
+            port: None,
+            args,
+            health_timeout: launch.health_timeout,
+            log_path: self.sink.run_dir(self.run_id).join(log),
+        }
+    }
+
+    /// One test of one repetition on the kept engine, stored as measured.
+    fn trial(
+        &mut self,
+        candidate: usize,
+        test: &crate::measure::matrix::Test,
+        rep: u32,
+    ) -> std::result::Result<f64, Stop> {
+        let contender = &self.contenders[candidate];
+        let subject = &self.subjects[contender.subject];
+        let Some((_, server, prepared)) = self.engine.as_mut() else {
+            return Err(Stop::Failed("no engine".into()));
+        };
+        let source = prepared
+            .prepare(server.as_ref(), test)
+            .map_err(|e| Stop::Failed(e.to_string()))?;
+        let pid = server.pid();
+        let before = CpuSnapshot::take(&[pid]);
+        let workload = test.to_json();
+        let trial = NewTrial {
+            config: Some(&contender.config),
+            engine_id: Some(subject.engine_id),
+            model_id: Some(subject.model_id),
+            workload: &workload,
+            repetition: rep,
+        };
+        let sink = self.sink;
+        let trial_id = sink.begin_trial(self.run_id, &trial).map_err(Stop::Sink)?;
+        let figures = match bench::measure_test(server.http(), source, test, rep) {
+            Ok(figures) => figures,
+            Err(error) => {
+                let (status, why) = match process::interrupted() {
+                    Some(signal) => {
+                        self.interrupted = Some(signal);
+                        (
+                            "interrupted",
+                            format!("interrupted by {}", process::signal_name(signal)),
+                        )
+                    }
+                    None => match server.trouble() {
+                        Some(trouble) => {
+                            ("failed", format!("{trouble} during the trial ({error})"))
+                        }
+                        None => ("failed", error.to_string()),
+                    },
+                };
+                sink.end_trial(trial_id, status, Some(&why))
+                    .map_err(Stop::Sink)?;
+                return Err(match status {
+                    "interrupted" => Stop::Interrupted,
+                    _ => Stop::Failed(why),
+                });
+            }
+        };
+        if let Some(reason) = bench::non_finite(&figures) {
+            sink.end_trial(trial_id, "failed", Some(&reason))
+                .map_err(Stop::Sink)?;
+            return Err(Stop::Failed(reason));
+        }
+        let others = before.others_cores(&CpuSnapshot::take(&[pid]));
+        let mut flags = figures.flags.clone();
+        if others > noise::NOISY_CORES {
+            flags.push(format!("noisy: other processes used {others:.2} cores"));
+        }
+        let none = [("gpu_util_before_pct", None), ("gpu_util_after_pct", None)];
+        bench::store_figures(sink, trial_id, &figures, others, none).map_err(Stop::Sink)?;
+        let note = (!flags.is_empty()).then(|| flags.join("; "));
+        sink.end_trial(trial_id, "ok", note.as_deref())
+            .map_err(Stop::Sink)?;
+        (self.observe)(Event::Trial {
+            label: &contender.label,
+            test: &test.name(),
+            rep,
+            value: figures.value,
+            flags: &flags,
+        });
+        Ok(figures.value)
+    }
+}
+
+/// Why a live repetition ended early.
+enum Stop {
+    /// The store failed: the tune ends.
+    Sink(Error),
+    Interrupted,
+    /// This candidate could not be measured.
+    Failed(String),
+}
+
+impl Evaluator for Engines<'_> {
+    fn measure(&mut self, batch: &[Request]) -> Result<Vec<Outcome>> {
+        let mut outcomes = Vec::new();
+        for request in batch {
+            let mut samples = Vec::new();
+            let mut failed = None;
+            for _ in 0..request.repetitions {
+                match self.repetition(request.candidate)? {
+                    Some(score) => samples.push(score),
+                    None => {
+                        failed = Some(match self.interrupted {
+                            Some(signal) => {
+                                format!("interrupted by {}", process::signal_name(signal))
+                            }
+                            None => "could not be measured (see the warning above)".to_string(),
+                        });
+                        break;
+                    }
+                }
+            }
+            outcomes.push(match failed {
+                Some(why) => Outcome::Failed(why),
+                None => Outcome::Samples(samples),
+            });
+        }
+        Ok(outcomes)
+    }
+
+    fn observe(&mut self, progress: &Progress) {
+        (self.observe)(Event::Round(progress));
+    }
+}
+
+/// The ok trials of a resumed run, by subject and configuration.
+fn stored(sink: &dyn TrialSink, run_id: i64, subjects: &[Subject]) -> Result<Stored> {
+    let mut stored: Stored = HashMap::new();
+    for trial in sink.trials(run_id)? {
+        if trial.status != "ok" {
+            continue;
+        }
+        let subject = subjects.iter().position(|s| {
+            Some(s.engine_id) == trial.engine_id && Some(s.model_id) == trial.model_id
+        });
+        let (Some(subject), Some(hash)) = (subject, trial.config_hash.clone()) else {
+            continue;
+        };
+        let Some(test) = trial.workload["test"].as_str() else {
+            continue;
+        };
+        let kind = trial.workload["kind"].as_str().unwrap_or("tg");
+        let metric = if kind == "pp" { "pp_tps" } else { "tg_tps" };
+        let value = trial
+            .samples
+            .iter()
+            .find(|s| s.metric == metric && s.source == "client")
+            .map(|s| s.value);
+        if let Some(value) = value {
+            let reps = stored.entry((subject, hash)).or_default();
+            let tests = reps.entry(trial.repetition as u32).or_default();
+            tests.insert(test.to_string(), value);
+        }
+    }
+    Ok(stored)
+}
