@@ -106,6 +106,23 @@ impl<'a> Fidelity<'a> {
         }
     }
 
+    /// Take back the verdicts a resumed run already stored (its readiness rows), so that no
+    /// candidate is gated twice. The reference is measured again only if a candidate not gated
+    /// before the stop needs it (its greedy outputs are not stored).
+    pub fn restore(&mut self, rows: Vec<Readiness>) {
+        for row in rows.into_iter().filter(|r| !r.baseline) {
+            let Some(gated) = self.candidates.iter().find(|c| c.label == row.candidate) else {
+                continue;
+            };
+            let verdict = Verdict {
+                gated: gated.label.clone(),
+                veto: veto_of(&row),
+                row,
+            };
+            self.verdicts.insert(key(gated), verdict);
+        }
+    }
+
     /// The verdict that holds for `candidate` (its own or one it shares), if gated.
     pub fn verdict_of(&self, candidate: usize) -> Option<&Verdict> {
         self.verdicts.get(&key(&self.candidates[candidate]))
@@ -212,6 +229,11 @@ impl Constraint for Fidelity<'_> {
             };
             gate.candidate(baseline, &gate_candidate, &mut observe)
         };
+        if let Some(signal) = crate::engines::process::interrupted() {
+            // A gate cut short is no verdict: nothing is stored, and a resumed tune gates it again.
+            let signal = crate::engines::process::signal_name(signal);
+            return Ok(Some(format!("its gate was interrupted by {signal}")));
+        }
         self.store
             .record_readiness(self.run_id, self.engine_id, &row)?;
         let veto = veto_of(&row);

@@ -265,6 +265,7 @@ pub fn run(run: &TuneRun, observe: &dyn Fn(Event)) -> Result<Tuned> {
         (run.store, run.run_id, engine_id),
         &stage,
     );
+    fidelity.restore(run.store.readiness(run.run_id)?);
     let mut engines = Engines::new(
         run.store,
         run.run_id,
