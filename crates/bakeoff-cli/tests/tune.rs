@@ -199,16 +199,34 @@ fn pin_and_only_change_the_space_on_the_command_line_and_in_the_file() {
 /// The pins that leave a tiny space on SmolLM2: one K type, flash attention on, one batch size,
 /// two threads, no speculation; each test narrows or pins `-ctv` itself.
 const SMALL: &[&str] = &[
-    "--ctx", "512", "--goal", "tg", "-n", "16", "--pin", "-ctk=f16", "--pin", "-fa=on",
-    "--pin", "-b=512", "--pin", "-ub=128", "--pin", "spec=none", "--pin", "-lm=mmap",
-    "--pin", "-t=2",
+    "--ctx",
+    "512",
+    "--goal",
+    "tg",
+    "-n",
+    "16",
+    "--pin",
+    "-ctk=f16",
+    "--pin",
+    "-fa=on",
+    "--pin",
+    "-b=512",
+    "--pin",
+    "-ub=128",
+    "--pin",
+    "spec=none",
+    "--pin",
+    "-lm=mmap",
+    "--pin",
+    "-t=2",
 ];
 
 /// A tune file with the gate's checks made small enough for a test (the same checks as
 /// `bakeoff gate`, fewer prompts and chunks).
 fn quick_checks(sandbox: &Sandbox) -> String {
     let path = sandbox.dir.path().join("tune.toml");
-    let text = "[checks]\nagreement_prompts = 4\nagreement_tokens = 32\nkld_chunks = 8\ntg_reps = 0\n";
+    let text =
+        "[checks]\nagreement_prompts = 4\nagreement_tokens = 32\nkld_chunks = 8\ntg_reps = 0\n";
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
 }
@@ -225,13 +243,18 @@ fn real_tune(sandbox: &Sandbox, extra: &[&str]) -> (i32, Value, String) {
         .args(SMALL)
         .args(extra);
     let (status, stdout, stderr) = common::run(cmd, Duration::from_secs(900));
-    let answer = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    let answer =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
     (status.code().unwrap_or(-1), answer, stderr)
 }
 
 fn args_of(finalist: &Value) -> Vec<String> {
-    let args = finalist["args"].as_array().unwrap_or_else(|| panic!("no args in {finalist}"));
-    args.iter().map(|a| a.as_str().unwrap().to_string()).collect()
+    let args = finalist["args"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no args in {finalist}"));
+    args.iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
 }
 
 fn has_pair(args: &[String], flag: &str, value: &str) -> bool {
@@ -252,9 +275,18 @@ fn a_fast_but_unfaithful_q4_0_v_cache_is_never_the_winner_and_the_answer_says_wh
     assert_eq!(fastest["fidelity"], "fail", "{fastest}");
     let lost = answer["fastest_lost"].as_str().unwrap_or_default();
     assert!(lost.starts_with("failed the fidelity gate: "), "{lost}");
-    assert!(stderr.contains("no configuration passed the fidelity gate"), "{stderr}");
-    assert_eq!(answer["reference"], "SmolLM2-135M-Instruct.Q4_1.gguf -ctk f16 -ctv f16");
-    assert!(answer["defaults"]["n"].as_u64().unwrap_or(0) >= 1, "{answer}");
+    assert!(
+        stderr.contains("no configuration passed the fidelity gate"),
+        "{stderr}"
+    );
+    assert_eq!(
+        answer["reference"],
+        "SmolLM2-135M-Instruct.Q4_1.gguf -ctk f16 -ctv f16"
+    );
+    assert!(
+        answer["defaults"]["n"].as_u64().unwrap_or(0) >= 1,
+        "{answer}"
+    );
 }
 
 /// With f16 beside it, the winner is faithful and never the q4_0 V cache, whatever their speeds.
@@ -267,8 +299,14 @@ fn beside_f16_the_winner_is_faithful_and_every_decision_is_stored() {
     let winner = &answer["winner"];
     assert_eq!(winner["fidelity"], "pass", "{winner}");
     assert!(!has_pair(&args_of(winner), "-ctv", "q4_0"), "{winner}");
-    let (low, high) = (winner["ci_low"].as_f64().unwrap(), winner["ci_high"].as_f64().unwrap());
-    assert!(low <= high && winner["n"].as_u64().unwrap() >= 3, "{winner}");
+    let (low, high) = (
+        winner["ci_low"].as_f64().unwrap(),
+        winner["ci_high"].as_f64().unwrap(),
+    );
+    assert!(
+        low <= high && winner["n"].as_u64().unwrap() >= 3,
+        "{winner}"
+    );
     assert!(answer["speedup_over_defaults_pct"].is_number(), "{answer}");
     let store = bakeoff::store::Store::open(&sandbox.db()).unwrap();
     let run = store.runs(1).unwrap()[0].id;
@@ -282,8 +320,17 @@ fn beside_f16_the_winner_is_faithful_and_every_decision_is_stored() {
 /// The two fits `--dry-run` reports, tightest first: what the f16 and q8_0 V configurations need.
 fn needs(dry: &Value) -> (u64, u64) {
     let fit = |kind: &str| {
-        let row = pruned(dry, kind)[0]["example"].as_str().unwrap().to_string();
-        let needs = row.split("needs ").nth(1).unwrap().split(" of ").next().unwrap();
+        let row = pruned(dry, kind)[0]["example"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let needs = row
+            .split("needs ")
+            .nth(1)
+            .unwrap()
+            .split(" of ")
+            .next()
+            .unwrap();
         bakeoff::domain::units::parse_bytes(&needs.replace(' ', "")).unwrap()
     };
     (fit("tightest fit"), fit("most room"))
@@ -297,19 +344,35 @@ fn a_memory_budget_prunes_before_measuring_and_the_tune_measures_only_what_fits(
     args.extend_from_slice(&SMALL[4..]);
     let dry = dry_run(&smollm(), &args);
     let (big, small) = needs(&dry);
-    assert!(big > small, "f16 V needs more than q8_0 V: {big} vs {small}");
+    assert!(
+        big > small,
+        "f16 V needs more than q8_0 V: {big} vs {small}"
+    );
     let mem = ((big + small) / 2).to_string();
     let sandbox = Sandbox::new();
     let (code, answer, stderr) = real_tune(
         &sandbox,
-        &["--only", "-ctv=f16,q8_0", "--mem", &mem, "--max-trials", "6"],
+        &[
+            "--only",
+            "-ctv=f16,q8_0",
+            "--mem",
+            &mem,
+            "--max-trials",
+            "6",
+        ],
     );
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("tune: 2 configurations, 1 after pruning"), "{stderr}");
+    assert!(
+        stderr.contains("tune: 2 configurations, 1 after pruning"),
+        "{stderr}"
+    );
     let points = answer["points"].as_array().unwrap();
     assert!(!points.is_empty());
     for point in points {
-        assert!(has_pair(&args_of(point), "-ctv", "q8_0"), "a pruned config was measured: {point}");
+        assert!(
+            has_pair(&args_of(point), "-ctv", "q8_0"),
+            "a pruned config was measured: {point}"
+        );
         assert!(point["memory_bytes"].as_u64().unwrap() <= mem.parse::<u64>().unwrap());
     }
 }
@@ -355,7 +418,10 @@ fn resume_after_kill_9_measures_nothing_twice() {
     keys.dedup();
     assert_eq!(keys.len(), total, "a trial was measured twice: {after:?}");
     for (key, id) in &before {
-        assert!(after.contains(&(key.clone(), *id)), "{key:?} measured before the kill was kept");
+        assert!(
+            after.contains(&(key.clone(), *id)),
+            "{key:?} measured before the kill was kept"
+        );
     }
 }
 
@@ -371,7 +437,10 @@ fn ok_trials(db: &Path, run: i64) -> Vec<(TrialKey, i64)> {
         .filter(|t| t.status == "ok" && t.workload["test"] != "fidelity");
     ok.map(|t| {
         let test = t.workload["test"].as_str().unwrap_or_default().to_string();
-        ((t.config_hash.unwrap_or_default(), test, t.repetition), t.id)
+        (
+            (t.config_hash.unwrap_or_default(), test, t.repetition),
+            t.id,
+        )
     })
     .collect()
 }
@@ -390,7 +459,10 @@ fn wait_for_ok_trials(child: &mut std::process::Child, db: &Path, ok: usize) -> 
                 return run.unwrap();
             }
         }
-        assert!(std::time::Instant::now() < deadline, "{ok} trials not stored in time");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{ok} trials not stored in time"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -41,8 +41,11 @@ pub enum Event<'a> {
     },
     /// A repetition could not be measured; the candidate is out.
     Failed { label: &'a str, why: &'a str },
-    /// A round of the race was judged.
-    Round(&'a Progress<'a>),
+    /// A round of the race was judged; `best` is the faithful incumbent's label.
+    Round {
+        progress: &'a Progress<'a>,
+        best: Option<&'a str>,
+    },
     /// The fidelity gate at work.
     Gate { candidate: &'a str, what: &'a str },
 }
@@ -342,7 +345,9 @@ impl Evaluator for Engines<'_> {
     }
 
     fn observe(&mut self, progress: &Progress) {
-        (self.observe)(Event::Round(progress));
+        let best =
+            (progress.incumbent.as_ref()).map(|s| self.contenders[s.candidate].label.as_str());
+        (self.observe)(Event::Round { progress, best });
     }
 }
 
