@@ -253,16 +253,16 @@ impl Progress {
             Event::Gate { candidate, what } => {
                 self.printer.status(format!("  gate {candidate}: {what}"))
             }
-            Event::Round(progress) => {
+            Event::Round { progress, best } => {
                 self.trials.set(progress.trials);
                 let best = progress
                     .incumbent
                     .as_ref()
                     .map_or("none yet".to_string(), |s| {
-                        format!(
-                            "{:.2} t/s [{:.2}, {:.2}] (candidate {})",
-                            s.summary.median, s.summary.ci_low, s.summary.ci_high, s.candidate
-                        )
+                        let label = best.unwrap_or_default();
+                        let (median, low, high) =
+                            (s.summary.median, s.summary.ci_low, s.summary.ci_high);
+                        format!("{label} at {median:.2} t/s [{low:.2}, {high:.2}]")
                     });
                 let eta = self.eta(progress.trials);
                 self.printer.status(format!(
