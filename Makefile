@@ -1,5 +1,6 @@
 # The two commands the README promises:
-#   make demo   set everything up (engine + models, cached) and run a real bakeoff on SmolLM2
+#   make demo   set everything up (engine + models, cached) and run a real bakeoff on SmolLM2,
+#               ending with a tune: the fastest faithful configuration and its evidence
 #   make test   set everything up and run the whole test suite (what CI runs)
 
 BAKEOFF := target/release/bakeoff
@@ -28,7 +29,9 @@ demo: setup $(BAKEOFF)
 	$(BAKEOFF) gate examples/kv-gate.toml --tag demo
 	$(BAKEOFF) bench --model $(MODEL),$(GEMMA) -fa on -p 64 -n 32 -r 3 --tag shootout
 	$(BAKEOFF) report shootout --shootout
-	$(BAKEOFF) runs list --limit 5
+	$(BAKEOFF) tune --model $(MODEL) --ctx 2048 --goal tg --budget 4m --tag demo --save demo \
+		--only -ctk=f16,q8_0 --only -ctv=f16,q8_0,q4_0 --only -ub=128,512 --pin -b=2048 \
+		--only -t=1,2 --pin spec=none --pin -lm=mmap
 
 lint:
 	cargo fmt --all -- --check
