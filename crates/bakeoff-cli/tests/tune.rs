@@ -197,7 +197,8 @@ fn pin_and_only_change_the_space_on_the_command_line_and_in_the_file() {
 }
 
 /// The pins that leave a tiny space on SmolLM2: one K type, flash attention on, one batch size,
-/// two threads, no speculation; each test narrows or pins `-ctv` itself.
+/// one thread (tests run two at a time on two cores: ggml's spinning threads must not share a
+/// core), no speculation; each test narrows or pins `-ctv` itself.
 const SMALL: &[&str] = &[
     "--ctx",
     "512",

@@ -198,7 +198,17 @@ impl Constraint for Fidelity<'_> {
             };
             return Ok(Some(shared));
         }
-        self.ensure_baseline()?;
+        if let Err(error) = self.ensure_baseline() {
+            // Stopped by Ctrl-C while the reference was measured: no verdict, and the race ends
+            // at its next round with the best so far.
+            return match crate::engines::process::interrupted() {
+                Some(signal) => {
+                    let signal = crate::engines::process::signal_name(signal);
+                    Ok(Some(format!("its gate was interrupted by {signal}")))
+                }
+                None => Err(error),
+            };
+        }
         let gated = &self.candidates[candidate];
         let mut ignore = |_: &Readiness| Ok(());
         let stage = self.stage;
