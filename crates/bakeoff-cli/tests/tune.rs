@@ -378,10 +378,12 @@ fn a_memory_budget_prunes_before_measuring_and_the_tune_measures_only_what_fits(
     }
 }
 
-/// Issue 16 point 7: kill -9 in the middle of a tune, then `--resume`: the stored repetitions
-/// answer the race's first requests, so no (configuration, test, repetition) is measured twice.
+/// Issue 16 point 7, in one tune's life: Ctrl-C stops it cleanly (exit 130, the answer so far
+/// printed, no engine left running); `--resume` carries on until kill -9 cuts it; a second
+/// `--resume` finishes it. The stored repetitions answer the race's first requests each time, so
+/// no (configuration, test, repetition) is measured twice.
 #[test]
-fn resume_after_kill_9_measures_nothing_twice() {
+fn ctrl_c_and_kill_9_lose_nothing_and_resume_measures_nothing_twice() {
     let sandbox = Sandbox::new();
     let config = quick_checks(&sandbox);
     let mut cmd = sandbox.cmd();
@@ -390,15 +392,23 @@ fn resume_after_kill_9_measures_nothing_twice() {
         .args(["--config", &config, "-o", "json"])
         .args(SMALL)
         .args(["--only", "-ctv=f16,q8_0", "--max-trials", "10"]);
-    let mut child = cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let run = wait_for_ok_trials(&mut child, &sandbox.db(), 3);
-    common::signal(child.id(), libc::SIGKILL);
-    common::wait_exit(&mut child, Duration::from_secs(30));
-    let before = ok_trials(&sandbox.db(), run);
+    let (code, stdout, stderr, run) = interrupt_after(cmd, &sandbox.db(), 2, libc::SIGINT);
+    assert_eq!(code, Some(130), "{stderr}");
+    let answer: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(answer["stop"], "interrupted", "{answer}");
+    assert!(
+        stderr.contains(&format!("resume with: bakeoff tune --resume {run}")),
+        "{stderr}"
+    );
+    let runs_dir = sandbox.dir.path().display().to_string();
+    assert_eq!(engines_of(&runs_dir), 0, "an engine outlived the tune");
+    let after_ctrl_c = ok_trials(&sandbox.db(), run);
+
+    let mut resume = sandbox.cmd();
+    resume.args(["tune", "--resume", &run.to_string(), "-o", "json"]);
+    let wanted = after_ctrl_c.len() + 2;
+    let (_, _, _, _) = interrupt_after(resume, &sandbox.db(), wanted, libc::SIGKILL);
+    let after_kill = ok_trials(&sandbox.db(), run);
 
     let mut resume = sandbox.cmd();
     resume.args(["tune", "--resume", &run.to_string(), "-o", "json"]);
@@ -412,18 +422,59 @@ fn resume_after_kill_9_measures_nothing_twice() {
         .and_then(|l| l.split(' ').next()?.parse::<usize>().ok())
         .unwrap_or_else(|| panic!("no resumed line: {stderr}"));
     assert!(replayed >= 1, "{stderr}");
-    let after = ok_trials(&sandbox.db(), run);
-    let mut keys: Vec<_> = after.iter().map(|(k, _)| k.clone()).collect();
+    let last = ok_trials(&sandbox.db(), run);
+    let mut keys: Vec<_> = last.iter().map(|(k, _)| k.clone()).collect();
     keys.sort();
     let total = keys.len();
     keys.dedup();
-    assert_eq!(keys.len(), total, "a trial was measured twice: {after:?}");
-    for (key, id) in &before {
+    assert_eq!(keys.len(), total, "a trial was measured twice: {last:?}");
+    for kept in after_ctrl_c.iter().chain(&after_kill) {
         assert!(
-            after.contains(&(key.clone(), *id)),
-            "{key:?} measured before the kill was kept"
+            last.contains(kept),
+            "{kept:?} measured before a stop was kept"
         );
     }
+}
+
+/// Start `cmd`, wait (bounded) until its run holds `ok` stored speed trials, send `signal`, and
+/// collect its exit code, stdout, stderr and the run's id.
+fn interrupt_after(
+    mut cmd: std::process::Command,
+    db: &Path,
+    ok: usize,
+    signal: i32,
+) -> (Option<i32>, String, String, i64) {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let err = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let run = wait_for_ok_trials(&mut child, db, ok);
+    common::signal(child.id(), signal);
+    let status = common::wait_exit(&mut child, Duration::from_secs(120));
+    (status.code(), out.join().unwrap(), err.join().unwrap(), run)
+}
+
+/// Live llama-server processes whose output goes to a log file under `dir`.
+fn engines_of(dir: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let logs_under_dir = |proc: &Path| {
+        let cmdline = std::fs::read(proc.join("cmdline")).unwrap_or_default();
+        let server = String::from_utf8_lossy(&cmdline).contains("llama-server");
+        let log = std::fs::read_link(proc.join("fd/1")).unwrap_or_default();
+        server && log.starts_with(dir)
+    };
+    entries
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| logs_under_dir(p))
+        .count()
 }
 
 type TrialKey = (String, String, i64);
@@ -446,7 +497,7 @@ fn ok_trials(db: &Path, run: i64) -> Vec<(TrialKey, i64)> {
     .collect()
 }
 
-/// Poll (bounded) until the newest run of `db` holds `ok` stored trials, while `child` runs.
+/// Poll (bounded) until the newest run of `db` holds `ok` stored speed trials, while `child` runs.
 fn wait_for_ok_trials(child: &mut std::process::Child, db: &Path, ok: usize) -> i64 {
     let deadline = std::time::Instant::now() + Duration::from_secs(600);
     loop {
@@ -455,9 +506,8 @@ fn wait_for_ok_trials(child: &mut std::process::Child, db: &Path, ok: usize) -> 
         }
         if let Ok(store) = bakeoff::store::Store::open(db) {
             let run = store.runs(1).ok().and_then(|r| r.first().map(|r| r.id));
-            let trials = run.and_then(|id| store.trials(id).ok()).unwrap_or_default();
-            if trials.iter().filter(|t| t.status == "ok").count() >= ok {
-                return run.unwrap();
+            if let Some(run) = run.filter(|&id| ok_trials(db, id).len() >= ok) {
+                return run;
             }
         }
         assert!(
