@@ -198,16 +198,13 @@ impl Constraint for Fidelity<'_> {
             };
             return Ok(Some(shared));
         }
+        if let Some(veto) = interrupted_veto() {
+            return Ok(Some(veto));
+        }
         if let Err(error) = self.ensure_baseline() {
             // Stopped by Ctrl-C while the reference was measured: no verdict, and the race ends
             // at its next round with the best so far.
-            return match crate::engines::process::interrupted() {
-                Some(signal) => {
-                    let signal = crate::engines::process::signal_name(signal);
-                    Ok(Some(format!("its gate was interrupted by {signal}")))
-                }
-                None => Err(error),
-            };
+            return interrupted_veto().map(Some).ok_or(error);
         }
         let gated = &self.candidates[candidate];
         let mut ignore = |_: &Readiness| Ok(());
@@ -239,10 +236,9 @@ impl Constraint for Fidelity<'_> {
             };
             gate.candidate(baseline, &gate_candidate, &mut observe)
         };
-        if let Some(signal) = crate::engines::process::interrupted() {
+        if let Some(veto) = interrupted_veto() {
             // A gate cut short is no verdict: nothing is stored, and a resumed tune gates it again.
-            let signal = crate::engines::process::signal_name(signal);
-            return Ok(Some(format!("its gate was interrupted by {signal}")));
+            return Ok(Some(veto));
         }
         self.store
             .record_readiness(self.run_id, self.engine_id, &row)?;
@@ -255,4 +251,11 @@ impl Constraint for Fidelity<'_> {
         self.verdicts.insert(key, verdict);
         Ok(veto)
     }
+}
+
+/// After Ctrl-C the race winds down at once: no gate is started.
+fn interrupted_veto() -> Option<String> {
+    let signal = crate::engines::process::interrupted()?;
+    let signal = crate::engines::process::signal_name(signal);
+    Some(format!("its gate was interrupted by {signal}"))
 }
