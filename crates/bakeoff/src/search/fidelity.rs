@@ -128,11 +128,9 @@ impl<'a> Fidelity<'a> {
         self.verdicts.get(&key(&self.candidates[candidate]))
     }
 
-    fn ensure_baseline(&mut self) -> Result<()> {
-        if self.baseline.is_some() {
-            return Ok(());
-        }
-        std::fs::create_dir_all(&self.run_dir).map_err(|e| Error::io(&self.run_dir, e))?;
+    /// `f` with the gate runner over this tune's file and spec (rows are stored by the caller)
+    /// and the gate's stages forwarded to the display.
+    fn with_gate<T>(&self, f: impl FnOnce(&GateRun, &mut dyn FnMut(readiness::Event)) -> T) -> T {
         let mut ignore = |_: &Readiness| Ok(());
         let stage = self.stage;
         let mut observe = |event: readiness::Event| {
@@ -140,18 +138,24 @@ impl<'a> Fidelity<'a> {
                 stage(candidate, what);
             }
         };
-        let baseline = {
-            let gate = GateRun {
-                file: &self.file,
-                spec: &self.spec,
-                server: self.server.clone(),
-                perplexity: self.perplexity.clone(),
-                run_dir: self.run_dir.clone(),
-                store: &mut ignore,
-                timeouts: self.timeouts,
-            };
-            gate.baseline(&mut observe)?
+        let gate = GateRun {
+            file: &self.file,
+            spec: &self.spec,
+            server: self.server.clone(),
+            perplexity: self.perplexity.clone(),
+            run_dir: self.run_dir.clone(),
+            store: &mut ignore,
+            timeouts: self.timeouts,
         };
+        f(&gate, &mut observe)
+    }
+
+    fn ensure_baseline(&mut self) -> Result<()> {
+        if self.baseline.is_some() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.run_dir).map_err(|e| Error::io(&self.run_dir, e))?;
+        let baseline = self.with_gate(|gate, observe| gate.baseline(observe))?;
         self.store
             .record_readiness(self.run_id, self.engine_id, &baseline.row)?;
         self.baseline = Some(baseline);
@@ -207,35 +211,18 @@ impl Constraint for Fidelity<'_> {
             return interrupted_veto().map(Some).ok_or(error);
         }
         let gated = &self.candidates[candidate];
-        let mut ignore = |_: &Readiness| Ok(());
-        let stage = self.stage;
-        let mut observe = |event: readiness::Event| {
-            if let readiness::Event::Stage { candidate, what } = event {
-                stage(candidate, what);
-            }
-        };
         let gate_candidate = Candidate {
             name: gated.label.clone(),
             model: Some(gated.model.clone()),
             flags: Flags::List(gated.config.args()),
         };
-        let row = {
-            let gate = GateRun {
-                file: &self.file,
-                spec: &self.spec,
-                server: self.server.clone(),
-                perplexity: self.perplexity.clone(),
-                run_dir: self.run_dir.clone(),
-                store: &mut ignore,
-                timeouts: self.timeouts,
-            };
-            let Some(baseline) = self.baseline.as_ref() else {
-                return Err(Error::engine(
-                    "tune: the fidelity reference was not measured",
-                ));
-            };
-            gate.candidate(baseline, &gate_candidate, &mut observe)
+        let Some(baseline) = self.baseline.as_ref() else {
+            return Err(Error::engine(
+                "tune: the fidelity reference was not measured",
+            ));
         };
+        let row =
+            self.with_gate(|gate, observe| gate.candidate(baseline, &gate_candidate, observe));
         if let Some(veto) = interrupted_veto() {
             // A gate cut short is no verdict: nothing is stored, and a resumed tune gates it again.
             return Ok(Some(veto));

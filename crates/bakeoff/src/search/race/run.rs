@@ -433,14 +433,8 @@ impl<'a> Racer<'a> {
             } else {
                 "contender"
             };
-            for (neighbour, step) in space::neighbours(self.candidates, centre) {
-                if self.entries[neighbour].status != Status::Unmeasured {
-                    continue;
-                }
-                self.entries[neighbour].status = Status::Pending;
-                let why = format!("{step} from the {role} {}", self.id(centre));
-                self.decide(neighbour, Action::Explored, Some(centre), why);
-            }
+            let from = format!("from the {role} {}", self.id(centre));
+            self.screen_neighbours(centre, &from);
         }
     }
 }
@@ -451,14 +445,25 @@ impl Racer<'_> {
     /// take its whole profile with it (q5_1 V, one step away, may be fast and faithful).
     fn explore_around_lost(&mut self) {
         for (lost, word) in std::mem::take(&mut self.lost) {
-            for (neighbour, step) in space::neighbours(self.candidates, lost) {
-                if self.entries[neighbour].status != Status::Unmeasured {
-                    continue;
-                }
-                self.entries[neighbour].status = Status::Pending;
-                let why = format!("{step} from {} (it {word})", self.id(lost));
-                self.decide(neighbour, Action::Explored, Some(lost), why);
+            let from = format!("from {} (it {word})", self.id(lost));
+            self.screen_neighbours(lost, &from);
+        }
+    }
+
+    /// `centre`'s unmeasured ordinal neighbours become pending screens, each decision saying
+    /// the step and `from` where.
+    fn screen_neighbours(&mut self, centre: usize, from: &str) {
+        for (neighbour, step) in space::neighbours(self.candidates, centre) {
+            if self.entries[neighbour].status != Status::Unmeasured {
+                continue;
             }
+            self.entries[neighbour].status = Status::Pending;
+            self.decide(
+                neighbour,
+                Action::Explored,
+                Some(centre),
+                format!("{step} {from}"),
+            );
         }
     }
 }
