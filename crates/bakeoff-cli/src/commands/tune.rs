@@ -211,6 +211,8 @@ struct Progress {
     budget_s: Option<f64>,
     max_trials: Option<u64>,
     trials: Cell<usize>,
+    /// What the score counts (`t/s`; goal load: `tok/s` or `req/s`).
+    unit: &'static str,
 }
 
 impl Progress {
@@ -228,6 +230,7 @@ impl Progress {
             budget_s: budget.map(|b| b.as_secs_f64()),
             max_trials: tune.max_trials,
             trials: Cell::new(0),
+            unit: tuner::workload(tune).map_or("t/s", |w| w.unit()),
         }
     }
 
@@ -247,7 +250,7 @@ impl Progress {
                 };
                 let rep = rep + 1;
                 self.printer
-                    .status(format!("  {label}: {test} rep {rep}: {value:.2} t/s{note}"));
+                    .status(format!("  {label}: {test} rep {rep}: {value:.2} {}{note}", self.unit));
             }
             Event::Failed { label, why } => self.printer.warn(format!("{label}: failed: {why}")),
             Event::Gate { candidate, what } => {
@@ -260,8 +263,12 @@ impl Progress {
                     .as_ref()
                     .map_or("none yet".to_string(), |s| {
                         format!(
-                            "{:.2} t/s [{:.2}, {:.2}] (candidate {})",
-                            s.summary.median, s.summary.ci_low, s.summary.ci_high, s.candidate
+                            "{:.2} {} [{:.2}, {:.2}] (candidate {})",
+                            s.summary.median,
+                            self.unit,
+                            s.summary.ci_low,
+                            s.summary.ci_high,
+                            s.candidate
                         )
                     });
                 let eta = self.eta(progress.trials);
@@ -323,6 +330,8 @@ fn command_line(args: &TuneArgs) -> bakeoff::Result<TuneSettings> {
         gen: args.gen,
         prompt: args.prompt,
         prompts: args.prompts.clone(),
+        requests: args.requests,
+        slo: args.slo.clone(),
         checks: None,
         gate: None,
     })
