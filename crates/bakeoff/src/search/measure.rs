@@ -515,3 +515,87 @@ fn stored_value(trial: &TrialRow, workload: &Workload) -> Option<f64> {
         .find(|s| s.metric == metric && s.source == "client")
         .map(|s| s.value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Unit;
+    use crate::engines::build::KnownFlags;
+    use crate::measure::load::metrics::Slo;
+    use crate::measure::sink::MemorySink;
+    use std::path::{Path, PathBuf};
+
+    fn subject() -> Subject {
+        Subject {
+            build: None,
+            binary: PathBuf::from("llama-server"),
+            engine_id: 1,
+            model: PathBuf::from("smol.gguf"),
+            model_id: 2,
+            model_sha256: "model 2".into(),
+            known_flags: KnownFlags::default(),
+        }
+    }
+
+    /// A load step stored as the load runner stores one: `done` requests, output tok/s.
+    fn store_step(sink: &MemorySink, config: &EngineConfig, rep: u32, done: usize, tps: f64) {
+        let workload = serde_json::json!({ "test": "c2", "kind": "load" });
+        let trial = NewTrial {
+            config: Some(config),
+            engine_id: Some(1),
+            model_id: Some(2),
+            workload: &workload,
+            repetition: rep,
+        };
+        let id = sink.begin_trial(7, &trial).unwrap();
+        for request in 0..done {
+            let e2e = 100.0 + request as f64;
+            sink.sample(id, "e2e_ms", e2e, Unit::Milliseconds, "client", request)
+                .unwrap();
+        }
+        sink.sample(id, "output_tps", tps, Unit::TokensPerSecond, "step", 0)
+            .unwrap();
+        sink.end_trial(id, "ok", None).unwrap();
+    }
+
+    #[test]
+    fn a_resumed_load_tune_answers_whole_stored_steps_and_measures_cut_ones_again() {
+        let sink = MemorySink::new(Path::new("/runs"));
+        let config = EngineConfig::default().with_flag("-np", "2");
+        store_step(&sink, &config, 0, 4, 250.0);
+        store_step(&sink, &config, 1, 3, 240.0); // cut short by a kill: not an answer
+        let workload = Workload::load(512, 2, Some(4), (Some(32), Some(16)), Slo::default());
+        let workload = workload.unwrap();
+        let stored = stored(&sink, 7, &[subject()], &workload).unwrap();
+        let reps = &stored[&(0, config.hash())];
+        assert_eq!(reps.len(), 1);
+        assert_eq!(reps[&0]["c2"], 250.0);
+    }
+
+    #[test]
+    fn a_load_server_gets_the_context_once_per_slot_and_its_metrics() {
+        let sink = MemorySink::new(Path::new("/runs"));
+        let workload = Workload::load(512, 2, None, (Some(32), Some(16)), Slo::default());
+        let workload = workload.unwrap();
+        let launch = Launch {
+            ctx: 512,
+            parallel: 2,
+            extra_args: Vec::new(),
+            health_timeout: Duration::from_secs(1),
+            timeouts: Timeouts::default(),
+        };
+        let subjects = [subject()];
+        let engines = Engines::new(&sink, 7, (&subjects, &[]), &workload, launch, &|_| {}).unwrap();
+        let args = |np: Option<&str>| {
+            let mut config = EngineConfig::default();
+            if let Some(np) = np {
+                config = config.with_flag("-np", np);
+            }
+            engines.spec(&subjects[0], &config).args.join(" ")
+        };
+        assert_eq!(args(Some("1")), "-np 1 --metrics -c 512");
+        assert_eq!(args(Some("2")), "-np 2 --metrics -c 1024");
+        // No slots knob: the tune's --parallel.
+        assert_eq!(args(None), "-np 2 --metrics -c 1024");
+    }
+}

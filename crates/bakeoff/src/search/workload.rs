@@ -297,4 +297,82 @@ mod tests {
             "tg64 @ d480 needs a context of 672 tokens, more than --ctx 512"
         );
     }
+
+    /// A step's table as the load runner would rebuild it from stored samples.
+    fn table(completed: u64, output_tps: f64, goodput_rps: Option<f64>) -> StepTable {
+        let none = crate::measure::load::metrics::Distribution::of(&[]);
+        StepTable {
+            step: "c2".into(),
+            completed,
+            errors: Default::default(),
+            request_throughput: 1.0,
+            output_tps,
+            goodput_rps,
+            ttft_ms: none.clone(),
+            itl_ms: none.clone(),
+            tpot_ms: none.clone(),
+            e2e_ms: none,
+            client_cpu_cores: 0.0,
+            note: None,
+        }
+    }
+
+    #[test]
+    fn load_scores_output_tokens_per_second_of_one_closed_loop_step() {
+        let w = Workload::load(512, 2, None, (Some(32), Some(16)), Slo::default()).unwrap();
+        let step = w.load.as_ref().unwrap();
+        assert_eq!((step.users, step.requests), (2, MIN_LOAD_REQUESTS));
+        assert_eq!(w.test_names(), ["c2"]);
+        assert_eq!(w.unit(), "tok/s");
+        assert_eq!(
+            w.describe,
+            "output tok/s of 10 requests of 32 prompt + 16 generated tokens from 2 closed-loop users"
+        );
+        assert_eq!(step.score(&table(10, 250.0, None)), Ok(250.0));
+        assert_eq!(w.score(&[250.0]), 250.0);
+        let plan = step.plan();
+        assert_eq!(plan.shapes, [Shape::Concurrency(2)]);
+        assert_eq!(plan.limits.requests, Some(10));
+        assert_eq!(plan.limits.max_inflight, 2);
+        // Eight users: twice as many requests as users.
+        let wide = Workload::load(512, 8, None, (Some(32), Some(16)), Slo::default()).unwrap();
+        assert_eq!(wide.load.unwrap().requests, 16);
+    }
+
+    #[test]
+    fn with_an_slo_load_scores_goodput() {
+        let slo = Slo::parse("ttft=500ms,tpot=50ms").unwrap();
+        let w = Workload::load(4096, 4, Some(12), (None, None), slo).unwrap();
+        let step = w.load.as_ref().unwrap();
+        assert_eq!(w.unit(), "req/s");
+        assert_eq!(
+            w.describe,
+            "goodput (requests/s meeting ttft ≤ 500 ms, tpot ≤ 50 ms) of 12 requests of 512 prompt + 64 generated tokens from 4 closed-loop users"
+        );
+        assert_eq!(step.score(&table(12, 900.0, Some(1.5))), Ok(1.5));
+    }
+
+    #[test]
+    fn an_incomplete_load_step_scores_nothing_and_too_small_a_context_is_refused() {
+        let w = Workload::load(512, 2, Some(4), (Some(32), Some(16)), Slo::default()).unwrap();
+        let step = w.load.unwrap();
+        // Cut short (Ctrl-C): measured again on resume rather than scored from 3 of 4.
+        assert_eq!(
+            step.score(&table(3, 250.0, None)),
+            Err("3 of 4 requests completed".to_string())
+        );
+        let mut failed = table(3, 250.0, None);
+        failed.errors.insert("http_503".into(), 1);
+        assert_eq!(
+            step.score(&failed),
+            Err("3 of 4 requests completed (1 × http_503)".to_string())
+        );
+        let error = Workload::load(256, 2, None, (Some(100), Some(64)), Slo::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "load step c2 needs a context of 292 tokens per slot, more than --ctx 256"
+        );
+    }
 }
