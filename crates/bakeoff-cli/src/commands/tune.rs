@@ -249,8 +249,10 @@ impl Progress {
                     false => format!("  [{}]", flags.join("; ")),
                 };
                 let rep = rep + 1;
-                self.printer
-                    .status(format!("  {label}: {test} rep {rep}: {value:.2} {}{note}", self.unit));
+                self.printer.status(format!(
+                    "  {label}: {test} rep {rep}: {value:.2} {}{note}",
+                    self.unit
+                ));
             }
             Event::Failed { label, why } => self.printer.warn(format!("{label}: failed: {why}")),
             Event::Gate { candidate, what } => {

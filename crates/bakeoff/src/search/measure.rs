@@ -15,8 +15,8 @@ use crate::measure::load::executor::{self, Shape, StepLimits};
 use crate::measure::load::workload::Generator;
 use crate::measure::load::{LoadEvent, LoadRunner, StepTable};
 use crate::measure::matrix::PromptSet;
-use crate::measure::prompts::TokenSource;
 use crate::measure::noise::{self, CpuSnapshot};
+use crate::measure::prompts::TokenSource;
 use crate::measure::sink::{NewTrial, TrialRow, TrialSink};
 use crate::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
@@ -387,7 +387,10 @@ impl Engines<'_> {
     /// The prompts of the kept engine, made (and the engine warmed up with one request per
     /// user, not stored) before its first step: a fresh engine's first requests pay for page
     /// faults and allocations that the configuration would not pay in service.
-    fn load_prompts(&mut self, plan: &crate::measure::load::LoadPlan) -> std::result::Result<(), Stop> {
+    fn load_prompts(
+        &mut self,
+        plan: &crate::measure::load::LoadPlan,
+    ) -> std::result::Result<(), Stop> {
         if self.load_prompts.is_some() {
             return Ok(());
         }

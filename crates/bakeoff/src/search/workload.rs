@@ -199,7 +199,10 @@ impl LoadStep {
         let step = format!("{requests} requests of {prompt} prompt + {gen} generated tokens from {users} closed-loop users");
         match self.slo.is_empty() {
             true => format!("output tok/s of {step}"),
-            false => format!("goodput (requests/s meeting {}) of {step}", slo_text(&self.slo)),
+            false => format!(
+                "goodput (requests/s meeting {}) of {step}",
+                slo_text(&self.slo)
+            ),
         }
     }
 
@@ -249,7 +252,11 @@ impl LoadStep {
 
 /// `ttft ≤ 500 ms, tpot ≤ 50 ms`.
 fn slo_text(slo: &Slo) -> String {
-    let limits = [("ttft", slo.ttft_ms), ("tpot", slo.tpot_ms), ("e2e", slo.e2e_ms)];
+    let limits = [
+        ("ttft", slo.ttft_ms),
+        ("tpot", slo.tpot_ms),
+        ("e2e", slo.e2e_ms),
+    ];
     let parts: Vec<String> = (limits.iter())
         .filter_map(|(name, ms)| ms.map(|ms| format!("{name} ≤ {ms} ms")))
         .collect();
