@@ -284,6 +284,26 @@ mod tests {
     }
 
     #[test]
+    fn goal_load_takes_requests_and_an_slo_from_the_file() {
+        let text = "ctx = 512\ngoal = \"load\"\nrequests = 12\nslo = \"ttft=500ms,tpot=50ms\"\n";
+        let tune = parse(text).unwrap().resolve().unwrap();
+        assert_eq!(tune.requests, Some(12));
+        assert_eq!(
+            (tune.slo.ttft_ms, tune.slo.tpot_ms),
+            (Some(500.0), Some(50.0))
+        );
+        let error = parse("ctx = 512\ngoal = \"load\"\nslo = \"ttft=soon\"\n")
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "--slo ttft=soon: 'soon' is not a duration like 500ms or 2s"
+        );
+    }
+
+    #[test]
     fn a_misspelt_key_names_file_line_and_key() {
         let error = parse("ctx = 4096\ngoall = \"tg\"\n")
             .unwrap_err()
