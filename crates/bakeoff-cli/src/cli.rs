@@ -1122,6 +1122,13 @@ pub struct TuneArgs {
     /// Prompt set: random, natural, code or a file (speculation needs real text to draft from).
     #[arg(long, value_name = "SET")]
     pub prompts: Option<String>,
+    /// Goal load: requests per load step (default twice --parallel, at least 10).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: Option<u64>,
+    /// Goal load: score goodput (requests/s meeting every limit) instead of output tok/s:
+    /// ttft=500ms,tpot=50ms,e2e=10s.
+    #[arg(long, value_name = "LIMITS")]
+    pub slo: Option<String>,
     /// Continue the tune run RUN after a kill or Ctrl-C: its stored trials answer the race's
     /// first requests, so nothing is measured twice.
     #[arg(long, value_name = "RUN", conflicts_with_all = ["dry_run", "config"])]

@@ -211,6 +211,8 @@ struct Progress {
     budget_s: Option<f64>,
     max_trials: Option<u64>,
     trials: Cell<usize>,
+    /// What the score counts (`t/s`; goal load: `tok/s` or `req/s`).
+    unit: &'static str,
 }
 
 impl Progress {
@@ -228,6 +230,7 @@ impl Progress {
             budget_s: budget.map(|b| b.as_secs_f64()),
             max_trials: tune.max_trials,
             trials: Cell::new(0),
+            unit: tuner::workload(tune).map_or("t/s", |w| w.unit()),
         }
     }
 
@@ -246,8 +249,10 @@ impl Progress {
                     false => format!("  [{}]", flags.join("; ")),
                 };
                 let rep = rep + 1;
-                self.printer
-                    .status(format!("  {label}: {test} rep {rep}: {value:.2} t/s{note}"));
+                self.printer.status(format!(
+                    "  {label}: {test} rep {rep}: {value:.2} {}{note}",
+                    self.unit
+                ));
             }
             Event::Failed { label, why } => self.printer.warn(format!("{label}: failed: {why}")),
             Event::Gate { candidate, what } => {
@@ -262,7 +267,8 @@ impl Progress {
                         let label = best.unwrap_or_default();
                         let (median, low, high) =
                             (s.summary.median, s.summary.ci_low, s.summary.ci_high);
-                        format!("{label} at {median:.2} t/s [{low:.2}, {high:.2}]")
+                        let unit = &self.unit;
+                        format!("{label} at {median:.2} {unit} [{low:.2}, {high:.2}]")
                     });
                 let eta = self.eta(progress.trials);
                 self.printer.status(format!(
@@ -323,6 +329,8 @@ fn command_line(args: &TuneArgs) -> bakeoff::Result<TuneSettings> {
         gen: args.gen,
         prompt: args.prompt,
         prompts: args.prompts.clone(),
+        requests: args.requests,
+        slo: args.slo.clone(),
         checks: None,
         gate: None,
     })

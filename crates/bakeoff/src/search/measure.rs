@@ -1,17 +1,23 @@
 //! The race's measuring side on real engines: one llama-server start per configuration, kept for
-//! consecutive repetitions of it, each repetition every test of the [`Workload`], each test a
-//! trial stored as measured. A resumed tune answers from the trials already stored, in order,
-//! so the race replays to where it stopped and nothing is measured twice.
+//! consecutive repetitions of it, each repetition every test of the [`Workload`] (goal load: one
+//! load step, stored as `bakeoff load` stores it), each test a trial stored as measured. A resumed
+//! tune answers from the trials already stored, in order, so the race replays to where it stopped
+//! and nothing is measured twice.
 
 use super::race::{Evaluator, Outcome, Progress, Request};
-use super::workload::Workload;
+use super::workload::{LoadStep, Workload};
 use crate::domain::EngineConfig;
 use crate::engines::http::Timeouts;
 use crate::engines::llama_server::ServerSpec;
 use crate::engines::process;
 use crate::measure::bench::{self, BenchEngine, Prepared, Subject};
+use crate::measure::load::executor::{self, Shape, StepLimits};
+use crate::measure::load::workload::Generator;
+use crate::measure::load::{LoadEvent, LoadRunner, StepTable};
+use crate::measure::matrix::PromptSet;
 use crate::measure::noise::{self, CpuSnapshot};
-use crate::measure::sink::{NewTrial, TrialSink};
+use crate::measure::prompts::TokenSource;
+use crate::measure::sink::{NewTrial, TrialRow, TrialSink};
 use crate::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -76,6 +82,8 @@ pub struct Engines<'a> {
     /// Repetitions each contender has been given so far (its next repetition's index).
     used: Vec<u32>,
     engine: Option<(usize, Box<dyn BenchEngine>, Prepared)>,
+    /// Goal load's prompts for the kept engine (from its tokenizer), made at its first step.
+    load_prompts: Option<Generator>,
     /// The signal that stopped the tune.
     pub interrupted: Option<i32>,
     /// Repetitions answered from stored trials, and measured now.
@@ -93,7 +101,7 @@ impl<'a> Engines<'a> {
         launch: Launch,
         observe: &'a dyn Fn(Event),
     ) -> Result<Self> {
-        let stored = stored(sink, run_id, subjects)?;
+        let stored = stored(sink, run_id, subjects, workload)?;
         Ok(Engines {
             sink,
             run_id,
@@ -105,6 +113,7 @@ impl<'a> Engines<'a> {
             stored,
             used: vec![0; contenders.len()],
             engine: None,
+            load_prompts: None,
             interrupted: None,
             replayed: 0,
             measured: 0,
@@ -114,6 +123,7 @@ impl<'a> Engines<'a> {
 
     /// Stop the engine kept for the next request (its log is stored with the run).
     pub fn stop_engine(&mut self) -> Result<()> {
+        self.load_prompts = None;
         if let Some((_, server, _)) = self.engine.take() {
             self.sink.engine_log(self.run_id, None, server.log_path())?;
         }
@@ -165,14 +175,17 @@ impl<'a> Engines<'a> {
         let contender = &self.contenders[candidate];
         let key = (contender.subject, contender.config.hash());
         let tests = self.stored.get(&key)?.get(&rep)?;
-        let values: Option<Vec<f64>> = (self.workload.tests.iter())
-            .map(|t| tests.get(&t.name()).copied())
+        let values: Option<Vec<f64>> = (self.workload.test_names().iter())
+            .map(|name| tests.get(name).copied())
             .collect();
         Some(self.workload.score(&values?))
     }
 
     fn measure_live(&mut self, candidate: usize, rep: u32) -> std::result::Result<f64, Stop> {
         self.ensure_engine(candidate)?;
+        if let Some(step) = &self.workload.load {
+            return self.load_step(candidate, step, rep);
+        }
         let mut values = Vec::new();
         for test in &self.workload.tests {
             if let Some(signal) = process::interrupted() {
@@ -214,7 +227,17 @@ impl<'a> Engines<'a> {
         if !config.flags.contains_key("-np") {
             args.extend(["-np".into(), launch.parallel.to_string()]);
         }
-        args.extend(["-c".into(), launch.ctx.to_string()]);
+        let ctx = match &self.workload.load {
+            Some(_) => {
+                // Given -np without --kv-unified (never a knob), this build (b11434) gives
+                // each slot -c / np cells (llama-context.cpp `n_ctx_seq`): every slot must
+                // hold the tune's context. The server's own view of the step needs --metrics.
+                args.push("--metrics".into());
+                launch.ctx * slots(config, launch.parallel)
+            }
+            None => launch.ctx,
+        };
+        args.extend(["-c".into(), ctx.to_string()]);
         args.extend(launch.extra_args.iter().cloned());
         let log = format!("llama-server-{}-{}.log", subject.model_id, config.hash());
         ServerSpec {
@@ -307,6 +330,112 @@ impl<'a> Engines<'a> {
     }
 }
 
+impl Engines<'_> {
+    /// Goal load's repetition on the kept engine: one closed-loop step, stored by the load
+    /// runner as `bakeoff load` stores its steps (one trial, every request and token gap).
+    fn load_step(
+        &mut self,
+        candidate: usize,
+        step: &LoadStep,
+        rep: u32,
+    ) -> std::result::Result<f64, Stop> {
+        let plan = step.plan();
+        self.load_prompts(&plan)?;
+        let contender = &self.contenders[candidate];
+        let subject = &self.subjects[contender.subject];
+        let (Some((_, server, _)), Some(generator)) = (&self.engine, &self.load_prompts) else {
+            return Err(Stop::Failed("no engine".into()));
+        };
+        let trouble = || server.trouble();
+        let runner = LoadRunner {
+            sink: self.sink,
+            run_id: self.run_id,
+            http: server.http(),
+            generator,
+            config: &contender.config,
+            engine_id: Some(subject.engine_id),
+            model_id: Some(subject.model_id),
+            model_name: None,
+            ceiling_tps: None,
+            tracked_pids: vec![server.pid()],
+            trouble: &trouble,
+        };
+        let mut warnings = Vec::new();
+        let mut observe = |event: LoadEvent| {
+            if let LoadEvent::Warning(warning) = event {
+                warnings.push(warning);
+            }
+        };
+        let (table, gone) = runner
+            .repetition(&plan, rep, &mut observe)
+            .map_err(Stop::Sink)?;
+        if let Some(signal) = process::interrupted() {
+            self.interrupted = Some(signal);
+            return Err(Stop::Interrupted);
+        }
+        if let Some(gone) = gone {
+            return Err(Stop::Failed(gone));
+        }
+        let value = step.score(&table).map_err(Stop::Failed)?;
+        (self.observe)(Event::Trial {
+            label: &contender.label,
+            test: &table.step,
+            rep,
+            value,
+            flags: &warnings,
+        });
+        Ok(value)
+    }
+
+    /// The prompts of the kept engine, made (and the engine warmed up with one request per
+    /// user, not stored) before its first step: a fresh engine's first requests pay for page
+    /// faults and allocations that the configuration would not pay in service.
+    fn load_prompts(
+        &mut self,
+        plan: &crate::measure::load::LoadPlan,
+    ) -> std::result::Result<(), Stop> {
+        if self.load_prompts.is_some() {
+            return Ok(());
+        }
+        let Some((_, server, _)) = &self.engine else {
+            return Err(Stop::Failed("no engine".into()));
+        };
+        let failed = |e: Error| Stop::Failed(e.to_string());
+        let source = TokenSource::new(server.http(), &PromptSet::Random).map_err(failed)?;
+        let generator =
+            Generator::new(plan.workload.clone(), plan.seed, Some(source)).map_err(failed)?;
+        let users = plan.limits.max_inflight;
+        let warmup = StepLimits {
+            requests: Some(users),
+            ..plan.limits.clone()
+        };
+        let shape = Shape::Concurrency(users);
+        let seed = plan.seed.wrapping_sub(1);
+        executor::run_step(
+            server.http(),
+            &generator,
+            &shape,
+            &warmup,
+            seed,
+            WARMUP_CONVERSATIONS,
+            None,
+            &mut |_, _| {},
+        );
+        self.load_prompts = Some(generator);
+        Ok(())
+    }
+}
+
+/// Warm-up requests' conversation numbers: far from any repetition's (which start at
+/// repetition × 1 000 000), so no repetition reuses a warm-up prompt.
+const WARMUP_CONVERSATIONS: usize = 1 << 40;
+
+/// The slots a configuration's server has: its `-np` knob, else the tune's `--parallel`.
+fn slots(config: &EngineConfig, parallel: u64) -> u64 {
+    let knob = config.flags.get("-np").and_then(|n| n.parse().ok());
+    knob.unwrap_or(parallel).max(1)
+}
+
 /// Why a live repetition ended early.
 enum Stop {
     /// The store failed: the tune ends.
@@ -352,7 +481,12 @@ impl Evaluator for Engines<'_> {
 }
 
 /// The ok trials of a resumed run, by subject and configuration.
-fn stored(sink: &dyn TrialSink, run_id: i64, subjects: &[Subject]) -> Result<Stored> {
+fn stored(
+    sink: &dyn TrialSink,
+    run_id: i64,
+    subjects: &[Subject],
+    workload: &Workload,
+) -> Result<Stored> {
     let mut stored: Stored = HashMap::new();
     for trial in sink.trials(run_id)? {
         if trial.status != "ok" {
@@ -367,18 +501,109 @@ fn stored(sink: &dyn TrialSink, run_id: i64, subjects: &[Subject]) -> Result<Sto
         let Some(test) = trial.workload["test"].as_str() else {
             continue;
         };
-        let kind = trial.workload["kind"].as_str().unwrap_or("tg");
-        let metric = if kind == "pp" { "pp_tps" } else { "tg_tps" };
-        let value = trial
-            .samples
-            .iter()
-            .find(|s| s.metric == metric && s.source == "client")
-            .map(|s| s.value);
-        if let Some(value) = value {
+        if let Some(value) = stored_value(&trial, workload) {
             let reps = stored.entry((subject, hash)).or_default();
             let tests = reps.entry(trial.repetition as u32).or_default();
             tests.insert(test.to_string(), value);
         }
     }
     Ok(stored)
+}
+
+/// The value a stored trial gives its test: a bench test's client t/s, or a load step's score
+/// (only when the whole step completed: see [`LoadStep::score`]).
+fn stored_value(trial: &TrialRow, workload: &Workload) -> Option<f64> {
+    let kind = trial.workload["kind"].as_str().unwrap_or("tg");
+    if kind == "load" {
+        let step = workload.load.as_ref()?;
+        return step.score(&StepTable::from_trial(trial)).ok();
+    }
+    let metric = if kind == "pp" { "pp_tps" } else { "tg_tps" };
+    (trial.samples.iter())
+        .find(|s| s.metric == metric && s.source == "client")
+        .map(|s| s.value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Unit;
+    use crate::engines::build::KnownFlags;
+    use crate::measure::load::metrics::Slo;
+    use crate::measure::sink::MemorySink;
+    use std::path::{Path, PathBuf};
+
+    fn subject() -> Subject {
+        Subject {
+            build: None,
+            binary: PathBuf::from("llama-server"),
+            engine_id: 1,
+            model: PathBuf::from("smol.gguf"),
+            model_id: 2,
+            model_sha256: "model 2".into(),
+            known_flags: KnownFlags::default(),
+        }
+    }
+
+    /// A load step stored as the load runner stores one: `done` requests, output tok/s.
+    fn store_step(sink: &MemorySink, config: &EngineConfig, rep: u32, done: usize, tps: f64) {
+        let workload = serde_json::json!({ "test": "c2", "kind": "load" });
+        let trial = NewTrial {
+            config: Some(config),
+            engine_id: Some(1),
+            model_id: Some(2),
+            workload: &workload,
+            repetition: rep,
+        };
+        let id = sink.begin_trial(7, &trial).unwrap();
+        for request in 0..done {
+            let e2e = 100.0 + request as f64;
+            sink.sample(id, "e2e_ms", e2e, Unit::Milliseconds, "client", request)
+                .unwrap();
+        }
+        sink.sample(id, "output_tps", tps, Unit::TokensPerSecond, "step", 0)
+            .unwrap();
+        sink.end_trial(id, "ok", None).unwrap();
+    }
+
+    #[test]
+    fn a_resumed_load_tune_answers_whole_stored_steps_and_measures_cut_ones_again() {
+        let sink = MemorySink::new(Path::new("/runs"));
+        let config = EngineConfig::default().with_flag("-np", "2");
+        store_step(&sink, &config, 0, 4, 250.0);
+        store_step(&sink, &config, 1, 3, 240.0); // cut short by a kill: not an answer
+        let workload = Workload::load(512, 2, Some(4), (Some(32), Some(16)), Slo::default());
+        let workload = workload.unwrap();
+        let stored = stored(&sink, 7, &[subject()], &workload).unwrap();
+        let reps = &stored[&(0, config.hash())];
+        assert_eq!(reps.len(), 1);
+        assert_eq!(reps[&0]["c2"], 250.0);
+    }
+
+    #[test]
+    fn a_load_server_gets_the_context_once_per_slot_and_its_metrics() {
+        let sink = MemorySink::new(Path::new("/runs"));
+        let workload = Workload::load(512, 2, None, (Some(32), Some(16)), Slo::default());
+        let workload = workload.unwrap();
+        let launch = Launch {
+            ctx: 512,
+            parallel: 2,
+            extra_args: Vec::new(),
+            health_timeout: Duration::from_secs(1),
+            timeouts: Timeouts::default(),
+        };
+        let subjects = [subject()];
+        let engines = Engines::new(&sink, 7, (&subjects, &[]), &workload, launch, &|_| {}).unwrap();
+        let args = |np: Option<&str>| {
+            let mut config = EngineConfig::default();
+            if let Some(np) = np {
+                config = config.with_flag("-np", np);
+            }
+            engines.spec(&subjects[0], &config).args.join(" ")
+        };
+        assert_eq!(args(Some("1")), "-np 1 --metrics -c 512");
+        assert_eq!(args(Some("2")), "-np 2 --metrics -c 1024");
+        // No slots knob: the tune's --parallel.
+        assert_eq!(args(None), "-np 2 --metrics -c 1024");
+    }
 }

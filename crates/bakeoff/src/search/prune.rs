@@ -422,13 +422,19 @@ fn needed(model: &ModelInput, config: &EngineConfig, inputs: &Inputs) -> Option<
     let cache =
         |flag: &str| GgmlType::from_name(config.flags.get(flag).map_or("f16", String::as_str));
     let slots = number(config, "-np");
+    let parallel = slots.unwrap_or(inputs.parallel).max(1);
+    // Goal load's servers get -c ctx × slots, so each slot holds the context (search::measure).
+    let ctx = match inputs.goal {
+        super::space::Goal::Load => inputs.ctx * parallel,
+        _ => inputs.ctx,
+    };
     let settings = KvSettings {
-        ctx: inputs.ctx,
+        ctx,
         // Without -np llama-server's automatic slots share one unified cache.
-        parallel: slots.unwrap_or(inputs.parallel).max(1),
+        parallel,
         unified: slots.is_none(),
         n_ubatch: number(config, "-ub").unwrap_or(DEFAULT_UBATCH),
-        ..KvSettings::new(inputs.ctx, cache("-ctk")?, cache("-ctv")?)
+        ..KvSettings::new(ctx, cache("-ctk")?, cache("-ctv")?)
     };
     let flash = config.flags.get("-fa").is_none_or(|v| v != "off");
     let plan = MemoryPlan::of(&model.facts, &settings, flash, Some(inputs.budget), 0, None)?;

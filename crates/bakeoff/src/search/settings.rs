@@ -5,6 +5,7 @@ use super::space::{Edit, EditKind, Goal};
 use crate::domain::Combine;
 use crate::engines::build::BuildRef;
 use crate::measure::experiment::Values;
+use crate::measure::load::metrics::Slo;
 use crate::measure::matrix::{parse_values, PromptSet};
 use crate::quality::gate::{GateSpec, GateTable};
 use crate::quality::readiness::Checks;
@@ -56,6 +57,10 @@ pub struct TuneSettings {
     pub prompt: Option<u32>,
     /// `random`, `natural`, `code` or a file of prompts.
     pub prompts: Option<String>,
+    /// Goal load: requests per load step (default twice `parallel`, at least 10).
+    pub requests: Option<u64>,
+    /// Goal load: `ttft=500ms,tpot=50ms,e2e=10s`; with one, the score is goodput.
+    pub slo: Option<String>,
     /// `[checks]`: the fidelity gate's checks, as in a `bakeoff gate` candidates file.
     pub checks: Option<Checks>,
     /// `[gate]`: the gate's thresholds, as in a `bakeoff gate` candidates file.
@@ -105,6 +110,11 @@ impl TuneSettings {
             gen: self.gen,
             prompt: self.prompt,
             prompts: PromptSet::parse(self.prompts.as_deref().unwrap_or("random")),
+            requests: self.requests.filter(|&r| r > 0),
+            slo: match &self.slo {
+                Some(text) => Slo::parse(text).map_err(Error::input)?,
+                None => Slo::default(),
+            },
             checks: self.checks.unwrap_or_else(tune_checks),
             gate: match &self.gate {
                 Some(table) => GateSpec::from_table(table, "tune [gate]")?,
@@ -136,6 +146,8 @@ impl Combine for TuneSettings {
             gen: self.gen.combine(other.gen),
             prompt: self.prompt.combine(other.prompt),
             prompts: self.prompts.combine(other.prompts),
+            requests: self.requests.combine(other.requests),
+            slo: self.slo.combine(other.slo),
             checks: self.checks.or(other.checks),
             gate: self.gate.or(other.gate),
         }
@@ -162,6 +174,8 @@ pub struct Tune {
     pub gen: Option<u32>,
     pub prompt: Option<u32>,
     pub prompts: PromptSet,
+    pub requests: Option<u64>,
+    pub slo: Slo,
     pub checks: Checks,
     pub gate: GateSpec,
 }
@@ -267,6 +281,26 @@ mod tests {
         assert_eq!(tune.mem, Some(8 << 30));
         assert_eq!(tune.edits.len(), 2);
         assert_eq!(tune.edits[1].values, ["1", "2"]);
+    }
+
+    #[test]
+    fn goal_load_takes_requests_and_an_slo_from_the_file() {
+        let text = "ctx = 512\ngoal = \"load\"\nrequests = 12\nslo = \"ttft=500ms,tpot=50ms\"\n";
+        let tune = parse(text).unwrap().resolve().unwrap();
+        assert_eq!(tune.requests, Some(12));
+        assert_eq!(
+            (tune.slo.ttft_ms, tune.slo.tpot_ms),
+            (Some(500.0), Some(50.0))
+        );
+        let error = parse("ctx = 512\ngoal = \"load\"\nslo = \"ttft=soon\"\n")
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "--slo ttft=soon: 'soon' is not a duration like 500ms or 2s"
+        );
     }
 
     #[test]

@@ -200,8 +200,14 @@ pub fn reference(inputs: &Inputs) -> (PathBuf, Vec<String>) {
     (model, flags)
 }
 
-/// What each repetition of `tune` measures (an error when its depths do not fit its context).
+/// What each repetition of `tune` measures (an error when its depths, or goal load's requests,
+/// do not fit its context).
 pub fn workload(tune: &Tune) -> Result<Workload> {
+    if tune.goal == super::space::Goal::Load {
+        let sizes = (tune.prompt, tune.gen);
+        let slo = tune.slo.clone();
+        return Workload::load(tune.ctx, tune.parallel, tune.requests, sizes, slo);
+    }
     Workload::new(
         tune.goal,
         tune.ctx,

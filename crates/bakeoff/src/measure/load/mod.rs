@@ -178,7 +178,7 @@ impl LoadRunner<'_> {
             if crate::engines::process::interrupted().is_some() {
                 break;
             }
-            let (table, trouble) = self.step(plan, &shapes[index], index, observe)?;
+            let (table, trouble) = self.step(plan, &shapes[index], index, 0, observe)?;
             observe(LoadEvent::StepDone { summary: &table });
             tables.push(table);
             if let Some(trouble) = trouble {
@@ -204,11 +204,25 @@ impl LoadRunner<'_> {
         Ok(tables)
     }
 
+    /// The first shape of `plan` as one repetition of a tune (stored with that repetition
+    /// number): the prompts are fresh for each repetition, as they are for each step of a run.
+    /// Returns the step's table and, when its engine is gone, why.
+    pub fn repetition(
+        &self,
+        plan: &LoadPlan,
+        repetition: u32,
+        observe: &mut dyn FnMut(LoadEvent),
+    ) -> Result<(StepTable, Option<String>)> {
+        let shape = plan.shapes.first().unwrap_or(&Shape::Concurrency(1));
+        self.step(plan, shape, repetition as usize, repetition, observe)
+    }
+
     fn step(
         &self,
         plan: &LoadPlan,
         shape: &Shape,
         index: usize,
+        repetition: u32,
         observe: &mut dyn FnMut(LoadEvent),
     ) -> Result<(StepTable, Option<String>)> {
         let label = shape.label();
@@ -219,7 +233,7 @@ impl LoadRunner<'_> {
             engine_id: self.engine_id,
             model_id: self.model_id,
             workload: &workload,
-            repetition: 0,
+            repetition,
         };
         let trial_id = self.sink.begin_trial(self.run_id, &trial)?;
         let mut store_error = None;
