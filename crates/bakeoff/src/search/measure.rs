@@ -57,6 +57,20 @@ pub struct Launch {
     pub timeouts: Timeouts,
 }
 
+impl Launch {
+    /// The engine arguments a configuration's `args` are started with: its own, then the slots
+    /// (unless it sets them), the context and the pass-through flags. A profile saved from a tune
+    /// takes the same vector, so what is served is what was measured.
+    pub fn server_args(&self, mut args: Vec<String>) -> Vec<String> {
+        if !args.iter().any(|a| a == "-np") {
+            args.extend(["-np".into(), self.parallel.to_string()]);
+        }
+        args.extend(["-c".into(), self.ctx.to_string()]);
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+}
+
 /// Per (subject, config hash): repetition → test name → t/s, from the stored trials.
 type Stored = HashMap<(usize, String), BTreeMap<u32, BTreeMap<String, f64>>>;
 
@@ -206,13 +220,8 @@ impl<'a> Engines<'a> {
     }
 
     fn spec(&self, subject: &Subject, config: &EngineConfig) -> ServerSpec {
-        let mut args = config.args();
+        let args = self.launch.server_args(config.args());
         let launch = &self.launch;
-        if !config.flags.contains_key("-np") {
-            args.extend(["-np".into(), launch.parallel.to_string()]);
-        }
-        args.extend(["-c".into(), launch.ctx.to_string()]);
-        args.extend(launch.extra_args.iter().cloned());
         let log = format!("llama-server-{}-{}.log", subject.model_id, config.hash());
         ServerSpec {
             binary: subject.binary.clone(),
