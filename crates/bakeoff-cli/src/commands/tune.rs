@@ -4,6 +4,7 @@
 
 use crate::cli::{Cli, Command, Global, TuneArgs};
 use crate::printer::Printer;
+use bakeoff::analysis::tune_journal;
 use bakeoff::domain::units::human_bytes;
 use bakeoff::domain::Combine;
 use bakeoff::engines::build::{self, BuildRef};
@@ -13,7 +14,6 @@ use bakeoff::report::table::Format;
 use bakeoff::search::measure::{Event, Launch};
 use bakeoff::search::settings::{Tune, TuneSettings};
 use bakeoff::search::space::{Help, Inputs};
-use bakeoff::analysis::tune_journal;
 use bakeoff::search::tuner::{self, TuneRun};
 use bakeoff::serve::tuned::{self as saving, Saved};
 use bakeoff::session::{RunSpec, Session, Sweep};

@@ -31,7 +31,12 @@ fn model_name(answer: &Answer) -> String {
     let mut names: Vec<String> = answer.points.iter().map(file).collect();
     names.dedup();
     match names.is_empty() {
-        true => answer.reference.split(' ').next().unwrap_or("?").to_string(),
+        true => answer
+            .reference
+            .split(' ')
+            .next()
+            .unwrap_or("?")
+            .to_string(),
         false => names.join(", "),
     }
 }
@@ -151,7 +156,11 @@ mod tests {
     #[test]
     fn the_verdict_follows_the_winner_against_the_defaults() {
         let cases = [
-            (tuned(120.0, 100.0), Verdict::Keep, "faster: winner 120.00 t/s"),
+            (
+                tuned(120.0, 100.0),
+                Verdict::Keep,
+                "faster: winner 120.00 t/s",
+            ),
             (tuned(101.0, 100.0), Verdict::NoImpact, "within noise"),
             (tuned(80.0, 100.0), Verdict::Reverted, "slower"),
             (answer(vec![]), Verdict::Pending, "no configuration passed"),

@@ -435,33 +435,27 @@ mod save_tests {
     #[test]
     fn the_front_holds_the_faithful_points_nothing_beats_on_both() {
         let points = vec![
-            point("a", 100.0, 120, "pass"),  // fastest faithful
-            point("b", 90.0, 100, "pass"),   // smaller: on the front
-            point("c", 80.0, 110, "pass"),   // b is faster and smaller
-            point("d", 95.0, 120, "pass"),   // a is as small and faster
-            point("e", 200.0, 50, "fail"),   // dominates all, but unfaithful
+            point("a", 100.0, 120, "pass"), // fastest faithful
+            point("b", 90.0, 100, "pass"),  // smaller: on the front
+            point("c", 80.0, 110, "pass"),  // b is faster and smaller
+            point("d", 95.0, 120, "pass"),  // a is as small and faster
+            point("e", 200.0, 50, "fail"),  // dominates all, but unfaithful
             point("f", 150.0, 90, "unchecked"),
-            point("g", 100.0, 120, "pass"),  // a's twin: neither dominates
+            point("g", 100.0, 120, "pass"), // a's twin: neither dominates
             Finalist {
                 memory_bytes: None,
                 ..point("h", 300.0, 1, "pass")
             },
         ];
         let front = pareto_front(&points);
-        assert_eq!(
-            front,
-            [true, true, false, false, false, false, true, false]
-        );
+        assert_eq!(front, [true, true, false, false, false, false, true, false]);
         assert!(pareto_front(&[]).is_empty());
     }
 
     #[test]
     fn the_section_has_the_sentences_chart_and_tables_of_each_tune() {
         let winner = point("a", 100.0, 120, "pass");
-        let mut tuned = answer(vec![
-            winner.clone(),
-            point("<script>", 90.0, 100, "fail"),
-        ]);
+        let mut tuned = answer(vec![winner.clone(), point("<script>", 90.0, 100, "fail")]);
         tuned.winner = Some(winner);
         let decision = crate::store::TuneDecision {
             round: 0,

@@ -195,7 +195,12 @@ pub(crate) mod tests {
         let server = dir.join("llama-server");
         std::fs::write(&server, b"").unwrap();
         let engine = store
-            .engine_id("llama-server", &server.display().to_string(), None, Some("1"))
+            .engine_id(
+                "llama-server",
+                &server.display().to_string(),
+                None,
+                Some("1"),
+            )
             .unwrap();
         let workload = serde_json::json!({"test": "tg32", "kind": "tg"});
         let trial = NewTrial {
@@ -258,7 +263,10 @@ pub(crate) mod tests {
         else {
             panic!("saved without a winner");
         };
-        assert!(why.contains("no configuration passed the fidelity gate"), "{why}");
+        assert!(
+            why.contains("no configuration passed the fidelity gate"),
+            "{why}"
+        );
         let interrupted = Answer {
             winner: Some(winner),
             stop: "interrupted".into(),
