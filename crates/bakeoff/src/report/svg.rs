@@ -752,7 +752,7 @@ fn pareto_legend(out: &mut String) {
     let y = top + LEGEND_ROW;
     let _ = write!(
         out,
-        "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"{}\" stroke-width=\"2\" stroke-dasharray=\"6 4\"/><text class=\"legend\" x=\"{:.1}\" y=\"{:.1}\">pareto front of the faithful points (none of them both faster and smaller); whiskers: 95 % CI of the median</text>",
+        "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"{}\" stroke-width=\"2\" stroke-dasharray=\"6 4\"/><text class=\"legend\" x=\"{:.1}\" y=\"{:.1}\">pareto front of the faithful points; whiskers: 95 % CI of the median</text>",
         LEFT + 24.0,
         color(0),
         LEFT + 32.0,
