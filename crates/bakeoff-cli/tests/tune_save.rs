@@ -123,7 +123,8 @@ fn a_tuned_winner_is_saved_journaled_reported_and_served() {
     let (status, _, refused) = common::run(again, LIMIT);
     assert_eq!(status.code(), Some(2), "{refused}");
     assert!(
-        refused.starts_with("error: --save daily: profile 'daily' already exists"),
+        refused.contains("\nerror: --save daily: profile 'daily' already exists\n")
+            && !refused.contains("engine start"),
         "{refused}"
     );
 
