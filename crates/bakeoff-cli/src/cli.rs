@@ -1091,9 +1091,12 @@ pub struct TuneArgs {
     /// Memory budget (default: the largest GPU's memory, else this machine's).
     #[arg(long, value_name = "SIZE")]
     pub mem: Option<String>,
-    /// Save the winner as this serving profile.
+    /// Save the winner as this serving profile (with the context and slots it was measured at).
     #[arg(long, value_name = "NAME")]
     pub save: Option<String>,
+    /// Replace the --save profile if one of that name exists.
+    #[arg(long)]
+    pub force: bool,
     /// TOML tune file; command-line values override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -169,6 +169,12 @@ fn rejudge(
 ) -> anyhow::Result<JournalEntry> {
     let stored = || serde_json::from_value(entry.evidence.clone()).ok();
     let evidence = judge(store, runs, printer)?.or_else(stored);
+    if let (None, Some(verdict)) = (&evidence, verdict) {
+        // Evidence of another shape (a tune's answer) stays with its entry and its run.
+        entry.verdict = verdict.as_str().to_string();
+        entry.verdict_by = "hand".to_string();
+        return Ok(entry);
+    }
     entry.before_run = evidence.as_ref().map(|e| e.before.id);
     entry.after_run = evidence.as_ref().map(|e| e.after.id);
     decide(entry, evidence, verdict, printer)

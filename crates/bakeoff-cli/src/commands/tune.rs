@@ -4,6 +4,7 @@
 
 use crate::cli::{Cli, Command, Global, TuneArgs};
 use crate::printer::Printer;
+use bakeoff::analysis::tune_journal;
 use bakeoff::domain::units::human_bytes;
 use bakeoff::domain::Combine;
 use bakeoff::engines::build::{self, BuildRef};
@@ -14,6 +15,7 @@ use bakeoff::search::measure::{Event, Launch};
 use bakeoff::search::settings::{Tune, TuneSettings};
 use bakeoff::search::space::{Help, Inputs};
 use bakeoff::search::tuner::{self, TuneRun};
+use bakeoff::serve::tuned::{self as saving, Saved};
 use bakeoff::session::{RunSpec, Session, Sweep};
 use bakeoff::system::fingerprint::Fingerprint;
 use bakeoff::Error;
@@ -81,6 +83,9 @@ struct Search<'a> {
 impl Search<'_> {
     fn run(&self, resume: Option<i64>) -> anyhow::Result<ExitCode> {
         let store = super::open_store(self.global)?;
+        if let Some(name) = &self.tune.save {
+            saving::check_free(&store, name, self.args.force)?;
+        }
         let paths: Vec<PathBuf> = self.inputs.models.iter().map(|m| m.path.clone()).collect();
         let engine_path = self.global.engine_path.as_deref();
         let sweep = Sweep::resolve(
@@ -130,11 +135,13 @@ impl Search<'_> {
                 extra_args: Vec::new(),
                 health_timeout: std::time::Duration::from_secs(self.args.health_timeout),
                 timeouts: self.args.timeouts.timeouts(),
+                per_slot: self.tune.goal == bakeoff::search::space::Goal::Load,
             },
             spent_s: 0.0,
         };
         let progress = Progress::new(self.printer, self.tune);
         let result = tuner::run(&run, &|event| progress.event(event));
+        let launch = run.launch.clone(); // a saved profile serves what was measured
         self.printer.finish();
         let code = session.finish(&result)?;
         let tuned = result?;
@@ -156,6 +163,17 @@ impl Search<'_> {
             "stored as run {run_id} in {}",
             session.store().path().display()
         ));
+        let store = session.store();
+        let entry = tune_journal::record(store, run_id, &tuned.answer)?;
+        let verdict = tune_journal::propose(&tuned.answer);
+        self.printer.status(format!(
+            "journal entry {entry}: {} — {}",
+            verdict.0, verdict.1
+        ));
+        if let Some(name) = &self.tune.save {
+            let answer = (&tuned.answer, &launch);
+            self.saved(saving::save(store, run_id, name, answer, self.args.force)?);
+        }
         match &tuned.answer.winner {
             Some(_) => Ok(ExitCode::from(code)),
             None => {
@@ -163,6 +181,19 @@ impl Search<'_> {
                     .warn("no configuration passed the fidelity gate");
                 Ok(ExitCode::FAILURE)
             }
+        }
+    }
+
+    /// What `--save` did, in one line.
+    fn saved(&self, saved: Saved) {
+        match saved {
+            Saved::Profile(p) => self.printer.status(format!(
+                "saved profile '{}': {}; start it with `bakeoff serve {}`",
+                p.name,
+                bakeoff::serve::profile::shell_command(&p.flags),
+                p.name
+            )),
+            Saved::Nothing(why) => self.printer.warn(why),
         }
     }
 }

@@ -3,3 +3,4 @@
 
 pub mod compare;
 pub mod journal;
+pub mod tune_journal;

@@ -32,6 +32,9 @@ pub struct ReportData {
     pub systems: Vec<SystemInfo>,
     pub engines: Vec<EngineInfo>,
     pub models: Vec<ModelInfo>,
+    /// The answer and decisions of each tune run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tunes: Vec<super::tune::TuneReport>,
     /// The shootout table, when asked for (`report --shootout`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shootout: Option<super::shootout::Shootout>,
@@ -153,6 +156,9 @@ pub fn gather(store: &Store, run_ids: &[i64]) -> Result<ReportData> {
         data.configs.extend(configs);
         data.fidelity.extend(store.run_fidelity(run_id)?);
         data.readiness.extend(gates);
+        if detail.run.kind == "tune" {
+            data.tunes.push(super::tune::gather(store, run_id)?);
+        }
         data.runs.push(detail.run);
     }
     Ok(data)

@@ -81,6 +81,7 @@ pub fn build(data: &ReportData) -> Document {
         sections: [runs_section(data)]
             .into_iter()
             .chain(data.shootout.as_ref().map(shootout_section))
+            .chain(super::tune::section(data))
             .chain([
             configs_section(data),
             depth_section(data),
@@ -1077,6 +1078,21 @@ pub fn chart_table(chart: &Chart) -> Table {
                 let highlight = if p.highlight { "yes" } else { "no" };
                 let cells = [&p.label, &p.name, &num(p.x, 2), &num(p.y, 2), highlight];
                 table.push(cells.iter().map(|c| c.to_string()));
+            }
+            table
+        }
+        Chart::Pareto(c) => {
+            let (x, y) = (format!("{}#", c.x_label), format!("{}#", c.y_label));
+            let titles = ["point#", "name", &x, &y, "95% CI", "fidelity", "front"];
+            let mut table = Table::from_titles(&titles).caption(c.title.clone());
+            for p in &c.points {
+                let ci = format!("[{}, {}]", num(p.low, 2), num(p.high, 2));
+                let front = if p.front { "yes" } else { "no" };
+                let fidelity = format!("{:?}", p.fidelity).to_lowercase();
+                let cells = [&p.label, &p.name, &num(p.x, 2), &num(p.y, 2), &ci];
+                let mut row: Vec<String> = cells.iter().map(|c| c.to_string()).collect();
+                row.extend([fidelity, front.to_string()]);
+                table.push(row);
             }
             table
         }

@@ -22,7 +22,11 @@ fn date(timestamp: &str) -> &str {
 
 /// `KEEP — faster: …`, saying when the verdict was set by hand and what was proposed.
 fn verdict_line(entry: &JournalEntry, evidence: Option<&Evidence>) -> String {
-    let reason = evidence.map(|e| e.reason.as_str()).unwrap_or_default();
+    // Entries judged from other evidence than two runs (a tune's) keep their reason beside it.
+    let reason = evidence
+        .map(|e| e.reason.as_str())
+        .or_else(|| entry.evidence["reason"].as_str())
+        .unwrap_or_default();
     match (entry.verdict_by.as_str(), entry.proposed.as_deref()) {
         ("hand", Some(proposed)) if proposed == entry.verdict => {
             format!("{} (set by hand, as proposed) — {reason}", entry.verdict)

@@ -96,11 +96,81 @@ pub struct ScatterChart {
     pub highlight_label: String,
 }
 
+/// How a point of a tune's pareto chart fared at the fidelity gate: its marker and colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fidelity {
+    Pass,
+    Fail,
+    /// Never gated (it never led the race).
+    Unchecked,
+}
+
+impl Fidelity {
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "pass" => Fidelity::Pass,
+            "fail" => Fidelity::Fail,
+            _ => Fidelity::Unchecked,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Fidelity::Pass => "pass",
+            Fidelity::Fail => "fail",
+            Fidelity::Unchecked => "unchecked",
+        }
+    }
+
+    fn color(self) -> &'static str {
+        match self {
+            Fidelity::Pass => color(2),
+            Fidelity::Fail => color(3),
+            Fidelity::Unchecked => color(9),
+        }
+    }
+}
+
+/// One configuration on a pareto chart: speed with its CI against memory.
+#[derive(Debug, Clone)]
+pub struct ParetoMark {
+    /// Short label drawn beside the point (its row in the table).
+    pub label: String,
+    /// Tooltip text.
+    pub name: String,
+    pub x: f64,
+    pub y: f64,
+    pub low: f64,
+    pub high: f64,
+    pub fidelity: Fidelity,
+    /// On the front: faithful, and no other faithful point is at least as fast and as small.
+    pub front: bool,
+    pub winner: bool,
+}
+
+/// Speed × memory × fidelity: CI whiskers, a marker per fidelity outcome, the front as a line.
+#[derive(Debug, Clone)]
+pub struct ParetoChart {
+    pub id: String,
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub points: Vec<ParetoMark>,
+}
+
+impl ParetoChart {
+    fn drawn(&self) -> Vec<&ParetoMark> {
+        let finite = |p: &&ParetoMark| [p.x, p.y, p.low, p.high].iter().all(|v| v.is_finite());
+        self.points.iter().filter(finite).collect()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Chart {
     Line(LineChart),
     Bar(BarChart),
     Scatter(ScatterChart),
+    Pareto(ParetoChart),
 }
 
 fn finite(p: &(f64, f64)) -> bool {
@@ -138,6 +208,7 @@ impl Chart {
             Chart::Line(c) => &c.id,
             Chart::Bar(c) => &c.id,
             Chart::Scatter(c) => &c.id,
+            Chart::Pareto(c) => &c.id,
         }
     }
 
@@ -146,6 +217,7 @@ impl Chart {
             Chart::Line(c) => &c.title,
             Chart::Bar(c) => &c.title,
             Chart::Scatter(c) => &c.title,
+            Chart::Pareto(c) => &c.title,
         }
     }
 
@@ -155,6 +227,7 @@ impl Chart {
             Chart::Line(c) => c.marks(),
             Chart::Bar(c) => c.marks(),
             Chart::Scatter(c) => c.marks(),
+            Chart::Pareto(c) => c.drawn().len(),
         }
     }
 
@@ -163,6 +236,7 @@ impl Chart {
             Chart::Line(c) => line_svg(c),
             Chart::Bar(c) => bar_svg(c),
             Chart::Scatter(c) => scatter_svg(c),
+            Chart::Pareto(c) => pareto_svg(c),
         }
     }
 }
@@ -563,6 +637,129 @@ fn scatter_svg(c: &ScatterChart) -> String {
     out
 }
 
+fn pareto_svg(c: &ParetoChart) -> String {
+    let points = c.drawn();
+    let (Some(x), Some(y)) = (
+        domain(points.iter().map(|p| p.x), false),
+        domain(points.iter().flat_map(|p| [p.low, p.high, p.y]), true),
+    ) else {
+        return no_data(&c.id, "pareto", &c.title);
+    };
+    let pad = (x.1 - x.0) * 0.06;
+    let y = (y.0, nice_top(y.0, y.1));
+    let f = frame((x.0 - pad, x.1 + pad), y, 2);
+    let mut out = String::new();
+    open_svg(&mut out, &c.id, "pareto", &c.title, f.height, points.len());
+    axes(
+        &mut out,
+        &f,
+        &nice_ticks(y.0, y.1, 5),
+        &c.x_label,
+        &c.y_label,
+    );
+    for t in nice_ticks(x.0 - pad, x.1 + pad, 8) {
+        x_tick(&mut out, &f, t, &tick_label(t), false);
+    }
+    front_line(&mut out, &f, &points);
+    for p in &points {
+        pareto_mark(&mut out, &f, p);
+    }
+    pareto_legend(&mut out);
+    out.push_str("</svg>");
+    out
+}
+
+/// The front, left to right (smallest memory first).
+fn front_line(out: &mut String, f: &Frame, points: &[&ParetoMark]) {
+    let mut front: Vec<&&ParetoMark> = points.iter().filter(|p| p.front).collect();
+    front.sort_by(|a, b| a.x.total_cmp(&b.x));
+    let path: Vec<String> = front
+        .iter()
+        .map(|p| format!("{:.1},{:.1}", f.x.at(p.x), f.y.at(p.y)))
+        .collect();
+    let _ = write!(
+        out,
+        "<polyline class=\"front\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" stroke-dasharray=\"6 4\" points=\"{}\"/>",
+        color(0),
+        path.join(" ")
+    );
+}
+
+/// A CI whisker with caps, the marker of its fidelity outcome, its label and the winner's.
+fn pareto_mark(out: &mut String, f: &Frame, p: &ParetoMark) {
+    let (px, py) = (f.x.at(p.x), f.y.at(p.y));
+    let (top, bottom) = (f.y.at(p.high), f.y.at(p.low));
+    let ink = p.fidelity.color();
+    let _ = write!(
+        out,
+        "<g class=\"mark {}{}\"><title>{}</title><path class=\"whisker\" d=\"M{px:.1} {top:.1}V{bottom:.1}M{:.1} {top:.1}H{:.1}M{:.1} {bottom:.1}H{:.1}\" stroke=\"{ink}\" stroke-width=\"1.2\" fill=\"none\"/>{}</g>",
+        p.fidelity.name(),
+        if p.winner { " winner" } else { "" },
+        esc(&p.name),
+        px - 4.0,
+        px + 4.0,
+        px - 4.0,
+        px + 4.0,
+        marker(p.fidelity, px, py, if p.winner { 7.0 } else { 5.0 })
+    );
+    let label = match p.winner {
+        true => format!("{} winner", p.label),
+        false => p.label.clone(),
+    };
+    let _ = write!(
+        out,
+        "<text class=\"point-label{}\" x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+        if p.winner { " winner-label" } else { "" },
+        px + 9.0,
+        py - 7.0,
+        esc(&label)
+    );
+}
+
+/// Pass: a filled circle; fail: a cross; unchecked: a hollow square.
+fn marker(fidelity: Fidelity, x: f64, y: f64, r: f64) -> String {
+    let ink = fidelity.color();
+    match fidelity {
+        Fidelity::Pass => format!(
+            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"{r}\" fill=\"{ink}\" stroke=\"#fff\"/>"
+        ),
+        Fidelity::Fail => format!(
+            "<path d=\"M{:.1} {:.1}L{:.1} {:.1}M{:.1} {:.1}L{:.1} {:.1}\" stroke=\"{ink}\" stroke-width=\"2.5\"/>",
+            x - r, y - r, x + r, y + r, x - r, y + r, x + r, y - r
+        ),
+        Fidelity::Unchecked => format!(
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#fff\" stroke=\"{ink}\" stroke-width=\"2\"/>",
+            x - r, y - r, 2.0 * r, 2.0 * r
+        ),
+    }
+}
+
+/// Two rows: the three fidelity markers, then the front's line.
+fn pareto_legend(out: &mut String) {
+    let top = TOP + PLOT_HEIGHT + BOTTOM + 12.0;
+    let kinds = [Fidelity::Pass, Fidelity::Fail, Fidelity::Unchecked];
+    for (i, kind) in kinds.into_iter().enumerate() {
+        let x = LEFT + 12.0 + i as f64 * 150.0;
+        let _ = write!(
+            out,
+            "{}<text class=\"legend\" x=\"{:.1}\" y=\"{:.1}\">fidelity {}</text>",
+            marker(kind, x, top, 5.0),
+            x + 14.0,
+            top + 4.0,
+            kind.name()
+        );
+    }
+    let y = top + LEGEND_ROW;
+    let _ = write!(
+        out,
+        "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"{}\" stroke-width=\"2\" stroke-dasharray=\"6 4\"/><text class=\"legend\" x=\"{:.1}\" y=\"{:.1}\">pareto front of the faithful points; whiskers: 95 % CI of the median</text>",
+        LEFT + 24.0,
+        color(0),
+        LEFT + 32.0,
+        y + 4.0
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -662,6 +859,48 @@ mod tests {
         assert_eq!(nice_top(0.0, 113.0), 120.0);
         assert_eq!(tick_label(0.25), "0.25");
         assert_eq!(tick_label(256.0), "256");
+    }
+
+    #[test]
+    fn pareto_chart_draws_whiskers_markers_front_and_winner() {
+        let mark = |label: &str, x: f64, y: f64, fidelity, front, winner| ParetoMark {
+            label: label.into(),
+            name: format!("{label} <b>"),
+            x,
+            y,
+            low: y - 2.0,
+            high: y + 2.0,
+            fidelity,
+            front,
+            winner,
+        };
+        let chart = Chart::Pareto(ParetoChart {
+            id: "tune-pareto-1".into(),
+            title: "t".into(),
+            x_label: "MiB".into(),
+            y_label: "t/s".into(),
+            points: vec![
+                mark("1", 120.0, 100.0, Fidelity::Pass, true, true),
+                mark("2", 110.0, 90.0, Fidelity::Pass, true, false),
+                mark("3", 130.0, 110.0, Fidelity::Fail, false, false),
+                mark("4", 125.0, f64::NAN, Fidelity::Unchecked, false, false),
+            ],
+        });
+        let svg = chart.to_svg();
+        assert_drawable(&svg);
+        assert_eq!(chart.marks(), 3, "the NaN point is left out");
+        assert!(svg.contains("data-kind=\"pareto\" data-marks=\"3\""));
+        assert_eq!(svg.matches("class=\"whisker\"").count(), 3);
+        assert_eq!(svg.matches("<g class=\"mark pass").count(), 2);
+        assert_eq!(svg.matches("<g class=\"mark fail\"").count(), 1);
+        assert_eq!(svg.matches("class=\"mark pass winner\"").count(), 1);
+        assert!(svg.contains(">1 winner</text>"));
+        // The front joins the two faithful front points, smallest memory first.
+        let front = svg.split("class=\"front\"").nth(1).unwrap();
+        let points = front.split("points=\"").nth(1).unwrap();
+        let points = points.split('"').next().unwrap();
+        assert_eq!(points.split(' ').count(), 2, "{points}");
+        assert!(!svg.contains("<b>"), "tooltips are escaped");
     }
 
     #[test]

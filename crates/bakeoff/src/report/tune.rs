@@ -266,3 +266,223 @@ pub fn contributions_table(answer: &Answer) -> Table {
     }
     table
 }
+
+/// A tune run as `bakeoff report` shows it: its answer and every decision of its race.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TuneReport {
+    pub run_id: i64,
+    /// `None` when the run stopped before it had one (or it no longer parses).
+    pub answer: Option<Answer>,
+    pub decisions: Vec<crate::store::TuneDecision>,
+}
+
+/// The stored answer and decisions of tune run `run_id`.
+pub fn gather(store: &crate::store::Store, run_id: i64) -> crate::Result<TuneReport> {
+    let answer = store
+        .tune_answer(run_id)?
+        .and_then(|json| serde_json::from_value(json).ok());
+    Ok(TuneReport {
+        run_id,
+        answer,
+        decisions: store.tune_decisions(run_id)?,
+    })
+}
+
+/// Which points are on the pareto front of speed against memory: faithful (`pass`) points with a
+/// planned memory that no other such point dominates (at least as fast and at least as small,
+/// and better in one). Failed and unchecked points are never on it: the front is what may be
+/// served.
+pub fn pareto_front(points: &[Finalist]) -> Vec<bool> {
+    let eligible = |p: &Finalist| p.fidelity == "pass" && p.memory_bytes.is_some();
+    let dominates = |a: &Finalist, b: &Finalist| {
+        let (fast, small) = (a.median >= b.median, a.memory_bytes <= b.memory_bytes);
+        fast && small && (a.median > b.median || a.memory_bytes < b.memory_bytes)
+    };
+    points
+        .iter()
+        .map(|p| eligible(p) && !points.iter().any(|q| eligible(q) && dominates(q, p)))
+        .collect()
+}
+
+/// Every decision of the race in the order it was made.
+pub fn decisions_table(decisions: &[crate::store::TuneDecision]) -> Table {
+    let mut table = Table::from_titles(&["round#", "candidate", "action", "against", "why"])
+        .caption("decisions of the race, in the order they were made");
+    for d in decisions {
+        table.push([
+            Cell::new((d.round + 1).to_string(), d.round + 1),
+            d.candidate.as_str().into(),
+            d.action.as_str().into(),
+            d.reference.clone().unwrap_or_default().into(),
+            d.why.as_str().into(),
+        ]);
+    }
+    table
+}
+
+/// Speed × memory × fidelity of every measured point, numbered as in the finalists table.
+pub fn pareto_chart(run_id: i64, answer: &Answer) -> super::svg::ParetoChart {
+    use super::svg::{Fidelity, ParetoMark};
+    let front = pareto_front(&answer.points);
+    let winner = answer.winner.as_ref().map(|w| w.config_hash.as_str());
+    let points = (answer.points.iter().zip(&front).enumerate())
+        .filter_map(|(i, (p, &on_front))| {
+            let memory = p.memory_bytes? as f64 / (1024.0 * 1024.0);
+            Some(ParetoMark {
+                label: (i + 1).to_string(),
+                name: format!("{}: {}: {}, {}", i + 1, p.label, speed(p), p.fidelity),
+                x: memory,
+                y: p.median,
+                low: p.ci_low,
+                high: p.ci_high,
+                fidelity: Fidelity::parse(&p.fidelity),
+                front: on_front,
+                winner: Some(p.config_hash.as_str()) == winner,
+            })
+        })
+        .collect();
+    super::svg::ParetoChart {
+        id: format!("tune-pareto-{run_id}"),
+        title: format!("run {run_id}: speed, memory and fidelity"),
+        x_label: "planned memory (MiB): weights + KV + compute".into(),
+        y_label: format!("median {} t/s", answer.goal),
+        points,
+    }
+}
+
+/// The report's tune section: per tune run, the answer in sentences, the pareto chart, the
+/// finalists, contributions and decisions. `None` when the report holds no tune run.
+pub fn section(data: &super::data::ReportData) -> Option<super::document::Section> {
+    use super::document::Block;
+    if data.tunes.is_empty() {
+        return None;
+    }
+    let mut blocks = Vec::new();
+    for tune in &data.tunes {
+        blocks.push(Block::Text(format!("tune run {}", tune.run_id)));
+        match &tune.answer {
+            Some(answer) => blocks.extend(answer_blocks(tune.run_id, answer)),
+            None => blocks.push(Block::Text(
+                "no answer stored: the tune stopped before it had one (resume it with `bakeoff tune --resume RUN`)".into(),
+            )),
+        }
+        blocks.push(Block::Table(decisions_table(&tune.decisions)));
+    }
+    Some(super::document::Section {
+        id: "tune",
+        title: "Tune: the fastest faithful configuration",
+        blocks,
+    })
+}
+
+fn answer_blocks(run_id: i64, answer: &Answer) -> Vec<super::document::Block> {
+    use super::document::Block;
+    let mut blocks: Vec<Block> = summary_lines(answer).into_iter().map(Block::Text).collect();
+    blocks.push(Block::Text(front_line(answer)));
+    blocks.push(Block::Chart {
+        chart: super::svg::Chart::Pareto(pareto_chart(run_id, answer)),
+        tabulated: true,
+    });
+    blocks.push(Block::Table(finalists_table(answer)));
+    if !answer.contributions.is_empty() {
+        blocks.push(Block::Table(contributions_table(answer)));
+    }
+    blocks
+}
+
+/// The front in words (the chart's line), and the points the chart cannot place.
+fn front_line(answer: &Answer) -> String {
+    let front = pareto_front(&answer.points);
+    let on: Vec<String> = (answer.points.iter().zip(&front).enumerate())
+        .filter(|(_, (_, &f))| f)
+        .map(|(i, (p, _))| format!("{} ({})", i + 1, p.label))
+        .collect();
+    let mut line = match on.is_empty() {
+        true => "pareto front: empty (no faithful point with a planned memory)".to_string(),
+        false => format!(
+            "pareto front (faithful; none of them both faster and smaller than another faithful point), by row of the table: {}",
+            on.join(", ")
+        ),
+    };
+    let unplaced = answer
+        .points
+        .iter()
+        .filter(|p| p.memory_bytes.is_none())
+        .count();
+    if unplaced > 0 {
+        line.push_str(&format!(
+            "; {unplaced} point(s) without a planned memory are in the table only"
+        ));
+    }
+    line
+}
+
+#[cfg(test)]
+mod save_tests {
+    use super::*;
+    use crate::domain::EngineConfig;
+    use crate::serve::tuned::tests::{answer, finalist};
+
+    fn point(label: &str, median: f64, mib: u64, fidelity: &str) -> Finalist {
+        let config = EngineConfig::default().with_flag("-b", label);
+        Finalist {
+            memory_bytes: Some(mib << 20),
+            fidelity: fidelity.into(),
+            ..finalist(label, median, &config)
+        }
+    }
+
+    #[test]
+    fn the_front_holds_the_faithful_points_nothing_beats_on_both() {
+        let points = vec![
+            point("a", 100.0, 120, "pass"), // fastest faithful
+            point("b", 90.0, 100, "pass"),  // smaller: on the front
+            point("c", 80.0, 110, "pass"),  // b is faster and smaller
+            point("d", 95.0, 120, "pass"),  // a is as small and faster
+            point("e", 200.0, 50, "fail"),  // dominates all, but unfaithful
+            point("f", 150.0, 90, "unchecked"),
+            point("g", 100.0, 120, "pass"), // a's twin: neither dominates
+            Finalist {
+                memory_bytes: None,
+                ..point("h", 300.0, 1, "pass")
+            },
+        ];
+        let front = pareto_front(&points);
+        assert_eq!(front, [true, true, false, false, false, false, true, false]);
+        assert!(pareto_front(&[]).is_empty());
+    }
+
+    #[test]
+    fn the_section_has_the_sentences_chart_and_tables_of_each_tune() {
+        let winner = point("a", 100.0, 120, "pass");
+        let mut tuned = answer(vec![winner.clone(), point("<script>", 90.0, 100, "fail")]);
+        tuned.winner = Some(winner);
+        let decision = crate::store::TuneDecision {
+            round: 0,
+            config_hash: "abc".into(),
+            candidate: "-b a".into(),
+            action: "winner".into(),
+            reference: None,
+            why: "separated".into(),
+        };
+        let data = super::super::data::ReportData {
+            tunes: vec![TuneReport {
+                run_id: 7,
+                answer: Some(tuned),
+                decisions: vec![decision],
+            }],
+            ..Default::default()
+        };
+        let doc = super::super::document::build(&data);
+        let html = super::super::html::render(&doc);
+        assert!(html.contains("<section id=\"tune\">"), "{html}");
+        assert!(html.contains("id=\"tune-pareto-7\" data-kind=\"pareto\" data-marks=\"2\""));
+        assert!(html.contains("winner (fastest faithful): a: 100.00 t/s"));
+        assert!(html.contains("pareto front (faithful"));
+        assert!(!html.contains("<script>"), "model-derived text is escaped");
+        let md = super::super::markdown::render(&doc);
+        assert!(md.contains("## Tune: the fastest faithful configuration"));
+        assert!(md.contains("| 1 | -b a | winner |  | separated |"), "{md}");
+        assert!(!md.contains("<svg"));
+    }
+}

@@ -64,6 +64,34 @@ pub struct Launch {
     pub extra_args: Vec<String>,
     pub health_timeout: Duration,
     pub timeouts: Timeouts,
+    /// Goal load: each of the server's slots holds `ctx` (`-c ctx × slots`), with `/metrics`.
+    pub per_slot: bool,
+}
+
+impl Launch {
+    /// The engine arguments a configuration's `args` are started with: its own, then the slots
+    /// (unless it sets them), the context and the pass-through flags. A profile saved from a tune
+    /// takes the same vector, so what is served is what was measured.
+    pub fn server_args(&self, mut args: Vec<String>) -> Vec<String> {
+        let np = args.iter().position(|a| a == "-np");
+        let slots = np.and_then(|i| args.get(i + 1)?.parse::<u64>().ok());
+        if np.is_none() {
+            args.extend(["-np".into(), self.parallel.to_string()]);
+        }
+        let ctx = match self.per_slot {
+            // Given -np without --kv-unified (never a knob), this build (b11434) gives each slot
+            // -c / np cells (llama-context.cpp `n_ctx_seq`): every slot must hold the tune's
+            // context. The server's own view of a load step needs --metrics.
+            true => {
+                args.push("--metrics".into());
+                self.ctx * slots.unwrap_or(self.parallel).max(1)
+            }
+            false => self.ctx,
+        };
+        args.extend(["-c".into(), ctx.to_string()]);
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
 }
 
 /// Per (subject, config hash): repetition → test name → t/s, from the stored trials.
@@ -222,23 +250,8 @@ impl<'a> Engines<'a> {
     }
 
     fn spec(&self, subject: &Subject, config: &EngineConfig) -> ServerSpec {
-        let mut args = config.args();
+        let args = self.launch.server_args(config.args());
         let launch = &self.launch;
-        if !config.flags.contains_key("-np") {
-            args.extend(["-np".into(), launch.parallel.to_string()]);
-        }
-        let ctx = match &self.workload.load {
-            Some(_) => {
-                // Given -np without --kv-unified (never a knob), this build (b11434) gives
-                // each slot -c / np cells (llama-context.cpp `n_ctx_seq`): every slot must
-                // hold the tune's context. The server's own view of the step needs --metrics.
-                args.push("--metrics".into());
-                launch.ctx * slots(config, launch.parallel)
-            }
-            None => launch.ctx,
-        };
-        args.extend(["-c".into(), ctx.to_string()]);
-        args.extend(launch.extra_args.iter().cloned());
         let log = format!("llama-server-{}-{}.log", subject.model_id, config.hash());
         ServerSpec {
             binary: subject.binary.clone(),
@@ -430,12 +443,6 @@ impl Engines<'_> {
 /// repetition × 1 000 000), so no repetition reuses a warm-up prompt.
 const WARMUP_CONVERSATIONS: usize = 1 << 40;
 
-/// The slots a configuration's server has: its `-np` knob, else the tune's `--parallel`.
-fn slots(config: &EngineConfig, parallel: u64) -> u64 {
-    let knob = config.flags.get("-np").and_then(|n| n.parse().ok());
-    knob.unwrap_or(parallel).max(1)
-}
-
 /// Why a live repetition ended early.
 enum Stop {
     /// The store failed: the tune ends.
@@ -591,6 +598,7 @@ mod tests {
             extra_args: Vec::new(),
             health_timeout: Duration::from_secs(1),
             timeouts: Timeouts::default(),
+            per_slot: true,
         };
         let subjects = [subject()];
         let engines = Engines::new(&sink, 7, (&subjects, &[]), &workload, launch, &|_| {}).unwrap();

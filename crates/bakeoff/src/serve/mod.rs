@@ -4,6 +4,7 @@
 
 pub mod profile;
 pub mod readiness;
+pub mod tuned;
 
 use crate::engines::http::{Http, Timeouts};
 use crate::engines::llama_server::{LlamaServer, ServerSpec};

@@ -206,7 +206,7 @@ fn auto_choice(run_id: i64, configs: &[RankedConfig]) -> Result<(RankedConfig, S
 
 /// The engine to serve with: llama-server itself, or the llama-server beside the llama-bench a
 /// run used.
-fn server_binary(engine_path: &str) -> Option<String> {
+pub(crate) fn server_binary(engine_path: &str) -> Option<String> {
     let path = Path::new(engine_path);
     let server = match path.file_name()?.to_str()? {
         "llama-server" => path.to_path_buf(),
