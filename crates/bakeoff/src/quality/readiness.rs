@@ -580,7 +580,10 @@ impl GateRun<'_> {
         if row.blocker.is_none() {
             row.blocker = blocker(row);
         }
-        if row.blocker.is_some() && row.overall.is_none() {
+        // A check that was asked for and could not be measured fails the row: a KL-divergence
+        // pass that died (llama-perplexity stopped before its summary) is no pass.
+        let kld_missing = reference.base_logits.is_some() && row.kld.is_none();
+        if row.blocker.is_some() && (row.overall.is_none() || kld_missing) {
             row.overall = Some(Status::Fail);
         }
     }

@@ -4,11 +4,11 @@
 //! that cannot change the numbers the model computes ([`NUMERICALLY_INERT`]).
 
 use super::race::Constraint;
+use super::sink::TuneSink;
 use crate::domain::EngineConfig;
 use crate::quality::gate::GateSpec;
 use crate::quality::readiness::{self, Baseline, Candidate, Flags, GateFile, GateRun, Readiness};
 use crate::quality::Status;
-use crate::store::Store;
 use crate::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -64,7 +64,7 @@ pub struct Fidelity<'a> {
     pub perplexity: Option<PathBuf>,
     pub run_dir: PathBuf,
     pub timeouts: crate::engines::http::Timeouts,
-    pub store: &'a Store,
+    pub store: &'a dyn TuneSink,
     pub run_id: i64,
     pub engine_id: i64,
     pub stage: &'a Stage<'a>,
@@ -86,7 +86,7 @@ impl<'a> Fidelity<'a> {
         (server, perplexity): (PathBuf, Option<PathBuf>),
         run_dir: PathBuf,
         timeouts: crate::engines::http::Timeouts,
-        (store, run_id, engine_id): (&'a Store, i64, i64),
+        (store, run_id, engine_id): (&'a dyn TuneSink, i64, i64),
         stage: &'a Stage<'a>,
     ) -> Self {
         Fidelity {
@@ -156,8 +156,7 @@ impl<'a> Fidelity<'a> {
         }
         std::fs::create_dir_all(&self.run_dir).map_err(|e| Error::io(&self.run_dir, e))?;
         let baseline = self.with_gate(|gate, observe| gate.baseline(observe))?;
-        self.store
-            .record_readiness(self.run_id, self.engine_id, &baseline.row)?;
+        (self.store).record_readiness(self.run_id, self.engine_id, &baseline.row)?;
         self.baseline = Some(baseline);
         Ok(())
     }
@@ -227,8 +226,7 @@ impl Constraint for Fidelity<'_> {
             // A gate cut short is no verdict: nothing is stored, and a resumed tune gates it again.
             return Ok(Some(veto));
         }
-        self.store
-            .record_readiness(self.run_id, self.engine_id, &row)?;
+        (self.store).record_readiness(self.run_id, self.engine_id, &row)?;
         let veto = veto_of(&row);
         let verdict = Verdict {
             gated: gated.label.clone(),

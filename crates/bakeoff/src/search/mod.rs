@@ -8,6 +8,7 @@ pub mod measure;
 pub mod prune;
 pub mod race;
 pub mod settings;
+pub mod sink;
 pub mod space;
 pub mod tuner;
 pub mod workload;

@@ -9,13 +9,13 @@ use super::measure::{Contender, Engines, Event, Launch};
 use super::prune::{self, Configuration};
 use super::race::{self, Candidate, Evaluator, Knob, Options, Progress, Request};
 use super::settings::{Tune, DEFAULT_BUDGET};
+use super::sink::{TuneDecision, TuneSink};
 use super::space::{Inputs, KnobKind, Space};
 use super::workload::Workload;
 use crate::domain::EngineConfig;
 use crate::engines::process;
 use crate::measure::bench::Subject;
 use crate::quality::readiness::{Candidate as GateCandidate, Flags, GateFile};
-use crate::store::{Store, TuneDecision};
 use crate::{Error, Result};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -29,7 +29,7 @@ pub const DEFAULTS_REPS: usize = 3;
 pub struct TuneRun<'a> {
     pub tune: &'a Tune,
     pub inputs: &'a Inputs,
-    pub store: &'a Store,
+    pub store: &'a dyn TuneSink,
     pub run_id: i64,
     pub run_dir: PathBuf,
     /// One per model, in the order of `inputs.models`.
@@ -132,7 +132,7 @@ fn race_knob(space: &Space, name: &str, value: &str) -> Knob {
 /// The race's evaluator with every round's decisions stored as they are made.
 struct Recorded<'e, 'a> {
     engines: &'e mut Engines<'a>,
-    store: &'a Store,
+    store: &'a dyn TuneSink,
     run_id: i64,
     field: &'e Field,
     recorded: usize,
@@ -154,7 +154,7 @@ impl Recorded<'_, '_> {
                 reference,
                 why: decision.why.clone(),
             };
-            if let Err(error) = self.store.record_tune_decision(self.run_id, &row) {
+            if let Err(error) = self.store.record_decision(self.run_id, &row) {
                 self.error.get_or_insert(error);
             }
             self.recorded += 1;
@@ -271,7 +271,7 @@ pub fn run(run: &TuneRun, observe: &dyn Fn(Event)) -> Result<Tuned> {
         (run.store, run.run_id, engine_id),
         &stage,
     );
-    fidelity.restore(run.store.readiness(run.run_id)?);
+    fidelity.restore(run.store.readiness_rows(run.run_id)?);
     let mut engines = Engines::new(
         run.store,
         run.run_id,
@@ -357,7 +357,7 @@ pub fn run(run: &TuneRun, observe: &dyn Fn(Event)) -> Result<Tuned> {
     });
     let json = serde_json::to_value(&answer)
         .map_err(|e| Error::engine(format!("tune: the answer did not serialise: {e}")))?;
-    run.store.save_tune_answer(run.run_id, &json)?;
+    run.store.save_answer(run.run_id, &json)?;
     Ok(Tuned {
         answer,
         interrupted,

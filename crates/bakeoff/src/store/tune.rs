@@ -1,24 +1,11 @@
 //! Rows of `bakeoff tune`: each decision of the search as it is made, and the answer it ended with.
 
 use super::Store;
+use crate::quality::readiness::Readiness;
+pub use crate::search::sink::TuneDecision;
+use crate::search::sink::TuneSink;
 use crate::Result;
 use rusqlite::{params, OptionalExtension};
-use serde::Serialize;
-
-/// One stored decision of a tune's race.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TuneDecision {
-    pub round: i64,
-    /// The candidate's configuration hash (its trials carry the same).
-    pub config_hash: String,
-    /// The candidate's label.
-    pub candidate: String,
-    /// `screened`, `promoted`, `explored`, `eliminated`, `vetoed`, `winner`, `unresolved`, `skipped`.
-    pub action: String,
-    /// The candidate it was judged against.
-    pub reference: Option<String>,
-    pub why: String,
-}
 
 impl Store {
     /// Store one decision of run `run_id`'s race.
@@ -98,6 +85,24 @@ impl Store {
             .optional()
             .map_err(|e| self.err(e))?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+}
+
+impl TuneSink for Store {
+    fn record_decision(&self, run_id: i64, decision: &TuneDecision) -> Result<()> {
+        self.record_tune_decision(run_id, decision)
+    }
+
+    fn record_readiness(&self, run_id: i64, engine_id: i64, row: &Readiness) -> Result<()> {
+        Store::record_readiness(self, run_id, engine_id, row).map(drop)
+    }
+
+    fn readiness_rows(&self, run_id: i64) -> Result<Vec<Readiness>> {
+        self.readiness(run_id)
+    }
+
+    fn save_answer(&self, run_id: i64, answer: &serde_json::Value) -> Result<()> {
+        self.save_tune_answer(run_id, answer)
     }
 }
 
