@@ -11,6 +11,7 @@ of docs/results/tune.md.
   optimus GATE (LABEL FLAGS SCORES)...  part (b)'s table: each winner re-measured and gated
   best-trial LOG                  the best llama-optimus trial in its log: "speed t b ub fa stage trials"
   final-answer LOG                llama-optimus's own final answer: "t b ub fa" or none
+  tune-answer TUNE_JSON           one line on a tune's winner and cost
 
 Statistics as bakeoff's own (crates/bakeoff/src/measure/stats.rs): type-7 quantiles, 95 %
 percentile bootstrap of the median with 2000 resamples and a fixed seed (another RNG than
@@ -246,7 +247,19 @@ def optimus_report(gate_path, *rows):
         print(f"| {label} | `{flags}` | {fmt(s)} | {g.get('overall', '?')} | {'' if kld is None else f'{kld:.5f}'} |")
 
 
+def tune_answer(path):
+    """One line on a tune's answer: the winner with its CI, and what the search cost."""
+    a = json.load(open(path))
+    w = a["winner"]
+    if not w:
+        print("  no winner")
+        return
+    print(f"  its answer: `{' '.join(w['args'])}` {w['median']:.2f} [{w['ci_low']:.2f}, {w['ci_high']:.2f}] t/s "
+          f"(n {w['n']}), {a['configurations']} configurations, {a['trials']} trials, {a['engine_starts']} engine "
+          f"starts, stop: {a['stop']}, fidelity {w['fidelity']}")
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     {"score": score, "gatefile": gatefile, "exhaustive": exhaustive, "best-trial": best_trial,
-     "final-answer": final_answer, "optimus": optimus_report}[command](*args)
+     "final-answer": final_answer, "optimus": optimus_report, "tune-answer": tune_answer}[command](*args)
