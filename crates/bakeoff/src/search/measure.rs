@@ -180,7 +180,9 @@ impl<'a> Engines<'a> {
             self.replayed += 1;
             return Ok(Some(score));
         }
-        if self.interrupted.is_some() {
+        if let Some(signal) = process::interrupted() {
+            // Ctrl-C (maybe during the gate): nothing new starts; the race ends this round.
+            self.interrupted = Some(signal);
             return Ok(None);
         }
         match self.measure_live(candidate, rep) {
