@@ -219,15 +219,15 @@ const SMALL: &[&str] = &[
     "--pin",
     "-lm=mmap",
     "--pin",
-    "-t=2",
+    "-t=1",
 ];
 
-/// A tune file with the gate's checks made small enough for a test (the same checks as
-/// `bakeoff gate`, fewer prompts and chunks).
+/// A tune file with the gate's checks made small enough for a test (`bakeoff gate`'s checks with
+/// fewer prompts and chunks, canaries off: they are tested in gate.rs).
 fn quick_checks(sandbox: &Sandbox) -> String {
     let path = sandbox.dir.path().join("tune.toml");
     let text =
-        "[checks]\nagreement_prompts = 4\nagreement_tokens = 32\nkld_chunks = 8\ntg_reps = 0\n";
+        "[checks]\ncanaries = false\nagreement_prompts = 4\nagreement_tokens = 32\nkld_chunks = 8\ntg_reps = 0\n";
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
 }

@@ -13,12 +13,21 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(600);
 
-/// Everything pinned but the slots (`-np` 1 or 2) for two users, on short requests.
-fn tune_args() -> Vec<String> {
+/// Everything pinned but the slots (`-np` 1 or 2) for two users, on short requests, with a light
+/// gate (the gate's own checks are tested in gate.rs and tune.rs).
+fn tune_args(sandbox: &Sandbox) -> Vec<String> {
     let build = format!("b11434={}", llama_bin("llama-server").display());
+    let gate = sandbox.dir.path().join("tune.toml");
+    let text = "[checks]\nkld = \"off\"\ncanaries = false\nagreement_prompts = 2\nagreement_tokens = 16\ntg_reps = 0\n";
+    std::fs::write(&gate, text).unwrap();
     let mut args: Vec<String> = vec!["tune".into(), "-m".into()];
     args.push(smollm().display().to_string());
-    args.extend(["--build".into(), build]);
+    args.extend([
+        "--build".into(),
+        build,
+        "--config".into(),
+        gate.display().to_string(),
+    ]);
     let rest = [
         "--goal",
         "load",
@@ -40,8 +49,8 @@ fn tune_args() -> Vec<String> {
         "spec=none",
         "--pin",
         "-lm=mmap",
-        "--only",
-        "-t=2",
+        "--pin",
+        "-t=1",
         "--ctx",
         "512",
         "-n",
@@ -125,7 +134,7 @@ fn assert_steps(detail: &Value) -> usize {
 fn a_load_tune_races_slot_counts_on_load_steps_and_names_its_score() {
     let sandbox = Sandbox::new();
     let mut cmd = sandbox.cmd();
-    cmd.args(tune_args());
+    cmd.args(tune_args(&sandbox));
     let (status, stdout, stderr) = run_cmd(cmd);
     assert!(status.success(), "{stderr}");
     let answer: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
@@ -142,7 +151,7 @@ fn a_load_tune_races_slot_counts_on_load_steps_and_names_its_score() {
 fn a_load_tune_killed_with_sigkill_resumes_from_its_stored_steps() {
     let sandbox = Sandbox::new();
     let mut cmd = sandbox.cmd();
-    cmd.args(tune_args());
+    cmd.args(tune_args(&sandbox));
     let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
