@@ -392,7 +392,8 @@ fn ctrl_c_and_kill_9_lose_nothing_and_resume_measures_nothing_twice() {
         .args(["--config", &config, "-o", "json"])
         .args(SMALL)
         .args(["--only", "-ctv=f16,q8_0", "--max-trials", "10"]);
-    let (code, stdout, stderr, run) = interrupt_after(cmd, &sandbox.db(), 2, libc::SIGINT);
+    // Two repetitions stored: the first screen and its gate are behind, the race is measuring.
+    let (code, stdout, stderr, run) = interrupt_after(cmd, &sandbox.db(), 4, libc::SIGINT);
     assert_eq!(code, Some(130), "{stderr}");
     let answer: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(answer["stop"], "interrupted", "{answer}");
