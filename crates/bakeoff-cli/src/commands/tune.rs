@@ -20,7 +20,6 @@ use bakeoff::session::{RunSpec, Session, Sweep};
 use bakeoff::system::fingerprint::Fingerprint;
 use bakeoff::Error;
 use clap::Parser;
-use std::cell::Cell;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -241,7 +240,6 @@ struct Progress {
     started: Instant,
     budget_s: Option<f64>,
     max_trials: Option<u64>,
-    trials: Cell<usize>,
     /// What the score counts (`t/s`; goal load: `tok/s` or `req/s`).
     unit: &'static str,
 }
@@ -260,7 +258,6 @@ impl Progress {
             started: Instant::now(),
             budget_s: budget.map(|b| b.as_secs_f64()),
             max_trials: tune.max_trials,
-            trials: Cell::new(0),
             unit: tuner::workload(tune).map_or("t/s", |w| w.unit()),
         }
     }
@@ -290,7 +287,6 @@ impl Progress {
                 self.printer.status(format!("  gate {candidate}: {what}"))
             }
             Event::Round { progress, best } => {
-                self.trials.set(progress.trials);
                 let best = progress
                     .incumbent
                     .as_ref()

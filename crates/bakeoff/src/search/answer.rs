@@ -179,17 +179,13 @@ pub fn assemble(inputs: &Inputs) -> Answer {
         contributions,
         points,
         stop: stop_name(race.stop, inputs.interrupted).to_string(),
-        configurations: race_candidates(inputs),
+        configurations: inputs.knobs.len(),
         trials: race.trials,
         engine_starts: inputs.engine_starts,
         rounds: race.rounds,
         gated: inputs.verdicts.iter().filter(|v| v.is_some()).count(),
         wall_s: inputs.wall_s,
     }
-}
-
-fn race_candidates(inputs: &Inputs) -> usize {
-    inputs.knobs.len()
 }
 
 /// For each knob of the winner, the measured candidate differing from it there alone (the

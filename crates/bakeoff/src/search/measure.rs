@@ -114,9 +114,8 @@ pub struct Engines<'a> {
     load_prompts: Option<Generator>,
     /// The signal that stopped the tune.
     pub interrupted: Option<i32>,
-    /// Repetitions answered from stored trials, and measured now.
+    /// Repetitions answered from stored trials.
     pub replayed: usize,
-    pub measured: usize,
     pub starts: usize,
 }
 
@@ -144,7 +143,6 @@ impl<'a> Engines<'a> {
             load_prompts: None,
             interrupted: None,
             replayed: 0,
-            measured: 0,
             starts: 0,
         })
     }
@@ -186,10 +184,7 @@ impl<'a> Engines<'a> {
             return Ok(None);
         }
         match self.measure_live(candidate, rep) {
-            Ok(score) => {
-                self.measured += 1;
-                Ok(Some(score))
-            }
+            Ok(score) => Ok(Some(score)),
             Err(Stop::Sink(error)) => Err(error),
             Err(Stop::Interrupted) => Ok(None),
             Err(Stop::Failed(why)) => {

@@ -86,14 +86,13 @@ impl Workload {
             }
         };
         for t in &tests {
-            let needed = t.depth as u64 + t.tokens as u64 + 128;
-            if needed > ctx {
-                return Err(Error::input(format!(
-                    "{} needs a context of {needed} tokens, more than --ctx {ctx}",
-                    t.name()
-                ))
-                .with_hint("lower --depth, or raise --ctx"));
-            }
+            let needed = t.depth as u64 + t.tokens as u64;
+            fits(
+                (&t.name(), ""),
+                needed,
+                ctx,
+                "lower --depth, or raise --ctx",
+            )?;
         }
         Ok(Workload {
             goal,
@@ -122,14 +121,14 @@ impl Workload {
             prompt: prompt.unwrap_or(DEFAULT_PROMPT.min(ctx as u32 / 4)).max(1),
             slo,
         };
-        let needed = step.prompt as u64 + step.gen as u64 + 128;
-        if needed > ctx {
-            return Err(Error::input(format!(
-                "load step {} needs a context of {needed} tokens per slot, more than --ctx {ctx}",
-                step.label()
-            ))
-            .with_hint("lower --prompt or --gen, or raise --ctx"));
-        }
+        let what = format!("load step {}", step.label());
+        let needed = step.prompt as u64 + step.gen as u64;
+        fits(
+            (&what, " per slot"),
+            needed,
+            ctx,
+            "lower --prompt or --gen, or raise --ctx",
+        )?;
         Ok(Workload {
             goal: Goal::Load,
             tests: Vec::new(),
@@ -261,6 +260,17 @@ fn slo_text(slo: &Slo) -> String {
         .filter_map(|(name, ms)| ms.map(|ms| format!("{name} ≤ {ms} ms")))
         .collect();
     parts.join(", ")
+}
+
+/// `what` needs `tokens` (plus room for the prompt's own tokens) within `ctx` (`per`: " per slot").
+fn fits((what, per): (&str, &str), tokens: u64, ctx: u64, hint: &str) -> Result<()> {
+    let needed = tokens + 128;
+    if needed > ctx {
+        let message =
+            format!("{what} needs a context of {needed} tokens{per}, more than --ctx {ctx}");
+        return Err(Error::input(message).with_hint(hint));
+    }
+    Ok(())
 }
 
 fn harmonic_mean(values: &[f64]) -> f64 {
