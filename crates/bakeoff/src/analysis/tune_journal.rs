@@ -66,11 +66,16 @@ pub fn propose(answer: &Answer) -> (Verdict, String) {
         );
         return (Verdict::Pending, why);
     };
+    // Back to back with the defaults when it was measured so (see `Answer::beside_defaults`).
+    let (winner, when) = match &answer.beside_defaults {
+        Some(beside) => (beside, " measured back to back"),
+        None => (winner, ""),
+    };
     let pct = answer
         .speedup_over_defaults_pct
         .unwrap_or((winner.median / defaults.median - 1.0) * 100.0);
     let figures = format!(
-        "winner {} vs the engine's defaults {} ({pct:+.1} %), fidelity pass against {}",
+        "winner {} vs the engine's defaults {}{when} ({pct:+.1} %), fidelity pass against {}",
         speed(winner),
         speed(defaults),
         answer.reference
@@ -148,6 +153,7 @@ mod tests {
         Answer {
             winner: Some(winner.clone()),
             defaults: Some(defaults),
+            beside_defaults: None,
             speedup_over_defaults_pct: Some((winner_median / defaults_median - 1.0) * 100.0),
             ..answer(vec![winner])
         }

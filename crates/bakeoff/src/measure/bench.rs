@@ -474,6 +474,10 @@ pub struct Prepared {
     prefilled: HashSet<(PromptSet, u32)>,
     warmed: HashSet<String>,
     warmup: u32,
+    /// Warm up with at most this many tokens (generated, or prompt tokens for pp) instead of the
+    /// test's own: what a warmup pays for (page faults over the weights, first allocations) is
+    /// paid by any request, and a search that restarts engines often should not pay twice.
+    warmup_tokens: Option<u32>,
 }
 
 impl Prepared {
@@ -484,6 +488,15 @@ impl Prepared {
             prefilled: HashSet::new(),
             warmed: HashSet::new(),
             warmup,
+            warmup_tokens: None,
+        }
+    }
+
+    /// As [`Prepared::new`], each warmup one short request of at most `tokens` tokens.
+    pub fn light(tokens: u32) -> Self {
+        Prepared {
+            warmup_tokens: Some(tokens),
+            ..Prepared::new(1)
         }
     }
 
@@ -509,8 +522,17 @@ impl Prepared {
             stream_completion(server.http(), &body)?;
         }
         if self.warmed.insert(test.name()) {
+            let short = self.warmup_tokens.map(|tokens| Test {
+                tokens: test.tokens.min(tokens),
+                ..test.clone()
+            });
             for _ in 0..self.warmup {
-                measure_test(server.http(), source, test, u32::MAX)?;
+                measure_test(
+                    server.http(),
+                    source,
+                    short.as_ref().unwrap_or(test),
+                    u32::MAX,
+                )?;
             }
         }
         Ok(source)

@@ -179,9 +179,16 @@ pub fn summary_lines(answer: &Answer) -> Vec<String> {
             .push("winner: none: no configuration measured passed the fidelity gate".to_string()),
     }
     if let (Some(d), Some(pct)) = (&answer.defaults, answer.speedup_over_defaults_pct) {
+        let basis = match &answer.beside_defaults {
+            Some(w) => format!(
+                "{} against the winner's {}, back to back",
+                speed(d),
+                speed(w)
+            ),
+            None => speed(d),
+        };
         lines.push(format!(
-            "speed-up over the engine's defaults ({}): {pct:+.1} %",
-            speed(d)
+            "speed-up over the engine's defaults ({basis}): {pct:+.1} %"
         ));
     }
     if let Some(f) = &answer.fastest {

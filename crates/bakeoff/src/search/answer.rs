@@ -58,6 +58,11 @@ pub struct Answer {
     pub fastest_lost: Option<String>,
     pub smallest: Option<Finalist>,
     pub defaults: Option<Finalist>,
+    /// The winner re-measured right before the defaults, on the same engine start as its last
+    /// race repetitions when it can: the speed-up compares these two, so that a drift over the
+    /// race does not count for or against the winner.
+    #[serde(default)]
+    pub beside_defaults: Option<Finalist>,
     pub speedup_over_defaults_pct: Option<f64>,
     pub contributions: Vec<Contribution>,
     /// Every configuration measured, fastest first.
@@ -89,6 +94,8 @@ pub struct Inputs<'a> {
     pub verdicts: &'a Verdicts,
     /// The defaults' contender and samples.
     pub defaults: Option<(usize, Vec<f64>)>,
+    /// The winner's samples measured right before the defaults'.
+    pub beside: Vec<f64>,
     pub interrupted: bool,
     pub engine_starts: usize,
     pub wall_s: f64,
@@ -156,7 +163,11 @@ pub fn assemble(inputs: &Inputs) -> Answer {
         .as_ref()
         .filter(|(_, samples)| !samples.is_empty())
         .map(|(index, samples)| finalist(inputs, *index, &Summary::of(samples)));
-    let speedup = match (&winner, &defaults) {
+    let beside = match (&race.winner, inputs.beside.is_empty()) {
+        (Some(w), false) => Some(finalist(inputs, w.candidate, &Summary::of(&inputs.beside))),
+        _ => None,
+    };
+    let speedup = match (beside.as_ref().or(winner.as_ref()), &defaults) {
         (Some(w), Some(d)) if d.median > 0.0 => Some((w.median / d.median - 1.0) * 100.0),
         _ => None,
     };
@@ -175,6 +186,7 @@ pub fn assemble(inputs: &Inputs) -> Answer {
         fastest_lost,
         smallest,
         defaults,
+        beside_defaults: beside,
         speedup_over_defaults_pct: speedup,
         contributions,
         points,

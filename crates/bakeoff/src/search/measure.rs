@@ -242,7 +242,8 @@ impl<'a> Engines<'a> {
         self.starts += 1;
         let server = bench::launch_llama_server(spec, self.launch.timeouts)
             .map_err(|e| Stop::Failed(format!("the engine did not start: {e}")))?;
-        self.engine = Some((candidate, server, Prepared::new(1)));
+        let prepared = Prepared::light(super::tuner::WARMUP_TOKENS);
+        self.engine = Some((candidate, server, prepared));
         Ok(())
     }
 

@@ -22,8 +22,15 @@ use std::time::Instant;
 
 /// Screens per round: a time budget is read between rounds, so a round is kept short.
 pub const SCREENS_PER_ROUND: usize = 6;
-/// Repetitions of the engine's defaults, measured after the race to compare with.
+/// Repetitions of the winner and then of the engine's defaults, measured back to back after
+/// the race: the speed-up over the defaults compares these.
 pub const DEFAULTS_REPS: usize = 3;
+/// No candidate is measured more often: two candidates this close are reported unresolved.
+pub const MAX_REPS: usize = 12;
+/// Contenders whose medians are both known within ±3 % of the incumbent's are tied.
+pub const TIE_MARGIN: f64 = 0.03;
+/// Tokens of each warmup request on a fresh engine (see [`crate::measure::bench::Prepared::light`]).
+pub const WARMUP_TOKENS: u32 = 8;
 
 /// Everything one tune run needs.
 pub struct TuneRun<'a> {
@@ -171,6 +178,7 @@ pub fn action_name(action: race::Action) -> &'static str {
         Eliminated => "eliminated",
         Vetoed => "vetoed",
         Winner => "winner",
+        Tied => "tied",
         Unresolved => "unresolved",
         Skipped => "skipped",
     }
@@ -323,9 +331,13 @@ pub fn run(run: &TuneRun, observe: &dyn Fn(Event)) -> Result<Tuned> {
         .as_ref()
         .map_or(0, |w| field.contenders[w.candidate].subject);
     let defaults_index = race_size + winner_subject;
-    let defaults = match process::interrupted() {
-        Some(_) => Vec::new(),
-        None => engines.extra(defaults_index, DEFAULTS_REPS)?,
+    let (beside, defaults) = match (process::interrupted(), &race_result.winner) {
+        (None, Some(winner)) => (
+            engines.extra(winner.candidate, DEFAULTS_REPS)?,
+            engines.extra(defaults_index, DEFAULTS_REPS)?,
+        ),
+        (None, None) => (Vec::new(), engines.extra(defaults_index, DEFAULTS_REPS)?),
+        (Some(_), _) => (Vec::new(), Vec::new()),
     };
     engines.stop_engine()?;
     let verdicts: Verdicts = (0..race_size)
@@ -351,6 +363,7 @@ pub fn run(run: &TuneRun, observe: &dyn Fn(Event)) -> Result<Tuned> {
         race: &race_result,
         verdicts: &verdicts,
         defaults: Some((defaults_index, defaults)),
+        beside,
         interrupted: interrupted.is_some(),
         engine_starts: engines.starts,
         wall_s: spent + started.elapsed().as_secs_f64(),
@@ -377,6 +390,8 @@ fn options(tune: &Tune) -> Options {
             max_seconds,
         },
         max_screens: Some(SCREENS_PER_ROUND),
+        max_reps: MAX_REPS,
+        tie_margin: Some(TIE_MARGIN),
         ..Options::default()
     }
 }

@@ -158,6 +158,7 @@ pub(crate) mod tests {
             fastest_lost: None,
             smallest: None,
             defaults: None,
+            beside_defaults: None,
             speedup_over_defaults_pct: None,
             contributions: Vec::new(),
             points,

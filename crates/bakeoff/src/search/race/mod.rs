@@ -4,26 +4,29 @@
 //!
 //! # The algorithm
 //! 1. **Screen.** Candidates are grouped by their *nominal profile* (every knob without a rank,
-//!    e.g. KV type, flash attention). From each profile one starting point is screened with one
-//!    repetition: the candidate nearest the middle of each ordinal knob's range, plus any
-//!    [`Options::seeds`] (e.g. the engine's defaults). Ordinal knobs (threads, -b, -ub) are not
-//!    gridded.
+//!    e.g. KV type, flash attention). From each profile one starting point is screened with
+//!    [`Options::screen_reps`] repetitions on one engine start: the candidate nearest the middle
+//!    of each ordinal knob's range, plus any [`Options::seeds`] (e.g. the engine's defaults).
+//!    Ordinal knobs (threads, -b, -ub) are not gridded.
 //! 2. **Incumbent.** After every round the incumbent is the live candidate with the highest median.
 //!    It must pass the caller's [`Constraint`] (a fidelity gate) before it may be compared with
 //!    anyone: a vetoed candidate is out at once, with its reason, and the next-best takes its place.
 //!    So every elimination is against a faithful reference, and a vetoed candidate never wins.
-//! 3. **Screen cut.** A freshly screened candidate whose single sample lies more than
+//! 3. **Screen cut.** A freshly screened candidate whose *best* screen repetition lies more than
 //!    [`Options::screen_margin`] below the incumbent's median is eliminated; the rest are promoted
-//!    into the race. The margin must exceed the noise of one repetition.
+//!    into the race. One unlucky repetition (a burst of other work) cannot cut a candidate alone.
 //! 4. **Race.** Each round gives every contender [`Options::reps_per_round`] more repetitions,
-//!    interleaved: one repetition of each contender per block, candidates sharing a `start_key`
-//!    adjacent, blocks alternating direction by default (A B C C B A), so that over each pair of
-//!    blocks a linear drift adds the same to every contender and the last candidate of one block
-//!    keeps its engine for the next. A contender with at least [`Options::min_race_reps`] samples
-//!    whose 95 % bootstrap CI of the median lies wholly below the incumbent's is eliminated.
-//!    Then, while more than [`Options::halve_above`] contenders are left, the slower half of those
-//!    raced is cut by median (successive halving): a crowd of candidates too close to separate
-//!    cannot eat the budget, and the last few are decided by CIs.
+//!    interleaved, candidates sharing a `start_key` adjacent. By default ([`Order::Serpentine`])
+//!    each contender's repetitions of a round run on one engine start and rounds alternate
+//!    direction (A A B B C C, then C C B B A A): a start costs several repetitions, over each
+//!    pair of rounds a linear drift adds the same to every contender, and the last contender of
+//!    a round keeps its engine for the next. A contender with at least [`Options::min_race_reps`]
+//!    samples whose 95 % bootstrap CI of the median lies wholly below the incumbent's is
+//!    eliminated; with [`Options::tie_margin`], one whose median and the incumbent's are both
+//!    known within that margin of the incumbent's is retired as tied. Then, while more than
+//!    [`Options::halve_above`] contenders are left, the slower half (by median) of those measured
+//!    at least twice is cut (successive halving, from the screen on): a crowd of candidates too
+//!    close to separate cannot eat the budget, and the last few are decided by CIs.
 //! 5. **Explore.** The incumbent's ordinal neighbours (one step up or down on one ordinal knob, all
 //!    other knobs equal; a pruned value is stepped over) are screened in the next round: a hill
 //!    climb on ordinal knobs instead of a grid. With [`Explore::Contenders`] every live
@@ -33,7 +36,7 @@
 //!    of the screen is measured up to them, so that its CI means something) and all its
 //!    neighbours measured ([`Stop::Separated`]); when the trials or seconds of the [`Budget`] are
 //!    spent; or when every contender has [`Options::max_reps`] samples ([`Stop::RepetitionCap`]).
-//!    A tie ends at the budget or the cap, never in a loop. The winner is the faithful incumbent:
+//!    A tie ends at the tie margin, the budget or the cap, never in a loop. The winner is the faithful incumbent:
 //!    the best so far.
 //!
 //! # What it guarantees
@@ -44,11 +47,12 @@
 //! - The winner passed the constraint; [`RaceResult::fastest`] is the fastest measured candidate,
 //!   with its veto reason if it lost for that.
 //! - On [`Stop::Separated`] every other candidate that reached the race lost a CI comparison
-//!   against a faithful incumbent of its round (or failed, was vetoed, or fell in the slower half
-//!   while more than `halve_above` contenders were left), and the winner is a
+//!   against a faithful incumbent of its round (or failed, was vetoed, tied with it, or fell in
+//!   the slower half while more than `halve_above` contenders were left), and the winner is a
 //!   local optimum in its ordinal knobs: each neighbour was measured and lost, failed or was
-//!   vetoed. Candidates cut at the screen lost by more than the margin on one sample, not by a CI;
-//!   the margin is what protects the best from one unlucky repetition.
+//!   vetoed. Candidates cut at the screen lost by more than the margin on their best screen
+//!   repetition, not by a CI: the margin, over the best of several repetitions, is what protects
+//!   the best from one unlucky repetition.
 //! - It ends: no candidate gets more than [`Options::max_reps`] samples, and every round measures
 //!   at least one repetition, so at most `candidates × max_reps` trials are asked for.
 //! - Determinism: the only randomness is the bootstrap in [`crate::measure::stats`], whose RNG has
@@ -172,12 +176,14 @@ pub struct Budget {
     pub max_seconds: Option<f64>,
 }
 
-/// The order of repetitions within a race round.
+/// The order of repetitions in the race's rounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
-    /// A B C A B C.
+    /// A B C A B C within a round: one engine start per repetition.
     Cyclic,
-    /// A B C C B A: cancels a linear drift and saves an engine start per block.
+    /// A A B B C C, then C C B B A A the next round: one engine start per contender and round
+    /// (the last of a round keeps its engine for the next), and a linear drift cancels over
+    /// each pair of rounds.
     Serpentine,
 }
 
@@ -194,13 +200,22 @@ pub enum Explore {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub budget: Budget,
-    /// A screened candidate this fraction below the incumbent's median is cut (0.10 = 10 %).
+    /// Repetitions of a screen, on one engine start: a start costs more than a repetition, and
+    /// the cut reads the best of them, so one unlucky repetition does not cut a candidate.
+    pub screen_reps: usize,
+    /// A screened candidate whose best screen repetition is this fraction below the incumbent's
+    /// median is cut (0.10 = 10 %).
     pub screen_margin: f64,
     /// Fewest samples on both sides before a CI comparison may eliminate.
     pub min_race_reps: usize,
     pub reps_per_round: usize,
     /// No candidate gets more samples than this.
     pub max_reps: usize,
+    /// Practical equivalence: a contender is retired as tied with the incumbent once both have
+    /// `2 × min_race_reps` samples and both medians' CIs lie within this fraction of the
+    /// incumbent's median (0.03: ±3 %). Resolving a smaller difference would cost more
+    /// repetitions than it is worth. `None`: contenders race until separated or capped.
+    pub tie_margin: Option<f64>,
     pub order: Order,
     pub explore: Explore,
     /// With more than this many contenders after a race round, the slower half is cut by median
@@ -219,10 +234,12 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             budget: Budget::default(),
+            screen_reps: 2,
             screen_margin: 0.10,
             min_race_reps: 3,
             reps_per_round: 2,
             max_reps: 30,
+            tie_margin: None,
             order: Order::Serpentine,
             explore: Explore::Incumbent,
             halve_above: Some(4),
@@ -245,6 +262,8 @@ pub enum Action {
     Eliminated,
     /// Out: the constraint ruled it out.
     Vetoed,
+    /// Out: practically equal to the incumbent (see [`Options::tie_margin`]), which is kept.
+    Tied,
     Winner,
     /// Still racing when the race stopped, not separated from the winner.
     Unresolved,
@@ -279,7 +298,8 @@ pub struct Standing {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Stop {
-    /// One contender left, its neighbours measured.
+    /// One contender left (the others separated from it or tied with it), its neighbours
+    /// measured.
     Separated,
     TrialBudget,
     TimeBudget,

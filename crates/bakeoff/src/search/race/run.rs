@@ -1,7 +1,7 @@
 //! The race's state and its rounds: measure a batch, judge it (incumbent, screen cut, CI
 //! eliminations, halving, exploration) and stop; [`close`] crowns the winner.
 
-use super::schedule::{grouped, race_blocks, screens, starts};
+use super::schedule::{grouped, race_round, screens, starts};
 use super::{
     space, Action, Candidate, Constraint, Decision, Evaluator, Explore, Kind, Options, Outcome,
     Progress, RaceResult, Request, Stop,
@@ -42,8 +42,8 @@ pub(super) struct Racer<'a> {
     trials: usize,
     starts: usize,
     last_key: Option<&'a str>,
-    /// The batch being judged held race repetitions.
-    raced: bool,
+    /// Race rounds measured so far: odd ones run backward (serpentine).
+    race_rounds: usize,
     /// Candidates that failed or were vetoed in the round being judged, with the word for it.
     lost: Vec<(usize, &'static str)>,
 }
@@ -73,7 +73,7 @@ impl<'a> Racer<'a> {
             trials: 0,
             starts: 0,
             last_key: None,
-            raced: false,
+            race_rounds: 0,
             lost: Vec::new(),
         })
     }
@@ -164,21 +164,29 @@ impl<'a> Racer<'a> {
             .map_or(usize::MAX, |max| max.saturating_sub(self.trials));
         let pending = grouped(self.candidates, self.with(Status::Pending));
         let screen_room = room.min(self.options.max_screens.unwrap_or(usize::MAX));
-        let mut batch = screens(&pending, screen_room);
+        let mut batch = screens(&pending, screen_room, self.options.screen_reps);
         let alive = self.with(Status::Alive);
-        if alive.len() >= 2 || (alive.len() == 1 && self.unconfirmed(alive[0])) {
+        let lone = alive.len() == 1 && self.unconfirmed(alive[0]);
+        if alive.len() >= 2 || lone {
             let below_cap = alive
                 .into_iter()
                 .filter(|&i| self.entries[i].samples.len() < self.options.max_reps)
                 .collect();
             let contenders = grouped(self.candidates, below_cap);
-            let left = |&c: &usize| self.options.max_reps - self.entries[c].samples.len();
+            // A lone survivor is measured up to a CI worth reporting, no further.
+            let target = match lone {
+                true => self.options.min_race_reps.min(self.options.max_reps),
+                false => self.options.max_reps,
+            };
+            let left = |&c: &usize| target.saturating_sub(self.entries[c].samples.len());
             let fewest_left = contenders.iter().map(left).min().unwrap_or(0);
             let reps = self.options.reps_per_round.min(fewest_left);
-            let order = self.options.order;
-            batch.extend(race_blocks(&contenders, reps, order, room - batch.len()));
+            let order = (self.options.order, self.race_rounds % 2 == 1);
+            let used: usize = batch.iter().map(|r| r.repetitions).sum();
+            batch.extend(race_round(&contenders, reps, order, room - used));
         }
-        self.raced = batch.iter().any(|r| r.kind == Kind::Race);
+        let raced = batch.iter().any(|r| r.kind == Kind::Race);
+        self.race_rounds += usize::from(raced);
         self.starts += starts(self.candidates, &batch, &mut self.last_key);
         batch
     }
@@ -262,9 +270,8 @@ impl<'a> Racer<'a> {
             Some(incumbent) => {
                 self.cut_screens(incumbent);
                 self.eliminate_by_ci(incumbent);
-                if self.raced {
-                    self.halve(incumbent);
-                }
+                self.retire_ties(incumbent);
+                self.halve(incumbent);
                 self.explore(incumbent);
             }
             None => self.promote_fresh(),
@@ -280,13 +287,27 @@ impl<'a> Racer<'a> {
             .collect()
     }
 
+    /// The best of a fresh candidate's screen repetitions: what the screen cut reads.
+    fn best_sample(&self, candidate: usize) -> f64 {
+        let samples = &self.entries[candidate].samples;
+        samples.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+    }
+
     fn record_screens(&mut self) {
         for c in self.fresh() {
-            let why = format!(
-                "screened: {:.1} {} (1 repetition)",
-                self.summary(c).median,
-                self.options.unit
-            );
+            let samples = &self.entries[c].samples;
+            let why = match samples.len() {
+                1 => format!(
+                    "screened: {:.1} {} (1 repetition)",
+                    samples[0], self.options.unit
+                ),
+                n => format!(
+                    "screened: best {:.1}, median {:.1} {} ({n} repetitions)",
+                    self.best_sample(c),
+                    self.summary(c).median,
+                    self.options.unit
+                ),
+            };
             self.decide(c, Action::Screened, None, why);
         }
     }
@@ -337,7 +358,7 @@ impl<'a> Racer<'a> {
         let reference = self.summary(incumbent).median;
         let margin = self.options.screen_margin;
         for c in self.fresh() {
-            let screen = self.summary(c).median;
+            let screen = self.best_sample(c);
             if c == incumbent {
                 let why = format!("best so far: {screen:.1} {}", self.options.unit);
                 self.decide(c, Action::Promoted, None, why);
@@ -346,7 +367,7 @@ impl<'a> Racer<'a> {
             let below = (1.0 - screen / reference) * 100.0;
             let out = screen < reference * (1.0 - margin);
             let why = format!(
-                "screen {screen:.1} {} is {below:.1} % below the incumbent {}'s median {reference:.1} (margin {:.0} %)",
+                "best screen {screen:.1} {} is {below:.1} % below the incumbent {}'s median {reference:.1} (margin {:.0} %)",
                 self.options.unit,
                 self.id(incumbent),
                 margin * 100.0
@@ -387,18 +408,51 @@ impl<'a> Racer<'a> {
         }
     }
 
-    /// Successive halving: with more than `halve_above` contenders, the slower half of those
-    /// raced (by median) is cut, so a crowd of close candidates cannot eat the budget.
+    /// Contenders practically equal to the incumbent are retired (see [`Options::tie_margin`]).
+    fn retire_ties(&mut self, incumbent: usize) {
+        let Some(margin) = self.options.tie_margin else {
+            return;
+        };
+        let enough = 2 * self.options.min_race_reps;
+        let reference = self.summary(incumbent).clone();
+        let (low, high) = (
+            reference.median * (1.0 - margin),
+            reference.median * (1.0 + margin),
+        );
+        let within = |s: &Summary| s.n >= enough && s.ci_low >= low && s.ci_high <= high;
+        if !within(&reference) {
+            return;
+        }
+        for c in self.with(Status::Alive) {
+            let summary = self.summary(c);
+            if c == incumbent || !within(summary) {
+                continue;
+            }
+            let why = format!(
+                "tied with the incumbent {}: CIs {} and {} both within ±{:.0} % of its median {:.1} {} ({} and {} repetitions); the incumbent is kept",
+                self.id(incumbent),
+                ci(summary),
+                ci(&reference),
+                margin * 100.0,
+                reference.median,
+                self.options.unit,
+                summary.n,
+                reference.n
+            );
+            self.entries[c].status = Status::Out;
+            self.decide(c, Action::Tied, Some(incumbent), why);
+        }
+    }
+
+    /// Successive halving: with more than `halve_above` contenders, the slower half (by median)
+    /// of those measured at least twice is cut, fresh screens included, so a crowd of close
+    /// candidates cannot eat the budget.
     fn halve(&mut self, incumbent: usize) {
         let Some(keep) = self.options.halve_above else {
             return;
         };
         let alive = self.with(Status::Alive);
-        let raced = |&c: &usize| {
-            c != incumbent
-                && !self.entries[c].fresh
-                && self.summary(c).n >= self.options.min_race_reps
-        };
+        let raced = |&c: &usize| c != incumbent && self.summary(c).n >= 2;
         let mut eligible: Vec<usize> = alive.iter().copied().filter(raced).collect();
         let median = |c: usize| self.summary(c).median;
         eligible.sort_by(|&a, &b| median(a).total_cmp(&median(b)).then(b.cmp(&a)));
@@ -479,8 +533,11 @@ fn validate(candidates: &[Candidate], options: &Options) -> Result<()> {
             &format!("{seed} is not one of the {} candidates", candidates.len()),
         );
     }
-    if options.reps_per_round == 0 || options.max_reps == 0 {
-        return bad("reps_per_round and max_reps", "must be at least 1");
+    if options.reps_per_round == 0 || options.max_reps == 0 || options.screen_reps == 0 {
+        return bad(
+            "reps_per_round, screen_reps and max_reps",
+            "must be at least 1",
+        );
     }
     if !(0.0..1.0).contains(&options.screen_margin) {
         return bad("screen_margin", "must be in [0, 1)");

@@ -1,5 +1,5 @@
 //! The order of one round's requests: screens grouped by engine start, then the race's
-//! repetitions interleaved block by block, cut to what the trial budget still allows.
+//! repetitions interleaved, cut to what the trial budget still allows.
 
 use std::collections::HashMap;
 
@@ -24,35 +24,58 @@ fn single(candidate: usize, kind: Kind) -> Request {
     }
 }
 
-/// `reps` blocks of one repetition per contender (contenders already grouped), each block whole:
-/// no block is started that `room` cannot hold.
-pub(super) fn race_blocks(
+/// One race round's requests for `contenders` (already grouped), `reps` repetitions each, all of
+/// them or none (no round is started that `room` cannot hold). Serpentine: one visit of `reps`
+/// consecutive repetitions per contender (one engine start each), in reverse order when
+/// `backward`, so that alternate rounds run A A B B C C and C C B B A A: over each pair of rounds
+/// a linear drift adds the same to every contender, and the last contender of a round keeps its
+/// engine for the next. Cyclic: `reps` blocks of one repetition each, A B C A B C.
+pub(super) fn race_round(
     contenders: &[usize],
     reps: usize,
-    order: Order,
+    (order, backward): (Order, bool),
     room: usize,
 ) -> Vec<Request> {
-    let mut batch = Vec::new();
-    for block in 0..reps {
-        if contenders.is_empty() || batch.len() + contenders.len() > room {
-            break;
-        }
-        let reversed = order == Order::Serpentine && block % 2 == 1;
-        let mut ordered = contenders.to_vec();
-        if reversed {
-            ordered.reverse();
-        }
-        batch.extend(ordered.into_iter().map(|c| single(c, Kind::Race)));
+    if contenders.is_empty() || reps == 0 || contenders.len() * reps > room {
+        return Vec::new();
     }
-    batch
+    match order {
+        Order::Serpentine => {
+            let mut ordered = contenders.to_vec();
+            if backward {
+                ordered.reverse();
+            }
+            (ordered.into_iter())
+                .map(|candidate| Request {
+                    candidate,
+                    repetitions: reps,
+                    kind: Kind::Race,
+                })
+                .collect()
+        }
+        Order::Cyclic => (0..reps)
+            .flat_map(|_| contenders.iter().map(|&c| single(c, Kind::Race)))
+            .collect(),
+    }
 }
 
-pub(super) fn screens(pending: &[usize], room: usize) -> Vec<Request> {
-    pending
-        .iter()
-        .take(room)
-        .map(|&c| single(c, Kind::Screen))
-        .collect()
+/// The screens that `room` repetitions hold, `reps` each (the last one shorter when the room is).
+pub(super) fn screens(pending: &[usize], room: usize, reps: usize) -> Vec<Request> {
+    let mut left = room;
+    let mut batch = Vec::new();
+    for &candidate in pending {
+        if left == 0 {
+            break;
+        }
+        let repetitions = reps.min(left);
+        left -= repetitions;
+        batch.push(Request {
+            candidate,
+            repetitions,
+            kind: Kind::Screen,
+        });
+    }
+    batch
 }
 
 /// Engine starts a batch implies after `last` (the start key the previous batch ended on).
