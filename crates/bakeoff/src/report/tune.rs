@@ -122,7 +122,10 @@ pub fn cost_table(dry: &DryRun) -> Table {
             cost.configurations.to_string(),
         ),
         ("limit", cost.limit.clone()),
-        ("engine starts (at most)", cost.engine_starts.to_string()),
+        (
+            "engine starts (rough: one per estimate per trial)",
+            cost.engine_starts.to_string(),
+        ),
         ("planned wall time", minutes(cost.wall)),
         (
             "exhaustive wall time (every configuration once)",

@@ -39,7 +39,9 @@ pub struct DryRun {
 #[derive(Debug, Clone, Serialize)]
 pub struct Cost {
     pub configurations: u128,
-    /// Every knob is a server flag, so each configuration measured is one engine start.
+    /// What the budget holds at [`TRIAL_ESTIMATE`] per start (a start and its repetitions), at
+    /// most one per configuration. Rough: the race restarts a configuration it comes back to,
+    /// and a small model's start costs far less (42 starts in 223 s on an H200, 8B shape).
     pub engine_starts: u128,
     /// The wall time the search plans to use.
     pub wall: Duration,

@@ -58,6 +58,10 @@ impl Racer<'_> {
     fn stop_words(&self, stop: Stop) -> String {
         let budget = &self.options.budget;
         match stop {
+            Stop::Separated if self.decisions.iter().any(|d| d.action == Action::Tied) => {
+                "separated from every other contender, or tied with it (within the tie margin)"
+                    .into()
+            }
             Stop::Separated => "separated from every other contender".into(),
             Stop::TrialBudget => format!(
                 "best so far when the trial budget of {} ran out",
