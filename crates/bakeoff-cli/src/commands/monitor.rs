@@ -79,7 +79,7 @@ impl RowWriter {
                 .iter()
                 .map(|r| format!("{}/{}_{}", r.source, r.name, unit(r.metric)))
                 .collect();
-            println!("t_s,{},throttle", names.join(","));
+            println!("{}", csv_line("t_s".into(), names, "throttle".into()));
             columns
         });
         let values: Vec<String> = columns
@@ -97,13 +97,18 @@ impl RowWriter {
             .iter()
             .map(|t| format!("{} {}", t.source, t.reason))
             .collect();
-        println!(
-            "{:.3},{},{}",
-            sample.t_s,
-            values.join(","),
-            throttle.join(";")
-        );
+        let t_s = format!("{:.3}", sample.t_s);
+        println!("{}", csv_line(t_s, values, throttle.join(";")));
     }
+}
+
+/// `first,middle…,last` (no empty column when there are no readings).
+fn csv_line(first: String, middle: Vec<String>, last: String) -> String {
+    let fields: Vec<String> = std::iter::once(first)
+        .chain(middle)
+        .chain(std::iter::once(last))
+        .collect();
+    fields.join(",")
 }
 
 fn unit(metric: Metric) -> &'static str {
