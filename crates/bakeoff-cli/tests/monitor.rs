@@ -83,3 +83,35 @@ fn monitor_rejects_a_bad_interval_in_one_line() {
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("'soon' is not a time span"), "{stderr}");
 }
+
+#[test]
+fn monitor_ctrl_c_prints_the_summary() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    let sandbox = Sandbox::new();
+    let mut cmd = sandbox.cmd();
+    cmd.args(["monitor", "--interval", "100ms", "-o", "jsonl"]);
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("first row");
+    serde_json::from_str::<serde_json::Value>(&first).expect("row parses");
+    common::signal(child.id(), libc::SIGINT);
+    let status = common::wait_exit(&mut child, Duration::from_secs(10));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("telemetry: "),
+        "summary on Ctrl-C: {stderr}"
+    );
+}
