@@ -222,6 +222,49 @@ pub enum Command {
     /// and print the winner with its evidence (--dry-run: the space, the pruning and the cost).
     #[command(after_help = TUNE_EXAMPLES)]
     Tune(Box<TuneArgs>),
+    /// Log power, energy, clocks, temperatures and GPU memory (RAPL, amdgpu, NVML, cpufreq):
+    /// one row per sample on stdout, a summary on stderr at the end or on Ctrl-C.
+    #[command(
+        after_help = "Examples:\n  bakeoff monitor                      # CSV every second until Ctrl-C\n  bakeoff monitor -o jsonl --interval 200ms --duration 30s\n  bakeoff monitor --duration 2m > power.csv"
+    )]
+    Monitor(MonitorArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MonitorArgs {
+    /// Row format.
+    #[arg(short = 'o', long, value_enum, default_value_t = MonitorFormat::Csv)]
+    pub output: MonitorFormat,
+    /// Time between samples (`200ms`, `1s`, `1.5` seconds).
+    #[arg(long, value_name = "SPAN", value_parser = span, default_value = "1s")]
+    pub interval: Duration,
+    /// Stop after this long (default: until Ctrl-C).
+    #[arg(long, value_name = "SPAN", value_parser = span)]
+    pub duration: Option<Duration>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum MonitorFormat {
+    Csv,
+    Jsonl,
+}
+
+/// `200ms`, `1s`, `2m`, `1h` or bare seconds; above 0, at most a day.
+fn span(text: &str) -> Result<Duration, String> {
+    let (number, scale) = [("ms", 1e-3), ("s", 1.0), ("m", 60.0), ("h", 3600.0)]
+        .iter()
+        .find_map(|(suffix, scale)| text.strip_suffix(suffix).map(|n| (n, *scale)))
+        .unwrap_or((text, 1.0));
+    let seconds = number
+        .trim()
+        .parse::<f64>()
+        .map(|n| n * scale)
+        .map_err(|_| format!("'{text}' is not a time span (200ms, 1s, 2m)"))?;
+    if seconds > 0.0 && seconds <= 86_400.0 {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err(format!("{text}: must be above 0 and at most a day"))
+    }
 }
 
 impl Command {

@@ -8,6 +8,7 @@ mod journal;
 mod load;
 mod model;
 mod models;
+mod monitor;
 mod profile;
 mod report;
 mod runs;
@@ -65,6 +66,7 @@ fn dispatch(cli: Cli, printer: Printer) -> anyhow::Result<ExitCode> {
         Command::Tools(command) => tools::run(global, command, printer),
         Command::Models(command) => models::run(global, command, printer),
         Command::Tune(args) => tune::run(global, &args, printer),
+        Command::Monitor(args) => monitor::run(&args),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod bandwidth;
 pub mod fingerprint;
 pub mod lock;
 pub mod paths;
+pub mod telemetry;
 pub mod writable;
 
 pub use fingerprint::Fingerprint;
