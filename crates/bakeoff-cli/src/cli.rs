@@ -31,6 +31,10 @@ pub struct Global {
     /// Print only results and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Do not sample power, energy, clocks and temperatures during trials (on by default where
+    /// the machine has the counters: NVML, RAPL, amdgpu hwmon).
+    #[arg(long, global = true)]
+    pub no_telemetry: bool,
     /// `--engine-path` before the subcommand, as older scripts spell it (hidden: only commands
     /// that start engines offer it). `commands::run` puts the command's own value here, which wins.
     #[arg(long, hide = true, value_name = "PATH")]
@@ -1122,7 +1126,8 @@ pub struct TuneArgs {
     /// Concurrent users (goal load: the slots knob goes up to this).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub parallel: Option<u64>,
-    /// What to maximise: tg, pp, balanced or load.
+    /// What to maximise: tg, pp, balanced, load or tokens-per-joule (decode tokens per joule
+    /// from the energy counters: NVML, RAPL, amdgpu).
     #[arg(long, value_name = "GOAL", value_parser = tune_goal)]
     pub goal: Option<bakeoff::search::space::Goal>,
     /// Wall-clock budget of the search (30m, 1h, 90s; default 30m).

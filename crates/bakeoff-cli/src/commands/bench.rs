@@ -10,6 +10,7 @@ use bakeoff::measure::bench::{self, BenchContext, BenchPlan, Event, ServerBench,
 use bakeoff::measure::experiment::{self, BenchEngine, Experiment, MatrixSettings, Values};
 use bakeoff::measure::llama_bench::LlamaBenchRun;
 use bakeoff::measure::matrix::{parse_values, Matrix, PromptSet};
+use bakeoff::measure::watch::WatchConfig;
 use bakeoff::model;
 use bakeoff::report::bench_cells;
 use bakeoff::report::table::{self, Format, ModelInfo};
@@ -205,6 +206,7 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
         plan: &plan,
         sweep,
         printer,
+        watch: WatchConfig::new(global.no_telemetry),
     };
     bench.run(resume.is_some(), format)
 }
@@ -262,6 +264,7 @@ struct BenchRun<'a> {
     plan: &'a BenchPlan,
     sweep: Sweep,
     printer: Printer,
+    watch: WatchConfig,
 }
 
 impl BenchRun<'_> {
@@ -343,6 +346,7 @@ impl BenchRun<'_> {
             plan: self.plan,
             subjects: self.sweep.subjects.clone(),
             done,
+            watch: self.watch.clone(),
         }
     }
 
@@ -353,6 +357,8 @@ impl BenchRun<'_> {
         let mut cells = compare::cells(&detail);
         let models = &self.sweep.models;
         bench_cells::add_rooflines(&mut cells, models, self.bandwidth()?);
+        let context = u64::from(self.plan.matrix.context_needed());
+        bench_cells::add_memory_plans(&mut cells, models, Some(context));
         let infos: Vec<ModelInfo> = models.iter().map(bench_cells::model_info).collect();
         print_cells(format, &infos, &cells);
         Ok(())

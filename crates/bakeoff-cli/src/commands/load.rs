@@ -13,6 +13,7 @@ use bakeoff::measure::load::workload::{Generator, LengthDist, WorkloadSpec};
 use bakeoff::measure::load::{LoadEvent, LoadPlan, LoadRunner, ServerSizing, StepTable};
 use bakeoff::measure::matrix::{parse_values, PromptSet};
 use bakeoff::measure::prompts::TokenSource;
+use bakeoff::measure::watch::WatchConfig;
 use bakeoff::report::table::Format;
 use bakeoff::session::{self, Engine, Launch, RunSpec, Session, Target};
 use bakeoff::store::Store;
@@ -435,6 +436,7 @@ impl LoadRun<'_> {
             ceiling_tps: ceiling,
             tracked_pids: target.tracked_pids(),
             trouble: &|| target.trouble(),
+            watch: &WatchConfig::new(self.global.no_telemetry),
         };
         runner.run(self.plan, &mut |event| self.observe(event))
     }
@@ -452,7 +454,6 @@ impl LoadRun<'_> {
         match event {
             LoadEvent::StepStart { label } => self.step_start(label),
             LoadEvent::Progress { label, progress } => self.show_progress(label, progress),
-            LoadEvent::StepDone { summary } => self.step_note(summary),
             LoadEvent::Warning(message) => self.printer.warn(message),
         }
     }
@@ -460,12 +461,6 @@ impl LoadRun<'_> {
     fn step_start(&self, label: &str) {
         let workload = self.plan.workload.describe();
         self.printer.status(format!("step {label}: {workload}"));
-    }
-
-    fn step_note(&self, summary: &StepTable) {
-        if let Some(note) = &summary.note {
-            self.printer.status(format!("  {}: {note}", summary.step));
-        }
     }
 
     /// A bar on a terminal, else a line.

@@ -9,6 +9,7 @@ use bakeoff::domain::units::human_bytes;
 use bakeoff::domain::Combine;
 use bakeoff::engines::build::{self, BuildRef};
 use bakeoff::measure::experiment::Values;
+use bakeoff::measure::watch::WatchConfig;
 use bakeoff::model::select::{self, ModelQuery};
 use bakeoff::report::table::Format;
 use bakeoff::search::measure::{Event, Launch};
@@ -135,6 +136,11 @@ impl Search<'_> {
                 health_timeout: std::time::Duration::from_secs(self.args.health_timeout),
                 timeouts: self.args.timeouts.timeouts(),
                 per_slot: self.tune.goal == bakeoff::search::space::Goal::Load,
+                // Other GPU processes are not asked about per trial: a tune runs hundreds.
+                watch: WatchConfig {
+                    gpu_processes: false,
+                    ..WatchConfig::new(self.global.no_telemetry)
+                },
             },
             spent_s: 0.0,
         };

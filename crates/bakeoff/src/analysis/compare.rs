@@ -39,6 +39,77 @@ pub struct Cell {
     pub cache_n: Option<f64>,
     /// Upper bound on tg t/s from memory bandwidth, when known (filled in by the caller).
     pub roofline_tps: Option<f64>,
+    /// What the machine did during the cell's trials (telemetry), where it was measured.
+    pub energy: Energy,
+}
+
+/// A cell's telemetry: per trial, tokens per joule (of the tokens the trial made: prompt tokens
+/// for pp, generated for tg) and mean watts; the peak memory over all of them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Energy {
+    pub tokens_per_j: Vec<f64>,
+    pub watts: Vec<f64>,
+    /// The engine process's peak resident memory (`VmHWM`).
+    pub rss_peak_bytes: Option<f64>,
+    /// The GPU memory in use at its peak (the whole device's, as NVML or amdgpu report it).
+    pub vram_peak_bytes: Option<f64>,
+    /// What the planner says the configuration needs (weights + KV + compute), filled in by
+    /// the caller as the roofline is.
+    pub plan_bytes: Option<f64>,
+}
+
+impl Energy {
+    /// Add one trial's telemetry samples.
+    pub fn add(&mut self, trial: &TrialRow) {
+        let source = crate::system::telemetry::trial::SOURCE;
+        let value = |metric: &str| sample(trial, metric, &[source]).map(|(v, _)| v);
+        self.tokens_per_j.extend(value("tokens_per_j"));
+        self.watts.extend(value("power_w_mean"));
+        let max = |old: Option<f64>, new: Option<f64>| match (old, new) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.rss_peak_bytes = max(self.rss_peak_bytes, value("rss_peak_bytes"));
+        self.vram_peak_bytes = max(self.vram_peak_bytes, value("vram_peak_bytes"));
+    }
+
+    /// Whether any trial of the cell had telemetry.
+    pub fn measured(&self) -> bool {
+        !self.tokens_per_j.is_empty() || !self.watts.is_empty() || self.peak_bytes().is_some()
+    }
+
+    /// The peak memory to hold against the plan: the GPU's when one was measured (the weights
+    /// and KV live there), else the engine process's resident peak.
+    pub fn peak_bytes(&self) -> Option<f64> {
+        self.vram_peak_bytes.or(self.rss_peak_bytes)
+    }
+
+    /// `412 MiB (+3.1 %)`: the peak, and how far it is from the plan, in MiB and per cent.
+    pub fn peak_vs_plan(&self) -> String {
+        const MIB: f64 = 1024.0 * 1024.0;
+        let Some(peak) = self.peak_bytes() else {
+            return "-".into();
+        };
+        match self.plan_bytes.filter(|p| *p > 0.0) {
+            Some(plan) => format!(
+                "{:.0} MiB ({:+.0} MiB, {:+.1} %)",
+                peak / MIB,
+                (peak - plan) / MIB,
+                (peak / plan - 1.0) * 100.0
+            ),
+            None => format!("{:.0} MiB", peak / MIB),
+        }
+    }
+
+    /// The median tokens per joule, when any trial measured energy.
+    pub fn tokens_per_j(&self) -> Option<f64> {
+        (!self.tokens_per_j.is_empty()).then(|| Summary::of(&self.tokens_per_j).median)
+    }
+
+    /// The median of the trials' mean watts.
+    pub fn watts(&self) -> Option<f64> {
+        (!self.watts.is_empty()).then(|| Summary::of(&self.watts).median)
+    }
 }
 
 impl Cell {
@@ -114,6 +185,11 @@ fn load_cell(trial: &TrialRow, test: &str) -> Option<Cell> {
         draft_accepted: 0.0,
         cache_n: None,
         roofline_tps: None,
+        energy: {
+            let mut energy = Energy::default();
+            energy.add(trial);
+            energy
+        },
     })
 }
 
@@ -154,6 +230,7 @@ fn new_cell(trial: &TrialRow, test: &str, kind: &str, source: String) -> Cell {
         draft_accepted: 0.0,
         cache_n: None,
         roofline_tps: None,
+        energy: Energy::default(),
     }
 }
 
@@ -187,6 +264,7 @@ pub fn cells(detail: &RunDetail) -> Vec<Cell> {
         };
         let cell = &mut cells[index];
         cell.values.push(value);
+        cell.energy.add(trial);
         if let Some((server, _)) = sample(trial, metric, &["server"]) {
             cell.server_values.push(server);
         }
@@ -229,6 +307,11 @@ pub struct CompareRow {
     pub a_subject: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub b_subject: String,
+    /// Median tokens per joule of each side, where telemetry measured energy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub a_tokens_per_j: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub b_tokens_per_j: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -360,6 +443,8 @@ pub fn compare_cells(x: &Cell, y: &Cell) -> CompareRow {
         group: String::new(),
         a_subject: String::new(),
         b_subject: String::new(),
+        a_tokens_per_j: x.energy.tokens_per_j(),
+        b_tokens_per_j: y.energy.tokens_per_j(),
     }
 }
 

@@ -12,6 +12,10 @@ pub enum Unit {
     Ratio,
     Percent,
     Count,
+    Joules,
+    Watts,
+    TokensPerJoule,
+    JoulesPerToken,
 }
 
 impl Unit {
@@ -25,6 +29,10 @@ impl Unit {
             Unit::Ratio => "ratio",
             Unit::Percent => "%",
             Unit::Count => "count",
+            Unit::Joules => "J",
+            Unit::Watts => "W",
+            Unit::TokensPerJoule => "tok/J",
+            Unit::JoulesPerToken => "J/tok",
         }
     }
 }

@@ -3,10 +3,11 @@
 //! through a real llama-server with exact token counts. Every sample is stored as it is measured.
 
 use super::matrix::{Matrix, PlannedConfig, PromptSet, Test};
-use super::noise::{self, CpuSnapshot};
+use super::noise;
 use super::prompts::TokenSource;
 use super::sink::{NewTrial, TrialRow, TrialSink};
 use super::stats::Summary;
+use super::watch::{Watch, WatchConfig};
 use crate::domain::{EngineConfig, Unit};
 use crate::engines::build::{BuildRef, KnownFlags};
 use crate::engines::http::{Flow, Http, Timeouts};
@@ -275,6 +276,18 @@ pub struct TrialFigures {
     pub flags: Vec<String>,
 }
 
+impl TrialFigures {
+    /// What the trial made: the prompt tokens of a pp trial, the tokens received of a tg one.
+    pub fn tokens(&self) -> Option<f64> {
+        let stored = |name: &str| {
+            (self.samples.iter())
+                .find(|(metric, ..)| *metric == name)
+                .map(|(_, value, ..)| *value)
+        };
+        stored("tokens_received").or_else(|| stored("prompt_n"))
+    }
+}
+
 fn relative_gap(a: f64, b: f64) -> f64 {
     ((a - b) / b).abs()
 }
@@ -388,6 +401,8 @@ pub struct BenchContext<'a> {
     /// The (build, model) pairs in the order measured ([`BenchPlan::subject_order`]).
     pub subjects: Vec<Subject>,
     pub done: HashSet<TrialKey>,
+    /// What each trial watches besides its figures (noise, telemetry).
+    pub watch: WatchConfig,
 }
 
 impl BenchContext<'_> {
@@ -806,10 +821,7 @@ impl ServerBench<'_> {
                     )
                 })?;
             }
-            // Someone else's process on the GPU (our engine's own work is not noise).
-            let foreign_gpu = noise::foreign_gpu_processes(&[server.pid()]);
-            let gpu_before = noise::gpu_utilization();
-            let before = CpuSnapshot::take(&[server.pid()]);
+            let watch = Watch::start(&[server.pid()], &self.ctx.watch);
             let trial_id = self.begin_trial(cell, test, rep).map_err(Failure::Sink)?;
             let figures = match measure_test(server.http(), source, test, rep) {
                 Ok(figures) => figures,
@@ -842,30 +854,11 @@ impl ServerBench<'_> {
                 )));
                 continue;
             }
-            let others = before.others_cores(&CpuSnapshot::take(&[server.pid()]));
-            let gpu_after = noise::gpu_utilization();
+            let watched = watch.finish();
             let mut flags = figures.flags.clone();
-            if others > noise::NOISY_CORES {
-                flags.push(format!("noisy: other processes used {others:.2} cores"));
-            }
-            if !foreign_gpu.is_empty() {
-                let names: Vec<String> = foreign_gpu
-                    .iter()
-                    .map(|(pid, name)| format!("{name} (pid {pid})"))
-                    .collect();
-                flags.push(format!("noisy: other GPU processes: {}", names.join(", ")));
-            }
-            let system = [
-                ("gpu_util_before_pct", gpu_before),
-                ("gpu_util_after_pct", gpu_after),
-            ];
-            sink(store_figures(
-                self.ctx.sink,
-                trial_id,
-                &figures,
-                others,
-                system,
-            ))?;
+            flags.extend(watched.flags.iter().cloned());
+            sink(store_figures(self.ctx.sink, trial_id, &figures))?;
+            sink(watched.store(self.ctx.sink, trial_id, figures.tokens()))?;
             let note = (!flags.is_empty()).then(|| flags.join("; "));
             sink(self.ctx.sink.end_trial(trial_id, "ok", note.as_deref()))?;
             tally.done += 1;
@@ -924,33 +917,15 @@ impl ServerBench<'_> {
     }
 }
 
-/// Store a measured trial's samples: its figures, ITL gaps, and the machine's state.
-pub fn store_figures(
-    sink: &dyn TrialSink,
-    trial_id: i64,
-    figures: &TrialFigures,
-    others: f64,
-    system: [(&str, Option<f64>); 2],
-) -> Result<()> {
-    for (metric, value) in system {
-        if let Some(value) = value {
-            sink.sample(trial_id, metric, value, Unit::Percent, "system", 0)?;
-        }
-    }
+/// Store a measured trial's figures and ITL gaps (what the machine did is [`Watched::store`]'s).
+pub fn store_figures(sink: &dyn TrialSink, trial_id: i64, figures: &TrialFigures) -> Result<()> {
     for (metric, value, unit, source) in &figures.samples {
         sink.sample(trial_id, metric, *value, *unit, source, 0)?;
     }
     for (seq, gap) in figures.itl_ms.iter().enumerate() {
         sink.sample(trial_id, "itl_ms", *gap, Unit::Milliseconds, "client", seq)?;
     }
-    sink.sample(
-        trial_id,
-        "others_cpu_cores",
-        others,
-        Unit::Count,
-        "system",
-        0,
-    )
+    Ok(())
 }
 
 /// Trials already stored for a run (status ok), for `--resume`: each keyed by its model's sha256
@@ -1072,6 +1047,7 @@ mod tests {
                     plan,
                     subjects,
                     done,
+                    watch: WatchConfig::default(),
                 },
                 require_clean: None,
             };
@@ -1251,6 +1227,7 @@ mod tests {
                 plan,
                 subjects: subjects(plan),
                 done: HashSet::new(),
+                watch: WatchConfig::default(),
             },
             require_clean: None,
         };

@@ -12,3 +12,4 @@ pub mod noise;
 pub mod prompts;
 pub mod sink;
 pub mod stats;
+pub mod watch;

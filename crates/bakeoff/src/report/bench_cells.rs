@@ -58,6 +58,23 @@ pub fn add_rooflines(cells: &mut [Cell], models: &[ModelRow], bandwidth_gbs: Opt
     }
 }
 
+/// Fill in each cell's planned memory (weights + KV + compute at `context`, or the cell's own
+/// `-c`), to hold the measured peak against; cells of a model not given keep none.
+pub fn add_memory_plans(cells: &mut [Cell], models: &[ModelRow], context: Option<u64>) {
+    for model in models {
+        let Some(facts) = facts_of(Path::new(&model.path)) else {
+            continue;
+        };
+        let of_model = cells
+            .iter_mut()
+            .filter(|c| c.model_sha256.as_deref() == Some(model.sha256.as_str()));
+        for cell in of_model.filter(|c| c.energy.measured()) {
+            let needed = super::data::memory_needed_at(&cell.flags, context, &facts);
+            cell.energy.plan_bytes = needed.map(|b| b as f64);
+        }
+    }
+}
+
 fn facts_of(model: &Path) -> Option<crate::model::ModelFacts> {
     let file = crate::formats::gguf::GgufFile::open(model).ok()?;
     Some(crate::model::ModelFacts::from_gguf(&file))

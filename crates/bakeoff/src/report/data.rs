@@ -151,7 +151,8 @@ pub fn gather(store: &Store, run_ids: &[i64]) -> Result<ReportData> {
                 .find(|g| g.config_hash.as_ref() == Some(&config.hash))
                 .and_then(gate_memory);
         }
-        data.bench.extend(bench_cells(&detail, &configs));
+        data.bench
+            .extend(bench_cells(&detail, &configs, &data.models, &mut facts));
         data.load.extend(load_steps(&detail));
         data.configs.extend(configs);
         data.fidelity.extend(store.run_fidelity(run_id)?);
@@ -324,19 +325,42 @@ pub fn kv_memory_at(
     context: Option<u64>,
     facts: &ModelFacts,
 ) -> Option<Memory> {
+    let settings = kv_settings(flags, context)?;
+    let kv = plan::plan_kv(facts, &settings)?;
+    let flag = |name: &str| flags.get(name).map_or("f16", String::as_str);
+    Some(Memory {
+        bytes: kv.total_bytes,
+        source: format!(
+            "KV plan: ctx {}, K {}, V {}",
+            kv.ctx,
+            flag("-ctk"),
+            flag("-ctv")
+        ),
+    })
+}
+
+/// The planner's weights + KV + compute estimate for these swept flags (context as in
+/// [`kv_memory_at`]; flash attention on unless `-fa off`).
+pub fn memory_needed_at(
+    flags: &BTreeMap<String, String>,
+    context: Option<u64>,
+    facts: &ModelFacts,
+) -> Option<u64> {
+    let settings = kv_settings(flags, context)?;
+    let flash = flags.get("-fa").is_none_or(|v| v != "off");
+    plan::memory_needed(facts, &settings, flash)
+}
+
+/// The KV settings swept flags give: `-c` (else `context`), `-ctk`/`-ctv`, `-np`, `-ub`.
+fn kv_settings(flags: &BTreeMap<String, String>, context: Option<u64>) -> Option<KvSettings> {
     let flag = |name: &str| flags.get(name).map(String::as_str);
     let number = |name: &str| flag(name).and_then(|v| v.parse::<u64>().ok());
     let ctx = number("-c").or(context)?;
     let (k, v) = (flag("-ctk").unwrap_or("f16"), flag("-ctv").unwrap_or("f16"));
-    let settings = KvSettings {
+    Some(KvSettings {
         parallel: number("-np").unwrap_or(1),
         n_ubatch: number("-ub").unwrap_or(plan::DEFAULT_UBATCH),
         ..KvSettings::new(ctx, GgmlType::from_name(k)?, GgmlType::from_name(v)?)
-    };
-    let kv = plan::plan_kv(facts, &settings)?;
-    Some(Memory {
-        bytes: kv.total_bytes,
-        source: format!("KV plan: ctx {}, K {k}, V {v}", kv.ctx),
     })
 }
 
@@ -347,6 +371,8 @@ fn stored_memory(detail: &RunDetail, hash: &str) -> Option<Memory> {
         .iter()
         .filter(|t| t.config_hash.as_deref() == Some(hash))
         .flat_map(|t| t.samples.iter())
+        // Telemetry's peaks are the whole process or device, not what the config adds.
+        .filter(|s| s.source != crate::system::telemetry::trial::SOURCE)
         .filter(|s| s.unit == "bytes" && s.value.is_finite() && s.value >= 0.0)
         .max_by(|a, b| a.value.total_cmp(&b.value))
         .map(|s| Memory {
@@ -355,10 +381,29 @@ fn stored_memory(detail: &RunDetail, hash: &str) -> Option<Memory> {
         })
 }
 
-fn bench_cells(detail: &RunDetail, configs: &[ConfigInfo]) -> Vec<BenchCell> {
+fn bench_cells(
+    detail: &RunDetail,
+    configs: &[ConfigInfo],
+    models: &[ModelInfo],
+    facts: &mut FactsCache,
+) -> Vec<BenchCell> {
+    let plan: Option<BenchPlan> = serde_json::from_value(detail.params["plan"].clone()).ok();
+    let context = plan.map(|p| u64::from(p.matrix.context_needed()));
+    let mut planned = |cell: &Cell| {
+        let model = models
+            .iter()
+            .find(|m| Some(&m.sha256) == cell.model_sha256.as_ref())?;
+        memory_needed_at(&cell.flags, context, facts.get(model)?).map(|b| b as f64)
+    };
     compare::cells(detail)
         .into_iter()
         .filter(|c| c.kind != "load")
+        .map(|mut cell| {
+            if cell.energy.measured() {
+                cell.energy.plan_bytes = planned(&cell);
+            }
+            cell
+        })
         .map(|cell| BenchCell {
             run_id: detail.run.id,
             config_hash: configs

@@ -234,7 +234,8 @@ fn depth_chart(data: &ReportData, kind: &str) -> Option<Chart> {
 }
 
 fn bench_table(data: &ReportData) -> Table {
-    let mut table = Table::from_titles(&[
+    let telemetry = data.bench.iter().any(|b| b.cell.energy.measured());
+    let mut titles = vec![
         "run#",
         "config",
         "test",
@@ -247,7 +248,11 @@ fn bench_table(data: &ReportData) -> Table {
         "server t/s#",
         "source",
         "notes",
-    ]);
+    ];
+    if telemetry {
+        titles.splice(10..10, ["tok/J#", "W#", "peak mem (vs plan)"]);
+    }
+    let mut table = Table::from_titles(&titles);
     for b in &data.bench {
         let s = &b.summary;
         let mut notes = Vec::new();
@@ -257,7 +262,7 @@ fn bench_table(data: &ReportData) -> Table {
         if b.cell.flagged > b.cell.noisy {
             notes.push(format!("{} flagged", b.cell.flagged - b.cell.noisy));
         }
-        table.push(vec![
+        let mut row = vec![
             b.run_id.to_string(),
             b.cell.config.clone(),
             b.cell.test.clone(),
@@ -270,7 +275,17 @@ fn bench_table(data: &ReportData) -> Table {
             opt(b.server_median, 2),
             b.cell.source.clone(),
             notes.join(", "),
-        ]);
+        ];
+        if telemetry {
+            let e = &b.cell.energy;
+            let figures = [
+                opt(e.tokens_per_j(), 2),
+                opt(e.watts(), 1),
+                e.peak_vs_plan(),
+            ];
+            row.splice(10..10, figures);
+        }
+        table.push(row);
     }
     table
 }

@@ -46,6 +46,8 @@ pub struct ModelInfo {
 struct Varies {
     models: bool,
     builds: bool,
+    /// Some cell has telemetry (energy, power or peak memory): the table shows it.
+    telemetry: bool,
 }
 
 impl Varies {
@@ -57,6 +59,7 @@ impl Varies {
         Varies {
             models: distinct(&|c| c.model_sha256.clone().unwrap_or_default()),
             builds: distinct(&|c| c.build.clone()),
+            telemetry: cells.iter().any(|c| c.energy.measured()),
         }
     }
 }
@@ -176,6 +179,10 @@ fn data_columns() -> Table {
         "flagged",
         "noisy",
         "samples_ts",
+        "tokens_per_j",
+        "power_w",
+        "mem_peak_bytes",
+        "mem_plan_bytes",
     ];
     Table::new(ids.iter().map(|id| Column::left(*id, *id)).collect())
 }
@@ -185,6 +192,7 @@ fn data_row(model: &ModelInfo, c: &Cell) -> Vec<TableCell> {
     let fixed = |v: f64| TableCell::new(format!("{v:.3}"), v);
     let server = (!c.server_values.is_empty()).then(|| Summary::of(&c.server_values).median);
     let roofline_pct = c.roofline_tps.map(|r| s.median / r * 100.0);
+    let e = &c.energy;
     vec![
         model.name.as_str().into(),
         c.config.as_str().into(),
@@ -206,6 +214,10 @@ fn data_row(model: &ModelInfo, c: &Cell) -> Vec<TableCell> {
         TableCell::new(c.flagged.to_string(), c.flagged),
         TableCell::new(c.noisy.to_string(), c.noisy),
         TableCell::new(format!("{:?}", c.values), json!(c.values)),
+        TableCell::new(fmt_opt(e.tokens_per_j(), 3), json!(e.tokens_per_j())),
+        TableCell::new(fmt_opt(e.watts(), 1), json!(e.watts())),
+        TableCell::new(fmt_opt(e.peak_bytes(), 0), json!(e.peak_bytes())),
+        TableCell::new(fmt_opt(e.plan_bytes, 0), json!(e.plan_bytes)),
     ]
 }
 
@@ -221,10 +233,29 @@ pub fn bench_table_of(models: &[ModelInfo], cells: &[Cell]) -> Table {
     if varies.builds {
         table.columns.insert(3, Column::left("build", "build"));
     }
+    if varies.telemetry {
+        let at = table.columns.len() - 1;
+        let telemetry = [
+            Column::right("tokens_per_j", "tok/J"),
+            Column::right("power_w", "W"),
+            Column::right("mem_peak", "peak mem (vs plan)"),
+        ];
+        table.columns.splice(at..at, telemetry);
+    }
     for cell in cells {
         let mut row = bench_row(&model_of(models, cell, varies), cell);
         if varies.builds {
             row.insert(3, cell.build.clone());
+        }
+        if varies.telemetry {
+            let e = &cell.energy;
+            let at = row.len() - 1;
+            let telemetry = [
+                fmt_opt(e.tokens_per_j(), 2),
+                fmt_opt(e.watts(), 1),
+                e.peak_vs_plan(),
+            ];
+            row.splice(at..at, telemetry);
         }
         table.push(row);
     }
@@ -300,8 +331,20 @@ pub fn comparison_table(cmp: &Comparison) -> Table {
     if grouped {
         table.columns.insert(0, Column::left("group", "cell of"));
     }
+    let energy =
+        (cmp.rows.iter()).any(|r| r.a_tokens_per_j.is_some() || r.b_tokens_per_j.is_some());
+    if energy {
+        let at = table.columns.len() - 1;
+        let column = Column::right("tokens_per_j", "tok/J A → B");
+        table.columns.insert(at, column);
+    }
     for r in &cmp.rows {
         let mut row = comparison_row(r);
+        if energy {
+            let (a, b) = (fmt_opt(r.a_tokens_per_j, 2), fmt_opt(r.b_tokens_per_j, 2));
+            let at = row.len() - 1;
+            row.insert(at, format!("{a} → {b}"));
+        }
         if across.is_some() {
             row.splice(0..0, [r.a_subject.clone(), r.b_subject.clone()]);
         }
@@ -464,6 +507,7 @@ mod tests {
             draft_accepted: 5.0,
             cache_n: None,
             roofline_tps: None,
+            energy: Default::default(),
         }
     }
 
@@ -484,6 +528,32 @@ mod tests {
         );
         assert!(
             lines[2].ends_with("| 2 | - | 50% | - | 1 noisy, 1 flagged |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn telemetry_columns_appear_when_a_cell_has_it_with_the_peak_against_the_plan() {
+        let plain = cell("-b 256", "none", &[10.0, 12.0]);
+        let mut measured = cell("-b 512", "none", &[10.0, 12.0]);
+        measured.energy = crate::analysis::compare::Energy {
+            tokens_per_j: vec![2.0, 3.0, 4.0],
+            watts: vec![30.0],
+            rss_peak_bytes: Some(410.0 * 1024.0 * 1024.0),
+            vram_peak_bytes: None,
+            plan_bytes: Some(400.0 * 1024.0 * 1024.0),
+        };
+        let md = render(Format::Markdown, &model(), std::slice::from_ref(&plain));
+        assert!(!md.contains("tok/J"), "no telemetry, no columns: {md}");
+        let md = render(Format::Markdown, &model(), &[plain, measured]);
+        let lines: Vec<&str> = md.lines().collect();
+        assert!(
+            lines[0].ends_with("| % roofline | tok/J | W | peak mem (vs plan) | notes |"),
+            "{md}"
+        );
+        assert!(lines[2].contains("| - | - | - |"), "{md}");
+        assert!(
+            lines[3].contains("| 3.00 | 30.0 | 410 MiB (+10 MiB, +2.5 %) |"),
             "{md}"
         );
     }
@@ -529,7 +599,11 @@ mod tests {
                 "roofline_pct",
                 "flagged",
                 "noisy",
-                "samples_ts"
+                "samples_ts",
+                "tokens_per_j",
+                "power_w",
+                "mem_peak_bytes",
+                "mem_plan_bytes"
             ]
         );
         assert_eq!(json[0]["median_ts"], 11.0);

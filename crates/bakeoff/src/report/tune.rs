@@ -158,11 +158,32 @@ pub fn answer(answer: &Answer, format: Format) -> String {
     }
 }
 
-fn speed(f: &Finalist) -> String {
-    format!(
-        "{:.2} t/s [{:.2}, {:.2}] (n={})",
+/// A finalist's score with its CI, in the goal's unit, then its energy where it was measured.
+fn speed(answer: &Answer, f: &Finalist) -> String {
+    let unit = score_unit(answer);
+    let mut text = format!(
+        "{:.2} {unit} [{:.2}, {:.2}] (n={})",
         f.median, f.ci_low, f.ci_high, f.n
-    )
+    );
+    if answer.goal != "tokens-per-joule" {
+        if let Some(tpj) = f.tokens_per_j {
+            text.push_str(&format!(", {tpj:.2} tok/J"));
+        }
+    }
+    if let Some(w) = f.watts {
+        text.push_str(&format!(" at {w:.0} W"));
+    }
+    text
+}
+
+/// What the score counts: t/s, or tok/J for goal tokens-per-joule, tok/s or req/s under load.
+fn score_unit(answer: &Answer) -> &'static str {
+    match answer.goal.as_str() {
+        "tokens-per-joule" => "tok/J",
+        "load" if answer.score.starts_with("goodput") => "req/s",
+        "load" => "tok/s",
+        _ => "t/s",
+    }
 }
 
 /// The answer in sentences.
@@ -176,7 +197,7 @@ pub fn summary_lines(answer: &Answer) -> Vec<String> {
         Some(w) => lines.push(format!(
             "winner (fastest faithful): {}: {}",
             w.label,
-            speed(w)
+            speed(answer, w)
         )),
         None => lines
             .push("winner: none: no configuration measured passed the fidelity gate".to_string()),
@@ -185,10 +206,10 @@ pub fn summary_lines(answer: &Answer) -> Vec<String> {
         let basis = match &answer.beside_defaults {
             Some(w) => format!(
                 "{} against the winner's {}, back to back",
-                speed(d),
-                speed(w)
+                speed(answer, d),
+                speed(answer, w)
             ),
-            None => speed(d),
+            None => speed(answer, d),
         };
         lines.push(format!(
             "speed-up over the engine's defaults ({basis}): {pct:+.1} %"
@@ -200,7 +221,7 @@ pub fn summary_lines(answer: &Answer) -> Vec<String> {
             Some(why) => lines.push(format!(
                 "fastest overall: {}: {}; lost: {why}",
                 f.label,
-                speed(f)
+                speed(answer, f)
             )),
             None => lines.push("fastest overall: the winner".to_string()),
         }
@@ -210,7 +231,7 @@ pub fn summary_lines(answer: &Answer) -> Vec<String> {
         lines.push(format!(
             "smallest-memory faithful: {}: {memory}, {}",
             s.label,
-            speed(s)
+            speed(answer, s)
         ));
     }
     lines.push(format!("fidelity reference: {}", answer.reference));
@@ -230,16 +251,22 @@ pub fn summary_lines(answer: &Answer) -> Vec<String> {
 
 /// Every measured configuration, fastest first: speed with CI, memory, fidelity.
 pub fn finalists_table(answer: &Answer) -> Table {
-    let mut table = Table::from_titles(&[
+    let median = format!("median {}#", score_unit(answer));
+    let energy = (answer.points.iter()).any(|p| p.tokens_per_j.is_some() || p.watts.is_some());
+    let mut titles = vec![
         "configuration",
-        "median t/s#",
+        &median,
         "95% CI",
         "n#",
         "memory",
         "fidelity",
         "note",
-    ])
-    .caption(format!("measured configurations ({})", answer.score));
+    ];
+    if energy {
+        titles.splice(4..4, ["tok/J#", "W#"]);
+    }
+    let mut table =
+        Table::from_titles(&titles).caption(format!("measured configurations ({})", answer.score));
     let winner = answer.winner.as_ref().map(|w| w.config_hash.as_str());
     for point in &answer.points {
         let label = match Some(point.config_hash.as_str()) == winner {
@@ -247,7 +274,7 @@ pub fn finalists_table(answer: &Answer) -> Table {
             false => point.label.clone(),
         };
         let memory = point.memory_bytes.map(human_bytes).unwrap_or_default();
-        table.push([
+        let mut row = vec![
             Cell::from(label),
             Cell::new(format!("{:.2}", point.median), point.median),
             format!("[{:.2}, {:.2}]", point.ci_low, point.ci_high).into(),
@@ -255,7 +282,18 @@ pub fn finalists_table(answer: &Answer) -> Table {
             Cell::new(memory, point.memory_bytes.unwrap_or(0)),
             point.fidelity.as_str().into(),
             point.fidelity_note.clone().unwrap_or_default().into(),
-        ]);
+        ];
+        if energy {
+            let figure = |v: Option<f64>, digits: usize| match v {
+                Some(v) => Cell::new(format!("{v:.digits$}"), v),
+                None => Cell::from("-"),
+            };
+            row.splice(
+                4..4,
+                [figure(point.tokens_per_j, 2), figure(point.watts, 0)],
+            );
+        }
+        table.push(row);
     }
     table
 }
@@ -340,7 +378,13 @@ pub fn pareto_chart(run_id: i64, answer: &Answer) -> super::svg::ParetoChart {
             let memory = p.memory_bytes? as f64 / (1024.0 * 1024.0);
             Some(ParetoMark {
                 label: (i + 1).to_string(),
-                name: format!("{}: {}: {}, {}", i + 1, p.label, speed(p), p.fidelity),
+                name: format!(
+                    "{}: {}: {}, {}",
+                    i + 1,
+                    p.label,
+                    speed(answer, p),
+                    p.fidelity
+                ),
                 x: memory,
                 y: p.median,
                 low: p.ci_low,

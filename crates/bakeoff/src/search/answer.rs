@@ -5,6 +5,9 @@
 
 use super::measure::Contender;
 use super::race::{RaceResult, Standing, Stop};
+use crate::analysis::compare::Energy;
+use crate::measure::bench::Subject;
+use crate::measure::sink::TrialRow;
 use crate::measure::stats::Summary;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -27,6 +30,11 @@ pub struct Finalist {
     pub fidelity: String,
     /// Why it failed, or whose gate result it shares.
     pub fidelity_note: Option<String>,
+    /// Median tokens per joule and mean watts over its trials, where telemetry measured energy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_j: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watts: Option<f64>,
 }
 
 /// What one of the winner's knobs is worth: the winner against the measured configuration that
@@ -99,6 +107,8 @@ pub struct Inputs<'a> {
     pub interrupted: bool,
     pub engine_starts: usize,
     pub wall_s: f64,
+    /// Each contender's telemetry, by index ([`energy_of`]); empty when none was measured.
+    pub energy: Vec<Energy>,
 }
 
 fn finalist(inputs: &Inputs, candidate: usize, summary: &Summary) -> Finalist {
@@ -120,7 +130,28 @@ fn finalist(inputs: &Inputs, candidate: usize, summary: &Summary) -> Finalist {
         memory_bytes: contender.needed,
         fidelity: fidelity.to_string(),
         fidelity_note: note,
+        tokens_per_j: inputs.energy.get(candidate).and_then(Energy::tokens_per_j),
+        watts: inputs.energy.get(candidate).and_then(Energy::watts),
     }
+}
+
+/// Each contender's telemetry over its stored trials (by model and configuration).
+pub fn energy_of(
+    trials: &[TrialRow],
+    contenders: &[Contender],
+    subjects: &[Subject],
+) -> Vec<Energy> {
+    let mut energy = vec![Energy::default(); contenders.len()];
+    for trial in trials.iter().filter(|t| t.status == "ok") {
+        let of = |c: &Contender| {
+            Some(subjects[c.subject].model_id) == trial.model_id
+                && trial.config_hash.as_deref() == Some(c.config.hash().as_str())
+        };
+        if let Some(at) = contenders.iter().position(of) {
+            energy[at].add(trial);
+        }
+    }
+    energy
 }
 
 fn of(inputs: &Inputs, standing: &Standing) -> Finalist {

@@ -15,9 +15,9 @@ use crate::measure::load::executor::{self, Shape, StepLimits};
 use crate::measure::load::workload::Generator;
 use crate::measure::load::{LoadEvent, LoadRunner, StepTable};
 use crate::measure::matrix::PromptSet;
-use crate::measure::noise::{self, CpuSnapshot};
 use crate::measure::prompts::TokenSource;
 use crate::measure::sink::{NewTrial, TrialRow, TrialSink};
+use crate::measure::watch::{Watch, WatchConfig};
 use crate::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -66,6 +66,8 @@ pub struct Launch {
     pub timeouts: Timeouts,
     /// Goal load: each of the server's slots holds `ctx` (`-c ctx × slots`), with `/metrics`.
     pub per_slot: bool,
+    /// What each trial watches besides its figures (noise, telemetry).
+    pub watch: WatchConfig,
 }
 
 impl Launch {
@@ -277,8 +279,7 @@ impl<'a> Engines<'a> {
         let source = prepared
             .prepare(server.as_ref(), test)
             .map_err(|e| Stop::Failed(e.to_string()))?;
-        let pid = server.pid();
-        let before = CpuSnapshot::take(&[pid]);
+        let watch = Watch::start(&[server.pid()], &self.launch.watch);
         let workload = test.to_json();
         let trial = NewTrial {
             config: Some(&contender.config),
@@ -320,13 +321,25 @@ impl<'a> Engines<'a> {
                 .map_err(Stop::Sink)?;
             return Err(Stop::Failed(reason));
         }
-        let others = before.others_cores(&CpuSnapshot::take(&[pid]));
+        let watched = watch.finish();
         let mut flags = figures.flags.clone();
-        if others > noise::NOISY_CORES {
-            flags.push(format!("noisy: other processes used {others:.2} cores"));
-        }
-        let none = [("gpu_util_before_pct", None), ("gpu_util_after_pct", None)];
-        bench::store_figures(sink, trial_id, &figures, others, none).map_err(Stop::Sink)?;
+        flags.extend(watched.flags.iter().cloned());
+        bench::store_figures(sink, trial_id, &figures).map_err(Stop::Sink)?;
+        let tokens = figures.tokens();
+        watched.store(sink, trial_id, tokens).map_err(Stop::Sink)?;
+        let value = match self.workload.per_joule() {
+            false => figures.value,
+            true => {
+                let efficiency = tokens.and_then(|n| watched.tokens_per_j(n));
+                let Some(efficiency) = efficiency else {
+                    let why = "no energy counter measured the trial (goal tokens-per-joule)";
+                    sink.end_trial(trial_id, "failed", Some(why))
+                        .map_err(Stop::Sink)?;
+                    return Err(Stop::Failed(why.into()));
+                };
+                efficiency
+            }
+        };
         let note = (!flags.is_empty()).then(|| flags.join("; "));
         sink.end_trial(trial_id, "ok", note.as_deref())
             .map_err(Stop::Sink)?;
@@ -334,10 +347,10 @@ impl<'a> Engines<'a> {
             label: &contender.label,
             test: &test.name(),
             rep,
-            value: figures.value,
+            value,
             flags: &flags,
         });
-        Ok(figures.value)
+        Ok(value)
     }
 }
 
@@ -370,6 +383,7 @@ impl Engines<'_> {
             ceiling_tps: None,
             tracked_pids: vec![server.pid()],
             trouble: &trouble,
+            watch: &self.launch.watch,
         };
         let mut warnings = Vec::new();
         let mut observe = |event: LoadEvent| {
@@ -523,9 +537,13 @@ fn stored_value(trial: &TrialRow, workload: &Workload) -> Option<f64> {
         let step = workload.load.as_ref()?;
         return step.score(&StepTable::from_trial(trial)).ok();
     }
-    let metric = if kind == "pp" { "pp_tps" } else { "tg_tps" };
+    let (metric, source) = match (kind, workload.per_joule()) {
+        (_, true) => ("tokens_per_j", crate::system::telemetry::trial::SOURCE),
+        ("pp", _) => ("pp_tps", "client"),
+        _ => ("tg_tps", "client"),
+    };
     (trial.samples.iter())
-        .find(|s| s.metric == metric && s.source == "client")
+        .find(|s| s.metric == metric && s.source == source)
         .map(|s| s.value)
 }
 
@@ -597,6 +615,7 @@ mod tests {
             health_timeout: Duration::from_secs(1),
             timeouts: Timeouts::default(),
             per_slot: true,
+            watch: WatchConfig::default(),
         };
         let subjects = [subject()];
         let engines = Engines::new(&sink, 7, (&subjects, &[]), &workload, launch, &|_| {}).unwrap();

@@ -21,6 +21,8 @@ pub enum Goal {
     Balanced,
     /// Output tok/s under concurrent load (through `bakeoff load`).
     Load,
+    /// Decode tokens per joule (energy from the machine's counters: NVML, RAPL, amdgpu).
+    TokensPerJoule,
 }
 
 impl Goal {
@@ -30,9 +32,10 @@ impl Goal {
             "pp" => Goal::Pp,
             "balanced" => Goal::Balanced,
             "load" => Goal::Load,
+            "tokens-per-joule" => Goal::TokensPerJoule,
             _ => {
                 return Err(Error::input(format!(
-                    "'{text}' is not a goal: expected tg, pp, balanced or load"
+                    "'{text}' is not a goal: expected tg, pp, balanced, load or tokens-per-joule"
                 )))
             }
         })
@@ -44,6 +47,7 @@ impl Goal {
             Goal::Pp => "pp",
             Goal::Balanced => "balanced",
             Goal::Load => "load",
+            Goal::TokensPerJoule => "tokens-per-joule",
         }
     }
 }

@@ -231,6 +231,17 @@ pub fn run(run: &TuneRun, observe: &dyn Fn(Event)) -> Result<Tuned> {
     let inputs = run.inputs;
     let tune = run.tune;
     let workload = workload(tune)?;
+    if workload.per_joule() {
+        let Some(telemetry) = &run.launch.watch.telemetry else {
+            return Err(Error::input(
+                "goal tokens-per-joule needs telemetry: drop --no-telemetry",
+            ));
+        };
+        crate::system::telemetry::sampler::energy_sources(telemetry).map_err(|why| {
+            Error::input(format!("goal tokens-per-joule needs an energy counter, and this machine has none ({why})"))
+                .with_hint("run it where NVML (NVIDIA), RAPL (/sys/class/powercap) or amdgpu hwmon counts energy; `bakeoff monitor` shows what is there")
+        })?;
+    }
     let space = Space::build(inputs)?;
     let configurations = prune::configurations(&space, inputs)?;
     if configurations.is_empty() {
@@ -352,6 +363,7 @@ pub fn run(run: &TuneRun, observe: &dyn Fn(Event)) -> Result<Tuned> {
         reference_flags.join(" ")
     );
     let interrupted = engines.interrupted.or_else(process::interrupted);
+    let trials = run.store.trials(run.run_id)?;
     let answer = answer::assemble(&answer::Inputs {
         goal: tune.goal.name(),
         score: &workload.describe,
@@ -367,6 +379,7 @@ pub fn run(run: &TuneRun, observe: &dyn Fn(Event)) -> Result<Tuned> {
         interrupted: interrupted.is_some(),
         engine_starts: engines.starts,
         wall_s: spent + started.elapsed().as_secs_f64(),
+        energy: answer::energy_of(&trials, &field.contenders, run.subjects),
     });
     let json = serde_json::to_value(&answer)
         .map_err(|e| Error::engine(format!("tune: the answer did not serialise: {e}")))?;

@@ -64,6 +64,10 @@ impl Workload {
                 depths.iter().map(|&d| test("tg", gen, d)).collect(),
                 format!("decode t/s of tg{gen} at depth {} (harmonic mean over depths)", list(&depths)),
             ),
+            Goal::TokensPerJoule => (
+                depths.iter().map(|&d| test("tg", gen, d)).collect(),
+                format!("decode tokens per joule of tg{gen} at depth {} (all the energy the machine counts, harmonic mean over depths)", list(&depths)),
+            ),
             Goal::Pp => (
                 depths.iter().map(|&d| test("pp", prompt, d)).collect(),
                 format!("prompt t/s of pp{prompt} at depth {} (harmonic mean over depths)", list(&depths)),
@@ -151,8 +155,14 @@ impl Workload {
         match &self.load {
             Some(step) if !step.slo.is_empty() => "req/s",
             Some(_) => "tok/s",
+            None if self.goal == Goal::TokensPerJoule => "tok/J",
             None => "t/s",
         }
+    }
+
+    /// Whether a test's value is its energy efficiency (tokens per joule) rather than its speed.
+    pub fn per_joule(&self) -> bool {
+        self.goal == Goal::TokensPerJoule
     }
 
     /// One repetition's score from each test's value (in [`Workload::test_names`] order).
@@ -292,6 +302,22 @@ mod tests {
         let names: Vec<String> = w.tests.iter().map(Test::name).collect();
         assert_eq!(names, ["tg64", "tg64 @ d2048"]);
         assert!((w.score(&[100.0, 50.0]) - 66.666).abs() < 0.01);
+    }
+
+    #[test]
+    fn tokens_per_joule_decodes_as_tg_does_and_scores_in_tok_per_j() {
+        let goal = Goal::parse("tokens-per-joule").unwrap();
+        let w = Workload::new(goal, 4096, None, (None, None), PromptSet::Random).unwrap();
+        let names: Vec<String> = w.tests.iter().map(Test::name).collect();
+        assert_eq!(names, ["tg64", "tg64 @ d2048"]);
+        assert!(w.per_joule() && w.unit() == "tok/J", "{w:?}");
+        // Equal tokens per test: the harmonic mean is all the tokens over all the joules.
+        assert!((w.score(&[4.0, 2.0]) - 128.0 / (16.0 + 32.0)).abs() < 1e-9);
+        assert!(
+            !Workload::new(Goal::Tg, 4096, None, (None, None), PromptSet::Random)
+                .unwrap()
+                .per_joule()
+        );
     }
 
     #[test]

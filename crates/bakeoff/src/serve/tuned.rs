@@ -143,6 +143,8 @@ pub(crate) mod tests {
             memory_bytes: Some(128 << 20),
             fidelity: "pass".into(),
             fidelity_note: None,
+            tokens_per_j: None,
+            watts: None,
         }
     }
 
@@ -180,6 +182,7 @@ pub(crate) mod tests {
             health_timeout: Duration::from_secs(1),
             timeouts: Timeouts::default(),
             per_slot: false,
+            watch: Default::default(),
         }
     }
 

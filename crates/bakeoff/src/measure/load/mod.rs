@@ -14,6 +14,7 @@ pub mod workload;
 use crate::domain::{EngineConfig, Unit};
 use crate::engines::http::Http;
 use crate::measure::sink::{NewTrial, TrialRow, TrialSink};
+use crate::measure::watch::{Watch, WatchConfig};
 use crate::Result;
 use executor::{run_step, Progress, Shape, StepLimits};
 use metrics::{Distribution, RequestRecord, Slo};
@@ -44,9 +45,6 @@ pub enum LoadEvent<'a> {
     Progress {
         label: &'a str,
         progress: &'a Progress,
-    },
-    StepDone {
-        summary: &'a StepTable,
     },
     Warning(String),
 }
@@ -130,6 +128,8 @@ pub struct LoadRunner<'a> {
     /// Why the engine can no longer answer (a launched one died or froze), asked after a step
     /// with failed requests; `None` while it can (always, for an attached server).
     pub trouble: &'a dyn Fn() -> Option<String>,
+    /// What each step watches besides its requests (noise, telemetry).
+    pub watch: &'a WatchConfig,
 }
 
 /// Why a step is failed rather than ok: its engine is gone (the run stops there), or every
@@ -179,7 +179,6 @@ impl LoadRunner<'_> {
                 break;
             }
             let (table, trouble) = self.step(plan, &shapes[index], index, 0, observe)?;
-            observe(LoadEvent::StepDone { summary: &table });
             tables.push(table);
             if let Some(trouble) = trouble {
                 let steps = tables.len();
@@ -252,7 +251,7 @@ impl LoadRunner<'_> {
             }
         };
         let seed = plan.seed.wrapping_add(index as u64);
-        let before = crate::measure::noise::CpuSnapshot::take(&self.tracked_pids);
+        let watch = Watch::start(&self.tracked_pids, self.watch);
         let result = run_step(
             self.http,
             self.generator,
@@ -277,24 +276,18 @@ impl LoadRunner<'_> {
             result.saturated.clone(),
         );
         self.store_step(trial_id, &summary, &result, to)?;
+        // Energy over the whole step (warmup and cooldown too), per token of every request.
+        let watched = watch.finish();
+        let tokens: u64 = result
+            .records
+            .iter()
+            .map(RequestRecord::output_tokens)
+            .sum();
+        watched.store(self.sink, trial_id, Some(tokens as f64))?;
         let mut notes = Vec::new();
-        let others = before.others_cores(&crate::measure::noise::CpuSnapshot::take(
-            &self.tracked_pids,
-        ));
-        if others > crate::measure::noise::NOISY_CORES {
-            let warning = format!("noisy: other processes used {others:.2} cores during the step");
-            observe(LoadEvent::Warning(warning.clone()));
-            notes.push(warning);
-        }
-        let foreign_gpu = crate::measure::noise::foreign_gpu_processes(&self.tracked_pids);
-        if !foreign_gpu.is_empty() {
-            let names: Vec<String> = foreign_gpu
-                .iter()
-                .map(|(pid, name)| format!("{name} (pid {pid})"))
-                .collect();
-            let warning = format!("noisy: other GPU processes: {}", names.join(", "));
-            observe(LoadEvent::Warning(warning.clone()));
-            notes.push(warning);
+        for warning in &watched.flags {
+            observe(LoadEvent::Warning(format!("{label}: {warning}")));
+            notes.push(warning.clone());
         }
         let any_failed = result.records.iter().any(|r| r.error.is_some());
         let trouble = any_failed.then(|| (self.trouble)()).flatten();
@@ -309,12 +302,13 @@ impl LoadRunner<'_> {
             notes.push(warning);
         }
         if let Some(reason) = &result.saturated {
+            observe(LoadEvent::Warning(format!("{label}: {reason}")));
             notes.push(reason.clone());
         }
         if let Some(ceiling) = self.ceiling_tps {
             if summary.output_tps > 0.5 * ceiling {
                 let warning = format!("output {:.0} tok/s is within 50 % of the client's ceiling ({ceiling:.0} tok/s): figures may be client-bound", summary.output_tps);
-                observe(LoadEvent::Warning(warning.clone()));
+                observe(LoadEvent::Warning(format!("{label}: {warning}")));
                 notes.push(warning);
             }
         }
@@ -482,6 +476,7 @@ mod tests {
             ceiling_tps: None,
             tracked_pids: Vec::new(),
             trouble,
+            watch: &WatchConfig::default(),
         };
         runner.run(plan, &mut |event| {
             if let LoadEvent::Warning(warning) = event {

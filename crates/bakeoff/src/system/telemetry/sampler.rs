@@ -25,6 +25,21 @@ pub struct Config {
     pub nvml: bool,
 }
 
+impl Config {
+    /// The default, or the fixture tree `$BAKEOFF_TELEMETRY_ROOT` names (NVML off then: it would
+    /// read the real machine). Tests use it to give a machine without counters a RAPL tree.
+    pub fn from_env() -> Self {
+        match std::env::var_os("BAKEOFF_TELEMETRY_ROOT") {
+            Some(root) if !root.is_empty() => Config {
+                root: PathBuf::from(root),
+                nvml: false,
+                ..Config::default()
+            },
+            _ => Config::default(),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -146,6 +161,26 @@ impl Handle {
             },
         }
     }
+}
+
+/// The energy counters this machine offers (`rapl:package-0`, `nvml:0`), or why there is none:
+/// each source's reason, in one line.
+pub fn energy_sources(config: &Config) -> Result<Vec<String>, String> {
+    let summary = Sampler::start(config, None).stop();
+    let found: Vec<String> = (summary.sources.iter())
+        .filter(|s| s.energy_j.is_some())
+        .map(|s| s.source.clone())
+        .collect();
+    if !found.is_empty() {
+        return Ok(found);
+    }
+    let why: Vec<String> = (summary.unavailable.iter())
+        .map(|u| format!("{}: {}", u.source, u.reason))
+        .collect();
+    Err(match why.is_empty() {
+        true => "the sources found count no energy".into(),
+        false => why.join("; "),
+    })
 }
 
 /// Every source this machine offers, and why the others are not available.

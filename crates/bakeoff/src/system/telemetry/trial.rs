@@ -1,17 +1,17 @@
-//! A trial's telemetry as stored samples (issue 17 point 2, groundwork): the metrics bench and
-//! tune trials will store under source "telemetry", and the "noisy" flag throttling earns.
+//! A trial's telemetry as stored samples (issue 17 point 2): the metrics bench, load and tune
+//! trials store under source "telemetry", and the "noisy" flag throttling earns.
 
 use super::TelemetrySummary;
+use crate::domain::units::Unit;
 
 /// The stored source of every metric below.
 pub const SOURCE: &str = "telemetry";
 
-/// `(metric, value, unit)` for each figure the summary has; `tokens` (generated and prompt tokens
-/// of the trial) gives `j_per_token` over all the energy measured.
-pub fn metrics(
-    summary: &TelemetrySummary,
-    tokens: Option<f64>,
-) -> Vec<(&'static str, f64, &'static str)> {
+/// `(metric, value, unit)` for each figure the summary has. `tokens` is what the trial made (the
+/// prompt tokens of a pp trial, the generated tokens of a tg trial or a load step): it turns the
+/// energy measured (GPU boards + CPU packages + DRAM, whichever this machine counts) into
+/// `tokens_per_j` and `j_per_token`.
+pub fn metrics(summary: &TelemetrySummary, tokens: Option<f64>) -> Vec<(&'static str, f64, Unit)> {
     let energy: Vec<f64> = [
         summary.energy_gpu_j,
         summary.energy_cpu_j,
@@ -21,22 +21,32 @@ pub fn metrics(
     .flatten()
     .collect();
     let total = (!energy.is_empty()).then(|| energy.iter().sum::<f64>());
-    let j_per_token = match (total, tokens) {
-        (Some(j), Some(n)) if n > 0.0 => Some(j / n),
-        _ => None,
+    let (j_per_token, tokens_per_j) = match (total, tokens) {
+        (Some(j), Some(n)) if n > 0.0 && j > 0.0 => (Some(j / n), Some(n / j)),
+        _ => (None, None),
     };
     [
-        ("energy_gpu_j", summary.energy_gpu_j, "J"),
-        ("energy_cpu_j", summary.energy_cpu_j, "J"),
-        ("energy_dram_j", summary.energy_dram_j, "J"),
-        ("power_w_mean", summary.power_w_mean, "W"),
-        ("power_w_peak", summary.power_w_peak, "W"),
-        ("mem_used_peak_bytes", summary.mem_used_peak_bytes, "bytes"),
-        ("j_per_token", j_per_token, "J/token"),
+        ("energy_gpu_j", summary.energy_gpu_j, Unit::Joules),
+        ("energy_cpu_j", summary.energy_cpu_j, Unit::Joules),
+        ("energy_dram_j", summary.energy_dram_j, Unit::Joules),
+        ("power_w_mean", summary.power_w_mean, Unit::Watts),
+        ("power_w_peak", summary.power_w_peak, Unit::Watts),
+        ("vram_peak_bytes", summary.mem_used_peak_bytes, Unit::Bytes),
+        ("j_per_token", j_per_token, Unit::JoulesPerToken),
+        ("tokens_per_j", tokens_per_j, Unit::TokensPerJoule),
     ]
     .into_iter()
     .filter_map(|(metric, value, unit)| Some((metric, value?, unit)))
     .collect()
+}
+
+/// The peak resident memory of a process so far (`VmHWM` of `/proc/PID/status`), in bytes: what
+/// an engine on the CPU really holds (weights it touched, KV cache, buffers).
+pub fn rss_peak_bytes(pid: i32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024.0)
 }
 
 /// The trial's flag when the hardware throttled during it.
@@ -69,11 +79,24 @@ mod tests {
                 "energy_gpu_j",
                 "energy_cpu_j",
                 "power_w_peak",
-                "j_per_token"
+                "j_per_token",
+                "tokens_per_j"
             ]
         );
         assert_eq!(m[3].1, 0.1);
+        assert_eq!(m[4].1, 10.0);
+        assert!(
+            metrics(&summary, Some(0.0)).len() == 3,
+            "no per-token figure without tokens"
+        );
         assert!(metrics(&TelemetrySummary::default(), Some(10.0)).is_empty());
+    }
+
+    #[test]
+    fn a_live_process_has_a_peak_rss() {
+        let own = rss_peak_bytes(std::process::id() as i32).unwrap();
+        assert!(own > 1024.0 * 1024.0, "{own}");
+        assert_eq!(rss_peak_bytes(i32::MAX), None);
     }
 
     #[test]

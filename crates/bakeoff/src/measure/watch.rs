@@ -1,0 +1,144 @@
+//! What every trial watches beside its own figures, one helper for bench, load and tune: how much
+//! CPU (and GPU) other processes used while it ran (noise), and what the machine did (telemetry,
+//! issue 17): energy, power, peak memory and throttling, stored as the trial's samples.
+
+use crate::domain::units::Unit;
+use crate::measure::noise::{self, CpuSnapshot};
+use crate::measure::sink::TrialSink;
+use crate::system::telemetry::{self, sampler::Handle, Sampler, TelemetrySummary};
+use crate::Result;
+
+/// What to watch: telemetry (`None`: off, `--no-telemetry`), and whether to ask `nvidia-smi`
+/// about other GPU processes and utilisation (a process start on each side of the trial).
+#[derive(Clone, Debug, Default)]
+pub struct WatchConfig {
+    pub telemetry: Option<telemetry::Config>,
+    pub gpu_processes: bool,
+}
+
+impl WatchConfig {
+    /// Telemetry on (unless `off`), other GPU processes checked.
+    pub fn new(telemetry_off: bool) -> Self {
+        WatchConfig {
+            telemetry: (!telemetry_off).then(telemetry::Config::from_env),
+            gpu_processes: true,
+        }
+    }
+}
+
+/// A trial being watched; [`Watch::finish`] ends it.
+pub struct Watch {
+    pids: Vec<i32>,
+    before: CpuSnapshot,
+    foreign_gpu: Vec<(i32, String)>,
+    gpu_before: Option<f64>,
+    gpu_processes: bool,
+    telemetry: Option<Handle>,
+}
+
+/// What a watched trial saw.
+#[derive(Debug, Default)]
+pub struct Watched {
+    /// Cores other processes used on average.
+    pub others_cores: f64,
+    /// GPU utilisation (%) before and after, when `nvidia-smi` answers.
+    pub gpu_util: [Option<f64>; 2],
+    pub telemetry: Option<TelemetrySummary>,
+    /// The engine's peak resident memory so far (`VmHWM`).
+    pub rss_peak_bytes: Option<f64>,
+    /// `noisy: …` reasons: busy neighbours, other GPU processes, throttling.
+    pub flags: Vec<String>,
+}
+
+impl Watch {
+    /// Start watching a trial of the engine processes `pids`.
+    pub fn start(pids: &[i32], config: &WatchConfig) -> Watch {
+        let (foreign_gpu, gpu_before) = match config.gpu_processes {
+            true => (noise::foreign_gpu_processes(pids), noise::gpu_utilization()),
+            false => (Vec::new(), None),
+        };
+        Watch {
+            pids: pids.to_vec(),
+            before: CpuSnapshot::take(pids),
+            foreign_gpu,
+            gpu_before,
+            gpu_processes: config.gpu_processes,
+            telemetry: config.telemetry.as_ref().map(|c| Sampler::start(c, None)),
+        }
+    }
+
+    /// Stop watching: the telemetry summary, the engine's peak memory and the noise flags.
+    pub fn finish(self) -> Watched {
+        let telemetry = self.telemetry.map(Handle::stop);
+        let others_cores = self.before.others_cores(&CpuSnapshot::take(&self.pids));
+        let gpu_after = self.gpu_processes.then(noise::gpu_utilization).flatten();
+        let mut flags = Vec::new();
+        if others_cores > noise::NOISY_CORES {
+            flags.push(format!(
+                "noisy: other processes used {others_cores:.2} cores"
+            ));
+        }
+        if !self.foreign_gpu.is_empty() {
+            let names: Vec<String> = (self.foreign_gpu.iter())
+                .map(|(pid, name)| format!("{name} (pid {pid})"))
+                .collect();
+            flags.push(format!("noisy: other GPU processes: {}", names.join(", ")));
+        }
+        flags.extend(telemetry.as_ref().and_then(telemetry::trial::noisy_flag));
+        Watched {
+            others_cores,
+            gpu_util: [self.gpu_before, gpu_after],
+            telemetry,
+            rss_peak_bytes: self
+                .pids
+                .iter()
+                .filter_map(|pid| telemetry::trial::rss_peak_bytes(*pid))
+                .reduce(|a, b| a + b),
+            flags,
+        }
+    }
+}
+
+impl Watched {
+    /// Store what was seen as the trial's samples: `system` (other processes' cores, GPU
+    /// utilisation) and `telemetry` (energy, power, peak memory; per token of `tokens`).
+    pub fn store(&self, sink: &dyn TrialSink, trial_id: i64, tokens: Option<f64>) -> Result<()> {
+        let [before, after] = self.gpu_util;
+        for (metric, value) in [
+            ("gpu_util_before_pct", before),
+            ("gpu_util_after_pct", after),
+        ] {
+            if let Some(value) = value {
+                sink.sample(trial_id, metric, value, Unit::Percent, "system", 0)?;
+            }
+        }
+        let others = self.others_cores;
+        sink.sample(
+            trial_id,
+            "others_cpu_cores",
+            others,
+            Unit::Count,
+            "system",
+            0,
+        )?;
+        let source = telemetry::trial::SOURCE;
+        if let Some(rss) = self.rss_peak_bytes {
+            sink.sample(trial_id, "rss_peak_bytes", rss, Unit::Bytes, source, 0)?;
+        }
+        if let Some(summary) = &self.telemetry {
+            for (metric, value, unit) in telemetry::trial::metrics(summary, tokens) {
+                sink.sample(trial_id, metric, value, unit, source, 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tokens per joule of `tokens`, when an energy counter measured the trial.
+    pub fn tokens_per_j(&self, tokens: f64) -> Option<f64> {
+        let summary = self.telemetry.as_ref()?;
+        telemetry::trial::metrics(summary, Some(tokens))
+            .into_iter()
+            .find(|(metric, _, _)| *metric == "tokens_per_j")
+            .map(|(_, value, _)| value)
+    }
+}
