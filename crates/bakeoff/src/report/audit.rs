@@ -3,7 +3,7 @@
 //! the GPU and CPU, the measurement lock).
 
 use super::render::{Column, Table};
-use crate::system::audit::readiness::{ModelState, Readiness};
+use crate::serve::deployment::{ModelState, Readiness};
 use crate::system::audit::Audit;
 use crate::system::lock::LockState;
 use std::fmt::Write;
@@ -42,7 +42,10 @@ pub fn audit_markdown(audit: &Audit) -> String {
         // Indented: a code block, so `|` and `*` are shown as typed.
         let _ = writeln!(out, "- {}: {}\n\n      {fix}\n", check.title, check.why);
     }
-    out.push_str("\nEvery run stores this audit; `bakeoff compare A B` names what changed.\n");
+    if !out.ends_with("\n\n") {
+        out.push('\n');
+    }
+    out.push_str("Every run stores this audit; `bakeoff compare A B` names what changed.\n");
     out
 }
 

@@ -48,9 +48,9 @@ fn distinct(files: &[PathBuf]) -> Result<Vec<String>, String> {
 fn per_cpu(root: &Path, check: Check, file: &str, good: &str, fix: &str) -> Check {
     let files = cpufreq_files(root, file);
     if files.is_empty() {
-        let dir = under(root, "/sys/devices/system/cpu/cpu0/cpufreq");
+        let dir = under(root, "/sys/devices/system/cpu");
         return check.not_applicable(format!(
-            "no cpufreq {file} ({} absent: a virtual machine, or no frequency driver)",
+            "no cpufreq/{file} under {} (a virtual machine, or no frequency driver)",
             dir.display()
         ));
     }
@@ -227,9 +227,11 @@ fn memlock(root: &Path) -> Check {
     let check = Check::new("memory.memlock", "memory", "locked-memory limit").recommend(
         "unlimited",
         "llama-server --mlock pins the weights so they are never paged out; it needs a limit at \
-         least the model's size (without --mlock the limit does not matter)",
+         least the model's size (without --mlock the limit does not matter). The command raises it \
+         for this shell and what it starts; for a service set LimitMEMLOCK=infinity, for logins \
+         `* - memlock unlimited` in /etc/security/limits.conf",
     );
-    let fix = "ulimit -l unlimited (as root; for a service: LimitMEMLOCK=infinity, for logins: `* - memlock unlimited` in /etc/security/limits.conf)";
+    let fix = "sudo prlimit --pid $$ --memlock=unlimited:unlimited";
     match memlock_limit(&under(root, "/proc/self/limits")) {
         Ok(None) => check.judged("unlimited", true, Status::Warn, fix),
         Ok(Some(bytes)) => check.judged(

@@ -6,12 +6,11 @@
 mod amd;
 mod linux;
 mod nvidia;
-pub mod readiness;
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-pub use nvidia::parse_query as parse_nvidia_query;
+pub use nvidia::{parse_query as parse_nvidia_query, LIMIT as NVIDIA_SMI_LIMIT};
 
 /// How one check came out. Only `Pass`, `Warn` and `Fail` count towards the score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,7 +166,7 @@ pub fn collect(root: &Path) -> Audit {
 /// `CPU governor: powersave → performance`. Checks present in only one audit are named too.
 pub fn differences(a: &Audit, b: &Audit) -> Vec<String> {
     let mut out = Vec::new();
-    for x in &a.checks {
+    for x in a.checks.iter().filter(|c| !volatile(c)) {
         match b.check(&x.id) {
             Some(y) if y.current != x.current => {
                 out.push(format!("{}: {} → {}", x.title, x.current, y.current));
@@ -176,10 +175,20 @@ pub fn differences(a: &Audit, b: &Audit) -> Vec<String> {
             None => out.push(format!("{}: {} → (not checked)", x.title, x.current)),
         }
     }
-    for y in b.checks.iter().filter(|y| a.check(&y.id).is_none()) {
+    for y in b
+        .checks
+        .iter()
+        .filter(|y| !volatile(y) && a.check(&y.id).is_none())
+    {
         out.push(format!("{}: (not checked) → {}", y.title, y.current));
     }
     out
+}
+
+/// A check whose value is state rather than a setting: an idle GPU lowers its PCIe link
+/// generation by itself, so two runs would differ in it for no reason worth naming.
+fn volatile(check: &Check) -> bool {
+    check.id.ends_with(".pcie_generation")
 }
 
 /// `root` joined with an absolute path.
@@ -212,7 +221,7 @@ fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
 
 /// Why a bounded command gave no output.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum RunError {
+pub enum RunError {
     /// The program is not installed (not on PATH, not in the fixture tree).
     NotFound,
     /// It failed, timed out (and was killed) or could not be started: the reason.
@@ -221,7 +230,7 @@ pub(crate) enum RunError {
 
 /// Run `program args` with at most `limit` to answer; on timeout its whole process group is
 /// killed. Stdout on success.
-pub(crate) fn run_bounded(
+pub fn run_bounded(
     program: &Path,
     args: &[&str],
     limit: std::time::Duration,
@@ -485,6 +494,19 @@ mod tests {
         fewer.checks.retain(|c| c.id != "memory.swappiness");
         let lines = differences(&fewer, &b);
         assert_eq!(lines, ["swappiness: (not checked) → 10"]);
+        let link = |generation: &str| {
+            let mut check = Check::new(
+                "nvidia.gpu0.pcie_generation",
+                "nvidia",
+                "GPU0 PCIe link generation",
+            );
+            check.current = generation.into();
+            Audit::from_checks(Path::new("/"), vec![check])
+        };
+        assert!(
+            differences(&link("gen 1"), &link("gen 5")).is_empty(),
+            "idle link state is not a setting"
+        );
     }
 
     fn script(dir: &Path, body: &str) -> PathBuf {

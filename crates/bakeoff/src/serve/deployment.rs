@@ -1,8 +1,9 @@
-//! Deployment readiness beside the audit: for each saved profile whether its model file (symlinks
+//! Deployment readiness beside the settings audit (`doctor --audit`): for each saved profile whether its model file (symlinks
 //! followed) still has the recorded sha256; whether the serving port is free or who holds it;
 //! which other processes hold GPU memory or CPU; and the measurement lock's state.
 
 use crate::store::{Profile, Store};
+use crate::system::audit;
 use crate::system::lock::{self, LockState};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -153,13 +154,13 @@ fn gpu_processes() -> (Vec<GpuProcess>, Option<String>) {
         "--format=csv,noheader,nounits",
     ];
     let program = Path::new("nvidia-smi");
-    match super::run_bounded(program, &args, super::nvidia::LIMIT) {
+    match audit::run_bounded(program, &args, audit::NVIDIA_SMI_LIMIT) {
         Ok(text) => (parse_compute_apps(&text, std::process::id() as i32), None),
-        Err(super::RunError::NotFound) => (
+        Err(audit::RunError::NotFound) => (
             Vec::new(),
             Some("no NVIDIA GPU (nvidia-smi not found)".into()),
         ),
-        Err(super::RunError::Failed(why)) => (Vec::new(), Some(format!("nvidia-smi: {why}"))),
+        Err(audit::RunError::Failed(why)) => (Vec::new(), Some(format!("nvidia-smi: {why}"))),
     }
 }
 
