@@ -71,9 +71,15 @@ fn governor(root: &Path) -> Check {
     );
     let fix = "echo performance | sudo tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor";
     let mut check = per_cpu(root, check, "scaling_governor", "performance", fix);
-    if check.status == Status::Warn && check.current.contains("powersave") {
-        // With acpi-cpufreq `powersave` pins the lowest clock; with intel_pstate/amd-pstate it is
-        // the dynamic default steered by the energy-performance preference. Either way it is slower.
+    let driver = read(&under(
+        root,
+        "/sys/devices/system/cpu/cpu0/cpufreq/scaling_driver",
+    ));
+    // With intel_pstate or amd-pstate(-epp) in active mode `powersave` is the dynamic default,
+    // steered by the energy-performance preference (checked next); with acpi-cpufreq and other
+    // passive drivers it pins the lowest clock.
+    let active_pstate = driver.is_ok_and(|d| d == "intel_pstate" || d == "amd-pstate-epp");
+    if check.status == Status::Warn && check.current.contains("powersave") && !active_pstate {
         check.status = Status::Fail;
     }
     check
@@ -114,8 +120,9 @@ fn transparent_hugepages(root: &Path) -> Check {
     )
     .recommend(
         "madvise or always",
-        "huge pages cut TLB misses when weights and the KV cache sit in anonymous memory \
-         (--no-mmap, GPU host buffers); weights mapped from the file cache are not affected",
+        "huge pages cut TLB misses on large buffers: `always` gives them to every anonymous \
+         buffer (llama.cpp's CPU compute and KV buffers, weights under --no-mmap), `madvise` only to \
+         programs that ask, `never` to none; weights mapped from the file cache use small pages either way",
     );
     let path = under(root, "/sys/kernel/mm/transparent_hugepage/enabled");
     let fix = "echo madvise | sudo tee /sys/kernel/mm/transparent_hugepage/enabled";
@@ -264,6 +271,18 @@ mod tests {
         let check = governor(root);
         assert_eq!(check.status, Status::Warn);
         assert_eq!(check.current, "schedutil (2 CPUs), performance (1 CPU)");
+    }
+
+    #[test]
+    fn powersave_fails_on_acpi_cpufreq_and_warns_under_an_active_pstate_driver() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let cpufreq = "/sys/devices/system/cpu/cpu0/cpufreq";
+        write(root, &format!("{cpufreq}/scaling_governor"), "powersave");
+        write(root, &format!("{cpufreq}/scaling_driver"), "acpi-cpufreq");
+        assert_eq!(governor(root).status, Status::Fail);
+        write(root, &format!("{cpufreq}/scaling_driver"), "intel_pstate");
+        assert_eq!(governor(root).status, Status::Warn);
     }
 
     #[test]
