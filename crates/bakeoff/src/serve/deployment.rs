@@ -259,10 +259,11 @@ mod tests {
 
     #[test]
     fn compute_apps_with_memory_and_without() {
-        let text = "4242, /usr/bin/llama-server, 5120\n977, python3, [N/A]\n12, me, 1\n";
+        // `540, python3, 1634` is the H200 machine's answer for a torch process (driver 580).
+        let text = "540, python3, 1634\n977, python3, [N/A]\n12, me, 1\n";
         let apps = parse_compute_apps(text, 12);
         assert_eq!(apps.len(), 2);
-        assert_eq!(apps[0].memory_mib, Some(5120));
+        assert_eq!((apps[0].pid, apps[0].memory_mib), (540, Some(1634)));
         assert_eq!(
             (apps[1].program.as_str(), apps[1].memory_mib),
             ("python3", None)

@@ -234,7 +234,8 @@ fn ecc(gpu: &GpuSettings) -> Check {
 mod tests {
     use super::*;
 
-    /// As nvidia-smi 580 prints it for an H200 and for a consumer card that lacks most settings.
+    /// Line 0 as nvidia-smi 580.159.04 printed it on the H200 device machine (December 2026);
+    /// line 1 made up in the same format for a consumer card that lacks most settings.
     const CAPTURED: &str = "\
 0, NVIDIA H200, Enabled, 1980, 3201, 1980, 3201, 700.00, 700.00, 5, 5, 16, 16, Enabled
 1, NVIDIA GeForce RTX 4090, Disabled, [N/A], [N/A], 3105, 10501, 450.00, 600.00, 1, 4, 8, 16, [Not Supported]
