@@ -166,7 +166,7 @@ fn positive_seconds(text: &str) -> Result<f64, String> {
 pub enum Command {
     /// Check engines, models and the machine; print the fingerprint stored with every run.
     #[command(
-        after_help = "Examples:\n  bakeoff doctor\n  bakeoff doctor --json\n  bakeoff doctor --engine-path ~/src/llama.cpp/build/bin"
+        after_help = "Examples:\n  bakeoff doctor\n  bakeoff doctor --json\n  bakeoff doctor --engine-path ~/src/llama.cpp/build/bin\n  bakeoff doctor --audit             # governor, THP, swappiness, GPU clocks/power/PCIe, ... and readiness\n  bakeoff doctor --audit --json --port 8081"
     )]
     Doctor(DoctorArgs),
     /// Start llama-server supervised (or attach to a running server) and keep it up until Ctrl-C.
@@ -297,6 +297,14 @@ pub struct DoctorArgs {
     /// Also measure memory bandwidth with an in-process copy benchmark (for the roofline).
     #[arg(long)]
     pub bandwidth: bool,
+    /// Instead: a scored checklist of the settings that change inference speed (current,
+    /// recommended, why, the command to set it; none is run), then deployment readiness (saved
+    /// profiles' model hashes, the port, other GPU/CPU users, the measurement lock). Exit 0.
+    #[arg(long, conflicts_with = "bandwidth")]
+    pub audit: bool,
+    /// With --audit: the port to check (profiles carry none; `profile export` writes 8080).
+    #[arg(long, requires = "audit", default_value_t = bakeoff::serve::deployment::DEFAULT_PORT)]
+    pub port: u16,
     #[command(flatten)]
     pub build: EngineArgs,
 }

@@ -1,10 +1,13 @@
-//! `bakeoff doctor`: engines, models and the machine fingerprint.
+//! `bakeoff doctor`: engines, models and the machine fingerprint; `--audit`: the settings
+//! checklist and deployment readiness.
 
 use crate::cli::{DoctorArgs, Global};
 use crate::printer::Printer;
 use bakeoff::domain::units::human_bytes;
 use bakeoff::engines::{build, discovery};
+use bakeoff::report::audit as report;
 use bakeoff::store::{ModelRow, Store};
+use bakeoff::system::audit;
 use bakeoff::system::bandwidth::Bandwidth;
 use bakeoff::system::Fingerprint;
 use serde_json::json;
@@ -12,6 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub fn run(global: &Global, args: &DoctorArgs, printer: Printer) -> anyhow::Result<ExitCode> {
+    if args.audit {
+        return audit(global, args, printer);
+    }
     let engines = discovery::discover(global.engine_path.as_deref());
     let identities: Vec<_> = engines.iter().map(build::identify_install).collect();
     let store = super::open_store(global)?;
@@ -52,6 +58,26 @@ pub fn run(global: &Global, args: &DoctorArgs, printer: Printer) -> anyhow::Resu
         println!("\nDatabase: {}", store.path().display());
     }
     Ok(verdict(&found, &models_dir))
+}
+
+/// `doctor --audit`: the settings checklist and deployment readiness. Information, so exit 0.
+fn audit(global: &Global, args: &DoctorArgs, printer: Printer) -> anyhow::Result<ExitCode> {
+    let store = super::open_store(global)?;
+    let checklist = audit::collect_system();
+    printer.status("checking saved profiles' model files, the port and other processes…");
+    let readiness = bakeoff::serve::deployment::collect(&store, args.port)?;
+    match args.json {
+        true => {
+            let doc = json!({ "audit": checklist, "readiness": readiness });
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        false => print!(
+            "{}{}",
+            report::audit_markdown(&checklist),
+            report::readiness_markdown(&readiness)
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Whether the two things every measurement needs are present.

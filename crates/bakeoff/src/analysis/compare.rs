@@ -332,6 +332,10 @@ pub struct Comparison {
     /// Cells present in only one run.
     pub unmatched: Vec<String>,
     pub differences: Vec<Difference>,
+    /// The machine settings whose audited value changed between the runs' starts
+    /// (`CPU governor: powersave → performance`); empty when they match or one has no audit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audit_differences: Vec<String>,
     /// Model or build sets that differ between the runs: left out of the matching key.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub differs_in: Vec<Difference>,
@@ -450,7 +454,18 @@ pub fn compare_cells(x: &Cell, y: &Cell) -> CompareRow {
 
 pub fn compare(store: &Store, a: i64, b: i64) -> Result<Comparison> {
     let (da, db) = (store.run_detail(a)?, store.run_detail(b)?);
-    Ok(compare_details(&da, &db))
+    let mut comparison = compare_details(&da, &db);
+    comparison.audit_differences = audit_differences(store, a, b)?;
+    Ok(comparison)
+}
+
+/// What the settings audits stored at the two runs' starts disagree on (nothing when either run
+/// predates audits).
+fn audit_differences(store: &Store, a: i64, b: i64) -> Result<Vec<String>> {
+    Ok(match (store.audit(a)?, store.audit(b)?) {
+        (Some(x), Some(y)) => crate::system::audit::differences(&x, &y),
+        _ => Vec::new(),
+    })
 }
 
 /// As [`compare`], for `bakeoff compare`: runs of different kinds, or runs that share no cell, are
@@ -465,7 +480,8 @@ pub fn compare_strict(store: &Store, a: i64, b: i64) -> Result<Comparison> {
             "compare two bench runs or two load runs (`bakeoff runs list` shows each run's kind)";
         return Err(Error::input(message).with_hint(hint));
     }
-    let comparison = compare_details(&da, &db);
+    let mut comparison = compare_details(&da, &db);
+    comparison.audit_differences = audit_differences(store, a, b)?;
     if comparison.rows.is_empty() {
         let hint = "measure both with the same swept flags and tests (e.g. --engine llama-bench and llama-server with the same -fa/-ctk/-p/-n/-d); `bakeoff runs show RUN` lists a run's cells";
         let message = format!(
@@ -583,6 +599,7 @@ fn pair_cells(
         b_cells: cb.len(),
         unmatched,
         differences: Vec::new(),
+        audit_differences: Vec::new(),
         differs_in: Vec::new(),
         matched_on: dimensions.to_vec(),
         across: None,
@@ -874,6 +891,65 @@ mod tests {
     }
 
     #[test]
+    fn audit_differences_are_named_in_json_and_markdown() {
+        use crate::system::audit::{self, fixture};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).unwrap();
+        let (slow, fast) = (
+            run_of(&store, "bench", "512", 100.0),
+            run_of(&store, "bench", "512", 120.0),
+        );
+        let unaudited = compare(&store, slow, fast).unwrap();
+        assert!(
+            unaudited.audit_differences.is_empty(),
+            "runs without audits"
+        );
+        let (bad, good) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fixture::untuned(bad.path());
+        fixture::tuned(good.path());
+        store
+            .record_audit(slow, &audit::collect(bad.path()))
+            .unwrap();
+        store
+            .record_audit(fast, &audit::collect(good.path()))
+            .unwrap();
+        let comparison = compare(&store, slow, fast).unwrap();
+        let expected = "CPU governor: powersave → performance".to_string();
+        assert!(
+            comparison.audit_differences.contains(&expected),
+            "{comparison:#?}"
+        );
+        let json = serde_json::to_value(&comparison).unwrap();
+        assert!(json["audit_differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| *l == expected.as_str()));
+        let markdown = crate::report::table::comparison_markdown(&comparison);
+        assert!(
+            markdown.contains("- audit: CPU governor: powersave → performance"),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains("- audit: swappiness: 60 → 10"),
+            "{markdown}"
+        );
+        store
+            .record_audit(fast, &audit::collect(bad.path()))
+            .unwrap();
+        let same = compare(&store, slow, fast).unwrap();
+        assert!(
+            same.audit_differences.is_empty(),
+            "{:?}",
+            same.audit_differences
+        );
+        assert!(serde_json::to_value(&same)
+            .unwrap()
+            .get("audit_differences")
+            .is_none());
+    }
+
+    #[test]
     fn cells_are_per_model_and_build() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("c.db")).unwrap();
@@ -1077,6 +1153,7 @@ mod tests {
             b_cells: 8,
             unmatched: Vec::new(),
             differences: Vec::new(),
+            audit_differences: Vec::new(),
             differs_in: Vec::new(),
             matched_on: Vec::new(),
             across: None,

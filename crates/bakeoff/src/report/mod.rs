@@ -2,6 +2,7 @@
 //! (`table`), and whole-run reports (`bakeoff report`): data gathered from the store once
 //! (`data`), laid out as a format-free document (`document`), written by one exporter per format.
 
+pub mod audit;
 pub mod bench_cells;
 pub mod data;
 pub mod document;

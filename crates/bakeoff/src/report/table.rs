@@ -397,7 +397,7 @@ pub fn comparison_markdown(cmp: &Comparison) -> String {
     if cmp.across.is_some() {
         return out;
     }
-    if cmp.differences.is_empty() {
+    if cmp.differences.is_empty() && cmp.audit_differences.is_empty() {
         out.push_str("\nNothing recorded differs between the runs except the measurements.\n");
         return out;
     }
@@ -410,6 +410,9 @@ pub fn comparison_markdown(cmp: &Comparison) -> String {
         let (what, a, b) = (&d.what, &d.a, &d.b);
         let line = format!("{what}: {a} → {b}");
         let _ = writeln!(out, "- {}", markdown_cell(&line));
+    }
+    for line in &cmp.audit_differences {
+        let _ = writeln!(out, "- {}", markdown_cell(&format!("audit: {line}")));
     }
     out
 }

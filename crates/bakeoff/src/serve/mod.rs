@@ -2,6 +2,7 @@
 //! a readiness gate (model identity, start-up, health, a completion, canaries), with a fallback
 //! profile for when the candidate fails, and exported as a command line or a systemd unit.
 
+pub mod deployment;
 pub mod profile;
 pub mod readiness;
 pub mod tuned;

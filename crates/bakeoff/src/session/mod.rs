@@ -102,8 +102,13 @@ impl Session {
 
     fn begin_with(store: Store, run: RunSpec, lock: Option<MeasureLock>) -> Result<Session> {
         let system_id = this_system(&store)?;
+        // Collecting never fails (what cannot be read says so); storing it may, like any row.
+        let audit = crate::system::audit::collect_system();
         let run_id = store.begin_run(run.kind, run.command, system_id, run.tag, &run.params)?;
-        Ok(Self::opened(store, run_id, system_id, lock))
+        // Opened first, so a failure to store the audit ends the run as failed (see Drop).
+        let session = Self::opened(store, run_id, system_id, lock);
+        session.store.record_audit(run_id, &audit)?;
+        Ok(session)
     }
 
     fn opened(store: Store, run_id: i64, system_id: i64, lock: Option<MeasureLock>) -> Session {
@@ -347,6 +352,20 @@ mod tests {
         let (status, error) = status(&dir, run_id);
         assert_eq!(status, "failed");
         assert!(error.unwrap().contains("stopped before"));
+    }
+
+    #[test]
+    fn a_run_begins_with_this_machines_audit_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let session = Session::begin_unlocked(store(&dir), spec()).unwrap();
+        let audit = session.store().audit(session.run_id()).unwrap();
+        let audit = audit.expect("the audit is stored with the run");
+        let ids = |a: &crate::system::audit::Audit| {
+            a.checks.iter().map(|c| c.id.clone()).collect::<Vec<_>>()
+        };
+        let now = crate::system::audit::collect_system();
+        assert_eq!(ids(&audit), ids(&now));
+        assert!(!audit.checks.is_empty());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! hash, config flags, system fingerprint, bakeoff version), and every sample is committed the
 //! moment it is measured, so a crash or kill keeps everything measured before it.
 
+mod audits;
 mod fidelity;
 mod journal;
 mod profiles;

@@ -239,4 +239,13 @@ pub const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
     );
     "#,
+    // 10: the settings audit of the machine at the start of every run (issue 17: governor, THP,
+    // swappiness, GPU clocks and power, ...), as `system::audit::Audit` JSON; `compare` names what
+    // changed between two runs.
+    r#"
+    CREATE TABLE run_audits (
+        run_id INTEGER PRIMARY KEY REFERENCES runs(id),
+        audit TEXT NOT NULL
+    );
+    "#,
 ];

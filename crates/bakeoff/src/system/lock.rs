@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Holder {
     pub pid: i32,
     pub command: String,
@@ -150,6 +150,52 @@ fn try_flock(file: &File) -> std::io::Result<bool> {
     }
 }
 
+/// The lock's state as seen from outside, without taking it for longer than a probe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum LockState {
+    /// Nobody holds it (no file, or a file emptied by a clean release).
+    Free,
+    /// A live process holds the flock; its record, when it wrote one, and its program name.
+    Held {
+        holder: Option<Holder>,
+        program: Option<String>,
+    },
+    /// Nobody holds the flock but a holder's record is still there: it died holding the lock
+    /// (the next measuring command takes it over).
+    Stale { holder: Holder },
+    /// The lock file could not be opened or probed.
+    Unknown { reason: String },
+}
+
+/// The state of the lock at `path`. The probe is a shared, non-blocking flock dropped at once,
+/// so a command taking the lock at that moment retries (see [`MeasureLock::acquire`]).
+pub fn state(path: &Path) -> LockState {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return LockState::Free,
+        Err(e) => {
+            return LockState::Unknown {
+                reason: format!("{}: {e}", path.display()),
+            }
+        }
+    };
+    // SAFETY: flock on a file descriptor we own; it does not touch memory.
+    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
+    let holder = read_holder(&mut file);
+    match (taken, holder) {
+        (true, None) => LockState::Free,
+        (true, Some(holder)) => LockState::Stale { holder },
+        (false, holder) => {
+            let program = holder.as_ref().and_then(|h| {
+                let comm = std::fs::read_to_string(format!("/proc/{}/comm", h.pid)).ok()?;
+                Some(comm.trim().to_string())
+            });
+            LockState::Held { holder, program }
+        }
+    }
+}
+
 /// The refusal, naming the holder when its record could be read.
 fn locked_error(path: &Path, holder: Option<Holder>) -> Error {
     let who = holder.map_or_else(
@@ -222,6 +268,31 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
         let again = MeasureLock::acquire(&path, "bakeoff bench").unwrap();
         assert!(again.took_over.is_none(), "a clean release is not stale");
+    }
+
+    #[test]
+    fn state_reads_free_held_and_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        assert_eq!(state(&path), LockState::Free, "no file yet");
+        let lock = MeasureLock::acquire(&path, "bakeoff bench").unwrap();
+        match state(&path) {
+            LockState::Held { holder, program } => {
+                assert_eq!(holder.map(|h| h.pid), Some(own_pid()));
+                assert!(program.is_some_and(|p| !p.is_empty()));
+            }
+            other => panic!("not held: {other:?}"),
+        }
+        drop(lock);
+        assert_eq!(state(&path), LockState::Free, "released cleanly");
+        let dead = Holder {
+            pid: i32::MAX - 7,
+            command: "bakeoff bench (crashed)".into(),
+            started_unix: 0,
+        };
+        std::fs::write(&path, serde_json::to_string(&dead).unwrap()).unwrap();
+        assert_eq!(state(&path), LockState::Stale { holder: dead });
+        MeasureLock::acquire(&path, "bakeoff bench").expect("a probe leaves the lock free");
     }
 
     /// Regression: create-then-write let two starters both take the lock (the second read an

@@ -1,6 +1,8 @@
 //! Facts about this machine and the places bakeoff keeps things: cache and data paths, the
-//! hardware/OS fingerprint stored with every run, and the machine-wide measurement lock.
+//! hardware/OS fingerprint and settings audit stored with every run, and the machine-wide
+//! measurement lock.
 
+pub mod audit;
 pub mod bandwidth;
 pub mod fingerprint;
 pub mod lock;
