@@ -207,7 +207,10 @@ fn runs_show() {
     let mut filters = measured_filters(&s.sandbox);
     // Sample lines are figures padded to their width; the run, its trials and logs are the shape.
     for (pattern, replacement) in [
-        (r"(?m)^    \S+ +\S.*\((client|server|system)\)\n", ""),
+        (
+            r"(?m)^    \S+ +\S.*\((client|server|system|telemetry)\)\n",
+            "",
+        ),
         (r"(?m)^    … \d+ more samples.*\n", ""),
         // A trial's client/server disagreement note comes and goes with the machine's load.
         (r"(?m)^    note: client .*\n", ""),

@@ -73,7 +73,8 @@ fn bench(sandbox: &Sandbox, root: &Path, extra: &[&str]) -> (i32, String, String
     cmd.env("BAKEOFF_TELEMETRY_ROOT", root)
         .args(["bench", "-m"])
         .arg(smollm())
-        .args(["-p", "32", "-n", "16", "-r", "2", "--warmup", "0"])
+        // Long enough that each cell's trials add up to the 0.5 s an energy figure needs.
+        .args(["-p", "256", "-n", "64", "-r", "3", "--warmup", "0"])
         .args(extra);
     let (status, stdout, stderr) = run(cmd, LIMIT);
     (status.code().unwrap_or(-1), stdout, stderr)
@@ -136,8 +137,8 @@ fn bench_stores_energy_per_token_and_peak_memory_beside_the_plan() {
     ] {
         let n = samples.iter().filter(|(m, _)| m == metric).count();
         assert_eq!(
-            n, 4,
-            "{metric} once per trial (2 tests x 2 reps): {samples:?}"
+            n, 6,
+            "{metric} once per trial (2 tests x 3 reps): {samples:?}"
         );
     }
     // The table a person reads shows the same figures, with the plan beside the peak.
@@ -185,7 +186,7 @@ fn tune(sandbox: &Sandbox, root: &Path, extra: &[&str]) -> (i32, String, String)
             "--goal",
             "tokens-per-joule",
             "-n",
-            "16",
+            "96",
             "--depth",
             "0",
         ])

@@ -59,6 +59,8 @@ pub fn measured_filters(sandbox: &Sandbox) -> Vec<(String, String)> {
         (r"\| \d+ / ", "| [N] / "),
         (r" / \d+( /| \|)", " / [N]${1}"),
         (r" / \d+( /| \|)", " / [N]${1}"),
+        // Measured peak memory and its distance from the plan (`412 MiB (+3 MiB, [N] %)`).
+        (r"[+-]?\b\d+ MiB", "[MEM]"),
     ];
     filters.extend(figures.iter().map(|(a, b)| (a.to_string(), b.to_string())));
     filters

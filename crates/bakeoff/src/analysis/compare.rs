@@ -4,6 +4,7 @@
 
 use crate::measure::stats::{self, Summary};
 use crate::store::{RunDetail, Store, TrialRow};
+use crate::system::telemetry::trial::MIN_ENERGY_SPAN_S;
 use crate::{Error, Result};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -43,12 +44,14 @@ pub struct Cell {
     pub energy: Energy,
 }
 
-/// A cell's telemetry: per trial, tokens per joule (of the tokens the trial made: prompt tokens
-/// for pp, generated for tg) and mean watts; the peak memory over all of them.
+/// A cell's telemetry: the joules, tokens and seconds of its trials added up (a short trial's
+/// energy is too coarse alone: see [`MIN_ENERGY_SPAN_S`]), and the peak memory over them.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Energy {
-    pub tokens_per_j: Vec<f64>,
-    pub watts: Vec<f64>,
+    pub joules: f64,
+    /// Tokens the measured trials made (prompt tokens for pp, generated for tg and load).
+    pub tokens: f64,
+    pub seconds: f64,
     /// The engine process's peak resident memory (`VmHWM`).
     pub rss_peak_bytes: Option<f64>,
     /// The GPU memory in use at its peak (the whole device's, as NVML or amdgpu report it).
@@ -63,8 +66,15 @@ impl Energy {
     pub fn add(&mut self, trial: &TrialRow) {
         let source = crate::system::telemetry::trial::SOURCE;
         let value = |metric: &str| sample(trial, metric, &[source]).map(|(v, _)| v);
-        self.tokens_per_j.extend(value("tokens_per_j"));
-        self.watts.extend(value("power_w_mean"));
+        let joules: f64 = ["energy_gpu_j", "energy_cpu_j", "energy_dram_j"]
+            .iter()
+            .filter_map(|m| value(m))
+            .sum();
+        if let (Some(seconds), Some(tokens)) = (value("energy_span_s"), value("energy_tokens")) {
+            self.joules += joules;
+            self.tokens += tokens;
+            self.seconds += seconds;
+        }
         let max = |old: Option<f64>, new: Option<f64>| match (old, new) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -73,9 +83,14 @@ impl Energy {
         self.vram_peak_bytes = max(self.vram_peak_bytes, value("vram_peak_bytes"));
     }
 
+    /// Whether the trials' energy spans add up to a figure worth giving.
+    fn long_enough(&self) -> bool {
+        self.seconds >= MIN_ENERGY_SPAN_S && self.joules > 0.0
+    }
+
     /// Whether any trial of the cell had telemetry.
     pub fn measured(&self) -> bool {
-        !self.tokens_per_j.is_empty() || !self.watts.is_empty() || self.peak_bytes().is_some()
+        self.seconds > 0.0 || self.peak_bytes().is_some()
     }
 
     /// The peak memory to hold against the plan: the GPU's when one was measured (the weights
@@ -101,14 +116,14 @@ impl Energy {
         }
     }
 
-    /// The median tokens per joule, when any trial measured energy.
+    /// All the tokens over all the joules, when the trials measured long enough.
     pub fn tokens_per_j(&self) -> Option<f64> {
-        (!self.tokens_per_j.is_empty()).then(|| Summary::of(&self.tokens_per_j).median)
+        self.long_enough().then(|| self.tokens / self.joules)
     }
 
-    /// The median of the trials' mean watts.
+    /// All the joules over all the seconds the counters ran.
     pub fn watts(&self) -> Option<f64> {
-        (!self.watts.is_empty()).then(|| Summary::of(&self.watts).median)
+        self.long_enough().then(|| self.joules / self.seconds)
     }
 }
 

@@ -49,8 +49,34 @@ pub fn step_table(steps: &[StepTable]) -> Table {
         Column::right("client_cpu_cores", "client CPU"),
         Column::left("note", "note"),
     ]);
+    let energy = steps
+        .iter()
+        .any(|t| t.tokens_per_j.is_some() || t.power_w.is_some());
+    if energy {
+        let at = table.columns.len() - 1;
+        let columns = [
+            Column::right("tokens_per_j", "tok/J"),
+            Column::right("power_w", "W"),
+            Column::right("mem_peak", "peak mem"),
+        ];
+        table.columns.splice(at..at, columns);
+    }
     for t in steps {
-        table.push(step_row(t));
+        let mut row = step_row(t);
+        if energy {
+            let figure = |v: Option<f64>, digits: usize| {
+                v.map_or("-".to_string(), |v| format!("{v:.digits$}"))
+            };
+            let mib = t.mem_peak_bytes.map(|b| b / (1024.0 * 1024.0));
+            let figures = [
+                figure(t.tokens_per_j, 2),
+                figure(t.power_w, 0),
+                mib.map_or("-".into(), |m| format!("{m:.0} MiB")),
+            ];
+            let at = row.len() - 1;
+            row.splice(at..at, figures);
+        }
+        table.push(row);
     }
     table
 }
@@ -186,7 +212,30 @@ mod tests {
             e2e_ms: dist,
             client_cpu_cores: 0.125,
             note: Some("<b>near the ceiling</b>".into()),
+            tokens_per_j: None,
+            power_w: None,
+            mem_peak_bytes: None,
         }
+    }
+
+    #[test]
+    fn energy_columns_come_with_a_step_that_measured_it() {
+        let mut measured = step("c8");
+        measured.tokens_per_j = Some(3.25);
+        measured.power_w = Some(412.0);
+        measured.mem_peak_bytes = Some(2048.0 * 1024.0 * 1024.0);
+        let md = render(Format::Markdown, &[step("c1"), measured]);
+        let lines: Vec<&str> = md.lines().collect();
+        assert!(
+            lines[0].ends_with("| client CPU | tok/J | W | peak mem | note |"),
+            "{md}"
+        );
+        assert!(lines[2].contains("| 0.12 | - | - | - |"), "{md}");
+        assert!(
+            lines[3].contains("| 0.12 | 3.25 | 412 | 2048 MiB |"),
+            "{md}"
+        );
+        assert!(!render(Format::Markdown, &[step("c1")]).contains("tok/J"));
     }
 
     #[test]

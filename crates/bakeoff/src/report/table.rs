@@ -46,8 +46,9 @@ pub struct ModelInfo {
 struct Varies {
     models: bool,
     builds: bool,
-    /// Some cell has telemetry (energy, power or peak memory): the table shows it.
-    telemetry: bool,
+    /// Some cell measured energy (tok/J, W) or peak memory: the table shows each.
+    energy: bool,
+    memory: bool,
 }
 
 impl Varies {
@@ -59,7 +60,9 @@ impl Varies {
         Varies {
             models: distinct(&|c| c.model_sha256.clone().unwrap_or_default()),
             builds: distinct(&|c| c.build.clone()),
-            telemetry: cells.iter().any(|c| c.energy.measured()),
+            energy: (cells.iter())
+                .any(|c| c.energy.tokens_per_j().is_some() || c.energy.watts().is_some()),
+            memory: cells.iter().any(|c| c.energy.peak_bytes().is_some()),
         }
     }
 }
@@ -233,30 +236,31 @@ pub fn bench_table_of(models: &[ModelInfo], cells: &[Cell]) -> Table {
     if varies.builds {
         table.columns.insert(3, Column::left("build", "build"));
     }
-    if varies.telemetry {
-        let at = table.columns.len() - 1;
-        let telemetry = [
-            Column::right("tokens_per_j", "tok/J"),
-            Column::right("power_w", "W"),
-            Column::right("mem_peak", "peak mem (vs plan)"),
-        ];
-        table.columns.splice(at..at, telemetry);
+    let mut telemetry = Vec::new();
+    if varies.energy {
+        telemetry.push(Column::right("tokens_per_j", "tok/J"));
+        telemetry.push(Column::right("power_w", "W"));
     }
+    if varies.memory {
+        telemetry.push(Column::right("mem_peak", "peak mem (vs plan)"));
+    }
+    let at = table.columns.len() - 1;
+    table.columns.splice(at..at, telemetry);
     for cell in cells {
         let mut row = bench_row(&model_of(models, cell, varies), cell);
         if varies.builds {
             row.insert(3, cell.build.clone());
         }
-        if varies.telemetry {
-            let e = &cell.energy;
-            let at = row.len() - 1;
-            let telemetry = [
-                fmt_opt(e.tokens_per_j(), 2),
-                fmt_opt(e.watts(), 1),
-                e.peak_vs_plan(),
-            ];
-            row.splice(at..at, telemetry);
+        let e = &cell.energy;
+        let mut telemetry = Vec::new();
+        if varies.energy {
+            telemetry.extend([fmt_opt(e.tokens_per_j(), 2), fmt_opt(e.watts(), 1)]);
         }
+        if varies.memory {
+            telemetry.push(e.peak_vs_plan());
+        }
+        let at = row.len() - 1;
+        row.splice(at..at, telemetry);
         table.push(row);
     }
     table
@@ -540,8 +544,9 @@ mod tests {
         let plain = cell("-b 256", "none", &[10.0, 12.0]);
         let mut measured = cell("-b 512", "none", &[10.0, 12.0]);
         measured.energy = crate::analysis::compare::Energy {
-            tokens_per_j: vec![2.0, 3.0, 4.0],
-            watts: vec![30.0],
+            joules: 90.0,
+            tokens: 270.0,
+            seconds: 3.0,
             rss_peak_bytes: Some(410.0 * 1024.0 * 1024.0),
             vram_peak_bytes: None,
             plan_bytes: Some(400.0 * 1024.0 * 1024.0),
@@ -554,7 +559,7 @@ mod tests {
             lines[0].ends_with("| % roofline | tok/J | W | peak mem (vs plan) | notes |"),
             "{md}"
         );
-        assert!(lines[2].contains("| - | - | - |"), "{md}");
+        assert!(lines[2].contains("| - | - | - | 1 noisy"), "{md}");
         assert!(
             lines[3].contains("| 3.00 | 30.0 | 410 MiB (+10 MiB, +2.5 %) |"),
             "{md}"

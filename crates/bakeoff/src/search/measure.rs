@@ -332,7 +332,7 @@ impl<'a> Engines<'a> {
             true => {
                 let efficiency = tokens.and_then(|n| watched.tokens_per_j(n));
                 let Some(efficiency) = efficiency else {
-                    let why = "no energy counter measured the trial (goal tokens-per-joule)";
+                    let why = "no energy figure for the trial (goal tokens-per-joule): no counter moved, or it ran under the 0.5 s one needs (raise --gen)";
                     sink.end_trial(trial_id, "failed", Some(why))
                         .map_err(Stop::Sink)?;
                     return Err(Stop::Failed(why.into()));

@@ -357,6 +357,9 @@ mod tests {
             e2e_ms: none,
             client_cpu_cores: 0.0,
             note: None,
+            tokens_per_j: None,
+            power_w: None,
+            mem_peak_bytes: None,
         }
     }
 

@@ -64,6 +64,14 @@ pub struct StepTable {
     pub e2e_ms: Distribution,
     pub client_cpu_cores: f64,
     pub note: Option<String>,
+    /// Output tokens per joule over the whole step and its mean watts, where telemetry
+    /// measured energy; the peak memory (GPU's, else the engine's resident peak).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_j: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_w: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_peak_bytes: Option<f64>,
 }
 
 impl StepTable {
@@ -83,6 +91,11 @@ impl StepTable {
                 .samples
                 .iter()
                 .find(|s| s.metric == metric)
+                .map(|s| s.value)
+        };
+        let telemetry = |metric: &str| {
+            (trial.samples.iter())
+                .find(|s| s.metric == metric && s.source == crate::system::telemetry::trial::SOURCE)
                 .map(|s| s.value)
         };
         let errors = trial
@@ -107,6 +120,9 @@ impl StepTable {
             e2e_ms: Distribution::of(&values("e2e_ms")),
             client_cpu_cores: scalar("client_cpu_cores").unwrap_or(0.0),
             note: trial.note.clone(),
+            tokens_per_j: telemetry("tokens_per_j"),
+            power_w: telemetry("power_w_mean"),
+            mem_peak_bytes: telemetry("vram_peak_bytes").or_else(|| telemetry("rss_peak_bytes")),
         }
     }
 }

@@ -7,6 +7,12 @@ use crate::domain::units::Unit;
 /// The stored source of every metric below.
 pub const SOURCE: &str = "telemetry";
 
+/// The shortest span an energy figure is given for. Energy counters tick coarsely (NVML's
+/// total-energy counter on an H200 moved in steps: 25 ms pp512 trials read 0 J or a whole
+/// step), so a trial shorter than this stores its joules and span but no per-token figure;
+/// a cell adds its trials' joules, tokens and seconds up and divides once the sum is long enough.
+pub const MIN_ENERGY_SPAN_S: f64 = 0.5;
+
 /// `(metric, value, unit)` for each figure the summary has. `tokens` is what the trial made (the
 /// prompt tokens of a pp trial, the generated tokens of a tg trial or a load step): it turns the
 /// energy measured (GPU boards + CPU packages + DRAM, whichever this machine counts) into
@@ -21,15 +27,22 @@ pub fn metrics(summary: &TelemetrySummary, tokens: Option<f64>) -> Vec<(&'static
     .flatten()
     .collect();
     let total = (!energy.is_empty()).then(|| energy.iter().sum::<f64>());
+    let long_enough = summary.seconds >= MIN_ENERGY_SPAN_S;
     let (j_per_token, tokens_per_j) = match (total, tokens) {
-        (Some(j), Some(n)) if n > 0.0 && j > 0.0 => (Some(j / n), Some(n / j)),
+        (Some(j), Some(n)) if n > 0.0 && j > 0.0 && long_enough => (Some(j / n), Some(n / j)),
         _ => (None, None),
     };
+    let span = total.map(|_| summary.seconds);
+    let power_mean = summary
+        .power_w_mean
+        .filter(|_| long_enough || total.is_none());
     [
         ("energy_gpu_j", summary.energy_gpu_j, Unit::Joules),
         ("energy_cpu_j", summary.energy_cpu_j, Unit::Joules),
         ("energy_dram_j", summary.energy_dram_j, Unit::Joules),
-        ("power_w_mean", summary.power_w_mean, Unit::Watts),
+        ("energy_span_s", span, Unit::Seconds),
+        ("energy_tokens", total.and(tokens), Unit::Tokens),
+        ("power_w_mean", power_mean, Unit::Watts),
         ("power_w_peak", summary.power_w_peak, Unit::Watts),
         ("vram_peak_bytes", summary.mem_used_peak_bytes, Unit::Bytes),
         ("j_per_token", j_per_token, Unit::JoulesPerToken),
@@ -66,6 +79,7 @@ mod tests {
     #[test]
     fn metrics_only_for_figures_present() {
         let summary = TelemetrySummary {
+            seconds: 1.0,
             energy_gpu_j: Some(30.0),
             energy_cpu_j: Some(10.0),
             power_w_peak: Some(300.0),
@@ -78,16 +92,29 @@ mod tests {
             [
                 "energy_gpu_j",
                 "energy_cpu_j",
+                "energy_span_s",
+                "energy_tokens",
                 "power_w_peak",
                 "j_per_token",
                 "tokens_per_j"
             ]
         );
-        assert_eq!(m[3].1, 0.1);
-        assert_eq!(m[4].1, 10.0);
+        assert_eq!(m[5].1, 0.1);
+        assert_eq!(m[6].1, 10.0);
+        let names =
+            |m: &[(&str, f64, Unit)]| m.iter().map(|(n, ..)| n.to_string()).collect::<Vec<_>>();
+        assert!(!names(&metrics(&summary, Some(0.0))).contains(&"tokens_per_j".into()));
+        // Shorter than the counter can be trusted over: the joules and span, no per-token figure.
+        let short = TelemetrySummary {
+            seconds: 0.02,
+            power_w_mean: Some(600.0),
+            ..summary.clone()
+        };
+        let m = names(&metrics(&short, Some(400.0)));
+        assert!(m.contains(&"energy_gpu_j".into()) && m.contains(&"energy_span_s".into()));
         assert!(
-            metrics(&summary, Some(0.0)).len() == 3,
-            "no per-token figure without tokens"
+            !m.contains(&"tokens_per_j".into()) && !m.contains(&"power_w_mean".into()),
+            "{m:?}"
         );
         assert!(metrics(&TelemetrySummary::default(), Some(10.0)).is_empty());
     }
