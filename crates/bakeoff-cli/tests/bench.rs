@@ -514,7 +514,7 @@ fn speculation_is_measured_with_and_without_on_the_same_prompts() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("| accept | % roofline | notes |\n"),
+        stdout.contains("| accept | % roofline | peak mem (vs plan) | notes |\n"),
         "{stdout}"
     );
     let detail = show(&sandbox, "last");
