@@ -31,10 +31,6 @@ pub struct Global {
     /// Print only results and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// Do not sample power, energy, clocks and temperatures during trials (on by default where
-    /// the machine has the counters: NVML, RAPL, amdgpu hwmon).
-    #[arg(long, global = true)]
-    pub no_telemetry: bool,
     /// `--engine-path` before the subcommand, as older scripts spell it (hidden: only commands
     /// that start engines offer it). `commands::run` puts the command's own value here, which wins.
     #[arg(long, hide = true, value_name = "PATH")]
@@ -56,6 +52,15 @@ impl TextOrJson {
     pub fn wants_json(&self) -> bool {
         self.json || self.format == Some(TextFormat::Json)
     }
+}
+
+/// `--no-telemetry`, for the commands that measure trials.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TelemetryArgs {
+    /// Do not sample power, energy, clocks and temperatures during trials (on by default where
+    /// the machine has the counters: NVML, RAPL, amdgpu hwmon).
+    #[arg(long)]
+    pub no_telemetry: bool,
 }
 
 /// Where the llama.cpp tools are, for the commands that start one.
@@ -509,6 +514,8 @@ pub struct BenchArgs {
     /// Flags passed to every engine start as they are (after `--`).
     #[arg(last = true, value_name = "ENGINE FLAGS")]
     pub engine_args: Vec<String>,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }
 
 const REPORT_EXAMPLES: &str = "Examples:
@@ -660,6 +667,8 @@ pub struct GateArgs {
     pub timeouts: TimeoutArgs,
     #[command(flatten)]
     pub build: EngineArgs,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }
 
 /// llama-bench spells some flags with one dash and several letters (`-ctk`); clap wants `--ctk`.
@@ -934,6 +943,8 @@ pub struct LoadArgs {
     /// Flags passed to llama-server as they are (after `--`).
     #[arg(last = true, value_name = "ENGINE FLAGS")]
     pub engine_args: Vec<String>,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }
 
 const JOURNAL_EXAMPLES: &str = "Examples:
@@ -1203,6 +1214,8 @@ pub struct TuneArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t, value_name = "FORMAT")]
     pub format: TableFormat,
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }
 
 fn tune_goal(text: &str) -> Result<bakeoff::search::space::Goal, String> {

@@ -136,6 +136,7 @@ fn readiness(model: &Path, overall: Status, kld: f64) -> Readiness {
         tg_tps: None,
         tg_samples: vec![],
         draft_acceptance: None,
+        tg_telemetry: None,
         kv_bytes: None,
         outcomes: vec![],
         overall: Some(overall),

@@ -260,3 +260,33 @@ fn goal_tokens_per_joule_without_a_counter_is_one_line_and_exit_2() {
         "{stderr}"
     );
 }
+
+/// Gate's decode-speed step samples too: its trial stores the energy of the speed repetitions.
+#[test]
+fn gate_stores_the_energy_of_its_speed_step() {
+    let counter = Counter::start();
+    let sandbox = Sandbox::new();
+    let file = sandbox.dir.path().join("gate.toml");
+    let body = format!(
+        "model = \"{}\"\nctx = 512\n[baseline]\nname = \"f16\"\nflags = \"-t 1\"\n[[candidate]]\nname = \"b256\"\nflags = \"-t 1 -b 256\"\n[checks]\nkld = \"off\"\ncanaries = false\nagreement_prompts = 1\nagreement_tokens = 8\ntg_reps = 2\ntg_tokens = 48\n",
+        smollm().display()
+    );
+    std::fs::write(&file, body).unwrap();
+    let mut cmd = sandbox.cmd();
+    cmd.env("BAKEOFF_TELEMETRY_ROOT", counter.root())
+        .arg("gate")
+        .arg(&file);
+    let (status, _, stderr) = run(cmd, LIMIT);
+    assert!(status.success(), "{stderr}");
+    let samples = telemetry_samples(&sandbox);
+    let tokens = samples.iter().find(|(m, _)| m == "energy_tokens");
+    assert_eq!(
+        tokens.map(|(_, v)| *v),
+        Some(96.0),
+        "2 reps x 48 tokens: {samples:?}"
+    );
+    assert!(
+        samples.iter().any(|(m, v)| m == "energy_cpu_j" && *v > 0.0),
+        "{samples:?}"
+    );
+}

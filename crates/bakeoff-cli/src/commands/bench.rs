@@ -206,7 +206,7 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
         plan: &plan,
         sweep,
         printer,
-        watch: WatchConfig::new(global.no_telemetry),
+        watch: WatchConfig::new(args.telemetry.no_telemetry),
     };
     bench.run(resume.is_some(), format)
 }

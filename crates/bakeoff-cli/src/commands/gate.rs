@@ -12,6 +12,7 @@ use bakeoff::quality::readiness::{Event, GateFile, GateRun, Readiness};
 use bakeoff::quality::Status;
 use bakeoff::session::{Engine, RunSpec, Session};
 use bakeoff::store::Store;
+use bakeoff::system::telemetry;
 use bakeoff::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -80,7 +81,9 @@ fn measure(
     let tag = args.tag.as_deref();
     let mut session = Session::begin(store, RunSpec::new("gate", &command, tag, params))?;
     let timeouts = args.timeouts.timeouts();
-    let result = run_subjects(&session, (&file, &spec), subjects, timeouts, printer);
+    let telemetry = (!args.telemetry.no_telemetry).then(telemetry::Config::from_env);
+    let bounds = (timeouts, telemetry);
+    let result = run_subjects(&session, (&file, &spec), subjects, bounds, printer);
     session.finish(&result)?;
     let rows = result?;
     let (run_id, path) = (session.run_id(), session.store().path().display());
@@ -171,7 +174,7 @@ fn run_subjects(
     session: &Session,
     (file, spec): (&GateFile, &GateSpec),
     subjects: Vec<Subject>,
-    timeouts: Timeouts,
+    bounds: (Timeouts, Option<telemetry::Config>),
     printer: &Printer,
 ) -> bakeoff::Result<Vec<Readiness>> {
     let mut rows = Vec::new();
@@ -185,7 +188,7 @@ fn run_subjects(
             session,
             (&file, spec),
             subject.engine,
-            timeouts,
+            bounds.clone(),
             printer,
             label.as_deref(),
         )?);
@@ -225,7 +228,7 @@ fn run_gate(
     session: &Session,
     (file, spec): (&GateFile, &GateSpec),
     engine: Engine,
-    timeouts: Timeouts,
+    (timeouts, telemetry): (Timeouts, Option<telemetry::Config>),
     printer: &Printer,
     label: Option<&str>,
 ) -> bakeoff::Result<Vec<Readiness>> {
@@ -258,6 +261,7 @@ fn run_gate(
         run_dir,
         store: &mut record,
         timeouts,
+        telemetry,
     }
     .run(&mut |event| observe(event, printer))
     .map(|rows| rows.iter().map(named).collect())

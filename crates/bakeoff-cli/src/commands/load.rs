@@ -436,7 +436,7 @@ impl LoadRun<'_> {
             ceiling_tps: ceiling,
             tracked_pids: target.tracked_pids(),
             trouble: &|| target.trouble(),
-            watch: &WatchConfig::new(self.global.no_telemetry),
+            watch: &WatchConfig::new(self.args.telemetry.no_telemetry),
         };
         runner.run(self.plan, &mut |event| self.observe(event))
     }

@@ -139,7 +139,7 @@ impl Search<'_> {
                 // Other GPU processes are not asked about per trial: a tune runs hundreds.
                 watch: WatchConfig {
                     gpu_processes: false,
-                    ..WatchConfig::new(self.global.no_telemetry)
+                    ..WatchConfig::new(self.args.telemetry.no_telemetry)
                 },
             },
             spent_s: 0.0,

@@ -178,6 +178,10 @@ pub struct Readiness {
     #[serde(default)]
     pub tg_samples: Vec<f64>,
     pub draft_acceptance: Option<f64>,
+    /// What telemetry saw during the decode-speed step, and the tokens it generated (stored
+    /// as the row's trial samples, like a bench trial's).
+    #[serde(skip)]
+    pub tg_telemetry: Option<(crate::system::telemetry::TelemetrySummary, f64)>,
     pub kv_bytes: Option<u64>,
     pub outcomes: Vec<CheckOutcome>,
     pub overall: Option<Status>,
@@ -201,6 +205,7 @@ impl Readiness {
             tg_tps: None,
             tg_samples: Vec::new(),
             draft_acceptance: None,
+            tg_telemetry: None,
             kv_bytes: None,
             outcomes: Vec::new(),
             overall: None,
@@ -231,6 +236,8 @@ pub struct GateRun<'a> {
     pub store: &'a mut dyn FnMut(&Readiness) -> Result<()>,
     /// Bounds on each request to the engines.
     pub timeouts: Timeouts,
+    /// Sample energy and power during the decode-speed step (`None`: `--no-telemetry`).
+    pub telemetry: Option<crate::system::telemetry::Config>,
 }
 
 /// The baseline's reference figures, measured once.
@@ -614,15 +621,23 @@ impl GateRun<'_> {
             "cache_prompt": false,
             "stream": false,
         });
+        let sampler =
+            (self.telemetry.as_ref()).map(|c| crate::system::telemetry::Sampler::start(c, None));
+        let mut generated = 0.0;
         for _ in 0..checks.tg_reps {
             let response = server.http.post_json("/completion", &body);
             let timings = response.as_ref().ok().map(|r| r["timings"].clone());
             log.record(&response, timings.as_ref());
+            generated += timings
+                .as_ref()
+                .and_then(|t| t["predicted_n"].as_f64())
+                .unwrap_or(0.0);
             if let Some(tps) = timings.and_then(|t| t["predicted_per_second"].as_f64()) {
                 row.tg_samples.push(tps);
             }
         }
         row.tg_tps = median(&row.tg_samples);
+        row.tg_telemetry = sampler.map(|s| (s.stop(), generated));
     }
 
     fn greedy_settings(&self) -> GreedySettings {

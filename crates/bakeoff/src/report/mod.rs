@@ -308,6 +308,7 @@ mod tests {
             tg_tps: Some(if baseline { 50.0 } else { 48.0 }),
             tg_samples: vec![if baseline { 50.0 } else { 48.0 }],
             draft_acceptance: (!baseline).then_some(0.25),
+            tg_telemetry: None,
             kv_bytes: Some(if baseline { 2 << 20 } else { 1 << 20 }),
             outcomes: vec![],
             overall: Some(if baseline { Status::Pass } else { Status::Warn }),

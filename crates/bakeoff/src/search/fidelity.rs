@@ -146,6 +146,8 @@ impl<'a> Fidelity<'a> {
             run_dir: self.run_dir.clone(),
             store: &mut ignore,
             timeouts: self.timeouts,
+            // The tune's own trials carry its energy figures.
+            telemetry: None,
         };
         f(&gate, &mut observe)
     }

@@ -67,6 +67,14 @@ impl Store {
         for (seq, tg) in row.tg_samples.iter().enumerate() {
             self.sample(trial, "tg", *tg, Unit::TokensPerSecond, "server", seq)?;
         }
+        if let Some((summary, tokens)) = &row.tg_telemetry {
+            let source = crate::system::telemetry::trial::SOURCE;
+            for (metric, value, unit) in
+                crate::system::telemetry::trial::metrics(summary, Some(*tokens))
+            {
+                self.sample(trial, metric, value, unit, source, 0)?;
+            }
+        }
         if let Some(acceptance) = row.draft_acceptance {
             self.sample(
                 trial,
