@@ -567,6 +567,52 @@ mod tests {
     }
 
     #[test]
+    fn a_comparison_shows_tokens_per_joule_of_both_sides_when_measured() {
+        let energy = |joules: f64| crate::analysis::compare::Energy {
+            joules,
+            tokens: 300.0,
+            seconds: 2.0,
+            ..Default::default()
+        };
+        let (mut a, mut b) = (
+            cell("-b 256", "none", &[10.0, 11.0, 12.0]),
+            cell("-b 256", "none", &[12.0, 13.0, 14.0]),
+        );
+        (a.energy, b.energy) = (energy(150.0), energy(100.0));
+        let comparison = |rows| Comparison {
+            a: 1,
+            b: 2,
+            rows,
+            a_cells: 1,
+            b_cells: 1,
+            unmatched: Vec::new(),
+            differences: Vec::new(),
+            audit_differences: Vec::new(),
+            differs_in: Vec::new(),
+            matched_on: Vec::new(),
+            across: None,
+        };
+        let md = comparison_table(&comparison(vec![crate::analysis::compare::compare_cells(
+            &a, &b,
+        )]))
+        .markdown();
+        assert!(
+            md.lines()
+                .next()
+                .unwrap()
+                .ends_with("| tok/J A → B | verdict |"),
+            "{md}"
+        );
+        assert!(md.contains("| 2.00 → 3.00 |"), "{md}");
+        let plain = cell("-b 256", "none", &[10.0, 11.0, 12.0]);
+        let md = comparison_table(&comparison(vec![crate::analysis::compare::compare_cells(
+            &plain, &plain,
+        )]))
+        .markdown();
+        assert!(!md.contains("tok/J"), "{md}");
+    }
+
+    #[test]
     fn csv_quotes_and_json_keeps_its_keys() {
         let cells = [cell("-ctk q8_0,\"x\"", "none", &[10.0, 12.0])];
         let csv = render(Format::Csv, &model(), &cells);
