@@ -395,7 +395,8 @@ fn ctrl_c_and_kill_9_lose_nothing_and_resume_measures_nothing_twice() {
     // Two repetitions stored: the first screen and its gate are behind, the race is measuring.
     let (code, stdout, stderr, run) = interrupt_after(cmd, &sandbox.db(), 4, libc::SIGINT);
     assert_eq!(code, Some(130), "{stderr}");
-    let answer: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let answer: Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
     assert_eq!(answer["stop"], "interrupted", "{answer}");
     assert!(
         stderr.contains(&format!("resume with: bakeoff tune --resume {run}")),

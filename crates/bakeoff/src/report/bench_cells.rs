@@ -47,32 +47,34 @@ pub fn add_roofline(cells: &mut [Cell], model: &Path, bandwidth_gbs: Option<f64>
 /// (matched by sha256); cells of a model not given keep none.
 pub fn add_rooflines(cells: &mut [Cell], models: &[ModelRow], bandwidth_gbs: Option<f64>) {
     let Some(gbs) = bandwidth_gbs else { return };
-    for model in models {
-        let Some(facts) = facts_of(Path::new(&model.path)) else {
-            continue;
-        };
-        let of_model = cells
-            .iter_mut()
-            .filter(|c| c.model_sha256.as_deref() == Some(model.sha256.as_str()));
-        fill_roofline(of_model, &facts, gbs);
+    let facts = facts_by_model(models);
+    for cell in cells.iter_mut().filter(|c| c.kind == "tg") {
+        if let Some(facts) = cell.model_sha256.as_deref().and_then(|s| facts.get(s)) {
+            cell.roofline_tps =
+                crate::model::plan::roofline_for_flags(facts, &cell.flags, cell.depth, gbs * 1e9);
+        }
     }
 }
 
-/// Fill in each cell's planned memory (weights + KV + compute at `context`, or the cell's own
-/// `-c`), to hold the measured peak against; cells of a model not given keep none.
+/// Fill in each measured cell's planned memory (weights + KV + compute at `context`, or the
+/// cell's own `-c`), to hold the measured peak against; cells of a model not given keep none.
 pub fn add_memory_plans(cells: &mut [Cell], models: &[ModelRow], context: Option<u64>) {
-    for model in models {
-        let Some(facts) = facts_of(Path::new(&model.path)) else {
-            continue;
-        };
-        let of_model = cells
-            .iter_mut()
-            .filter(|c| c.model_sha256.as_deref() == Some(model.sha256.as_str()));
-        for cell in of_model.filter(|c| c.energy.measured()) {
-            let needed = super::data::memory_needed_at(&cell.flags, context, &facts);
+    let facts = facts_by_model(models);
+    for cell in cells.iter_mut().filter(|c| c.energy.measured()) {
+        if let Some(facts) = cell.model_sha256.as_deref().and_then(|s| facts.get(s)) {
+            let needed = super::data::memory_needed_at(&cell.flags, context, facts);
             cell.energy.plan_bytes = needed.map(|b| b as f64);
         }
     }
+}
+
+/// The facts of each model that reads as GGUF, by sha256.
+fn facts_by_model(
+    models: &[ModelRow],
+) -> std::collections::HashMap<&str, crate::model::ModelFacts> {
+    (models.iter())
+        .filter_map(|m| Some((m.sha256.as_str(), facts_of(Path::new(&m.path))?)))
+        .collect()
 }
 
 fn facts_of(model: &Path) -> Option<crate::model::ModelFacts> {
