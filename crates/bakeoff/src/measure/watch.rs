@@ -4,9 +4,11 @@
 
 use crate::domain::units::Unit;
 use crate::measure::noise::{self, CpuSnapshot};
-use crate::measure::sink::TrialSink;
+use crate::measure::sink::{TrialRow, TrialSink};
+use crate::system::telemetry::trial::MIN_ENERGY_SPAN_S;
 use crate::system::telemetry::{self, sampler::Handle, Sampler, TelemetrySummary};
 use crate::Result;
+use serde::Serialize;
 
 /// What to watch: telemetry (`None`: off, `--no-telemetry`), and whether to ask `nvidia-smi`
 /// about other GPU processes and utilisation (a process start on each side of the trial).
@@ -140,5 +142,92 @@ impl Watched {
             .into_iter()
             .find(|(metric, _, _)| *metric == "tokens_per_j")
             .map(|(_, value, _)| value)
+    }
+}
+
+/// A cell's telemetry: the joules, tokens and seconds of its trials added up (a short trial's
+/// energy is too coarse alone: see [`MIN_ENERGY_SPAN_S`]), and the peak memory over them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Energy {
+    pub joules: f64,
+    /// Tokens the measured trials made (prompt tokens for pp, generated for tg and load).
+    pub tokens: f64,
+    pub seconds: f64,
+    /// The engine process's peak resident memory (`VmHWM`).
+    pub rss_peak_bytes: Option<f64>,
+    /// The GPU memory in use at its peak (the whole device's, as NVML or amdgpu report it).
+    pub vram_peak_bytes: Option<f64>,
+    /// What the planner says the configuration needs (weights + KV + compute), filled in by
+    /// the caller as the roofline is.
+    pub plan_bytes: Option<f64>,
+}
+
+impl Energy {
+    /// Add one trial's telemetry samples.
+    pub fn add(&mut self, trial: &TrialRow) {
+        let source = crate::system::telemetry::trial::SOURCE;
+        let value = |metric: &str| {
+            (trial.samples.iter())
+                .find(|s| s.metric == metric && s.source == source)
+                .map(|s| s.value)
+        };
+        let joules: f64 = ["energy_gpu_j", "energy_cpu_j", "energy_dram_j"]
+            .iter()
+            .filter_map(|m| value(m))
+            .sum();
+        if let (Some(seconds), Some(tokens)) = (value("energy_span_s"), value("energy_tokens")) {
+            self.joules += joules;
+            self.tokens += tokens;
+            self.seconds += seconds;
+        }
+        let max = |old: Option<f64>, new: Option<f64>| match (old, new) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.rss_peak_bytes = max(self.rss_peak_bytes, value("rss_peak_bytes"));
+        self.vram_peak_bytes = max(self.vram_peak_bytes, value("vram_peak_bytes"));
+    }
+
+    /// Whether the trials' energy spans add up to a figure worth giving.
+    fn long_enough(&self) -> bool {
+        self.seconds >= MIN_ENERGY_SPAN_S && self.joules > 0.0
+    }
+
+    /// Whether any trial of the cell had telemetry.
+    pub fn measured(&self) -> bool {
+        self.seconds > 0.0 || self.peak_bytes().is_some()
+    }
+
+    /// The peak memory to hold against the plan: the GPU's when one was measured (the weights
+    /// and KV live there), else the engine process's resident peak.
+    pub fn peak_bytes(&self) -> Option<f64> {
+        self.vram_peak_bytes.or(self.rss_peak_bytes)
+    }
+
+    /// `412 MiB (+3.1 %)`: the peak, and how far it is from the plan, in MiB and per cent.
+    pub fn peak_vs_plan(&self) -> String {
+        const MIB: f64 = 1024.0 * 1024.0;
+        let Some(peak) = self.peak_bytes() else {
+            return "-".into();
+        };
+        match self.plan_bytes.filter(|p| *p > 0.0) {
+            Some(plan) => format!(
+                "{:.0} MiB ({:+.0} MiB, {:+.1} %)",
+                peak / MIB,
+                (peak - plan) / MIB,
+                (peak / plan - 1.0) * 100.0
+            ),
+            None => format!("{:.0} MiB", peak / MIB),
+        }
+    }
+
+    /// All the tokens over all the joules, when the trials measured long enough.
+    pub fn tokens_per_j(&self) -> Option<f64> {
+        self.long_enough().then(|| self.tokens / self.joules)
+    }
+
+    /// All the joules over all the seconds the counters ran.
+    pub fn watts(&self) -> Option<f64> {
+        self.long_enough().then(|| self.joules / self.seconds)
     }
 }

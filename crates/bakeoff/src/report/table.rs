@@ -543,7 +543,7 @@ mod tests {
     fn telemetry_columns_appear_when_a_cell_has_it_with_the_peak_against_the_plan() {
         let plain = cell("-b 256", "none", &[10.0, 12.0]);
         let mut measured = cell("-b 512", "none", &[10.0, 12.0]);
-        measured.energy = crate::analysis::compare::Energy {
+        measured.energy = crate::measure::watch::Energy {
             joules: 90.0,
             tokens: 270.0,
             seconds: 3.0,
@@ -568,7 +568,7 @@ mod tests {
 
     #[test]
     fn a_comparison_shows_tokens_per_joule_of_both_sides_when_measured() {
-        let energy = |joules: f64| crate::analysis::compare::Energy {
+        let energy = |joules: f64| crate::measure::watch::Energy {
             joules,
             tokens: 300.0,
             seconds: 2.0,

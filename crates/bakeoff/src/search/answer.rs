@@ -5,10 +5,10 @@
 
 use super::measure::Contender;
 use super::race::{RaceResult, Standing, Stop};
-use crate::analysis::compare::Energy;
 use crate::measure::bench::Subject;
 use crate::measure::sink::TrialRow;
 use crate::measure::stats::Summary;
+use crate::measure::watch::Energy;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
