@@ -243,13 +243,22 @@ impl Supervised {
         })?;
         let pid = child.id() as i32;
         register(pid);
-        Ok(Supervised {
+        let mut supervised = Supervised {
             child,
             pid,
             program: program.display().to_string(),
             log_path: log_path.to_path_buf(),
             exit: None,
-        })
+        };
+        // A signal whose handler took the list of children before this one was registered
+        // would leave it running: the signal is recorded before that list is taken, so a child
+        // registered after it sees the signal here and is stopped at once.
+        if let Some(signal) = interrupted() {
+            supervised.stop(SIGNAL_GRACE);
+            let why = format!("not started: interrupted by {}", signal_name(signal));
+            return Err(Error::engine(why));
+        }
+        Ok(supervised)
     }
 
     /// Wait for the child to exit; on SIGINT/SIGTERM stop it and return an error, so a tool run

@@ -367,6 +367,7 @@ impl GateRun<'_> {
         })?;
         let mut log = RequestLog::default();
         let settings = self.greedy_settings();
+        stop_if_interrupted()?;
         if file.checks.canaries {
             observe(Event::Stage {
                 candidate: name,
@@ -375,6 +376,7 @@ impl GateRun<'_> {
             row.canaries = canary::run(&server.http, suite, &mut log);
         }
         let mut greedy = Vec::new();
+        stop_if_interrupted()?;
         if file.checks.agreement {
             observe(Event::Stage {
                 candidate: name,
@@ -468,6 +470,7 @@ impl GateRun<'_> {
         let mut log = RequestLog::default();
         let settings = self.greedy_settings();
         let speculative = hygiene::is_speculative(&row.flags);
+        stop_if_interrupted()?;
         if self.file.checks.canaries {
             observe(Event::Stage {
                 candidate: name,
@@ -724,6 +727,17 @@ fn engine_failure(server: &LlamaServer, error: Error) -> Error {
 }
 
 /// Canaries the baseline passes and the candidate fails.
+/// The gate's stages stop at a signal: the engines are gone and the run is winding down.
+fn stop_if_interrupted() -> Result<()> {
+    match crate::engines::process::interrupted() {
+        Some(signal) => Err(Error::engine(format!(
+            "interrupted by {}",
+            crate::engines::process::signal_name(signal)
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub fn canary_regressions(baseline: &[CanaryResult], candidate: &[CanaryResult]) -> usize {
     baseline
         .iter()
