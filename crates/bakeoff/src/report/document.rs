@@ -234,7 +234,11 @@ fn depth_chart(data: &ReportData, kind: &str) -> Option<Chart> {
 }
 
 fn bench_table(data: &ReportData) -> Table {
-    let telemetry = data.bench.iter().any(|b| b.cell.energy.measured());
+    // The energy columns only where a cell measured energy, the memory column where one
+    // measured a peak (as the bench table does).
+    let cells = || data.bench.iter().map(|b| &b.cell.energy);
+    let energy = cells().any(|e| e.tokens_per_j().is_some() || e.watts().is_some());
+    let memory = cells().any(|e| e.peak_bytes().is_some());
     let mut titles = vec![
         "run#",
         "config",
@@ -249,9 +253,14 @@ fn bench_table(data: &ReportData) -> Table {
         "source",
         "notes",
     ];
-    if telemetry {
-        titles.splice(10..10, ["tok/J#", "W#", "peak mem (vs plan)"]);
+    let mut telemetry = Vec::new();
+    if energy {
+        telemetry.extend(["tok/J#", "W#"]);
     }
+    if memory {
+        telemetry.push("peak mem (vs plan)");
+    }
+    titles.splice(10..10, telemetry);
     let mut table = Table::from_titles(&titles);
     for b in &data.bench {
         let s = &b.summary;
@@ -276,15 +285,15 @@ fn bench_table(data: &ReportData) -> Table {
             b.cell.source.clone(),
             notes.join(", "),
         ];
-        if telemetry {
-            let e = &b.cell.energy;
-            let figures = [
-                opt(e.tokens_per_j(), 2),
-                opt(e.watts(), 1),
-                e.peak_vs_plan(),
-            ];
-            row.splice(10..10, figures);
+        let e = &b.cell.energy;
+        let mut figures = Vec::new();
+        if energy {
+            figures.extend([opt(e.tokens_per_j(), 2), opt(e.watts(), 1)]);
         }
+        if memory {
+            figures.push(e.peak_vs_plan());
+        }
+        row.splice(10..10, figures);
         table.push(row);
     }
     table
