@@ -1,5 +1,6 @@
 //! Shared helpers for integration tests: the real binary with an isolated database and lock, the
-//! real models set-up installs, and bounded waits on child processes.
+//! real models set-up installs, a real PostgreSQL server (`pg.rs`), and bounded waits on child
+//! processes.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -8,6 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod pg;
 mod shared;
 pub mod snapshot;
 
