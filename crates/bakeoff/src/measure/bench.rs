@@ -644,7 +644,8 @@ impl ServerBench<'_> {
     }
 
     /// Run the plan, starting each configuration's engine with `start` (tests start none and
-    /// point at a scripted endpoint): for each subject (build, then model), each configuration.
+    /// point at a scripted endpoint): for each subject (build, then model), each configuration
+    /// (only the shard's cells, with `--shard`).
     /// A configuration whose engine fails to start, dies or fails a request is stored with a
     /// skipped or failed trial and the sweep goes on with the next one.
     pub fn run_with(&self, start: &StartEngine, observe: &mut dyn FnMut(Event)) -> Result<()> {
