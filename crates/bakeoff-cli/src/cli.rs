@@ -5,6 +5,7 @@ use crate::cli_values::{
     ReportFormatArg, TableFormat, TextFormat, VerdictArg,
 };
 use bakeoff::engines::http::{Timeouts, DEFAULT_CONNECT_S, DEFAULT_FIRST_BYTE_S, DEFAULT_IDLE_S};
+use bakeoff::measure::shard::{self, Shard};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -61,6 +62,28 @@ pub struct TelemetryArgs {
     /// the machine has the counters: NVML, RAPL, amdgpu hwmon).
     #[arg(long)]
     pub no_telemetry: bool,
+}
+
+/// `--shard K/N`, for the commands that sweep several cells (one experiment on many hosts).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ShardArgs {
+    /// Measure only shard K of N (1 <= K <= N), for a Slurm job array or a Kubernetes indexed
+    /// Job; give every shard the same --tag and --db so they are found together.
+    ///
+    /// Shard K takes the cells whose index i in the full expansion order has i % N = K - 1, so N
+    /// tasks measure every cell once. `auto` takes K/N from SLURM_ARRAY_TASK_ID, _MIN and _COUNT,
+    /// or from JOB_COMPLETION_INDEX (0-based) with BAKEOFF_SHARDS=N. Without the flag,
+    /// BAKEOFF_SHARD=K/N (or auto) sets it. A shard with no cells (an array larger than the
+    /// matrix) says so and exits 0 without storing a run.
+    #[arg(long, value_name = "K/N|auto")]
+    pub shard: Option<String>,
+}
+
+impl ShardArgs {
+    /// The flag over `BAKEOFF_SHARD`, with `auto` read from the scheduler's environment.
+    pub fn resolve(&self) -> bakeoff::Result<Option<Shard>> {
+        shard::resolve(self.shard.as_deref(), &|name| std::env::var(name).ok())
+    }
 }
 
 /// Where the llama.cpp tools are, for the commands that start one.
@@ -394,6 +417,7 @@ const BENCH_EXAMPLES: &str = "Examples:
   bakeoff bench -m a.gguf,b.gguf --build new=DIR --build old=DIR -n 64 --dry-run
   bakeoff bench --config experiment.toml --ci-target 2 --max-reps 20 -o csv > sweep.csv
   bakeoff bench --resume 12
+  bakeoff bench --config experiment.toml --shard 2/4 --tag kv-sweep  # task 2 of 4
 
 Every parameter takes a comma list or a llama-bench range (first-last, first-last+step, first-last*mult).
 Several models (-m a,b, a glob, a directory) and builds (--build NAME=PATH, repeated) are measured
@@ -401,7 +425,9 @@ in one run: for each build, each model, each configuration, one engine start.
 An experiment file (--config) holds the same settings: model (a string or an array), category,
 max-size, catalog, reps, warmup, max-reps, ci-target, engine, tag, a [matrix] table keyed kv ctk ctv
 fa b ub t ngl np c md spec-type spec-draft-n-max p n d prompts, [server-flags], and [builds]
-(NAME = \"PATH\"); the command line wins over it, and an unknown key is an error naming its line.";
+(NAME = \"PATH\"); the command line wins over it, and an unknown key is an error naming its line.
+A cell is one configuration on one build and model (one engine start); --shard K/N splits the
+cells among N hosts (examples/cluster/ has a Slurm array script and a Kubernetes indexed Job).";
 
 #[derive(Args, Debug, Default)]
 pub struct BenchArgs {
@@ -498,9 +524,11 @@ pub struct BenchArgs {
         value_name = "FORMAT"
     )]
     pub format: TableFormat,
-    /// Tag for the run (usable wherever a run id is).
+    /// Tag for the run (usable wherever a run id is); the shards of one experiment share it.
     #[arg(long)]
     pub tag: Option<String>,
+    #[command(flatten)]
+    pub shard: ShardArgs,
     /// Seconds to wait for each server to become healthy.
     #[arg(long, default_value_t = 120, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub health_timeout: u64,
@@ -837,6 +865,7 @@ const LOAD_EXAMPLES: &str = "Examples:
   bakeoff load -m a.gguf,b.gguf --build new=~/llama.cpp/build --build old=~/b11000 --concurrency 1,8
   bakeoff load --url http://127.0.0.1:8080 --dataset chats.jsonl --concurrency 8 -o csv
   bakeoff load -m model.gguf --turns 4 --shared-prefix 512 --input 64 --concurrency 4
+  bakeoff load -m a.gguf,b.gguf,c.gguf --shard auto --tag load-3 # one model per array task
   bakeoff load --self-test                       # the client's own ceiling on loopback
   bakeoff load --serve-scripted --port 8999      # the same scripted endpoint, for other tools";
 
@@ -926,9 +955,12 @@ pub struct LoadArgs {
         value_name = "FORMAT"
     )]
     pub format: TableFormat,
-    /// Tag for the run.
+    /// Tag for the run; the shards of one experiment share it.
     #[arg(long)]
     pub tag: Option<String>,
+    // With several (build, model) pairs each is a cell; `commands::load` shards those.
+    #[command(flatten)]
+    pub shard: ShardArgs,
     /// Seconds to wait for the server to become healthy.
     #[arg(long, default_value_t = 120, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub health_timeout: u64,

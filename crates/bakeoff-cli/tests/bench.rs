@@ -834,3 +834,129 @@ fn a_killed_two_model_run_resumes_measuring_only_what_is_missing() {
     keys.dedup();
     assert_eq!(keys.len(), 4, "no trial measured twice");
 }
+
+/// The `config N: LABEL` lines of a dry run, as (N, LABEL).
+fn planned_configs(stdout: &str) -> Vec<(String, String)> {
+    let line = |l: &str| {
+        let rest = l.strip_prefix("  config ")?;
+        let (number, rest) = rest.split_once(": ")?;
+        let label = rest.split("  ").next()?;
+        Some((number.to_string(), label.to_string()))
+    };
+    stdout.lines().filter_map(line).collect()
+}
+
+/// A 2 × 2 matrix (two KV types, two micro-batches), cheap enough to run for real.
+const TWO_BY_TWO: [&str; 12] = [
+    "--kv", "f16,q8_0", "--ub", "64,128", "-p", "16", "-n", "8", "-r", "1", "--warmup", "0",
+];
+
+#[test]
+fn two_shards_into_one_store_measure_the_whole_matrix_once_between_them() {
+    let sandbox = Sandbox::new();
+    let (status, stdout, stderr) = bench(&sandbox, &[&TWO_BY_TWO[..], &["--dry-run"]].concat());
+    assert!(status.success(), "{stderr}");
+    let mut whole: Vec<String> = planned_configs(&stdout).into_iter().map(|c| c.1).collect();
+    assert_eq!(whole.len(), 4, "{stdout}");
+    let mut union = Vec::new();
+    for k in 1..=2 {
+        let shard = format!("{k}/2");
+        let flags = ["--shard", &shard, "--tag", "kv-sweep", "-o", "json"];
+        let (status, stdout, stderr) = bench(&sandbox, &[&TWO_BY_TWO[..], &flags].concat());
+        assert!(status.success(), "{stderr}");
+        let summary = format!("shard {k}/2: 2 of the matrix's 4 cells");
+        assert!(stderr.contains(&summary), "{stderr}");
+        let cells: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+        let mut configs: Vec<String> = cells
+            .iter()
+            .map(|c| c["config"].as_str().unwrap().to_string())
+            .collect();
+        configs.dedup();
+        assert_eq!(
+            configs.len(),
+            2,
+            "each shard measures two of the four: {stdout}"
+        );
+        union.extend(configs);
+        let detail = show(&sandbox, "last");
+        assert_eq!(
+            detail["params"]["shard"],
+            serde_json::json!({ "k": k, "n": 2 })
+        );
+        assert_eq!(detail["params"]["matrix_cells"], 4);
+        assert_eq!(detail["run"]["tag"], "kv-sweep");
+        assert_eq!(ok_trials(&detail).len(), 4, "2 configs x pp16, tg8");
+    }
+    assert_eq!(
+        union.len(),
+        4,
+        "no config measured by both shards: {union:?}"
+    );
+    union.sort();
+    whole.sort();
+    assert_eq!(union, whole, "the shards together measure the whole matrix");
+
+    let mut cmd = sandbox.cmd();
+    cmd.args(["runs", "show", "last"]);
+    let (status, stdout, stderr) = run(cmd, LIMIT);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stdout.contains("  shard    2/2 (2 of the matrix's 4 cells)\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_sharded_dry_run_lists_its_cells_numbered_as_in_the_whole_matrix() {
+    let sandbox = Sandbox::new();
+    let dry = [&TWO_BY_TWO[..], &["--dry-run", "--shard", "2/3"]].concat();
+    let (status, stdout, stderr) = bench_without_model(&sandbox, &dry);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stdout.contains("  shard 2/3: 1 of the matrix's 4 cells\n"),
+        "{stdout}"
+    );
+    let numbers: Vec<String> = planned_configs(&stdout).into_iter().map(|c| c.0).collect();
+    assert_eq!(numbers, ["2"], "{stdout}");
+    assert!(
+        stdout.contains("engine starts: 1 (restarts: 0)"),
+        "{stdout}"
+    );
+
+    // A Slurm array task (--array=1-4, task 4) under BAKEOFF_SHARD=auto: shard 4/4, cell 4.
+    let mut cmd = sandbox.cmd();
+    cmd.args(["bench", "-m", "absent.gguf"])
+        .args(TWO_BY_TWO)
+        .arg("--dry-run");
+    cmd.env("BAKEOFF_SHARD", "auto")
+        .env("SLURM_ARRAY_TASK_ID", "4");
+    cmd.env("SLURM_ARRAY_TASK_MIN", "1")
+        .env("SLURM_ARRAY_TASK_COUNT", "4");
+    let (status, stdout, stderr) = run(cmd, LIMIT);
+    assert!(status.success(), "{stderr}");
+    let numbers: Vec<String> = planned_configs(&stdout).into_iter().map(|c| c.0).collect();
+    assert_eq!(numbers, ["4"], "{stdout}");
+}
+
+#[test]
+fn a_shard_beyond_the_matrix_exits_0_storing_nothing_and_a_bad_one_is_named() {
+    let sandbox = Sandbox::new();
+    let (status, stdout, stderr) =
+        bench_without_model(&sandbox, &[&TWO_BY_TWO[..], &["--shard", "5/6"]].concat());
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("shard 5/6 has no cells: the matrix has 4"),
+        "{stderr}"
+    );
+    assert!(!sandbox.db().exists(), "an empty shard stores no run");
+
+    let (status, _, stderr) =
+        bench_without_model(&sandbox, &[&TWO_BY_TWO[..], &["--shard", "0/4"]].concat());
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.lines().next(),
+        Some("error: --shard 0/4: K counts from 1"),
+        "{stderr}"
+    );
+}

@@ -397,3 +397,62 @@ fn an_unreachable_url_ends_the_run_failed_not_running() {
     assert_eq!(detail["run"]["status"], "failed", "{detail}");
     assert!(detail["run"]["error"].as_str().unwrap().contains(&url));
 }
+
+#[test]
+fn a_shard_of_two_models_serves_only_its_own_and_an_empty_shard_exits_0() {
+    let sandbox = Sandbox::new();
+    let models = format!("{},{}", smollm().display(), gemma().display());
+    let steps = [
+        "--concurrency",
+        "1",
+        "--requests",
+        "2",
+        "--input",
+        "16",
+        "--output",
+        "4",
+    ];
+    let shard = [
+        "-m",
+        models.as_str(),
+        "--shard",
+        "2/2",
+        "--tag",
+        "pair",
+        "-o",
+        "json",
+    ];
+    let (status, stdout, stderr) = load(&sandbox, &[&shard[..], &steps].concat());
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("shard 2/2: 1 of the matrix's 2 cells"),
+        "{stderr}"
+    );
+    let tables: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+    let steps_run: Vec<&str> = tables.iter().map(|t| t["step"].as_str().unwrap()).collect();
+    assert_eq!(
+        steps_run,
+        ["gemma-3-270m-q4_k_m.gguf c1"],
+        "the second model only"
+    );
+    let detail = last_run(&sandbox);
+    assert_eq!(
+        detail["params"]["shard"],
+        serde_json::json!({ "k": 2, "n": 2 })
+    );
+    assert_eq!(detail["params"]["matrix_cells"], 2);
+
+    let one = ["-m", models.as_str(), "--shard", "3/3"];
+    let (status, stdout, stderr) = load(&sandbox, &[&one[..], &steps].concat());
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("shard 3/3 has no cells: the matrix has 2"),
+        "{stderr}"
+    );
+    assert_eq!(
+        last_run(&sandbox)["run"]["id"],
+        detail["run"]["id"],
+        "no run stored"
+    );
+}

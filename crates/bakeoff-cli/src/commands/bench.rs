@@ -10,6 +10,7 @@ use bakeoff::measure::bench::{self, BenchContext, BenchPlan, Event, ServerBench,
 use bakeoff::measure::experiment::{self, BenchEngine, Experiment, MatrixSettings, Values};
 use bakeoff::measure::llama_bench::LlamaBenchRun;
 use bakeoff::measure::matrix::{parse_values, Matrix, PromptSet};
+use bakeoff::measure::shard;
 use bakeoff::measure::watch::WatchConfig;
 use bakeoff::model;
 use bakeoff::report::bench_cells;
@@ -167,11 +168,16 @@ fn plan_from_settings(settings: &Experiment, args: &BenchArgs) -> bakeoff::Resul
         extra_args: args.engine_args.clone(),
         health_timeout_s: args.health_timeout,
         timeouts: args.timeouts.timeouts(),
+        shard: args.shard.resolve()?,
     })
 }
 
 pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result<ExitCode> {
     let settings = resolve(&args)?;
+    if args.resume.is_some() && args.shard.shard.is_some() {
+        let message = "--shard with --resume: a resumed run keeps the shard it was started with";
+        return Err(Error::input(message).into());
+    }
     let format = Format::from(args.format);
     let args = BenchArgs {
         tag: settings.tag.clone(),
@@ -188,6 +194,11 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
     experiment::check_plan(&plan)?;
     for warning in experiment::plan_depth_warnings(&plan) {
         printer.warn(warning);
+    }
+    if let Some(shard) = plan.shard.filter(|_| plan.cells().is_empty()) {
+        // A scheduler's array is often sized above the matrix: its extra tasks succeed.
+        printer.status(shard.empty_note(plan.cell_count()));
+        return Ok(ExitCode::SUCCESS);
     }
     if args.dry_run {
         print!("{}", plan.describe());
@@ -238,8 +249,9 @@ fn open_session(
     let command = super::command_line();
     let hashes: Vec<&str> = sweep.models.iter().map(|m| m.sha256.as_str()).collect();
     let first = hashes.first().copied().unwrap_or_default();
-    let params =
+    let mut params =
         serde_json::json!({ "plan": plan, "model_sha256": first, "model_sha256s": hashes });
+    shard::record(&mut params, plan.shard, plan.cell_count());
     match resume {
         Some(run_id) => Session::resume(store, run_id, &command),
         None => Session::begin(
@@ -249,11 +261,14 @@ fn open_session(
     }
 }
 
-/// The table, and under Markdown the speculation summary.
-fn print_cells(format: Format, models: &[ModelInfo], cells: &[compare::Cell]) {
+/// The table, and under Markdown the speculation summary and which shard the run measured.
+fn print_cells(format: Format, models: &[ModelInfo], cells: &[compare::Cell], plan: &BenchPlan) {
     print!("{}", table::render_models(format, models, cells));
     if format == Format::Markdown {
         print!("{}", table::speculation_summary(cells));
+        if let Some(shard) = plan.shard {
+            println!("\n{}", shard.summary(plan.cell_count()));
+        }
     }
 }
 
@@ -288,6 +303,9 @@ impl BenchRun<'_> {
             HashSet::new()
         };
         let run_id = self.session.run_id();
+        if let Some(shard) = self.plan.shard {
+            self.printer.status(shard.summary(self.plan.cell_count()));
+        }
         match (&self.sweep.engines[..], &self.sweep.models[..]) {
             ([engine], [model]) => {
                 let (label, size) = (engine.label(), human_bytes(model.size));
@@ -360,7 +378,7 @@ impl BenchRun<'_> {
         let context = u64::from(self.plan.matrix.context_needed());
         bench_cells::add_memory_plans(&mut cells, models, Some(context));
         let infos: Vec<ModelInfo> = models.iter().map(bench_cells::model_info).collect();
-        print_cells(format, &infos, &cells);
+        print_cells(format, &infos, &cells, self.plan);
         Ok(())
     }
 

@@ -1,5 +1,6 @@
 //! `bakeoff load`: resolve the shapes and workload, launch or attach to a server, run the steps
-//! under the machine-wide lock, print one row per step.
+//! under the machine-wide lock, print one row per step. Each (build, model) is a cell that
+//! `--shard` splits; one server (`--url`, or one model) is one cell, shard 1's.
 
 use crate::cli::{Global, LoadArgs};
 use crate::printer::Printer;
@@ -13,6 +14,7 @@ use bakeoff::measure::load::workload::{Generator, LengthDist, WorkloadSpec};
 use bakeoff::measure::load::{LoadEvent, LoadPlan, LoadRunner, ServerSizing, StepTable};
 use bakeoff::measure::matrix::{parse_values, PromptSet};
 use bakeoff::measure::prompts::TokenSource;
+use bakeoff::measure::shard::{self, Shard};
 use bakeoff::measure::watch::WatchConfig;
 use bakeoff::report::table::Format;
 use bakeoff::session::{self, Engine, Launch, RunSpec, Session, Target};
@@ -156,18 +158,31 @@ pub fn run(global: &Global, args: LoadArgs, printer: Printer) -> anyhow::Result<
         let _lock = session::take_lock(&super::command_line())?;
         return self_test(global, printer);
     }
-    let subjects = subjects(&args)?;
+    let all = subjects(&args)?;
     let plan = plan(&args)?;
+    let shard = args.shard.resolve()?;
+    let cells = all.len();
+    let subjects = shard.unwrap_or(Shard::WHOLE).select(all.iter().cloned());
+    if let Some(shard) = shard.filter(|_| subjects.is_empty()) {
+        // A scheduler's array is often sized above the matrix: its extra tasks succeed.
+        printer.status(shard.empty_note(cells));
+        return Ok(ExitCode::SUCCESS);
+    }
     let store = super::open_store(global)?;
-    distinct_models(&store, &subjects)?;
-    let engines = build_engines(&store, &subjects)?;
-    let session = begin(store, &args, &plan)?;
+    distinct_models(&store, &all)?;
+    let chosen: Vec<Subject> = subjects.iter().map(|(_, s)| s.clone()).collect();
+    let engines = build_engines(&store, &chosen)?;
+    let session = begin(store, &args, &plan, (shard, cells))?;
+    if let Some(shard) = shard {
+        printer.status(shard.summary(cells));
+    }
     let run = LoadRun {
         session,
         global,
         args: &args,
         plan: &plan,
         subjects,
+        cells,
         engines,
         printer,
     };
@@ -270,9 +285,16 @@ fn build_engines(store: &Store, subjects: &[Subject]) -> bakeoff::Result<Vec<(St
     Ok(engines)
 }
 
-fn begin(store: Store, args: &LoadArgs, plan: &LoadPlan) -> bakeoff::Result<Session> {
+/// A new load run; its params hold the plan, the subjects asked for, and its shard of them.
+fn begin(
+    store: Store,
+    args: &LoadArgs,
+    plan: &LoadPlan,
+    (shard, cells): (Option<Shard>, usize),
+) -> bakeoff::Result<Session> {
     let command = super::command_line();
-    let params = serde_json::json!({ "plan": plan, "url": args.url, "model": args.subject.model, "builds": args.subject.builds, "engine_args": args.engine_args });
+    let mut params = serde_json::json!({ "plan": plan, "url": args.url, "model": args.subject.model, "builds": args.subject.builds, "engine_args": args.engine_args });
+    shard::record(&mut params, shard, cells);
     let tag = args.tag.as_deref();
     Session::begin(store, RunSpec::new("load", &command, tag, params))
 }
@@ -310,7 +332,10 @@ struct LoadRun<'a> {
     global: &'a Global,
     args: &'a LoadArgs,
     plan: &'a LoadPlan,
-    subjects: Vec<Subject>,
+    /// The subjects this run measures (its shard's), each with its position among all of them.
+    subjects: Vec<(usize, Subject)>,
+    /// How many subjects were asked for (the cells the shards split).
+    cells: usize,
     /// The `--build` engines by name.
     engines: Vec<(String, Engine)>,
     printer: Printer,
@@ -335,10 +360,10 @@ impl LoadRun<'_> {
 
     /// Every subject in turn; with several, each step's label says which (build and) model.
     fn measure_all(&mut self, ceiling: Option<f64>) -> bakeoff::Result<Vec<StepTable>> {
-        let several = self.subjects.len() > 1;
+        let several = self.cells > 1;
         let mut tables = Vec::new();
-        for (at, subject) in self.subjects.clone().iter().enumerate() {
-            let steps = self.measure(subject, at, ceiling)?;
+        for (at, subject) in self.subjects.clone() {
+            let steps = self.measure(&subject, at, ceiling)?;
             tables.extend(steps.into_iter().map(|mut step| {
                 if several {
                     step.step = format!("{} {}", subject.label(), step.step);
@@ -375,7 +400,7 @@ impl LoadRun<'_> {
             return Target::attach(Some(self.session.store()), url);
         };
         let mut launch = self.launch(build.as_ref(), model)?;
-        if self.subjects.len() > 1 {
+        if self.cells > 1 {
             launch.log_path = self
                 .session
                 .run_dir()

@@ -1,6 +1,7 @@
 //! `bakeoff runs list|show`: what the store holds.
 
 use crate::cli::{Global, RunsCommand};
+use bakeoff::measure::shard;
 use bakeoff::report::data::EngineInfo;
 use bakeoff::store::{LogRow, RunDetail, RunRow, Store, TrialRow};
 use std::process::ExitCode;
@@ -58,10 +59,19 @@ fn print_list(runs: Vec<RunRow>) {
 
 fn print_detail(d: &RunDetail) {
     print_run(&d.run);
+    print_shard(&d.params);
     d.system.iter().for_each(print_system);
     d.builds.iter().for_each(print_build);
     d.trials.iter().for_each(print_trial);
     d.logs.iter().for_each(print_log);
+}
+
+/// `shard    1/2 (2 of the matrix's 4 cells)` for a run of one shard of an experiment.
+fn print_shard(params: &serde_json::Value) {
+    if let Some((shard, cells)) = shard::recorded(params) {
+        let count = shard.count(cells);
+        println!("  shard    {shard} ({count} of the matrix's {cells} cells)");
+    }
 }
 
 fn print_system(system: &serde_json::Value) {

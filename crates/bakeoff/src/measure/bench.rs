@@ -5,6 +5,7 @@
 use super::matrix::{Matrix, PlannedConfig, PromptSet, Test};
 use super::noise;
 use super::prompts::TokenSource;
+use super::shard::Shard;
 use super::sink::{NewTrial, TrialRow, TrialSink};
 use super::stats::Summary;
 use super::watch::{Watch, WatchConfig};
@@ -46,6 +47,20 @@ pub struct BenchPlan {
     /// Bounds on each request (older stored plans have none: the defaults).
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// `--shard K/N`: only the cells this shard takes ([`BenchPlan::cells`]); none: every cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+}
+
+/// A cell of the matrix: one configuration on one subject (build and model), one engine start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CellAt {
+    /// Its position in the full order (each subject, then each configuration), what shards split.
+    pub index: usize,
+    /// Its subject's position in [`BenchPlan::subject_order`].
+    pub subject: usize,
+    /// Its configuration's position in [`BenchPlan::configs`].
+    pub config: usize,
 }
 
 /// One path or a list of them (a stored plan of an older run names one `model`).
@@ -67,6 +82,29 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(
 impl BenchPlan {
     pub fn configs(&self) -> Vec<PlannedConfig> {
         self.matrix.configs()
+    }
+
+    /// How many cells the full matrix has: subjects × configurations, rejected ones included.
+    pub fn cell_count(&self) -> usize {
+        self.subject_order().len() * self.configs().len()
+    }
+
+    /// The cells this run measures, in order: every cell, or only its shard's.
+    pub fn cells(&self) -> Vec<CellAt> {
+        let (subjects, configs) = (self.subject_order().len(), self.configs().len());
+        let all = (0..subjects).flat_map(|subject| {
+            (0..configs).map(move |config| CellAt {
+                index: subject * configs + config,
+                subject,
+                config,
+            })
+        });
+        let shard = self.shard.unwrap_or(Shard::WHOLE);
+        shard
+            .select(all)
+            .into_iter()
+            .map(|(_, cell)| cell)
+            .collect()
     }
 
     /// True when the run sweeps more than one model or build (labels then name them).
@@ -406,6 +444,17 @@ pub struct BenchContext<'a> {
 }
 
 impl BenchContext<'_> {
+    /// The cells this run measures ([`BenchPlan::cells`]), each with its subject and configuration.
+    pub fn cells<'c>(
+        &'c self,
+        configs: &'c [PlannedConfig],
+    ) -> Vec<(CellAt, &'c Subject, &'c PlannedConfig)> {
+        let cells = self.plan.cells().into_iter();
+        let parts =
+            |at: CellAt| Some((at, self.subjects.get(at.subject)?, configs.get(at.config)?));
+        cells.filter_map(parts).collect()
+    }
+
     /// A configuration's label, prefixed by its subject's in a sweep of several.
     pub fn label(&self, subject: &Subject, config: &EngineConfig) -> String {
         match self.plan.is_shootout() {
@@ -595,37 +644,36 @@ impl ServerBench<'_> {
     }
 
     /// Run the plan, starting each configuration's engine with `start` (tests start none and
-    /// point at a scripted endpoint): for each subject (build, then model), each configuration.
+    /// point at a scripted endpoint): for each subject (build, then model), each configuration
+    /// (only the shard's cells, with `--shard`).
     /// A configuration whose engine fails to start, dies or fails a request is stored with a
     /// skipped or failed trial and the sweep goes on with the next one.
     pub fn run_with(&self, start: &StartEngine, observe: &mut dyn FnMut(Event)) -> Result<()> {
         let configs = self.ctx.plan.configs();
         let tests = self.ctx.plan.matrix.tests();
         let reps_each = self.ctx.plan.reps.max(1) as usize;
-        let runnable = configs.iter().filter(|c| c.rejected.is_none()).count();
-        let subjects = &self.ctx.subjects;
-        let total = subjects.len() * runnable * tests.len() * reps_each;
-        let starts = subjects.len() * configs.len();
+        let cells = self.ctx.cells(&configs);
+        let runnable = cells.iter().filter(|(_, _, c)| c.rejected.is_none());
+        let total = runnable.count() * tests.len() * reps_each;
+        let starts = self.ctx.plan.cell_count();
         let mut tally = Tally::default();
-        for (index, subject) in subjects.iter().enumerate() {
-            for (at, planned) in configs.iter().enumerate() {
-                if let Some(signal) = process::interrupted() {
-                    return Err(Error::engine(format!("interrupted by signal {signal}")));
-                }
-                let label = self.ctx.label(subject, &planned.config);
-                observe(Event::Config {
-                    index: index * configs.len() + at,
-                    total: starts,
-                    label: &label,
-                });
-                let cell = Cell {
-                    subject,
-                    index,
-                    planned,
-                    label,
-                };
-                self.run_cell(start, &cell, &tests, &mut tally, total, observe)?;
+        for (at, subject, planned) in cells {
+            if let Some(signal) = process::interrupted() {
+                return Err(Error::engine(format!("interrupted by signal {signal}")));
             }
+            let label = self.ctx.label(subject, &planned.config);
+            observe(Event::Config {
+                index: at.index,
+                total: starts,
+                label: &label,
+            });
+            let cell = Cell {
+                subject,
+                index: at.subject,
+                planned,
+                label,
+            };
+            self.run_cell(start, &cell, &tests, &mut tally, total, observe)?;
         }
         if tally.failed > 0 {
             let failed = tally.failed;
@@ -999,6 +1047,7 @@ mod tests {
             extra_args: vec!["--no-mmap".into()],
             health_timeout_s: 5,
             timeouts: Timeouts::default(),
+            shard: None,
         }
     }
 
@@ -1407,6 +1456,56 @@ mod tests {
             (engine, model, t.status.clone())
         };
         trials.iter().map(identity).collect()
+    }
+
+    /// Each trial of a run as (engine, model, config, test, repetition, status).
+    fn trial_keys(sink: &MemorySink) -> Vec<String> {
+        let trials = sink.trials(1).unwrap();
+        let key = |t: &TrialRow| {
+            let (engine, model) = (t.engine.clone(), t.model_sha256.clone());
+            let (config, test) = (t.config_hash.clone(), &t.workload["test"]);
+            format!(
+                "{engine:?} {model:?} {config:?} {test} #{} {}",
+                t.repetition, t.status
+            )
+        };
+        trials.iter().map(key).collect()
+    }
+
+    #[test]
+    fn the_shards_of_a_sweep_measure_every_cell_once_between_them() {
+        let endpoint = ScriptedEndpoint::start(Duration::ZERO).unwrap();
+        let whole = MemorySink::new(Path::new("/runs"));
+        harness(&endpoint)
+            .run(&whole, &sweep_plan(), HashSet::new())
+            .unwrap();
+        let mut expected = trial_keys(&whole);
+        let mut union = Vec::new();
+        for k in 1..=3 {
+            let plan = BenchPlan {
+                shard: Some(Shard { k, n: 3 }),
+                ..sweep_plan()
+            };
+            let cells: Vec<usize> = plan.cells().iter().map(|c| c.index).collect();
+            let expected_cells: Vec<usize> = (0..12).filter(|i| i % 3 == k as usize - 1).collect();
+            assert_eq!(cells, expected_cells, "shard {k}/3 takes every third cell");
+            let sink = MemorySink::new(Path::new("/runs"));
+            harness(&endpoint)
+                .run(&sink, &plan, HashSet::new())
+                .unwrap();
+            union.extend(trial_keys(&sink));
+        }
+        assert_eq!(
+            union.len(),
+            expected.len(),
+            "no cell measured by two shards"
+        );
+        union.sort();
+        expected.sort();
+        assert_eq!(
+            union, expected,
+            "the shards together measure the whole sweep"
+        );
     }
 
     #[test]

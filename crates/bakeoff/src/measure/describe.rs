@@ -1,8 +1,9 @@
 //! A bench plan in words for `bench --dry-run`: the configurations in the order they start (for
 //! each build, each model, each configuration), the tests, the flags bakeoff adds, and how many
-//! trials and engine starts the run will take.
+//! trials and engine starts the run will take. A sharded plan lists only its shard's cells, each
+//! numbered as in the full matrix.
 
-use super::bench::{subject_label, BenchPlan};
+use super::bench::{subject_label, BenchPlan, CellAt};
 use super::matrix::PlannedConfig;
 use std::fmt::Write;
 
@@ -11,6 +12,9 @@ impl BenchPlan {
     pub fn describe(&self) -> String {
         let configs = self.configs();
         let mut out = self.headline(configs.len());
+        if let Some(shard) = self.shard {
+            let _ = writeln!(out, "  {}", shard.summary(self.cell_count()));
+        }
         match self.is_shootout() {
             true => out += &self.sweep_lines(&configs),
             false => {
@@ -18,8 +22,9 @@ impl BenchPlan {
                     let path = build.path.display();
                     let _ = writeln!(out, "  build: {}={path}", build.name);
                 }
-                for (index, config) in configs.iter().enumerate() {
-                    let _ = writeln!(out, "{}", config_line(&configs, index, config));
+                for at in self.cells() {
+                    let line = config_line(&configs, at.config, &configs[at.config]);
+                    let _ = writeln!(out, "{line}");
                 }
             }
         }
@@ -77,26 +82,28 @@ impl BenchPlan {
             let _ = writeln!(out, "  builds: {}", builds.join(", "));
         }
         let starts = self.engine_starts(configs);
+        let subjects = self.subject_order();
         let mut start = 0;
-        for (build, model) in self.subject_order() {
+        for at in self.cells() {
+            let (build, model) = subjects[at.subject];
             let subject = subject_label(build, model);
-            for config in configs {
-                let label = config.config.label();
-                let _ = match &config.rejected {
-                    Some(reason) => writeln!(out, "  skip: {subject} · {label}: {reason}"),
-                    None => {
-                        start += 1;
-                        writeln!(out, "  engine start {start}/{starts}: {subject} · {label}")
-                    }
-                };
-            }
+            let config = &configs[at.config];
+            let label = config.config.label();
+            let _ = match &config.rejected {
+                Some(reason) => writeln!(out, "  skip: {subject} · {label}: {reason}"),
+                None => {
+                    start += 1;
+                    writeln!(out, "  engine start {start}/{starts}: {subject} · {label}")
+                }
+            };
         }
         out
     }
 
+    /// The engines this run (its shard, if it has one) starts: its cells not rejected.
     fn engine_starts(&self, configs: &[PlannedConfig]) -> usize {
-        let runnable = configs.iter().filter(|c| c.rejected.is_none()).count();
-        runnable * self.subject_order().len()
+        let runnable = |at: &CellAt| configs[at.config].rejected.is_none();
+        self.cells().iter().filter(|at| runnable(at)).count()
     }
 
     fn totals(&self, configs: &[PlannedConfig], tests: usize) -> String {

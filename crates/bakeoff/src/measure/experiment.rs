@@ -435,6 +435,7 @@ mod tests {
             extra_args: Vec::new(),
             health_timeout_s: 120,
             timeouts: Default::default(),
+            shard: None,
         }
     }
 

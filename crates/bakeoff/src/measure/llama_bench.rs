@@ -107,18 +107,15 @@ impl LlamaBenchRun<'_> {
                 "llama-bench feeds random tokens; --prompts other than random are ignored".into(),
             ));
         }
-        let total = configs.len() * self.ctx.subjects.len();
-        for (index, subject) in self.ctx.subjects.iter().enumerate() {
-            for (at, planned) in configs.iter().enumerate() {
-                let label = self.ctx.label(subject, &planned.config);
-                observe(Event::Config {
-                    index: index * configs.len() + at,
-                    total,
-                    label: &label,
-                });
-                let cell = (index, subject, planned);
-                self.run_cell(cell, &label, observe)?;
-            }
+        let total = self.ctx.plan.cell_count();
+        for (at, subject, planned) in self.ctx.cells(&configs) {
+            let label = self.ctx.label(subject, &planned.config);
+            observe(Event::Config {
+                index: at.index,
+                total,
+                label: &label,
+            });
+            self.run_cell((at.subject, subject, planned), &label, observe)?;
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Measurement: sweep expansion and scheduling, prompts with exact token counts, the bench runner
-//! (through llama-server, or llama-bench in-process), statistics, load generation and noise detection;
-//! results go to a [`sink::TrialSink`].
+//! (through llama-server, or llama-bench in-process), statistics, load generation, noise detection
+//! and sharding a sweep across hosts; results go to a [`sink::TrialSink`].
 
 pub mod bench;
 mod describe;
@@ -10,6 +10,7 @@ pub mod load;
 pub mod matrix;
 pub mod noise;
 pub mod prompts;
+pub mod shard;
 pub mod sink;
 pub mod stats;
 pub mod watch;
