@@ -114,7 +114,7 @@ pub fn resolve_run_and_suffix(store: &Store, text: &str) -> bakeoff::Result<(i64
     split.or_else(whole)
 }
 
-/// The command line as typed, for the runs table.
+/// The command line as typed, for the runs table (a database URL's password masked).
 pub fn command_line() -> String {
-    std::env::args().collect::<Vec<_>>().join(" ")
+    bakeoff::store::redact(&std::env::args().collect::<Vec<_>>().join(" "))
 }

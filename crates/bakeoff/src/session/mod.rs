@@ -12,7 +12,7 @@ pub use target::{Engine, Launch, Target};
 use crate::engines::process;
 use crate::store::{Store, TrialTally};
 use crate::system::lock::{self, Holder};
-use crate::system::{paths, Fingerprint, MeasureLock};
+use crate::system::{Fingerprint, MeasureLock};
 use crate::{Error, Result};
 use std::fmt::Display;
 use std::path::PathBuf;
@@ -112,7 +112,7 @@ impl Session {
     }
 
     fn opened(store: Store, run_id: i64, system_id: i64, lock: Option<MeasureLock>) -> Session {
-        let exit_hook = Some(record_on_forced_exit(store.path(), run_id));
+        let exit_hook = Some(record_on_forced_exit(store.location(), run_id));
         Session {
             store,
             run_id,
@@ -157,7 +157,7 @@ impl Session {
 
     /// Where the run's files (engine logs) go: `NAME.runs/<id>/` beside the database `NAME.db`.
     pub fn run_dir(&self) -> PathBuf {
-        paths::run_dir(self.store.path(), self.run_id)
+        crate::measure::sink::TrialSink::run_dir(&self.store, self.run_id)
     }
 
     /// Set when the lock was taken over from a dead holder, in words for a status line.
@@ -294,10 +294,10 @@ fn nothing_measured_error(message: &str, run_id: i64) -> Error {
 
 /// Have the signal path record `run_id` as interrupted should bakeoff exit before the command
 /// records the run's end itself (its main thread blocked past the signal thread's bound).
-fn record_on_forced_exit(db: &std::path::Path, run_id: i64) -> usize {
-    let db = db.to_path_buf();
+fn record_on_forced_exit(location: &crate::store::Location, run_id: i64) -> usize {
+    let location = location.clone();
     process::on_forced_exit(Box::new(move |signal| {
-        if let Ok(store) = Store::open(&db) {
+        if let Ok(store) = Store::open_location(&location) {
             // Nothing to report to: bakeoff is exiting; the run row is the record.
             let _ = store.interrupt_run(run_id, signal);
         }

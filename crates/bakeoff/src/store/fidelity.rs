@@ -1,11 +1,11 @@
 //! Fidelity rows: one per check of one candidate (canary, hygiene, agreement, kld, speculative,
 //! gate), plus the whole readiness row, each committed as the candidate finishes.
 
+use super::db::params;
 use super::{NewTrial, Store};
 use crate::domain::{EngineConfig, Unit};
 use crate::quality::readiness::Readiness;
 use crate::Result;
-use rusqlite::params;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -86,7 +86,7 @@ impl Store {
             )?;
         }
         for check in checks_of(row) {
-            self.conn
+            self.db
                 .execute(
                     "INSERT INTO fidelity (run_id, trial_id, candidate, config_id, kind, name, status, value, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     params![run_id, trial, row.candidate, config_id, check.kind, check.name, check.status, check.value, check.detail.to_string()],
@@ -105,7 +105,7 @@ impl Store {
     /// Store one fidelity check of a run, committed at once.
     pub fn record_check(&self, run_id: i64, trial_id: Option<i64>, check: &NewCheck) -> Result<()> {
         let config_id = check.config.map(|c| self.config_id(c)).transpose()?;
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO fidelity (run_id, trial_id, candidate, config_id, kind, name, status, value, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![run_id, trial_id, check.candidate, config_id, check.kind, check.name, check.status, check.value, check.detail.to_string()],
@@ -117,11 +117,11 @@ impl Store {
     /// A run's fidelity rows, optionally of one kind, in the order they were stored.
     pub fn fidelity_rows(&self, run_id: i64, kind: Option<&str>) -> Result<Vec<FidelityRow>> {
         let mut stmt = self
-            .conn
+            .db
             .prepare(
                 "SELECT f.trial_id, f.candidate, c.hash, f.kind, f.name, f.status, f.value, f.detail
                  FROM fidelity f LEFT JOIN configs c ON c.id = f.config_id
-                 WHERE f.run_id = ?1 AND (?2 IS NULL OR f.kind = ?2) ORDER BY f.id",
+                 WHERE f.run_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR f.kind = ?2) ORDER BY f.id",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -134,7 +134,7 @@ impl Store {
                     name: r.get(4)?,
                     status: r.get(5)?,
                     value: r.get(6)?,
-                    detail: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or_default(),
+                    detail: serde_json::from_str(&r.get::<String>(7)?).unwrap_or_default(),
                 })
             })
             .map_err(|e| self.err(e))?;

@@ -1,9 +1,9 @@
 //! Rows of the optimisation journal: each entry links its before/after runs and keeps the evidence
 //! (JSON) it was judged on, the verdict bakeoff proposed and the verdict that stands.
 
+use super::db::{params, OptionalExtension};
 use super::Store;
 use crate::{Error, Result};
-use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 /// One stored journal entry.
@@ -38,7 +38,7 @@ pub struct GateCheckRow {
 
 const ENTRY_SELECT: &str = "SELECT id, title, change, before_run, after_run, verdict, proposed, verdict_by, evidence, note, created_at, updated_at FROM journal";
 
-fn entry_row(r: &rusqlite::Row) -> rusqlite::Result<JournalEntry> {
+fn entry_row(r: &super::db::Row) -> Result<JournalEntry, super::db::DbError> {
     Ok(JournalEntry {
         id: r.get(0)?,
         title: r.get(1)?,
@@ -48,7 +48,7 @@ fn entry_row(r: &rusqlite::Row) -> rusqlite::Result<JournalEntry> {
         verdict: r.get(5)?,
         proposed: r.get(6)?,
         verdict_by: r.get(7)?,
-        evidence: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or_default(),
+        evidence: serde_json::from_str(&r.get::<String>(8)?).unwrap_or_default(),
         note: r.get(9)?,
         created_at: r.get(10)?,
         updated_at: r.get(11)?,
@@ -58,8 +58,8 @@ fn entry_row(r: &rusqlite::Row) -> rusqlite::Result<JournalEntry> {
 impl Store {
     /// Store a new entry (its `id`, `created_at` and `updated_at` are assigned here); returns its id.
     pub fn add_journal_entry(&self, entry: &JournalEntry) -> Result<i64> {
-        self.conn
-            .execute(
+        self.db
+            .insert(
                 "INSERT INTO journal (title, change, before_run, after_run, verdict, proposed, verdict_by, evidence, note)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
@@ -74,13 +74,12 @@ impl Store {
                     entry.note
                 ],
             )
-            .map_err(|e| self.err(e))?;
-        Ok(self.conn.last_insert_rowid())
+            .map_err(|e| self.err(e))
     }
 
     /// Write back an entry's runs, verdicts, evidence and note (title and change stay).
     pub fn update_journal_entry(&self, entry: &JournalEntry) -> Result<()> {
-        self.conn
+        self.db
             .execute(
                 "UPDATE journal SET before_run = ?2, after_run = ?3, verdict = ?4, proposed = ?5, verdict_by = ?6,
                  evidence = ?7, note = ?8, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
@@ -102,7 +101,7 @@ impl Store {
     /// Every entry, oldest first (the order of the log).
     pub fn journal_entries(&self) -> Result<Vec<JournalEntry>> {
         let sql = format!("{ENTRY_SELECT} ORDER BY id");
-        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let mut stmt = self.db.prepare(&sql).map_err(|e| self.err(e))?;
         let rows = stmt.query_map([], entry_row).map_err(|e| self.err(e))?;
         rows.collect::<std::result::Result<_, _>>()
             .map_err(|e| self.err(e))
@@ -110,7 +109,7 @@ impl Store {
 
     pub fn journal_entry(&self, id: i64) -> Result<JournalEntry> {
         let sql = format!("{ENTRY_SELECT} WHERE id = ?1");
-        self.conn
+        self.db
             .query_row(&sql, [id], entry_row)
             .optional()
             .map_err(|e| self.err(e))?
@@ -123,7 +122,7 @@ impl Store {
     /// The fidelity gate checks stored for a run, in the order they were recorded.
     pub fn journal_gate_checks(&self, run_id: i64) -> Result<Vec<GateCheckRow>> {
         let mut stmt = self
-            .conn
+            .db
             .prepare("SELECT candidate, name, status, value FROM fidelity WHERE run_id = ?1 AND kind = 'gate' ORDER BY id")
             .map_err(|e| self.err(e))?;
         let rows = stmt

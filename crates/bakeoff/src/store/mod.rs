@@ -3,8 +3,10 @@
 //! moment it is measured, so a crash or kill keeps everything measured before it.
 
 mod audits;
+pub(crate) mod db;
 mod fidelity;
 mod journal;
+pub mod location;
 mod profiles;
 pub mod report_rows;
 mod runs;
@@ -29,13 +31,18 @@ use crate::engines::discovery::LlamaCppInstall;
 use crate::measure::sink::TrialSink;
 use crate::system::Fingerprint;
 use crate::{Error, Result};
-use rusqlite::{params, Connection, OptionalExtension};
+pub use db::Dialect;
+use db::{params, Db, DbError, OptionalExtension};
+pub use location::{redact, Location};
+use schema::Upgrade;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 pub struct Store {
-    conn: Connection,
+    db: Db,
+    /// What to show: the SQLite file, or the PostgreSQL URL without its password.
     path: PathBuf,
+    location: Location,
 }
 
 /// A run as listed by `bakeoff runs`.
@@ -89,8 +96,37 @@ pub struct RunDetail {
 }
 
 impl Store {
-    /// Open (creating if needed) the database at `path` and bring its schema up to date.
+    /// Open (creating if needed) the store `--db` names: a SQLite file, or a PostgreSQL URL.
     pub fn open(path: &Path) -> Result<Self> {
+        Store::open_location(&Location::parse(path)?)
+    }
+
+    /// Open (creating if needed) a store and bring its schema up to date: a SQLite file is
+    /// migrated; a PostgreSQL store is created when empty, and otherwise must be at this
+    /// bakeoff's schema version (`bakeoff db migrate` upgrades a shared one on purpose).
+    pub fn open_location(location: &Location) -> Result<Self> {
+        let store = match location {
+            Location::Sqlite(path) => Store::open_sqlite(path)?,
+            Location::Postgres(target) => {
+                let db = Db::postgres(target.config.clone()).map_err(|e| Error::Store {
+                    path: PathBuf::from(&target.display),
+                    source: e.into(),
+                })?;
+                Store {
+                    db,
+                    path: PathBuf::from(&target.display),
+                    location: location.clone(),
+                }
+            }
+        };
+        match location {
+            Location::Sqlite(_) => store.migrate(Upgrade::Automatic)?,
+            Location::Postgres(_) => store.migrate(Upgrade::WhenEmpty)?,
+        }
+        Ok(store)
+    }
+
+    fn open_sqlite(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
@@ -98,7 +134,7 @@ impl Store {
             path: path.to_path_buf(),
             source: source.into(),
         };
-        let conn = Connection::open(path).map_err(err)?;
+        let conn = rusqlite::Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -107,29 +143,40 @@ impl Store {
             .map_err(err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(err)?;
-        let mut store = Store {
-            conn,
+        Ok(Store {
+            db: Db::sqlite(conn),
             path: path.to_path_buf(),
-        };
-        store.migrate()?;
-        Ok(store)
+            location: Location::Sqlite(path.to_path_buf()),
+        })
     }
 
-    /// Open a database that must already exist (for commands that only read): a mistyped
-    /// `--db` used to create an empty database and answer "no runs" from it.
+    /// Open a store that must already exist (for commands that only read): a mistyped
+    /// `--db` used to create an empty database and answer "no runs" from it. (A PostgreSQL
+    /// database exists or the connection says so.)
     pub fn open_existing(path: &Path) -> Result<Self> {
-        if path.exists() {
-            return Store::open(path);
+        let location = Location::parse(path)?;
+        if location.is_postgres() || path.exists() {
+            return Store::open_location(&location);
         }
         let hint = "nothing was measured into it yet: run bench, load or gate first, or pass --db (BAKEOFF_DB) naming the database you meant";
         Err(Error::input(format!("no database at {}", path.display())).with_hint(hint))
     }
 
+    /// The SQLite file, or the PostgreSQL URL without its password: what to show a user.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn err(&self, source: rusqlite::Error) -> Error {
+    /// Where the store is, to open it again (a signal handler, a worker's second connection).
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.db.dialect()
+    }
+
+    fn err(&self, source: DbError) -> Error {
         Error::Store {
             path: self.path.clone(),
             source: source.into(),
@@ -138,81 +185,52 @@ impl Store {
 
     /// The schema version (number of migrations applied).
     pub fn schema_version(&self) -> Result<usize> {
-        self.conn
-            .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
-            .map(|v| v as usize)
-            .map_err(|e| self.err(e))
+        schema::version(&self.db).map_err(|e| self.err(e))
+    }
+
+    /// Upgrade a PostgreSQL store to this bakeoff's schema (SQLite stores upgrade on open).
+    pub fn migrate_to_current(&self) -> Result<(usize, usize)> {
+        let before = self.schema_version()?;
+        self.migrate(Upgrade::Automatic)?;
+        Ok((before, schema::MIGRATIONS.len()))
     }
 
     /// Apply the pending migrations in one write transaction taken before the version is read:
     /// two bakeoffs opening a new database at once (a test polling it, two commands started
     /// together) would otherwise both see version 0 and the second fail ("table already exists").
-    fn migrate(&mut self) -> Result<()> {
-        let path = self.path.clone();
-        let err = |source: rusqlite::Error| Error::Store {
-            path: path.clone(),
-            source: source.into(),
-        };
-        // A migration that rebuilds a table (8) must run with foreign keys off (SQLite's
-        // documented procedure; the pragma is ignored inside a transaction), and the keys are
-        // checked before the commit instead.
-        self.conn
-            .pragma_update(None, "foreign_keys", "OFF")
-            .map_err(err)?;
-        let result = self.migrate_in_transaction();
-        self.conn
-            .pragma_update(None, "foreign_keys", "ON")
-            .map_err(err)?;
-        result
-    }
-
-    fn migrate_in_transaction(&mut self) -> Result<()> {
-        let path = self.path.clone();
-        let err = |source: rusqlite::Error| Error::Store {
-            path: path.clone(),
-            source: source.into(),
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(err)?;
-        let current = tx
-            .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
-            .map_err(err)? as usize;
-        if current > schema::MIGRATIONS.len() {
-            return Err(Error::input(format!(
-                "database {} has schema version {current}, newer than this bakeoff ({}); upgrade bakeoff",
-                path.display(),
-                schema::MIGRATIONS.len()
-            )));
-        }
-        for (index, sql) in schema::MIGRATIONS.iter().enumerate().skip(current) {
-            tx.execute_batch(sql).map_err(err)?;
-            tx.pragma_update(None, "user_version", (index + 1) as i64)
-                .map_err(err)?;
-        }
-        let broken: i64 = tx
-            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
-                r.get(0)
-            })
-            .map_err(err)?;
-        if broken > 0 {
-            return Err(Error::input(format!(
+    fn migrate(&self, upgrade: Upgrade) -> Result<()> {
+        let result = schema::migrate(&self.db, upgrade);
+        result.map_err(|e| match e {
+            schema::MigrateError::Db(e) => self.err(e),
+            schema::MigrateError::Version { found, wanted } => {
+                let store = self.path.display();
+                let message = if found > wanted {
+                    format!("database {store} has schema version {found}, newer than this bakeoff's {wanted}")
+                } else {
+                    format!("database {store} has schema version {found}, older than this bakeoff's {wanted}")
+                };
+                let hint = if found > wanted {
+                    "upgrade bakeoff on this host to the version the rest of the team uses".to_string()
+                } else {
+                    format!("upgrade the shared store with `bakeoff db migrate --db {store}` once every host runs this bakeoff")
+                };
+                Error::input(message).with_hint(hint)
+            }
+            schema::MigrateError::BrokenKeys(broken) => Error::input(format!(
                 "database {}: migration left {broken} broken foreign keys; nothing was changed",
-                path.display()
-            )));
-        }
-        tx.commit().map_err(err)
+                self.path.display()
+            )),
+        })
     }
 
     pub fn system_id(&self, fingerprint: &Fingerprint) -> Result<i64> {
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO systems (hash, fingerprint) VALUES (?1, ?2) ON CONFLICT (hash) DO NOTHING",
                 params![fingerprint.hash(), fingerprint.to_json()],
             )
             .map_err(|e| self.err(e))?;
-        self.conn
+        self.db
             .query_row(
                 "SELECT id FROM systems WHERE hash = ?1",
                 [fingerprint.hash()],
@@ -232,7 +250,7 @@ impl Store {
             .map(str::to_string)
             .or_else(|| install.and_then(|i| i.version.clone()))
             .unwrap_or_default();
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO engines (kind, path, version, build_number, commit_id, built_with) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT DO NOTHING",
@@ -246,7 +264,7 @@ impl Store {
                 ],
             )
             .map_err(|e| self.err(e))?;
-        self.conn
+        self.db
             .query_row(
                 "SELECT id FROM engines WHERE kind = ?1 AND path = ?2 AND version = ?3
                  AND build_name IS NULL AND binary_sha256 IS NULL AND backends IS NULL AND devices IS NULL",
@@ -270,7 +288,7 @@ impl Store {
             json(&identity.backends),
             json(&identity.devices),
         );
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO engines (kind, path, version, build_name, binary_sha256, backends, devices,
                                       build_number, commit_id, built_with)
@@ -283,7 +301,7 @@ impl Store {
                 ],
             )
             .map_err(|e| self.err(e))?;
-        self.conn
+        self.db
             .query_row(
                 "SELECT id FROM engines WHERE kind = ?1 AND path = ?2 AND version = ?3 AND build_name = ?4
                  AND binary_sha256 = ?5 AND backends = ?6 AND devices = ?7",
@@ -307,11 +325,11 @@ impl Store {
         let path_text = canonical.display().to_string();
         let lookup = |store: &Store| {
             store
-                .conn
+                .db
                 .query_row(
                     "SELECT id, sha256, summary FROM models WHERE path = ?1 AND size = ?2 AND mtime = ?3",
                     params![path_text, meta.len() as i64, mtime],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
+                    |r| Ok((r.get::<i64>(0)?, r.get::<String>(1)?, r.get::<String>(2)?)),
                 )
                 .optional()
                 .map_err(|e| store.err(e))
@@ -330,14 +348,15 @@ impl Store {
         let summary = crate::formats::gguf::GgufFile::open(&canonical)
             .map(|f| model_summary(&f))
             .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }));
-        self.conn
-            .execute(
+        let id = self
+            .db
+            .insert(
                 "INSERT INTO models (path, size, mtime, sha256, summary) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![path_text, meta.len() as i64, mtime, sha256, summary.to_string()],
             )
             .map_err(|e| self.err(e))?;
         Ok(ModelRow {
-            id: self.conn.last_insert_rowid(),
+            id,
             path: path_text,
             size: meta.len(),
             sha256,
@@ -346,13 +365,13 @@ impl Store {
     }
 
     pub fn config_id(&self, config: &EngineConfig) -> Result<i64> {
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO configs (hash, flags) VALUES (?1, ?2) ON CONFLICT (hash) DO NOTHING",
                 params![config.hash(), config.canonical_json()],
             )
             .map_err(|e| self.err(e))?;
-        self.conn
+        self.db
             .query_row(
                 "SELECT id FROM configs WHERE hash = ?1",
                 [config.hash()],
@@ -370,20 +389,20 @@ impl Store {
         tag: Option<&str>,
         params: &serde_json::Value,
     ) -> Result<i64> {
-        self.conn
-            .execute(
-                "INSERT INTO runs (kind, command, bakeoff_version, system_id, tag, params, pid, pid_start) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![kind, command, crate::VERSION, system_id, tag, params.to_string(), runs::own_pid(), runs::own_start()],
+        self.db
+            .insert(
+                "INSERT INTO runs (kind, command, bakeoff_version, system_id, tag, params, pid, pid_start, uuid, host)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![kind, redact(command), crate::VERSION, system_id, tag, params.to_string(), runs::own_pid(), runs::own_start(), runs::new_uuid(), runs::own_host()],
             )
-            .map_err(|e| self.err(e))?;
-        Ok(self.conn.last_insert_rowid())
+            .map_err(|e| self.err(e))
     }
 
     /// Record the end of a run: `ok`, `failed`/`partial` (with the error) or `interrupted`. A
     /// trial still `running` in it is marked `interrupted`: a finished run holds no running trial.
     pub fn end_run(&self, run_id: i64, status: &str, error: Option<&str>) -> Result<()> {
         self.interrupt_trials(run_id)?;
-        self.conn
+        self.db
             .execute(
                 "UPDATE runs SET status = ?2, error = ?3, ended_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
                 params![run_id, status, error],
@@ -396,7 +415,7 @@ impl Store {
     /// left `running` are marked `interrupted` (they are measured again).
     pub fn reopen_run(&self, run_id: i64) -> Result<()> {
         self.interrupt_trials(run_id)?;
-        self.conn
+        self.db
             .execute(
                 "UPDATE runs SET status = 'running', error = NULL, ended_at = NULL, pid = ?2, pid_start = ?3 WHERE id = ?1",
                 params![run_id, runs::own_pid(), runs::own_start()],
@@ -407,17 +426,16 @@ impl Store {
 
     pub fn begin_trial(&self, run_id: i64, trial: &NewTrial) -> Result<i64> {
         let config_id = trial.config.map(|c| self.config_id(c)).transpose()?;
-        self.conn
-            .execute(
+        self.db
+            .insert(
                 "INSERT INTO trials (run_id, config_id, engine_id, model_id, workload, repetition) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![run_id, config_id, trial.engine_id, trial.model_id, trial.workload.to_string(), trial.repetition],
             )
-            .map_err(|e| self.err(e))?;
-        Ok(self.conn.last_insert_rowid())
+            .map_err(|e| self.err(e))
     }
 
     pub fn end_trial(&self, trial_id: i64, status: &str, note: Option<&str>) -> Result<()> {
-        self.conn
+        self.db
             .execute(
                 "UPDATE trials SET status = ?2, note = ?3, ended_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
                 params![trial_id, status, note],
@@ -437,7 +455,7 @@ impl Store {
         seq: usize,
     ) -> Result<()> {
         crate::measure::sink::check_finite(trial_id, metric, value)?;
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO samples (trial_id, metric, value, unit, source, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![trial_id, metric, value, unit.as_str(), source, seq as i64],
@@ -450,7 +468,7 @@ impl Store {
     pub fn engine_log(&self, run_id: i64, trial_id: Option<i64>, path: &Path) -> Result<()> {
         let fatal = crate::engines::fatal::scan_file(path);
         let excerpt = crate::engines::fatal::tail(path, 40).join("\n");
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO engine_logs (run_id, trial_id, path, excerpt, fatal_lines) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![run_id, trial_id, path.display().to_string(), excerpt, serde_json::to_string(&fatal).unwrap_or_default()],
@@ -461,7 +479,7 @@ impl Store {
 
     pub fn runs(&self, limit: usize) -> Result<Vec<RunRow>> {
         let sql = format!("{RUN_SELECT} ORDER BY r.id DESC LIMIT ?1");
-        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let mut stmt = self.db.prepare(&sql).map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([limit as i64], run_row)
             .map_err(|e| self.err(e))?;
@@ -476,11 +494,11 @@ impl Store {
             .strip_prefix("last~")
             .and_then(|n| n.parse::<i64>().ok());
         let found: Option<i64> = if reference == "last" {
-            self.conn
+            self.db
                 .query_row("SELECT max(id) FROM runs", [], |r| r.get(0))
                 .map_err(|e| self.err(e))?
         } else if let Some(back) = back {
-            self.conn
+            self.db
                 .query_row(
                     "SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET ?1",
                     [back],
@@ -489,12 +507,12 @@ impl Store {
                 .optional()
                 .map_err(|e| self.err(e))?
         } else if let Ok(id) = reference.parse::<i64>() {
-            self.conn
+            self.db
                 .query_row("SELECT id FROM runs WHERE id = ?1", [id], |r| r.get(0))
                 .optional()
                 .map_err(|e| self.err(e))?
         } else {
-            self.conn
+            self.db
                 .query_row(
                     "SELECT max(id) FROM runs WHERE tag = ?1",
                     [reference],
@@ -511,11 +529,11 @@ impl Store {
     pub fn run_detail(&self, run_id: i64) -> Result<RunDetail> {
         let sql = format!("{RUN_SELECT} WHERE r.id = ?1");
         let run = self
-            .conn
+            .db
             .query_row(&sql, [run_id], run_row)
             .map_err(|e| self.err(e))?;
         let (params_text, system): (String, Option<String>) = self
-            .conn
+            .db
             .query_row(
                 "SELECT r.params, s.fingerprint FROM runs r LEFT JOIN systems s ON s.id = r.system_id WHERE r.id = ?1",
                 [run_id],
@@ -555,30 +573,30 @@ impl Store {
 
     fn trials_where(&self, condition: &str, id: i64) -> Result<Vec<TrialRow>> {
         let sql = format!(
-            "SELECT t.id, c.hash, c.flags, e.kind || ' ' || coalesce(e.version, '?') || ' (build ' || coalesce(e.build_number, '?') || ')', m.sha256, t.workload, t.repetition, t.status, t.note,
+            "SELECT t.id, c.hash, c.flags, e.kind || ' ' || coalesce(e.version, '?') || ' (build ' || coalesce(CAST(e.build_number AS TEXT), '?') || ')', m.sha256, t.workload, t.repetition, t.status, t.note,
                     t.engine_id, t.model_id, coalesce(e.build_name, 'b' || e.build_number, nullif(e.version, ''), e.kind), m.path
              FROM trials t LEFT JOIN configs c ON c.id = t.config_id LEFT JOIN engines e ON e.id = t.engine_id
              LEFT JOIN models m ON m.id = t.model_id WHERE {condition} ORDER BY t.id"
         );
-        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let mut stmt = self.db.prepare(&sql).map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([id], |r| {
                 Ok(TrialRow {
                     id: r.get(0)?,
                     config_hash: r.get(1)?,
                     flags: r
-                        .get::<_, Option<String>>(2)?
+                        .get::<Option<String>>(2)?
                         .and_then(|f| serde_json::from_str(&f).ok()),
                     engine: r.get(3)?,
                     model_sha256: r.get(4)?,
-                    workload: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+                    workload: serde_json::from_str(&r.get::<String>(5)?).unwrap_or_default(),
                     repetition: r.get(6)?,
                     status: r.get(7)?,
                     note: r.get(8)?,
                     engine_id: r.get(9)?,
                     model_id: r.get(10)?,
                     build: r.get(11)?,
-                    model_name: r.get::<_, Option<String>>(12)?.map(|p| file_stem(&p)),
+                    model_name: r.get::<Option<String>>(12)?.map(|p| file_stem(&p)),
                     samples: Vec::new(),
                 })
             })
@@ -594,7 +612,7 @@ impl Store {
 
     pub fn samples(&self, trial_id: i64) -> Result<Vec<SampleRow>> {
         let mut stmt = self
-            .conn
+            .db
             .prepare("SELECT metric, value, unit, source, seq FROM samples WHERE trial_id = ?1 ORDER BY id")
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -614,7 +632,7 @@ impl Store {
 
     fn logs(&self, run_id: i64) -> Result<Vec<LogRow>> {
         let mut stmt = self
-            .conn
+            .db
             .prepare("SELECT trial_id, path, excerpt, fatal_lines FROM engine_logs WHERE run_id = ?1 ORDER BY id")
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -623,7 +641,7 @@ impl Store {
                     trial_id: r.get(0)?,
                     path: r.get(1)?,
                     excerpt: r.get(2)?,
-                    fatal_lines: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
+                    fatal_lines: serde_json::from_str(&r.get::<String>(3)?).unwrap_or_default(),
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -639,7 +657,7 @@ impl Store {
         value: f64,
         unit: &str,
     ) -> Result<()> {
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO system_measurements (system_id, name, value, unit) VALUES (?1, ?2, ?3, ?4)",
                 params![system_id, name, value, unit],
@@ -650,7 +668,7 @@ impl Store {
 
     /// The newest value of a machine property for this system.
     pub fn latest_system_measurement(&self, system_id: i64, name: &str) -> Result<Option<f64>> {
-        self.conn
+        self.db
             .query_row(
                 "SELECT value FROM system_measurements WHERE system_id = ?1 AND name = ?2 ORDER BY id DESC LIMIT 1",
                 params![system_id, name],
@@ -685,7 +703,7 @@ impl TrialSink for Store {
 
     fn exclude_samples(&self, trial_id: i64, seqs: &[usize]) -> Result<()> {
         for seq in seqs {
-            self.conn
+            self.db
                 .execute(
                     "UPDATE samples SET source = 'client-excluded' WHERE trial_id = ?1 AND seq = ?2 AND source = 'client'",
                     params![trial_id, *seq as i64],
@@ -700,7 +718,7 @@ impl TrialSink for Store {
     }
 
     fn run_dir(&self, run_id: i64) -> PathBuf {
-        crate::system::paths::run_dir(&self.path, run_id)
+        self.location.runs_dir().join(run_id.to_string())
     }
 
     fn trials(&self, run_id: i64) -> Result<Vec<TrialRow>> {
@@ -718,7 +736,7 @@ const RUN_SELECT: &str = "SELECT r.id, r.kind, r.command, r.bakeoff_version, r.t
     r.pid, r.pid_start
     FROM runs r";
 
-fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
+fn run_row(r: &db::Row) -> Result<RunRow, db::DbError> {
     Ok(RunRow {
         id: r.get(0)?,
         kind: r.get(1)?,
@@ -929,7 +947,7 @@ mod tests {
     fn migration_8_keeps_engine_ids_and_the_trials_that_point_at_them() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("v7.db");
-        let conn = Connection::open(&db).unwrap();
+        let conn = rusqlite::Connection::open(&db).unwrap();
         for sql in &schema::MIGRATIONS[..7] {
             conn.execute_batch(sql).unwrap();
         }
@@ -950,7 +968,7 @@ mod tests {
         assert_eq!(id.unwrap(), 5);
         // The trials' foreign key points at the rebuilt table: deleting its row is refused.
         assert!(store
-            .conn
+            .db
             .execute("DELETE FROM engines WHERE id = 5", [])
             .is_err());
     }

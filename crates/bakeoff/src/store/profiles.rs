@@ -1,9 +1,9 @@
 //! Saved serving profiles (a winning configuration under a name) and the readiness checks each
 //! supervised start of one ran.
 
+use super::db::{params, OptionalExtension};
 use super::Store;
 use crate::{Error, Result};
-use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 /// A saved profile: what to start (engine binary, model file, flags) and where it came from.
@@ -53,11 +53,11 @@ pub struct EngineRow {
 }
 
 const PROFILE_SELECT: &str = "SELECT p.name, p.run_id, p.config_id, c.hash, p.model_id, p.model_path, p.model_sha256, p.engine_id,
-    p.engine_path, e.kind || ' ' || coalesce(e.version, '?') || ' (build ' || coalesce(e.build_number, '?') || ')',
+    p.engine_path, e.kind || ' ' || coalesce(e.version, '?') || ' (build ' || coalesce(CAST(e.build_number AS TEXT), '?') || ')',
     p.flags, p.fallback, p.created_at, p.updated_at, p.canary_reference
     FROM profiles p LEFT JOIN configs c ON c.id = p.config_id LEFT JOIN engines e ON e.id = p.engine_id";
 
-fn profile_row(r: &rusqlite::Row) -> rusqlite::Result<Profile> {
+fn profile_row(r: &super::db::Row) -> Result<Profile, super::db::DbError> {
     Ok(Profile {
         name: r.get(0)?,
         run_id: r.get(1)?,
@@ -69,12 +69,12 @@ fn profile_row(r: &rusqlite::Row) -> rusqlite::Result<Profile> {
         engine_id: r.get(7)?,
         engine_path: r.get(8)?,
         engine_version: r.get(9)?,
-        flags: serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default(),
+        flags: serde_json::from_str(&r.get::<String>(10)?).unwrap_or_default(),
         fallback: r.get(11)?,
         created_at: r.get(12)?,
         updated_at: r.get(13)?,
         canary_reference: r
-            .get::<_, Option<String>>(14)?
+            .get::<Option<String>>(14)?
             .and_then(|t| serde_json::from_str(&t).ok()),
     })
 }
@@ -89,7 +89,7 @@ impl Store {
                     .with_hint("pass --force to replace it, or `bakeoff profile delete` it first"),
             );
         }
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO profiles (name, run_id, config_id, model_id, model_path, model_sha256, engine_id, engine_path, flags, fallback)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
@@ -114,7 +114,7 @@ impl Store {
 
     pub fn find_profile(&self, name: &str) -> Result<Option<Profile>> {
         let sql = format!("{PROFILE_SELECT} WHERE p.name = ?1");
-        self.conn
+        self.db
             .query_row(&sql, [name], profile_row)
             .optional()
             .map_err(|e| self.err(e))
@@ -136,7 +136,7 @@ impl Store {
 
     pub fn profiles(&self) -> Result<Vec<Profile>> {
         let sql = format!("{PROFILE_SELECT} ORDER BY p.name");
-        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let mut stmt = self.db.prepare(&sql).map_err(|e| self.err(e))?;
         let rows = stmt.query_map([], profile_row).map_err(|e| self.err(e))?;
         rows.collect::<std::result::Result<_, _>>()
             .map_err(|e| self.err(e))
@@ -158,7 +158,7 @@ impl Store {
             ))
             .with_hint("save those profiles with another --fallback first"));
         }
-        self.conn
+        self.db
             .execute("DELETE FROM profiles WHERE name = ?1", [name])
             .map(drop)
             .map_err(|e| self.err(e))
@@ -167,7 +167,7 @@ impl Store {
     /// The configurations a run measured, in the order it first measured them.
     pub fn run_configs(&self, run_id: i64) -> Result<Vec<RunConfig>> {
         let mut stmt = self
-            .conn
+            .db
             .prepare(
                 "SELECT c.id, c.hash, c.flags, t.model_id, t.engine_id FROM trials t JOIN configs c ON c.id = t.config_id
                  WHERE t.run_id = ?1 AND t.id = (SELECT min(u.id) FROM trials u WHERE u.run_id = ?1 AND u.config_id = c.id)
@@ -179,7 +179,7 @@ impl Store {
                 Ok(RunConfig {
                     config_id: r.get(0)?,
                     hash: r.get(1)?,
-                    flags: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
+                    flags: serde_json::from_str(&r.get::<String>(2)?).unwrap_or_default(),
                     model_id: r.get(3)?,
                     engine_id: r.get(4)?,
                 })
@@ -191,7 +191,7 @@ impl Store {
 
     /// A stored model by id (no hashing: the row as recorded).
     pub fn model_by_id(&self, id: i64) -> Result<super::ModelRow> {
-        self.conn
+        self.db
             .query_row(
                 "SELECT id, path, size, sha256, summary FROM models WHERE id = ?1",
                 [id],
@@ -199,9 +199,9 @@ impl Store {
                     Ok(super::ModelRow {
                         id: r.get(0)?,
                         path: r.get(1)?,
-                        size: r.get::<_, i64>(2)? as u64,
+                        size: r.get::<i64>(2)? as u64,
                         sha256: r.get(3)?,
-                        summary: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
+                        summary: serde_json::from_str(&r.get::<String>(4)?).unwrap_or_default(),
                     })
                 },
             )
@@ -209,7 +209,7 @@ impl Store {
     }
 
     pub fn engine_by_id(&self, id: i64) -> Result<EngineRow> {
-        self.conn
+        self.db
             .query_row(
                 "SELECT id, kind, path, version, build_number FROM engines WHERE id = ?1",
                 [id],
@@ -228,7 +228,7 @@ impl Store {
 
     /// Keep the canaries a profile passed as its reference.
     pub fn set_canary_reference(&self, name: &str, passed: &[String]) -> Result<()> {
-        self.conn
+        self.db
             .execute(
                 "UPDATE profiles SET canary_reference = ?2 WHERE name = ?1",
                 params![name, serde_json::to_string(passed).unwrap_or_default()],
@@ -247,7 +247,7 @@ impl Store {
         passed: bool,
         detail: &serde_json::Value,
     ) -> Result<()> {
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO fidelity (run_id, candidate, kind, name, status, detail) VALUES (?1, ?2, 'serve-readiness', ?3, ?4, ?5)",
                 params![run_id, candidate, name, if passed { "pass" } else { "fail" }, detail.to_string()],
@@ -263,7 +263,7 @@ impl Store {
         candidate: &str,
         result: &crate::quality::canary::CanaryResult,
     ) -> Result<()> {
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO fidelity (run_id, candidate, kind, name, status, value, detail) VALUES (?1, ?2, 'canary', ?3, ?4, ?5, ?6)",
                 params![

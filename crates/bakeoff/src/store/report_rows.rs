@@ -1,10 +1,10 @@
 //! The stored rows a report shows as they are: the systems, engine builds and model files a run
 //! used, and its fidelity rows with their configurations' arguments.
 
+use super::db::params;
 use super::Store;
 use crate::domain::EngineConfig;
 use crate::Result;
-use rusqlite::params;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -69,13 +69,13 @@ impl Store {
         &self,
         run_id: i64,
         sql: &str,
-        map: impl Fn(&rusqlite::Row) -> rusqlite::Result<T>,
+        map: impl Fn(&super::db::Row) -> Result<T, super::db::DbError>,
     ) -> Result<Vec<T>> {
-        let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+        let mut stmt = self.db.prepare(sql).map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(params![run_id], map)
             .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<_>>()
+        rows.collect::<Result<_, super::db::DbError>>()
             .map_err(|e| self.err(e))
     }
 
@@ -88,7 +88,7 @@ impl Store {
                 Ok(SystemInfo {
                     id: r.get(0)?,
                     hash: r.get(1)?,
-                    fingerprint: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
+                    fingerprint: serde_json::from_str(&r.get::<String>(2)?).unwrap_or_default(),
                     measurements: BTreeMap::new(),
                     runs: vec![run_id],
                 })
@@ -99,7 +99,7 @@ impl Store {
             let rows = self.run_rows(
             run_id,
                 "SELECT m.name, m.value, m.unit FROM runs r JOIN system_measurements m ON m.system_id = r.system_id WHERE r.id = ?1 ORDER BY m.id",
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?, r.get::<_, String>(2)?)),
+                |r| Ok((r.get::<String>(0)?, r.get::<f64>(1)?, r.get::<String>(2)?)),
             )?;
             system.measurements = rows.into_iter().map(|(n, v, u)| (n, (v, u))).collect();
         }
@@ -142,9 +142,9 @@ impl Store {
                 Ok(ModelInfo {
                     id: r.get(0)?,
                     path: r.get(1)?,
-                    size: r.get::<_, i64>(2)?.max(0) as u64,
+                    size: r.get::<i64>(2)?.max(0) as u64,
                     sha256: r.get(3)?,
-                    summary: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
+                    summary: serde_json::from_str(&r.get::<String>(4)?).unwrap_or_default(),
                     runs: vec![run_id],
                 })
             },
@@ -160,7 +160,7 @@ impl Store {
              WHERE f.run_id = ?1 AND f.kind != 'readiness' ORDER BY f.id",
             |r| {
                 let config: Option<EngineConfig> = r
-                    .get::<_, Option<String>>(10)?
+                    .get::<Option<String>>(10)?
                     .and_then(|f| serde_json::from_str(&f).ok());
                 Ok(FidelityRow {
                     id: r.get(0)?,

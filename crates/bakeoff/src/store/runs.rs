@@ -2,10 +2,10 @@
 //! dead bakeoff reads `abandoned`), the trials a crash left `running`, and the tally of its trials
 //! from which the session derives how the run really ended.
 
+use super::db::params;
 use super::Store;
 use crate::system::lock;
 use crate::Result;
-use rusqlite::params;
 
 /// This process's pid, recorded with the runs it begins or resumes.
 pub(super) fn own_pid() -> i32 {
@@ -72,7 +72,7 @@ impl Store {
     /// Mark the trials of `run_id` still `running` as `interrupted`: the process measuring them
     /// ended (or died) before they did.
     pub(super) fn interrupt_trials(&self, run_id: i64) -> Result<()> {
-        self.conn
+        self.db
             .execute(
                 "UPDATE trials SET status = 'interrupted', note = coalesce(note, 'bakeoff stopped before this trial ended'),
                  ended_at = coalesce(ended_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
@@ -86,7 +86,7 @@ impl Store {
     /// How the trials of `run_id` ended, counted from what was stored.
     pub fn trial_tally(&self, run_id: i64) -> Result<TrialTally> {
         let mut stmt = self
-            .conn
+            .db
             .prepare(
                 "SELECT t.status, (SELECT count(*) FROM samples s WHERE s.trial_id = t.id), t.note
                  FROM trials t WHERE t.run_id = ?1 ORDER BY t.id",
@@ -94,7 +94,7 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(params![run_id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get(2)?))
+                Ok((r.get::<String>(0)?, r.get::<i64>(1)?, r.get(2)?))
             })
             .map_err(|e| self.err(e))?;
         let mut tally = TrialTally::default();
@@ -107,7 +107,7 @@ impl Store {
 
     /// The kind of a stored run (`bench`, `load`, ...).
     pub fn run_kind(&self, run_id: i64) -> Result<String> {
-        self.conn
+        self.db
             .query_row("SELECT kind FROM runs WHERE id = ?1", [run_id], |r| {
                 r.get(0)
             })
@@ -119,7 +119,7 @@ impl Store {
     pub fn interrupt_run(&self, run_id: i64, signal: i32) -> Result<()> {
         let error = format!("interrupted by signal {signal}");
         self.interrupt_trials(run_id)?;
-        self.conn
+        self.db
             .execute(
                 "UPDATE runs SET status = 'interrupted', error = ?2, ended_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
                  WHERE id = ?1 AND status = 'running'",
@@ -162,7 +162,7 @@ mod tests {
         let (alive, dead) = (run(&store), run(&store));
         // A pid that no process holds: as after kill -9 of the bakeoff that began the run.
         store
-            .conn
+            .db
             .execute(
                 "UPDATE runs SET pid = ?1 WHERE id = ?2",
                 params![i32::MAX - 7, dead],
@@ -173,7 +173,7 @@ mod tests {
         assert_eq!(status(dead), "abandoned");
         // The same pid started at another time is another process.
         store
-            .conn
+            .db
             .execute(
                 "UPDATE runs SET pid = ?1, pid_start = -1 WHERE id = ?2",
                 params![own_pid(), alive],
@@ -228,4 +228,28 @@ mod tests {
         };
         assert_eq!(tally, expected);
     }
+}
+
+/// A fresh run identity: 128 random bits as 32 hex digits (from the kernel's generator; a
+/// clock-and-pid mix where it cannot be read).
+pub fn new_uuid() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if read.is_err() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        bytes = (now ^ ((std::process::id() as u128) << 96)).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// This host's name, as runs record it (`runs list --host`).
+pub fn own_host() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
 }

@@ -1,5 +1,10 @@
-//! Schema migrations. `PRAGMA user_version` holds the number of migrations applied; each entry
-//! here is applied once, in order, inside a transaction. Append; never edit a released entry.
+//! Schema migrations, one definition for both backends. SQLite's `PRAGMA user_version` (or, in
+//! PostgreSQL, the one row of `bakeoff_schema`) holds the number of migrations applied; each entry
+//! here is applied once, in order, inside a transaction. PostgreSQL gets each entry with its
+//! column types widened ([`postgres_ddl`]), except where [`POSTGRES`] spells an entry its own way.
+//! Append; never edit a released entry.
+
+use super::db::{postgres_ddl, Db, DbError, Dialect};
 
 pub const MIGRATIONS: &[&str] = &[
     // 1: the foundation tables.
@@ -248,4 +253,197 @@ pub const MIGRATIONS: &[&str] = &[
         audit TEXT NOT NULL
     );
     "#,
+    // 11: runs from many hosts in one store (issue 18): a run's stable identity (`uuid`, so
+    // `bakeoff push` adds a run once however often it is pushed) and the host that measured it;
+    // journal entries get one too. Older rows get a random uuid now.
+    r#"
+    ALTER TABLE runs ADD COLUMN uuid TEXT;
+    ALTER TABLE runs ADD COLUMN host TEXT;
+    UPDATE runs SET uuid = lower(hex(randomblob(16))) WHERE uuid IS NULL;
+    CREATE UNIQUE INDEX runs_uuid ON runs (uuid);
+    ALTER TABLE journal ADD COLUMN uuid TEXT;
+    UPDATE journal SET uuid = lower(hex(randomblob(16))) WHERE uuid IS NULL;
+    CREATE UNIQUE INDEX journal_uuid ON journal (uuid);
+    "#,
+    // 12: the work queue of a team store (issue 18): an experiment enqueued with `--queue` is
+    // split into items (one shard of its matrix each; `each` mode makes the items again for every
+    // host that works on it), claimed by `bakeoff worker` under a lease (`lease_until`, epoch
+    // seconds) that the worker renews while it measures; `requires` lists the model hashes a host
+    // must hold to take an item.
+    r#"
+    CREATE TABLE queue_experiments (
+        id INTEGER PRIMARY KEY,
+        uuid TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        argv TEXT NOT NULL,
+        shards INTEGER NOT NULL,
+        host_tag TEXT,
+        tag TEXT,
+        models TEXT NOT NULL DEFAULT '[]',
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    CREATE TABLE queue_items (
+        id INTEGER PRIMARY KEY,
+        experiment_id INTEGER NOT NULL REFERENCES queue_experiments(id),
+        scope TEXT NOT NULL DEFAULT '',
+        shard_k INTEGER NOT NULL,
+        status TEXT NOT NULL DEFAULT 'queued',
+        worker TEXT,
+        host TEXT,
+        lease_until REAL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        run_uuid TEXT,
+        error TEXT,
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        UNIQUE (experiment_id, scope, shard_k)
+    );
+    CREATE INDEX queue_items_status ON queue_items (status);
+    CREATE TABLE queue_requires (
+        experiment_id INTEGER NOT NULL REFERENCES queue_experiments(id),
+        sha256 TEXT NOT NULL,
+        name TEXT NOT NULL
+    );
+    "#,
 ];
+
+/// The entries PostgreSQL spells its own way (by number, from 1).
+const POSTGRES: &[(usize, &str)] = &[
+    // 8 rebuilt `engines` to drop a unique constraint, SQLite's only way; PostgreSQL drops it.
+    (
+        8,
+        r#"
+    ALTER TABLE engines DROP CONSTRAINT engines_kind_path_version_key;
+    CREATE UNIQUE INDEX engines_identity ON engines (
+        kind, path, COALESCE(version, ''), COALESCE(build_name, ''), COALESCE(binary_sha256, ''),
+        COALESCE(backends, ''), COALESCE(devices, '')
+    );
+    "#,
+    ),
+    (
+        11,
+        r#"
+    ALTER TABLE runs ADD COLUMN uuid TEXT;
+    ALTER TABLE runs ADD COLUMN host TEXT;
+    UPDATE runs SET uuid = md5(random()::text || id::text || clock_timestamp()::text) WHERE uuid IS NULL;
+    CREATE UNIQUE INDEX runs_uuid ON runs (uuid);
+    ALTER TABLE journal ADD COLUMN uuid TEXT;
+    UPDATE journal SET uuid = md5(random()::text || id::text || clock_timestamp()::text) WHERE uuid IS NULL;
+    CREATE UNIQUE INDEX journal_uuid ON journal (uuid);
+    "#,
+    ),
+];
+
+/// Migration `number` (from 1) in `dialect`'s spelling.
+pub fn migration(number: usize, dialect: Dialect) -> String {
+    let sql = MIGRATIONS[number - 1];
+    match dialect {
+        Dialect::Sqlite => sql.to_string(),
+        Dialect::Postgres => POSTGRES
+            .iter()
+            .find(|(n, _)| *n == number)
+            .map(|(_, sql)| sql.to_string())
+            .unwrap_or_else(|| postgres_ddl(sql)),
+    }
+}
+
+/// Whether opening a store may change its schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upgrade {
+    /// Apply what is pending (a SQLite file, one user's; `bakeoff db migrate`).
+    Automatic,
+    /// Create the schema of an empty store, and otherwise require the current version (a team's
+    /// store is upgraded on purpose, not by whichever host runs a newer bakeoff first).
+    WhenEmpty,
+}
+
+#[derive(Debug)]
+pub enum MigrateError {
+    Db(DbError),
+    Version { found: usize, wanted: usize },
+    BrokenKeys(i64),
+}
+
+impl From<DbError> for MigrateError {
+    fn from(e: DbError) -> Self {
+        MigrateError::Db(e)
+    }
+}
+
+/// A key PostgreSQL's migrations serialise on (`pg_advisory_xact_lock`).
+const MIGRATION_LOCK: i64 = 0x6261_6b65_6f66;
+
+/// The number of migrations applied.
+pub fn version(db: &Db) -> Result<usize, DbError> {
+    match db.dialect() {
+        Dialect::Sqlite => db.query_row("PRAGMA user_version", [], |r| r.get::<usize>(0)),
+        Dialect::Postgres => {
+            let exists: Option<String> =
+                db.query_row("SELECT to_regclass('bakeoff_schema')::text", [], |r| {
+                    r.get(0)
+                })?;
+            if exists.is_none() {
+                return Ok(0);
+            }
+            db.query_row(
+                "SELECT coalesce(max(version), 0) FROM bakeoff_schema",
+                [],
+                |r| r.get::<usize>(0),
+            )
+        }
+    }
+}
+
+/// Bring the schema to this bakeoff's version in one transaction (see [`Upgrade`]). SQLite runs
+/// it with foreign keys off (a migration that rebuilds a table needs that; the pragma is ignored
+/// inside a transaction) and checks the keys before the commit instead.
+pub fn migrate(db: &Db, upgrade: Upgrade) -> Result<(), MigrateError> {
+    let dialect = db.dialect();
+    if dialect == Dialect::Sqlite {
+        db.batch("PRAGMA foreign_keys = OFF")?;
+    }
+    let result = db.transaction(|db| {
+        if dialect == Dialect::Postgres {
+            db.query_row(
+                "SELECT pg_advisory_xact_lock(?1)::text",
+                [MIGRATION_LOCK],
+                |_| Ok(()),
+            )?;
+            db.batch("CREATE TABLE IF NOT EXISTS bakeoff_schema (version BIGINT NOT NULL)")?;
+        }
+        let current = version(db)?;
+        let wanted = MIGRATIONS.len();
+        let allowed = upgrade == Upgrade::Automatic || current == 0 || current == wanted;
+        if current > wanted || !allowed {
+            return Err(MigrateError::Version {
+                found: current,
+                wanted,
+            });
+        }
+        for number in current + 1..=wanted {
+            db.batch(&migration(number, dialect))?;
+        }
+        match dialect {
+            Dialect::Sqlite => {
+                db.batch(&format!("PRAGMA user_version = {wanted}"))?;
+                let broken: i64 =
+                    db.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                        r.get(0)
+                    })?;
+                if broken > 0 {
+                    return Err(MigrateError::BrokenKeys(broken));
+                }
+            }
+            Dialect::Postgres if current != wanted => {
+                db.batch("DELETE FROM bakeoff_schema")?;
+                db.execute("INSERT INTO bakeoff_schema (version) VALUES (?1)", [wanted])?;
+            }
+            Dialect::Postgres => {}
+        }
+        Ok(())
+    });
+    if dialect == Dialect::Sqlite {
+        db.batch("PRAGMA foreign_keys = ON")?;
+    }
+    result
+}

@@ -2,11 +2,11 @@
 //! item) of the single-turn set, each under a trial that names the engine, model and config, and
 //! committed as soon as the episode or item ends.
 
+use super::db::params;
 use super::Store;
 use crate::quality::toolcall::bfcl::ItemResult;
 use crate::quality::toolcall::Trace;
 use crate::{Error, Result};
-use rusqlite::params;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -84,20 +84,19 @@ impl Store {
         passed: Option<bool>,
         trace: &str,
     ) -> Result<i64> {
-        self.conn
-            .execute(
+        self.db
+            .insert(
                 "INSERT INTO tool_traces (run_id, trial_id, kind, arm, task, halt_reason, steps_used, tool_calls_total, wall_clock_s, final_history_chars, passed, trace)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![run_id, trial_id, kind, arm, task, halt, steps, calls, wall, history, passed, trace],
             )
-            .map_err(|e| self.err(e))?;
-        Ok(self.conn.last_insert_rowid())
+            .map_err(|e| self.err(e))
     }
 
     /// Every tool-call row of a run, in the order stored.
     pub fn tool_traces(&self, run_id: i64) -> Result<Vec<ToolTraceRow>> {
         let mut stmt = self
-            .conn
+            .db
             .prepare(
                 "SELECT id, trial_id, kind, arm, task, halt_reason, steps_used, tool_calls_total, wall_clock_s, final_history_chars, passed, trace
                  FROM tool_traces WHERE run_id = ?1 ORDER BY id",
@@ -117,7 +116,7 @@ impl Store {
                     wall_clock_s: r.get(8)?,
                     final_history_chars: r.get(9)?,
                     passed: r.get(10)?,
-                    trace: serde_json::from_str(&r.get::<_, String>(11)?).unwrap_or_default(),
+                    trace: serde_json::from_str(&r.get::<String>(11)?).unwrap_or_default(),
                 })
             })
             .map_err(|e| self.err(e))?;

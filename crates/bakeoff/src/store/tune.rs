@@ -1,16 +1,16 @@
 //! Rows of `bakeoff tune`: each decision of the search as it is made, and the answer it ended with.
 
+use super::db::{params, OptionalExtension};
 use super::Store;
 use crate::quality::readiness::Readiness;
 pub use crate::search::sink::TuneDecision;
 use crate::search::sink::TuneSink;
 use crate::Result;
-use rusqlite::{params, OptionalExtension};
 
 impl Store {
     /// Store one decision of run `run_id`'s race.
     pub fn record_tune_decision(&self, run_id: i64, decision: &TuneDecision) -> Result<()> {
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO tune_decisions (run_id, round, config_hash, candidate, action, reference, why)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -30,7 +30,7 @@ impl Store {
 
     /// Forget a run's decisions (a resumed tune replays its race and records them again).
     pub fn clear_tune_decisions(&self, run_id: i64) -> Result<()> {
-        self.conn
+        self.db
             .execute("DELETE FROM tune_decisions WHERE run_id = ?1", [run_id])
             .map(drop)
             .map_err(|e| self.err(e))
@@ -39,7 +39,7 @@ impl Store {
     /// A run's decisions in the order they were made.
     pub fn tune_decisions(&self, run_id: i64) -> Result<Vec<TuneDecision>> {
         let mut stmt = self
-            .conn
+            .db
             .prepare(
                 "SELECT round, config_hash, candidate, action, reference, why FROM tune_decisions
                  WHERE run_id = ?1 ORDER BY id",
@@ -63,7 +63,7 @@ impl Store {
 
     /// Store (or replace) the answer a tune run ended with.
     pub fn save_tune_answer(&self, run_id: i64, answer: &serde_json::Value) -> Result<()> {
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO tune_answers (run_id, answer) VALUES (?1, ?2)
                  ON CONFLICT (run_id) DO UPDATE SET answer = excluded.answer",
@@ -76,7 +76,7 @@ impl Store {
     /// The answer of tune run `run_id`, if it got as far as one.
     pub fn tune_answer(&self, run_id: i64) -> Result<Option<serde_json::Value>> {
         let text: Option<String> = self
-            .conn
+            .db
             .query_row(
                 "SELECT answer FROM tune_answers WHERE run_id = ?1",
                 [run_id],
