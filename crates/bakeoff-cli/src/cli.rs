@@ -86,6 +86,23 @@ impl ShardArgs {
     }
 }
 
+/// `--queue`, for the commands a team store's workers can run (bench, load, gate, tune).
+#[derive(Args, Debug, Clone, Default)]
+pub struct QueueArgs {
+    /// Enqueue the experiment in the team store (`--db postgres://...`) instead of running it;
+    /// `bakeoff worker` on each host runs it. Bench and load split their cells across the
+    /// workers (one sweep finished sooner on identical hosts); gate and tune are one item.
+    #[arg(long)]
+    pub queue: bool,
+    /// With --queue: run the whole experiment on every host whose worker matches (machines
+    /// compared), instead of splitting it.
+    #[arg(long, requires = "queue")]
+    pub each: bool,
+    /// With --queue: only workers started with this `--host-tag` take it.
+    #[arg(long, requires = "queue", value_name = "TAG")]
+    pub host_tag: Option<String>,
+}
+
 /// Where the llama.cpp tools are, for the commands that start one.
 #[derive(Args, Debug, Clone, Default)]
 pub struct EngineArgs {
@@ -260,6 +277,65 @@ pub enum Command {
         after_help = "Examples:\n  bakeoff monitor                      # CSV every second until Ctrl-C\n  bakeoff monitor -o jsonl --interval 200ms --duration 30s\n  bakeoff monitor --duration 2m > power.csv"
     )]
     Monitor(MonitorArgs),
+    /// Run the team store's queued experiments on this host: claim an item, measure it with
+    /// exclusive use of the machine, commit as it goes, repeat (`--queue` enqueues them).
+    #[command(after_help = WORKER_EXAMPLES)]
+    Worker(WorkerArgs),
+    /// The team store's queue: each item, its shard, status, worker, host and run.
+    #[command(
+        after_help = "Examples:\n  bakeoff queue --db postgres://me@db.lan/bakeoff\n  bakeoff queue --json"
+    )]
+    Queue(QueueListArgs),
+}
+
+const WORKER_EXAMPLES: &str = "Examples:
+  # on the machine that plans the sweep: enqueue its 6 cells
+  bakeoff bench --db postgres://me@db.lan/bakeoff -m model.gguf --kv f16,q8_0,q4_0 -ub 256,512 --queue --tag kv
+  # on each GPU host (one worker per host; the lock keeps one measurement per machine)
+  bakeoff worker --db postgres://me@db.lan/bakeoff --host-tag gpu-h200
+  # the same tune on every host, to compare the machines
+  bakeoff tune --db postgres://me@db.lan/bakeoff -m model.gguf --budget 20m --queue --each
+  bakeoff worker --once --idle-exit 60   # one item, or give up after a minute of an empty queue";
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// Take the experiments enqueued with this `--host-tag` (repeatable), besides untagged ones.
+    #[arg(long = "host-tag", value_name = "TAG")]
+    pub host_tags: Vec<String>,
+    /// The host this worker stands for (default: the hostname); runs record it, and `--each`
+    /// runs an experiment once per host.
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// This worker's name in the queue (default HOST:PID).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Seconds a claimed item stays this worker's without renewal (renewed every third of it);
+    /// after a worker dies its item is claimed again once this runs out.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    pub lease: f64,
+    /// Pause between polls of an empty queue.
+    #[arg(long, value_name = "SPAN", value_parser = span, default_value = "2s")]
+    pub poll: Duration,
+    /// Run one item, then exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Exit once the queue has offered nothing for this long (default: keep waiting).
+    #[arg(long, value_name = "SPAN", value_parser = span)]
+    pub idle_exit: Option<Duration>,
+    /// Also look for required models here (by file name, checked by SHA-256); the model cache
+    /// and each model's enqueued path are always looked at.
+    #[arg(long = "models", value_name = "DIR")]
+    pub model_dirs: Vec<PathBuf>,
+    /// One JSON line per event instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct QueueListArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -544,6 +620,8 @@ pub struct BenchArgs {
     pub engine_args: Vec<String>,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    #[command(flatten)]
+    pub queue: QueueArgs,
 }
 
 const REPORT_EXAMPLES: &str = "Examples:
@@ -697,6 +775,8 @@ pub struct GateArgs {
     pub build: EngineArgs,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    #[command(flatten)]
+    pub queue: QueueArgs,
 }
 
 /// llama-bench spells some flags with one dash and several letters (`-ctk`); clap wants `--ctk`.
@@ -977,6 +1057,8 @@ pub struct LoadArgs {
     pub engine_args: Vec<String>,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    #[command(flatten)]
+    pub queue: QueueArgs,
 }
 
 const JOURNAL_EXAMPLES: &str = "Examples:
@@ -1248,6 +1330,8 @@ pub struct TuneArgs {
     pub format: TableFormat,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    #[command(flatten)]
+    pub queue: QueueArgs,
 }
 
 fn tune_goal(text: &str) -> Result<bakeoff::search::space::Goal, String> {

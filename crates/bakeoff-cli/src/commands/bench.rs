@@ -192,6 +192,19 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
         None => (plan_from_settings(&settings, &args)?, None, None),
     };
     experiment::check_plan(&plan)?;
+    if args.queue.queue {
+        refuse_shard_in_queue(args.shard.shard.is_some())?;
+        let (cells, tag) = (plan.cell_count(), args.tag.as_deref());
+        return super::worker::enqueue(
+            global,
+            "bench",
+            &args.queue,
+            cells,
+            tag,
+            &plan.models,
+            printer,
+        );
+    }
     for warning in experiment::plan_depth_warnings(&plan) {
         printer.warn(warning);
     }
@@ -220,6 +233,16 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
         watch: WatchConfig::new(args.telemetry.no_telemetry),
     };
     bench.run(resume.is_some(), format)
+}
+
+/// `--queue` makes the shards itself (one per cell); a `--shard` of its own would mean a shard
+/// of a shard.
+pub fn refuse_shard_in_queue(sharded: bool) -> bakeoff::Result<()> {
+    if sharded {
+        let message = "--shard with --queue: the queue splits the cells across its workers itself";
+        return Err(Error::input(message));
+    }
+    Ok(())
 }
 
 /// The plan's builds (or the one engine found) and models, registered; duplicates refused.

@@ -21,6 +21,12 @@ pub fn run(global: &Global, args: &GateArgs, printer: Printer) -> anyhow::Result
     let json = args.format == GateFormat::Json;
     let table = match (&args.show, &args.file) {
         (Some(reference), _) => show(&super::open_existing_store(global)?, reference)?,
+        (None, Some(path)) if args.queue.queue => {
+            let (file, _) = load_files(args, path)?;
+            let models = file_models(args, &file)?;
+            let tag = args.tag.as_deref();
+            return super::worker::enqueue(global, "gate", &args.queue, 1, tag, &models, printer);
+        }
         (None, Some(path)) => measure(global, args, path, super::open_store(global)?, &printer)?,
         (None, None) => return Err(Error::input("give a candidates file or --show RUN").into()),
     };

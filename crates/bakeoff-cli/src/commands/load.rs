@@ -162,6 +162,18 @@ pub fn run(global: &Global, args: LoadArgs, printer: Printer) -> anyhow::Result<
     let plan = plan(&args)?;
     let shard = args.shard.resolve()?;
     let cells = all.len();
+    if args.queue.queue {
+        super::bench::refuse_shard_in_queue(args.shard.shard.is_some())?;
+        let models: Vec<PathBuf> = all
+            .iter()
+            .filter_map(|s| match s {
+                Subject::Launched { model, .. } => Some(model.clone()),
+                Subject::Attached => None,
+            })
+            .collect();
+        let tag = args.tag.as_deref();
+        return super::worker::enqueue(global, "load", &args.queue, cells, tag, &models, printer);
+    }
     let subjects = shard.unwrap_or(Shard::WHOLE).select(all.iter().cloned());
     if let Some(shard) = shard.filter(|_| subjects.is_empty()) {
         // A scheduler's array is often sized above the matrix: its extra tasks succeed.

@@ -16,6 +16,7 @@ mod serve;
 mod serve_profile;
 mod tools;
 mod tune;
+pub mod worker;
 
 use crate::cli::{Cli, Command, Global};
 use crate::printer::Printer;
@@ -67,6 +68,8 @@ fn dispatch(cli: Cli, printer: Printer) -> anyhow::Result<ExitCode> {
         Command::Models(command) => models::run(global, command, printer),
         Command::Tune(args) => tune::run(global, &args, printer),
         Command::Monitor(args) => monitor::run(&args),
+        Command::Worker(args) => worker::run(global, &args, printer),
+        Command::Queue(args) => worker::list(global, &args),
     }
 }
 

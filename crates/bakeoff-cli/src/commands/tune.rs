@@ -41,7 +41,13 @@ pub fn run(global: &Global, args: &TuneArgs, printer: Printer) -> anyhow::Result
     if let Some(mem) = mem {
         tune.mem = Some(mem); // the budget the run was pruned with
     }
-    let models = bakeoff::search::model_inputs(&select::select(&query(&tune))?)?;
+    let selected = select::select(&query(&tune))?;
+    if args.queue.queue && !args.dry_run {
+        let paths: Vec<_> = selected.iter().map(|s| s.path.clone()).collect();
+        let tag = args.tag.as_deref();
+        return super::worker::enqueue(global, "tune", &args.queue, 1, tag, &paths, printer);
+    }
+    let models = bakeoff::search::model_inputs(&selected)?;
     let help = help(global, &tune)?;
     let machine = Fingerprint::collect();
     let budget = bakeoff::report::models::machine_budget();

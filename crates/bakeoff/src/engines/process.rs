@@ -209,6 +209,18 @@ impl Supervised {
         stdout_path: Option<&Path>,
         log_path: &Path,
     ) -> Result<Self> {
+        Self::spawn_with_env(program, args, &[], stdout_path, log_path)
+    }
+
+    /// As [`Supervised::spawn_with_stdout`], with `env` added to the child's environment (a
+    /// worker's `bakeoff` child gets the store URL there, not on its command line).
+    pub fn spawn_with_env(
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        stdout_path: Option<&Path>,
+        log_path: &Path,
+    ) -> Result<Self> {
         install_handlers();
         if let Some(dir) = log_path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -225,6 +237,7 @@ impl Supervised {
         let mut command = Command::new(program);
         command
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(log)

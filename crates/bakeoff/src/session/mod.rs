@@ -3,6 +3,7 @@
 //! was stored); [`Target`] is the engine the run measures (launched or attached, registered in
 //! the store).
 
+pub mod queue;
 mod subjects;
 mod target;
 
@@ -108,6 +109,13 @@ impl Session {
         // Opened first, so a failure to store the audit ends the run as failed (see Drop).
         let session = Self::opened(store, run_id, system_id, lock);
         session.store.record_audit(run_id, &audit)?;
+        // A worker's child: its run belongs to the queue item it was started for.
+        if let Some(item) = std::env::var(queue::ITEM_ENV)
+            .ok()
+            .and_then(|i| i.parse().ok())
+        {
+            session.store.set_run_queue_item(run_id, item)?;
+        }
         Ok(session)
     }
 

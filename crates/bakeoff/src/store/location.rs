@@ -17,6 +17,9 @@ pub enum Location {
 #[derive(Debug, Clone)]
 pub struct PgTarget {
     pub config: postgres::Config,
+    /// The URL as given, password included: handed to a worker's child in its environment,
+    /// never displayed or stored.
+    url: String,
     /// `postgres://user@host:port/db`, without the password.
     pub display: String,
 }
@@ -33,6 +36,14 @@ impl Location {
         match text.to_str() {
             Some(url) if is_url(url) => Ok(Location::Postgres(PgTarget::parse(url, env)?)),
             _ => Ok(Location::Sqlite(text.to_path_buf())),
+        }
+    }
+
+    /// What `--db` (or `BAKEOFF_DB`) must say to open this store again, password included.
+    pub fn to_db_arg(&self) -> String {
+        match self {
+            Location::Sqlite(path) => path.display().to_string(),
+            Location::Postgres(target) => target.url.clone(),
         }
     }
 
@@ -147,7 +158,11 @@ impl PgTarget {
             config.connect_timeout(std::time::Duration::from_secs(10));
         }
         let display = display_of(&config);
-        Ok(PgTarget { config, display })
+        Ok(PgTarget {
+            config,
+            url: url.to_string(),
+            display,
+        })
     }
 }
 

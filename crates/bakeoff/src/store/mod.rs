@@ -8,13 +8,14 @@ mod fidelity;
 mod journal;
 pub mod location;
 mod profiles;
+pub mod queue;
 pub mod report_rows;
 mod runs;
 mod schema;
 mod tool_traces;
 mod tune;
 
-pub use runs::TrialTally;
+pub use runs::{own_host, TrialTally};
 pub use tool_traces::ToolTraceRow;
 pub use tune::TuneDecision;
 

@@ -269,7 +269,7 @@ pub const MIGRATIONS: &[&str] = &[
     // split into items (one shard of its matrix each; `each` mode makes the items again for every
     // host that works on it), claimed by `bakeoff worker` under a lease (`lease_until`, epoch
     // seconds) that the worker renews while it measures; `requires` lists the model hashes a host
-    // must hold to take an item.
+    // must hold to take an item; a run made for an item names it (`runs.queue_item`).
     r#"
     CREATE TABLE queue_experiments (
         id INTEGER PRIMARY KEY,
@@ -299,10 +299,12 @@ pub const MIGRATIONS: &[&str] = &[
         UNIQUE (experiment_id, scope, shard_k)
     );
     CREATE INDEX queue_items_status ON queue_items (status);
+    ALTER TABLE runs ADD COLUMN queue_item INTEGER REFERENCES queue_items(id);
     CREATE TABLE queue_requires (
         experiment_id INTEGER NOT NULL REFERENCES queue_experiments(id),
         sha256 TEXT NOT NULL,
-        name TEXT NOT NULL
+        name TEXT NOT NULL,
+        path TEXT NOT NULL DEFAULT ''
     );
     "#,
 ];
