@@ -286,6 +286,22 @@ pub enum Command {
         after_help = "Examples:\n  bakeoff queue --db postgres://me@db.lan/bakeoff\n  bakeoff queue --json"
     )]
     Queue(QueueListArgs),
+    /// The result store itself: its schema version, and upgrading a shared one.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  bakeoff db status --db postgres://me@db.lan/bakeoff\n  bakeoff db migrate --db postgres://me@db.lan/bakeoff   # once every host runs this bakeoff"
+    )]
+    Db(DbCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Which store, which backend, and its schema version against this bakeoff's.
+    Status,
+    /// Upgrade the store's schema to this bakeoff's (a SQLite file upgrades by itself on open; a
+    /// shared PostgreSQL store only through this, so an older bakeoff elsewhere is not cut off
+    /// by surprise).
+    Migrate,
 }
 
 const WORKER_EXAMPLES: &str = "Examples:

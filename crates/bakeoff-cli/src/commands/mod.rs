@@ -70,6 +70,7 @@ fn dispatch(cli: Cli, printer: Printer) -> anyhow::Result<ExitCode> {
         Command::Monitor(args) => monitor::run(&args),
         Command::Worker(args) => worker::run(global, &args, printer),
         Command::Queue(args) => worker::list(global, &args),
+        Command::Db(command) => worker::db(global, &command),
     }
 }
 

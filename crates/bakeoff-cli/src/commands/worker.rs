@@ -1,11 +1,11 @@
 //! `bakeoff worker` (run a team store's queued items on this host), `bakeoff queue` (list them),
 //! and `--queue` (enqueue a measuring command instead of running it).
 
-use crate::cli::{Global, QueueArgs, QueueListArgs, WorkerArgs};
+use crate::cli::{DbCommand, Global, QueueArgs, QueueListArgs, WorkerArgs};
 use crate::printer::Printer;
 use bakeoff::session::queue::{self, Request, Worker, WorkerConfig, WorkerEvent};
 use bakeoff::store::queue::QueueMode;
-use bakeoff::store::Location;
+use bakeoff::store::{Location, Store};
 use bakeoff::Error;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -172,6 +172,49 @@ pub fn list(global: &Global, args: &QueueListArgs) -> anyhow::Result<ExitCode> {
             "{:>5}  {:<8}  {:<6}  {:<6}  {:<10}  {:<8}  {:<16}  {:>3}  {run}",
             item.item, uuid, item.kind, item.mode, host, item.shard, item.status, item.attempts
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bakeoff db status|migrate`.
+pub fn db(global: &Global, command: &DbCommand) -> anyhow::Result<ExitCode> {
+    let location = Location::parse(&super::db_path(global))?;
+    match command {
+        DbCommand::Status => {
+            let store = Store::open_unchecked(&location)?;
+            let version = store.schema_version()?;
+            let wanted = Store::current_schema_version();
+            let backend = if location.is_postgres() {
+                "PostgreSQL"
+            } else {
+                "SQLite"
+            };
+            let state = match version.cmp(&wanted) {
+                std::cmp::Ordering::Equal => "current".to_string(),
+                std::cmp::Ordering::Less => {
+                    format!("older than this bakeoff's {wanted}: `bakeoff db migrate` upgrades it")
+                }
+                std::cmp::Ordering::Greater => {
+                    format!("newer than this bakeoff's {wanted}: upgrade bakeoff")
+                }
+            };
+            println!(
+                "{} ({backend}): schema version {version}, {state}",
+                location.display()
+            );
+        }
+        DbCommand::Migrate => {
+            let store = Store::open_unchecked(&location)?;
+            let (before, after) = store.migrate_to_current()?;
+            if before == after {
+                println!(
+                    "{}: schema version {after}, already current",
+                    location.display()
+                );
+            } else {
+                println!("{}: schema version {before} → {after}", location.display());
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -106,25 +106,32 @@ impl Store {
     /// migrated; a PostgreSQL store is created when empty, and otherwise must be at this
     /// bakeoff's schema version (`bakeoff db migrate` upgrades a shared one on purpose).
     pub fn open_location(location: &Location) -> Result<Self> {
-        let store = match location {
-            Location::Sqlite(path) => Store::open_sqlite(path)?,
-            Location::Postgres(target) => {
-                let db = Db::postgres(target.config.clone()).map_err(|e| Error::Store {
-                    path: PathBuf::from(&target.display),
-                    source: e.into(),
-                })?;
-                Store {
-                    db,
-                    path: PathBuf::from(&target.display),
-                    location: location.clone(),
-                }
-            }
-        };
+        let store = Store::open_unchecked(location)?;
         match location {
             Location::Sqlite(_) => store.migrate(Upgrade::Automatic)?,
             Location::Postgres(_) => store.migrate(Upgrade::WhenEmpty)?,
         }
         Ok(store)
+    }
+
+    /// Open a store without touching its schema (`bakeoff db status|migrate`).
+    pub fn open_unchecked(location: &Location) -> Result<Self> {
+        match location {
+            Location::Sqlite(path) => Store::open_sqlite(path),
+            Location::Postgres(target) => Ok(Store {
+                db: Db::postgres(target.config.clone()).map_err(|e| Error::Store {
+                    path: PathBuf::from(&target.display),
+                    source: e.into(),
+                })?,
+                path: PathBuf::from(&target.display),
+                location: location.clone(),
+            }),
+        }
+    }
+
+    /// The schema version this bakeoff writes.
+    pub fn current_schema_version() -> usize {
+        schema::MIGRATIONS.len()
     }
 
     fn open_sqlite(path: &Path) -> Result<Self> {
