@@ -133,10 +133,12 @@ impl Row {
         })
     }
 
+    #[allow(dead_code)] // for copying rows between stores (push, pull)
     pub fn values(&self) -> &[Value] {
         &self.values
     }
 
+    #[allow(dead_code)] // for copying rows between stores (push, pull)
     pub fn columns(&self) -> &[String] {
         &self.columns
     }
@@ -280,7 +282,7 @@ pub struct Db {
 
 enum Conn {
     Sqlite(rusqlite::Connection),
-    Postgres(RefCell<Pg>),
+    Postgres(Box<RefCell<Pg>>),
 }
 
 struct Pg {
@@ -318,7 +320,7 @@ impl Db {
         };
         pg.connect_within(Instant::now() + retry_window())?;
         Ok(Db {
-            conn: Conn::Postgres(RefCell::new(pg)),
+            conn: Conn::Postgres(Box::new(RefCell::new(pg))),
         })
     }
 

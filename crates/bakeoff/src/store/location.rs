@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub enum Location {
     Sqlite(PathBuf),
-    Postgres(PgTarget),
+    Postgres(Box<PgTarget>),
 }
 
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ impl Location {
     /// [`Location::parse`] with the PG* environment given (tests pass their own).
     pub fn parse_with(text: &Path, env: &HashMap<String, String>) -> Result<Location> {
         match text.to_str() {
-            Some(url) if is_url(url) => Ok(Location::Postgres(PgTarget::parse(url, env)?)),
+            Some(url) if is_url(url) => Ok(Location::Postgres(Box::new(PgTarget::parse(url, env)?))),
             _ => Ok(Location::Sqlite(text.to_path_buf())),
         }
     }
@@ -273,7 +273,7 @@ mod tests {
 
     fn target(url: &str, env: &HashMap<String, String>) -> PgTarget {
         match Location::parse_with(Path::new(url), env).unwrap() {
-            Location::Postgres(t) => t,
+            Location::Postgres(t) => *t,
             other => panic!("not a URL: {other:?}"),
         }
     }

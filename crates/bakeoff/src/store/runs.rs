@@ -130,6 +130,34 @@ impl Store {
     }
 }
 
+/// A fresh run identity: 128 random bits as 32 hex digits (from the kernel's generator; a
+/// clock-and-pid mix where it cannot be read).
+pub fn new_uuid() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if read.is_err() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        bytes = (now ^ ((std::process::id() as u128) << 96)).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// This host's name, as runs record it (`runs list --host`): `$BAKEOFF_HOST` where set (a
+/// worker standing in for a host, a container whose hostname is random), else the kernel's.
+pub fn own_host() -> Option<String> {
+    if let Some(host) = std::env::var("BAKEOFF_HOST").ok().filter(|h| !h.is_empty()) {
+        return Some(host);
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,32 +256,4 @@ mod tests {
         };
         assert_eq!(tally, expected);
     }
-}
-
-/// A fresh run identity: 128 random bits as 32 hex digits (from the kernel's generator; a
-/// clock-and-pid mix where it cannot be read).
-pub fn new_uuid() -> String {
-    use std::io::Read;
-    let mut bytes = [0u8; 16];
-    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if read.is_err() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        bytes = (now ^ ((std::process::id() as u128) << 96)).to_le_bytes();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// This host's name, as runs record it (`runs list --host`): `$BAKEOFF_HOST` where set (a
-/// worker standing in for a host, a container whose hostname is random), else the kernel's.
-pub fn own_host() -> Option<String> {
-    if let Some(host) = std::env::var("BAKEOFF_HOST").ok().filter(|h| !h.is_empty()) {
-        return Some(host);
-    }
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
 }
