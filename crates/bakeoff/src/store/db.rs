@@ -225,9 +225,10 @@ impl fmt::Display for DbError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DbError::Sqlite(e) => write!(f, "{e}"),
-            DbError::Postgres(e) => match e.as_db_error() {
-                Some(db) => write!(f, "{}: {}", db.severity(), db.message()),
-                None => write!(f, "{e}"),
+            DbError::Postgres(e) => match (e.as_db_error(), std::error::Error::source(e)) {
+                (Some(db), _) => write!(f, "{}: {}", db.severity(), db.message()),
+                (None, Some(cause)) => write!(f, "{e}: {cause}"),
+                (None, None) => write!(f, "{e}"),
             },
             DbError::NoRows => write!(f, "no rows returned"),
             DbError::Column {
@@ -287,6 +288,8 @@ enum Conn {
 
 struct Pg {
     config: postgres::Config,
+    /// The store as shown (no password), for the notes an outage prints.
+    display: String,
     client: Option<postgres::Client>,
     statements: HashMap<String, postgres::Statement>,
     in_transaction: bool,
@@ -310,15 +313,19 @@ impl Db {
         }
     }
 
-    /// Connect to PostgreSQL (waiting out an unreachable server for the retry window).
-    pub fn postgres(config: postgres::Config) -> Result<Self, DbError> {
+    /// Connect to PostgreSQL (waiting up to 10 s, or the retry window if shorter, for an
+    /// unreachable server).
+    pub fn postgres(config: postgres::Config, display: &str) -> Result<Self, DbError> {
         let mut pg = Pg {
             config,
+            display: display.to_string(),
             client: None,
             statements: HashMap::new(),
             in_transaction: false,
         };
-        pg.connect_within(Instant::now() + retry_window())?;
+        // A first connection waits less than a lost one: an unreachable store at start is more
+        // often a wrong host or port than an outage to sit out.
+        pg.connect_within(Instant::now() + retry_window().min(Duration::from_secs(10)))?;
         Ok(Db {
             conn: Conn::Postgres(Box::new(RefCell::new(pg))),
         })
@@ -481,14 +488,31 @@ impl Pg {
     fn connect_within(&mut self, deadline: Instant) -> Result<(), DbError> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(100);
+        let mut told = false;
         loop {
             match self.config.connect(postgres::NoTls) {
                 Ok(client) => {
                     self.client = Some(client);
                     self.statements.clear();
+                    if told {
+                        let waited = started.elapsed().as_secs_f64();
+                        eprintln!(
+                            "bakeoff: reconnected to {} after {waited:.1} s",
+                            self.display
+                        );
+                    }
                     return Ok(());
                 }
                 Err(e) if retryable(&e) && Instant::now() + pause < deadline => {
+                    if !std::mem::replace(&mut told, true) {
+                        // Said once per outage: a sweep that waits is not a hang.
+                        let left = deadline.saturating_duration_since(Instant::now()).as_secs();
+                        eprintln!(
+                            "bakeoff: {} is unreachable ({}); retrying for up to {left} s (BAKEOFF_DB_RETRY_S)",
+                            self.display,
+                            DbError::Postgres(e)
+                        );
+                    }
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_secs(2));
                 }

@@ -34,7 +34,9 @@ impl Location {
     /// [`Location::parse`] with the PG* environment given (tests pass their own).
     pub fn parse_with(text: &Path, env: &HashMap<String, String>) -> Result<Location> {
         match text.to_str() {
-            Some(url) if is_url(url) => Ok(Location::Postgres(Box::new(PgTarget::parse(url, env)?))),
+            Some(url) if is_url(url) => {
+                Ok(Location::Postgres(Box::new(PgTarget::parse(url, env)?)))
+            }
             _ => Ok(Location::Sqlite(text.to_path_buf())),
         }
     }

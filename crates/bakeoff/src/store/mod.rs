@@ -119,9 +119,11 @@ impl Store {
         match location {
             Location::Sqlite(path) => Store::open_sqlite(path),
             Location::Postgres(target) => Ok(Store {
-                db: Db::postgres(target.config.clone()).map_err(|e| Error::Store {
-                    path: PathBuf::from(&target.display),
-                    source: e.into(),
+                db: Db::postgres(target.config.clone(), &target.display).map_err(|e| {
+                    Error::Store {
+                        path: PathBuf::from(&target.display),
+                        source: e.into(),
+                    }
                 })?,
                 path: PathBuf::from(&target.display),
                 location: location.clone(),
