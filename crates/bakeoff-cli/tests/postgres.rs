@@ -8,7 +8,7 @@ use common::{run, smollm, Sandbox};
 use std::process::Command;
 use std::time::Duration;
 
-const LIMIT: Duration = Duration::from_secs(300);
+const LIMIT: Duration = Duration::from_secs(900);
 
 /// `bakeoff` against `url` (the sandbox keeps the lock and run files apart).
 fn on(sandbox: &Sandbox, url: &str) -> Command {

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const LIMIT: Duration = Duration::from_secs(300);
+const LIMIT: Duration = Duration::from_secs(900);
 
 /// `bakeoff` on `url`, as a host of its own (its own lock and run files).
 fn host_cmd(host: &Sandbox, url: &str) -> Command {
