@@ -141,6 +141,8 @@ enum Key {
     Config,
     Engine,
     Model,
+    /// A row of the source's own bookkeeping (a run's queue item): the destination gets NULL.
+    Local,
 }
 
 impl Key {
@@ -166,8 +168,8 @@ impl Key {
                     ("devices", true),
                 ],
             ),
-            // Runs and trials are copied, not matched.
-            Key::Run | Key::Trial => return None,
+            // Runs and trials are copied, not matched; local rows are not carried.
+            Key::Run | Key::Trial | Key::Local => return None,
         })
     }
 }
@@ -232,6 +234,10 @@ const LEAVES: &[Child] = &[
         remap: &[("run_id", Key::Run)],
     },
 ];
+
+/// A run's queue item is the team store's record of who measured it; the item itself is not
+/// copied, so the copy names none (the item keeps the run's uuid).
+const RUN_REMAP: &[(&str, Key)] = &[("system_id", Key::System), ("queue_item", Key::Local)];
 
 const PROFILE_REMAP: &[(&str, Key)] = &[
     ("run_id", Key::Run),
@@ -415,7 +421,7 @@ impl<'a> Sync<'a> {
                 trials: &no_trials,
             };
             let row = run.first().ok_or(Side::From(DbError::NoRows))?;
-            let values = self.remapped(row, &[("system_id", Key::System)], &ids)?;
+            let values = self.remapped(row, RUN_REMAP, &ids)?;
             let id = db.insert(&insert_sql("runs", row, 1), values.as_slice())?;
             let trials = self.copy_trials(source, id)?;
             let ids = Ids {
@@ -480,6 +486,7 @@ impl<'a> Sync<'a> {
             }
             let key = remap.iter().find(|(c, _)| c == column).map(|(_, k)| *k);
             values.push(match (key, value) {
+                (Some(Key::Local), _) => Value::Null,
                 (Some(key), Value::Int(id)) => Value::Int(self.map_id(key, *id, ids, column)?),
                 _ => value.clone(),
             });
@@ -495,6 +502,9 @@ impl<'a> Sync<'a> {
                     "{column} {id} names a trial of another run"
                 )))
             }),
+            Key::Local => Err(Side::From(DbError::Other(format!(
+                "{column} is not carried"
+            )))),
             shared => self.dimension(shared, id),
         }
     }
@@ -1183,6 +1193,27 @@ mod tests {
         };
         assert_eq!(differences[0].field, "flags");
         assert_eq!(stores.to.profile("daily").unwrap().flags, ["-fa", "on"]);
+    }
+
+    #[test]
+    fn a_run_measured_for_a_queue_item_is_copied_without_it() {
+        // Regression: the copy kept runs.queue_item, an id the destination lacks (SQLite refused
+        // the foreign key) or holds for another item (PostgreSQL).
+        let stores = stores();
+        let run = measured_run(&stores, "base", "f16");
+        let db = &stores.from.db;
+        db.batch(
+            "INSERT INTO queue_experiments (id, uuid, kind, mode, argv, shards) VALUES (7, 'e', 'bench', 'split', '[]', 1);
+             INSERT INTO queue_items (id, experiment_id, shard_k) VALUES (9, 7, 1);",
+        )
+        .unwrap();
+        db.execute("UPDATE runs SET queue_item = 9 WHERE id = ?1", [run])
+            .unwrap();
+        let report = copy_runs(&stores.from, &stores.to, &[run]).unwrap();
+        let there = copied_id(&report.runs[0].outcome);
+        let sql = "SELECT queue_item FROM runs WHERE id = ?1";
+        let item: Option<i64> = stores.to.db.query_row(sql, [there], |r| r.get(0)).unwrap();
+        assert_eq!(item, None);
     }
 
     #[test]
