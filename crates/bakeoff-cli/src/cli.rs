@@ -27,7 +27,14 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct Global {
     /// Result database (default: ~/.local/share/bakeoff/bakeoff.db).
-    #[arg(long, global = true, value_name = "PATH", env = "BAKEOFF_DB")]
+    // The value is hidden from --help: a PostgreSQL URL may hold a password.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "BAKEOFF_DB",
+        hide_env_values = true
+    )]
     pub db: Option<PathBuf>,
     /// Print only results and errors.
     #[arg(short, long, global = true)]
@@ -251,6 +258,13 @@ pub enum Command {
     /// Saved serving profiles: a run's winning configuration, started by `serve NAME` or exported.
     #[command(subcommand, after_help = PROFILE_EXAMPLES)]
     Profile(ProfileCommand),
+    /// Copy runs from this host's store (--db) to the team's (--to): each run once, by its uuid,
+    /// with its trials, samples, logs, fidelity checks, journal entries and profiles.
+    #[command(after_help = PUSH_EXAMPLES)]
+    Push(PushArgs),
+    /// Copy runs from the team's store (--from) into this host's (--db); see `push`.
+    #[command(after_help = PULL_EXAMPLES)]
+    Pull(PullArgs),
     /// Write a report of stored runs: one self-contained HTML file with charts, or Markdown tables.
     #[command(after_help = REPORT_EXAMPLES)]
     Report(ReportArgs),
@@ -1236,6 +1250,65 @@ pub enum ProfileCommand {
         #[command(flatten)]
         build: EngineArgs,
     },
+}
+
+const PUSH_EXAMPLES: &str = "Examples:
+  bakeoff push --to postgres://me@db.lab/bakeoff          # every run not there yet
+  BAKEOFF_TEAM_DB=postgres://me@db.lab/bakeoff bakeoff push last baseline
+  bakeoff push --dry-run                                  # what would be copied
+  bakeoff push 12 --to ~/shared/team.db --json
+
+A run already there with the same content is left alone (pushing twice adds nothing); one that
+differs there (status, end, error, trial or sample counts) is reported as a conflict and nothing
+is overwritten. Exit status: 0, 1 when anything conflicts, 2 for bad input.
+The password of a URL is never printed (~/.pgpass, PGPASSWORD and PGPASSFILE are read).";
+
+const PULL_EXAMPLES: &str = "Examples:
+  bakeoff pull --from postgres://me@db.lab/bakeoff        # every team run this store lacks
+  bakeoff pull baseline --db ./mine.db                    # the newest team run tagged baseline
+  bakeoff pull --dry-run -o json
+
+Exit status: 0, 1 when anything conflicts (nothing is overwritten), 2 for bad input.";
+
+/// What `push` and `pull` copy and how they report it.
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    /// Runs to copy, as the source store names them (id, `last`, `last~N`, tag); default: all.
+    #[arg(value_name = "RUN")]
+    pub runs: Vec<String>,
+    /// Say what would be copied; change neither store.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub output: TextOrJson,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// The team's store: postgres://USER@HOST[:PORT]/DB, or a SQLite path.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "BAKEOFF_TEAM_DB",
+        hide_env_values = true
+    )]
+    pub to: PathBuf,
+    #[command(flatten)]
+    pub sync: SyncArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// The team's store: postgres://USER@HOST[:PORT]/DB, or a SQLite path.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "BAKEOFF_TEAM_DB",
+        hide_env_values = true
+    )]
+    pub from: PathBuf,
+    #[command(flatten)]
+    pub sync: SyncArgs,
 }
 
 const MODELS_EXAMPLES: &str = "Examples:\n  bakeoff models list   # every entry of ~/.config/bakeoff/models.toml (else the model cache)\n  bakeoff models list --category moe --max-size 20G --ctx 32768\n  bakeoff models list -m '~/models/*Q4*.gguf' -o csv\n  bakeoff models list --catalog examples/models.toml -m 'smol*,gemma' -o json";

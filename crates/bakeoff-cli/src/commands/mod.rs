@@ -14,6 +14,7 @@ mod report;
 mod runs;
 mod serve;
 mod serve_profile;
+mod sync;
 mod tools;
 mod tune;
 pub mod worker;
@@ -64,6 +65,8 @@ fn dispatch(cli: Cli, printer: Printer) -> anyhow::Result<ExitCode> {
         Command::Gate(args) => gate::run(global, &args, printer),
         Command::Journal(command) => journal::run(global, command, printer),
         Command::Profile(command) => profile::run(global, command, printer),
+        Command::Push(args) => sync::push(global, &args),
+        Command::Pull(args) => sync::pull(global, &args),
         Command::Tools(command) => tools::run(global, command, printer),
         Command::Models(command) => models::run(global, command, printer),
         Command::Tune(args) => tune::run(global, &args, printer),

@@ -12,6 +12,7 @@ pub mod queue;
 pub mod report_rows;
 mod runs;
 mod schema;
+pub mod sync;
 mod tool_traces;
 mod tune;
 
