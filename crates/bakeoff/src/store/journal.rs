@@ -60,8 +60,8 @@ impl Store {
     pub fn add_journal_entry(&self, entry: &JournalEntry) -> Result<i64> {
         self.db
             .insert(
-                "INSERT INTO journal (title, change, before_run, after_run, verdict, proposed, verdict_by, evidence, note)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO journal (title, change, before_run, after_run, verdict, proposed, verdict_by, evidence, note, uuid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     entry.title,
                     entry.change,
@@ -71,7 +71,8 @@ impl Store {
                     entry.proposed,
                     entry.verdict_by,
                     entry.evidence.to_string(),
-                    entry.note
+                    entry.note,
+                    super::runs::new_uuid()
                 ],
             )
             .map_err(|e| self.err(e))
