@@ -494,11 +494,15 @@ pub struct ServeArgs {
 pub enum RunsCommand {
     /// List the newest runs.
     #[command(
-        after_help = "Examples:\n  bakeoff runs list\n  bakeoff runs list --limit 5 -o json"
+        after_help = "Examples:\n  bakeoff runs list\n  bakeoff runs list --limit 5 -o json\n  bakeoff runs list --host            # the machines the store holds runs of\n  bakeoff runs list --host gpu-h200-1  # that machine's runs"
     )]
     List {
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Only the runs of this machine (its recorded host name); bare `--host`: the machines
+        /// the store holds runs of, with how many each.
+        #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+        host: Option<String>,
         #[command(flatten)]
         output: TextOrJson,
     },

@@ -1,10 +1,10 @@
 //! `bakeoff gate` against a real llama-server and llama-perplexity on SmolLM2: the fidelity
-//! gates bite (a random-weight model of the same shape FAILS every one), a near-lossless change
-//! does not, and the readiness table is stored and re-printed.
+//! gates bite (a random-weight model with the same vocabulary FAILS every one), a near-lossless
+//! change does not, and the readiness table is stored and re-printed.
 
 mod common;
 
-use common::{run, smollm, Sandbox};
+use common::{random_model, run, smollm, Sandbox};
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
@@ -60,15 +60,7 @@ fn fidelity_gates_fail_a_random_model_and_pass_a_near_lossless_kv_cache() {
     let sandbox = Sandbox::new();
     let dir = sandbox.dir.path();
     let random = dir.join("random.gguf");
-    let mut synth = sandbox.cmd();
-    synth
-        .args(["model", "synth", "--like"])
-        .arg(smollm())
-        .arg("-o")
-        .arg(&random)
-        .args(["--quantize", "Q4_1"]);
-    let (status, _, stderr) = run(synth, LIMIT);
-    assert!(status.success(), "synth failed: {stderr}");
+    random_model(&sandbox, &random);
 
     let file = dir.join("candidates.toml");
     candidates(

@@ -12,21 +12,7 @@ const LIMIT: Duration = Duration::from_secs(900);
 
 /// `bakeoff` against `url` (the sandbox keeps the lock and run files apart).
 fn on(sandbox: &Sandbox, url: &str) -> Command {
-    let mut cmd = sandbox.cmd();
-    cmd.env("BAKEOFF_DB", url)
-        .env("XDG_DATA_HOME", sandbox.dir.path())
-        .env("BAKEOFF_DB_RETRY_S", "60");
-    for var in [
-        "PGPASSWORD",
-        "PGPASSFILE",
-        "PGHOST",
-        "PGPORT",
-        "PGUSER",
-        "PGDATABASE",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd
+    sandbox.on(url)
 }
 
 fn ok(mut cmd: Command, args: &[&str]) -> (String, String) {

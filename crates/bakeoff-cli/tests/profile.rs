@@ -455,13 +455,9 @@ fn serve_a_profile_behind_its_readiness_gate() {
 #[test]
 fn a_candidate_that_fails_readiness_falls_back() {
     let sandbox = Sandbox::new();
-    // Random weights of SmolLM2's shape: the server starts and generates, but no canary passes.
+    // Random weights: the server starts and generates, but no canary passes.
     let random = sandbox.dir.path().join("random.gguf");
-    let mut synth = sandbox.cmd();
-    synth.args(["model", "synth", "--like"]).arg(smollm());
-    synth.arg("-o").arg(&random).args(["--quantize", "Q4_1"]);
-    let (status, _, stderr) = run(synth, LIMIT);
-    assert!(status.success(), "synth: {stderr}");
+    random_model(&sandbox, &random);
     bench(&sandbox, &random, "random", &[]);
     bench(&sandbox, &smollm(), "base", &[]);
     ok(&sandbox, &["profile", "save", "good", "--from", "base"]);

@@ -205,13 +205,34 @@ fn quantize(
     if status.success() {
         return Ok(());
     }
-    let reason = bakeoff::engines::fatal::tail(&log, 1)
-        .pop()
-        .unwrap_or_default();
+    let reason = quantize_failure(&log);
     Err(
         Error::engine(format!("llama-quantize {kind} failed ({status}): {reason}"))
             .with_hint(format!("full log: {}", log.display())),
     )
+}
+
+/// Why llama-quantize failed, from its log. Its last line only says that it failed
+/// (`failed to quantize model from '…'`); the cause is the exception it logged before
+/// (`llama_model_quantize: failed to quantize: basic_ios::clear: iostream error`).
+fn quantize_failure(log: &Path) -> String {
+    let text = std::fs::read(log)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let cause = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.contains("failed to quantize:"));
+    cause
+        .map(str::to_string)
+        .or_else(|| bakeoff::engines::fatal::first_error_in(&text))
+        .or_else(|| {
+            text.lines()
+                .map(str::trim)
+                .rfind(|l| !l.is_empty())
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
 }
 
 fn wait_for(child: &mut Supervised) -> std::process::ExitStatus {

@@ -12,7 +12,16 @@ const SAMPLES_SHOWN: usize = 12;
 pub fn run(global: &Global, command: RunsCommand) -> anyhow::Result<ExitCode> {
     let store = super::open_existing_store(global)?;
     match command {
-        RunsCommand::List { limit, output } => list(&store, limit, output.wants_json())?,
+        RunsCommand::List {
+            host: Some(host),
+            output,
+            ..
+        } if host.is_empty() => hosts(&store, output.wants_json())?,
+        RunsCommand::List {
+            limit,
+            host,
+            output,
+        } => list(&store, host.as_deref(), limit, output.wants_json())?,
         RunsCommand::Show { run, output } => show(&store, &run, output.wants_json())?,
     }
     Ok(ExitCode::SUCCESS)
@@ -27,34 +36,89 @@ fn show(store: &Store, run: &str, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn list(store: &Store, limit: usize, json: bool) -> anyhow::Result<()> {
-    let runs = store.runs(limit)?;
-    match (json, runs.is_empty()) {
-        (true, _) => println!("{}", serde_json::to_string_pretty(&runs)?),
-        (false, true) => eprintln!("no runs stored in {}", store.path().display()),
-        (false, false) => print_list(runs),
+fn list(store: &Store, host: Option<&str>, limit: usize, json: bool) -> anyhow::Result<()> {
+    let runs = store.runs_on(host, limit)?;
+    let place = store.path().display();
+    match (json, runs.is_empty(), host) {
+        (true, _, _) => println!("{}", serde_json::to_string_pretty(&runs)?),
+        (false, true, None) => eprintln!("no runs stored in {place}"),
+        (false, true, Some(host)) => {
+            eprintln!("no runs of host '{host}' in {place} (`bakeoff runs list --host` lists the machines)")
+        }
+        (false, false, _) => print_list(runs, host.is_some()),
     }
     Ok(())
 }
 
-fn print_list(runs: Vec<RunRow>) {
+/// The runs, newest first; a HOST column where they come from more than one machine (or one was
+/// asked for).
+fn print_list(runs: Vec<RunRow>, with_host: bool) {
+    let with_host = with_host || runs.windows(2).any(|w| w[0].host != w[1].host);
+    let width = runs
+        .iter()
+        .filter_map(|r| r.host.as_ref().map(|h| h.chars().count()))
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let host = |name: &str| match with_host {
+        true => format!("{name:<width$} "),
+        false => String::new(),
+    };
     println!(
-        "{:>5}  {:<8} {:<11} {:<24} {:>6} {:>8}  {:<10} COMMAND",
-        "RUN", "KIND", "STATUS", "STARTED", "TRIALS", "SAMPLES", "TAG"
+        "{:>5}  {:<8} {:<11} {:<24} {}{:>6} {:>8}  {:<10} COMMAND",
+        "RUN",
+        "KIND",
+        "STATUS",
+        "STARTED",
+        host("HOST"),
+        "TRIALS",
+        "SAMPLES",
+        "TAG"
     );
     for r in runs {
         println!(
-            "{:>5}  {:<8} {:<11} {:<24} {:>6} {:>8}  {:<10} {}",
+            "{:>5}  {:<8} {:<11} {:<24} {}{:>6} {:>8}  {:<10} {}",
             r.id,
             r.kind,
             r.status,
             r.started_at,
+            host(r.host.as_deref().unwrap_or("-")),
             r.trials,
             r.samples,
             r.tag.unwrap_or_default(),
             r.command
         );
     }
+}
+
+/// `runs list --host`: the machines, each with its number of runs and its newest.
+fn hosts(store: &Store, json: bool) -> anyhow::Result<()> {
+    let hosts = store.hosts()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&hosts)?);
+        return Ok(());
+    }
+    if hosts.is_empty() {
+        eprintln!("no runs stored in {}", store.path().display());
+        return Ok(());
+    }
+    let width = hosts
+        .iter()
+        .map(|h| h.host.chars().count())
+        .max()
+        .unwrap_or(0);
+    let width = width.max(4);
+    println!(
+        "{:<width$}  {:>5}  {:>6}  NEWEST STARTED",
+        "HOST", "RUNS", "NEWEST"
+    );
+    for h in hosts {
+        println!(
+            "{:<width$}  {:>5}  {:>6}  {}",
+            h.host, h.runs, h.newest_run, h.newest_started_at
+        );
+    }
+    Ok(())
 }
 
 fn print_detail(d: &RunDetail) {
@@ -87,6 +151,7 @@ fn print_run(r: &RunRow) {
     println!("run {} ({}) {}", r.id, r.kind, r.status);
     println!("  command  {}", r.command);
     println!("  bakeoff  {}", r.bakeoff_version);
+    r.host.iter().for_each(|host| println!("  host     {host}"));
     let ended = r.ended_at.as_deref().unwrap_or("-");
     println!("  started  {}  ended {ended}", r.started_at);
     r.tag.iter().for_each(|tag| println!("  tag      {tag}"));

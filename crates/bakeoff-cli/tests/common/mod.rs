@@ -41,6 +41,26 @@ impl Sandbox {
             .env_remove("BAKEOFF_FAULT");
         cmd
     }
+
+    /// `bakeoff` on the store at `url` (a team store) as a host of its own: this sandbox's lock,
+    /// and its run files under the sandbox, with no PG* variable of the test's environment.
+    pub fn on(&self, url: &str) -> Command {
+        let mut cmd = self.cmd();
+        cmd.env("BAKEOFF_DB", url)
+            .env("XDG_DATA_HOME", self.dir.path())
+            .env("BAKEOFF_DB_RETRY_S", "60");
+        for var in [
+            "PGPASSWORD",
+            "PGPASSFILE",
+            "PGHOST",
+            "PGPORT",
+            "PGUSER",
+            "PGDATABASE",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
 }
 
 fn cache_home() -> PathBuf {
@@ -69,6 +89,33 @@ pub fn smollm() -> PathBuf {
 /// Gemma 3 270M Q4_K_M, installed by scripts/setup.
 pub fn gemma() -> PathBuf {
     installed("models/gemma-3-270m-q4_k_m.gguf")
+}
+
+/// Write a random-weight model with SmolLM2's vocabulary to `out`: a small llama (4 layers,
+/// 256 wide) quantized to Q4_1 by the real llama-quantize. It starts and generates like a real
+/// model, answers nothing right, and shares SmolLM2's tokenizer, so KL-divergence against SmolLM2
+/// is defined. Small on purpose: about 15 MB where SmolLM2's own shape is 260 MB of F16 first.
+pub fn random_model(sandbox: &Sandbox, out: &std::path::Path) {
+    let mut synth = sandbox.cmd();
+    synth.args([
+        "model",
+        "synth",
+        "--arch",
+        "llama",
+        "--layers",
+        "4",
+        "--embd",
+        "256",
+        "--heads",
+        "4",
+        "--ff",
+        "512",
+        "--quantize",
+        "Q4_1",
+    ]);
+    synth.arg("--vocab-from").arg(smollm()).arg("-o").arg(out);
+    let (status, _, stderr) = run(synth, Duration::from_secs(600));
+    assert!(status.success(), "model synth failed: {stderr}");
 }
 
 /// A chat template from the llama.cpp source tree set-up unpacks (`models/templates/NAME`).

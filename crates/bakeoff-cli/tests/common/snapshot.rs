@@ -32,6 +32,8 @@ pub fn filters(sandbox: &Sandbox) -> Vec<(String, String)> {
         (r"127\.0\.0\.1:\d+", "[LOCALHOST]:[PORT]"),
         (r#""(pid|port)": \d+"#, r#""$1": [N]"#),
         (&escape(env!("CARGO_PKG_VERSION")), "[VERSION]"),
+        // The machine a run is recorded on (`runs show`).
+        (r"(?m)^  host     .+$", "  host     [HOST]"),
     ];
     filters.extend(fixed.iter().map(|(a, b)| (a.to_string(), b.to_string())));
     filters

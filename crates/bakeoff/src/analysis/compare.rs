@@ -711,9 +711,19 @@ pub fn differences(a: &RunDetail, b: &RunDetail) -> Vec<Difference> {
         b.run.bakeoff_version.clone(),
     );
     check(
+        "host",
+        a.run.host.clone().unwrap_or_default(),
+        b.run.host.clone().unwrap_or_default(),
+    );
+    check(
         "engine",
         set_of(a, |t| t.engine.clone()),
         set_of(b, |t| t.engine.clone()),
+    );
+    check(
+        "engine build",
+        set_of(a, |t| t.build.clone()),
+        set_of(b, |t| t.build.clone()),
     );
     check(
         "model sha256",
@@ -743,12 +753,48 @@ pub fn differences(a: &RunDetail, b: &RunDetail) -> Vec<Difference> {
         b.system.clone().unwrap_or_default(),
     );
     if let (Some(ma), Some(mb)) = (sa.as_object(), sb.as_object()) {
-        for (key, va) in ma {
+        // The host name is the `host` line above.
+        for (key, va) in ma.iter().filter(|(key, _)| *key != "hostname") {
             let vb = mb.get(key).cloned().unwrap_or_default();
-            check(&format!("system.{key}"), va.to_string(), vb.to_string());
+            check(
+                &format!("system.{key}"),
+                system_value(key, va),
+                system_value(key, &vb),
+            );
         }
     }
     out
+}
+
+/// A fingerprint's `gpus` as a person reads them: `NVIDIA H200 (139.8 GiB), …`, or `none`.
+pub fn gpus_text(gpus: &serde_json::Value) -> String {
+    let gpus = gpus.as_array().cloned().unwrap_or_default();
+    if gpus.is_empty() {
+        return "none".into();
+    }
+    let gpu = |g: &serde_json::Value| {
+        let name = g["name"].as_str().unwrap_or("?");
+        match g["memory_bytes"].as_u64() {
+            Some(bytes) => format!("{name} ({})", crate::domain::units::human_bytes(bytes)),
+            None => name.to_string(),
+        }
+    };
+    gpus.iter().map(gpu).collect::<Vec<_>>().join(", ")
+}
+
+/// A fingerprint field as a person reads it: GPUs by name and memory, memory in GiB.
+fn system_value(key: &str, value: &serde_json::Value) -> String {
+    match key {
+        "gpus" => gpus_text(value),
+        "ram_bytes" => value
+            .as_u64()
+            .map(crate::domain::units::human_bytes)
+            .unwrap_or_else(|| value.to_string()),
+        _ => match value.as_str() {
+            Some(text) => text.to_string(),
+            None => value.to_string(),
+        },
+    }
 }
 
 #[cfg(test)]

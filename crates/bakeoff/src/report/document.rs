@@ -82,6 +82,7 @@ pub fn build(data: &ReportData) -> Document {
             .into_iter()
             .chain(data.shootout.as_ref().map(shootout_section))
             .chain(super::tune::section(data))
+            .chain(super::machines::section(data))
             .chain([
             configs_section(data),
             depth_section(data),

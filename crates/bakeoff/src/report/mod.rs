@@ -10,6 +10,7 @@ pub mod escape;
 pub mod html;
 pub mod journal;
 pub mod load;
+pub mod machines;
 pub mod markdown;
 pub mod models;
 pub mod plan;

@@ -64,6 +64,18 @@ pub struct RunRow {
     pub samples: i64,
     /// The bakeoff process that ran it last (absent for runs stored before pids were recorded).
     pub pid: Option<i32>,
+    /// The machine it ran on: the name recorded with the run (`$BAKEOFF_HOST` or the kernel's
+    /// host name), else the host name in its system fingerprint (runs stored before hosts were).
+    pub host: Option<String>,
+}
+
+/// A machine the store holds runs of.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostRow {
+    pub host: String,
+    pub runs: i64,
+    pub newest_run: i64,
+    pub newest_started_at: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -488,12 +500,61 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Record `run` as measured on `host` (tests standing in for other machines).
+    #[cfg(test)]
+    pub(crate) fn set_run_host(&self, run: i64, host: &str) -> Result<()> {
+        self.db
+            .execute(
+                "UPDATE runs SET host = ?1 WHERE id = ?2",
+                params![host, run],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The newest `limit` runs.
     pub fn runs(&self, limit: usize) -> Result<Vec<RunRow>> {
-        let sql = format!("{RUN_SELECT} ORDER BY r.id DESC LIMIT ?1");
+        self.runs_on(None, limit)
+    }
+
+    /// The newest `limit` runs, of one machine when `host` names it (`runs list --host NAME`).
+    pub fn runs_on(&self, host: Option<&str>, limit: usize) -> Result<Vec<RunRow>> {
+        let select = run_select(self.db.dialect());
+        let host_is = host_sql(self.db.dialect());
+        let filter = match host {
+            Some(_) => format!("WHERE {host_is} = ?2"),
+            None => String::new(),
+        };
+        let sql = format!("{select} {filter} ORDER BY r.id DESC LIMIT ?1");
         let mut stmt = self.db.prepare(&sql).map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([limit as i64], run_row)
-            .map_err(|e| self.err(e))?;
+        let limit = limit as i64;
+        let rows = match host {
+            Some(host) => stmt.query_map(params![limit, host], run_row),
+            None => stmt.query_map(params![limit], run_row),
+        };
+        let rows = rows.map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every machine the store has runs of (`runs list --host`), by name.
+    pub fn hosts(&self) -> Result<Vec<HostRow>> {
+        let host = host_sql(self.db.dialect());
+        let sql = format!(
+            "SELECT {host}, count(*), max(r.id), max(r.started_at)
+             FROM runs r LEFT JOIN systems s ON s.id = r.system_id
+             WHERE {host} IS NOT NULL GROUP BY {host} ORDER BY {host}"
+        );
+        let mut stmt = self.db.prepare(&sql).map_err(|e| self.err(e))?;
+        let host_row = |r: &db::Row| {
+            Ok(HostRow {
+                host: r.get(0)?,
+                runs: r.get(1)?,
+                newest_run: r.get(2)?,
+                newest_started_at: r.get(3)?,
+            })
+        };
+        let rows = stmt.query_map([], host_row).map_err(|e| self.err(e))?;
         rows.collect::<std::result::Result<_, _>>()
             .map_err(|e| self.err(e))
     }
@@ -538,7 +599,8 @@ impl Store {
     }
 
     pub fn run_detail(&self, run_id: i64) -> Result<RunDetail> {
-        let sql = format!("{RUN_SELECT} WHERE r.id = ?1");
+        let select = run_select(self.db.dialect());
+        let sql = format!("{select} WHERE r.id = ?1");
         let run = self
             .db
             .query_row(&sql, [run_id], run_row)
@@ -741,11 +803,25 @@ impl TrialSink for Store {
     }
 }
 
-const RUN_SELECT: &str = "SELECT r.id, r.kind, r.command, r.bakeoff_version, r.tag, r.started_at, r.ended_at, r.status, r.error,
+/// A run's machine: the host recorded with it, else its fingerprint's host name.
+fn host_sql(dialect: db::Dialect) -> &'static str {
+    match dialect {
+        db::Dialect::Sqlite => "COALESCE(r.host, json_extract(s.fingerprint, '$.hostname'))",
+        db::Dialect::Postgres => "COALESCE(r.host, s.fingerprint::json ->> 'hostname')",
+    }
+}
+
+/// The columns [`run_row`] reads, from `runs r` joined to its system `s`.
+fn run_select(dialect: db::Dialect) -> String {
+    let host = host_sql(dialect);
+    format!(
+        "SELECT r.id, r.kind, r.command, r.bakeoff_version, r.tag, r.started_at, r.ended_at, r.status, r.error,
     (SELECT count(*) FROM trials t WHERE t.run_id = r.id),
-    (SELECT count(*) FROM samples s JOIN trials t ON t.id = s.trial_id WHERE t.run_id = r.id),
-    r.pid, r.pid_start
-    FROM runs r";
+    (SELECT count(*) FROM samples x JOIN trials t ON t.id = x.trial_id WHERE t.run_id = r.id),
+    r.pid, r.pid_start, {host}
+    FROM runs r LEFT JOIN systems s ON s.id = r.system_id"
+    )
+}
 
 fn run_row(r: &db::Row) -> Result<RunRow, db::DbError> {
     Ok(RunRow {
@@ -756,11 +832,12 @@ fn run_row(r: &db::Row) -> Result<RunRow, db::DbError> {
         tag: r.get(4)?,
         started_at: r.get(5)?,
         ended_at: r.get(6)?,
-        status: runs::live_status(r.get(7)?, r.get(11)?, r.get(12)?),
+        status: runs::live_status(r.get(7)?, r.get(11)?, r.get(12)?, r.get(13)?),
         error: r.get(8)?,
         trials: r.get(9)?,
         samples: r.get(10)?,
         pid: r.get(11)?,
+        host: r.get(13)?,
     })
 }
 

@@ -20,10 +20,19 @@ pub(super) fn own_start() -> Option<i64> {
 /// The status to show: a `running` run whose recorded process is gone (or is now another process
 /// with the same pid) was abandoned: killed, or the machine went down. Runs without a pid (stored
 /// before pids were) keep what was recorded.
-pub(super) fn live_status(status: String, pid: Option<i32>, start: Option<i64>) -> String {
+///
+/// Only a run of this host can be checked: another machine's pid means nothing here, so its
+/// `running` run stays `running` (its worker's lease says whether it is still alive).
+pub(super) fn live_status(
+    status: String,
+    pid: Option<i32>,
+    start: Option<i64>,
+    host: Option<String>,
+) -> String {
     let start = start.map(|s| s as u64);
+    let here = host.is_none() || host == own_host();
     match (status.as_str(), pid) {
-        ("running", Some(pid)) if !lock::process_alive(pid, start) => "abandoned".into(),
+        ("running", Some(pid)) if here && !lock::process_alive(pid, start) => "abandoned".into(),
         _ => status,
     }
 }
@@ -208,6 +217,15 @@ mod tests {
             )
             .unwrap();
         assert_eq!(status(alive), "abandoned");
+        // Another machine's pid means nothing here: its run stays as recorded.
+        store
+            .db
+            .execute(
+                "UPDATE runs SET host = 'another-machine' WHERE id = ?1",
+                [dead],
+            )
+            .unwrap();
+        assert_eq!(status(dead), "running");
     }
 
     #[test]

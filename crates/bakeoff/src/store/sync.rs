@@ -303,8 +303,8 @@ impl RunState {
     /// Being measured right now by a process on this host (copying it would copy half a run).
     fn live_here(&self) -> bool {
         let here = self.host.is_none() || self.host == runs::own_host();
-        let status = runs::live_status(self.status.clone(), self.pid, self.pid_start);
-        here && status == "running"
+        let (status, host) = (self.status.clone(), self.host.clone());
+        here && runs::live_status(status, self.pid, self.pid_start, host) == "running"
     }
 }
 
