@@ -22,6 +22,14 @@ fn ok(mut cmd: Command, args: &[&str]) -> (String, String) {
     (out, err)
 }
 
+/// Run a command that must fail; its stderr.
+fn fails(mut cmd: Command, args: &[&str]) -> String {
+    cmd.args(args);
+    let (status, out, err) = run(cmd, LIMIT);
+    assert!(!status.success(), "bakeoff {args:?} succeeded: {out}");
+    err
+}
+
 fn count(pg: &PgServer, db: &str, sql: &str) -> i64 {
     pg.psql(db, sql).trim().parse().expect("a count")
 }
@@ -108,9 +116,7 @@ fn credentials_come_from_the_url_a_password_file_or_pgpassword() {
 
     let mut refused = on(&sandbox, &bare);
     refused.env("PGPASSFILE", sandbox.dir.path().join("none"));
-    refused.args(["runs", "list"]);
-    let (status, _, err) = run(refused, LIMIT);
-    assert!(!status.success());
+    let err = fails(refused, &["runs", "list"]);
     assert!(
         err.contains("postgres://bakeoff@127.0.0.1"),
         "names the store: {err}"
@@ -157,10 +163,7 @@ fn a_schema_older_or_newer_than_the_binary_is_refused_naming_both_versions() {
     );
 
     pg.psql("versions", "UPDATE bakeoff_schema SET version = 99");
-    let mut newer = on(&sandbox, &url);
-    newer.args(["runs", "list"]);
-    let (code, _, err) = run(newer, LIMIT);
-    assert!(!code.success());
+    let err = fails(on(&sandbox, &url), &["runs", "list"]);
     assert!(
         err.contains("schema version 99, newer than this bakeoff's"),
         "{err}"
@@ -170,14 +173,11 @@ fn a_schema_older_or_newer_than_the_binary_is_refused_naming_both_versions() {
     // A real older schema: the store as migration 11 left it (before the queue tables).
     pg.psql(
         "versions",
-        "DROP TABLE queue_requires, queue_items, queue_experiments CASCADE;
+        "DROP TABLE queue_builds, queue_requires, queue_items, queue_experiments CASCADE;
          ALTER TABLE runs DROP COLUMN queue_item;
          UPDATE bakeoff_schema SET version = 11",
     );
-    let mut older = on(&sandbox, &url);
-    older.args(["runs", "list"]);
-    let (code, _, err) = run(older, LIMIT);
-    assert!(!code.success());
+    let err = fails(on(&sandbox, &url), &["runs", "list"]);
     assert!(
         err.contains("schema version 11, older than this bakeoff's"),
         "{err}"

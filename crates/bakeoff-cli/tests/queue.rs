@@ -1,14 +1,15 @@
 //! Many hosts, one experiment: `--queue` and `bakeoff worker` on a real PostgreSQL server, with
 //! several worker processes on this machine standing in for hosts (each its own measurement lock
 //! and `--host`), and the faults a team store meets: a worker killed with -9, the database
-//! restarted and stopped mid-sweep, workers racing for one item.
+//! restarted and stopped mid-sweep, workers racing for one item; and a worker takes only what it
+//! can run (a build it lacks is left to others).
 
 mod common;
 
 use bakeoff::store::queue::{NewExperiment, QueueMode};
 use bakeoff::store::Store;
 use common::pg::{self, PgServer};
-use common::{run, smollm, wait_exit, Sandbox};
+use common::{run, second_build, smollm, wait_exit, Sandbox};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -258,6 +259,78 @@ fn the_database_restarted_and_stopped_mid_sweep_loses_and_duplicates_nothing() {
     no_duplicate_samples(&pg, "faults");
 }
 
+#[test]
+fn a_worker_takes_only_experiments_on_builds_it_has_and_runs_its_own_copy() {
+    let pg = pg::shared();
+    let url = pg.fresh_database("builds");
+    // The enqueuing host has the older build at a path no worker has (a link, removed after).
+    let elsewhere = tempfile::tempdir().unwrap();
+    let old = elsewhere.path().join("old-build");
+    std::os::unix::fs::symlink(second_build(), &old).unwrap();
+    let build = format!("old={}", old.display());
+    enqueue(
+        &url,
+        &["-n", "4", "-r", "1", "--build", &build, "--tag", "builds"],
+    );
+    let needs = pg.psql("builds", "SELECT build || ' ' || name FROM queue_builds");
+    assert!(needs.trim().starts_with("b10798"), "{needs}");
+    assert!(needs.trim().ends_with(" old"), "{needs}");
+    std::fs::remove_file(&old).unwrap();
+
+    // A host without that build (an empty engine cache, none on PATH) leaves the item.
+    let bare = Sandbox::new();
+    let empty_home = bare.dir.path().join("home");
+    std::fs::create_dir(&empty_home).unwrap();
+    let log = std::fs::File::create(bare.dir.path().join("bare.log")).unwrap();
+    let mut cmd = host_cmd(&bare, &url);
+    cmd.args([
+        "worker",
+        "--host",
+        "bare",
+        "--poll",
+        "200ms",
+        "--idle-exit",
+        "1s",
+    ])
+    .env("BAKEOFF_HOME", &empty_home)
+    .env("PATH", "/usr/bin:/bin")
+    .stdout(Stdio::null())
+    .stderr(log);
+    let status = wait_exit(&mut cmd.spawn().unwrap(), LIMIT);
+    let said = worker_log(&bare, "bare");
+    assert!(status.success(), "{said}");
+    assert!(
+        said.contains("not taking experiments that run on llama.cpp b10798"),
+        "{said}"
+    );
+    let queued = "SELECT count(*) FROM queue_items WHERE status = 'queued' AND attempts = 0";
+    assert_eq!(value(pg, "builds", queued), 1, "the bare host took it");
+
+    // A host with it (the set-up cache holds both builds) runs it on its own copy.
+    let full = Sandbox::new();
+    let status = wait_exit(
+        &mut worker(&full, &url, "full", &["--idle-exit", "1s"]),
+        LIMIT,
+    );
+    assert!(status.success(), "{}", worker_log(&full, "full"));
+    let done = "SELECT count(*) FROM queue_items WHERE status = 'done'";
+    assert_eq!(
+        value(pg, "builds", done),
+        1,
+        "{}",
+        worker_log(&full, "full")
+    );
+    let command = pg.psql("builds", "SELECT command FROM runs WHERE tag = 'builds'");
+    let local = second_build().canonicalize().unwrap();
+    assert!(
+        command.contains(&format!("old={}", local.display())),
+        "the worker's own copy of the build: {command}"
+    );
+    let builds = "SELECT count(*) FROM trials t JOIN engines e ON e.id = t.engine_id
+                  JOIN runs r ON r.id = t.run_id WHERE r.tag = 'builds' AND e.build_number = 10798";
+    assert!(value(pg, "builds", builds) > 0, "measured on b10798");
+}
+
 fn experiment(store: &Store, shards: usize) {
     let argv: Vec<String> = Vec::new();
     store
@@ -269,6 +342,7 @@ fn experiment(store: &Store, shards: usize) {
             host_tag: None,
             tag: None,
             requires: &[],
+            builds: &[],
         })
         .unwrap();
 }
@@ -291,7 +365,9 @@ fn workers_racing_for_one_item_have_exactly_one_winner() {
                     s.spawn(move || {
                         let store = open(url);
                         barrier.wait();
-                        let claim = store.claim(&format!("w{i}"), "h", &[], &[], 60.0).unwrap();
+                        let claim = store
+                            .claim(&format!("w{i}"), "h", &[], &[], &[], 60.0)
+                            .unwrap();
                         claim.map(|c| c.item)
                     })
                 })
@@ -312,7 +388,7 @@ fn eight_workers_drain_the_queue_each_item_once_and_its_overhead_is_printed() {
     let single = 50;
     experiment(&store, single);
     let started = Instant::now();
-    while let Some(claim) = store.claim("solo", "h", &[], &[], 60.0).unwrap() {
+    while let Some(claim) = store.claim("solo", "h", &[], &[], &[], 60.0).unwrap() {
         store.renew_lease(claim.item, "solo", 60.0).unwrap();
         assert!(store.finish_item(claim.item, "solo", Ok(None)).unwrap());
     }
@@ -329,7 +405,7 @@ fn eight_workers_drain_the_queue_each_item_once_and_its_overhead_is_printed() {
                     let store = open(url);
                     let name = format!("w{i}");
                     let mut mine = Vec::new();
-                    while let Some(claim) = store.claim(&name, "h", &[], &[], 60.0).unwrap() {
+                    while let Some(claim) = store.claim(&name, "h", &[], &[], &[], 60.0).unwrap() {
                         assert!(store.finish_item(claim.item, &name, Ok(None)).unwrap());
                         mine.push(claim.item);
                     }

@@ -195,15 +195,14 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
     if args.queue.queue {
         refuse_shard_in_queue(args.shard.shard.is_some())?;
         let (cells, tag) = (plan.cell_count(), args.tag.as_deref());
-        return super::worker::enqueue(
-            global,
-            "bench",
-            &args.queue,
+        let queued = super::worker::Queued {
+            kind: "bench",
             cells,
             tag,
-            &plan.models,
-            printer,
-        );
+            models: &plan.models,
+            builds: Some(&plan.builds),
+        };
+        return super::worker::enqueue(global, &args.queue, queued, printer);
     }
     for warning in experiment::plan_depth_warnings(&plan) {
         printer.warn(warning);

@@ -25,7 +25,19 @@ pub fn run(global: &Global, args: &GateArgs, printer: Printer) -> anyhow::Result
             let (file, _) = load_files(args, path)?;
             let models = file_models(args, &file)?;
             let tag = args.tag.as_deref();
-            return super::worker::enqueue(global, "gate", &args.queue, 1, tag, &models, printer);
+            let builds: Vec<BuildRef> = args
+                .builds
+                .iter()
+                .map(|text| BuildRef::parse(text))
+                .collect::<bakeoff::Result<_>>()?;
+            let queued = super::worker::Queued {
+                kind: "gate",
+                cells: 1,
+                tag,
+                models: &models,
+                builds: Some(&builds),
+            };
+            return super::worker::enqueue(global, &args.queue, queued, printer);
         }
         (None, Some(path)) => measure(global, args, path, super::open_store(global)?, &printer)?,
         (None, None) => return Err(Error::input("give a candidates file or --show RUN").into()),

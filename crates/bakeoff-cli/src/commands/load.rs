@@ -171,8 +171,16 @@ pub fn run(global: &Global, args: LoadArgs, printer: Printer) -> anyhow::Result<
                 Subject::Attached => None,
             })
             .collect();
-        let tag = args.tag.as_deref();
-        return super::worker::enqueue(global, "load", &args.queue, cells, tag, &models, printer);
+        // A load test of running servers starts no engine: no build to match.
+        let builds = args.subject.builds()?;
+        let queued = super::worker::Queued {
+            kind: "load",
+            cells,
+            tag: args.tag.as_deref(),
+            models: &models,
+            builds: (!models.is_empty()).then_some(&builds[..]),
+        };
+        return super::worker::enqueue(global, &args.queue, queued, printer);
     }
     let subjects = shard.unwrap_or(Shard::WHOLE).select(all.iter().cloned());
     if let Some(shard) = shard.filter(|_| subjects.is_empty()) {

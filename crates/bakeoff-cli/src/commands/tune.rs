@@ -45,7 +45,14 @@ pub fn run(global: &Global, args: &TuneArgs, printer: Printer) -> anyhow::Result
     if args.queue.queue && !args.dry_run {
         let paths: Vec<_> = selected.iter().map(|s| s.path.clone()).collect();
         let tag = args.tag.as_deref();
-        return super::worker::enqueue(global, "tune", &args.queue, 1, tag, &paths, printer);
+        let queued = super::worker::Queued {
+            kind: "tune",
+            cells: 1,
+            tag,
+            models: &paths,
+            builds: Some(&[]),
+        };
+        return super::worker::enqueue(global, &args.queue, queued, printer);
     }
     let models = bakeoff::search::model_inputs(&selected)?;
     let help = help(global, &tune)?;

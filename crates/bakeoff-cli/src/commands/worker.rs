@@ -3,6 +3,7 @@
 
 use crate::cli::{DbCommand, Global, QueueArgs, QueueListArgs, WorkerArgs};
 use crate::printer::Printer;
+use bakeoff::engines::build::BuildRef;
 use bakeoff::session::queue::{self, Request, Worker, WorkerConfig, WorkerEvent};
 use bakeoff::store::queue::QueueMode;
 use bakeoff::store::{Location, Store};
@@ -34,12 +35,22 @@ pub fn run(global: &Global, args: &WorkerArgs, printer: Printer) -> anyhow::Resu
         max_items: args.once.then_some(1),
         idle_exit: args.idle_exit,
         model_dirs: args.model_dirs.clone(),
+        engine_path: global.engine_path.clone(),
         log_dir,
         exe: std::env::current_exe().map_err(|e| Error::io(PathBuf::from("bakeoff"), e))?,
     };
     let mut worker = Worker::new(config, location.clone())?;
+    let mut builds: Vec<&String> = worker.builds().keys().collect();
+    builds.sort();
+    let builds = match builds.is_empty() {
+        true => "no llama.cpp build".to_string(),
+        false => format!(
+            "llama.cpp {}",
+            builds.into_iter().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    };
     printer.status(format!(
-        "worker {name} on host {host} taking items from {}{}",
+        "worker {name} on host {host} ({builds}) taking items from {}{}",
         location.display(),
         tags_note(&args.host_tags)
     ));
@@ -103,6 +114,9 @@ fn report(event: &WorkerEvent, json: bool, printer: Printer) {
             WorkerEvent::Missing(need) => {
                 serde_json::json!({ "event": "missing_model", "model": need })
             }
+            WorkerEvent::MissingBuild(need) => {
+                serde_json::json!({ "event": "missing_build", "build": need })
+            }
         };
         println!("{value}");
         return;
@@ -138,6 +152,14 @@ fn report(event: &WorkerEvent, json: bool, printer: Printer) {
             "not taking experiments that need {} (sha256 {}…): no such file here",
             need.name,
             &need.sha256[..need.sha256.len().min(12)]
+        )),
+        WorkerEvent::MissingBuild(need) => printer.status(format!(
+            "not taking experiments that run on llama.cpp {}{}: no such build here (cache, PATH, --engine-path)",
+            need.build,
+            match need.name.is_empty() {
+                true => String::new(),
+                false => format!(" (--build {})", need.name),
+            }
         )),
     }
 }
@@ -219,16 +241,36 @@ pub fn db(global: &Global, command: &DbCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a command puts on the queue with `--queue`.
+pub struct Queued<'a> {
+    pub kind: &'a str,
+    /// The experiment's cells (a split makes one item per cell).
+    pub cells: usize,
+    pub tag: Option<&'a str>,
+    pub models: &'a [PathBuf],
+    /// The `--build`s it sweeps (none: the default engine), or `None` for a command that starts
+    /// no llama.cpp engine (a load test of a running server).
+    pub builds: Option<&'a [BuildRef]>,
+}
+
 /// `--queue`: put this command on the team store's queue instead of running it.
 pub fn enqueue(
     global: &Global,
-    kind: &str,
     args: &QueueArgs,
-    cells: usize,
-    tag: Option<&str>,
-    models: &[PathBuf],
+    queued: Queued,
     printer: Printer,
 ) -> anyhow::Result<ExitCode> {
+    let Queued {
+        kind,
+        cells,
+        tag,
+        models,
+        builds,
+    } = queued;
+    let builds = match builds {
+        Some(builds) => queue::build_needs(global.engine_path.as_deref(), builds)?,
+        None => Vec::new(),
+    };
     let store = super::open_store(global)?;
     let mode = if args.each {
         QueueMode::Each
@@ -243,6 +285,7 @@ pub fn enqueue(
         host_tag: args.host_tag.as_deref(),
         tag,
         models,
+        builds,
     };
     let enqueued = queue::enqueue(&store, &request)?;
     let what = match mode {

@@ -5,8 +5,10 @@
 //! measures, and marks the item done once the child's run is committed. There is no scheduler
 //! daemon: PostgreSQL's row locks are the whole coordination.
 
+use crate::engines::build::BuildRef;
+use crate::engines::discovery::{self, LlamaCppInstall};
 use crate::engines::process::{self, Supervised};
-use crate::store::queue::{Claim, Enqueued, NewExperiment, QueueMode, Requirement};
+use crate::store::queue::{BuildNeed, Claim, Enqueued, NewExperiment, QueueMode, Requirement};
 use crate::store::{Location, Store};
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -27,6 +29,64 @@ pub struct Request<'a> {
     pub tag: Option<&'a str>,
     /// The model files it reads: a worker takes it only where it holds each (by SHA-256).
     pub models: &'a [PathBuf],
+    /// The llama.cpp builds it runs on ([`build_needs`]): a worker takes it only where it has
+    /// each (by build number and commit).
+    pub builds: Vec<BuildNeed>,
+}
+
+/// `b11434 (abc1234)`: how an install's build is matched across hosts (its number and commit as
+/// `--version` prints them; the backend may differ, so a CUDA and a CPU build of one commit
+/// match). `None` when its `--version` names neither.
+pub fn build_key(install: &LlamaCppInstall) -> Option<String> {
+    match (install.build_number, install.commit.as_deref()) {
+        (Some(number), Some(commit)) => Some(format!("b{number} ({commit})")),
+        (Some(number), None) => Some(format!("b{number}")),
+        (None, Some(commit)) => Some(commit.to_string()),
+        (None, None) => None,
+    }
+}
+
+/// The builds a queued command runs on: each `--build NAME=PATH`, or, with none, the engine it
+/// would use here by default (`--engine-path`, else the newest in the cache, else on PATH).
+pub fn build_needs(engine_path: Option<&Path>, builds: &[BuildRef]) -> Result<Vec<BuildNeed>> {
+    let unknown = |what: String| {
+        Error::input(format!(
+            "{what}: its --version names no build number or commit, so no worker can be matched to it"
+        ))
+        .with_hint("queue a llama.cpp build whose --version prints `version: NUMBER (COMMIT)`")
+    };
+    if builds.is_empty() {
+        let install = discovery::discover(engine_path).into_iter().next();
+        let install = install.ok_or_else(|| {
+            Error::engine("no llama.cpp build found here to queue the experiment on").with_hint(
+                "run scripts/setup, or pass --engine-path PATH (the build the workers must have)",
+            )
+        })?;
+        let build = build_key(&install)
+            .ok_or_else(|| unknown(format!("the build at {}", install.bin_dir.display())))?;
+        let path = engine_path.map(|p| p.display().to_string());
+        return Ok(vec![BuildNeed {
+            build,
+            name: String::new(),
+            path: path.unwrap_or_default(),
+        }]);
+    }
+    builds
+        .iter()
+        .map(|b| {
+            let install = discovery::discover(Some(&b.path))
+                .into_iter()
+                .find(|i| i.source == "--engine-path");
+            let what = || format!("build {} ({})", b.name, b.path.display());
+            let install = install
+                .ok_or_else(|| Error::input(format!("{}: no llama.cpp tools there", what())))?;
+            Ok(BuildNeed {
+                build: build_key(&install).ok_or_else(|| unknown(what()))?,
+                name: b.name.clone(),
+                path: b.path.display().to_string(),
+            })
+        })
+        .collect()
 }
 
 /// Enqueue an experiment (hashing its models here, so workers can match them by content).
@@ -56,6 +116,7 @@ pub fn enqueue(store: &Store, request: &Request) -> Result<Enqueued> {
         host_tag: request.host_tag,
         tag: request.tag,
         requires: &requires,
+        builds: &request.builds,
     })
 }
 
@@ -77,6 +138,8 @@ pub struct WorkerConfig {
     pub idle_exit: Option<Duration>,
     /// Folders to look for required models in (besides their enqueued path and the cache).
     pub model_dirs: Vec<PathBuf>,
+    /// A llama.cpp build this host offers besides the cache's and PATH's (`--engine-path`).
+    pub engine_path: Option<PathBuf>,
     /// Where each item's child output goes.
     pub log_dir: PathBuf,
     /// The `bakeoff` binary the children run.
@@ -107,6 +170,8 @@ pub enum WorkerEvent<'a> {
     },
     /// A required model this host does not hold (by SHA-256).
     Missing(&'a Requirement),
+    /// A required llama.cpp build this host does not have (by build number and commit).
+    MissingBuild(&'a BuildNeed),
 }
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -122,6 +187,10 @@ pub struct Worker {
     location: Location,
     /// SHA-256 → the local file that has it (`None`: looked, not here).
     held: HashMap<String, Option<PathBuf>>,
+    /// Build (`b11434 (abc1234)`) → the directory of this host's install of it.
+    builds: HashMap<String, PathBuf>,
+    /// Builds already reported missing (each is said once).
+    missing_builds: Vec<String>,
 }
 
 impl Worker {
@@ -135,11 +204,24 @@ impl Worker {
                 "pass --db postgres://USER@HOST/DB (or set BAKEOFF_DB): the store the experiments were enqueued in",
             ));
         }
+        let mut builds = HashMap::new();
+        for install in discovery::discover(config.engine_path.as_deref()) {
+            if let Some(key) = build_key(&install) {
+                builds.entry(key).or_insert(install.bin_dir);
+            }
+        }
         Ok(Worker {
             config,
             location,
             held: HashMap::new(),
+            builds,
+            missing_builds: Vec::new(),
         })
+    }
+
+    /// The builds this host has (`b11434 (abc1234)` → its directory), best first per build.
+    pub fn builds(&self) -> &HashMap<String, PathBuf> {
+        &self.builds
     }
 
     /// Claim and run items until the queue is idle past `idle_exit`, `max_items` are done, or
@@ -157,12 +239,20 @@ impl Worker {
                 return Ok(summary);
             }
             let held = self.held_models(&store, &mut on_event)?;
+            let builds: Vec<String> = self.builds.keys().cloned().collect();
+            for need in store.queue_builds_missing(&builds)? {
+                if !self.missing_builds.contains(&need.build) {
+                    on_event(WorkerEvent::MissingBuild(&need));
+                    self.missing_builds.push(need.build);
+                }
+            }
             let config = &self.config;
             let claim = store.claim(
                 &config.name,
                 &config.host,
                 &config.tags,
                 &held,
+                &builds,
                 config.lease_s,
             )?;
             let Some(claim) = claim else {
@@ -256,23 +346,36 @@ impl Worker {
         Ok(())
     }
 
-    /// The child's command line: the enqueued arguments, each required model's enqueued path
-    /// replaced by where this host holds it, and the item's shard of a split.
+    /// The child's command line: the enqueued arguments, each required model's and build's
+    /// enqueued path replaced by where this host has it (the default engine named with
+    /// `--engine-path`, so the child runs the matched build), and the item's shard of a split.
     fn child_args(&self, claim: &Claim) -> Vec<String> {
+        let models = claim.requires.iter().filter_map(|need| {
+            let local = self.held.get(&need.sha256)?.as_ref()?;
+            Some((need.path.as_str(), local))
+        });
+        let builds = claim.builds.iter().filter_map(|need| {
+            let local = self.builds.get(&need.build)?;
+            Some((need.path.as_str(), local))
+        });
+        let places: Vec<(&str, &PathBuf)> = models
+            .chain(builds)
+            .filter(|(path, _)| !path.is_empty())
+            .collect();
         let mut args: Vec<String> = claim
             .argv
             .iter()
             .map(|arg| {
-                claim.requires.iter().fold(arg.clone(), |arg, need| {
-                    match self.held.get(&need.sha256) {
-                        Some(Some(local)) if !need.path.is_empty() => {
-                            arg.replace(&need.path, &local.display().to_string())
-                        }
-                        _ => arg,
-                    }
+                places.iter().fold(arg.clone(), |arg, (path, local)| {
+                    arg.replace(path, &local.display().to_string())
                 })
             })
             .collect();
+        let default = claim.builds.iter().find(|need| need.path.is_empty());
+        if let Some(local) = default.and_then(|need| self.builds.get(&need.build)) {
+            let engine = ["--engine-path".to_string(), local.display().to_string()];
+            args.splice(0..0, engine);
+        }
         if claim.shards > 1 {
             args.push("--shard".into());
             args.push(format!("{}/{}", claim.shard_k, claim.shards));

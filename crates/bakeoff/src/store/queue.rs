@@ -37,6 +37,18 @@ pub struct Requirement {
     pub path: String,
 }
 
+/// An engine build an experiment runs on: a worker takes it only where it has the same build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct BuildNeed {
+    /// llama.cpp's build number and commit as `--version` prints them: `b11434 (abc1234)`.
+    pub build: String,
+    /// The `--build NAME` it was enqueued under; empty for the command's default engine.
+    pub name: String,
+    /// Where the enqueuing host had it (in the command line, replaced on each worker by where
+    /// that host has it); empty for the default engine, found the default way.
+    pub path: String,
+}
+
 pub struct NewExperiment<'a> {
     pub kind: &'a str,
     pub mode: QueueMode,
@@ -47,6 +59,7 @@ pub struct NewExperiment<'a> {
     pub host_tag: Option<&'a str>,
     pub tag: Option<&'a str>,
     pub requires: &'a [Requirement],
+    pub builds: &'a [BuildNeed],
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -71,6 +84,7 @@ pub struct Claim {
     pub shards: usize,
     pub attempts: usize,
     pub requires: Vec<Requirement>,
+    pub builds: Vec<BuildNeed>,
 }
 
 /// One row of `bakeoff queue` (the items and where they stand).
@@ -116,17 +130,24 @@ impl Store {
         let argv = serde_json::to_string(new.argv).unwrap_or_default();
         let shards = new.shards.max(1);
         let models = serde_json::to_string(new.requires).unwrap_or_default();
+        let builds = serde_json::to_string(new.builds).unwrap_or_default();
         self.db
             .transaction(|db| {
                 let id = db.insert(
-                    "INSERT INTO queue_experiments (uuid, kind, mode, argv, shards, host_tag, tag, models)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![uuid, new.kind, new.mode.as_str(), argv, shards, new.host_tag, new.tag, models],
+                    "INSERT INTO queue_experiments (uuid, kind, mode, argv, shards, host_tag, tag, models, builds)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![uuid, new.kind, new.mode.as_str(), argv, shards, new.host_tag, new.tag, models, builds],
                 )?;
                 for need in new.requires {
                     db.execute(
                         "INSERT INTO queue_requires (experiment_id, sha256, name, path) VALUES (?1, ?2, ?3, ?4)",
                         params![id, need.sha256, need.name, need.path],
+                    )?;
+                }
+                for need in new.builds {
+                    db.execute(
+                        "INSERT INTO queue_builds (experiment_id, build, name, path) VALUES (?1, ?2, ?3, ?4)",
+                        params![id, need.build, need.name, need.path],
                     )?;
                 }
                 let mut items = 0;
@@ -169,20 +190,49 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// The builds the open experiments need that are not among `held` (a worker says once
+    /// which it lacks, so an idle worker is explained).
+    pub fn queue_builds_missing(&self, held: &[String]) -> Result<Vec<BuildNeed>> {
+        let rows = self
+            .db
+            .query(
+                "SELECT DISTINCT b.build, b.name, b.path FROM queue_builds b
+                 JOIN queue_experiments x ON x.id = b.experiment_id
+                 WHERE b.build <> ALL(string_to_array(?1, ','))
+                   AND (x.mode = 'each' OR EXISTS (SELECT 1 FROM queue_items q WHERE q.experiment_id = x.id
+                                                   AND q.status IN ('queued', 'running')))",
+                params![held.join(",")],
+            )
+            .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(|r| {
+                Ok(BuildNeed {
+                    build: r.get(0)?,
+                    name: r.get(1)?,
+                    path: r.get(2)?,
+                })
+            })
+            .collect::<std::result::Result<_, super::db::DbError>>()
+            .map_err(|e| self.err(e))
+    }
+
     /// Claim the oldest item this worker may take: queued, or running past its lease, with
     /// attempts left; for everyone or this host (`each`); tagged for no host or one of
-    /// `tags`; needing only models in `held` (sha256s). `None` when there is nothing to do.
+    /// `tags`; needing only models in `held` (sha256s) and builds in `builds` (`b11434
+    /// (abc1234)`). `None` when there is nothing to do.
     pub fn claim(
         &self,
         worker: &str,
         host: &str,
         tags: &[String],
         held: &[String],
+        builds: &[String],
         lease_s: f64,
     ) -> Result<Option<Claim>> {
         self.require_postgres("bakeoff worker")?;
         let tags = tags.join(",");
         let held = held.join(",");
+        let builds = builds.join(",");
         // An `each` experiment gets this host's items the first time the host asks.
         self.db
             .execute(
@@ -205,6 +255,8 @@ impl Store {
                   AND (x.host_tag IS NULL OR x.host_tag = ANY(string_to_array(?4, ',')))
                   AND NOT EXISTS (SELECT 1 FROM queue_requires r WHERE r.experiment_id = x.id
                                   AND r.sha256 <> ALL(string_to_array(?5, ',')))
+                  AND NOT EXISTS (SELECT 1 FROM queue_builds b WHERE b.experiment_id = x.id
+                                  AND b.build <> ALL(string_to_array(?7, ',')))
                 ORDER BY q.id LIMIT 1
                 FOR UPDATE OF q SKIP LOCKED)
              RETURNING id, experiment_id, shard_k, attempts",
@@ -214,7 +266,7 @@ impl Store {
             .db
             .query_row(
                 &sql,
-                params![worker, host, lease_s, tags, held, MAX_ATTEMPTS],
+                params![worker, host, lease_s, tags, held, MAX_ATTEMPTS, builds],
                 |r| {
                     Ok((
                         r.get::<i64>(0)?,
@@ -232,7 +284,7 @@ impl Store {
         let claim = self
             .db
             .query_row(
-                "SELECT uuid, kind, mode, argv, shards, models FROM queue_experiments WHERE id = ?1",
+                "SELECT uuid, kind, mode, argv, shards, models, builds FROM queue_experiments WHERE id = ?1",
                 [experiment],
                 |r| claim_of(r, item, experiment, shard_k, attempts),
             )
@@ -348,6 +400,7 @@ fn claim_of(
 ) -> std::result::Result<Claim, super::db::DbError> {
     let argv: String = r.get(3)?;
     let models: String = r.get(5)?;
+    let builds: String = r.get(6)?;
     Ok(Claim {
         item,
         experiment,
@@ -367,6 +420,7 @@ fn claim_of(
                 path: m.path,
             })
             .collect(),
+        builds: serde_json::from_str(&builds).unwrap_or_default(),
     })
 }
 

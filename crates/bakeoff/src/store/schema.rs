@@ -307,6 +307,18 @@ pub const MIGRATIONS: &[&str] = &[
         path TEXT NOT NULL DEFAULT ''
     );
     "#,
+    // 13: the engine builds a queued experiment runs on (issue 18): a worker takes an item only
+    // where it has each `build` (`b11434 (abc1234)`: llama.cpp's build number and commit), and
+    // runs it there; `path` is where the enqueuing host had it (empty: its default engine).
+    r#"
+    ALTER TABLE queue_experiments ADD COLUMN builds TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE queue_builds (
+        experiment_id INTEGER NOT NULL REFERENCES queue_experiments(id),
+        build TEXT NOT NULL,
+        name TEXT NOT NULL,
+        path TEXT NOT NULL DEFAULT ''
+    );
+    "#,
 ];
 
 /// The entries PostgreSQL spells its own way (by number, from 1).
