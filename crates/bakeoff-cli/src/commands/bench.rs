@@ -9,7 +9,7 @@ use bakeoff::domain::Combine;
 use bakeoff::measure::bench::{self, BenchContext, BenchPlan, Event, ServerBench, TrialKey};
 use bakeoff::measure::experiment::{self, BenchEngine, Experiment, MatrixSettings, Values};
 use bakeoff::measure::llama_bench::LlamaBenchRun;
-use bakeoff::measure::matrix::{parse_values, Matrix, PromptSet};
+use bakeoff::measure::matrix::{parse_flag_values, parse_values, Matrix, PromptSet};
 use bakeoff::measure::shard;
 use bakeoff::measure::watch::WatchConfig;
 use bakeoff::model;
@@ -43,6 +43,9 @@ fn matrix_from_args(args: &BenchArgs) -> MatrixSettings {
         md: text(&args.draft_model),
         spec_type: text(&args.spec_type),
         spec_draft_n_max: text(&args.spec_draft_n_max),
+        sm: text(&args.split_mode),
+        ts: text(&args.tensor_split),
+        mg: text(&args.main_gpu),
         p: text(&args.prompt),
         n: text(&args.gen),
         d: text(&args.depth),
@@ -101,7 +104,7 @@ fn matrix_of(
     let mut matrix = Matrix::default();
     for (flag, values) in settings.engine_flags() {
         if let Some(Values(values)) = values {
-            matrix.set(flag, parse_values(flag, values)?);
+            matrix.set(flag, parse_flag_values(flag, values)?);
         }
     }
     for (flag, Values(values)) in server_flags {
@@ -110,7 +113,7 @@ fn matrix_of(
                 "--server-flag {flag}={values}: '{flag}' does not look like a flag"
             )));
         }
-        matrix.set(flag, parse_values(flag, values)?);
+        matrix.set(flag, parse_flag_values(flag, values)?);
     }
     let given = |v: &Option<Values>| v.is_some();
     let default_prompt = if given(&settings.p) || given(&settings.n) {

@@ -95,6 +95,12 @@ pub struct MatrixSettings {
     pub md: Option<Values>,
     pub spec_type: Option<Values>,
     pub spec_draft_n_max: Option<Values>,
+    /// Split mode across GPUs (`-sm`: none, layer, row, tensor).
+    pub sm: Option<Values>,
+    /// Proportions per GPU (`-ts`), each spelled `3/1` or `3:1`.
+    pub ts: Option<Values>,
+    /// Main GPU (`-mg`).
+    pub mg: Option<Values>,
     pub p: Option<Values>,
     pub n: Option<Values>,
     pub d: Option<Values>,
@@ -205,6 +211,9 @@ impl MatrixSettings {
             ("-md", self.md.as_ref()),
             ("--spec-type", self.spec_type.as_ref()),
             ("--spec-draft-n-max", self.spec_draft_n_max.as_ref()),
+            ("-sm", self.sm.as_ref()),
+            ("-ts", self.ts.as_ref()),
+            ("-mg", self.mg.as_ref()),
         ]
     }
 }
@@ -245,6 +254,9 @@ impl Combine for MatrixSettings {
             md: self.md.combine(other.md),
             spec_type: self.spec_type.combine(other.spec_type),
             spec_draft_n_max: self.spec_draft_n_max.combine(other.spec_draft_n_max),
+            sm: self.sm.combine(other.sm),
+            ts: self.ts.combine(other.ts),
+            mg: self.mg.combine(other.mg),
             p: self.p.combine(other.p),
             n: self.n.combine(other.n),
             d: self.d.combine(other.d),
