@@ -81,6 +81,7 @@ pub fn inputs(
         models,
         cpu_cores: machine.cpu_cores,
         gpu_memory: machine.gpus.iter().filter_map(|g| g.memory_bytes).max(),
+        gpu_memories: machine.gpus.iter().filter_map(|g| g.memory_bytes).collect(),
         budget: tune.mem.unwrap_or(budget),
         ctx: tune.ctx,
         goal: tune.goal,

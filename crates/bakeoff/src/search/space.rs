@@ -324,6 +324,8 @@ pub struct Inputs {
     pub cpu_cores: usize,
     /// The largest GPU's memory, when there is a GPU.
     pub gpu_memory: Option<u64>,
+    /// Each GPU's memory, in device order (what `-ts` and `-mg` index).
+    pub gpu_memories: Vec<u64>,
     pub budget: u64,
     pub ctx: u64,
     pub goal: Goal,
@@ -354,6 +356,7 @@ impl Space {
         space.add_batches(inputs);
         space.add_threads(inputs);
         space.add_offload(inputs);
+        space.add_split(inputs);
         space.add_speculation(inputs);
         space.add_slots(inputs);
         space.add_load_mode(inputs);
@@ -497,6 +500,60 @@ impl Space {
             self.push(Knob::of_flag("-ngl", KnobKind::Ordinal, &values, why));
         }
         self.add_expert_offload(inputs);
+    }
+
+    /// `-sm` and `-ts` with two GPUs or more; pinned (absent) with one or none.
+    fn add_split(&mut self, inputs: &Inputs) {
+        let gpus = inputs.gpu_memories.len();
+        if gpus < 2 {
+            let why = format!("{gpus} GPU(s) on this machine: a split needs two or more");
+            self.leave_out("-sm", why.clone());
+            return self.leave_out("-ts", why);
+        }
+        if self.known(inputs, "-sm", "-sm") {
+            let allowed = inputs.help.allowed("-sm").unwrap_or_default();
+            let values: Vec<String> = ["none", "layer", "row"]
+                .iter()
+                .filter(|m| allowed.is_empty() || allowed.iter().any(|a| a == *m))
+                .map(|m| m.to_string())
+                .collect();
+            if allowed.iter().any(|a| a == "tensor") {
+                let why =
+                    "-sm tensor is experimental in this build: add it with --extend -sm=tensor";
+                self.leave_out("-sm tensor", why);
+            }
+            let why = format!("{gpus} GPUs: one GPU, layers across them, or rows of each matrix");
+            self.push(Knob::of_flag("-sm", KnobKind::Categorical, &values, why));
+        }
+        if self.known(inputs, "-ts", "-ts") {
+            self.add_tensor_split(&inputs.gpu_memories);
+        }
+    }
+
+    /// llama.cpp's default (proportional to free memory) and an even split, when the GPUs'
+    /// memory differs (else the two are one).
+    fn add_tensor_split(&mut self, memories: &[u64]) {
+        if memories.iter().all(|&m| m == memories[0]) {
+            let why = "the GPUs have equal memory: llama.cpp's default split is already even";
+            return self.leave_out("-ts", why);
+        }
+        let even = vec!["1"; memories.len()].join("/");
+        let values = vec![Setting::nothing("by-memory"), Setting::flag("-ts", &even)];
+        let sizes: Vec<String> = memories
+            .iter()
+            .map(|&m| crate::domain::units::human_bytes(m))
+            .collect();
+        let why = format!(
+            "GPUs of {}: split by free memory (llama.cpp's default) or evenly",
+            sizes.join(", ")
+        );
+        self.push(Knob::new(
+            "-ts",
+            &["-ts"],
+            KnobKind::Categorical,
+            values,
+            why,
+        ));
     }
 
     fn add_expert_offload(&mut self, inputs: &Inputs) {
@@ -897,6 +954,7 @@ pub(crate) mod tests {
             }],
             cpu_cores: 2,
             gpu_memory: None,
+            gpu_memories: Vec::new(),
             budget: 1 << 30,
             ctx: 4096,
             goal,
@@ -950,6 +1008,44 @@ pub(crate) mod tests {
         let space = Space::build(&given).unwrap();
         assert_eq!(labels(&space, "-np"), ["1", "2", "4"]);
         assert_eq!(labels(&space, "-ngl"), ["all"]);
+    }
+
+    /// b11434's `-sm` and `-ts` entries on top of the fixture.
+    pub(crate) fn help_with_split() -> Help {
+        let more = "-m,    --model FNAME                    model path to load\n\
+                    -sm,   --split-mode {none,layer,row,tensor}\n\
+                    \x20                                       how to split the model across multiple GPUs, one of:\n\
+                    \x20                                       - none: use one GPU only\n\
+                    -ts,   --tensor-split N0,N1,N2,...      fraction of the model to offload to each GPU\n\
+                    -mg,   --main-gpu INDEX                 the GPU to use for the model (with split-mode = none)\n";
+        Help::parse(&format!("{HELP}{more}"), "llama-server").unwrap()
+    }
+
+    /// Two GPUs of `a` and `b` GiB (what the fingerprint's `gpus` rows give the space).
+    pub(crate) fn two_gpus(a: u64, b: u64) -> Inputs {
+        let mut given = inputs(Goal::Tg);
+        given.help = help_with_split();
+        given.gpu_memories = vec![a << 30, b << 30];
+        given.gpu_memory = Some(a.max(b) << 30);
+        given
+    }
+
+    #[test]
+    fn two_gpus_add_split_mode_and_ratio_and_one_gpu_pins_them() {
+        let space = Space::build(&two_gpus(24, 12)).unwrap();
+        assert_eq!(labels(&space, "-sm"), ["none", "layer", "row"]);
+        assert_eq!(labels(&space, "-ts"), ["by-memory", "1/1"]);
+        let left: Vec<&str> = space.left_out.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(left.contains(&"-sm tensor"), "{left:?}");
+        // Equal GPUs: the default split is the even one, so -ts is no knob.
+        let space = Space::build(&two_gpus(80, 80)).unwrap();
+        assert!(space.knob("-ts").is_none() && space.knob("-sm").is_some());
+        let mut one = two_gpus(80, 80);
+        one.gpu_memories.pop();
+        let space = Space::build(&one).unwrap();
+        assert!(space.knob("-sm").is_none() && space.knob("-ts").is_none());
+        let left: Vec<&str> = space.left_out.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(left.contains(&"-sm") && left.contains(&"-ts"), "{left:?}");
     }
 
     #[test]
