@@ -162,7 +162,11 @@ impl Edit {
             .ok_or_else(|| {
                 Error::input(format!("{option} {text}: expected KNOB=VALUE[,VALUE...]"))
             })?;
-        let values: Vec<String> = values.split(',').map(|v| v.trim().to_string()).collect();
+        let key = key.trim();
+        let values: Vec<String> = values
+            .split(',')
+            .map(|v| split_value(key, v.trim()))
+            .collect::<Result<_>>()?;
         if kind == EditKind::Pin && values.len() != 1 {
             return Err(Error::input(format!(
                 "{option} {text}: a pin takes one value"
@@ -170,10 +174,22 @@ impl Edit {
         }
         Ok(Edit {
             kind,
-            key: key.trim().to_string(),
+            key: key.to_string(),
             values,
         })
     }
+}
+
+/// A value of `-sm`, `-ts` or `-mg` (any spelling) checked as bench checks it (`-ts 3:1` → `3/1`);
+/// `by-memory`, the space's label for llama.cpp's default split, and other knobs' values pass.
+fn split_value(key: &str, value: &str) -> Result<String> {
+    let flag = match key {
+        "-sm" | "--split-mode" => "-sm",
+        "-ts" | "--tensor-split" if value != "by-memory" => "-ts",
+        "-mg" | "--main-gpu" => "-mg",
+        _ => return Ok(value.to_string()),
+    };
+    crate::measure::matrix::checked(flag, value)
 }
 
 /// The `--help` of one build: its flags, and each option's entry text for allowed values.
@@ -1046,6 +1062,20 @@ pub(crate) mod tests {
         assert!(space.knob("-sm").is_none() && space.knob("-ts").is_none());
         let left: Vec<&str> = space.left_out.iter().map(|(k, _)| k.as_str()).collect();
         assert!(left.contains(&"-sm") && left.contains(&"-ts"), "{left:?}");
+    }
+
+    #[test]
+    fn split_edits_are_checked_as_bench_checks_them() {
+        let edit = Edit::parse(EditKind::Only, "-ts=by-memory,3:1").unwrap();
+        assert_eq!(edit.values, ["by-memory", "3/1"]);
+        let error = Edit::parse(EditKind::Extend, "-sm=rows")
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("-sm rows: not a split mode"), "{error}");
+        let mut given = two_gpus(24, 12);
+        given.edits = vec![Edit::parse(EditKind::Extend, "-sm=tensor").unwrap()];
+        let space = Space::build(&given).unwrap();
+        assert_eq!(labels(&space, "-sm"), ["none", "layer", "row", "tensor"]);
     }
 
     #[test]
