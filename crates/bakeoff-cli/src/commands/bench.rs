@@ -168,7 +168,7 @@ fn plan_from_settings(settings: &Experiment, args: &BenchArgs) -> bakeoff::Resul
             .unwrap_or(BenchEngine::LlamaServer)
             .as_str()
             .to_string(),
-        extra_args: args.engine_args.clone(),
+        extra_args: bakeoff::measure::matrix::checked_engine_args(&args.engine_args)?,
         health_timeout_s: args.health_timeout,
         timeouts: args.timeouts.timeouts(),
         shard: args.shard.resolve()?,
@@ -210,6 +210,15 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
     }
     for warning in experiment::plan_depth_warnings(&plan) {
         printer.warn(warning);
+    }
+    let split_flags = ["-sm", "-ts", "-mg"];
+    if (plan.configs().iter()).any(|c| split_flags.iter().any(|f| c.config.flags.contains_key(*f)))
+    {
+        let gpus = bakeoff::system::Fingerprint::collect().gpus;
+        let memories: Vec<u64> = gpus.iter().filter_map(|g| g.memory_bytes).collect();
+        for warning in experiment::plan_gpu_warnings(&plan, &memories) {
+            printer.warn(warning);
+        }
     }
     if let Some(shard) = plan.shard.filter(|_| plan.cells().is_empty()) {
         // A scheduler's array is often sized above the matrix: its extra tasks succeed.

@@ -199,12 +199,25 @@ fn tensor_split(value: &str) -> Result<String> {
     Ok(parts.join("/"))
 }
 
-/// The proportions of a canonical `-ts` value (`3/1` → `[3.0, 1.0]`).
-pub fn split_ratios(value: &str) -> Option<Vec<f64>> {
-    value
-        .split(['/', ':', ','])
-        .map(|p| p.trim().parse().ok())
-        .collect()
+/// Flags passed through to llama-server as they are (after `--`), with `-sm`, `-ts` and `-mg`
+/// checked as matrix values are and `-ts` in its canonical spelling. No sweep there, so a `-ts`
+/// may also use llama.cpp's commas (`-ts 3,1` → `3/1`).
+pub fn checked_engine_args(args: &[String]) -> Result<Vec<String>> {
+    let mut out = args.to_vec();
+    for at in 1..out.len() {
+        let flag = match out[at - 1].as_str() {
+            "-sm" | "--split-mode" => "-sm",
+            "-ts" | "--tensor-split" => "-ts",
+            "-mg" | "--main-gpu" => "-mg",
+            _ => continue,
+        };
+        let value = match flag {
+            "-ts" => out[at].replace(',', "/"),
+            _ => out[at].clone(),
+        };
+        out[at] = checked(flag, &value)?;
+    }
+    Ok(out)
 }
 
 /// What to measure: server flag lists and workload lists.
@@ -425,7 +438,17 @@ mod tests {
         assert!(error("-ts", "3,1").contains("at least two GPUs"));
         assert!(error("-ts", "3/-1").contains("non-negative"));
         assert!(error("-ts", "0/0").contains("every proportion is 0"));
-        assert_eq!(split_ratios("3/1"), Some(vec![3.0, 1.0]));
+    }
+
+    #[test]
+    fn passed_through_split_flags_are_checked_and_a_comma_ratio_kept() {
+        let args = |text: &str| text.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(
+            checked_engine_args(&args("-c 4096 -ts 3,1 --split-mode row")).unwrap(),
+            args("-c 4096 -ts 3/1 --split-mode row")
+        );
+        let error = checked_engine_args(&args("--main-gpu one")).unwrap_err();
+        assert!(error.to_string().starts_with("-mg one:"), "{error}");
     }
 
     #[test]

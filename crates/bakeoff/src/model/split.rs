@@ -15,7 +15,9 @@
 
 use super::facts::ModelFacts;
 use super::plan::{compute_buffer_estimate, kv_bytes_by_layer, KvSettings};
+use crate::domain::units::human_bytes;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// llama.cpp's `-sm`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -48,6 +50,69 @@ pub struct Split {
     pub ratios: Vec<f64>,
     /// `-mg`.
     pub main_gpu: usize,
+}
+
+impl Split {
+    /// From engine flags (`-sm`, `-ts`, `-mg`, llama.cpp's defaults where absent); `None` for a
+    /// value llama.cpp would refuse.
+    pub fn of_flags(flags: &BTreeMap<String, String>) -> Option<Split> {
+        let mode = flags
+            .get("-sm")
+            .map_or(Some(SplitMode::Layer), |m| SplitMode::parse(m))?;
+        let ratios = match flags.get("-ts") {
+            Some(ts) => ratios(ts)?,
+            None => Vec::new(),
+        };
+        let main_gpu = match flags.get("-mg") {
+            Some(mg) => mg.parse().ok()?,
+            None => 0,
+        };
+        Some(Split {
+            mode,
+            ratios,
+            main_gpu,
+        })
+    }
+}
+
+/// The proportions of a `-ts` value (`3/1`, `3:1` or `3,1` → `[3.0, 1.0]`).
+pub fn ratios(value: &str) -> Option<Vec<f64>> {
+    value
+        .split(['/', ':', ','])
+        .map(|p| p.trim().parse().ok())
+        .collect()
+}
+
+/// `GPU 1 needs 9.10 GiB of 8.00 GiB` for the first GPU whose share of a configuration (its
+/// engine `flags`, every layer offloaded) is over its memory; `None` when all fit, with fewer
+/// than two GPUs, or when the flags cannot be planned.
+pub fn overflow_note(
+    facts: &ModelFacts,
+    settings: &KvSettings,
+    flags: &BTreeMap<String, String>,
+    memory: &[u64],
+) -> Option<String> {
+    if memory.len() < 2 {
+        return None;
+    }
+    let flash = flags.get("-fa").is_none_or(|v| v != "off");
+    let split = Split::of_flags(flags)?;
+    let plan = plan_devices(facts, settings, flash, &split, memory)?;
+    let over = plan.overflow()?;
+    Some(format!(
+        "GPU {} needs {} of {}",
+        over.device,
+        human_bytes(over.total_bytes),
+        human_bytes(over.memory_bytes)
+    ))
+}
+
+/// `-ngl` absent, `all`/`auto`, or at least every layer and the output: what the split plan assumes.
+pub fn all_offloaded(facts: &ModelFacts, flags: &BTreeMap<String, String>) -> bool {
+    match flags.get("-ngl").map(String::as_str) {
+        None | Some("all" | "auto") => true,
+        Some(n) => n.parse::<u64>().is_ok_and(|n| n > facts.n_layer),
+    }
 }
 
 impl Default for Split {
@@ -393,6 +458,29 @@ mod tests {
         let none = plan_devices(&facts, &kv(), true, &none, &memory).unwrap();
         assert_eq!(none.devices[0].total_bytes, 0);
         assert_eq!((none.devices[1].layers, none.devices[1].output), (30, true));
+    }
+
+    #[test]
+    fn flags_give_the_split_and_the_first_gpu_over_its_memory() {
+        let flags: BTreeMap<String, String> = [("-sm", "row"), ("-ts", "3/1"), ("-mg", "1")]
+            .map(|(f, v)| (f.into(), v.into()))
+            .into();
+        let split = Split::of_flags(&flags).unwrap();
+        assert_eq!(
+            (split.mode, split.ratios, split.main_gpu),
+            (SplitMode::Row, vec![3.0, 1.0], 1)
+        );
+        assert_eq!(Split::of_flags(&BTreeMap::new()), Some(Split::default()));
+        let even: BTreeMap<String, String> = [("-ts".to_string(), "1/1".to_string())].into();
+        let note = overflow_note(&smollm2(), &kv(), &even, &[1 << 30, 100 << 20]).unwrap();
+        assert!(
+            note.starts_with("GPU 1 needs ") && note.ends_with(" of 100.00 MiB"),
+            "{note}"
+        );
+        assert!(
+            overflow_note(&smollm2(), &kv(), &even, &[100 << 20]).is_none(),
+            "one GPU"
+        );
     }
 
     #[test]

@@ -10,9 +10,8 @@ use super::space::{Inputs, ModelInput, Setting, Space};
 use crate::domain::config::EngineConfig;
 use crate::domain::units::human_bytes;
 use crate::formats::gguf::GgmlType;
-use crate::measure::matrix::split_ratios;
 use crate::model::plan::{KvSettings, MemoryPlan, DEFAULT_UBATCH};
-use crate::model::split::{plan_devices, Split, SplitMode};
+use crate::model::split::overflow_note;
 use crate::{Error, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -472,36 +471,16 @@ fn needed(model: &ModelInput, config: &EngineConfig, inputs: &Inputs) -> Option<
 /// With two GPUs or more and every layer offloaded: `GPU 1 needs X of Y` for the first GPU whose
 /// share of `config` is over its memory.
 fn gpu_overflow(model: &ModelInput, config: &EngineConfig, inputs: &Inputs) -> Option<String> {
-    if inputs.gpu_memories.len() < 2 || !all_offloaded(model, config) {
+    if !all_offloaded(model, config) {
         return None;
     }
-    let split = Split {
-        mode: SplitMode::parse(config.flags.get("-sm").map_or("layer", String::as_str))?,
-        ratios: config
-            .flags
-            .get("-ts")
-            .and_then(|ts| split_ratios(ts))
-            .unwrap_or_default(),
-        main_gpu: number(config, "-mg").unwrap_or(0) as usize,
-    };
     let settings = kv_settings(config, inputs)?;
-    let flash = flash_attention(config);
-    let plan = plan_devices(&model.facts, &settings, flash, &split, &inputs.gpu_memories)?;
-    let over = plan.overflow()?;
-    Some(format!(
-        "GPU {} needs {} of {}",
-        over.device,
-        human_bytes(over.total_bytes),
-        human_bytes(over.memory_bytes)
-    ))
+    overflow_note(&model.facts, &settings, &config.flags, &inputs.gpu_memories)
 }
 
 /// `-ngl` absent, `all`, or at least every layer and the output.
 fn all_offloaded(model: &ModelInput, config: &EngineConfig) -> bool {
-    match config.flags.get("-ngl").map(String::as_str) {
-        None | Some("all" | "auto") => true,
-        Some(n) => n.parse::<u64>().is_ok_and(|n| n > model.facts.n_layer),
-    }
+    crate::model::split::all_offloaded(&model.facts, &config.flags)
 }
 
 #[cfg(test)]
