@@ -245,7 +245,7 @@ pub enum Command {
     Model(ModelCommand),
     /// Plan KV cache and memory from the GGUF alone: bytes per token, fit, largest context, roofline.
     #[command(
-        after_help = "Examples:\n  bakeoff plan gemma-3-270m-q4_k_m.gguf --ctx 32768\n  bakeoff plan model.gguf --ctx 131072 --parallel 4 --ctk q8_0 --ctv q8_0 --mem 24G\n  bakeoff plan model.gguf --ctx 8192 --bandwidth 80 --depth 4096 --json"
+        after_help = "Examples:\n  bakeoff plan gemma-3-270m-q4_k_m.gguf --ctx 32768\n  bakeoff plan model.gguf --ctx 131072 --parallel 4 --ctk q8_0 --ctv q8_0 --mem 24G\n  bakeoff plan model.gguf --ctx 8192 --bandwidth 80 --depth 4096 --json\n  bakeoff plan model.gguf --ctx 32768 --gpus 24G,12G -sm layer -ts 2/1   # each GPU's share"
     )]
     Plan(PlanArgs),
     /// Gate candidates against a baseline: canaries, hygiene, greedy agreement, KL-divergence,
@@ -973,6 +973,18 @@ pub struct PlanArgs {
     /// Memory bandwidth in GB/s for the roofline (measure it with `bakeoff doctor --bandwidth`).
     #[arg(long, value_name = "GB/S")]
     pub bandwidth: Option<f64>,
+    /// Each GPU's memory, e.g. 24G,12G: plan every GPU's share (all layers offloaded).
+    #[arg(long, value_name = "SIZES")]
+    pub gpus: Option<String>,
+    /// Split mode with --gpus (-sm): none, layer, row, tensor [default: layer].
+    #[arg(long = "sm", value_name = "MODE", requires = "gpus")]
+    pub split_mode: Option<String>,
+    /// Proportion per GPU with --gpus (-ts), e.g. 3/1 [default: by memory].
+    #[arg(long = "ts", value_name = "RATIO", requires = "gpus")]
+    pub tensor_split: Option<String>,
+    /// Main GPU with --gpus (-mg; the one -sm none uses) [default: 0].
+    #[arg(long = "mg", value_name = "INDEX", requires = "gpus")]
+    pub main_gpu: Option<String>,
     /// Context depth at which to evaluate the roofline.
     #[arg(long, default_value_t = 0)]
     pub depth: u64,
