@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 
 /// The knobs whose combinations are enumerated (the memory planner and the build's rules read
 /// them); every other knob only multiplies the counts.
-pub const ENUMERATED: [&str; 10] = [
-    "model", "-ctk", "-ctv", "-fa", "-b", "-ub", "-np", "-ngl", "-sm", "-ts",
+pub const ENUMERATED: [&str; 11] = [
+    "model", "-ctk", "-ctv", "-fa", "-b", "-ub", "-np", "-ngl", "-sm", "-ts", "-mg",
 ];
 
 /// More enumerated combinations than this is a space to narrow, not to prune.
@@ -276,6 +276,11 @@ fn judge(choice: &[&(String, Setting)], inputs: &Inputs) -> Verdict {
     let split_mode = config.flags.get("-sm").map(String::as_str);
     if split_mode == Some("none") && config.flags.contains_key("-ts") {
         let why = "-ts with -sm none: one GPU holds the whole model, the split is ignored";
+        return exclude("no effect", why.to_string());
+    }
+    if split_mode != Some("none") && config.flags.contains_key("-mg") {
+        // llama.cpp b11434 reads main_gpu only in llama_prepare_model_devices, for -sm none.
+        let why = "-mg with a split: llama.cpp uses the main GPU only with -sm none";
         return exclude("no effect", why.to_string());
     }
     let Some(model) = model_of(choice, inputs) else {
@@ -606,6 +611,23 @@ mod tests {
             .iter()
             .find(|e| e.kind == "no effect" && e.reason.starts_with("-ts with -sm none"));
         assert!(none.is_some(), "{:?}", pruned.exclusions);
+    }
+
+    #[test]
+    fn a_main_gpu_counts_only_with_split_mode_none() {
+        let mut given = crate::search::space::tests::two_gpus(12, 24);
+        only(&mut given, "-ctk=f16");
+        only(&mut given, "-ctv=f16");
+        only(&mut given, "-fa=on");
+        let space = Space::build(&given).unwrap();
+        let kept = configurations(&space, &given).unwrap();
+        let with_mg: Vec<String> = (kept.iter().map(Configuration::label))
+            .filter(|l| l.contains("-mg 1"))
+            .collect();
+        assert!(
+            !with_mg.is_empty() && with_mg.iter().all(|l| l.contains("-sm none")),
+            "{with_mg:?}"
+        );
     }
 
     fn labels(space: &Space, knob: &str) -> Vec<String> {

@@ -503,10 +503,14 @@ impl Space {
     }
 
     fn add_offload(&mut self, inputs: &Inputs) {
-        let Some(gpu) = inputs.gpu_memory else {
+        let Some(mut gpu) = inputs.gpu_memory else {
             self.leave_out("-ngl", "no GPU on this machine: nothing to offload to");
             return;
         };
+        if inputs.gpu_memories.len() >= 2 {
+            // A layer split spreads the layers over every GPU.
+            gpu = inputs.gpu_memories.iter().sum();
+        }
         if self.known(inputs, "-ngl", "-ngl") {
             let values = gpu_layers(inputs, gpu);
             let why = format!(
@@ -544,6 +548,31 @@ impl Space {
         if self.known(inputs, "-ts", "-ts") {
             self.add_tensor_split(&inputs.gpu_memories);
         }
+        if self.known(inputs, "-mg", "-mg") {
+            self.add_main_gpu(&inputs.gpu_memories);
+        }
+    }
+
+    /// With `-sm none`, which GPU holds the model: the first (llama.cpp's default) or the largest.
+    fn add_main_gpu(&mut self, memories: &[u64]) {
+        let largest = (0..memories.len()).max_by_key(|&i| (memories[i], std::cmp::Reverse(i)));
+        let Some(largest) = largest.filter(|&i| memories[i] > memories[0]) else {
+            let why = "GPU 0 is as large as any: -sm none's default main GPU is the largest";
+            return self.leave_out("-mg", why);
+        };
+        let values = vec![
+            Setting::nothing("0"),
+            Setting::flag("-mg", &largest.to_string()),
+        ];
+        let why =
+            format!("the GPU -sm none uses: GPU 0 (the default) or GPU {largest}, the largest");
+        self.push(Knob::new(
+            "-mg",
+            &["-mg"],
+            KnobKind::Categorical,
+            values,
+            why,
+        ));
     }
 
     /// llama.cpp's default (proportional to free memory) and an even split, when the GPUs'
@@ -1051,6 +1080,10 @@ pub(crate) mod tests {
         let space = Space::build(&two_gpus(24, 12)).unwrap();
         assert_eq!(labels(&space, "-sm"), ["none", "layer", "row"]);
         assert_eq!(labels(&space, "-ts"), ["by-memory", "1/1"]);
+        // GPU 0 is the largest already: -sm none's main GPU is no knob; the other way round it is.
+        assert!(space.knob("-mg").is_none());
+        let space = Space::build(&two_gpus(12, 24)).unwrap();
+        assert_eq!(labels(&space, "-mg"), ["0", "1"]);
         let left: Vec<&str> = space.left_out.iter().map(|(k, _)| k.as_str()).collect();
         assert!(left.contains(&"-sm tensor"), "{left:?}");
         // Equal GPUs: the default split is the even one, so -ts is no knob.
