@@ -588,7 +588,7 @@ pub struct BenchArgs {
     /// Proportion of the model per GPU (-ts), written 3/1 or 3:1; a comma separates sweep values (-ts 1/1,3/1).
     #[arg(long = "ts", value_name = "RATIOS")]
     pub tensor_split: Option<String>,
-    /// Main GPU (-mg): the one used with -sm none, and for intermediate results with -sm row.
+    /// Main GPU (-mg): the one -sm none puts the model on (llama.cpp b11434 reads it only then).
     #[arg(long = "mg", value_name = "INDEX")]
     pub main_gpu: Option<String>,
     /// Any other llama-server flag to sweep, as FLAG=VALUES (e.g. --spec-ngram-mod-n-min=2,4). Repeatable.

@@ -141,6 +141,43 @@ fn per_gpu_samples(gpus: &[Vec<GpuState>; 2]) -> Vec<(String, f64, Unit)> {
     out
 }
 
+/// `GPU 0: 412 W mean, 39.4 GiB peak, 87 % busy` per GPU, from a stored trial's per-GPU samples
+/// (empty for a trial on fewer than two GPUs): what `runs show` prints under the trial.
+pub fn per_gpu_lines(samples: &[crate::measure::sink::SampleRow]) -> Vec<String> {
+    let mut gpus: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+    let figures = [
+        ("power_w_mean", "W mean"),
+        ("vram_peak_bytes", "peak"),
+        ("mem_used_after_bytes", "in use after"),
+        ("util_after_pct", "% busy at the end"),
+    ];
+    for sample in samples {
+        let Some((index, figure)) = sample
+            .metric
+            .strip_prefix("gpu")
+            .and_then(|m| m.split_once('_'))
+        else {
+            continue;
+        };
+        let (Ok(index), Some((_, label))) = (
+            index.parse::<u32>(),
+            figures.iter().find(|(f, _)| *f == figure),
+        ) else {
+            continue;
+        };
+        let value = match figure.ends_with("bytes") {
+            true => crate::domain::units::human_bytes(sample.value as u64),
+            false => format!("{:.0}", sample.value),
+        };
+        gpus.entry(index)
+            .or_default()
+            .push(format!("{value} {label}"));
+    }
+    gpus.into_iter()
+        .map(|(index, parts)| format!("GPU {index}: {}", parts.join(", ")))
+        .collect()
+}
+
 impl Watched {
     /// Store what was seen as the trial's samples: `system` (other processes' cores, GPU
     /// utilisation) and `telemetry` (energy, power, peak memory; per token of `tokens`).
@@ -299,6 +336,23 @@ mod tests {
                 "gpu0_power_after_w",
                 "gpu1_util_after_pct",
                 "gpu1_mem_used_after_bytes",
+            ]
+        );
+        let rows: Vec<crate::measure::sink::SampleRow> = samples
+            .iter()
+            .map(|(metric, value, unit)| crate::measure::sink::SampleRow {
+                metric: metric.clone(),
+                value: *value,
+                unit: unit.as_str().to_string(),
+                source: "system".into(),
+                seq: 0,
+            })
+            .collect();
+        assert_eq!(
+            per_gpu_lines(&rows),
+            [
+                "GPU 0: 90 % busy at the end, 39.06 GiB in use after",
+                "GPU 1: 55 % busy at the end, 29.30 GiB in use after"
             ]
         );
         // One GPU: the trial's own figures say it all; nothing per device.
