@@ -214,8 +214,9 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
     let split_flags = ["-sm", "-ts", "-mg"];
     if (plan.configs().iter()).any(|c| split_flags.iter().any(|f| c.config.flags.contains_key(*f)))
     {
-        let gpus = bakeoff::system::Fingerprint::collect().gpus;
-        let memories: Vec<u64> = gpus.iter().filter_map(|g| g.memory_bytes).collect();
+        let machine = bakeoff::system::Fingerprint::collect();
+        let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+        let memories = bakeoff::search::visible_gpu_memories(&machine, visible.as_deref());
         for warning in experiment::plan_gpu_warnings(&plan, &memories) {
             printer.warn(warning);
         }
