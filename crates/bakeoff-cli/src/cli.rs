@@ -245,7 +245,7 @@ pub enum Command {
     Model(ModelCommand),
     /// Plan KV cache and memory from the GGUF alone: bytes per token, fit, largest context, roofline.
     #[command(
-        after_help = "Examples:\n  bakeoff plan gemma-3-270m-q4_k_m.gguf --ctx 32768\n  bakeoff plan model.gguf --ctx 131072 --parallel 4 --ctk q8_0 --ctv q8_0 --mem 24G\n  bakeoff plan model.gguf --ctx 8192 --bandwidth 80 --depth 4096 --json"
+        after_help = "Examples:\n  bakeoff plan gemma-3-270m-q4_k_m.gguf --ctx 32768\n  bakeoff plan model.gguf --ctx 131072 --parallel 4 --ctk q8_0 --ctv q8_0 --mem 24G\n  bakeoff plan model.gguf --ctx 8192 --bandwidth 80 --depth 4096 --json\n  bakeoff plan model.gguf --ctx 32768 --gpus 24G,12G -sm layer -ts 2/1   # each GPU's share"
     )]
     Plan(PlanArgs),
     /// Gate candidates against a baseline: canaries, hygiene, greedy agreement, KL-divergence,
@@ -523,6 +523,7 @@ const BENCH_EXAMPLES: &str = "Examples:
   bakeoff bench -m model.gguf -ctk f16,q8_0,q4_0 -ctv f16,q8_0,q4_0 -fa on -n 64 -d 0,2048
   bakeoff bench -m model.gguf --spec-type none,ngram-mod --prompts natural,code -n 128
   bakeoff bench -m model.gguf -t 1-2 -b 128-512*2 --dry-run
+  bakeoff bench -m model.gguf -sm layer,row -ts 1/1,3/1 -n 128   # two GPUs: split mode x ratio
   bakeoff bench -m model.gguf -ctk f16,q8_0 --engine llama-bench -p 64 -n 32
   bakeoff bench -m a.gguf,b.gguf --build new=DIR --build old=DIR -n 64 --dry-run
   bakeoff bench --config experiment.toml --ci-target 2 --max-reps 20 -o csv > sweep.csv
@@ -534,7 +535,7 @@ Several models (-m a,b, a glob, a directory) and builds (--build NAME=PATH, repe
 in one run: for each build, each model, each configuration, one engine start.
 An experiment file (--config) holds the same settings: model (a string or an array), category,
 max-size, catalog, reps, warmup, max-reps, ci-target, engine, tag, a [matrix] table keyed kv ctk ctv
-fa b ub t ngl np c md spec-type spec-draft-n-max p n d prompts, [server-flags], and [builds]
+fa b ub t ngl np c md spec-type spec-draft-n-max sm ts mg p n d prompts, [server-flags], and [builds]
 (NAME = \"PATH\"); the command line wins over it, and an unknown key is an error naming its line.
 A cell is one configuration on one build and model (one engine start); --shard K/N splits the
 cells among N hosts (examples/cluster/ has a Slurm array script and a Kubernetes indexed Job).";
@@ -585,6 +586,15 @@ pub struct BenchArgs {
     /// Maximum draft tokens.
     #[arg(long = "spec-draft-n-max", value_name = "N")]
     pub spec_draft_n_max: Option<String>,
+    /// How the model is spread over several GPUs (-sm): none, layer, row, tensor (experimental; needs -fa).
+    #[arg(long = "sm", value_name = "MODES")]
+    pub split_mode: Option<String>,
+    /// Proportion of the model per GPU (-ts), written 3/1 or 3:1; a comma separates sweep values (-ts 1/1,3/1).
+    #[arg(long = "ts", value_name = "RATIOS")]
+    pub tensor_split: Option<String>,
+    /// Main GPU (-mg): the one -sm none puts the model on (llama.cpp b11434 reads it only then).
+    #[arg(long = "mg", value_name = "INDEX")]
+    pub main_gpu: Option<String>,
     /// Any other llama-server flag to sweep, as FLAG=VALUES (e.g. --spec-ngram-mod-n-min=2,4). Repeatable.
     #[arg(long = "server-flag", value_name = "FLAG=VALUES")]
     pub server_flags: Vec<String>,
@@ -815,7 +825,9 @@ pub struct GateArgs {
 
 /// llama-bench spells some flags with one dash and several letters (`-ctk`); clap wants `--ctk`.
 pub fn normalize_args(args: impl Iterator<Item = String>) -> Vec<String> {
-    const MULTI_LETTER: [&str; 7] = ["-ctk", "-ctv", "-fa", "-ub", "-ngl", "-np", "-md"];
+    const MULTI_LETTER: [&str; 10] = [
+        "-ctk", "-ctv", "-fa", "-ub", "-ngl", "-np", "-md", "-sm", "-ts", "-mg",
+    ];
     let mut passthrough = false;
     args.map(|arg| {
         if arg == "--" {
@@ -965,6 +977,18 @@ pub struct PlanArgs {
     /// Memory bandwidth in GB/s for the roofline (measure it with `bakeoff doctor --bandwidth`).
     #[arg(long, value_name = "GB/S")]
     pub bandwidth: Option<f64>,
+    /// Each GPU's memory, e.g. 24G,12G: plan every GPU's share (all layers offloaded).
+    #[arg(long, value_name = "SIZES")]
+    pub gpus: Option<String>,
+    /// Split mode with --gpus (-sm): none, layer, row, tensor [default: layer].
+    #[arg(long = "sm", value_name = "MODE", requires = "gpus")]
+    pub split_mode: Option<String>,
+    /// Proportion per GPU with --gpus (-ts), e.g. 3/1 [default: by memory].
+    #[arg(long = "ts", value_name = "RATIO", requires = "gpus")]
+    pub tensor_split: Option<String>,
+    /// Main GPU with --gpus (-mg; the one -sm none uses) [default: 0].
+    #[arg(long = "mg", value_name = "INDEX", requires = "gpus")]
+    pub main_gpu: Option<String>,
     /// Context depth at which to evaluate the roofline.
     #[arg(long, default_value_t = 0)]
     pub depth: u64,

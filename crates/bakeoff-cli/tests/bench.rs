@@ -459,6 +459,36 @@ fn the_command_line_wins_over_the_experiment_file() {
 }
 
 #[test]
+fn split_flags_are_matrix_dimensions_and_a_comma_ratio_is_refused() {
+    let sandbox = Sandbox::new();
+    let args = [
+        "-sm",
+        "layer,row",
+        "-ts",
+        "1/1,3:1",
+        "-mg",
+        "0",
+        "--dry-run",
+    ];
+    let (status, stdout, stderr) = bench_without_model(&sandbox, &args);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("(4 configs,"), "{stdout}");
+    assert!(stdout.contains("-mg 0 -sm row -ts 3/1"), "{stdout}");
+    // `-ts 3,1` is two sweep values of one proportion each: an error naming the flag, with the spelling.
+    let (status, stdout, stderr) = bench_without_model(&sandbox, &["-ts", "3,1", "--dry-run"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.starts_with("error: -ts 3: a split needs a proportion for at least two GPUs"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: write a ratio per GPU as 3/1"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn an_unknown_output_format_is_an_argument_error_listing_the_formats() {
     let sandbox = Sandbox::new();
     let (status, stdout, stderr) = bench_without_model(&sandbox, &["-o", "xml", "--dry-run"]);

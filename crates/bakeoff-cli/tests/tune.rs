@@ -72,7 +72,7 @@ fn smollm_space_comes_from_the_build_the_model_and_this_machine() {
     let cores = std::thread::available_parallelism().unwrap().get();
     let threads = values(&dry, "-t");
     assert_eq!(threads.last().unwrap(), &cores.to_string(), "{threads:?}");
-    for absent in ["-ngl", "--n-cpu-moe", "-np"] {
+    for absent in ["-ngl", "--n-cpu-moe", "-np", "-sm", "-ts"] {
         assert!(
             knob(&dry, absent).is_none(),
             "{absent} should not be a knob"
@@ -80,6 +80,8 @@ fn smollm_space_comes_from_the_build_the_model_and_this_machine() {
     }
     let left: Vec<&Value> = pruned(&dry, "left out");
     assert!(left.iter().any(|r| r["example"] == "-ngl"), "{left:?}");
+    // No GPU: the split mode and ratio are pinned, each left out with its reason.
+    assert!(left.iter().any(|r| r["example"] == "-sm"), "{left:?}");
     let why = knob(&dry, "model").unwrap()["why"].as_str().unwrap();
     assert!(why.contains("llama") && why.contains("dense"), "{why}");
     // A quantized V cache without flash attention is rejected: counted, never planned.

@@ -9,7 +9,7 @@ use bakeoff::domain::Combine;
 use bakeoff::measure::bench::{self, BenchContext, BenchPlan, Event, ServerBench, TrialKey};
 use bakeoff::measure::experiment::{self, BenchEngine, Experiment, MatrixSettings, Values};
 use bakeoff::measure::llama_bench::LlamaBenchRun;
-use bakeoff::measure::matrix::{parse_values, Matrix, PromptSet};
+use bakeoff::measure::matrix::{parse_flag_values, parse_values, Matrix, PromptSet};
 use bakeoff::measure::shard;
 use bakeoff::measure::watch::WatchConfig;
 use bakeoff::model;
@@ -43,6 +43,9 @@ fn matrix_from_args(args: &BenchArgs) -> MatrixSettings {
         md: text(&args.draft_model),
         spec_type: text(&args.spec_type),
         spec_draft_n_max: text(&args.spec_draft_n_max),
+        sm: text(&args.split_mode),
+        ts: text(&args.tensor_split),
+        mg: text(&args.main_gpu),
         p: text(&args.prompt),
         n: text(&args.gen),
         d: text(&args.depth),
@@ -101,7 +104,7 @@ fn matrix_of(
     let mut matrix = Matrix::default();
     for (flag, values) in settings.engine_flags() {
         if let Some(Values(values)) = values {
-            matrix.set(flag, parse_values(flag, values)?);
+            matrix.set(flag, parse_flag_values(flag, values)?);
         }
     }
     for (flag, Values(values)) in server_flags {
@@ -110,7 +113,7 @@ fn matrix_of(
                 "--server-flag {flag}={values}: '{flag}' does not look like a flag"
             )));
         }
-        matrix.set(flag, parse_values(flag, values)?);
+        matrix.set(flag, parse_flag_values(flag, values)?);
     }
     let given = |v: &Option<Values>| v.is_some();
     let default_prompt = if given(&settings.p) || given(&settings.n) {
@@ -165,7 +168,7 @@ fn plan_from_settings(settings: &Experiment, args: &BenchArgs) -> bakeoff::Resul
             .unwrap_or(BenchEngine::LlamaServer)
             .as_str()
             .to_string(),
-        extra_args: args.engine_args.clone(),
+        extra_args: bakeoff::measure::matrix::checked_engine_args(&args.engine_args)?,
         health_timeout_s: args.health_timeout,
         timeouts: args.timeouts.timeouts(),
         shard: args.shard.resolve()?,
@@ -206,6 +209,16 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
     }
     for warning in experiment::plan_depth_warnings(&plan) {
         printer.warn(warning);
+    }
+    let split_flags = ["-sm", "-ts", "-mg"];
+    if (plan.configs().iter()).any(|c| split_flags.iter().any(|f| c.config.flags.contains_key(*f)))
+    {
+        let machine = bakeoff::system::Fingerprint::collect();
+        let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+        let memories = bakeoff::search::visible_gpu_memories(&machine, visible.as_deref());
+        for warning in experiment::plan_gpu_warnings(&plan, &memories) {
+            printer.warn(warning);
+        }
     }
     if let Some(shard) = plan.shard.filter(|_| plan.cells().is_empty()) {
         // A scheduler's array is often sized above the matrix: its extra tasks succeed.

@@ -235,6 +235,9 @@ fn print_system(fp: &Fingerprint) {
             .unwrap_or_else(|| "?".into());
         println!("  GPU        {} ({memory}, via {})", gpu.name, gpu.source);
     }
+    if let Some(topology) = &fp.gpu_topology {
+        println!("  GPU links  {}", topology.describe());
+    }
     println!("  OS         {} (kernel {}, {})", fp.os, fp.kernel, fp.arch);
     println!(
         "  governor   {}",

@@ -149,7 +149,8 @@ fn limits(args: &LoadArgs) -> bakeoff::Result<StepLimits> {
     })
 }
 
-pub fn run(global: &Global, args: LoadArgs, printer: Printer) -> anyhow::Result<ExitCode> {
+pub fn run(global: &Global, mut args: LoadArgs, printer: Printer) -> anyhow::Result<ExitCode> {
+    args.engine_args = bakeoff::measure::matrix::checked_engine_args(&args.engine_args)?;
     let format = Format::from(args.format);
     if args.serve_scripted {
         return serve_scripted(&args, printer);

@@ -7,7 +7,9 @@ use bakeoff::chat::{ChatTemplate, Message, ToolCallFormat};
 use bakeoff::domain::units::{human_bytes, parse_bytes};
 use bakeoff::engines::process::Supervised;
 use bakeoff::formats::gguf::{GgmlType, GgufFile};
+use bakeoff::measure::matrix::checked;
 use bakeoff::model::plan::{KvSettings, MemoryPlan, TABLE_TYPES};
+use bakeoff::model::split::{plan_devices, DevicePlan, Split};
 use bakeoff::model::synth::{self as synthesis, SynthReport, SynthShape, SynthSpec};
 use bakeoff::model::ModelFacts;
 use bakeoff::report::plan::{self as report_plan, PlanRequest};
@@ -297,13 +299,53 @@ pub fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         ctv: &args.ctv,
         bandwidth_gbs: args.bandwidth,
     };
+    let devices = device_plan(args, &facts, &settings, flash)?;
     if args.json {
-        let doc = report_plan::plan_json(&request, &planned);
+        let mut doc = report_plan::plan_json(&request, &planned);
+        if let Some(devices) = &devices {
+            doc["devices"] = serde_json::to_value(devices)?;
+        }
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print!("{}", report_plan::plan_text(&request, &planned));
+        if let Some(devices) = &devices {
+            print!("\n{}", report_plan::devices_text(devices));
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each GPU's share with `--gpus` (and `-sm`, `-ts`, `-mg`, checked as bench checks them).
+fn device_plan(
+    args: &PlanArgs,
+    facts: &ModelFacts,
+    settings: &KvSettings,
+    flash: bool,
+) -> bakeoff::Result<Option<DevicePlan>> {
+    let Some(gpus) = &args.gpus else {
+        return Ok(None);
+    };
+    let memory = gpus
+        .split(',')
+        .map(|size| {
+            parse_bytes(size.trim()).ok_or_else(|| {
+                Error::input(format!("--gpus {gpus}: '{size}' is not a size such as 24G"))
+            })
+        })
+        .collect::<bakeoff::Result<Vec<u64>>>()?;
+    let mut flags = std::collections::BTreeMap::new();
+    for (flag, value) in [
+        ("-sm", &args.split_mode),
+        ("-ts", &args.tensor_split),
+        ("-mg", &args.main_gpu),
+    ] {
+        if let Some(value) = value {
+            // No sweep here: llama.cpp's own comma spelling of a ratio is accepted too.
+            flags.insert(flag.to_string(), checked(flag, &value.replace(',', "/"))?);
+        }
+    }
+    let split = Split::of_flags(&flags).unwrap_or_default();
+    Ok(plan_devices(facts, settings, flash, &split, &memory))
 }
 
 fn kv_settings(args: &PlanArgs, facts: &ModelFacts) -> bakeoff::Result<KvSettings> {

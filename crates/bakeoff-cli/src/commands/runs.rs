@@ -213,6 +213,9 @@ fn print_trial(t: &TrialRow) {
         let more = t.samples.len() - SAMPLES_SHOWN;
         println!("    … {more} more samples (-o json shows all)");
     }
+    for line in bakeoff::measure::watch::per_gpu_lines(&t.samples) {
+        println!("    {line}");
+    }
 }
 
 fn print_log(log: &LogRow) {

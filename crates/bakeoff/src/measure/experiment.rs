@@ -95,6 +95,12 @@ pub struct MatrixSettings {
     pub md: Option<Values>,
     pub spec_type: Option<Values>,
     pub spec_draft_n_max: Option<Values>,
+    /// Split mode across GPUs (`-sm`: none, layer, row, tensor).
+    pub sm: Option<Values>,
+    /// Proportions per GPU (`-ts`), each spelled `3/1` or `3:1`.
+    pub ts: Option<Values>,
+    /// Main GPU (`-mg`).
+    pub mg: Option<Values>,
     pub p: Option<Values>,
     pub n: Option<Values>,
     pub d: Option<Values>,
@@ -188,6 +194,54 @@ pub fn plan_depth_warnings(plan: &BenchPlan) -> Vec<String> {
     warnings
 }
 
+/// With two GPUs or more (`gpu_memories`, each GPU's memory): a warning for each configuration
+/// of the plan that would leave some GPU a share of a model larger than its memory, as llama.cpp
+/// places layers (`-sm`, `-ts`, `-mg`; every layer offloaded). A warning, not a skip: the split
+/// plan is an estimate, and the engine's own load is the judge.
+pub fn plan_gpu_warnings(plan: &BenchPlan, gpu_memories: &[u64]) -> Vec<String> {
+    if gpu_memories.len() < 2 {
+        return Vec::new();
+    }
+    let configs = plan.configs();
+    let mut warnings = Vec::new();
+    for file in &plan.models {
+        let Ok(gguf) = crate::formats::gguf::GgufFile::open(file) else {
+            continue;
+        };
+        let facts = crate::model::ModelFacts::from_gguf(&gguf);
+        for planned in configs.iter().filter(|c| c.rejected.is_none()) {
+            let flags = &planned.config.flags;
+            let note = gpu_settings(&plan.matrix, flags)
+                .filter(|_| crate::model::split::all_offloaded(&facts, flags))
+                .and_then(|s| crate::model::split::overflow_note(&facts, &s, flags, gpu_memories));
+            if let Some(note) = note {
+                let name = file.file_name().unwrap_or_default().to_string_lossy();
+                let label = planned.config.label();
+                warnings.push(format!(
+                    "{name} {label}: {note} (llama.cpp's layer placement); it may fail to load"
+                ));
+            }
+        }
+    }
+    warnings
+}
+
+/// The cache settings a bench server gets from `flags` (context: `-c`, else what the tests need).
+fn gpu_settings(
+    matrix: &crate::measure::matrix::Matrix,
+    flags: &std::collections::BTreeMap<String, String>,
+) -> Option<crate::model::plan::KvSettings> {
+    use crate::formats::gguf::GgmlType;
+    let number = |flag: &str| flags.get(flag).and_then(|v| v.parse::<u64>().ok());
+    let cache = |flag: &str| GgmlType::from_name(flags.get(flag).map_or("f16", String::as_str));
+    let ctx = number("-c").unwrap_or(u64::from(matrix.context_needed()));
+    Some(crate::model::plan::KvSettings {
+        parallel: number("-np").unwrap_or(1),
+        n_ubatch: number("-ub").unwrap_or(crate::model::plan::DEFAULT_UBATCH),
+        ..crate::model::plan::KvSettings::new(ctx, cache("-ctk")?, cache("-ctv")?)
+    })
+}
+
 impl MatrixSettings {
     /// The engine flags with their values, in sweep order (the last varies fastest).
     pub fn engine_flags(&self) -> Vec<(&'static str, Option<&Values>)> {
@@ -205,6 +259,9 @@ impl MatrixSettings {
             ("-md", self.md.as_ref()),
             ("--spec-type", self.spec_type.as_ref()),
             ("--spec-draft-n-max", self.spec_draft_n_max.as_ref()),
+            ("-sm", self.sm.as_ref()),
+            ("-ts", self.ts.as_ref()),
+            ("-mg", self.mg.as_ref()),
         ]
     }
 }
@@ -245,6 +302,9 @@ impl Combine for MatrixSettings {
             md: self.md.combine(other.md),
             spec_type: self.spec_type.combine(other.spec_type),
             spec_draft_n_max: self.spec_draft_n_max.combine(other.spec_draft_n_max),
+            sm: self.sm.combine(other.sm),
+            ts: self.ts.combine(other.ts),
+            mg: self.mg.combine(other.mg),
             p: self.p.combine(other.p),
             n: self.n.combine(other.n),
             d: self.d.combine(other.d),
@@ -417,6 +477,26 @@ mod tests {
             error.to_string().starts_with("experiment.toml:2:5:"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn gpu_warnings_need_two_gpus_and_plan_the_bench_servers_context() {
+        let mut bench = plan(1, &[64], &[32], &[0]);
+        bench.matrix.set("-sm", vec!["layer".into()]);
+        assert!(plan_gpu_warnings(&bench, &[1 << 30]).is_empty(), "one GPU");
+        // The model file is absent: nothing to plan, no warning, no error.
+        assert!(plan_gpu_warnings(&bench, &[1 << 30, 1 << 30]).is_empty());
+        let flags = [("-c", "8192"), ("-ctv", "q8_0"), ("-np", "2")]
+            .map(|(f, v)| (f.to_string(), v.to_string()))
+            .into();
+        let settings = gpu_settings(&bench.matrix, &flags).unwrap();
+        assert_eq!((settings.ctx, settings.parallel), (8192, 2));
+        assert_eq!(
+            settings.type_v,
+            crate::formats::gguf::GgmlType::from_name("q8_0").unwrap()
+        );
+        let defaults = gpu_settings(&bench.matrix, &Default::default()).unwrap();
+        assert_eq!(defaults.ctx, u64::from(bench.matrix.context_needed()));
     }
 
     fn plan(reps: u32, prompt: &[u32], gen: &[u32], depths: &[u32]) -> BenchPlan {

@@ -12,7 +12,10 @@ use crate::{Error, Result};
 use serde_json::{json, Value};
 
 /// Flags llama-bench shares with llama-server.
-const SHARED_FLAGS: [&str; 7] = ["-ctk", "-ctv", "-fa", "-b", "-ub", "-t", "-ngl"];
+/// `-ts` is stored as `3/1`, which is llama-bench's own spelling (a comma there separates values).
+const SHARED_FLAGS: [&str; 10] = [
+    "-ctk", "-ctv", "-fa", "-b", "-ub", "-t", "-ngl", "-sm", "-ts", "-mg",
+];
 
 /// The test a llama-bench JSON result measured.
 pub fn result_test(result: &Value) -> Option<Test> {

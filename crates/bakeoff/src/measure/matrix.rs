@@ -140,7 +140,85 @@ pub const SERVER_FLAGS: &[&str] = &[
     "-md",
     "--spec-type",
     "--spec-draft-n-max",
+    "-sm",
+    "-ts",
+    "-mg",
 ];
+
+/// llama.cpp b11434's split modes (`-sm`; `tensor` is its experimental tensor parallelism).
+pub const SPLIT_MODES: [&str; 4] = ["none", "layer", "row", "tensor"];
+
+/// [`parse_values`], then each value checked and put in its canonical spelling: a bad `-sm`,
+/// `-ts` or `-mg` is a one-line error naming the flag, before any engine starts.
+pub fn parse_flag_values(flag: &str, text: &str) -> Result<Vec<String>> {
+    parse_values(flag, text)?
+        .iter()
+        .map(|value| checked(flag, value))
+        .collect()
+}
+
+/// One value of `flag` checked and normalised (flags without rules pass unchanged).
+pub fn checked(flag: &str, value: &str) -> Result<String> {
+    match flag {
+        "-sm" if !SPLIT_MODES.contains(&value) => Err(Error::input(format!(
+            "-sm {value}: not a split mode (expected {})",
+            SPLIT_MODES.join(", ")
+        ))),
+        "-mg" if value.parse::<u32>().is_err() => Err(Error::input(format!(
+            "-mg {value}: expected a GPU index (0, 1, ...)"
+        ))),
+        "-ts" => tensor_split(value),
+        _ => Ok(normalize(flag, value)),
+    }
+}
+
+/// `3/1` or `3:1` → `3/1`: proportions of the model per GPU. A comma separates sweep values, so a
+/// ratio is written with `/` (llama-bench's spelling, which llama-server accepts as well).
+fn tensor_split(value: &str) -> Result<String> {
+    let hint = "write a ratio per GPU as 3/1 or 3:1 (a comma separates sweep values: -ts 1/1,3/1)";
+    let parts: Vec<&str> = value.split(['/', ':']).map(str::trim).collect();
+    let numbers: Option<Vec<f64>> = parts
+        .iter()
+        .map(|p| p.parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0))
+        .collect();
+    let Some(numbers) = numbers else {
+        return Err(Error::input(format!(
+            "-ts {value}: expected non-negative proportions such as 3/1"
+        ))
+        .with_hint(hint));
+    };
+    if numbers.len() < 2 {
+        return Err(Error::input(format!(
+            "-ts {value}: a split needs a proportion for at least two GPUs"
+        ))
+        .with_hint(hint));
+    }
+    if numbers.iter().all(|&n| n == 0.0) {
+        return Err(Error::input(format!("-ts {value}: every proportion is 0")));
+    }
+    Ok(parts.join("/"))
+}
+
+/// Flags passed through to llama-server as they are (after `--`), with `-sm`, `-ts` and `-mg`
+/// checked as matrix values are and `-ts` in its canonical spelling. No sweep there, so a `-ts`
+/// may also use llama.cpp's commas (`-ts 3,1` → `3/1`).
+pub fn checked_engine_args(args: &[String]) -> Result<Vec<String>> {
+    let mut out = args.to_vec();
+    for at in 1..out.len() {
+        let flag = match out[at - 1].as_str() {
+            "-sm" | "--split-mode" => "-sm",
+            "-ts" | "--tensor-split" => "-ts",
+            "-mg" | "--main-gpu" => "-mg",
+            _ => continue,
+        };
+        let value = match flag {
+            "-ts" => out[at].replace(',', "/"),
+            _ => out[at].clone(),
+        };
+        out[at] = checked(flag, &value)?;
+    }
+    Ok(out)
+}
 
 /// What to measure: server flag lists and workload lists.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -251,6 +329,7 @@ fn normalize(flag: &str, value: &str) -> String {
     match (flag, value) {
         ("-fa", "1" | "true" | "on") => "on".into(),
         ("-fa", "0" | "false" | "off") => "off".into(),
+        ("-ts", ratio) => ratio.replace(':', "/"),
         _ => value.to_string(),
     }
 }
@@ -270,6 +349,11 @@ pub fn rejection(config: &EngineConfig) -> Option<String> {
     let quantized_v = !matches!(v_type, "f16" | "bf16" | "f32");
     if quantized_v && flash == "off" {
         return Some(format!("a quantized V cache (-ctv {v_type}) requires flash attention; -fa off is rejected by llama.cpp"));
+    }
+    if config.flags.get("-sm").is_some_and(|m| m == "tensor") && flash == "off" {
+        return Some(
+            "-sm tensor requires flash attention; -fa off is rejected by llama.cpp".into(),
+        );
     }
     let spec = config
         .flags
@@ -334,6 +418,51 @@ mod tests {
                 ("-ctk q4_0 -ctv q4_0 -fa off".to_string(), true)
             ]
         );
+    }
+
+    #[test]
+    fn split_flags_are_checked_and_normalised() {
+        assert_eq!(
+            parse_flag_values("-sm", "none,layer,row").unwrap(),
+            ["none", "layer", "row"]
+        );
+        assert_eq!(
+            parse_flag_values("-ts", "1/1, 3:1").unwrap(),
+            ["1/1", "3/1"]
+        );
+        assert_eq!(parse_flag_values("-mg", "0-1").unwrap(), ["0", "1"]);
+        let error = |flag, text| parse_flag_values(flag, text).unwrap_err().to_string();
+        assert!(error("-sm", "rows").contains("-sm rows: not a split mode"));
+        assert!(error("-mg", "x").starts_with("-mg x:"));
+        // `-ts 3,1` is two sweep values, each a one-GPU "split": refused with the spelling to use.
+        assert!(error("-ts", "3,1").contains("at least two GPUs"));
+        assert!(error("-ts", "3/-1").contains("non-negative"));
+        assert!(error("-ts", "0/0").contains("every proportion is 0"));
+    }
+
+    #[test]
+    fn passed_through_split_flags_are_checked_and_a_comma_ratio_kept() {
+        let args = |text: &str| text.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(
+            checked_engine_args(&args("-c 4096 -ts 3,1 --split-mode row")).unwrap(),
+            args("-c 4096 -ts 3/1 --split-mode row")
+        );
+        let error = checked_engine_args(&args("--main-gpu one")).unwrap_err();
+        assert!(error.to_string().starts_with("-mg one:"), "{error}");
+    }
+
+    #[test]
+    fn tensor_split_mode_needs_flash_attention() {
+        let mut m = Matrix::default();
+        m.set("-sm", vec!["layer".into(), "tensor".into()]);
+        m.set("-fa", vec!["off".into()]);
+        let rejected: Vec<String> = m
+            .configs()
+            .iter()
+            .filter(|c| c.rejected.is_some())
+            .map(|c| c.config.label())
+            .collect();
+        assert_eq!(rejected, ["-fa off -sm tensor"]);
     }
 
     #[test]

@@ -169,23 +169,6 @@ pub fn foreign_gpu_processes(ours: &[i32]) -> Vec<(i32, String)> {
     parse_compute_apps(&String::from_utf8_lossy(&output.stdout), ours)
 }
 
-/// Device-wide utilisation of the busiest visible NVIDIA GPU, in percent (`None` without nvidia-smi).
-/// Recorded beside each trial for the record; it includes our own engine, so it is not a noise test.
-pub fn gpu_utilization() -> Option<f64> {
-    let output = std::process::Command::new("nvidia-smi")
-        .args([
-            "--query-gpu=utilization.gpu",
-            "--format=csv,noheader,nounits",
-        ])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())?;
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|l| l.trim().parse::<f64>().ok())
-        .reduce(f64::max)
-}
-
 fn parse_compute_apps(text: &str, ours: &[i32]) -> Vec<(i32, String)> {
     text.lines()
         .filter_map(|line| {

@@ -5,6 +5,7 @@
 use crate::domain::units::Unit;
 use crate::measure::noise::{self, CpuSnapshot};
 use crate::measure::sink::{TrialRow, TrialSink};
+use crate::system::telemetry::smi::{self, GpuState};
 use crate::system::telemetry::trial::MIN_ENERGY_SPAN_S;
 use crate::system::telemetry::{self, sampler::Handle, Sampler, TelemetrySummary};
 use crate::Result;
@@ -33,7 +34,7 @@ pub struct Watch {
     pids: Vec<i32>,
     before: CpuSnapshot,
     foreign_gpu: Vec<(i32, String)>,
-    gpu_before: Option<f64>,
+    gpu_before: Vec<GpuState>,
     gpu_processes: bool,
     telemetry: Option<Handle>,
 }
@@ -43,8 +44,10 @@ pub struct Watch {
 pub struct Watched {
     /// Cores other processes used on average.
     pub others_cores: f64,
-    /// GPU utilisation (%) before and after, when `nvidia-smi` answers.
+    /// GPU utilisation (%) before and after, when `nvidia-smi` answers: the busiest GPU's.
     pub gpu_util: [Option<f64>; 2],
+    /// Each GPU before and after (`nvidia-smi`), kept per device for multi-GPU trials.
+    pub gpus: [Vec<GpuState>; 2],
     pub telemetry: Option<TelemetrySummary>,
     /// The engine's peak resident memory so far (`VmHWM`).
     pub rss_peak_bytes: Option<f64>,
@@ -56,8 +59,8 @@ impl Watch {
     /// Start watching a trial of the engine processes `pids`.
     pub fn start(pids: &[i32], config: &WatchConfig) -> Watch {
         let (foreign_gpu, gpu_before) = match config.gpu_processes {
-            true => (noise::foreign_gpu_processes(pids), noise::gpu_utilization()),
-            false => (Vec::new(), None),
+            true => (noise::foreign_gpu_processes(pids), smi::query()),
+            false => (Vec::new(), Vec::new()),
         };
         Watch {
             pids: pids.to_vec(),
@@ -73,7 +76,10 @@ impl Watch {
     pub fn finish(self) -> Watched {
         let telemetry = self.telemetry.map(Handle::stop);
         let others_cores = self.before.others_cores(&CpuSnapshot::take(&self.pids));
-        let gpu_after = self.gpu_processes.then(noise::gpu_utilization).flatten();
+        let gpu_after = match self.gpu_processes {
+            true => smi::query(),
+            false => Vec::new(),
+        };
         let mut flags = Vec::new();
         if others_cores > noise::NOISY_CORES {
             flags.push(format!(
@@ -89,7 +95,8 @@ impl Watch {
         flags.extend(telemetry.as_ref().and_then(telemetry::trial::noisy_flag));
         Watched {
             others_cores,
-            gpu_util: [self.gpu_before, gpu_after],
+            gpu_util: [busiest(&self.gpu_before), busiest(&gpu_after)],
+            gpus: [self.gpu_before, gpu_after],
             telemetry,
             rss_peak_bytes: self
                 .pids
@@ -99,6 +106,76 @@ impl Watch {
             flags,
         }
     }
+}
+
+/// The busiest GPU's utilisation (what one figure per trial recorded before per-GPU samples).
+fn busiest(gpus: &[GpuState]) -> Option<f64> {
+    gpus.iter().filter_map(|g| g.util_pct).reduce(f64::max)
+}
+
+/// `gpu1_util_after_pct` and the like for each GPU, when there are two or more.
+fn per_gpu_samples(gpus: &[Vec<GpuState>; 2]) -> Vec<(String, f64, Unit)> {
+    let mut out = Vec::new();
+    for (side, states) in ["before", "after"].iter().zip(gpus) {
+        if states.len() < 2 {
+            continue;
+        }
+        for gpu in states {
+            let i = gpu.index;
+            out.extend(
+                gpu.util_pct
+                    .map(|v| (format!("gpu{i}_util_{side}_pct"), v, Unit::Percent)),
+            );
+            if *side == "after" {
+                let mem = gpu
+                    .mem_used_bytes
+                    .map(|v| (format!("gpu{i}_mem_used_after_bytes"), v, Unit::Bytes));
+                out.extend(mem);
+                out.extend(
+                    gpu.power_w
+                        .map(|v| (format!("gpu{i}_power_after_w"), v, Unit::Watts)),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// `GPU 0: 412 W mean, 39.4 GiB peak, 87 % busy` per GPU, from a stored trial's per-GPU samples
+/// (empty for a trial on fewer than two GPUs): what `runs show` prints under the trial.
+pub fn per_gpu_lines(samples: &[crate::measure::sink::SampleRow]) -> Vec<String> {
+    let mut gpus: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+    let figures = [
+        ("power_w_mean", "W mean"),
+        ("vram_peak_bytes", "peak"),
+        ("mem_used_after_bytes", "in use after"),
+        ("util_after_pct", "% busy at the end"),
+    ];
+    for sample in samples {
+        let Some((index, figure)) = sample
+            .metric
+            .strip_prefix("gpu")
+            .and_then(|m| m.split_once('_'))
+        else {
+            continue;
+        };
+        let (Ok(index), Some((_, label))) = (
+            index.parse::<u32>(),
+            figures.iter().find(|(f, _)| *f == figure),
+        ) else {
+            continue;
+        };
+        let value = match figure.ends_with("bytes") {
+            true => crate::domain::units::human_bytes(sample.value as u64),
+            false => format!("{:.0}", sample.value),
+        };
+        gpus.entry(index)
+            .or_default()
+            .push(format!("{value} {label}"));
+    }
+    gpus.into_iter()
+        .map(|(index, parts)| format!("GPU {index}: {}", parts.join(", ")))
+        .collect()
 }
 
 impl Watched {
@@ -123,6 +200,9 @@ impl Watched {
             "system",
             0,
         )?;
+        for (metric, value, unit) in per_gpu_samples(&self.gpus) {
+            sink.sample(trial_id, &metric, value, unit, "system", 0)?;
+        }
         let source = telemetry::trial::SOURCE;
         if let Some(rss) = self.rss_peak_bytes {
             sink.sample(trial_id, "rss_peak_bytes", rss, Unit::Bytes, source, 0)?;
@@ -130,6 +210,9 @@ impl Watched {
         if let Some(summary) = &self.telemetry {
             for (metric, value, unit) in telemetry::trial::metrics(summary, tokens) {
                 sink.sample(trial_id, metric, value, unit, source, 0)?;
+            }
+            for (metric, value, unit) in telemetry::trial::device_metrics(summary) {
+                sink.sample(trial_id, &metric, value, unit, source, 0)?;
             }
         }
         Ok(())
@@ -229,5 +312,51 @@ impl Energy {
     /// All the joules over all the seconds the counters ran.
     pub fn watts(&self) -> Option<f64> {
         self.long_enough().then(|| self.joules / self.seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_multi_gpu_trial_keeps_each_gpus_utilisation_memory_and_power() {
+        let states = smi::parse("0, 90, 40000, 610.5\n1, 55, 30000, [N/A]\n");
+        let gpus = [states.clone(), states];
+        assert_eq!(busiest(&gpus[0]), Some(90.0));
+        let samples = per_gpu_samples(&gpus);
+        let names: Vec<&str> = samples.iter().map(|(m, _, _)| m.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "gpu0_util_before_pct",
+                "gpu1_util_before_pct",
+                "gpu0_util_after_pct",
+                "gpu0_mem_used_after_bytes",
+                "gpu0_power_after_w",
+                "gpu1_util_after_pct",
+                "gpu1_mem_used_after_bytes",
+            ]
+        );
+        let rows: Vec<crate::measure::sink::SampleRow> = samples
+            .iter()
+            .map(|(metric, value, unit)| crate::measure::sink::SampleRow {
+                metric: metric.clone(),
+                value: *value,
+                unit: unit.as_str().to_string(),
+                source: "system".into(),
+                seq: 0,
+            })
+            .collect();
+        assert_eq!(
+            per_gpu_lines(&rows),
+            [
+                "GPU 0: 90 % busy at the end, 39.06 GiB in use after",
+                "GPU 1: 55 % busy at the end, 29.30 GiB in use after"
+            ]
+        );
+        // One GPU: the trial's own figures say it all; nothing per device.
+        let one = [smi::parse("0, 90, 40000, 610.5"), Vec::new()];
+        assert!(per_gpu_samples(&one).is_empty());
     }
 }

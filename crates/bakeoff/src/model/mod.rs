@@ -1,5 +1,6 @@
 //! Model intelligence from a GGUF file alone: architecture facts (`inspect`), a KV-cache and
-//! memory planner that follows llama.cpp's own allocation rules (`plan`), and the roofline.
+//! memory planner that follows llama.cpp's own allocation rules (`plan`), its per-GPU split
+//! (`split`), and the roofline.
 
 pub mod catalog;
 mod describe;
@@ -7,6 +8,7 @@ pub mod facts;
 mod glob;
 pub mod plan;
 pub mod select;
+pub mod split;
 pub mod synth;
 
 pub use facts::ModelFacts;

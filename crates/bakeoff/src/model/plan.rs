@@ -91,9 +91,8 @@ fn layer_cell_bytes(facts: &ModelFacts, il: usize, s: &KvSettings) -> Option<(u6
     Some((s.type_k.row_bytes(k_dim)?, s.type_v.row_bytes(v_dim)?))
 }
 
-/// Plan the KV cache for `settings`. `None` when a cache type cannot hold the model's rows
-/// (a head dimension that is not a multiple of the type's block size).
-pub fn plan_kv(facts: &ModelFacts, s: &KvSettings) -> Option<KvPlan> {
+/// Cells per stream: (streams, full-attention cells, sliding-window cells).
+fn cache_cells(facts: &ModelFacts, s: &KvSettings) -> (u64, u64, u64) {
     let n_ctx = pad(s.ctx.max(1));
     let parallel = s.parallel.max(1);
     let (streams, size_base) = if s.unified || parallel == 1 {
@@ -107,46 +106,77 @@ pub fn plan_kv(facts: &ModelFacts, s: &KvSettings) -> Option<KvPlan> {
     } else {
         pad(size_base.min(window * if s.unified { parallel } else { 1 } + s.n_ubatch))
     };
+    (streams, size_base, size_swa)
+}
+
+/// One layer's KV: its cache (`None` when the layer allocates none) and bytes per cell (K, V).
+fn layer_kv(
+    facts: &ModelFacts,
+    il: usize,
+    s: &KvSettings,
+) -> Option<Option<(&'static str, u64, u64)>> {
     let kv_layers = facts
         .layers
         .len()
         .saturating_sub(facts.shared_kv_layers as usize);
-    let mut full = CachePlan {
-        kind: "full".into(),
-        cells: size_base,
+    let layer = &facts.layers[il];
+    if il >= kv_layers || layer.recurrent || layer.n_head_kv == 0 && facts.kv_lora_rank.is_none() {
+        return Some(None);
+    }
+    let (k, v) = layer_cell_bytes(facts, il, s)?;
+    let swa = layer.sliding_window && facts.sliding_window.unwrap_or(0) > 0;
+    Some(Some((if swa { "swa" } else { "full" }, k, v)))
+}
+
+/// The KV bytes each layer allocates (recurrent layers: their state for every sequence), in
+/// layer order: what a layer split puts on the layer's device. `None` as for [`plan_kv`].
+pub fn kv_bytes_by_layer(facts: &ModelFacts, s: &KvSettings) -> Option<Vec<u64>> {
+    let (streams, size_base, size_swa) = cache_cells(facts, s);
+    let recurrent_layers = facts.layers.iter().filter(|l| l.recurrent).count() as u64;
+    let state = (recurrent_state_bytes(facts) * s.parallel.max(1))
+        .checked_div(recurrent_layers)
+        .unwrap_or(0);
+    (0..facts.layers.len())
+        .map(|il| {
+            Some(match layer_kv(facts, il, s)? {
+                Some((kind, k, v)) => {
+                    let cells = if kind == "swa" { size_swa } else { size_base };
+                    (k + v) * cells * streams
+                }
+                None if facts.layers[il].recurrent => state,
+                None => 0,
+            })
+        })
+        .collect()
+}
+
+/// Plan the KV cache for `settings`. `None` when a cache type cannot hold the model's rows
+/// (a head dimension that is not a multiple of the type's block size).
+pub fn plan_kv(facts: &ModelFacts, s: &KvSettings) -> Option<KvPlan> {
+    let n_ctx = pad(s.ctx.max(1));
+    let (streams, size_base, size_swa) = cache_cells(facts, s);
+    let cache = |kind: &str, cells| CachePlan {
+        kind: kind.into(),
+        cells,
         streams,
         layers: 0,
         k_bytes: 0,
         v_bytes: 0,
     };
-    let mut swa = CachePlan {
-        kind: "swa".into(),
-        cells: size_swa,
-        streams,
-        layers: 0,
-        k_bytes: 0,
-        v_bytes: 0,
-    };
+    let (mut full, mut swa) = (cache("full", size_base), cache("swa", size_swa));
     let mut bytes_per_token = 0;
-    for il in 0..kv_layers {
-        if facts.layers[il].recurrent
-            || facts.layers[il].n_head_kv == 0 && facts.kv_lora_rank.is_none()
-        {
+    for il in 0..facts.layers.len() {
+        let Some((kind, k, v)) = layer_kv(facts, il, s)? else {
             continue;
-        }
-        let (k, v) = layer_cell_bytes(facts, il, s)?;
-        bytes_per_token += k + v;
-        let cache = if facts.layers[il].sliding_window && window > 0 {
-            &mut swa
-        } else {
-            &mut full
         };
+        bytes_per_token += k + v;
+        let cache = if kind == "swa" { &mut swa } else { &mut full };
         cache.layers += 1;
         cache.k_bytes += k * cache.cells * streams;
         cache.v_bytes += v * cache.cells * streams;
     }
     let caches: Vec<CachePlan> = [full, swa].into_iter().filter(|c| c.layers > 0).collect();
-    let recurrent_bytes = recurrent_state_bytes(facts) * parallel;
+    let recurrent_bytes = recurrent_state_bytes(facts) * s.parallel.max(1);
     let total_bytes = caches.iter().map(CachePlan::bytes).sum::<u64>() + recurrent_bytes;
     Some(KvPlan {
         ctx: n_ctx,

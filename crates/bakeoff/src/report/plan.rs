@@ -5,6 +5,7 @@ use super::render::{Column, Table};
 use crate::domain::units::human_bytes;
 pub use crate::model::plan::KvTypeRow;
 use crate::model::plan::MemoryPlan;
+use crate::model::split::DevicePlan;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -73,6 +74,34 @@ pub fn plan_text(request: &PlanRequest, plan: &MemoryPlan) -> String {
     }
     let table = kv_types_table(&plan.by_type, kv.ctx, plan.budget_bytes.is_some());
     let _ = write!(out, "\n{}", table.markdown());
+    out
+}
+
+/// Each GPU's share (`bakeoff plan --gpus`): layers, weights, KV, compute, total against its
+/// memory, and what stays on the host.
+pub fn devices_text(plan: &DevicePlan) -> String {
+    let mode = serde_json::to_value(plan.mode).unwrap_or_default();
+    let mut out = format!("-sm {}\n", mode.as_str().unwrap_or("?"));
+    for d in &plan.devices {
+        let output = if d.output { " + output" } else { "" };
+        let verdict = if d.fits() { "fits" } else { "does NOT fit" };
+        let _ = writeln!(
+            out,
+            "  GPU {}  {} layers{output}: weights {} + KV {} + compute {} = {} of {} → {verdict}",
+            d.device,
+            d.layers,
+            human_bytes(d.weights_bytes),
+            human_bytes(d.kv_bytes),
+            human_bytes(d.compute_bytes),
+            human_bytes(d.total_bytes),
+            human_bytes(d.memory_bytes),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  host   input embeddings {}",
+        human_bytes(plan.host_bytes)
+    );
     out
 }
 

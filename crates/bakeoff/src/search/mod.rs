@@ -76,17 +76,47 @@ pub fn inputs(
     machine: &Fingerprint,
     budget: u64,
 ) -> Inputs {
+    let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+    let gpus = visible_gpu_memories(machine, visible.as_deref());
     Inputs {
         help,
         models,
         cpu_cores: machine.cpu_cores,
-        gpu_memory: machine.gpus.iter().filter_map(|g| g.memory_bytes).max(),
+        gpu_memory: gpus.iter().copied().max(),
+        gpu_memories: gpus,
         budget: tune.mem.unwrap_or(budget),
         ctx: tune.ctx,
         goal: tune.goal,
         parallel: tune.parallel,
         edits: tune.edits.clone(),
     }
+}
+
+/// Each GPU's memory as llama.cpp will number them: with `CUDA_VISIBLE_DEVICES` a list of indices,
+/// only those NVIDIA GPUs, in its order (the engine inherits the variable; nvidia-smi ignores it);
+/// empty, none of them. UUIDs cannot be matched to the fingerprint's rows: all GPUs are kept.
+pub fn visible_gpu_memories(machine: &Fingerprint, cuda_visible: Option<&str>) -> Vec<u64> {
+    let nvidia: Vec<&crate::system::fingerprint::Gpu> = machine
+        .gpus
+        .iter()
+        .filter(|g| g.source == "nvidia-smi")
+        .collect();
+    let others = machine.gpus.iter().filter(|g| g.source != "nvidia-smi");
+    let indices: Option<Vec<usize>> = cuda_visible.and_then(|list| {
+        (list.split(',').map(str::trim).filter(|i| !i.is_empty()))
+            .map(|i| i.parse().ok())
+            .collect()
+    });
+    let visible: Vec<&crate::system::fingerprint::Gpu> = match indices {
+        Some(indices) => indices
+            .iter()
+            .filter_map(|&i| nvidia.get(i).copied())
+            .collect(),
+        None => nvidia,
+    };
+    (visible.into_iter().chain(others))
+        .filter_map(|g| g.memory_bytes)
+        .collect()
 }
 
 /// Build and prune the space and plan the cost, measuring nothing.
@@ -138,5 +168,31 @@ pub fn minutes(d: Duration) -> String {
         (0, m, 0) => format!("{m}m"),
         (0, m, s) => format!("{m}m {s}s"),
         (h, m, _) => format!("{h}h {m}m"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::system::fingerprint::Gpu;
+
+    #[test]
+    fn cuda_visible_devices_picks_and_orders_the_gpus_the_engine_sees() {
+        let gpu = |gib: u64| Gpu {
+            name: "H200".into(),
+            memory_bytes: Some(gib << 30),
+            driver: None,
+            source: "nvidia-smi".into(),
+        };
+        let machine = Fingerprint {
+            gpus: vec![gpu(80), gpu(40), gpu(24)],
+            ..Default::default()
+        };
+        let gib = |list: Vec<u64>| list.into_iter().map(|b| b >> 30).collect::<Vec<_>>();
+        assert_eq!(gib(visible_gpu_memories(&machine, None)), [80, 40, 24]);
+        assert_eq!(gib(visible_gpu_memories(&machine, Some("2,0"))), [24, 80]);
+        assert!(visible_gpu_memories(&machine, Some("")).is_empty());
+        // UUIDs: not matched, every GPU kept.
+        assert_eq!(visible_gpu_memories(&machine, Some("GPU-8a1b")).len(), 3);
     }
 }

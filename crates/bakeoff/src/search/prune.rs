@@ -1,6 +1,7 @@
 //! Prune the space before anything is measured: values whose flags the build does not know,
 //! combinations the build rejects, combinations that change nothing, and configurations that do
-//! not fit the memory budget at the required context (the planner's numbers, with the margin).
+//! not fit the memory budget at the required context (the planner's numbers, with the margin), and,
+//! with several GPUs, configurations that leave some GPU a share larger than its memory.
 //!
 //! Only the knobs that memory or the build's rules depend on are enumerated; the other knobs
 //! multiply the counts without being materialised.
@@ -10,13 +11,16 @@ use crate::domain::config::EngineConfig;
 use crate::domain::units::human_bytes;
 use crate::formats::gguf::GgmlType;
 use crate::model::plan::{KvSettings, MemoryPlan, DEFAULT_UBATCH};
+use crate::model::split::overflow_note;
 use crate::{Error, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// The knobs whose combinations are enumerated (the memory planner and the build's rules read
 /// them); every other knob only multiplies the counts.
-pub const ENUMERATED: [&str; 7] = ["model", "-ctk", "-ctv", "-fa", "-b", "-ub", "-np"];
+pub const ENUMERATED: [&str; 11] = [
+    "model", "-ctk", "-ctv", "-fa", "-b", "-ub", "-np", "-ngl", "-sm", "-ts", "-mg",
+];
 
 /// More enumerated combinations than this is a space to narrow, not to prune.
 pub const MAX_ENUMERATED: u128 = 2_000_000;
@@ -269,9 +273,27 @@ fn judge(choice: &[&(String, Setting)], inputs: &Inputs) -> Verdict {
             return exclude("no effect", why.to_string());
         }
     }
+    let split_mode = config.flags.get("-sm").map(String::as_str);
+    if split_mode == Some("none") && config.flags.contains_key("-ts") {
+        let why = "-ts with -sm none: one GPU holds the whole model, the split is ignored";
+        return exclude("no effect", why.to_string());
+    }
+    if split_mode != Some("none") && config.flags.contains_key("-mg") {
+        // llama.cpp b11434 reads main_gpu only in llama_prepare_model_devices, for -sm none.
+        let why = "-mg with a split: llama.cpp uses the main GPU only with -sm none";
+        return exclude("no effect", why.to_string());
+    }
     let Some(model) = model_of(choice, inputs) else {
         return Verdict::Keep(None);
     };
+    if let Some(over) = gpu_overflow(model, &config, inputs) {
+        let why = "a GPU's share (llama.cpp's layer placement) does not fit its memory at the required context";
+        return Verdict::Exclude {
+            kind: "GPU memory",
+            why: why.to_string(),
+            example: format!("{example}: {over}"),
+        };
+    }
     match needed(model, &config, inputs) {
         Some(needed) => Verdict::Keep(Some(Fit {
             label: example.clone(),
@@ -417,8 +439,8 @@ fn model_of<'a>(choice: &[&(String, Setting)], inputs: &'a Inputs) -> Option<&'a
     inputs.models.iter().find(|m| m.name == *label)
 }
 
-/// Weights + KV + compute estimate of `config` on `model` at the required context.
-fn needed(model: &ModelInput, config: &EngineConfig, inputs: &Inputs) -> Option<u64> {
+/// The cache settings `config` gives `model` at the required context.
+fn kv_settings(config: &EngineConfig, inputs: &Inputs) -> Option<KvSettings> {
     let cache =
         |flag: &str| GgmlType::from_name(config.flags.get(flag).map_or("f16", String::as_str));
     let slots = number(config, "-np");
@@ -436,9 +458,34 @@ fn needed(model: &ModelInput, config: &EngineConfig, inputs: &Inputs) -> Option<
         n_ubatch: number(config, "-ub").unwrap_or(DEFAULT_UBATCH),
         ..KvSettings::new(ctx, cache("-ctk")?, cache("-ctv")?)
     };
-    let flash = config.flags.get("-fa").is_none_or(|v| v != "off");
+    Some(settings)
+}
+
+fn flash_attention(config: &EngineConfig) -> bool {
+    config.flags.get("-fa").is_none_or(|v| v != "off")
+}
+
+/// Weights + KV + compute estimate of `config` on `model` at the required context.
+fn needed(model: &ModelInput, config: &EngineConfig, inputs: &Inputs) -> Option<u64> {
+    let settings = kv_settings(config, inputs)?;
+    let flash = flash_attention(config);
     let plan = MemoryPlan::of(&model.facts, &settings, flash, Some(inputs.budget), 0, None)?;
     Some(plan.total_bytes)
+}
+
+/// With two GPUs or more and every layer offloaded: `GPU 1 needs X of Y` for the first GPU whose
+/// share of `config` is over its memory.
+fn gpu_overflow(model: &ModelInput, config: &EngineConfig, inputs: &Inputs) -> Option<String> {
+    if !all_offloaded(model, config) {
+        return None;
+    }
+    let settings = kv_settings(config, inputs)?;
+    overflow_note(&model.facts, &settings, &config.flags, &inputs.gpu_memories)
+}
+
+/// `-ngl` absent, `all`, or at least every layer and the output.
+fn all_offloaded(model: &ModelInput, config: &EngineConfig) -> bool {
+    crate::model::split::all_offloaded(&model.facts, &config.flags)
 }
 
 #[cfg(test)]
@@ -526,6 +573,66 @@ mod tests {
             unknown.reason,
             "this build's --help does not list --draft-max"
         );
+    }
+
+    #[test]
+    fn with_two_gpus_a_share_over_a_gpus_memory_is_pruned_naming_the_gpu() {
+        use crate::search::space::tests::two_gpus;
+        // The fixture model: 64 MiB of weights over 30 layers; GPU 1 holds 48 MiB.
+        let mut given = two_gpus(1, 1);
+        given.gpu_memories = vec![1 << 30, 48 << 20];
+        only(&mut given, "-ctk=f16");
+        only(&mut given, "-ctv=f16");
+        only(&mut given, "-fa=on");
+        let space = Space::build(&given).unwrap();
+        assert_eq!(labels(&space, "-ts"), ["by-memory", "1/1"]);
+        let pruned = prune(&space, &given).unwrap();
+        let over = pruned
+            .exclusions
+            .iter()
+            .find(|e| e.kind == "GPU memory")
+            .unwrap();
+        // -ts 1/1 puts half the layers on the 48 MiB GPU under -sm layer and row.
+        assert!(
+            over.example.contains("-ts 1/1: GPU 1 needs"),
+            "{}",
+            over.example
+        );
+        let kept = configurations(&space, &given).unwrap();
+        let labels: Vec<String> = kept.iter().map(Configuration::label).collect();
+        assert!(labels.iter().all(|l| !l.contains("-ts 1/1")), "{labels:?}");
+        assert!(
+            labels.iter().any(|l| l.contains("-sm layer -ts by-memory")),
+            "{labels:?}"
+        );
+        // -sm none with a split changes nothing and is pruned as such.
+        let none = pruned
+            .exclusions
+            .iter()
+            .find(|e| e.kind == "no effect" && e.reason.starts_with("-ts with -sm none"));
+        assert!(none.is_some(), "{:?}", pruned.exclusions);
+    }
+
+    #[test]
+    fn a_main_gpu_counts_only_with_split_mode_none() {
+        let mut given = crate::search::space::tests::two_gpus(12, 24);
+        only(&mut given, "-ctk=f16");
+        only(&mut given, "-ctv=f16");
+        only(&mut given, "-fa=on");
+        let space = Space::build(&given).unwrap();
+        let kept = configurations(&space, &given).unwrap();
+        let with_mg: Vec<String> = (kept.iter().map(Configuration::label))
+            .filter(|l| l.contains("-mg 1"))
+            .collect();
+        assert!(
+            !with_mg.is_empty() && with_mg.iter().all(|l| l.contains("-sm none")),
+            "{with_mg:?}"
+        );
+    }
+
+    fn labels(space: &Space, knob: &str) -> Vec<String> {
+        let knob = space.knob(knob).unwrap();
+        knob.values.iter().map(|s| s.label.clone()).collect()
     }
 
     #[test]

@@ -162,7 +162,11 @@ impl Edit {
             .ok_or_else(|| {
                 Error::input(format!("{option} {text}: expected KNOB=VALUE[,VALUE...]"))
             })?;
-        let values: Vec<String> = values.split(',').map(|v| v.trim().to_string()).collect();
+        let key = key.trim();
+        let values: Vec<String> = values
+            .split(',')
+            .map(|v| split_value(key, v.trim()))
+            .collect::<Result<_>>()?;
         if kind == EditKind::Pin && values.len() != 1 {
             return Err(Error::input(format!(
                 "{option} {text}: a pin takes one value"
@@ -170,10 +174,22 @@ impl Edit {
         }
         Ok(Edit {
             kind,
-            key: key.trim().to_string(),
+            key: key.to_string(),
             values,
         })
     }
+}
+
+/// A value of `-sm`, `-ts` or `-mg` (any spelling) checked as bench checks it (`-ts 3:1` → `3/1`);
+/// `by-memory`, the space's label for llama.cpp's default split, and other knobs' values pass.
+fn split_value(key: &str, value: &str) -> Result<String> {
+    let flag = match key {
+        "-sm" | "--split-mode" => "-sm",
+        "-ts" | "--tensor-split" if value != "by-memory" => "-ts",
+        "-mg" | "--main-gpu" => "-mg",
+        _ => return Ok(value.to_string()),
+    };
+    crate::measure::matrix::checked(flag, value)
 }
 
 /// The `--help` of one build: its flags, and each option's entry text for allowed values.
@@ -324,6 +340,8 @@ pub struct Inputs {
     pub cpu_cores: usize,
     /// The largest GPU's memory, when there is a GPU.
     pub gpu_memory: Option<u64>,
+    /// Each GPU's memory, in device order (what `-ts` and `-mg` index).
+    pub gpu_memories: Vec<u64>,
     pub budget: u64,
     pub ctx: u64,
     pub goal: Goal,
@@ -354,6 +372,7 @@ impl Space {
         space.add_batches(inputs);
         space.add_threads(inputs);
         space.add_offload(inputs);
+        space.add_split(inputs);
         space.add_speculation(inputs);
         space.add_slots(inputs);
         space.add_load_mode(inputs);
@@ -484,10 +503,14 @@ impl Space {
     }
 
     fn add_offload(&mut self, inputs: &Inputs) {
-        let Some(gpu) = inputs.gpu_memory else {
+        let Some(mut gpu) = inputs.gpu_memory else {
             self.leave_out("-ngl", "no GPU on this machine: nothing to offload to");
             return;
         };
+        if inputs.gpu_memories.len() >= 2 {
+            // A layer split spreads the layers over every GPU.
+            gpu = inputs.gpu_memories.iter().sum();
+        }
         if self.known(inputs, "-ngl", "-ngl") {
             let values = gpu_layers(inputs, gpu);
             let why = format!(
@@ -497,6 +520,85 @@ impl Space {
             self.push(Knob::of_flag("-ngl", KnobKind::Ordinal, &values, why));
         }
         self.add_expert_offload(inputs);
+    }
+
+    /// `-sm` and `-ts` with two GPUs or more; pinned (absent) with one or none.
+    fn add_split(&mut self, inputs: &Inputs) {
+        let gpus = inputs.gpu_memories.len();
+        if gpus < 2 {
+            let why = format!("{gpus} GPU(s) on this machine: a split needs two or more");
+            self.leave_out("-sm", why.clone());
+            return self.leave_out("-ts", why);
+        }
+        if self.known(inputs, "-sm", "-sm") {
+            let allowed = inputs.help.allowed("-sm").unwrap_or_default();
+            let values: Vec<String> = ["none", "layer", "row"]
+                .iter()
+                .filter(|m| allowed.is_empty() || allowed.iter().any(|a| a == *m))
+                .map(|m| m.to_string())
+                .collect();
+            if allowed.iter().any(|a| a == "tensor") {
+                let why =
+                    "-sm tensor is experimental in this build: add it with --extend -sm=tensor";
+                self.leave_out("-sm tensor", why);
+            }
+            let why = format!("{gpus} GPUs: one GPU, layers across them, or rows of each matrix");
+            self.push(Knob::of_flag("-sm", KnobKind::Categorical, &values, why));
+        }
+        if self.known(inputs, "-ts", "-ts") {
+            self.add_tensor_split(&inputs.gpu_memories);
+        }
+        if self.known(inputs, "-mg", "-mg") {
+            self.add_main_gpu(&inputs.gpu_memories);
+        }
+    }
+
+    /// With `-sm none`, which GPU holds the model: the first (llama.cpp's default) or the largest.
+    fn add_main_gpu(&mut self, memories: &[u64]) {
+        let largest = (0..memories.len()).max_by_key(|&i| (memories[i], std::cmp::Reverse(i)));
+        let Some(largest) = largest.filter(|&i| memories[i] > memories[0]) else {
+            let why = "GPU 0 is as large as any: -sm none's default main GPU is the largest";
+            return self.leave_out("-mg", why);
+        };
+        let values = vec![
+            Setting::nothing("0"),
+            Setting::flag("-mg", &largest.to_string()),
+        ];
+        let why =
+            format!("the GPU -sm none uses: GPU 0 (the default) or GPU {largest}, the largest");
+        self.push(Knob::new(
+            "-mg",
+            &["-mg"],
+            KnobKind::Categorical,
+            values,
+            why,
+        ));
+    }
+
+    /// llama.cpp's default (proportional to free memory) and an even split, when the GPUs'
+    /// memory differs (else the two are one).
+    fn add_tensor_split(&mut self, memories: &[u64]) {
+        if memories.iter().all(|&m| m == memories[0]) {
+            let why = "the GPUs have equal memory: llama.cpp's default split is already even";
+            return self.leave_out("-ts", why);
+        }
+        let even = vec!["1"; memories.len()].join("/");
+        let values = vec![Setting::nothing("by-memory"), Setting::flag("-ts", &even)];
+        let sizes: Vec<String> = memories
+            .iter()
+            .map(|&m| crate::domain::units::human_bytes(m))
+            .collect();
+        let why = format!(
+            "GPUs of {}: split by free memory (llama.cpp's default) or evenly",
+            sizes.join(", ")
+        );
+        self.push(Knob::new(
+            "-ts",
+            &["-ts"],
+            KnobKind::Categorical,
+            values,
+            why,
+        ));
     }
 
     fn add_expert_offload(&mut self, inputs: &Inputs) {
@@ -897,6 +999,7 @@ pub(crate) mod tests {
             }],
             cpu_cores: 2,
             gpu_memory: None,
+            gpu_memories: Vec::new(),
             budget: 1 << 30,
             ctx: 4096,
             goal,
@@ -950,6 +1053,62 @@ pub(crate) mod tests {
         let space = Space::build(&given).unwrap();
         assert_eq!(labels(&space, "-np"), ["1", "2", "4"]);
         assert_eq!(labels(&space, "-ngl"), ["all"]);
+    }
+
+    /// b11434's `-sm` and `-ts` entries on top of the fixture.
+    pub(crate) fn help_with_split() -> Help {
+        let more = "-m,    --model FNAME                    model path to load\n\
+                    -sm,   --split-mode {none,layer,row,tensor}\n\
+                    \x20                                       how to split the model across multiple GPUs, one of:\n\
+                    \x20                                       - none: use one GPU only\n\
+                    -ts,   --tensor-split N0,N1,N2,...      fraction of the model to offload to each GPU\n\
+                    -mg,   --main-gpu INDEX                 the GPU to use for the model (with split-mode = none)\n";
+        Help::parse(&format!("{HELP}{more}"), "llama-server").unwrap()
+    }
+
+    /// Two GPUs of `a` and `b` GiB (what the fingerprint's `gpus` rows give the space).
+    pub(crate) fn two_gpus(a: u64, b: u64) -> Inputs {
+        let mut given = inputs(Goal::Tg);
+        given.help = help_with_split();
+        given.gpu_memories = vec![a << 30, b << 30];
+        given.gpu_memory = Some(a.max(b) << 30);
+        given
+    }
+
+    #[test]
+    fn two_gpus_add_split_mode_and_ratio_and_one_gpu_pins_them() {
+        let space = Space::build(&two_gpus(24, 12)).unwrap();
+        assert_eq!(labels(&space, "-sm"), ["none", "layer", "row"]);
+        assert_eq!(labels(&space, "-ts"), ["by-memory", "1/1"]);
+        // GPU 0 is the largest already: -sm none's main GPU is no knob; the other way round it is.
+        assert!(space.knob("-mg").is_none());
+        let space = Space::build(&two_gpus(12, 24)).unwrap();
+        assert_eq!(labels(&space, "-mg"), ["0", "1"]);
+        let left: Vec<&str> = space.left_out.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(left.contains(&"-sm tensor"), "{left:?}");
+        // Equal GPUs: the default split is the even one, so -ts is no knob.
+        let space = Space::build(&two_gpus(80, 80)).unwrap();
+        assert!(space.knob("-ts").is_none() && space.knob("-sm").is_some());
+        let mut one = two_gpus(80, 80);
+        one.gpu_memories.pop();
+        let space = Space::build(&one).unwrap();
+        assert!(space.knob("-sm").is_none() && space.knob("-ts").is_none());
+        let left: Vec<&str> = space.left_out.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(left.contains(&"-sm") && left.contains(&"-ts"), "{left:?}");
+    }
+
+    #[test]
+    fn split_edits_are_checked_as_bench_checks_them() {
+        let edit = Edit::parse(EditKind::Only, "-ts=by-memory,3:1").unwrap();
+        assert_eq!(edit.values, ["by-memory", "3/1"]);
+        let error = Edit::parse(EditKind::Extend, "-sm=rows")
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("-sm rows: not a split mode"), "{error}");
+        let mut given = two_gpus(24, 12);
+        given.edits = vec![Edit::parse(EditKind::Extend, "-sm=tensor").unwrap()];
+        let space = Space::build(&given).unwrap();
+        assert_eq!(labels(&space, "-sm"), ["none", "layer", "row", "tensor"]);
     }
 
     #[test]

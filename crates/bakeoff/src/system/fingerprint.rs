@@ -1,6 +1,7 @@
 //! The hardware and OS fingerprint recorded with every run: the facts that change benchmark
 //! results (CPU, memory, GPUs, kernel, CPU governor, transparent huge pages, swappiness).
 
+use super::topology::{self, Topology};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::process::Command;
@@ -27,6 +28,10 @@ pub struct Fingerprint {
     pub cpu_governor: Option<String>,
     pub transparent_hugepages: Option<String>,
     pub swappiness: Option<u32>,
+    /// How the GPUs are linked (`nvidia-smi topo -m`), with two NVIDIA GPUs or more; absent
+    /// otherwise, so that fingerprints (and their hashes) of other machines are as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_topology: Option<Topology>,
 }
 
 fn read_trimmed(path: &str) -> Option<String> {
@@ -42,6 +47,7 @@ impl Fingerprint {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let mut gpus = nvidia_gpus();
+        let nvidia = gpus.len();
         gpus.extend(amd_gpus());
         Fingerprint {
             hostname: read_trimmed("/proc/sys/kernel/hostname").unwrap_or_default(),
@@ -58,6 +64,7 @@ impl Fingerprint {
             transparent_hugepages: read_trimmed("/sys/kernel/mm/transparent_hugepage/enabled")
                 .map(|s| selected_choice(&s)),
             swappiness: read_trimmed("/proc/sys/vm/swappiness").and_then(|s| s.parse().ok()),
+            gpu_topology: (nvidia >= 2).then(topology::collect).flatten(),
         }
     }
 
@@ -194,6 +201,22 @@ mod tests {
         );
         assert_eq!(mem_total("MemTotal:       24576000 kB\n"), 24576000 * 1024);
         assert_eq!(selected_choice("always [madvise] never"), "madvise");
+    }
+
+    #[test]
+    fn a_machine_without_gpus_has_the_json_and_hash_it_had_before_topology() {
+        let fp = Fingerprint {
+            hostname: "h".into(),
+            cpu_model: "c".into(),
+            cpu_cores: 2,
+            ..Default::default()
+        };
+        let json = fp.to_json();
+        assert!(!json.contains("gpu_topology"), "{json}");
+        // The hash of this fingerprint as computed before the field existed.
+        assert_eq!(fp.hash(), "99893ba862ba6f97");
+        let read: Fingerprint = serde_json::from_str(&json).unwrap();
+        assert_eq!(read, fp);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Facts about this machine and the places bakeoff keeps things: cache and data paths, the
-//! hardware/OS fingerprint and settings audit stored with every run, and the machine-wide
+//! hardware/OS fingerprint (GPU topology included) and settings audit stored with every run, and the machine-wide
 //! measurement lock.
 
 pub mod audit;
@@ -8,6 +8,7 @@ pub mod fingerprint;
 pub mod lock;
 pub mod paths;
 pub mod telemetry;
+pub mod topology;
 pub mod writable;
 
 pub use fingerprint::Fingerprint;

@@ -8,6 +8,7 @@ pub mod hwmon;
 pub mod nvml;
 pub mod rapl;
 pub mod sampler;
+pub mod smi;
 pub mod trial;
 
 pub use sampler::{Config, Sampler, TelemetrySummary};

@@ -53,6 +53,42 @@ pub fn metrics(summary: &TelemetrySummary, tokens: Option<f64>) -> Vec<(&'static
     .collect()
 }
 
+/// Each GPU's own figures, when the trial ran on two GPUs or more (one GPU's are the totals
+/// already): `gpu1_power_w_mean`, `gpu1_power_w_peak`, `gpu1_vram_peak_bytes`, `gpu1_energy_j`,
+/// named after NVML's device index (`amdgpu_card0_…` for amdgpu boards).
+pub fn device_metrics(summary: &TelemetrySummary) -> Vec<(String, f64, Unit)> {
+    let gpus: Vec<(String, &super::sampler::SourceSummary)> = (summary.sources.iter())
+        .filter_map(|s| Some((device_name(&s.source)?, s)))
+        .collect();
+    if gpus.len() < 2 {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (name, source) in gpus {
+        for (metric, value, unit) in [
+            ("power_w_mean", source.power_w_mean, Unit::Watts),
+            ("power_w_peak", source.power_w_peak, Unit::Watts),
+            ("vram_peak_bytes", source.mem_used_peak_bytes, Unit::Bytes),
+            ("energy_j", source.energy_j, Unit::Joules),
+        ] {
+            if let Some(value) = value {
+                out.push((format!("{name}_{metric}"), value, unit));
+            }
+        }
+    }
+    out
+}
+
+/// `nvml:1` → `gpu1`, `amdgpu:card0` → `amdgpu_card0`; other sources are no GPU.
+pub fn device_name(source: &str) -> Option<String> {
+    if let Some(index) = source.strip_prefix("nvml:") {
+        return Some(format!("gpu{index}"));
+    }
+    source
+        .strip_prefix("amdgpu:")
+        .map(|card| format!("amdgpu_{card}"))
+}
+
 /// The peak resident memory of a process so far (`VmHWM` of `/proc/PID/status`), in bytes: what
 /// an engine on the CPU really holds (weights it touched, KV cache, buffers).
 pub fn rss_peak_bytes(pid: i32) -> Option<f64> {
@@ -117,6 +153,43 @@ mod tests {
             "{m:?}"
         );
         assert!(metrics(&TelemetrySummary::default(), Some(10.0)).is_empty());
+    }
+
+    #[test]
+    fn each_gpu_of_a_multi_gpu_trial_keeps_its_own_figures() {
+        let gpu = |source: &str, watts: f64, vram: f64| {
+            let mut gpu = super::super::sampler::SourceSummary::default();
+            gpu.source = source.into();
+            gpu.power_w_mean = Some(watts);
+            gpu.power_w_peak = Some(watts + 50.0);
+            gpu.mem_used_peak_bytes = Some(vram);
+            gpu
+        };
+        let mut summary = TelemetrySummary {
+            sources: vec![
+                gpu("nvml:0", 400.0, 4e10),
+                gpu("nvml:1", 250.0, 3e10),
+                gpu("cpu", 0.0, 0.0),
+            ],
+            ..Default::default()
+        };
+        let metrics = device_metrics(&summary);
+        let find = |name: &str| {
+            metrics
+                .iter()
+                .find(|(m, _, _)| m == name)
+                .map(|(_, v, _)| *v)
+        };
+        assert_eq!(find("gpu0_power_w_mean"), Some(400.0));
+        assert_eq!(find("gpu1_power_w_peak"), Some(300.0));
+        assert_eq!(find("gpu1_vram_peak_bytes"), Some(3e10));
+        assert!(
+            metrics.iter().all(|(m, _, _)| !m.starts_with("cpu")),
+            "{metrics:?}"
+        );
+        // One GPU: its figures are the trial's totals already.
+        summary.sources.remove(1);
+        assert!(device_metrics(&summary).is_empty());
     }
 
     #[test]
