@@ -9,7 +9,9 @@ use std::time::Duration;
 
 /// Masks every snapshot needs: paths, dates, hashes, pids, ports, bakeoff's version.
 pub fn filters(sandbox: &Sandbox) -> Vec<(String, String)> {
-    let mut filters = Vec::new();
+    // The binary under test, wherever CARGO_TARGET_DIR put it.
+    let exe = escape(env!("CARGO_BIN_EXE_bakeoff"));
+    let mut filters = vec![(exe, "[WORKSPACE]/target/debug/bakeoff".to_string())];
     for (path, name) in [
         (sandbox.dir.path().to_path_buf(), "[TEMP]"),
         (super::cache_home(), "[CACHE]"),
