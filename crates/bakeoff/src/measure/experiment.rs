@@ -196,13 +196,24 @@ pub fn plan_depth_warnings(plan: &BenchPlan) -> Vec<String> {
 
 /// With two GPUs or more (`gpu_memories`, each GPU's memory): a warning for each configuration
 /// of the plan that would leave some GPU a share of a model larger than its memory, as llama.cpp
-/// places layers (`-sm`, `-ts`, `-mg`; every layer offloaded). A warning, not a skip: the split
-/// plan is an estimate, and the engine's own load is the judge.
+/// places layers (`-sm`, `-ts`, `-mg`; every layer offloaded). With one GPU: a warning that `-sm
+/// row` will be refused. Warnings, not skips: the split plan is an estimate, and the engine's own
+/// load is the judge.
 pub fn plan_gpu_warnings(plan: &BenchPlan, gpu_memories: &[u64]) -> Vec<String> {
+    let configs = plan.configs();
+    if gpu_memories.len() == 1 {
+        // Measured on the lent H200 (b11434, CUDA): `llama_model_load: error loading model:
+        // device CUDA0 does not support split buffers`, and the server exits.
+        let row = configs.iter().find(|c| {
+            c.rejected.is_none() && c.config.flags.get("-sm").is_some_and(|sm| sm == "row")
+        });
+        return row
+            .map(|c| vec![format!("{}: -sm row needs two GPUs or more; llama.cpp's CUDA backend refuses it on one (\"does not support split buffers\"), so it will be skipped", c.config.label())])
+            .unwrap_or_default();
+    }
     if gpu_memories.len() < 2 {
         return Vec::new();
     }
-    let configs = plan.configs();
     let mut warnings = Vec::new();
     for file in &plan.models {
         let Ok(gguf) = crate::formats::gguf::GgufFile::open(file) else {
@@ -484,6 +495,14 @@ mod tests {
         let mut bench = plan(1, &[64], &[32], &[0]);
         bench.matrix.set("-sm", vec!["layer".into()]);
         assert!(plan_gpu_warnings(&bench, &[1 << 30]).is_empty(), "one GPU");
+        bench.matrix.set("-sm", vec!["none".into(), "row".into()]);
+        let warnings = plan_gpu_warnings(&bench, &[1 << 30]);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("-sm row needs two GPUs"),
+            "{warnings:?}"
+        );
+        bench.matrix.set("-sm", vec!["layer".into()]);
         // The model file is absent: nothing to plan, no warning, no error.
         assert!(plan_gpu_warnings(&bench, &[1 << 30, 1 << 30]).is_empty());
         let flags = [("-c", "8192"), ("-ctv", "q8_0"), ("-np", "2")]

@@ -35,7 +35,7 @@ pub struct LayerAttention {
     pub recurrent: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ModelFacts {
     pub architecture: String,
     pub name: Option<String>,

@@ -419,18 +419,7 @@ mod tests {
             n_vocab: Some(1000),
             layers: (0..layers).map(layer).collect(),
             sliding_window: window,
-            shared_kv_layers: 0,
-            kv_lora_rank: None,
-            q_lora_rank: None,
-            expert_count: None,
-            expert_used_count: None,
-            ssm_state_size: None,
-            ssm_conv_kernel: None,
-            ssm_inner_size: None,
-            tokenizer_model: None,
-            chat_template_sha256: None,
-            split_count: None,
-            notes: vec![],
+            ..Default::default()
         }
     }
 

@@ -349,19 +349,7 @@ mod tests {
             n_ff: 1536,
             n_vocab: Some(49152),
             layers: vec![layer; 30],
-            sliding_window: None,
-            shared_kv_layers: 0,
-            kv_lora_rank: None,
-            q_lora_rank: None,
-            expert_count: None,
-            expert_used_count: None,
-            ssm_state_size: None,
-            ssm_conv_kernel: None,
-            ssm_inner_size: None,
-            tokenizer_model: None,
-            chat_template_sha256: None,
-            split_count: None,
-            notes: vec![],
+            ..Default::default()
         }
     }
 

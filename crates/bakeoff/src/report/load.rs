@@ -81,8 +81,18 @@ pub fn step_table(steps: &[StepTable]) -> Table {
     table
 }
 
+/// Percentiles as `p50 / p90 / p99`; `-` where no request was measured (not `NaN`).
+fn percentiles(values: &[f64], digits: usize) -> String {
+    let figure = |v: &f64| match v.is_finite() {
+        true => format!("{v:.digits$}"),
+        false => "-".to_string(),
+    };
+    values.iter().map(figure).collect::<Vec<_>>().join(" / ")
+}
+
 fn step_row(t: &StepTable) -> Vec<String> {
     let goodput = t.goodput_rps.map(|g| format!("{g:.2}"));
+    let (ttft, itl, tpot, e2e) = (&t.ttft_ms, &t.itl_ms, &t.tpot_ms, &t.e2e_ms);
     vec![
         t.step.clone(),
         t.completed.to_string(),
@@ -90,15 +100,10 @@ fn step_row(t: &StepTable) -> Vec<String> {
         format!("{:.2}", t.request_throughput),
         format!("{:.1}", t.output_tps),
         goodput.unwrap_or_else(|| "-".into()),
-        format!(
-            "{:.0} / {:.0} / {:.0}",
-            t.ttft_ms.p("p50"),
-            t.ttft_ms.p("p90"),
-            t.ttft_ms.p("p99")
-        ),
-        format!("{:.1} / {:.1}", t.itl_ms.p("p50"), t.itl_ms.p("p99")),
-        format!("{:.1} / {:.1}", t.tpot_ms.p("p50"), t.tpot_ms.p("p99")),
-        format!("{:.0} / {:.0}", t.e2e_ms.p("p50"), t.e2e_ms.p("p99")),
+        percentiles(&[ttft.p("p50"), ttft.p("p90"), ttft.p("p99")], 0),
+        percentiles(&[itl.p("p50"), itl.p("p99")], 1),
+        percentiles(&[tpot.p("p50"), tpot.p("p99")], 1),
+        percentiles(&[e2e.p("p50"), e2e.p("p99")], 0),
         format!("{:.2}", t.client_cpu_cores),
         t.note.clone().unwrap_or_default(),
     ]

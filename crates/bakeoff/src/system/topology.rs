@@ -178,6 +178,19 @@ NIC Legend:
     }
 
     #[test]
+    fn the_h200_machines_own_output_parses() {
+        // `nvidia-smi topo -m` on the lent H200 (driver 580.159.04), escapes and all.
+        let text = "\t\x1b[4mGPU0\tCPU Affinity\tNUMA Affinity\tGPU NUMA ID\x1b[0m\n\
+                    GPU0\t X \t0-15\t0\t\tN/A\n\nLegend:\n\n  X    = Self\n";
+        let topology = parse(text).unwrap();
+        assert_eq!(topology.gpus, ["GPU0"]);
+        assert_eq!(topology.link(0, 0), Some("X"));
+        assert_eq!(topology.cpu_affinity, [Some("0-15".to_string())]);
+        assert_eq!(topology.numa_affinity, [Some("0".to_string())]);
+        assert_eq!(topology.describe(), "");
+    }
+
+    #[test]
     fn pcie_pairs_and_unparsable_text() {
         let two = "\tGPU0\tGPU1\tCPU Affinity\tNUMA Affinity\n\
                    GPU0\t X \tPHB\t0-15\tN/A\n\
