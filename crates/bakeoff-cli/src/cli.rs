@@ -108,6 +108,11 @@ pub struct QueueArgs {
     /// With --queue: only workers started with this `--host-tag` take it.
     #[arg(long, requires = "queue", value_name = "TAG")]
     pub host_tag: Option<String>,
+    /// With --queue: each worker runs its own default llama.cpp build (machines with different
+    /// builds compared as they are), instead of only workers with this host's build (by build
+    /// number and commit). `--build NAME=PATH` builds are matched either way.
+    #[arg(long, requires = "queue")]
+    pub any_build: bool,
 }
 
 /// Where the llama.cpp tools are, for the commands that start one.

@@ -275,6 +275,15 @@ fn a_worker_takes_only_experiments_on_builds_it_has_and_runs_its_own_copy() {
     let needs = pg.psql("builds", "SELECT build || ' ' || name FROM queue_builds");
     assert!(needs.trim().starts_with("b10798"), "{needs}");
     assert!(needs.trim().ends_with(" old"), "{needs}");
+    // The default engine is this host's build, unless each worker may use its own.
+    let default = enqueue(&url, &["-n", "4", "--tag", "default"]);
+    let own = enqueue(&url, &["-n", "4", "--tag", "own", "--any-build"]);
+    let needed = |uuid: &str| {
+        let sql = format!("SELECT count(*) FROM queue_builds b JOIN queue_experiments x ON x.id = b.experiment_id WHERE x.uuid = '{uuid}'");
+        value(pg, "builds", &sql)
+    };
+    assert_eq!((needed(&default), needed(&own)), (1, 0));
+    pg.psql("builds", "DELETE FROM queue_items WHERE experiment_id IN (SELECT id FROM queue_experiments WHERE tag IN ('default', 'own'))");
     std::fs::remove_file(&old).unwrap();
 
     // A host without that build (an empty engine cache, none on PATH) leaves the item.

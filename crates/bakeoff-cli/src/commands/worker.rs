@@ -268,6 +268,8 @@ pub fn enqueue(
         builds,
     } = queued;
     let builds = match builds {
+        // The default engine, left to each worker.
+        Some([]) if args.any_build => Vec::new(),
         Some(builds) => queue::build_needs(global.engine_path.as_deref(), builds)?,
         None => Vec::new(),
     };
@@ -318,7 +320,7 @@ fn queued_argv(args: impl Iterator<Item = String>) -> Vec<String> {
             continue;
         }
         match arg.as_str() {
-            "--queue" | "--each" => {}
+            "--queue" | "--each" | "--any-build" => {}
             "--host-tag" | "--db" => skip_value = true,
             a if a.starts_with("--host-tag=") || a.starts_with("--db=") => {}
             _ => out.push(arg),
@@ -333,7 +335,7 @@ mod tests {
 
     #[test]
     fn the_queued_command_drops_the_queue_options_and_the_store() {
-        let argv = "bench --db postgres://a:b@h/d -m m.gguf --queue --each --host-tag gpu --kv f16,q8_0 --db=x -- -c 512";
+        let argv = "bench --db postgres://a:b@h/d -m m.gguf --queue --each --any-build --host-tag gpu --kv f16,q8_0 --db=x -- -c 512";
         let kept = queued_argv(argv.split(' ').map(String::from));
         assert_eq!(kept.join(" "), "bench -m m.gguf --kv f16,q8_0 -- -c 512");
     }
