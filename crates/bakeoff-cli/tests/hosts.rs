@@ -4,23 +4,19 @@
 
 mod common;
 
-use common::{pg, run, smollm, Sandbox};
+use common::{expect_json, expect_ok, pg, run, smollm, Sandbox};
 use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(900);
 
-fn ok(mut cmd: Command, args: &[&str]) -> String {
-    cmd.args(args);
-    let (status, out, err) = run(cmd, LIMIT);
-    assert!(status.success(), "bakeoff {args:?} failed: {err}\n{out}");
-    out
+fn ok(cmd: Command, args: &[&str]) -> String {
+    expect_ok(cmd, args, LIMIT)
 }
 
 fn json(cmd: Command, args: &[&str]) -> Value {
-    let out = ok(cmd, args);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    expect_json(cmd, args, LIMIT)
 }
 
 /// The same bench on `box-a` then `box-b` through `bakeoff` commands from `cmd`; then every view
@@ -67,14 +63,9 @@ fn machines_side_by_side(cmd: impl Fn() -> Command) {
         table.contains("box-a") && table.contains("box-b"),
         "{table}"
     );
-    let (status, _, err) = run(
-        {
-            let mut c = cmd();
-            c.args(["runs", "list", "--host", "box-z"]);
-            c
-        },
-        LIMIT,
-    );
+    let mut unknown = cmd();
+    unknown.args(["runs", "list", "--host", "box-z"]);
+    let (status, _, err) = run(unknown, LIMIT);
     assert!(status.success());
     assert!(err.contains("no runs of host 'box-z'"), "{err}");
     let shown = ok(cmd(), &["runs", "show", "box-b"]);

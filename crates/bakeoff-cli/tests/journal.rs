@@ -16,14 +16,11 @@ fn bakeoff(sandbox: &Sandbox, args: &[&str]) -> (std::process::ExitStatus, Strin
 }
 
 fn ok(sandbox: &Sandbox, args: &[&str]) -> String {
-    let (status, stdout, stderr) = bakeoff(sandbox, args);
-    assert!(status.success(), "bakeoff {args:?} failed: {stderr}");
-    stdout
+    expect_ok(sandbox.cmd(), args, LIMIT)
 }
 
 fn json(sandbox: &Sandbox, args: &[&str]) -> Value {
-    let stdout = ok(sandbox, args);
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
+    expect_json(sandbox.cmd(), args, LIMIT)
 }
 
 /// A small real bench run of SmolLM2 (pp16 and tg8, 2 repetitions) tagged `tag`.

@@ -12,21 +12,25 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(300);
 
-fn bakeoff(sandbox: &Sandbox, args: &[&str]) -> (ExitStatus, String, String) {
+/// `bakeoff` on the sandbox's store, with no team store from the environment.
+fn cmd(sandbox: &Sandbox) -> Command {
     let mut cmd = sandbox.cmd();
-    cmd.env_remove("BAKEOFF_TEAM_DB").args(args);
+    cmd.env_remove("BAKEOFF_TEAM_DB");
+    cmd
+}
+
+fn bakeoff(sandbox: &Sandbox, args: &[&str]) -> (ExitStatus, String, String) {
+    let mut cmd = cmd(sandbox);
+    cmd.args(args);
     run(cmd, LIMIT)
 }
 
 fn ok(sandbox: &Sandbox, args: &[&str]) -> String {
-    let (status, stdout, stderr) = bakeoff(sandbox, args);
-    assert!(status.success(), "bakeoff {args:?} failed: {stderr}");
-    stdout
+    expect_ok(cmd(sandbox), args, LIMIT)
 }
 
 fn json(sandbox: &Sandbox, args: &[&str]) -> Value {
-    let stdout = ok(sandbox, args);
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
+    expect_json(cmd(sandbox), args, LIMIT)
 }
 
 /// (kind, status, trials, samples) of every run in a store, newest first.

@@ -91,6 +91,23 @@ pub fn gemma() -> PathBuf {
     installed("models/gemma-3-270m-q4_k_m.gguf")
 }
 
+/// `cmd` with `args`, which must succeed within `limit`: its stdout.
+pub fn expect_ok(mut cmd: Command, args: &[&str], limit: Duration) -> String {
+    cmd.args(args);
+    let (status, stdout, stderr) = run(cmd, limit);
+    assert!(
+        status.success(),
+        "bakeoff {args:?} failed: {stderr}\n{stdout}"
+    );
+    stdout
+}
+
+/// [`expect_ok`], its stdout parsed as JSON.
+pub fn expect_json(cmd: Command, args: &[&str], limit: Duration) -> serde_json::Value {
+    let stdout = expect_ok(cmd, args, limit);
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
+}
+
 /// Write a random-weight model with SmolLM2's vocabulary to `out`: a small llama (4 layers,
 /// 256 wide) quantized to Q4_1 by the real llama-quantize. It starts and generates like a real
 /// model, answers nothing right, and shares SmolLM2's tokenizer, so KL-divergence against SmolLM2

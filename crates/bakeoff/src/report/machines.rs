@@ -169,7 +169,7 @@ fn chart(rows: &[Row], hosts: &[String], kind: &str, several_models: bool) -> Op
             name: host.clone(),
             values: rows
                 .iter()
-                .map(|r| median(r, host).map(|s| s.median))
+                .map(|r| summary(r, host).map(|s| s.median))
                 .collect(),
         })
         .collect();
@@ -182,7 +182,8 @@ fn chart(rows: &[Row], hosts: &[String], kind: &str, several_models: bool) -> Op
     }))
 }
 
-fn median(row: &Row, host: &str) -> Option<Summary> {
+/// A machine's summary of one row's samples (`None`: not measured there).
+fn summary(row: &Row, host: &str) -> Option<Summary> {
     row.by_host
         .get(host)
         .filter(|v| !v.is_empty())
@@ -197,7 +198,7 @@ fn side_by_side(rows: &[Row], hosts: &[String]) -> Table {
     let mut table = Table::from_titles(&titles);
     for row in rows {
         let summaries: Vec<(&String, Option<Summary>)> =
-            hosts.iter().map(|h| (h, median(row, h))).collect();
+            hosts.iter().map(|h| (h, summary(row, h))).collect();
         let mut cells = vec![
             row.key.model.clone(),
             config_text(&row.key.config).to_string(),
