@@ -43,7 +43,7 @@ test: setup second-build lint
 	INSTA_UPDATE=no cargo test --workspace --locked
 
 snapshots: setup
-	INSTA_UPDATE=always cargo test -p bakeoff-cli --locked --test snapshots --test load
+	INSTA_UPDATE=always cargo test -p bakeoff-cli --locked --test suite -- snapshots:: load::
 	git status --short crates/bakeoff-cli/tests/snapshots
 
 bench: setup $(BAKEOFF)

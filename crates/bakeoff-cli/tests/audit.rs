@@ -2,7 +2,7 @@
 //! score, the `--json` shape, readiness of a saved profile's model and of the port, and the audit
 //! stored with every run, named by `compare` (runs against the scripted endpoint: no engine).
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

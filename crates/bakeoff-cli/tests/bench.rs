@@ -1,6 +1,6 @@
 //! `bakeoff bench` and `bakeoff compare` against a real llama-server (and llama-bench) on SmolLM2.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! Two real llama.cpp builds (b11434 from `scripts/setup`, b10798 from `--second-build`): what
 //! bakeoff records as each one's identity, which flags each knows, and how `runs show` lists them.
 
-mod common;
+use crate::common;
 
 use bakeoff::engines::build::{identify, BuildIdentity, BuildRef, KnownFlags};
 use bakeoff::measure::sink::NewTrial;
@@ -183,7 +183,7 @@ fn sweep_args(models: &[std::path::PathBuf], extra: &[&str]) -> Vec<String> {
 fn two_models_on_two_real_builds_are_one_run_and_a_four_row_shootout() {
     let sandbox = Sandbox::new();
     let models = [common::smollm(), common::gemma()];
-    let bench = sweep_args(&models, &["-p", "16", "-n", "4", "-r", "1", "-t", "2"]);
+    let bench = sweep_args(&models, &["-p", "16", "-n", "4", "-r", "1", "-t", "1"]);
     bakeoff_ok(&sandbox, &bench);
 
     let rows = json_of(&sandbox, &["report", "last", "--shootout", "-o", "json"]);

@@ -2,7 +2,7 @@
 //! and its bakeoff command plans its task's shard; the Kubernetes Job's command does the same with
 //! the index Kubernetes sets.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::PathBuf;

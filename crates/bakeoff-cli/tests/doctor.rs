@@ -1,6 +1,6 @@
 //! `bakeoff doctor` finds the engine and models set-up installed, and fails with a hint when not.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::Duration;

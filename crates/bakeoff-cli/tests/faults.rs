@@ -5,7 +5,7 @@
 //! asserts the stored status, the message, the exit code where bakeoff's own code decides it, and
 //! that what was measured before the fault is kept.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;
@@ -153,7 +153,7 @@ fn bench(sandbox: &Sandbox, extra: &[&str]) -> std::process::Command {
     let mut cmd = sandbox.cmd();
     cmd.args(["bench", "-m"]).arg(smollm());
     cmd.args(["--engine-path"]).arg(llama_bin("llama-server"));
-    cmd.args(["-p", "16", "-r", "1", "--warmup", "0", "-t", "2"]);
+    cmd.args(["-p", "16", "-r", "1", "--warmup", "0", "-t", "1"]);
     cmd.args(extra);
     cmd
 }
@@ -304,7 +304,7 @@ fn gate_goes_on_with_the_next_candidate_when_one_engine_is_killed() {
     let sandbox = Sandbox::new();
     let file = sandbox.dir.path().join("candidates.toml");
     let body = format!(
-        "model = \"{}\"\nctx = 1024\n[baseline]\nname = \"base\"\nflags = \"-t 2\"\n[[candidate]]\nname = \"doomed\"\nflags = \"-t 2\"\n[[candidate]]\nname = \"survivor\"\nflags = \"-t 2\"\n[checks]\nkld = \"off\"\nagreement = false\ncanaries = false\ntg_reps = 1\ntg_tokens = 512\n",
+        "model = \"{}\"\nctx = 1024\n[baseline]\nname = \"base\"\nflags = \"-t 1\"\n[[candidate]]\nname = \"doomed\"\nflags = \"-t 1\"\n[[candidate]]\nname = \"survivor\"\nflags = \"-t 1\"\n[checks]\nkld = \"off\"\nagreement = false\ncanaries = false\ntg_reps = 1\ntg_tokens = 512\n",
         smollm().display()
     );
     std::fs::write(&file, body).unwrap();

@@ -2,7 +2,7 @@
 //! binary runs itself again as a probe that starts the shared server, and checks the server is
 //! gone once the probe exits normally and once it is killed with SIGKILL.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::io::{BufRead, BufReader};
@@ -31,7 +31,11 @@ fn probe_holding_the_shared_server() {
 /// Run the probe in `mode`; returns it with the shared server's pid, read from its stdout.
 fn start_probe(mode: &str) -> (std::process::Child, i32) {
     let mut probe = Command::new(std::env::current_exe().expect("test binary path"))
-        .args(["probe_holding_the_shared_server", "--exact", "--nocapture"])
+        .args([
+            "fixture::probe_holding_the_shared_server",
+            "--exact",
+            "--nocapture",
+        ])
         .env(PROBE, mode)
         .stdout(Stdio::piped())
         .spawn()

@@ -2,7 +2,7 @@
 //! gates bite (a random-weight model with the same vocabulary FAILS every one), a near-lossless
 //! change does not, and the readiness table is stored and re-printed.
 
-mod common;
+use crate::common;
 
 use common::{random_model, run, smollm, Sandbox};
 use serde_json::Value;
@@ -68,17 +68,17 @@ fn fidelity_gates_fail_a_random_model_and_pass_a_near_lossless_kv_cache() {
         r#"ctx = 2048
 [baseline]
 name = "f16"
-flags = "-fa on -t 2"
+flags = "-fa on -t 1"
 [[candidate]]
 name = "q8_0"
-flags = "-fa on -t 2 -ctk q8_0 -ctv q8_0"
+flags = "-fa on -t 1 -ctk q8_0 -ctv q8_0"
 [[candidate]]
 name = "q4_0"
-flags = "-fa on -t 2 -ctk q4_0 -ctv q4_0"
+flags = "-fa on -t 1 -ctk q4_0 -ctv q4_0"
 [[candidate]]
 name = "random"
 model = "random.gguf"
-flags = "-fa on -t 2"
+flags = "-fa on -t 1"
 [checks]
 kld = "both"
 kld_chunks = 8
@@ -180,10 +180,10 @@ fn speculation_is_checked_for_losslessness_and_draft_timings() {
         r#"ctx = 1024
 [baseline]
 name = "plain"
-flags = "-t 2"
+flags = "-t 1"
 [[candidate]]
 name = "ngram"
-flags = "-t 2 --spec-type ngram-mod"
+flags = "-t 1 --spec-type ngram-mod"
 [checks]
 kld = "off"
 canaries = false
@@ -223,13 +223,13 @@ fn a_candidate_the_engine_refuses_is_a_blocker_and_the_rest_still_run() {
         r#"ctx = 1024
 [baseline]
 name = "plain"
-flags = "-t 2"
+flags = "-t 1"
 [[candidate]]
 name = "typo"
-flags = "-t 2 --flash-attn-typo on"
+flags = "-t 1 --flash-attn-typo on"
 [[candidate]]
 name = "user-suite"
-flags = "-t 2"
+flags = "-t 1"
 [checks]
 kld = "off"
 agreement = false

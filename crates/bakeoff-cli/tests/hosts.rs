@@ -2,7 +2,7 @@
 //! machine, as a worker does) are listed by host, compared with the host named among the
 //! differences, and put in one table by the report — on SQLite and on a real PostgreSQL store.
 
-mod common;
+use crate::common;
 
 use common::{expect_json, expect_ok, pg, run, smollm, Sandbox};
 use serde_json::Value;

@@ -4,7 +4,7 @@
 //! error and malformed URL apart; `compare` refuses runs with nothing to compare. None of these is
 //! an engine path: no engine is started here (the servers below are faults, not engines).
 
-mod common;
+use crate::common;
 
 use bakeoff::domain::{EngineConfig, Unit};
 use bakeoff::store::{NewTrial, Store};

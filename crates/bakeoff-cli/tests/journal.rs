@@ -1,7 +1,7 @@
 //! `bakeoff journal` on real runs: two `bakeoff bench` runs of SmolLM2 on a real llama-server,
 //! judged into entries with proposed verdicts, rendered as the Markdown log and as JSON.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

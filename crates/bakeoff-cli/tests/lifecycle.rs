@@ -3,7 +3,7 @@
 //! that measured nothing. Each asserts the status, the exit code, the message and that nothing
 //! already measured is lost. Engine paths use a real llama-server on SmolLM2.
 
-mod common;
+use crate::common;
 
 use bakeoff::store::Store;
 use bakeoff::system::MeasureLock;
@@ -102,7 +102,7 @@ fn simultaneous_lock_starts_never_hold_it_together() {
         .map(|_| {
             Command::new(&exe)
                 .args([
-                    "simultaneous_lock_starts_never_hold_it_together",
+                    "lifecycle::simultaneous_lock_starts_never_hold_it_together",
                     "--exact",
                     "--nocapture",
                 ])
@@ -390,7 +390,7 @@ fn kill_9_of_bench_reads_abandoned_and_resume_finishes_it_marking_the_cut_trial(
 fn gate_file(dir: &Path) -> PathBuf {
     let file = dir.join("gate.toml");
     let body = format!(
-        "model = \"{}\"\nctx = 1024\n[baseline]\nname = \"plain\"\nflags = \"-t 2\"\n[[candidate]]\nname = \"q8\"\nflags = \"-t 2 -ctk q8_0\"\n[checks]\nkld = \"off\"\nagreement = false\ntg_reps = 3\n",
+        "model = \"{}\"\nctx = 1024\n[baseline]\nname = \"plain\"\nflags = \"-t 1\"\n[[candidate]]\nname = \"q8\"\nflags = \"-t 1 -ctk q8_0\"\n[checks]\nkld = \"off\"\nagreement = false\ntg_reps = 3\n",
         smollm().display()
     );
     std::fs::write(&file, body).unwrap();

@@ -1,7 +1,8 @@
 //! `bakeoff load` against a real llama-server on SmolLM2 (and, for faults a real server cannot be
 //! made to produce, a scripted endpoint that answers HTTP 500 or cuts streams short).
 
-mod common;
+use crate::bakeoff_snapshot;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! `bakeoff model template` prints the prompt a model's own chat template makes of a conversation,
 //! the same bytes the library's goldens (Python jinja2 as transformers) hold.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::PathBuf;

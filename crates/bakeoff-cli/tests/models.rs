@@ -1,7 +1,7 @@
 //! `bakeoff models list` on the real GGUF files set-up installs: a catalog with both, selection
 //! by name, glob, `--category` and `--max-size`, and a broken file listed as a row with its error.
 
-mod common;
+use crate::common;
 
 use common::{gemma, smollm, Sandbox};
 use std::path::Path;
@@ -199,7 +199,7 @@ fn gate_gives_each_build_and_model_its_own_baseline_and_candidates() {
     std::fs::write(dir.join("suite.toml"), suite).unwrap();
     let checks =
         "[checks]\nkld = \"off\"\nagreement = false\ntg_reps = 0\nsuite = \"suite.toml\"\n";
-    let candidates = "[baseline]\nname = \"f16\"\nflags = \"-t 2\"\n[[candidate]]\nname = \"q8_0\"\nflags = \"-t 2 -fa on -ctk q8_0 -ctv q8_0\"\n";
+    let candidates = "[baseline]\nname = \"f16\"\nflags = \"-t 1\"\n[[candidate]]\nname = \"q8_0\"\nflags = \"-t 1 -fa on -ctk q8_0 -ctv q8_0\"\n";
     let models = format!("{},{}", smollm().display(), gemma().display());
     let text = format!("model = \"{models}\"\nctx = 1024\n{candidates}{checks}");
     std::fs::write(dir.join("candidates.toml"), text).unwrap();

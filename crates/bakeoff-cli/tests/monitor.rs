@@ -1,7 +1,7 @@
 //! `bakeoff monitor` on this machine: rows parse, the summary names every source this machine
 //! does not offer with a reason (a VM without RAPL access or a GPU is the expected case here).
 
-mod common;
+use crate::common;
 
 use common::{run, Sandbox};
 use std::time::Duration;

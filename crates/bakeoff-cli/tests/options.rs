@@ -1,7 +1,7 @@
 //! The option conventions every command shares, checked on `--help` and on argument errors: no
 //! engine is started here.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! `llama_kv_cache: size = X MiB (N cells, L layers, a/b seqs), K (t): k MiB, V (t): v MiB`;
 //! cells and layers must match exactly and sizes to the log's resolution (0.01 MiB).
 
-mod common;
+use crate::common;
 
 use bakeoff::engines::llama_server::{LlamaServer, ServerSpec};
 use bakeoff::formats::gguf::{GgmlType, GgufFile};

@@ -1,7 +1,7 @@
 //! `bakeoff plan --gpus`: each GPU's share of SmolLM2 under a layer or row split, as llama.cpp
 //! places layers; no engine is started (the split plan reads the GGUF alone).
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The team store: every command against a real PostgreSQL server (started by the test setup on
 //! a private directory and port, see common/pg.rs), its credentials, and its schema versions.
 
-mod common;
+use crate::common;
 
 use common::pg::{self, PgServer};
 use common::{run, smollm, Sandbox};
@@ -33,6 +33,9 @@ fn fails(mut cmd: Command, args: &[&str]) -> String {
 fn count(pg: &PgServer, db: &str, sql: &str) -> i64 {
     pg.psql(db, sql).trim().parse().expect("a count")
 }
+
+/// The checks at their smallest, canaries off (their sizes are tested in gate.rs).
+const LIGHT_CHECKS: &str = "[checks]\ncanaries = false\nagreement_prompts = 2\nagreement_tokens = 16\nkld_chunks = 4\ntg_reps = 1\ntg_tokens = 16\n";
 
 #[test]
 fn bench_report_compare_and_gate_run_against_postgres_and_no_password_is_kept() {
@@ -87,7 +90,7 @@ fn bench_report_compare_and_gate_run_against_postgres_and_no_password_is_kept() 
 
     let gate = sandbox.dir.path().join("gate.toml");
     let spec = format!(
-        "model = \"{model}\"\nctx = 1024\n[baseline]\nname = \"f16\"\nflags = \"-fa on\"\n[[candidate]]\nname = \"q8_0\"\nflags = \"-fa on -ctk q8_0 -ctv q8_0\"\n"
+        "model = \"{model}\"\nctx = 1024\n[baseline]\nname = \"f16\"\nflags = \"-fa on\"\n[[candidate]]\nname = \"q8_0\"\nflags = \"-fa on -ctk q8_0 -ctv q8_0\"\n{LIGHT_CHECKS}"
     );
     std::fs::write(&gate, spec).unwrap();
     let (readiness, _) = ok(

@@ -2,7 +2,7 @@
 //! on a real llama-server saved as profiles, exported as a command line and a systemd unit, served
 //! behind the readiness gate, and a candidate that fails readiness replaced by its fallback.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! a real bench run goes to the team store and back whole, pushing twice adds nothing, and a run
 //! changed in the team store is a conflict that is reported, not overwritten.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

@@ -4,7 +4,7 @@
 //! restarted and stopped mid-sweep, workers racing for one item; and a worker takes only what it
 //! can run (a build it lacks is left to others).
 
-mod common;
+use crate::common;
 
 use bakeoff::store::queue::{NewExperiment, QueueMode};
 use bakeoff::store::Store;

@@ -3,7 +3,7 @@
 //! text injected through a tag and a fidelity detail stays text, and headless Chromium draws
 //! every chart with an empty console.
 
-mod common;
+use crate::common;
 
 use bakeoff::analysis::compare;
 use bakeoff::measure::load::StepTable;

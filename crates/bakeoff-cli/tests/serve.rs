@@ -1,7 +1,7 @@
 //! `bakeoff serve` against a real llama-server on SmolLM2: the engine never outlives bakeoff, and
 //! start-up failures give one clear line without hanging.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! build names, and a gate run on one build that passes SmolLM2 and fails Gemma. This is stored
 //! data for the renderers, not an engine path: no engine runs here.
 
-mod common;
+use crate::common;
 
 use bakeoff::domain::{EngineConfig, Unit};
 use bakeoff::engines::build::BuildIdentity;

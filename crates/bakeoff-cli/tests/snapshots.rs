@@ -1,9 +1,10 @@
 //! Snapshots of the main commands' stdout, stderr and exit code on real engines (SmolLM2 on a
 //! real llama-server), filtered for what differs between machines and runs (`common/snapshot.rs`).
-//! Re-accept after a deliberate output change: `cargo insta test --accept -p bakeoff-cli --test
-//! snapshots`, or `INSTA_UPDATE=always cargo test -p bakeoff-cli --test snapshots` and review the diff.
+//! Re-accept after a deliberate output change: `make snapshots` (or `INSTA_UPDATE=always cargo
+//! test -p bakeoff-cli --test suite snapshots::`) and review the diff.
 
-mod common;
+use crate::bakeoff_snapshot;
+use crate::common;
 
 use common::snapshot::{filters, measured_filters};
 use common::*;
@@ -83,7 +84,7 @@ fn tiny_gate(sandbox: &Sandbox) -> Command {
     write(
         &file,
         &format!(
-            "model = \"{}\"\nctx = 1024\n[baseline]\nname = \"f16\"\nflags = \"-t 2\"\n[[candidate]]\nname = \"q8_0\"\nflags = \"-t 2 -fa on -ctk q8_0 -ctv q8_0\"\n[checks]\nkld = \"off\"\nagreement = false\ntg_reps = 0\nsuite = \"suite.toml\"\n",
+            "model = \"{}\"\nctx = 1024\n[baseline]\nname = \"f16\"\nflags = \"-t 1\"\n[[candidate]]\nname = \"q8_0\"\nflags = \"-t 1 -fa on -ctk q8_0 -ctv q8_0\"\n[checks]\nkld = \"off\"\nagreement = false\ntg_reps = 0\nsuite = \"suite.toml\"\n",
             smollm().display()
         ),
     );

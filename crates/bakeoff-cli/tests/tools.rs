@@ -3,7 +3,7 @@
 //! the divergence report, the single-turn set, and the rendering diff. Assertions are on structure,
 //! never on speed or on what the tiny model chooses to say.
 
-mod common;
+use crate::common;
 
 use common::{llama_template, run, shared_server, smollm, Sandbox};
 use serde_json::Value;

@@ -5,7 +5,7 @@
 //! SmolLM2 (issue 16 point 9): an unfaithful q4_0 V cache never wins and the answer says why,
 //! `--mem` prunes before measuring, and `--resume` after kill -9 measures nothing twice.
 
-mod common;
+use crate::common;
 
 use common::{gemma, llama_bin, smollm, Sandbox};
 use serde_json::Value;
@@ -229,7 +229,7 @@ const SMALL: &[&str] = &[
 fn quick_checks(sandbox: &Sandbox) -> String {
     let path = sandbox.dir.path().join("tune.toml");
     let text =
-        "[checks]\ncanaries = false\nagreement_prompts = 4\nagreement_tokens = 32\nkld_chunks = 8\ntg_reps = 0\n";
+        "[checks]\ncanaries = false\nagreement_prompts = 2\nagreement_tokens = 16\nkld_chunks = 8\ntg_reps = 0\n";
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
 }

@@ -3,7 +3,7 @@
 //! and an answer naming goal load and its score; a tune killed with SIGKILL resumes from the
 //! steps it stored, measuring none of them twice.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;
@@ -54,9 +54,11 @@ fn tune_args(sandbox: &Sandbox) -> Vec<String> {
         "--ctx",
         "512",
         "-n",
-        "16",
+        "8",
         "-p",
         "32",
+        "--requests",
+        "4",
         "--max-trials",
         "6",
         "-o",
@@ -97,7 +99,7 @@ fn assert_answer(answer: &Value) {
     assert_eq!(answer["goal"], "load");
     assert_eq!(
         answer["score"],
-        "output tok/s of 10 requests of 32 prompt + 16 generated tokens from 2 closed-loop users"
+        "output tok/s of 4 requests of 32 prompt + 8 generated tokens from 2 closed-loop users"
     );
     let winner = &answer["winner"];
     let args: Vec<&str> = (winner["args"].as_array().unwrap().iter())
@@ -111,7 +113,7 @@ fn assert_answer(answer: &Value) {
     assert_eq!(points.len(), 2, "both slot counts measured: {answer}");
 }
 
-/// Every load step: two users' ten requests, each request's samples stored, the repetitions
+/// Every load step: two users' four requests, each request's samples stored, the repetitions
 /// of one configuration numbered without a repeat.
 fn assert_steps(detail: &Value) -> usize {
     let steps = load_steps(detail);
@@ -119,7 +121,7 @@ fn assert_steps(detail: &Value) -> usize {
     for step in &steps {
         assert_eq!(step["workload"]["test"], "c2", "{step}");
         assert_eq!(step["workload"]["shape"]["users"], 2, "{step}");
-        assert_eq!(count(step, "e2e_ms"), 10, "{step}");
+        assert_eq!(count(step, "e2e_ms"), 4, "{step}");
         assert_eq!(count(step, "output_tps"), 1, "{step}");
         keys.push(format!("{} {}", step["config_hash"], step["repetition"]));
     }

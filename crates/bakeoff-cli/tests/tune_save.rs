@@ -3,7 +3,7 @@
 //! context and slots it was measured at, writes its journal entry, reports its pareto chart, and
 //! `bakeoff serve NAME` starts the saved profile behind its readiness gate.
 
-mod common;
+use crate::common;
 
 use common::{llama_bin, pid_alive, signal, smollm, wait_exit, Sandbox};
 use serde_json::Value;

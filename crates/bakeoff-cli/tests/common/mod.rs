@@ -13,10 +13,16 @@ pub mod pg;
 mod shared;
 pub mod snapshot;
 
-/// The test binary's shared llama-server on SmolLM2 (see `shared.rs`).
+/// The suite's shared llama-server on SmolLM2 with `flags` (see `shared.rs`).
 pub fn shared_server(flags: &[&str]) -> &'static shared::SharedServer {
     shared::shared_server(flags)
 }
+
+/// The threads every engine a test starts uses unless its flags say `-t` (llama.cpp reads
+/// `LLAMA_ARG_THREADS`; a flag wins over it). Tests run two at a time on two cores, and ggml's
+/// threads spin at every barrier: two engines of two threads each on two cores run several times
+/// slower than one thread each (gate.rs's speculation test: 9 s alone, 63 s beside another).
+pub const ENGINE_THREADS: (&str, &str) = ("LLAMA_ARG_THREADS", "1");
 
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
@@ -38,6 +44,7 @@ impl Sandbox {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_bakeoff"));
         cmd.env("BAKEOFF_DB", self.db())
             .env("BAKEOFF_LOCK", self.dir.path().join("measure.lock"))
+            .env(ENGINE_THREADS.0, ENGINE_THREADS.1)
             .env_remove("BAKEOFF_FAULT");
         cmd
     }

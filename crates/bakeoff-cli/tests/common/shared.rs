@@ -1,17 +1,19 @@
-//! One real llama-server (SmolLM2) per test binary, started on first use and shared by every test
-//! that only needs an engine to talk to (attach with `--url`), so the suite does not pay an engine
-//! start per test. The server dies with the test binary, however the binary ends (`fixture.rs`).
+//! Real llama-servers (SmolLM2) shared by the whole suite, one per set of flags, started on first
+//! use and shared by every test that only needs an engine to talk to (attach with `--url`), so
+//! the suite does not pay an engine start per test. Each dies with the test binary, however the
+//! binary ends (`fixture.rs`).
 
-use super::{llama_bin, pid_alive, smollm};
+use super::{llama_bin, pid_alive, smollm, ENGINE_THREADS};
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, OnceLock};
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The shared server: where it listens, its pid and the flags it was started with.
+/// A shared server: where it listens, its pid and the flags it was started with.
 #[derive(Debug)]
 pub struct SharedServer {
     pub url: String,
@@ -20,16 +22,23 @@ pub struct SharedServer {
     pub log: PathBuf,
 }
 
-static SHARED: OnceLock<SharedServer> = OnceLock::new();
+/// The servers started so far, by their flags. Each lives as long as the binary.
+static SHARED: Mutex<Option<HashMap<Vec<String>, &'static SharedServer>>> = Mutex::new(None);
 
-/// The binary's shared llama-server on SmolLM2 with `flags` (started on first call). A binary has
-/// one: asking for other flags than the first caller did is a test bug, and fails.
+/// The suite's shared llama-server on SmolLM2 with `flags` (started on first call for those
+/// flags; tests asking for the same flags share it).
 pub fn shared_server(flags: &[&str]) -> &'static SharedServer {
-    let server = SHARED.get_or_init(|| start_with_retries(flags));
-    assert_eq!(
-        server.flags, flags,
-        "this test binary's shared server was started with other flags"
-    );
+    let key: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+    let server = {
+        // Held while a server starts: a second caller waits for it rather than starting another.
+        let mut servers = SHARED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let servers = servers.get_or_insert_with(HashMap::new);
+        *servers
+            .entry(key)
+            .or_insert_with(|| Box::leak(Box::new(start_with_retries(flags))))
+    };
     assert!(
         pid_alive(server.pid as i32),
         "the shared llama-server (pid {}) died; log: {}",
@@ -106,6 +115,7 @@ fn spawn(port: u16, flags: &[String], log: &PathBuf) -> Result<Child, String> {
         .arg(smollm())
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(flags)
+        .env(ENGINE_THREADS.0, ENGINE_THREADS.1)
         .stdin(Stdio::null())
         .stdout(file)
         .stderr(err);

@@ -245,7 +245,9 @@ pub struct TopK {
 }
 
 /// Query `http` (llama-server) for its top-`k` next-token distribution after each prefix of
-/// `tokens` in `cuts`: one request per position, one token generated, prompt cache off.
+/// `tokens` in `cuts`: one request per position, one token generated. The cuts rise, so with the
+/// prompt cache on each request evaluates only the tokens past the one before it (the text once,
+/// not once per position); baseline and candidate are read the same way.
 pub fn top_k_at(
     http: &Http,
     tokens: &[i64],
@@ -260,7 +262,7 @@ pub fn top_k_at(
             "n_predict": 1,
             "temperature": 0,
             "n_probs": k,
-            "cache_prompt": false,
+            "cache_prompt": true,
             "stream": false,
         });
         let response = http.post_json("/completion", &body);
