@@ -862,7 +862,7 @@ pub enum ModelCommand {
     },
     /// Write a random-weight GGUF of a real shape (to measure shapes whose weights you lack).
     #[command(
-        after_help = "Examples:\n  bakeoff model synth --like SmolLM2-135M-Instruct.Q4_1.gguf --out synth.gguf\n  bakeoff model synth --arch llama --layers 16 --embd 2048 --heads 32 --kv-heads 8 --ff 8192 \\\n      --vocab-from SmolLM2-135M-Instruct.Q4_1.gguf --out llama-1b.gguf --quantize Q4_K_M"
+        after_help = "Examples:\n  bakeoff model synth --like SmolLM2-135M-Instruct.Q4_1.gguf --out synth.gguf\n  bakeoff model synth --arch llama --layers 16 --embd 2048 --heads 32 --kv-heads 8 --ff 8192 \\\n      --vocab-from SmolLM2-135M-Instruct.Q4_1.gguf --out llama-1b.gguf --quantize Q4_K_M\n  bakeoff model synth --arch llama --layers 80 --embd 8192 --heads 64 --kv-heads 8 --ff 28672 \\\n      --vocab-from vocab.gguf --out llama-70b.gguf --dtype q4_k"
     )]
     Synth(Box<SynthArgs>),
     /// Extract a model's tokenizer into a small tensor-less GGUF (to use with `synth --vocab-from`).
@@ -934,7 +934,8 @@ pub struct SynthArgs {
     /// Output file (`-o FILE` still works).
     #[arg(long, short_alias = 'o', value_name = "FILE")]
     pub out: PathBuf,
-    /// Tensor type written (others: --quantize).
+    /// Tensor type written: f16, f32, or random q8_0 / q4_k blocks straight away (no F16 file
+    /// first; rows that are not whole blocks stay f16). Others: --quantize.
     #[arg(long, value_enum, default_value_t)]
     pub dtype: DtypeArg,
     /// Then quantize with llama-quantize (e.g. Q8_0, Q4_K_M); the unquantized file is removed.

@@ -204,6 +204,12 @@ pub enum DtypeArg {
     #[default]
     F16,
     F32,
+    /// Random Q8_0 blocks, written directly.
+    #[value(name = "q8_0")]
+    Q8_0,
+    /// Random Q4_K blocks, written directly (a 70B shape in ~40 GB).
+    #[value(name = "q4_k")]
+    Q4K,
 }
 
 impl DtypeArg {
@@ -212,6 +218,8 @@ impl DtypeArg {
         match self {
             DtypeArg::F16 => "F16",
             DtypeArg::F32 => "F32",
+            DtypeArg::Q8_0 => "Q8_0",
+            DtypeArg::Q4K => "Q4_K",
         }
     }
 }

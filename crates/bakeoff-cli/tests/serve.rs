@@ -4,6 +4,7 @@
 use crate::common;
 
 use common::*;
+use std::path::Path;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -195,18 +196,12 @@ fn attach_detects_llama_server_and_refuses_nothing_there() {
     );
 }
 
-#[test]
-fn a_synthesised_model_of_a_real_shape_is_served() {
-    let sandbox = Sandbox::new();
-    let out = sandbox.dir.path().join("tiny-llama.gguf");
+/// `model synth` of a small llama shape (SmolLM2's vocabulary) into `out`, with `extra`; its
+/// JSON report.
+fn synth_tiny_llama(sandbox: &Sandbox, out: &Path, extra: &[&str]) -> serde_json::Value {
     let mut synth = sandbox.cmd();
+    synth.args(["model", "synth", "--arch", "llama", "--layers", "2"]);
     synth.args([
-        "model",
-        "synth",
-        "--arch",
-        "llama",
-        "--layers",
-        "2",
         "--embd",
         "256",
         "--heads",
@@ -215,35 +210,30 @@ fn a_synthesised_model_of_a_real_shape_is_served() {
         "2",
         "--ff",
         "512",
-        "--json",
     ]);
-    synth
-        .arg("--vocab-from")
-        .arg(smollm())
-        .arg("-o")
-        .arg(&out)
-        .args(["--quantize", "Q8_0"]);
+    synth.arg("--json").arg("--vocab-from").arg(smollm());
+    synth.arg("-o").arg(out).args(extra);
     let (status, stdout, stderr) = run(synth, LIMIT);
     assert!(status.success(), "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["architecture"], "llama");
     assert_eq!(report["tensors"], 21);
-    assert!(
-        !out.with_extension("f16.gguf").exists(),
-        "the unquantized intermediate is removed"
-    );
+    report
+}
 
+/// Bytes of `out`'s tensors of GGML type `name`, from `model inspect`.
+fn bytes_of_type(sandbox: &Sandbox, out: &Path, name: &str) -> u64 {
     let mut inspect = sandbox.cmd();
-    inspect.args(["model", "inspect", "--json"]).arg(&out);
+    inspect.args(["model", "inspect", "--json"]).arg(out);
     let (_, stdout, _) = run(inspect, LIMIT);
     let facts: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert!(
-        facts["bytes_by_type"]["Q8_0"].as_u64().unwrap() > 0,
-        "quantized by llama-quantize"
-    );
+    facts["bytes_by_type"][name].as_u64().unwrap_or(0)
+}
 
+/// `bakeoff serve` the model; a real completion of four tokens comes back.
+fn serve_and_complete(sandbox: &Sandbox, model: &Path) {
     let mut cmd = sandbox.cmd();
-    cmd.args(["serve", "--json", "--model"]).arg(&out);
+    cmd.args(["serve", "--json", "--model"]).arg(model);
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -266,8 +256,41 @@ fn a_synthesised_model_of_a_real_shape_is_served() {
         r#"{"prompt":"Hello","n_predict":4}"#,
     ]);
     let (_, body, _) = run(curl, LIMIT);
-    let completion: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(completion["tokens_predicted"], 4, "{body}");
     signal(child.id(), libc::SIGINT);
     wait_exit(&mut child, LIMIT);
+    let completion: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(completion["tokens_predicted"], 4, "{body}");
+}
+
+#[test]
+fn a_synthesised_model_of_a_real_shape_is_served() {
+    let sandbox = Sandbox::new();
+    let out = sandbox.dir.path().join("tiny-llama.gguf");
+    synth_tiny_llama(&sandbox, &out, &["--quantize", "Q8_0"]);
+    assert!(
+        !out.with_extension("f16.gguf").exists(),
+        "the unquantized intermediate is removed"
+    );
+    assert!(
+        bytes_of_type(&sandbox, &out, "Q8_0") > 0,
+        "quantized by llama-quantize"
+    );
+    serve_and_complete(&sandbox, &out);
+}
+
+/// `--dtype q4_k` writes random Q4_K blocks straight away (no F16 file, no llama-quantize), and
+/// llama-server runs its Q4_K kernels on them.
+#[test]
+fn a_shape_written_straight_as_q4_k_blocks_is_served() {
+    let sandbox = Sandbox::new();
+    let out = sandbox.dir.path().join("tiny-q4k.gguf");
+    let report = synth_tiny_llama(&sandbox, &out, &["--dtype", "q4_k"]);
+    assert_eq!(report["bytes"], std::fs::metadata(&out).unwrap().len());
+    assert_eq!(
+        bytes_of_type(&sandbox, &out, "F16"),
+        0,
+        "every matrix in Q4_K"
+    );
+    assert!(bytes_of_type(&sandbox, &out, "Q4_K") > 0);
+    serve_and_complete(&sandbox, &out);
 }

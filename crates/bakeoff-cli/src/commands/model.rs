@@ -163,10 +163,10 @@ fn llama_shape(args: &SynthArgs) -> SynthShape {
 fn synth_dtype(name: &str) -> bakeoff::Result<GgmlType> {
     let lower = name.to_ascii_lowercase();
     GgmlType::from_name(&lower)
-        .filter(|_| matches!(lower.as_str(), "f16" | "f32"))
+        .filter(|_| matches!(lower.as_str(), "f16" | "f32" | "q8_0" | "q4_k"))
         .ok_or_else(|| {
             Error::input(format!(
-                "--dtype {lower}: expected f16 or f32 (then --quantize for others)"
+                "--dtype {lower}: expected f16, f32, q8_0 or q4_k (then --quantize for others)"
             ))
         })
 }
@@ -251,7 +251,7 @@ fn print_synth(args: &SynthArgs, path: &Path, report: &SynthReport) -> anyhow::R
     if args.json {
         println!(
             "{}",
-            serde_json::json!({ "out": path, "architecture": report.architecture, "tensors": report.tensors, "parameters": report.parameters, "bytes": size, "quantized": args.quantize })
+            serde_json::json!({ "out": path, "architecture": report.architecture, "tensors": report.tensors, "parameters": report.parameters, "bytes": size, "dtype": args.dtype.name(), "quantized": args.quantize })
         );
     } else {
         println!(

@@ -4,6 +4,8 @@
 //!
 //! The file is streamed to disk (an 8B model is ~16 GB in F16; no tensor is ever held in memory)
 //! as GGUF v3, little-endian, into `<out>.gguf.part`, which is renamed to `out` only when complete.
+//! Matrices can also be written straight as Q8_0 or Q4_K blocks of random codes: a 70B shape is
+//! ~40 GB in Q4_K where its F16 file (~140 GB) would not fit the disk it is quantized on.
 
 use crate::domain::rng::Rng;
 use crate::formats::gguf::{write::Writer, GgmlType, GgufFile, Value};
@@ -15,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 const F32: GgmlType = GgmlType(0);
 const F16: GgmlType = GgmlType(1);
+const Q8_0: GgmlType = GgmlType(8);
+const Q4_K: GgmlType = GgmlType(12);
 /// GGUF's alignment when `general.alignment` is absent.
 const DEFAULT_ALIGNMENT: u64 = 32;
 /// Weights are uniform in [-WEIGHT_RANGE, WEIGHT_RANGE].
@@ -45,7 +49,8 @@ pub enum SynthShape {
 pub struct SynthSpec {
     pub shape: SynthShape,
     pub out: PathBuf,
-    /// Type of the written matrices: F16 or F32 (1-D tensors are always F32).
+    /// Type of the written matrices: F16, F32, Q8_0 or Q4_K (1-D tensors are always F32; a
+    /// matrix whose rows are not whole blocks of a quantized type is written F16).
     pub dtype: GgmlType,
     pub seed: u64,
 }
@@ -108,9 +113,9 @@ fn fill_for(name: &str) -> Fill {
 /// Write a random-weight GGUF as `spec` describes. `progress(bytes_written, total_bytes)` is called
 /// at the start, about every 64 MiB, and at the end.
 pub fn synth(spec: &SynthSpec, progress: &mut dyn FnMut(u64, u64)) -> Result<SynthReport> {
-    if spec.dtype != F16 && spec.dtype != F32 {
+    if ![F16, F32, Q8_0, Q4_K].contains(&spec.dtype) {
         return Err(Error::input(format!(
-            "synthetic weights are written as F16 or F32, not {}",
+            "synthetic weights are written as F16, F32, Q8_0 or Q4_K, not {}",
             spec.dtype.name()
         ))
         .with_hint("synthesise F16, then quantize with llama-quantize"));
@@ -170,8 +175,24 @@ fn refuse_overwrite(out: &Path, source: &Path) -> Result<()> {
 }
 
 fn file_type(dtype: GgmlType) -> Value {
-    // llama_ftype: 0 = ALL_F32, 1 = MOSTLY_F16.
-    Value::U32(if dtype == F16 { 1 } else { 0 })
+    // llama_ftype: 0 = ALL_F32, 1 = MOSTLY_F16, 7 = MOSTLY_Q8_0, 14 = MOSTLY_Q4_K_S (every
+    // matrix Q4_K, where Q4_K_M would keep some in Q6_K).
+    Value::U32(match dtype {
+        F16 => 1,
+        Q8_0 => 7,
+        Q4_K => 14,
+        _ => 0,
+    })
+}
+
+/// The type a matrix of `dims` is written in: `dtype`, or F16 where its rows are not whole
+/// blocks of `dtype` (as llama-quantize falls back for such tensors).
+fn matrix_type(dims: &[u64], dtype: GgmlType) -> GgmlType {
+    if dims[0] % dtype.block_size() == 0 {
+        dtype
+    } else {
+        F16
+    }
 }
 
 /// Replace `key`'s value in place, or append it.
@@ -233,7 +254,7 @@ fn plan_like(source: &Path, dtype: GgmlType) -> Result<Plan> {
             let ggml_type = if is_vector(&t.dims) || (kept_f32 && t.ggml_type == F32) {
                 F32
             } else {
-                dtype
+                matrix_type(&t.dims, dtype)
             };
             PlannedTensor::new(t.name.clone(), t.dims.clone(), ggml_type)
         })
@@ -346,23 +367,27 @@ fn plan_llama(d: &LlamaDims, vocab_from: &Path, dtype: GgmlType) -> Result<Plan>
     );
 
     let embd = d.embd;
+    let matrix = |name: String, dims: Vec<u64>| {
+        let ggml_type = matrix_type(&dims, dtype);
+        PlannedTensor::new(name, dims, ggml_type)
+    };
     let mut tensors = vec![
-        PlannedTensor::new("token_embd.weight", vec![embd, vocab], dtype),
+        matrix("token_embd.weight".into(), vec![embd, vocab]),
         PlannedTensor::new("output_norm.weight", vec![embd], F32),
-        PlannedTensor::new("output.weight", vec![embd, vocab], dtype),
+        matrix("output.weight".into(), vec![embd, vocab]),
     ];
     for i in 0..d.layers {
         let blk = |name: &str| format!("blk.{i}.{name}.weight");
         tensors.extend([
             PlannedTensor::new(blk("attn_norm"), vec![embd], F32),
-            PlannedTensor::new(blk("attn_q"), vec![embd, embd], dtype),
-            PlannedTensor::new(blk("attn_k"), vec![embd, kv_dim], dtype),
-            PlannedTensor::new(blk("attn_v"), vec![embd, kv_dim], dtype),
-            PlannedTensor::new(blk("attn_output"), vec![embd, embd], dtype),
+            matrix(blk("attn_q"), vec![embd, embd]),
+            matrix(blk("attn_k"), vec![embd, kv_dim]),
+            matrix(blk("attn_v"), vec![embd, kv_dim]),
+            matrix(blk("attn_output"), vec![embd, embd]),
             PlannedTensor::new(blk("ffn_norm"), vec![embd], F32),
-            PlannedTensor::new(blk("ffn_gate"), vec![embd, d.ff], dtype),
-            PlannedTensor::new(blk("ffn_up"), vec![embd, d.ff], dtype),
-            PlannedTensor::new(blk("ffn_down"), vec![d.ff, embd], dtype),
+            matrix(blk("ffn_gate"), vec![embd, d.ff]),
+            matrix(blk("ffn_up"), vec![embd, d.ff]),
+            matrix(blk("ffn_down"), vec![d.ff, embd]),
         ]);
     }
     Ok(Plan {
@@ -497,8 +522,15 @@ fn write_part(
     file.sync_all().map_err(io)
 }
 
-/// Encode values into `out` (whose length is a whole number of elements of `ggml_type`).
+/// Encode values into `out` (whose length is a whole number of elements, or blocks, of
+/// `ggml_type`). Quantized blocks hold random codes under fixed scales (`quantized_block`).
 fn fill(out: &mut [u8], ggml_type: GgmlType, fill: Fill, weights: &mut Weights) {
+    if ggml_type == Q8_0 || ggml_type == Q4_K {
+        for block in out.chunks_exact_mut(ggml_type.block_bytes() as usize) {
+            quantized_block(block, ggml_type, weights);
+        }
+        return;
+    }
     let mut value = || match fill {
         Fill::Ones => 1.0,
         Fill::Random => weights.next(),
@@ -511,6 +543,32 @@ fn fill(out: &mut [u8], ggml_type: GgmlType, fill: Fill, weights: &mut Weights) 
         for e in out.chunks_exact_mut(4) {
             e.copy_from_slice(&value().to_le_bytes());
         }
+    }
+}
+
+/// One block of random weights in [-0.02, 0.02]: random codes under scales that map the codes'
+/// range onto that interval, so the engine runs the type's real kernels on sane values.
+/// - Q8_0 (34 bytes, 32 weights): `d` (f16) = 0.02 / 127, then 32 codes in [-127, 127].
+/// - Q4_K (144 bytes, 256 weights): weight = d * scale * q - dmin * min, q in 0..=15. `d` =
+///   0.04 / 15 and `dmin` = 0.02 (f16 each), all eight 6-bit scales and mins 1 (their packed
+///   12 bytes: `1` eight times, then `0x11` four times), then 128 bytes of random nibbles.
+fn quantized_block(block: &mut [u8], ggml_type: GgmlType, weights: &mut Weights) {
+    if ggml_type == Q8_0 {
+        block[..2].copy_from_slice(&f32_to_f16((WEIGHT_RANGE / 127.0) as f32).to_le_bytes());
+        weights.bytes(&mut block[2..]);
+        for code in &mut block[2..] {
+            // -128 (0x80) would reach past the range: -127 (0x81) instead.
+            if *code == 0x80 {
+                *code = 0x81;
+            }
+        }
+    } else {
+        let d = f32_to_f16((2.0 * WEIGHT_RANGE / 15.0) as f32);
+        block[..2].copy_from_slice(&d.to_le_bytes());
+        block[2..4].copy_from_slice(&f32_to_f16(WEIGHT_RANGE as f32).to_le_bytes());
+        block[4..12].fill(1);
+        block[12..16].fill(0x11);
+        weights.bytes(&mut block[16..]);
     }
 }
 
@@ -540,6 +598,14 @@ impl Weights {
         // (0, 1), symmetric about 0.5.
         let unit = (f64::from(bits) + 0.5) / 4_294_967_296.0;
         ((unit * 2.0 - 1.0) * WEIGHT_RANGE) as f32
+    }
+
+    /// Random bytes, eight per draw.
+    fn bytes(&mut self, out: &mut [u8]) {
+        for chunk in out.chunks_mut(8) {
+            let draw = self.rng.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&draw[..chunk.len()]);
+        }
     }
 }
 
@@ -761,6 +827,26 @@ mod tests {
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect(),
+            Q8_0 => data
+                .chunks_exact(34)
+                .flat_map(|b| {
+                    let d = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+                    b[2..].iter().map(move |&q| d * f32::from(q as i8))
+                })
+                .collect(),
+            // Every scale and min is 1 (asserted), so each nibble q stands for d * q - dmin.
+            Q4_K => data
+                .chunks_exact(144)
+                .flat_map(|b| {
+                    assert_eq!(&b[4..16], &[1, 1, 1, 1, 1, 1, 1, 1, 0x11, 0x11, 0x11, 0x11]);
+                    let d = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+                    let dmin = f16_to_f32(u16::from_le_bytes([b[2], b[3]]));
+                    b[16..]
+                        .iter()
+                        .flat_map(|&q| [q & 0xF, q >> 4])
+                        .map(move |q| d * f32::from(q) - dmin)
+                })
+                .collect(),
             other => panic!("{name} is {}", other.name()),
         }
     }
@@ -847,6 +933,54 @@ mod tests {
         let again = dir.path().join("again.gguf");
         run(tiny_llama(&source), again.clone(), F16);
         assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
+    }
+
+    /// Q8_0 and Q4_K are written as blocks of random codes whose values stay in the F16
+    /// weights' range; a matrix whose rows are not whole blocks is written F16.
+    #[test]
+    fn quantized_matrices_are_written_as_blocks_in_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = vocab_source(dir.path());
+        let shape = SynthShape::Llama {
+            layers: 1,
+            embd: 256,
+            heads: 4,
+            kv_heads: 2,
+            ff: 512,
+            vocab_from: source.clone(),
+            context: 256,
+        };
+        for (dtype, file_type) in [(Q8_0, 7), (Q4_K, 14)] {
+            let out = dir.path().join(format!("{}.gguf", dtype.name()));
+            let report = run(shape.clone(), out.clone(), dtype);
+            let file = GgufFile::open(&out).unwrap();
+            assert_eq!(file.get("general.file_type"), Some(&Value::U32(file_type)));
+            for t in &file.tensors {
+                let want = if is_vector(&t.dims) { F32 } else { dtype };
+                assert_eq!(t.ggml_type, want, "{}", t.name);
+            }
+            assert_eq!(file.file_size, file.data_offset + padded_sizes(&file));
+            assert_eq!(report.bytes, file.file_size);
+            let weights = values(&out, &file, "blk.0.ffn_down.weight");
+            assert_eq!(weights.len(), 512 * 256);
+            assert!(
+                weights.iter().all(|v| v.abs() <= 0.0201),
+                "{} out of range",
+                dtype.name()
+            );
+            let mean = weights.iter().sum::<f32>() / weights.len() as f32;
+            assert!(mean.abs() < 0.002, "{} mean {mean}", dtype.name());
+            let distinct: std::collections::BTreeSet<u32> =
+                weights.iter().map(|v| v.to_bits()).collect();
+            assert!(distinct.len() >= 16, "{}", dtype.name());
+        }
+        // Rows of 64 and 128 are not whole Q4_K blocks (256): F16, as llama-quantize falls back.
+        let out = dir.path().join("fallback.gguf");
+        run(tiny_llama(&source), out.clone(), Q4_K);
+        let file = GgufFile::open(&out).unwrap();
+        for t in file.tensors.iter().filter(|t| !is_vector(&t.dims)) {
+            assert_eq!(t.ggml_type, F16, "{}", t.name);
+        }
     }
 
     #[test]
