@@ -310,8 +310,13 @@ impl LoadRunner<'_> {
         let failure = step_failure(&result.records, trouble.as_deref());
         // A failed step says why; "too few requests completed" would only repeat it.
         if summary.completed < MIN_WINDOW_REQUESTS && failure.is_none() {
+            // The step ends at a request count or at a duration: the hint names the one it has.
+            let remedy = match plan.limits.duration {
+                Some(_) => "lengthen --duration (or shorten --warmup/--cooldown)",
+                None => "raise --requests",
+            };
             let warning = format!(
-                "only {} request(s) completed inside the measured window; lengthen --duration (or shorten --warmup/--cooldown) for figures worth reading",
+                "only {} request(s) completed inside the measured window; {remedy} for figures worth reading",
                 summary.completed
             );
             observe(LoadEvent::Warning(format!("{label}: {warning}")));
