@@ -310,10 +310,14 @@ impl LoadRunner<'_> {
         let failure = step_failure(&result.records, trouble.as_deref());
         // A failed step says why; "too few requests completed" would only repeat it.
         if summary.completed < MIN_WINDOW_REQUESTS && failure.is_none() {
-            // The step ends at a request count or at a duration: the hint names the one it has.
-            let remedy = match plan.limits.duration {
-                Some(_) => "lengthen --duration (or shorten --warmup/--cooldown)",
-                None => "raise --requests",
+            // The step ends at a duration or at a request count: the hint names the one it has,
+            // and the warmup and cooldown where they shrink the window.
+            let limits = &plan.limits;
+            let trimmed = !limits.warmup.is_zero() || !limits.cooldown.is_zero();
+            let remedy = match (limits.duration, trimmed) {
+                (Some(_), _) => "lengthen --duration (or shorten --warmup/--cooldown)",
+                (None, true) => "raise --requests (or shorten --warmup/--cooldown)",
+                (None, false) => "raise --requests",
             };
             let warning = format!(
                 "only {} request(s) completed inside the measured window; {remedy} for figures worth reading",
@@ -615,10 +619,11 @@ mod tests {
         assert_eq!(count(trial, "itl_ms", "client-excluded"), 8);
         let few = warnings.iter().any(|w| w.contains("only 0 request(s)"));
         assert!(few, "{warnings:?}");
+        // A request-count step: more requests, or a shorter cooldown, widen the window.
         assert!(trial
             .note
             .as_deref()
             .unwrap()
-            .contains("lengthen --duration"));
+            .contains("raise --requests (or shorten --warmup/--cooldown)"));
     }
 }
