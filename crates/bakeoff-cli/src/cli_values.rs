@@ -3,6 +3,7 @@
 
 use bakeoff::analysis::journal::Verdict;
 use bakeoff::chat::ToolCallFormat;
+use bakeoff::formats::gguf::GgmlType;
 use bakeoff::measure::experiment::BenchEngine;
 use bakeoff::quality::toolcall::ForceTools;
 use bakeoff::report::{table, ReportFormat};
@@ -221,6 +222,11 @@ impl DtypeArg {
             DtypeArg::Q8_0 => "Q8_0",
             DtypeArg::Q4K => "Q4_K",
         }
+    }
+
+    /// The GGML type (clap admits only these names; `model synth` checks what it can write).
+    pub fn ggml_type(self) -> GgmlType {
+        GgmlType::from_name(self.name()).expect("every DtypeArg names a GGML type")
     }
 }
 

@@ -225,7 +225,8 @@ fn synth_tiny_llama(sandbox: &Sandbox, out: &Path, extra: &[&str]) -> serde_json
 fn bytes_of_type(sandbox: &Sandbox, out: &Path, name: &str) -> u64 {
     let mut inspect = sandbox.cmd();
     inspect.args(["model", "inspect", "--json"]).arg(out);
-    let (_, stdout, _) = run(inspect, LIMIT);
+    let (status, stdout, stderr) = run(inspect, LIMIT);
+    assert!(status.success(), "{stderr}");
     let facts: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     facts["bytes_by_type"][name].as_u64().unwrap_or(0)
 }

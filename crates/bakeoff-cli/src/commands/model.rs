@@ -123,7 +123,7 @@ fn synth(global: &Global, args: &SynthArgs, printer: Printer) -> anyhow::Result<
     let spec = SynthSpec {
         shape: synth_shape(args)?,
         out: unquantized.clone(),
-        dtype: synth_dtype(args.dtype.name())?,
+        dtype: args.dtype.ggml_type(),
         seed: args.seed,
     };
     let report = write_synth(&spec, printer)?;
@@ -158,17 +158,6 @@ fn llama_shape(args: &SynthArgs) -> SynthShape {
         vocab_from: super::resolve_model(vocab_from),
         context: args.ctx,
     }
-}
-
-fn synth_dtype(name: &str) -> bakeoff::Result<GgmlType> {
-    let lower = name.to_ascii_lowercase();
-    GgmlType::from_name(&lower)
-        .filter(|_| matches!(lower.as_str(), "f16" | "f32" | "q8_0" | "q4_k"))
-        .ok_or_else(|| {
-            Error::input(format!(
-                "--dtype {lower}: expected f16, f32, q8_0 or q4_k (then --quantize for others)"
-            ))
-        })
 }
 
 /// Write the file, reporting every tenth of it.

@@ -4,7 +4,7 @@
 //! binary ends (`fixture.rs`).
 
 use super::{llama_bin, pid_alive, smollm, ENGINE_THREADS};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -23,7 +23,7 @@ pub struct SharedServer {
 }
 
 /// The servers started so far, by their flags. Each lives as long as the binary.
-static SHARED: Mutex<Option<HashMap<Vec<String>, &'static SharedServer>>> = Mutex::new(None);
+static SHARED: Mutex<BTreeMap<Vec<String>, &'static SharedServer>> = Mutex::new(BTreeMap::new());
 
 /// The suite's shared llama-server on SmolLM2 with `flags` (started on first call for those
 /// flags; tests asking for the same flags share it).
@@ -34,7 +34,6 @@ pub fn shared_server(flags: &[&str]) -> &'static SharedServer {
         let mut servers = SHARED
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let servers = servers.get_or_insert_with(HashMap::new);
         *servers
             .entry(key)
             .or_insert_with(|| Box::leak(Box::new(start_with_retries(flags))))

@@ -185,13 +185,15 @@ fn file_type(dtype: GgmlType) -> Value {
     })
 }
 
-/// The type a matrix of `dims` is written in: `dtype`, or F16 where its rows are not whole
-/// blocks of `dtype` (as llama-quantize falls back for such tensors).
-fn matrix_type(dims: &[u64], dtype: GgmlType) -> GgmlType {
-    if dims[0] % dtype.block_size() == 0 {
-        dtype
-    } else {
+/// The type matrix `name` of `dims` is written in: `dtype`; or F16 where its rows are not whole
+/// blocks of `dtype` (as llama-quantize falls back for such tensors), or where it must hold ones
+/// (random quantized codes cannot).
+fn matrix_type(name: &str, dims: &[u64], dtype: GgmlType) -> GgmlType {
+    let quantized = dtype != F16 && dtype != F32;
+    if quantized && (dims[0] % dtype.block_size() != 0 || fill_for(name) == Fill::Ones) {
         F16
+    } else {
+        dtype
     }
 }
 
@@ -254,7 +256,7 @@ fn plan_like(source: &Path, dtype: GgmlType) -> Result<Plan> {
             let ggml_type = if is_vector(&t.dims) || (kept_f32 && t.ggml_type == F32) {
                 F32
             } else {
-                matrix_type(&t.dims, dtype)
+                matrix_type(&t.name, &t.dims, dtype)
             };
             PlannedTensor::new(t.name.clone(), t.dims.clone(), ggml_type)
         })
@@ -368,7 +370,7 @@ fn plan_llama(d: &LlamaDims, vocab_from: &Path, dtype: GgmlType) -> Result<Plan>
 
     let embd = d.embd;
     let matrix = |name: String, dims: Vec<u64>| {
-        let ggml_type = matrix_type(&dims, dtype);
+        let ggml_type = matrix_type(&name, &dims, dtype);
         PlannedTensor::new(name, dims, ggml_type)
     };
     let mut tensors = vec![
@@ -981,6 +983,9 @@ mod tests {
         for t in file.tensors.iter().filter(|t| !is_vector(&t.dims)) {
             assert_eq!(t.ggml_type, F16, "{}", t.name);
         }
+        // A 2-D tensor that must hold ones (a norm) cannot be random codes: F16.
+        assert_eq!(matrix_type("blk.0.attn_norm.weight", &[256, 2], Q4_K), F16);
+        assert_eq!(matrix_type("blk.0.attn_q.weight", &[256, 2], Q4_K), Q4_K);
     }
 
     #[test]
