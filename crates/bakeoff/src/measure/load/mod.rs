@@ -310,18 +310,10 @@ impl LoadRunner<'_> {
         let failure = step_failure(&result.records, trouble.as_deref());
         // A failed step says why; "too few requests completed" would only repeat it.
         if summary.completed < MIN_WINDOW_REQUESTS && failure.is_none() {
-            // The step ends at a duration or at a request count: the hint names the one it has,
-            // and the warmup and cooldown where they shrink the window.
-            let limits = &plan.limits;
-            let trimmed = !limits.warmup.is_zero() || !limits.cooldown.is_zero();
-            let remedy = match (limits.duration, trimmed) {
-                (Some(_), _) => "lengthen --duration (or shorten --warmup/--cooldown)",
-                (None, true) => "raise --requests (or shorten --warmup/--cooldown)",
-                (None, false) => "raise --requests",
-            };
             let warning = format!(
-                "only {} request(s) completed inside the measured window; {remedy} for figures worth reading",
-                summary.completed
+                "only {} request(s) completed inside the measured window{}",
+                summary.completed,
+                sizing::window_remedy(shape, &plan.limits, &result.records)
             );
             observe(LoadEvent::Warning(format!("{label}: {warning}")));
             notes.push(warning);
