@@ -153,6 +153,47 @@ fn a_split_sweep_is_measured_once_across_two_workers_and_each_runs_on_every_host
 }
 
 #[test]
+fn an_experiment_file_and_relative_model_path_travel_with_the_item() {
+    // Regression: a worker ran the enqueued command line as it was, so an experiment file (and
+    // a model named relative to it) had to exist at the same path on every worker.
+    let pg = pg::shared();
+    let url = pg.fresh_database("shipped");
+    {
+        let here = Sandbox::new();
+        let models = here.dir.path().join("models");
+        std::fs::create_dir_all(&models).unwrap();
+        std::os::unix::fs::symlink(smollm(), models.join("smol.gguf")).unwrap();
+        let experiment = "model = \"models/smol.gguf\"\nreps = 1\ntag = \"shipped\"\n\
+                          [matrix]\nctk = \"q8_0\"\np = 16\nn = 8\n";
+        std::fs::write(here.dir.path().join("exp.toml"), experiment).unwrap();
+        let mut cmd = host_cmd(&here, &url);
+        cmd.current_dir(here.dir.path())
+            .args(["bench", "--config", "exp.toml", "--queue"]);
+        let (status, _, err) = run(cmd, LIMIT);
+        assert!(status.success(), "enqueue failed: {err}");
+    } // the enqueuing host's folder, its experiment file and its model link are gone now
+    let host = Sandbox::new();
+    let mut w = worker(&host, &url, "host-s", &["--idle-exit", "3s"]);
+    let status = wait_exit(&mut w, LIMIT);
+    assert!(status.success(), "{}", worker_log(&host, "host-s"));
+    let ok = "SELECT count(*) FROM runs WHERE tag = 'shipped' AND status = 'ok'";
+    assert_eq!(
+        value(pg, "shipped", ok),
+        1,
+        "{}",
+        worker_log(&host, "host-s")
+    );
+    let flags = pg.psql(
+        "shipped",
+        "SELECT c.flags FROM configs c JOIN trials t ON t.config_id = c.id",
+    );
+    assert!(
+        flags.contains("q8_0"),
+        "the file's matrix was measured: {flags}"
+    );
+}
+
+#[test]
 fn a_worker_killed_with_9_leaves_its_item_to_another_and_it_is_measured_once() {
     let pg = pg::shared();
     let url = pg.fresh_database("killed");
@@ -352,6 +393,7 @@ fn experiment(store: &Store, shards: usize) {
             tag: None,
             requires: &[],
             builds: &[],
+            shipped: &Default::default(),
         })
         .unwrap();
 }

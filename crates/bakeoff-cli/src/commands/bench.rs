@@ -204,6 +204,11 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
             tag,
             models: &plan.models,
             builds: Some(&plan.builds),
+            files: [&args.config, &settings.catalog]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
         };
         return super::worker::enqueue(global, &args.queue, queued, printer);
     }

@@ -30,12 +30,20 @@ pub fn run(global: &Global, args: &GateArgs, printer: Printer) -> anyhow::Result
                 .iter()
                 .map(|text| BuildRef::parse(text))
                 .collect::<bakeoff::Result<_>>()?;
+            // The candidates file's suite is named relative to it: shipped beside it.
+            let files = [Some(path), args.gate.as_ref(), args.catalog.as_ref()]
+                .into_iter()
+                .flatten()
+                .chain(&file.checks.suite)
+                .cloned()
+                .collect();
             let queued = super::worker::Queued {
                 kind: "gate",
                 cells: 1,
                 tag,
                 models: &models,
                 builds: Some(&builds),
+                files,
             };
             return super::worker::enqueue(global, &args.queue, queued, printer);
         }

@@ -180,6 +180,11 @@ pub fn run(global: &Global, mut args: LoadArgs, printer: Printer) -> anyhow::Res
             tag: args.tag.as_deref(),
             models: &models,
             builds: (!models.is_empty()).then_some(&builds[..]),
+            files: [&args.dataset, &args.subject.catalog]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
         };
         return super::worker::enqueue(global, &args.queue, queued, printer);
     }

@@ -51,6 +51,11 @@ pub fn run(global: &Global, args: &TuneArgs, printer: Printer) -> anyhow::Result
             tag,
             models: &paths,
             builds: Some(&[]),
+            files: [&args.config, &tune.catalog]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
         };
         return super::worker::enqueue(global, &args.queue, queued, printer);
     }

@@ -251,6 +251,9 @@ pub struct Queued<'a> {
     /// The `--build`s it sweeps (none: the default engine), or `None` for a command that starts
     /// no llama.cpp engine (a load test of a running server).
     pub builds: Option<&'a [BuildRef]>,
+    /// The files it names besides models (experiment, candidates, dataset, suite, catalog),
+    /// shipped with it.
+    pub files: Vec<PathBuf>,
 }
 
 /// `--queue`: put this command on the team store's queue instead of running it.
@@ -266,6 +269,7 @@ pub fn enqueue(
         tag,
         models,
         builds,
+        files,
     } = queued;
     let builds = match builds {
         // The default engine, left to each worker.
@@ -288,6 +292,7 @@ pub fn enqueue(
         tag,
         models,
         builds,
+        files,
     };
     let enqueued = queue::enqueue(&store, &request)?;
     let what = match mode {

@@ -209,7 +209,7 @@ impl Supervised {
         stdout_path: Option<&Path>,
         log_path: &Path,
     ) -> Result<Self> {
-        Self::spawn_with_env(program, args, &[], stdout_path, log_path)
+        Self::spawn_with_env(program, args, &[], None, stdout_path, log_path)
     }
 
     /// As [`Supervised::spawn_with_stdout`], with `env` added to the child's environment (a
@@ -218,6 +218,7 @@ impl Supervised {
         program: &Path,
         args: &[String],
         env: &[(String, String)],
+        cwd: Option<&Path>,
         stdout_path: Option<&Path>,
         log_path: &Path,
     ) -> Result<Self> {
@@ -242,6 +243,9 @@ impl Supervised {
             .stdout(stdout)
             .stderr(log)
             .process_group(0);
+        if let Some(dir) = cwd {
+            command.current_dir(dir);
+        }
         // SAFETY: prctl is async-signal-safe; it asks the kernel to SIGKILL the child if we die.
         unsafe {
             command.pre_exec(|| {

@@ -8,7 +8,10 @@
 use crate::engines::build::BuildRef;
 use crate::engines::discovery::{self, LlamaCppInstall};
 use crate::engines::process::{self, Supervised};
-use crate::store::queue::{BuildNeed, Claim, Enqueued, NewExperiment, QueueMode, Requirement};
+use crate::store::queue::{
+    BuildNeed, Claim, Enqueued, NewExperiment, QueueMode, Requirement, Shipped, ShippedFile,
+    ShippedModel,
+};
 use crate::store::{Location, Store};
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -32,6 +35,147 @@ pub struct Request<'a> {
     /// The llama.cpp builds it runs on ([`build_needs`]): a worker takes it only where it has
     /// each (by build number and commit).
     pub builds: Vec<BuildNeed>,
+    /// The files it reads besides models (experiment, candidates, dataset, suite, catalog):
+    /// shipped with it ([`ship`]), so a worker needs none of them at the same path.
+    pub files: Vec<PathBuf>,
+}
+
+/// The most a shipped file may hold: these are settings and prompts, not data sets of models.
+const MAX_SHIPPED_BYTES: u64 = 16 << 20;
+
+/// Read the files a queued command names, each under its absolute path (lexically normalised,
+/// so a file's relative references land where they did here), with the directory it was given
+/// in and the paths it reached its models by (`(path, sha256)`). A file that cannot be read, is
+/// too large or is not UTF-8 text is an error naming it.
+pub fn ship(files: &[PathBuf], models: &[(PathBuf, String)]) -> Result<Shipped> {
+    let cwd = std::env::current_dir().map_err(|e| Error::io(Path::new("."), e))?;
+    let mut shipped = Shipped {
+        cwd: cwd.display().to_string(),
+        ..Shipped::default()
+    };
+    for (path, sha256) in models {
+        let path = normalise(&cwd.join(path)).display().to_string();
+        if !shipped.models.iter().any(|m| m.path == path) {
+            let sha256 = sha256.clone();
+            shipped.models.push(ShippedModel { path, sha256 });
+        }
+    }
+    for file in files {
+        let path = normalise(&cwd.join(file));
+        let shown = path.display().to_string();
+        if shipped.files.iter().any(|f| f.path == shown) {
+            continue;
+        }
+        let size = std::fs::metadata(&path)
+            .map_err(|e| Error::io(file, e))?
+            .len();
+        if size > MAX_SHIPPED_BYTES {
+            return Err(Error::input(format!(
+                "{}: {:.1} MiB is too large to ship with a queued experiment (at most {} MiB)",
+                file.display(),
+                size as f64 / (1 << 20) as f64,
+                MAX_SHIPPED_BYTES >> 20
+            )));
+        }
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(file, e))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            Error::input(format!(
+                "{}: not UTF-8 text at byte {}, so it cannot be shipped with a queued experiment",
+                file.display(),
+                e.utf8_error().valid_up_to()
+            ))
+        })?;
+        shipped.files.push(ShippedFile {
+            path: shown,
+            sha256: crate::formats::sha256_hex(text.as_bytes()),
+            text,
+        });
+    }
+    Ok(shipped)
+}
+
+/// `a/./b/../c` as `a/c`, without touching the filesystem.
+fn normalise(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Where the enqueuing host's absolute `path` lies under a worker's `root`.
+fn under(root: &Path, path: &str) -> PathBuf {
+    root.join(path.trim_start_matches('/'))
+}
+
+/// Why a child failed, from its log: its `error:` line (the hint that follows says less), else
+/// its last line.
+fn child_error(log: &Path) -> String {
+    let tail = crate::engines::fatal::tail(log, 20);
+    let error = tail.iter().rev().find(|l| l.trim().starts_with("error:"));
+    error.or(tail.last()).map_or(String::new(), |l| l.trim().to_string())
+}
+
+/// `arg` with a shipped file's absolute path (the whole argument, or after `--flag=`) replaced
+/// by where it lies under `root`.
+fn relocate(arg: &str, shipped: &Shipped, root: &Path) -> String {
+    for file in &shipped.files {
+        let (flag, value) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (Some(flag), value),
+            _ => (None, arg),
+        };
+        if value == file.path {
+            let moved = under(root, &file.path).display().to_string();
+            return match flag {
+                Some(flag) => format!("{flag}={moved}"),
+                None => moved,
+            };
+        }
+    }
+    arg.to_string()
+}
+
+/// Lay out what a claim shipped under `root`, as the enqueuing host had it: each file at its
+/// path, this host's copy of each model linked at every path the command reached it by (so a
+/// relative model path, on the command line or in a shipped file, finds it), and the command's
+/// directory. Returns that directory, where the command's relative paths resolve; `None` for an
+/// experiment enqueued before files were shipped.
+pub fn lay_out(
+    shipped: &Shipped,
+    local: impl Fn(&str) -> Option<PathBuf>,
+    root: &Path,
+) -> Result<Option<PathBuf>> {
+    if shipped.cwd.is_empty() {
+        return Ok(None);
+    }
+    let io = |path: &Path, e| Error::io(path, e);
+    for file in &shipped.files {
+        let at = under(root, &file.path);
+        if let Some(dir) = at.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        }
+        std::fs::write(&at, &file.text).map_err(|e| io(&at, e))?;
+    }
+    for model in &shipped.models {
+        let Some(copy) = local(&model.sha256) else {
+            continue;
+        };
+        let at = under(root, &model.path);
+        if let Some(dir) = at.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        }
+        let _ = std::fs::remove_file(&at);
+        std::os::unix::fs::symlink(copy, &at).map_err(|e| io(&at, e))?;
+    }
+    let cwd = under(root, &shipped.cwd);
+    std::fs::create_dir_all(&cwd).map_err(|e| io(&cwd, e))?;
+    Ok(Some(cwd))
 }
 
 /// `b11434 (abc1234)`: how an install's build is matched across hosts (its number and commit as
@@ -92,8 +236,11 @@ pub fn build_needs(engine_path: Option<&Path>, builds: &[BuildRef]) -> Result<Ve
 /// Enqueue an experiment (hashing its models here, so workers can match them by content).
 pub fn enqueue(store: &Store, request: &Request) -> Result<Enqueued> {
     let mut requires = Vec::new();
+    let mut links = Vec::new();
     for path in request.models {
         let row = store.model(path)?;
+        links.push((path.clone(), row.sha256.clone()));
+        links.push((PathBuf::from(&row.path), row.sha256.clone()));
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -117,6 +264,7 @@ pub fn enqueue(store: &Store, request: &Request) -> Result<Enqueued> {
         tag: request.tag,
         requires: &requires,
         builds: &request.builds,
+        shipped: &ship(&request.files, &links)?,
     })
 }
 
@@ -299,8 +447,15 @@ impl Worker {
             (ITEM_ENV.to_string(), claim.item.to_string()),
             ("BAKEOFF_HOST".to_string(), self.config.host.clone()),
         ];
-        let args = self.child_args(claim);
-        let mut child = Supervised::spawn_with_env(&self.config.exe, &args, &env, None, &log)?;
+        let files = self
+            .config
+            .log_dir
+            .join(format!("item-{}-files", claim.item));
+        let local = |sha256: &str| self.held.get(sha256).cloned().flatten();
+        let cwd = lay_out(&claim.shipped, local, &files)?;
+        let args = self.child_args(claim, &files);
+        let mut child =
+            Supervised::spawn_with_env(&self.config.exe, &args, &env, cwd.as_deref(), None, &log)?;
         let renew_every = Duration::from_secs_f64((self.config.lease_s / 3.0).max(0.2));
         let mut renewed = Instant::now();
         let status = loop {
@@ -333,8 +488,7 @@ impl Worker {
                 run_uuid: run_uuid.as_deref(),
             });
         } else {
-            let last = crate::engines::fatal::tail(&log, 1).join("");
-            let error = format!("{status}: {}", last.trim());
+            let error = format!("{status}: {}", child_error(&log));
             store.finish_item(claim.item, name, Err(&error))?;
             summary.failed += 1;
             on_event(WorkerEvent::Failed {
@@ -348,8 +502,10 @@ impl Worker {
 
     /// The child's command line: the enqueued arguments, each required model's and build's
     /// enqueued path replaced by where this host has it (the default engine named with
-    /// `--engine-path`, so the child runs the matched build), and the item's shard of a split.
-    fn child_args(&self, claim: &Claim) -> Vec<String> {
+    /// `--engine-path`, so the child runs the matched build), each shipped file's absolute path
+    /// by where it was laid out under `files` (relative ones resolve from the child's directory,
+    /// which [`lay_out`] made), and the item's shard of a split.
+    fn child_args(&self, claim: &Claim, files: &Path) -> Vec<String> {
         let models = claim.requires.iter().filter_map(|need| {
             let local = self.held.get(&need.sha256)?.as_ref()?;
             Some((need.path.as_str(), local))
@@ -366,9 +522,10 @@ impl Worker {
             .argv
             .iter()
             .map(|arg| {
-                places.iter().fold(arg.clone(), |arg, (path, local)| {
+                let arg = places.iter().fold(arg.clone(), |arg, (path, local)| {
                     arg.replace(path, &local.display().to_string())
-                })
+                });
+                relocate(&arg, &claim.shipped, files)
             })
             .collect();
         let default = claim.builds.iter().find(|need| need.path.is_empty());
@@ -423,5 +580,95 @@ impl Worker {
         candidates.into_iter().find(|path| {
             path.is_file() && crate::formats::sha256_file(path).is_ok_and(|sha| sha == need.sha256)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_files_are_laid_out_where_the_enqueuing_host_had_them() {
+        let here = tempfile::tempdir().unwrap();
+        let exp = here.path().join("exp");
+        std::fs::create_dir_all(exp.join("suites")).unwrap();
+        std::fs::write(
+            exp.join("gate.toml"),
+            "[checks]\nsuite = \"suites/s.toml\"\n",
+        )
+        .unwrap();
+        std::fs::write(exp.join("suites/s.toml"), "[[canary]]\n").unwrap();
+        // Spelt with `.` and `..`, as a user may; shipped once, under its normalised path.
+        let gate = exp.join("suites/../gate.toml");
+        let files = [gate.clone(), exp.join("./suites/s.toml"), gate];
+        let models = [(exp.join("models/m.gguf"), "ab".to_string())];
+        let shipped = ship(&files, &models).unwrap();
+        assert_eq!(shipped.files.len(), 2);
+        let gate_path = exp.join("gate.toml").display().to_string();
+        assert_eq!(shipped.files[0].path, gate_path);
+        assert_eq!(shipped.files[1].text, "[[canary]]\n");
+        assert_eq!(
+            shipped.files[1].sha256,
+            crate::formats::sha256_hex(b"[[canary]]\n")
+        );
+
+        // The worker's side: none of the enqueuing host's files exist there.
+        let worker = tempfile::tempdir().unwrap();
+        let model = worker.path().join("held.gguf");
+        std::fs::write(&model, "GGUF").unwrap();
+        let root = worker.path().join("item-1-files");
+        let held = |sha256: &str| (sha256 == "ab").then(|| model.clone());
+        let cwd = lay_out(&shipped, held, &root).unwrap().unwrap();
+        assert_eq!(cwd, under(&root, &shipped.cwd));
+        assert!(cwd.is_dir());
+        let laid = under(&root, &gate_path);
+        let suite = laid.parent().unwrap().join("suites/s.toml");
+        assert_eq!(std::fs::read_to_string(suite).unwrap(), "[[canary]]\n");
+        // A shipped file's relative reference to a model finds the worker's copy.
+        let linked = laid.parent().unwrap().join("models/m.gguf");
+        assert_eq!(std::fs::read_to_string(linked).unwrap(), "GGUF");
+        // Laying out again (a retried item) replaces what is there.
+        assert!(lay_out(&shipped, held, &root).is_ok());
+
+        // Absolute spellings move under the root; other arguments stay.
+        let moved = laid.display().to_string();
+        assert_eq!(relocate(&gate_path, &shipped, &root), moved);
+        let flag = format!("--config={gate_path}");
+        assert_eq!(
+            relocate(&flag, &shipped, &root),
+            format!("--config={moved}")
+        );
+        assert_eq!(relocate("gate.toml", &shipped, &root), "gate.toml");
+        assert_eq!(relocate("-ctk=q8_0", &shipped, &root), "-ctk=q8_0");
+        // An experiment enqueued before files were shipped runs where the worker stands.
+        assert_eq!(lay_out(&Shipped::default(), held, &root).unwrap(), None);
+    }
+
+    #[test]
+    fn a_failed_child_is_described_by_its_error_line_not_the_hint_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("item.log");
+        let text = "bench: 1 configuration\nerror: exp.toml: No such file\nhint: check the path\n";
+        std::fs::write(&log, text).unwrap();
+        assert_eq!(child_error(&log), "error: exp.toml: No such file");
+        std::fs::write(&log, "killed\n").unwrap();
+        assert_eq!(child_error(&log), "killed");
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_shipped_is_an_error_naming_it() {
+        let here = tempfile::tempdir().unwrap();
+        let binary = here.path().join("data.bin");
+        std::fs::write(&binary, [b'o', b'k', 0xff, 0xfe]).unwrap();
+        let error = ship(std::slice::from_ref(&binary), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("data.bin: not UTF-8 text at byte 2"),
+            "{error}"
+        );
+        let missing = here.path().join("gone.toml");
+        let error = ship(&[missing], &[]).unwrap_err().to_string();
+        assert!(error.contains("gone.toml"), "{error}");
     }
 }

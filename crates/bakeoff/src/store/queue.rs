@@ -37,6 +37,35 @@ pub struct Requirement {
     pub path: String,
 }
 
+/// The files a queued command reads, shipped with it: each at its absolute path on the
+/// enqueuing host, and the directory the command was given in (its relative paths resolve there).
+/// A worker lays them out again under a folder of its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Shipped {
+    #[serde(default)]
+    pub cwd: String,
+    #[serde(default)]
+    pub files: Vec<ShippedFile>,
+    /// Every path the command reached a model by (as named and as resolved, both absolute): a
+    /// worker links each to its own copy, so relative model paths resolve as they did.
+    #[serde(default)]
+    pub models: Vec<ShippedModel>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ShippedModel {
+    pub path: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ShippedFile {
+    /// Absolute, on the enqueuing host.
+    pub path: String,
+    pub sha256: String,
+    pub text: String,
+}
+
 /// An engine build an experiment runs on: a worker takes it only where it has the same build.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct BuildNeed {
@@ -60,6 +89,7 @@ pub struct NewExperiment<'a> {
     pub tag: Option<&'a str>,
     pub requires: &'a [Requirement],
     pub builds: &'a [BuildNeed],
+    pub shipped: &'a Shipped,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -85,6 +115,7 @@ pub struct Claim {
     pub attempts: usize,
     pub requires: Vec<Requirement>,
     pub builds: Vec<BuildNeed>,
+    pub shipped: Shipped,
 }
 
 /// One row of `bakeoff queue` (the items and where they stand).
@@ -131,12 +162,13 @@ impl Store {
         let shards = new.shards.max(1);
         let models = serde_json::to_string(new.requires).unwrap_or_default();
         let builds = serde_json::to_string(new.builds).unwrap_or_default();
+        let shipped = serde_json::to_string(new.shipped).unwrap_or_default();
         self.db
             .transaction(|db| {
                 let id = db.insert(
-                    "INSERT INTO queue_experiments (uuid, kind, mode, argv, shards, host_tag, tag, models, builds)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    params![uuid, new.kind, new.mode.as_str(), argv, shards, new.host_tag, new.tag, models, builds],
+                    "INSERT INTO queue_experiments (uuid, kind, mode, argv, shards, host_tag, tag, models, builds, shipped)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    params![uuid, new.kind, new.mode.as_str(), argv, shards, new.host_tag, new.tag, models, builds, shipped],
                 )?;
                 for need in new.requires {
                     db.execute(
@@ -284,7 +316,7 @@ impl Store {
         let claim = self
             .db
             .query_row(
-                "SELECT uuid, kind, mode, argv, shards, models, builds FROM queue_experiments WHERE id = ?1",
+                "SELECT uuid, kind, mode, argv, shards, models, builds, shipped FROM queue_experiments WHERE id = ?1",
                 [experiment],
                 |r| claim_of(r, item, experiment, shard_k, attempts),
             )
@@ -401,6 +433,7 @@ fn claim_of(
     let argv: String = r.get(3)?;
     let models: String = r.get(5)?;
     let builds: String = r.get(6)?;
+    let shipped: String = r.get(7)?;
     Ok(Claim {
         item,
         experiment,
@@ -421,6 +454,7 @@ fn claim_of(
             })
             .collect(),
         builds: serde_json::from_str(&builds).unwrap_or_default(),
+        shipped: serde_json::from_str(&shipped).unwrap_or_default(),
     })
 }
 

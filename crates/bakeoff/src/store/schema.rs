@@ -319,6 +319,12 @@ pub const MIGRATIONS: &[&str] = &[
         path TEXT NOT NULL DEFAULT ''
     );
     "#,
+    // 14: the files a queued command reads (its experiment, candidates, dataset, suites: JSON
+    // `{"cwd": .., "files": [{"path": .., "sha256": .., "text": ..}]}`), shipped with it so a
+    // worker runs it where the enqueuing host's files do not exist; `{}` for older experiments.
+    r#"
+    ALTER TABLE queue_experiments ADD COLUMN shipped TEXT NOT NULL DEFAULT '{}';
+    "#,
 ];
 
 /// The entries PostgreSQL spells its own way (by number, from 1).

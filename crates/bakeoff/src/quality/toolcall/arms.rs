@@ -475,7 +475,7 @@ impl NativeArm {
             model: model.into(),
             api: api.into(),
             format: Some(format.name().into()),
-            template_sha256: Some(sha256_hex(template.source.as_bytes())),
+            template_sha256: Some(crate::formats::sha256_hex(template.source.as_bytes())),
             force_tools,
             sampling,
             prefill: None,
@@ -574,14 +574,6 @@ impl Arm for NativeArm {
         }
         Ok(turn)
     }
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[cfg(test)]
