@@ -204,11 +204,7 @@ pub fn run(global: &Global, args: BenchArgs, printer: Printer) -> anyhow::Result
             tag,
             models: &plan.models,
             builds: Some(&plan.builds),
-            files: [&args.config, &settings.catalog]
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect(),
+            files: super::worker::named_files(&[&args.config, &settings.catalog]),
         };
         return super::worker::enqueue(global, &args.queue, queued, printer);
     }

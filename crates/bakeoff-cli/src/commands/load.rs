@@ -180,11 +180,7 @@ pub fn run(global: &Global, mut args: LoadArgs, printer: Printer) -> anyhow::Res
             tag: args.tag.as_deref(),
             models: &models,
             builds: (!models.is_empty()).then_some(&builds[..]),
-            files: [&args.dataset, &args.subject.catalog]
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect(),
+            files: super::worker::named_files(&[&args.dataset, &args.subject.catalog]),
         };
         return super::worker::enqueue(global, &args.queue, queued, printer);
     }

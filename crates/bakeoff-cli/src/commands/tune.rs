@@ -51,11 +51,7 @@ pub fn run(global: &Global, args: &TuneArgs, printer: Printer) -> anyhow::Result
             tag,
             models: &paths,
             builds: Some(&[]),
-            files: [&args.config, &tune.catalog]
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect(),
+            files: super::worker::named_files(&[&args.config, &tune.catalog]),
         };
         return super::worker::enqueue(global, &args.queue, queued, printer);
     }

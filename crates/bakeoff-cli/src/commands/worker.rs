@@ -256,6 +256,11 @@ pub struct Queued<'a> {
     pub files: Vec<PathBuf>,
 }
 
+/// The files among a command's optional paths that it was given ([`Queued::files`]).
+pub fn named_files(paths: &[&Option<PathBuf>]) -> Vec<PathBuf> {
+    paths.iter().copied().flatten().cloned().collect()
+}
+
 /// `--queue`: put this command on the team store's queue instead of running it.
 pub fn enqueue(
     global: &Global,

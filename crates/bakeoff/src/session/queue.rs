@@ -119,7 +119,9 @@ fn under(root: &Path, path: &str) -> PathBuf {
 fn child_error(log: &Path) -> String {
     let tail = crate::engines::fatal::tail(log, 20);
     let error = tail.iter().rev().find(|l| l.trim().starts_with("error:"));
-    error.or(tail.last()).map_or(String::new(), |l| l.trim().to_string())
+    error
+        .or(tail.last())
+        .map_or(String::new(), |l| l.trim().to_string())
 }
 
 /// `arg` with a shipped file's absolute path (the whole argument, or after `--flag=`) replaced
