@@ -1,9 +1,10 @@
 //! Many hosts, one experiment: `--queue` puts a bench, load, gate or tune on a team store's queue
 //! ([`enqueue`]) and `bakeoff worker` on each host runs what it may take ([`Worker::run`]): it
 //! claims an item, runs `bakeoff` itself on it as a child (its own measuring run, lock and
-//! engines; `--shard K/N` for one shard of a split), renews the item's lease while the child
-//! measures, and marks the item done once the child's run is committed. There is no scheduler
-//! daemon: PostgreSQL's row locks are the whole coordination.
+//! engines; `--shard K/N` for one shard of a split; the files the command named, shipped with it
+//! and laid out again: [`ship`], [`lay_out`]), renews the item's lease while the child measures,
+//! and marks the item done once the child's run is committed. There is no scheduler daemon:
+//! PostgreSQL's row locks are the whole coordination.
 
 use crate::engines::build::BuildRef;
 use crate::engines::discovery::{self, LlamaCppInstall};
@@ -454,7 +455,14 @@ impl Worker {
             .log_dir
             .join(format!("item-{}-files", claim.item));
         let local = |sha256: &str| self.held.get(sha256).cloned().flatten();
-        let cwd = lay_out(&claim.shipped, local, &files)?;
+        let cwd = match lay_out(&claim.shipped, local, &files) {
+            Ok(cwd) => cwd,
+            // A disk that refuses the files fails this item, not the worker.
+            Err(e) => {
+                let error = format!("laying out its files: {e}");
+                return self.failed(store, claim, &error, &log, summary, on_event);
+            }
+        };
         let args = self.child_args(claim, &files);
         let mut child =
             Supervised::spawn_with_env(&self.config.exe, &args, &env, cwd.as_deref(), None, &log)?;
@@ -491,14 +499,27 @@ impl Worker {
             });
         } else {
             let error = format!("{status}: {}", child_error(&log));
-            store.finish_item(claim.item, name, Err(&error))?;
-            summary.failed += 1;
-            on_event(WorkerEvent::Failed {
-                item: claim.item,
-                error: &error,
-                log: &log,
-            });
+            return self.failed(store, claim, &error, &log, summary, on_event);
         }
+        Ok(())
+    }
+
+    fn failed(
+        &self,
+        store: &Store,
+        claim: &Claim,
+        error: &str,
+        log: &Path,
+        summary: &mut WorkerSummary,
+        on_event: &mut impl FnMut(WorkerEvent),
+    ) -> Result<()> {
+        store.finish_item(claim.item, &self.config.name, Err(error))?;
+        summary.failed += 1;
+        on_event(WorkerEvent::Failed {
+            item: claim.item,
+            error,
+            log,
+        });
         Ok(())
     }
 
