@@ -318,6 +318,24 @@ fn beside_f16_the_winner_is_faithful_and_every_decision_is_stored() {
     assert_eq!(winners.len(), 1, "{decisions:?}");
     assert_eq!(winners[0].candidate, winner["label"].as_str().unwrap());
     assert_eq!(store.tune_answer(run).unwrap().as_ref(), Some(&answer));
+    // The winner and the defaults are compared interleaved, A B B A A B, not all of one then
+    // all of the other: the last four runs of one configuration alternate, sized 2, 2 and 1
+    // repetitions (the first may run on from the race).
+    let mut runs: Vec<(Option<String>, Vec<i64>)> = Vec::new();
+    for trial in store.trials(run).unwrap() {
+        match runs.last_mut() {
+            Some((config, reps)) if *config == trial.config_hash => reps.push(trial.repetition),
+            _ => runs.push((trial.config_hash.clone(), vec![trial.repetition])),
+        }
+    }
+    let tail = &runs[runs.len() - 4..];
+    let (a, b) = (&tail[0].0, &tail[1].0);
+    assert_ne!(a, b);
+    let configs: Vec<_> = tail.iter().map(|(config, _)| config).collect();
+    assert_eq!(configs, [a, b, a, b], "{runs:?}");
+    let distinct = |reps: &[i64]| reps.iter().collect::<std::collections::BTreeSet<_>>().len();
+    let sizes: Vec<usize> = tail[1..].iter().map(|(_, reps)| distinct(reps)).collect();
+    assert_eq!(sizes, [2, 2, 1], "{runs:?}");
 }
 
 /// The two fits `--dry-run` reports, tightest first: what the f16 and q8_0 V configurations need.

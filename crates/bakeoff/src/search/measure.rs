@@ -171,6 +171,40 @@ impl<'a> Engines<'a> {
         Ok(samples)
     }
 
+    /// `pairs` repetitions each of `a` and `b`, interleaved A B B A A B …: a machine that drifts
+    /// (a noisy neighbour arriving, a CPU's clock sinking as it warms) weighs on both alike, where
+    /// all of `a` then all of `b` would hand the drift to one side. A side that fails stops; the
+    /// other goes on. Returns each side's samples.
+    pub fn interleaved(
+        &mut self,
+        a: usize,
+        b: usize,
+        pairs: usize,
+    ) -> Result<(Vec<f64>, Vec<f64>)> {
+        let mut samples = (Vec::new(), Vec::new());
+        let mut live = (true, true);
+        for pair in 0..pairs {
+            let order = if pair % 2 == 0 { [a, b] } else { [b, a] };
+            for candidate in order {
+                let (side, alive) = match candidate == a {
+                    true => (&mut samples.0, &mut live.0),
+                    false => (&mut samples.1, &mut live.1),
+                };
+                if !*alive {
+                    continue;
+                }
+                match self.repetition(candidate)? {
+                    Some(score) => side.push(score),
+                    None => *alive = false,
+                }
+            }
+            if self.interrupted.is_some() || !(live.0 || live.1) {
+                break;
+            }
+        }
+        Ok(samples)
+    }
+
     /// One repetition's score: from the stored trials when a resumed run holds it, else
     /// measured. `None`: it failed (reported) or the tune was interrupted.
     fn repetition(&mut self, candidate: usize) -> Result<Option<f64>> {

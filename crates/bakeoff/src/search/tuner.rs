@@ -22,8 +22,8 @@ use std::time::Instant;
 
 /// Screens per round: a time budget is read between rounds, so a round is kept short.
 pub const SCREENS_PER_ROUND: usize = 6;
-/// Repetitions of the winner and then of the engine's defaults, measured back to back after
-/// the race: the speed-up over the defaults compares these.
+/// Repetitions each of the winner and of the engine's defaults, measured after the race,
+/// interleaved (A B B A A B): the speed-up over the defaults compares these.
 pub const DEFAULTS_REPS: usize = 3;
 /// No candidate is measured more often: two candidates this close are reported unresolved.
 pub const MAX_REPS: usize = 12;
@@ -343,10 +343,9 @@ pub fn run(run: &TuneRun, observe: &dyn Fn(Event)) -> Result<Tuned> {
         .map_or(0, |w| field.contenders[w.candidate].subject);
     let defaults_index = race_size + winner_subject;
     let (beside, defaults) = match (process::interrupted(), &race_result.winner) {
-        (None, Some(winner)) => (
-            engines.extra(winner.candidate, DEFAULTS_REPS)?,
-            engines.extra(defaults_index, DEFAULTS_REPS)?,
-        ),
+        (None, Some(winner)) => {
+            engines.interleaved(winner.candidate, defaults_index, DEFAULTS_REPS)?
+        }
         (None, None) => (Vec::new(), engines.extra(defaults_index, DEFAULTS_REPS)?),
         (Some(_), _) => (Vec::new(), Vec::new()),
     };
