@@ -66,9 +66,9 @@ pub fn propose(answer: &Answer) -> (Verdict, String) {
         );
         return (Verdict::Pending, why);
     };
-    // Back to back with the defaults when it was measured so (see `Answer::beside_defaults`).
+    // Interleaved with the defaults when it was measured so (see `Answer::beside_defaults`).
     let (winner, when) = match &answer.beside_defaults {
-        Some(beside) => (beside, " measured back to back"),
+        Some(beside) => (beside, " measured interleaved"),
         None => (winner, ""),
     };
     let pct = answer

@@ -205,7 +205,7 @@ pub fn summary_lines(answer: &Answer) -> Vec<String> {
     if let (Some(d), Some(pct)) = (&answer.defaults, answer.speedup_over_defaults_pct) {
         let basis = match &answer.beside_defaults {
             Some(w) => format!(
-                "{} against the winner's {}, back to back",
+                "{} against the winner's {}, interleaved",
                 speed(answer, d),
                 speed(answer, w)
             ),
