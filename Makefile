@@ -29,7 +29,7 @@ demo: setup $(BAKEOFF)
 	$(BAKEOFF) gate examples/kv-gate.toml --tag demo
 	$(BAKEOFF) bench --model $(MODEL),$(GEMMA) -fa on -p 64 -n 32 -r 3 --tag shootout
 	$(BAKEOFF) report shootout --shootout
-	$(BAKEOFF) tune --model $(MODEL) --ctx 2048 --goal tg --budget 4m --tag demo --save demo \
+	$(BAKEOFF) tune --model $(MODEL) --ctx 2048 --goal tg --budget 4m --tag demo --save demo --force \
 		--only -ctk=f16,q8_0 --only -ctv=f16,q8_0,q4_0 --only -ub=128,512 --pin -b=2048 \
 		--only -t=1,2 --pin spec=none --pin -lm=mmap
 
