@@ -348,8 +348,10 @@ pub struct WorkerArgs {
     /// after a worker dies its item is claimed again once this runs out.
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     pub lease: f64,
-    /// Pause between polls of an empty queue.
-    #[arg(long, value_name = "SPAN", value_parser = span, default_value = "2s")]
+    /// The longest an idle worker waits before looking at the queue again; new work wakes it
+    /// at once (PostgreSQL LISTEN/NOTIFY), so this only bounds how late it finds an item whose
+    /// worker died.
+    #[arg(long, value_name = "SPAN", value_parser = span, default_value = "10s")]
     pub poll: Duration,
     /// Run one item, then exit.
     #[arg(long)]

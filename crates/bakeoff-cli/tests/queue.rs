@@ -40,8 +40,14 @@ fn enqueue(url: &str, args: &[&str]) -> String {
 
 fn worker(host: &Sandbox, url: &str, name: &str, extra: &[&str]) -> Child {
     let log = std::fs::File::create(host.dir.path().join(format!("{name}.log"))).unwrap();
+    // Quick polls, unless the test sets its own.
+    let poll = match extra.contains(&"--poll") {
+        true => &[][..],
+        false => &["--poll", "200ms"][..],
+    };
     host_cmd(host, url)
-        .args(["worker", "--host", name, "--poll", "200ms"])
+        .args(["worker", "--host", name])
+        .args(poll)
         .args(extra)
         .stdout(Stdio::null())
         .stderr(log)
@@ -150,6 +156,31 @@ fn a_split_sweep_is_measured_once_across_two_workers_and_each_runs_on_every_host
         listing.contains("host-a") && listing.contains("done"),
         "{listing}"
     );
+}
+
+#[test]
+fn an_idle_worker_is_woken_by_an_enqueue_not_by_its_poll() {
+    let pg = pg::shared();
+    let url = pg.fresh_database("notify");
+    let host = Sandbox::new();
+    let mut w = worker(&host, &url, "host-n", &["--poll", "1h"]);
+    // It listens once it has found the queue empty.
+    let listening = "SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = 'notify' AND query = 'LISTEN bakeoff_queue'";
+    wait_for(pg, "notify", listening, 0, LIMIT);
+    enqueue(
+        &url,
+        &["-n", "8", "-r", "1", "--kv", "f16", "--tag", "woken"],
+    );
+    // With an hour between looks, only the notification can have started the item.
+    let done = "SELECT count(*) FROM queue_items WHERE status = 'done'";
+    wait_for(pg, "notify", done, 0, Duration::from_secs(300));
+    // A signal is heard while it waits for the next announcement.
+    common::signal(w.id(), libc::SIGTERM);
+    let status = wait_exit(&mut w, Duration::from_secs(60));
+    assert!(status.code().is_some(), "{}", worker_log(&host, "host-n"));
+    let log = worker_log(&host, "host-n");
+    assert!(log.contains("item 1: bench"), "{log}");
 }
 
 #[test]

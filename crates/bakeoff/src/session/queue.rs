@@ -281,7 +281,8 @@ pub struct WorkerConfig {
     pub tags: Vec<String>,
     /// Seconds a claim holds without renewal; renewed every third of it.
     pub lease_s: f64,
-    /// Pause between polls of an empty queue.
+    /// The longest an idle worker waits before looking at the queue again; new work wakes it
+    /// at once (PostgreSQL `LISTEN`/`NOTIFY`).
     pub poll: Duration,
     /// Stop after this many items (`--once` is 1).
     pub max_items: Option<usize>,
@@ -413,8 +414,16 @@ impl Worker {
                 {
                     return Ok(summary);
                 }
-                // Polling an empty queue (LISTEN/NOTIFY would save the wait, not the work).
-                std::thread::sleep(config.poll);
+                // An empty queue: wait for an announcement, or look again after `poll` (an
+                // item whose lease ran out is not announced), a second at a time so that a
+                // signal is heard.
+                let until = Instant::now() + config.poll;
+                while process::interrupted().is_none() {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() || store.wait_for_work(left.min(Duration::from_secs(1)))? {
+                        break;
+                    }
+                }
                 continue;
             };
             taken += 1;

@@ -293,6 +293,8 @@ struct Pg {
     client: Option<postgres::Client>,
     statements: HashMap<String, postgres::Statement>,
     in_transaction: bool,
+    /// The channels this connection LISTENs on (a new connection listens again).
+    listening: Vec<String>,
 }
 
 /// How long a PostgreSQL statement waits for a lost server to come back: `BAKEOFF_DB_RETRY_S`
@@ -322,6 +324,7 @@ impl Db {
             client: None,
             statements: HashMap::new(),
             in_transaction: false,
+            listening: Vec::new(),
         };
         // A first connection waits less than a lost one: an unreachable store at start is more
         // often a wrong host or port than an outage to sit out.
@@ -433,6 +436,19 @@ impl Db {
         }
     }
 
+    /// Wait up to `timeout` for a `NOTIFY` on `channel`: `true` when one came (PostgreSQL, which
+    /// listens from the first call on each connection). SQLite has no notifications: it waits
+    /// out the timeout.
+    pub fn wait_for_notify(&self, channel: &str, timeout: Duration) -> Result<bool, DbError> {
+        match &self.conn {
+            Conn::Sqlite(_) => {
+                std::thread::sleep(timeout);
+                Ok(false)
+            }
+            Conn::Postgres(pg) => pg.borrow_mut().wait_for_notify(channel, timeout),
+        }
+    }
+
     /// Run `body` in one transaction (SQLite: `BEGIN IMMEDIATE`, the write lock taken first),
     /// committed when it returns `Ok`, rolled back otherwise. Not retried on a lost connection.
     pub fn transaction<T, E: From<DbError>>(
@@ -494,6 +510,7 @@ impl Pg {
                 Ok(client) => {
                     self.client = Some(client);
                     self.statements.clear();
+                    self.listening.clear();
                     if told {
                         let waited = started.elapsed().as_secs_f64();
                         eprintln!(
@@ -541,6 +558,10 @@ impl Pg {
     ) -> Result<T, DbError> {
         let deadline = Instant::now() + retry_window();
         loop {
+            // A connection lost past the retry window is found again here, not assumed.
+            if self.client.is_none() {
+                self.connect_within(deadline)?;
+            }
             let attempt = self.attempt(sql, values, &op);
             match attempt {
                 Err(e) if !self.in_transaction && lost(&e) => {
@@ -562,7 +583,7 @@ impl Pg {
             &[&(dyn postgres::types::ToSql + Sync)],
         ) -> Result<T, postgres::Error>,
     ) -> Result<T, postgres::Error> {
-        let client = self.client.as_mut().expect("connected");
+        let client = self.client.as_mut().expect("run connects first");
         let statement = match self.statements.get(sql) {
             Some(s) => s.clone(),
             None => {
@@ -582,10 +603,37 @@ impl Pg {
         op(client, &statement, &refs)
     }
 
+    fn wait_for_notify(&mut self, channel: &str, timeout: Duration) -> Result<bool, DbError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        if !self.listening.iter().any(|c| c == channel) {
+            self.batch(&format!("LISTEN {channel}"))?;
+            self.listening.push(channel.to_string());
+        }
+        let woken = {
+            let client = self.client.as_mut().expect("LISTEN connected");
+            let mut notifications = client.notifications();
+            let woken = (notifications.timeout_iter(timeout).next()).map(|n| n.is_some());
+            // Several notifications wake a waiter once.
+            while let Ok(Some(_)) = notifications.iter().next() {}
+            woken
+        };
+        match woken {
+            // The next statement reconnects (and listens again).
+            Err(e) if lost(&e) => {
+                self.client = None;
+                Ok(false)
+            }
+            other => other.map_err(DbError::Postgres),
+        }
+    }
+
     fn batch(&mut self, sql: &str) -> Result<(), DbError> {
         let deadline = Instant::now() + retry_window();
         loop {
-            let client = self.client.as_mut().expect("connected");
+            if self.client.is_none() {
+                self.connect_within(deadline)?;
+            }
+            let client = self.client.as_mut().expect("connected just above");
             match client.batch_execute(sql) {
                 Err(e) if !self.in_transaction && lost(&e) && sql != "COMMIT" => {
                     self.client = None;

@@ -8,6 +8,9 @@ use super::Store;
 use crate::{Error, Result};
 use serde::Serialize;
 
+/// The channel enqueuing and requeuing `NOTIFY`, and idle workers `LISTEN` on.
+const QUEUE_CHANNEL: &str = "bakeoff_queue";
+
 /// How an experiment spreads over the hosts that work on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -182,6 +185,8 @@ impl Store {
                         params![id, need.build, need.name, need.path],
                     )?;
                 }
+                // Delivered at commit: idle workers look at once instead of at their next poll.
+                db.batch(&format!("NOTIFY {QUEUE_CHANNEL}"))?;
                 let mut items = 0;
                 if new.mode == QueueMode::Split {
                     for k in 1..=shards {
@@ -363,6 +368,14 @@ impl Store {
     }
 
     /// End a held item: `done` with its run, or failed (queued again while attempts remain).
+    /// Wait up to `timeout` for new work (an experiment enqueued, an item given back to the
+    /// queue): `true` when some was announced. Items whose leases run out are not announced;
+    /// a worker finds them at its next look.
+    pub fn wait_for_work(&self, timeout: std::time::Duration) -> Result<bool> {
+        self.require_postgres("the queue")?;
+        (self.db.wait_for_notify(QUEUE_CHANNEL, timeout)).map_err(|e| self.err(e))
+    }
+
     pub fn finish_item(
         &self,
         item: i64,
@@ -378,14 +391,18 @@ impl Store {
                 ),
                 params![item, worker, run_uuid],
             ),
-            Err(error) => self.db.execute(
-                &format!(
-                    "UPDATE queue_items SET status = CASE WHEN attempts >= {MAX_ATTEMPTS} THEN 'failed' ELSE 'queued' END,
-                            error = ?3, lease_until = NULL, updated_at = {now}
-                     WHERE id = ?1 AND worker = ?2 AND status = 'running'"
-                ),
-                params![item, worker, error],
-            ),
+            Err(error) => {
+                let changed = self.db.execute(
+                    &format!(
+                        "UPDATE queue_items SET status = CASE WHEN attempts >= {MAX_ATTEMPTS} THEN 'failed' ELSE 'queued' END,
+                                error = ?3, lease_until = NULL, updated_at = {now}
+                         WHERE id = ?1 AND worker = ?2 AND status = 'running'"
+                    ),
+                    params![item, worker, error],
+                );
+                // An item back on the queue is work for another worker.
+                changed.and_then(|n| self.db.batch(&format!("NOTIFY {QUEUE_CHANNEL}")).map(|()| n))
+            }
         }
         .map_err(|e| self.err(e))?;
         Ok(changed == 1)
