@@ -128,20 +128,18 @@ fn child_error(log: &Path) -> String {
 /// `arg` with a shipped file's absolute path (the whole argument, or after `--flag=`) replaced
 /// by where it lies under `root`.
 fn relocate(arg: &str, shipped: &Shipped, root: &Path) -> String {
-    for file in &shipped.files {
-        let (flag, value) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (Some(flag), value),
-            _ => (None, arg),
-        };
-        if value == file.path {
-            let moved = under(root, &file.path).display().to_string();
-            return match flag {
-                Some(flag) => format!("{flag}={moved}"),
-                None => moved,
-            };
-        }
+    let (flag, value) = match arg.split_once('=') {
+        Some((flag, value)) if flag.starts_with("--") => (Some(flag), value),
+        _ => (None, arg),
+    };
+    if !shipped.files.iter().any(|file| file.path == value) {
+        return arg.to_string();
     }
-    arg.to_string()
+    let moved = under(root, value).display().to_string();
+    match flag {
+        Some(flag) => format!("{flag}={moved}"),
+        None => moved,
+    }
 }
 
 /// Lay out what a claim shipped under `root`, as the enqueuing host had it: each file at its
